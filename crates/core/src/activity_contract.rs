@@ -1,0 +1,68 @@
+//! The Shark's activities as typed declarations: name, input and output, no implementation.
+//!
+//! The workflows crate calls these; the activities crate implements them with
+//! `#[activity(definition = ...)]`, which makes the compiler check that both sides agree on the
+//! types. Keeping the declarations here lets the workflows crate stay free of I/O dependencies.
+
+#![allow(unreachable_pub, clippy::unimplemented)]
+
+use temporalio_sdk::activities::ActivityError;
+use temporalio_macros::activity_definitions;
+
+use crate::proto::{
+    DodReport, DodRequest, ExecuteReport, ExecuteRequest, IntegrateRequest, IntegrationReport,
+    LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest, UpdateBeadRequest, UpdateBeadResult,
+};
+
+pub struct SharkActivities;
+
+#[activity_definitions]
+impl SharkActivities {
+    /// Reads the bead from the project's backlog and checks it can be worked on.
+    #[activity(name = "load_bead")]
+    pub fn load_bead(_req: LoadBeadRequest) -> Result<LoadBeadResult, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Runs the planner agent once and parses its answer.
+    #[activity(name = "plan")]
+    pub fn plan(_req: PlanRequest) -> Result<PlanDraft, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Prepares the attempt's worktree and runs the executor agent in it.
+    #[activity(name = "execute")]
+    pub fn execute(_req: ExecuteRequest) -> Result<ExecuteReport, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Runs the project's definition-of-done commands in the attempt's worktree.
+    #[activity(name = "run_dod")]
+    pub fn run_dod(_req: DodRequest) -> Result<DodReport, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Commits the attempt on the bead's branch (once) and integrates it per the project policy.
+    #[activity(name = "integrate")]
+    pub fn integrate(_req: IntegrateRequest) -> Result<IntegrationReport, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Changes the bead's status and appends a note (once per run and note).
+    #[activity(name = "update_bead")]
+    pub fn update_bead(_req: UpdateBeadRequest) -> Result<UpdateBeadResult, ActivityError> {
+        unimplemented!()
+    }
+}
+
+/// Activity failure types the workflow treats as final (never retried).
+pub mod error_types {
+    /// The configuration cannot serve this request (unknown project, no provider for a role).
+    pub const CONFIG: &str = "ConfigError";
+    /// An agent program is not installed.
+    pub const MISSING_BINARY: &str = "MissingBinary";
+    /// The request itself is invalid (bad bead id, repository missing).
+    pub const INVALID_INPUT: &str = "InvalidInput";
+
+    pub const NON_RETRYABLE: [&str; 3] = [CONFIG, MISSING_BINARY, INVALID_INPUT];
+}

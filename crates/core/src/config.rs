@@ -1,0 +1,773 @@
+//! The worker configuration (`chum.toml`): schema, defaults and validation.
+//!
+//! Loading is layered with the `config` crate: the TOML file, then environment overrides named
+//! `CHUM__<SECTION>__<KEY>` (e.g. `CHUM__TEMPORAL__ADDRESS`). This module is pure: the caller reads
+//! the file and the environment and passes them in, so every error path is unit-tested.
+//! Every error names the file, the key and what to do.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::proto::SharkLimits;
+
+/// Agent roles. Each maps to a tier, each tier to an ordered list of providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Planner,
+    Executor,
+    Reviewer,
+    Learner,
+    Groomer,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Planner,
+        Role::Executor,
+        Role::Reviewer,
+        Role::Learner,
+        Role::Groomer,
+    ];
+    /// Roles the Shark cannot run without.
+    pub const REQUIRED: [Role; 2] = [Role::Planner, Role::Executor];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Planner => "planner",
+            Role::Executor => "executor",
+            Role::Reviewer => "reviewer",
+            Role::Learner => "learner",
+            Role::Groomer => "groomer",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How an agent CLI's output is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Claude Code `-p --output-format json`: one JSON object with `result`, `usage`, `total_cost_usd`.
+    ClaudeJson,
+    /// Codex `exec --json`: JSON lines of events; the last agent message is the answer.
+    CodexJsonl,
+    /// Plain text: stdout is the answer.
+    Text,
+}
+
+impl OutputFormat {
+    pub fn parse(name: &str) -> Option<OutputFormat> {
+        match name {
+            "claude-json" => Some(OutputFormat::ClaudeJson),
+            "codex-jsonl" => Some(OutputFormat::CodexJsonl),
+            "text" => Some(OutputFormat::Text),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputFormat::ClaudeJson => "claude-json",
+            OutputFormat::CodexJsonl => "codex-jsonl",
+            OutputFormat::Text => "text",
+        }
+    }
+}
+
+/// What happens to work that passed its gates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntegrationPolicy {
+    /// Commit on `chum/<bead>` and leave the branch for a person to merge.
+    Branch,
+    /// Commit on `chum/<bead>` and fast-forward (or merge) it into the base branch.
+    Merge,
+}
+
+impl IntegrationPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntegrationPolicy::Branch => "branch",
+            IntegrationPolicy::Merge => "merge",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemporalSettings {
+    pub address: String,
+    pub namespace: String,
+    pub task_queue: String,
+    /// How long the worker keeps retrying to connect before giving up.
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub max_attempts: u32,
+    pub max_plan_rounds: u32,
+    pub max_gate_rejections: u32,
+    pub gate_timeout: Duration,
+    pub agent_timeout: Duration,
+    pub dod_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_attempts: 3,
+            max_plan_rounds: 3,
+            max_gate_rejections: 3,
+            gate_timeout: Duration::from_secs(24 * 3600),
+            agent_timeout: Duration::from_secs(30 * 60),
+            dod_timeout: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+impl Limits {
+    /// The limits as carried in a workflow input.
+    pub fn to_proto(&self) -> SharkLimits {
+        SharkLimits {
+            max_attempts: self.max_attempts,
+            max_plan_rounds: self.max_plan_rounds,
+            max_gate_rejections: self.max_gate_rejections,
+            gate_timeout_secs: self.gate_timeout.as_secs().max(1),
+            agent_timeout_secs: self.agent_timeout.as_secs().max(1),
+            dod_timeout_secs: self.dod_timeout.as_secs().max(1),
+        }
+    }
+
+    /// The limits a run uses: those in its input, with zero or absent values defaulted.
+    pub fn from_proto(limits: Option<&SharkLimits>) -> Limits {
+        let d = Limits::default();
+        let Some(l) = limits else { return d };
+        let or = |v: u32, dv: u32| if v == 0 { dv } else { v };
+        let or_secs = |v: u64, dv: Duration| if v == 0 { dv } else { Duration::from_secs(v) };
+        Limits {
+            max_attempts: or(l.max_attempts, d.max_attempts),
+            max_plan_rounds: or(l.max_plan_rounds, d.max_plan_rounds),
+            max_gate_rejections: or(l.max_gate_rejections, d.max_gate_rejections),
+            gate_timeout: or_secs(l.gate_timeout_secs, d.gate_timeout),
+            agent_timeout: or_secs(l.agent_timeout_secs, d.agent_timeout),
+            dod_timeout: or_secs(l.dod_timeout_secs, d.dod_timeout),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectConfig {
+    pub name: String,
+    /// Absolute path of the project's git repository (its main checkout).
+    pub repo: PathBuf,
+    pub base_branch: String,
+    /// Definition-of-done commands, run with `sh -c` in the attempt's worktree, in order.
+    pub dod: Vec<String>,
+    pub integration: IntegrationPolicy,
+    /// The native Beads file, relative to `repo` (default `.beads/issues.jsonl`).
+    pub beads_file: PathBuf,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderConfig {
+    pub name: String,
+    /// argv template. Placeholders: `{model}`, `{prompt_file}` (prompt in a file instead of on
+    /// stdin), `{workdir}` (where the agent runs), `{config_dir}` (the config file's directory).
+    pub command: Vec<String>,
+    pub output: OutputFormat,
+    pub model: String,
+    /// Extra environment variables for the agent process.
+    pub env: BTreeMap<String, String>,
+}
+
+impl ProviderConfig {
+    pub fn takes_prompt_file(&self) -> bool {
+        self.command.iter().any(|a| a.contains("{prompt_file}"))
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChumConfig {
+    /// The file it was read from (for messages) and the directory relative paths start from.
+    pub source: PathBuf,
+    pub config_dir: PathBuf,
+    pub temporal: TemporalSettings,
+    /// Where CHUM keeps its own state: artifacts, logs.
+    pub state_dir: PathBuf,
+    pub limits: Limits,
+    pub projects: BTreeMap<String, ProjectConfig>,
+    pub providers: BTreeMap<String, ProviderConfig>,
+    pub tiers: BTreeMap<String, Vec<String>>,
+    pub roles: BTreeMap<Role, String>,
+}
+
+/// A configuration error: which file, which key, what is wrong and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {file} not found. Copy configs/chum.example.toml to {file} or pass --config <path>")]
+    Missing { file: String },
+    #[error("{file}: {detail}")]
+    Syntax { file: String, detail: String },
+    #[error("{file}: unknown key `{key}`; see configs/chum.example.toml for every valid key")]
+    UnknownKey { file: String, key: String },
+    #[error("{file}: key `{key}`: {reason}")]
+    Invalid {
+        file: String,
+        key: String,
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// The offending key, when the error is about one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::UnknownKey { key, .. } | ConfigError::Invalid { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawConfig {
+    temporal: RawTemporal,
+    state_dir: Option<String>,
+    limits: RawLimits,
+    projects: BTreeMap<String, RawProject>,
+    providers: BTreeMap<String, RawProvider>,
+    tiers: BTreeMap<String, Vec<String>>,
+    roles: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawTemporal {
+    address: Option<String>,
+    namespace: Option<String>,
+    task_queue: Option<String>,
+    connect_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawLimits {
+    max_attempts: Option<u32>,
+    max_plan_rounds: Option<u32>,
+    max_gate_rejections: Option<u32>,
+    gate_timeout: Option<String>,
+    agent_timeout: Option<String>,
+    dod_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawProject {
+    repo: Option<String>,
+    base_branch: Option<String>,
+    dod: Vec<String>,
+    integration: Option<String>,
+    beads_file: Option<String>,
+    enabled: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawProvider {
+    command: Vec<String>,
+    output: Option<String>,
+    model: Option<String>,
+    env: BTreeMap<String, String>,
+}
+
+pub const DEFAULT_ADDRESS: &str = "http://127.0.0.1:7233";
+pub const DEFAULT_NAMESPACE: &str = "default";
+pub const DEFAULT_TASK_QUEUE: &str = "chum";
+pub const ENV_PREFIX: &str = "CHUM";
+const PLACEHOLDERS: [&str; 4] = ["model", "prompt_file", "workdir", "config_dir"];
+
+impl ChumConfig {
+    /// Parses and validates a configuration.
+    ///
+    /// `source` is the file the text came from: it is named in errors and relative paths
+    /// (`repo`, `state_dir`) start from its directory. `env` holds the process environment; only
+    /// `CHUM__...` variables are used.
+    pub fn from_toml(
+        text: &str,
+        source: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<ChumConfig, ConfigError> {
+        let file = source.display().to_string();
+        let overrides: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .collect();
+        let layered = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(overrides)),
+            )
+            .build()
+            .map_err(|e| ConfigError::Syntax {
+                file: file.clone(),
+                detail: e.to_string(),
+            })?;
+
+        let mut unknown = Vec::new();
+        let raw: RawConfig = serde_ignored::deserialize(layered, |path| {
+            unknown.push(path.to_string());
+        })
+        .map_err(|e| ConfigError::Syntax {
+            file: file.clone(),
+            detail: e.to_string(),
+        })?;
+        if let Some(key) = unknown.into_iter().next() {
+            return Err(ConfigError::UnknownKey { file, key });
+        }
+        let config_dir = source
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Validator { file, config_dir }.validate(raw, source)
+    }
+
+    /// The provider names of a role's tier, in order of preference.
+    pub fn providers_for(&self, role: Role) -> Result<Vec<&ProviderConfig>, String> {
+        let tier = self
+            .roles
+            .get(&role)
+            .ok_or_else(|| format!("no tier is configured for role `{role}` under [roles]"))?;
+        let names = self
+            .tiers
+            .get(tier)
+            .ok_or_else(|| format!("tier `{tier}` of role `{role}` is not defined"))?;
+        Ok(names.iter().filter_map(|n| self.providers.get(n)).collect())
+    }
+
+    pub fn project(&self, name: &str) -> Result<&ProjectConfig, String> {
+        self.projects.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.projects.keys().map(String::as_str).collect();
+            format!(
+                "project `{name}` is not configured in {} (configured: {})",
+                self.source.display(),
+                known.join(", ")
+            )
+        })
+    }
+}
+
+struct Validator {
+    file: String,
+    config_dir: PathBuf,
+}
+
+impl Validator {
+    fn invalid(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.clone(),
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn duration(&self, key: &str, value: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+        let Some(text) = value else { return Ok(default) };
+        let parsed = humantime::parse_duration(text.trim()).map_err(|e| {
+            self.invalid(key, format!("{text:?} is not a duration ({e}); write e.g. \"90s\", \"30m\" or \"24h\""))
+        })?;
+        if parsed.is_zero() {
+            return Err(self.invalid(key, "must be longer than zero"));
+        }
+        Ok(parsed)
+    }
+
+    fn path(&self, value: &str) -> PathBuf {
+        let p = PathBuf::from(value);
+        if p.is_absolute() { p } else { self.config_dir.join(p) }
+    }
+
+    fn non_empty(&self, key: &str, value: Option<String>, default: &str) -> Result<String, ConfigError> {
+        match value {
+            None => Ok(default.to_string()),
+            Some(v) if v.trim().is_empty() => Err(self.invalid(key, "must not be empty")),
+            Some(v) => Ok(v),
+        }
+    }
+
+    fn validate(self, raw: RawConfig, source: &Path) -> Result<ChumConfig, ConfigError> {
+        let temporal = TemporalSettings {
+            address: self.non_empty("temporal.address", raw.temporal.address, DEFAULT_ADDRESS)?,
+            namespace: self.non_empty("temporal.namespace", raw.temporal.namespace, DEFAULT_NAMESPACE)?,
+            task_queue: self.non_empty("temporal.task_queue", raw.temporal.task_queue, DEFAULT_TASK_QUEUE)?,
+            connect_timeout: self.duration(
+                "temporal.connect_timeout",
+                raw.temporal.connect_timeout.as_deref(),
+                Duration::from_secs(60),
+            )?,
+        };
+        if !(temporal.address.starts_with("http://") || temporal.address.starts_with("https://")) {
+            return Err(self.invalid(
+                "temporal.address",
+                format!("{:?} must be a URL such as \"http://127.0.0.1:7233\"", temporal.address),
+            ));
+        }
+
+        let d = Limits::default();
+        let count = |key: &str, v: Option<u32>, dv: u32| -> Result<u32, ConfigError> {
+            match v {
+                None => Ok(dv),
+                Some(0) => Err(self.invalid(key, "must be at least 1")),
+                Some(n) if n > 100 => Err(self.invalid(key, format!("{n} is more than the maximum of 100"))),
+                Some(n) => Ok(n),
+            }
+        };
+        let limits = Limits {
+            max_attempts: count("limits.max_attempts", raw.limits.max_attempts, d.max_attempts)?,
+            max_plan_rounds: count("limits.max_plan_rounds", raw.limits.max_plan_rounds, d.max_plan_rounds)?,
+            max_gate_rejections: count(
+                "limits.max_gate_rejections",
+                raw.limits.max_gate_rejections,
+                d.max_gate_rejections,
+            )?,
+            gate_timeout: self.duration("limits.gate_timeout", raw.limits.gate_timeout.as_deref(), d.gate_timeout)?,
+            agent_timeout: self.duration("limits.agent_timeout", raw.limits.agent_timeout.as_deref(), d.agent_timeout)?,
+            dod_timeout: self.duration("limits.dod_timeout", raw.limits.dod_timeout.as_deref(), d.dod_timeout)?,
+        };
+
+        let mut providers = BTreeMap::new();
+        for (name, p) in raw.providers {
+            let key = |k: &str| format!("providers.{name}.{k}");
+            if p.command.is_empty() || p.command[0].trim().is_empty() {
+                return Err(self.invalid(key("command"), "must name the agent program, e.g. [\"claude\", \"-p\", \"--output-format\", \"json\"]"));
+            }
+            for arg in &p.command {
+                if let Some(bad) = unknown_placeholder(arg) {
+                    return Err(self.invalid(
+                        key("command"),
+                        format!("unknown placeholder {{{bad}}} in {arg:?}; known: {{model}}, {{prompt_file}}, {{workdir}}, {{config_dir}}"),
+                    ));
+                }
+            }
+            let output_name = p.output.unwrap_or_else(|| "text".to_string());
+            let output = OutputFormat::parse(&output_name).ok_or_else(|| {
+                self.invalid(key("output"), format!("{output_name:?} is not one of \"claude-json\", \"codex-jsonl\", \"text\""))
+            })?;
+            providers.insert(
+                name.clone(),
+                ProviderConfig {
+                    name,
+                    command: p.command,
+                    output,
+                    model: p.model.unwrap_or_default(),
+                    env: p.env,
+                },
+            );
+        }
+
+        for (tier, names) in &raw.tiers {
+            if names.is_empty() {
+                return Err(self.invalid(format!("tiers.{tier}"), "must list at least one provider"));
+            }
+            for n in names {
+                if !providers.contains_key(n) {
+                    return Err(self.invalid(
+                        format!("tiers.{tier}"),
+                        format!("provider `{n}` is not defined; add a [providers.{n}] section or remove it from the tier"),
+                    ));
+                }
+            }
+        }
+
+        let mut roles = BTreeMap::new();
+        for (role_name, tier) in raw.roles {
+            let role = Role::parse(&role_name).ok_or_else(|| {
+                self.invalid(
+                    format!("roles.{role_name}"),
+                    "is not a role; roles are planner, executor, reviewer, learner, groomer",
+                )
+            })?;
+            if !raw.tiers.contains_key(&tier) {
+                return Err(self.invalid(
+                    format!("roles.{role_name}"),
+                    format!("tier `{tier}` is not defined; add `{tier} = [\"<provider>\"]` under [tiers]"),
+                ));
+            }
+            roles.insert(role, tier);
+        }
+        for role in Role::REQUIRED {
+            if !roles.contains_key(&role) {
+                return Err(self.invalid(
+                    format!("roles.{role}"),
+                    "is required: map it to a tier, e.g. `[roles] planner = \"fast\"`",
+                ));
+            }
+        }
+
+        if raw.projects.is_empty() {
+            return Err(self.invalid(
+                "projects",
+                "no project is configured; add a [projects.<name>] section with `repo = \"<path to a git repository>\"`",
+            ));
+        }
+        let mut projects = BTreeMap::new();
+        for (name, p) in raw.projects {
+            let key = |k: &str| format!("projects.{name}.{k}");
+            if !is_simple_name(&name) {
+                return Err(self.invalid(
+                    format!("projects.{name}"),
+                    "project names may only use letters, digits, '-' and '_'",
+                ));
+            }
+            let repo = p
+                .repo
+                .filter(|r| !r.trim().is_empty())
+                .ok_or_else(|| self.invalid(key("repo"), "is required: the path of the project's git repository"))?;
+            let base_branch = self.non_empty(&key("base_branch"), p.base_branch, "main")?;
+            let integration = match p.integration.as_deref().unwrap_or("branch") {
+                "branch" => IntegrationPolicy::Branch,
+                "merge" => IntegrationPolicy::Merge,
+                other => {
+                    return Err(self.invalid(key("integration"), format!("{other:?} is not one of \"branch\", \"merge\"")));
+                }
+            };
+            if let Some(i) = p.dod.iter().position(|c| c.trim().is_empty()) {
+                return Err(self.invalid(format!("{}[{i}]", key("dod")), "an empty command"));
+            }
+            let beads_file = PathBuf::from(p.beads_file.unwrap_or_else(|| ".beads/issues.jsonl".to_string()));
+            if beads_file.is_absolute() || beads_file.components().any(|c| c.as_os_str() == "..") {
+                return Err(self.invalid(key("beads_file"), "must be a path inside the repository"));
+            }
+            projects.insert(
+                name.clone(),
+                ProjectConfig {
+                    name,
+                    repo: self.path(&repo),
+                    base_branch,
+                    dod: p.dod,
+                    integration,
+                    beads_file,
+                    enabled: p.enabled.unwrap_or(true),
+                },
+            );
+        }
+
+        let state_dir = self.path(raw.state_dir.as_deref().unwrap_or(".chum"));
+        Ok(ChumConfig {
+            source: source.to_path_buf(),
+            config_dir: self.config_dir,
+            temporal,
+            state_dir,
+            limits,
+            projects,
+            providers,
+            tiers: raw.tiers,
+            roles,
+        })
+    }
+}
+
+/// Names that end up in paths, branch names and workflow ids.
+pub fn is_simple_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn unknown_placeholder(arg: &str) -> Option<String> {
+    let mut rest = arg;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('}') else { return None };
+        let name = &after[..end];
+        if !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            && !PLACEHOLDERS.contains(&name)
+        {
+            return Some(name.to_string());
+        }
+        rest = &after[end + 1..];
+    }
+    None
+}
+
+/// Expands the placeholders of a provider's argv template.
+pub fn expand_command(
+    template: &[String],
+    model: &str,
+    prompt_file: &Path,
+    workdir: &Path,
+    config_dir: &Path,
+) -> Vec<String> {
+    template
+        .iter()
+        .map(|arg| {
+            arg.replace("{model}", model)
+                .replace("{prompt_file}", &prompt_file.display().to_string())
+                .replace("{workdir}", &workdir.display().to_string())
+                .replace("{config_dir}", &config_dir.display().to_string())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [temporal]
+        address = "http://127.0.0.1:7233"
+        [limits]
+        max_attempts = 2
+        gate_timeout = "2h"
+        [projects.demo]
+        repo = "../demo"
+        dod = ["python3 -m unittest"]
+        integration = "merge"
+        [providers.scripted]
+        command = ["chum-scripted-agent", "--scenario", "{config_dir}/scenario.toml"]
+        output = "claude-json"
+        [tiers]
+        fast = ["scripted"]
+        [roles]
+        planner = "fast"
+        executor = "fast"
+    "#;
+
+    fn load(text: &str) -> Result<ChumConfig, ConfigError> {
+        ChumConfig::from_toml(text, Path::new("/etc/chum/chum.toml"), Vec::new())
+    }
+
+    fn load_env(text: &str, env: &[(&str, &str)]) -> Result<ChumConfig, ConfigError> {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        ChumConfig::from_toml(text, Path::new("/etc/chum/chum.toml"), env)
+    }
+
+    #[test]
+    fn a_good_config_loads_with_defaults_and_resolved_paths() {
+        let c = load(GOOD).unwrap();
+        assert_eq!(c.temporal.task_queue, "chum");
+        assert_eq!(c.limits.max_attempts, 2);
+        assert_eq!(c.limits.gate_timeout, Duration::from_secs(7200));
+        assert_eq!(c.limits.max_plan_rounds, 3);
+        let demo = c.project("demo").unwrap();
+        assert_eq!(demo.repo, PathBuf::from("/etc/chum/../demo"));
+        assert_eq!(demo.base_branch, "main");
+        assert_eq!(demo.integration, IntegrationPolicy::Merge);
+        assert_eq!(demo.beads_file, PathBuf::from(".beads/issues.jsonl"));
+        assert_eq!(c.state_dir, PathBuf::from("/etc/chum/.chum"));
+        let planners = c.providers_for(Role::Planner).unwrap();
+        assert_eq!(planners[0].name, "scripted");
+        assert_eq!(planners[0].output, OutputFormat::ClaudeJson);
+    }
+
+    #[test]
+    fn environment_overrides_win_over_the_file() {
+        let c = load_env(
+            GOOD,
+            &[
+                ("CHUM__TEMPORAL__ADDRESS", "http://10.0.0.1:7233"),
+                ("CHUM__LIMITS__MAX_ATTEMPTS", "5"),
+                ("UNRELATED", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.temporal.address, "http://10.0.0.1:7233");
+        assert_eq!(c.limits.max_attempts, 5);
+    }
+
+    fn expect_invalid(text: &str, key: &str, reason_part: &str) {
+        let err = load(text).expect_err("config should be rejected");
+        let msg = err.to_string();
+        assert_eq!(err.key(), Some(key), "{msg}");
+        assert!(msg.contains("/etc/chum/chum.toml"), "names the file: {msg}");
+        assert!(msg.contains(reason_part), "{msg}");
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_path() {
+        let text = GOOD.replace("dod = [", "dod_comands = [\"x\"]\n dod = [");
+        expect_invalid(&text, "projects.demo.dod_comands", "unknown key");
+    }
+
+    #[test]
+    fn bad_durations_say_how_to_write_one() {
+        let text = GOOD.replace("\"2h\"", "\"two hours\"");
+        expect_invalid(&text, "limits.gate_timeout", "write e.g.");
+    }
+
+    #[test]
+    fn undefined_providers_and_tiers_are_rejected() {
+        expect_invalid(&GOOD.replace("fast = [\"scripted\"]", "fast = [\"claude\"]"), "tiers.fast", "provider `claude` is not defined");
+        expect_invalid(&GOOD.replace("executor = \"fast\"", "executor = \"premium\""), "roles.executor", "tier `premium` is not defined");
+        expect_invalid(&GOOD.replace("executor = \"fast\"", ""), "roles.executor", "is required");
+        expect_invalid(&GOOD.replace("planner = \"fast\"", "planer = \"fast\""), "roles.planer", "is not a role");
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_their_key() {
+        expect_invalid(&GOOD.replace("\"merge\"", "\"rebase\""), "projects.demo.integration", "\"rebase\"");
+        expect_invalid(&GOOD.replace("max_attempts = 2", "max_attempts = 0"), "limits.max_attempts", "at least 1");
+        expect_invalid(&GOOD.replace("\"claude-json\"", "\"xml\""), "providers.scripted.output", "\"xml\"");
+        expect_invalid(&GOOD.replace("{config_dir}/scenario", "{confdir}/scenario"), "providers.scripted.command", "{confdir}");
+        expect_invalid(&GOOD.replace("repo = \"../demo\"", ""), "projects.demo.repo", "is required");
+        expect_invalid(&GOOD.replace("http://127.0.0.1:7233", "127.0.0.1:7233"), "temporal.address", "must be a URL");
+    }
+
+    #[test]
+    fn wrong_types_and_bad_toml_name_the_file() {
+        let err = load(&GOOD.replace("max_attempts = 2", "max_attempts = \"two\"")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("/etc/chum/chum.toml: "), "{msg}");
+        assert!(msg.contains("max_attempts"), "names the key: {msg}");
+        let err = load("[projects.demo\nrepo = 1").unwrap_err();
+        assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_config_without_projects_says_how_to_add_one() {
+        let text = GOOD.replace("[projects.demo]", "[unused_section_is_unknown]");
+        assert!(load(&text).is_err());
+        let no_projects: String = GOOD
+            .lines()
+            .filter(|l| !l.contains("repo =") && !l.contains("dod =") && !l.contains("integration =") && !l.contains("[projects.demo]"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        expect_invalid(&no_projects, "projects", "[projects.<name>]");
+    }
+
+    #[test]
+    fn placeholders_expand() {
+        let argv = expand_command(
+            &["agent".into(), "--model={model}".into(), "{prompt_file}".into(), "{config_dir}/s.toml".into()],
+            "opus",
+            Path::new("/tmp/p.md"),
+            Path::new("/wt"),
+            Path::new("/cfg"),
+        );
+        assert_eq!(argv, vec!["agent", "--model=opus", "/tmp/p.md", "/cfg/s.toml"]);
+    }
+
+    #[test]
+    fn limits_round_trip_through_the_workflow_input_and_default_zeroes() {
+        let l = Limits { max_attempts: 4, ..Limits::default() };
+        assert_eq!(Limits::from_proto(Some(&l.to_proto())), l);
+        assert_eq!(Limits::from_proto(Some(&SharkLimits::default())), Limits::default());
+        assert_eq!(Limits::from_proto(None), Limits::default());
+    }
+}

@@ -1,0 +1,56 @@
+//! Names derived from a bead: workflow ids, branches, worktree paths. Bead ids end up in all of
+//! them, so they are checked before use.
+
+/// The Shark workflow id of a bead. One running Shark per bead and project.
+pub fn shark_workflow_id(project: &str, bead_id: &str) -> String {
+    format!("shark-{project}-{bead_id}")
+}
+
+/// The branch a bead's work is committed on.
+pub fn bead_branch(bead_id: &str) -> String {
+    format!("chum/{bead_id}")
+}
+
+/// Bead ids are `<prefix>-<suffix>` in Beads; we accept letters, digits, `-`, `_` and `.`, which
+/// keeps them safe in paths, git refs and workflow ids.
+pub fn check_bead_id(bead_id: &str) -> Result<(), String> {
+    if bead_id.is_empty() {
+        return Err("the bead id is empty".to_string());
+    }
+    if bead_id.len() > 100 {
+        return Err(format!("bead id is {} bytes long; the limit is 100", bead_id.len()));
+    }
+    if let Some(bad) = bead_id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "bead id {bead_id:?} contains {bad:?}; ids may only use ASCII letters, digits, '-', '_' and '.'"
+        ));
+    }
+    if bead_id.starts_with(['.', '-']) || bead_id.contains("..") || bead_id.ends_with(".lock") {
+        return Err(format!("bead id {bead_id:?} is not usable as a branch or directory name"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beads_style_ids_are_accepted() {
+        for id in ["tk-1a", "demo-3kt", "proj_x.12"] {
+            assert!(check_bead_id(id).is_ok(), "{id}");
+        }
+        assert_eq!(shark_workflow_id("demo", "tk-1a"), "shark-demo-tk-1a");
+        assert_eq!(bead_branch("tk-1a"), "chum/tk-1a");
+    }
+
+    #[test]
+    fn ids_that_escape_paths_or_break_refs_are_refused() {
+        for id in ["", "../etc", "a/b", "a b", "ünï", "-x", ".hidden", "a..b", "x.lock", &"a".repeat(101)] {
+            assert!(check_bead_id(id).is_err(), "{id:?} should be refused");
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! CHUM's domain: the wire contract generated from `proto/chum/v1`, the configuration schema, and
+//! the pure logic every other crate shares (plan validation, gate payloads, agent output parsing,
+//! prompts).
+//!
+//! Architecture invariant: nothing in this crate does I/O or reads the clock; every function is a
+//! function of its arguments, so the workflows crate can call it deterministically.
+
+pub mod activity_contract;
+pub mod agent_output;
+pub mod config;
+pub mod gate;
+pub mod ids;
+pub mod plan;
+pub mod prompt;
+pub mod proto;
+pub mod text;

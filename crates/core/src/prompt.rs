@@ -1,0 +1,119 @@
+//! The prompts CHUM gives its agents. Pure functions of the bead, the plan and the feedback, so
+//! the recorded prompt of any run can be reproduced and tests can assert on what reached an agent.
+
+use std::fmt::Write;
+
+use crate::proto::{Bead, Plan};
+
+fn bead_section(out: &mut String, bead: &Bead) {
+    let _ = writeln!(out, "## Work item {}: {}", bead.id, bead.title);
+    for (label, text) in [
+        ("Description", &bead.description),
+        ("Design", &bead.design),
+        ("Acceptance criteria from the backlog", &bead.acceptance_criteria),
+        ("Notes", &bead.notes),
+    ] {
+        if !text.trim().is_empty() {
+            let _ = writeln!(out, "\n### {label}\n{}", text.trim());
+        }
+    }
+}
+
+fn list(out: &mut String, title: &str, items: &[String]) {
+    let _ = writeln!(out, "\n### {title}");
+    for item in items {
+        let _ = writeln!(out, "- {item}");
+    }
+}
+
+/// The planner's prompt for one round. `feedback` is the previous round's validation error or a
+/// person's rejection; it is empty on the first round.
+pub fn planner_prompt(bead: &Bead, round: u32, feedback: &str) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "You are the planner in CHUM, an autonomous code factory. Write a plan for the work item \
+         below, for the repository in the current directory. Do not change any files.\n\n",
+    );
+    bead_section(&mut out, bead);
+    if !feedback.trim().is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Feedback on the previous plan (this is planning round {round})\n{}",
+            feedback.trim()
+        );
+    }
+    out.push_str(
+        "\n## Answer format\nAnswer with exactly one JSON object and nothing else:\n\
+         {\"summary\": \"one sentence\", \"steps\": [\"...\"], \"acceptance_criteria\": [\"...\"], \
+         \"files\": [\"relative/path\"]}\n\
+         Every acceptance criterion must be checkable by the project's tests or by reading the diff. \
+         A plan without acceptance criteria is not executed.\n",
+    );
+    out
+}
+
+/// The executor's prompt for one attempt. `feedback` is what the previous attempt's gates said.
+pub fn executor_prompt(bead: &Bead, plan: &Plan, attempt: u32, dod: &[String], feedback: &str) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "You are the executor in CHUM, an autonomous code factory. Implement the approved plan \
+         below in the current directory, a git worktree of the project. Change only what the plan \
+         needs. Do not commit: CHUM commits once the checks pass.\n\n",
+    );
+    bead_section(&mut out, bead);
+    let _ = writeln!(out, "\n## Approved plan\n{}", plan.summary);
+    list(&mut out, "Steps", &plan.steps);
+    list(&mut out, "Acceptance criteria", &plan.acceptance_criteria);
+    list(&mut out, "Files", &plan.files);
+    if !dod.is_empty() {
+        list(&mut out, "Definition of done: these commands must pass", dod);
+    }
+    if !feedback.trim().is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## The previous attempt failed (this is attempt {attempt}); fix this\n{}",
+            feedback.trim()
+        );
+    }
+    out.push_str("\nWhen you are done, answer with a short summary of what you changed.\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bead() -> Bead {
+        Bead {
+            id: "tk-1".into(),
+            title: "Add slugify".into(),
+            description: "Turn titles into URL slugs".into(),
+            ..Bead::default()
+        }
+    }
+
+    #[test]
+    fn planner_prompt_carries_the_bead_and_the_feedback() {
+        let first = planner_prompt(&bead(), 1, "");
+        assert!(first.contains("## Work item tk-1: Add slugify"));
+        assert!(first.contains("Turn titles into URL slugs"));
+        assert!(!first.contains("Feedback"));
+        let second = planner_prompt(&bead(), 2, "also handle unicode");
+        assert!(second.contains("planning round 2"));
+        assert!(second.contains("also handle unicode"));
+    }
+
+    #[test]
+    fn executor_prompt_carries_plan_dod_and_previous_failure() {
+        let plan = Plan {
+            summary: "Add slugify()".into(),
+            steps: vec!["write it".into()],
+            acceptance_criteria: vec!["tests pass".into()],
+            files: vec!["textkit/slug.py".into()],
+        };
+        let p = executor_prompt(&bead(), &plan, 2, &["python3 -m unittest".into()], "AssertionError: 'a--b' != 'a-b'");
+        for needle in ["Add slugify()", "- write it", "- tests pass", "- textkit/slug.py", "- python3 -m unittest", "attempt 2", "'a--b' != 'a-b'"] {
+            assert!(p.contains(needle), "missing {needle:?} in\n{p}");
+        }
+    }
+}

