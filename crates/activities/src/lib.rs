@@ -1,1 +1,17 @@
+//! Everything in CHUM with side effects: agent processes, git worktrees and integration,
+//! definition-of-done commands, the Beads backlog, the artifact store, reading the config file.
+//!
+//! Architecture invariant: activities are idempotent per (bead, run, attempt). A retried activity
+//! finds its earlier work (the commit trailer, the note already on the bead, a fresh worktree)
+//! instead of doing it twice. Payloads carry artifact paths and short excerpts, never whole logs.
 
+pub mod agent;
+pub mod artifacts;
+pub mod beads;
+pub mod git;
+pub mod process;
+pub mod settings;
+pub mod shark;
+pub mod workspace;
+
+pub use shark::SharkActivitiesImpl;

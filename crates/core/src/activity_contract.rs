@@ -66,3 +66,8 @@ pub mod error_types {
 
     pub const NON_RETRYABLE: [&str; 3] = [CONFIG, MISSING_BINARY, INVALID_INPUT];
 }
+
+/// The activity marker types, for `#[activity(definition = ...)]` in the activities crate.
+pub mod definitions {
+    pub use super::shark_activities::*;
+}

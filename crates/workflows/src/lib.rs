@@ -1,1 +1,10 @@
+//! CHUM's deterministic Temporal workflows.
+//!
+//! Architecture invariant: this crate does no I/O and nothing non-deterministic (no clock, no
+//! randomness, no fs, no processes). It depends on `chum-core` and the Temporal SDK only; all side
+//! effects are activities declared in `chum_core::activity_contract`. Every workflow path has a
+//! replay test against a committed history (`tests/replay.rs`).
 
+pub mod shark;
+
+pub use shark::SharkWorkflow;

@@ -1,0 +1,198 @@
+//! Running a coding-agent CLI for a role: choose the provider, render its command, give it the
+//! prompt (stdin or a file, never a shell string), enforce the timeout on its process group,
+//! keep its output as artifacts and read its answer and usage.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chum_core::agent_output::{AgentAnswer, parse_agent_output};
+use chum_core::config::{ChumConfig, ProviderConfig, Role, expand_command};
+use chum_core::proto::{AgentRunSummary, RunRef};
+use chum_core::text::{excerpt, tail_excerpt};
+
+use crate::artifacts::RunArtifacts;
+use crate::process::{ProcessSpec, read_capped, read_tail, run_process};
+
+/// Bytes of agent output kept per stream (the rest is counted and dropped with a note).
+const CAPTURE_LIMIT: u64 = 16 * 1024 * 1024;
+/// Bytes of stdout read back for parsing the answer.
+const PARSE_LIMIT: usize = 16 * 1024 * 1024;
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
+/// Keeps an activity alive and stoppable while a long process runs.
+pub trait Liveness {
+    fn heartbeat(&self) -> impl Future<Output = ()>;
+    fn cancelled(&self) -> impl Future<Output = ()>;
+}
+
+impl Liveness for temporalio_sdk::activities::ActivityContext {
+    async fn heartbeat(&self) {
+        let _ = self.record_heartbeat(()).await;
+    }
+    async fn cancelled(&self) {
+        temporalio_sdk::activities::ActivityContext::cancelled(self).await
+    }
+}
+
+/// For running outside an activity (tests, tools): no heartbeats, never cancelled.
+pub struct Unsupervised;
+
+impl Liveness for Unsupervised {
+    async fn heartbeat(&self) {}
+    async fn cancelled(&self) {
+        std::future::pending::<()>().await
+    }
+}
+
+/// Why an agent could not even be started. These are not retried.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentSetupError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    MissingBinary(String),
+}
+
+pub struct AgentRequest<'a> {
+    pub role: Role,
+    pub run: &'a RunRef,
+    /// Plan round or attempt number, passed to the agent as `CHUM_ATTEMPT`.
+    pub round: u32,
+    pub prompt: String,
+    pub workdir: &'a Path,
+    pub timeout: Duration,
+    /// Names the artifacts, e.g. "plan-1" or "execute-2".
+    pub artifact_prefix: String,
+}
+
+pub struct AgentOutcome {
+    pub summary: AgentRunSummary,
+    /// The parsed answer, or why there is none (timed out, crashed, reported an error, garbage).
+    pub answer: Result<AgentAnswer, String>,
+}
+
+/// Resolves the program of a provider's command: a path (relative to the config directory) or
+/// a name on PATH.
+fn resolve_program(program: &str, config_dir: &Path) -> Result<PathBuf, String> {
+    if program.contains('/') {
+        let path = if Path::new(program).is_absolute() { PathBuf::from(program) } else { config_dir.join(program) };
+        if path.is_file() { Ok(path) } else { Err(format!("`{}` does not exist", path.display())) }
+    } else {
+        which::which(program).map_err(|_| format!("`{program}` is not on PATH"))
+    }
+}
+
+/// The first provider of the role's tier whose program is installed.
+pub fn choose_provider(config: &ChumConfig, role: Role) -> Result<(&ProviderConfig, PathBuf), AgentSetupError> {
+    let providers = config.providers_for(role).map_err(AgentSetupError::Config)?;
+    let mut missing = Vec::new();
+    for provider in &providers {
+        let program = expand_command(&provider.command[..1], &provider.model, Path::new(""), Path::new(""), &config.config_dir);
+        match resolve_program(&program[0], &config.config_dir) {
+            Ok(path) => return Ok((provider, path)),
+            Err(why) => missing.push(format!("provider `{}`: {why}", provider.name)),
+        }
+    }
+    Err(AgentSetupError::MissingBinary(format!(
+        "no agent program for role `{role}` is installed ({}). Install it (README: \"Using a real agent\") or point the role's tier in {} at an installed provider",
+        missing.join("; "),
+        config.source.display()
+    )))
+}
+
+pub async fn run_agent(
+    config: &ChumConfig,
+    artifacts: &RunArtifacts,
+    request: AgentRequest<'_>,
+    liveness: &impl Liveness,
+) -> Result<AgentOutcome, AgentSetupError> {
+    let (provider, program) = choose_provider(config, request.role)?;
+    let prefix = &request.artifact_prefix;
+    let prompt_path = artifacts
+        .write(&format!("{prefix}.prompt.md"), request.prompt.as_bytes())
+        .await
+        .map_err(|e| AgentSetupError::Config(format!("cannot write to the artifact store {}: {e}", artifacts.dir().display())))?;
+    let argv = expand_command(&provider.command, &provider.model, &prompt_path, request.workdir, &config.config_dir);
+    let mut env: Vec<(String, String)> = provider.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    env.extend([
+        ("CHUM_ROLE".to_string(), request.role.to_string()),
+        ("CHUM_BEAD_ID".to_string(), request.run.bead_id.clone()),
+        ("CHUM_PROJECT".to_string(), request.run.project.clone()),
+        ("CHUM_ATTEMPT".to_string(), request.round.to_string()),
+        ("CHUM_WORKFLOW_ID".to_string(), request.run.workflow_id.clone()),
+    ]);
+    let spec = ProcessSpec {
+        program,
+        args: argv[1..].to_vec(),
+        cwd: request.workdir.to_path_buf(),
+        env,
+        stdin: if provider.takes_prompt_file() { None } else { Some(request.prompt.clone().into_bytes()) },
+        timeout: request.timeout,
+        stdout_path: artifacts.path(&format!("{prefix}.stdout.log")),
+        stderr_path: artifacts.path(&format!("{prefix}.stderr.log")),
+        capture_limit: CAPTURE_LIMIT,
+    };
+    let mut summary = AgentRunSummary {
+        provider: provider.name.clone(),
+        role: request.role.to_string(),
+        prompt_artifact: prompt_path.display().to_string(),
+        stdout_artifact: spec.stdout_path.display().to_string(),
+        stderr_artifact: spec.stderr_path.display().to_string(),
+        ..AgentRunSummary::default()
+    };
+    let outcome = match run_process(&spec, HEARTBEAT_EVERY, || liveness.heartbeat(), liveness.cancelled()).await {
+        Ok(outcome) => outcome,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(AgentSetupError::MissingBinary(format!(
+                "agent program {} of provider `{}` could not be started: {e}",
+                spec.program.display(),
+                provider.name
+            )));
+        }
+        Err(e) => {
+            return Ok(AgentOutcome {
+                answer: Err(format!("the agent could not be run: {e}")),
+                summary,
+            });
+        }
+    };
+    summary.exit_code = outcome.code();
+    summary.timed_out = outcome.timed_out;
+    summary.duration_ms = outcome.duration.as_millis() as u64;
+
+    let stdout = read_capped(&spec.stdout_path, PARSE_LIMIT).await.unwrap_or_default();
+    let stderr_tail = read_tail(&spec.stderr_path, 4096).await.unwrap_or_default();
+    let answer = if outcome.cancelled {
+        Err("the agent run was cancelled".to_string())
+    } else if outcome.timed_out {
+        Err(format!(
+            "the agent did not finish within {}s and was killed with its process group",
+            request.timeout.as_secs()
+        ))
+    } else {
+        match parse_agent_output(provider.output, &stdout) {
+            Ok(answer) if answer.is_error => Err(format!("the agent reported an error: {}", excerpt(&answer.text, 500))),
+            Ok(answer) if outcome.exit_code != Some(0) && answer.text.trim().is_empty() => Err(format!(
+                "the agent exited with code {} and gave no answer; stderr: {}",
+                outcome.code(),
+                tail_excerpt(&stderr_tail, 500)
+            )),
+            Ok(answer) => Ok(answer),
+            Err(parse_error) if outcome.exit_code != Some(0) => Err(format!(
+                "the agent exited with code {}; stderr: {}; {parse_error}",
+                outcome.code(),
+                tail_excerpt(&stderr_tail, 500)
+            )),
+            Err(parse_error) => Err(parse_error),
+        }
+    };
+    if let Ok(a) = &answer {
+        summary.is_error = false;
+        summary.usage = Some(a.usage);
+        summary.result_excerpt = excerpt(&a.text, 500);
+    } else {
+        summary.is_error = true;
+    }
+    Ok(AgentOutcome { summary, answer })
+}

@@ -1,0 +1,317 @@
+//! The Shark's activities, implementing the declarations in `chum_core::activity_contract`.
+//!
+//! Failures the Shark can act on (a bad plan, a failed agent run, failing tests, a merge conflict)
+//! are returned as data; failures a retry might fix are retryable errors; failures only a person
+//! can fix (unknown project, missing agent program, not a git repository) are non-retryable
+//! errors of the types in `error_types`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chum_core::activity_contract::error_types;
+use chum_core::config::{ChumConfig, ProjectConfig, Role};
+use chum_core::ids::check_bead_id;
+use chum_core::plan::parse_plan;
+use chum_core::prompt::{executor_prompt, planner_prompt};
+use chum_core::proto::{
+    DodCheck, DodReport, DodRequest, ExecuteReport, ExecuteRequest, IntegrateRequest,
+    IntegrationReport, LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest, RunRef,
+    UpdateBeadRequest, UpdateBeadResult,
+};
+use chum_core::text::{excerpt, tail_excerpt};
+use serde_json::Value;
+use temporalio_macros::activities;
+use temporalio_sdk::ApplicationFailure;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+
+use crate::agent::{AgentRequest, AgentSetupError, Liveness, run_agent};
+use crate::artifacts::RunArtifacts;
+use crate::beads::{BeadsFile, append_note, now_rfc3339};
+use crate::process::{ProcessSpec, read_tail, run_process};
+use crate::workspace::{RepoProblem, check_repository, prepare_worktree, stage_changes};
+
+/// Bytes of DoD output kept per command in the artifact store.
+const DOD_CAPTURE_LIMIT: u64 = 8 * 1024 * 1024;
+/// Characters of failing output carried in payloads and prompts.
+const DOD_EXCERPT_CHARS: usize = 3000;
+
+pub struct SharkActivitiesImpl {
+    config: Arc<ChumConfig>,
+}
+
+fn permanent(kind: &str, message: impl Into<String>) -> ActivityError {
+    let message = message.into();
+    tracing::error!(kind, "{message}");
+    ActivityError::application(
+        ApplicationFailure::builder(anyhow::anyhow!(message))
+            .type_name(kind.to_string())
+            .non_retryable(true)
+            .build(),
+    )
+}
+
+fn retryable(message: impl Into<String>) -> ActivityError {
+    let message = message.into();
+    tracing::warn!("{message}");
+    anyhow::anyhow!(message).into()
+}
+
+fn setup_error(err: AgentSetupError) -> ActivityError {
+    match err {
+        AgentSetupError::Config(m) => permanent(error_types::CONFIG, m),
+        AgentSetupError::MissingBinary(m) => permanent(error_types::MISSING_BINARY, m),
+    }
+}
+
+fn repo_error(err: RepoProblem) -> ActivityError {
+    if err.is_permanent() { permanent(error_types::INVALID_INPUT, err.to_string()) } else { retryable(err.to_string()) }
+}
+
+impl SharkActivitiesImpl {
+    pub fn new(config: Arc<ChumConfig>) -> SharkActivitiesImpl {
+        SharkActivitiesImpl { config }
+    }
+
+    fn project(&self, run: &RunRef) -> Result<&ProjectConfig, ActivityError> {
+        check_bead_id(&run.bead_id).map_err(|m| permanent(error_types::INVALID_INPUT, m))?;
+        self.config.project(&run.project).map_err(|m| permanent(error_types::CONFIG, m))
+    }
+
+    fn beads(&self, project: &ProjectConfig) -> BeadsFile {
+        BeadsFile::new(project.repo.join(&project.beads_file))
+    }
+
+    fn artifacts(&self, run: &RunRef) -> RunArtifacts {
+        RunArtifacts::new(&self.config.state_dir, run)
+    }
+
+    /// Reads the bead, checks it can be worked on, and claims it (status `in_progress`).
+    pub async fn load_bead_impl(&self, req: LoadBeadRequest) -> Result<LoadBeadResult, ActivityError> {
+        let run = req.run.unwrap_or_default();
+        let project = self.project(&run)?;
+        let beads = self.beads(project);
+        let unavailable = |problem: String| Ok(LoadBeadResult { bead: None, problem });
+        let bead = match beads.get(&run.bead_id) {
+            Ok(bead) => bead,
+            Err(e) => return unavailable(e.to_string()),
+        };
+        match bead.status.as_str() {
+            "closed" | "tombstone" => return unavailable(format!("bead {} is already {}", bead.id, bead.status)),
+            _ if bead.issue_type == "epic" => return unavailable(format!("bead {} is an epic; CHUM works on its children", bead.id)),
+            _ => {}
+        }
+        let claimed = beads
+            .update(&run.bead_id, |obj| {
+                obj.insert("status".into(), Value::String("in_progress".into()));
+                obj.insert("assignee".into(), Value::String("chum".into()));
+            })
+            .map_err(|e| retryable(e.to_string()))?;
+        tracing::info!(project = %run.project, bead = %run.bead_id, "claimed bead");
+        Ok(LoadBeadResult { bead: Some(claimed), problem: String::new() })
+    }
+
+    pub async fn plan_impl(&self, req: PlanRequest, liveness: &impl Liveness) -> Result<PlanDraft, ActivityError> {
+        let run = req.run.unwrap_or_default();
+        let project = self.project(&run)?;
+        check_repository(project).await.map_err(repo_error)?;
+        let bead = req.bead.unwrap_or_default();
+        let request = AgentRequest {
+            role: Role::Planner,
+            run: &run,
+            round: req.round,
+            prompt: planner_prompt(&bead, req.round, &req.feedback),
+            workdir: &project.repo,
+            timeout: Duration::from_secs(req.timeout_secs.max(1)),
+            artifact_prefix: format!("plan-{}", req.round),
+        };
+        let outcome = run_agent(&self.config, &self.artifacts(&run), request, liveness).await.map_err(setup_error)?;
+        let (plan, error) = match outcome.answer {
+            Ok(answer) => match parse_plan(&answer.text) {
+                Ok(plan) => (Some(plan), String::new()),
+                Err(e) => (None, e),
+            },
+            Err(e) => (None, e),
+        };
+        tracing::info!(bead = %run.bead_id, round = req.round, ok = plan.is_some(), "planner answered");
+        Ok(PlanDraft { plan, error, agent: Some(outcome.summary) })
+    }
+
+    pub async fn execute_impl(&self, req: ExecuteRequest, liveness: &impl Liveness) -> Result<ExecuteReport, ActivityError> {
+        let run = req.run.unwrap_or_default();
+        let project = self.project(&run)?;
+        let worktree = prepare_worktree(project, &run.bead_id, req.attempt).await.map_err(repo_error)?;
+        let bead = req.bead.unwrap_or_default();
+        let plan = req.plan.unwrap_or_default();
+        let request = AgentRequest {
+            role: Role::Executor,
+            run: &run,
+            round: req.attempt,
+            prompt: executor_prompt(&bead, &plan, req.attempt, &project.dod, &req.feedback),
+            workdir: &worktree.path,
+            timeout: Duration::from_secs(req.timeout_secs.max(1)),
+            artifact_prefix: format!("execute-{}", req.attempt),
+        };
+        let artifacts = self.artifacts(&run);
+        let outcome = run_agent(&self.config, &artifacts, request, liveness).await.map_err(setup_error)?;
+        let mut report = ExecuteReport {
+            worktree: worktree.path.display().to_string(),
+            branch: worktree.branch.clone(),
+            base_commit: worktree.base_commit.clone(),
+            agent: Some(outcome.summary),
+            ..ExecuteReport::default()
+        };
+        if !worktree.path.is_dir() {
+            report.problem = "the agent deleted its worktree".to_string();
+            return Ok(report);
+        }
+        let changes = stage_changes(&worktree.path, &worktree.base_commit).await.map_err(repo_error)?;
+        let diff_path = artifacts
+            .write(&format!("execute-{}.diff", req.attempt), changes.diff.as_bytes())
+            .await
+            .map_err(|e| retryable(format!("cannot write the diff artifact: {e}")))?;
+        report.changed_files = changes.files;
+        report.diff_stat = excerpt(&changes.stat, 2000);
+        report.diff_artifact = diff_path.display().to_string();
+        if let Err(e) = outcome.answer {
+            report.problem = e;
+        } else if report.changed_files.is_empty() {
+            report.problem = "the agent finished without changing any file".to_string();
+        }
+        tracing::info!(bead = %run.bead_id, attempt = req.attempt, files = report.changed_files.len(), problem = %report.problem, "executor finished");
+        Ok(report)
+    }
+
+    pub async fn run_dod_impl(&self, req: DodRequest, liveness: &impl Liveness) -> Result<DodReport, ActivityError> {
+        let run = req.run.unwrap_or_default();
+        let project = self.project(&run)?;
+        let worktree = PathBuf::from(&req.worktree);
+        if !worktree.is_dir() {
+            return Ok(DodReport {
+                passed: false,
+                checks: vec![DodCheck {
+                    command: "(worktree)".into(),
+                    exit_code: -1,
+                    output_excerpt: format!("the attempt's worktree {} is gone", worktree.display()),
+                    ..DodCheck::default()
+                }],
+                duration_ms: 0,
+            });
+        }
+        let artifacts = self.artifacts(&run);
+        let budget = Duration::from_secs(req.timeout_secs.max(1));
+        let started = Instant::now();
+        let mut report = DodReport { passed: true, ..DodReport::default() };
+        for (i, command) in project.dod.iter().enumerate() {
+            let remaining = budget.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
+            let name = format!("dod-{}-{}", req.attempt, i + 1);
+            let spec = ProcessSpec {
+                program: "sh".into(),
+                args: vec!["-c".into(), command.clone()],
+                cwd: worktree.clone(),
+                env: vec![("CHUM_WORKTREE".into(), worktree.display().to_string())],
+                stdin: None,
+                timeout: remaining,
+                stdout_path: artifacts.path(&format!("{name}.log")),
+                stderr_path: artifacts.path(&format!("{name}.stderr.log")),
+                capture_limit: DOD_CAPTURE_LIMIT,
+            };
+            let outcome = run_process(&spec, Duration::from_secs(5), || liveness.heartbeat(), liveness.cancelled())
+                .await
+                .map_err(|e| retryable(format!("could not run DoD command `{command}`: {e}")))?;
+            if outcome.cancelled {
+                return Err(ActivityError::cancelled());
+            }
+            let stdout = read_tail(&spec.stdout_path, 64 * 1024).await.unwrap_or_default();
+            let stderr = read_tail(&spec.stderr_path, 64 * 1024).await.unwrap_or_default();
+            let combined = match (stdout.trim().is_empty(), stderr.trim().is_empty()) {
+                (_, true) => stdout,
+                (true, false) => stderr,
+                (false, false) => format!("{stdout}\n[stderr]\n{stderr}"),
+            };
+            let mut output = tail_excerpt(&combined, DOD_EXCERPT_CHARS);
+            if outcome.timed_out {
+                output.push_str(&format!("\n[chum: killed after {}s]", remaining.as_secs()));
+            }
+            let passed = outcome.success();
+            report.passed &= passed;
+            report.checks.push(DodCheck {
+                command: command.clone(),
+                exit_code: outcome.code(),
+                passed,
+                timed_out: outcome.timed_out,
+                duration_ms: outcome.duration.as_millis() as u64,
+                output_excerpt: output,
+                artifact: spec.stdout_path.display().to_string(),
+            });
+            if !passed {
+                // Later commands usually depend on earlier ones (build before test); stop here.
+                break;
+            }
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(bead = %run.bead_id, attempt = req.attempt, passed = report.passed, "definition of done ran");
+        Ok(report)
+    }
+
+    pub async fn integrate_impl(&self, req: IntegrateRequest) -> Result<IntegrationReport, ActivityError> {
+        let run = req.run.clone().unwrap_or_default();
+        let project = self.project(&run)?;
+        let report = crate::workspace::integrate(project, &req).await.map_err(repo_error)?;
+        tracing::info!(bead = %run.bead_id, commit = %report.commit, merged = report.merged, problem = %report.problem, "integrated");
+        Ok(report)
+    }
+
+    pub async fn update_bead_impl(&self, req: UpdateBeadRequest) -> Result<UpdateBeadResult, ActivityError> {
+        let run = req.run.unwrap_or_default();
+        let project = self.project(&run)?;
+        let bead = self
+            .beads(project)
+            .update(&run.bead_id, |obj| {
+                if !req.status.is_empty() {
+                    obj.insert("status".into(), Value::String(req.status.clone()));
+                }
+                if req.status == "closed" {
+                    obj.insert("closed_at".into(), Value::String(now_rfc3339()));
+                    obj.insert("close_reason".into(), Value::String(req.close_reason.clone()));
+                }
+                append_note(obj, &req.note);
+            })
+            .map_err(|e| retryable(e.to_string()))?;
+        tracing::info!(bead = %run.bead_id, status = %bead.status, "bead updated");
+        Ok(UpdateBeadResult { status: bead.status })
+    }
+}
+
+#[activities]
+impl SharkActivitiesImpl {
+    #[activity(definition = chum_core::activity_contract::definitions::LoadBead)]
+    pub async fn load_bead(self: Arc<Self>, _ctx: ActivityContext, req: LoadBeadRequest) -> Result<LoadBeadResult, ActivityError> {
+        self.load_bead_impl(req).await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::Plan)]
+    pub async fn plan(self: Arc<Self>, ctx: ActivityContext, req: PlanRequest) -> Result<PlanDraft, ActivityError> {
+        self.plan_impl(req, &ctx).await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::Execute)]
+    pub async fn execute(self: Arc<Self>, ctx: ActivityContext, req: ExecuteRequest) -> Result<ExecuteReport, ActivityError> {
+        self.execute_impl(req, &ctx).await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::RunDod)]
+    pub async fn run_dod(self: Arc<Self>, ctx: ActivityContext, req: DodRequest) -> Result<DodReport, ActivityError> {
+        self.run_dod_impl(req, &ctx).await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::Integrate)]
+    pub async fn integrate(self: Arc<Self>, _ctx: ActivityContext, req: IntegrateRequest) -> Result<IntegrationReport, ActivityError> {
+        self.integrate_impl(req).await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::UpdateBead)]
+    pub async fn update_bead(self: Arc<Self>, _ctx: ActivityContext, req: UpdateBeadRequest) -> Result<UpdateBeadResult, ActivityError> {
+        self.update_bead_impl(req).await
+    }
+}

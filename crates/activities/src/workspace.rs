@@ -1,0 +1,338 @@
+//! Git for the Shark: one worktree per attempt on the bead's branch, the attempt's changes, and
+//! integration (commit once, then merge per policy). Every step is idempotent per
+//! (run, attempt): a retried activity finds its earlier work instead of doing it twice.
+
+use std::path::{Path, PathBuf};
+
+use chum_core::config::{IntegrationPolicy, ProjectConfig};
+use chum_core::ids::bead_branch;
+use chum_core::proto::{IntegrateRequest, IntegrationReport};
+
+use crate::git::{GitError, git, git_ok, resolve, worktrees};
+
+/// Why the repository cannot be worked in. Not retried: a person has to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoProblem {
+    #[error("{0} is not a git repository; set `repo` of the project in chum.toml to a git checkout")]
+    NotARepository(String),
+    #[error("base branch `{branch}` does not exist in {repo}; create it or set `base_branch` of the project")]
+    MissingBaseBranch { branch: String, repo: String },
+    #[error(transparent)]
+    Git(#[from] GitError),
+}
+
+impl RepoProblem {
+    /// Problems a retry cannot fix.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, RepoProblem::Git(GitError::Spawn(_)))
+    }
+}
+
+/// The worktree of one attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptWorktree {
+    pub path: PathBuf,
+    pub branch: String,
+    pub base_commit: String,
+}
+
+/// The changes an attempt made, staged in its worktree.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptChanges {
+    pub files: Vec<String>,
+    pub stat: String,
+    pub diff: String,
+}
+
+/// Checks the project repository and returns its base branch's commit.
+pub async fn check_repository(project: &ProjectConfig) -> Result<String, RepoProblem> {
+    let repo = &project.repo;
+    let shown = repo.display().to_string();
+    if !repo.is_dir() {
+        return Err(RepoProblem::NotARepository(shown));
+    }
+    if git_ok(repo, &["rev-parse", "--git-dir"]).await?.is_none() {
+        return Err(RepoProblem::NotARepository(shown));
+    }
+    resolve(repo, &format!("refs/heads/{}", project.base_branch))
+        .await?
+        .ok_or(RepoProblem::MissingBaseBranch { branch: project.base_branch.clone(), repo: shown })
+}
+
+/// Keeps CHUM's own directory out of the project's `git status` without touching tracked files.
+async fn exclude_chum_dir(repo: &Path) -> Result<(), RepoProblem> {
+    let common = git(repo, &["rev-parse", "--git-common-dir"]).await?;
+    let common = if Path::new(&common).is_absolute() { PathBuf::from(common) } else { repo.join(common) };
+    let exclude = common.join("info").join("exclude");
+    let current = std::fs::read_to_string(&exclude).unwrap_or_default();
+    if !current.lines().any(|l| l.trim() == "/.chum/") {
+        let _ = std::fs::create_dir_all(common.join("info"));
+        let mut text = current;
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str("/.chum/\n");
+        std::fs::write(&exclude, text).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
+    }
+    Ok(())
+}
+
+pub fn worktree_path(project: &ProjectConfig, bead_id: &str, attempt: u32) -> PathBuf {
+    project.repo.join(".chum").join("worktrees").join(bead_id).join(attempt.to_string())
+}
+
+/// A fresh worktree for this attempt on branch `chum/<bead>`, reset to the base branch. Earlier
+/// attempts' worktrees of the bead are removed (their branch is the same one); a retried
+/// activity simply gets a clean worktree again.
+pub async fn prepare_worktree(project: &ProjectConfig, bead_id: &str, attempt: u32) -> Result<AttemptWorktree, RepoProblem> {
+    let base_commit = check_repository(project).await?;
+    let repo = &project.repo;
+    exclude_chum_dir(repo).await?;
+    let branch = bead_branch(bead_id);
+    let branch_ref = format!("refs/heads/{branch}");
+    let path = worktree_path(project, bead_id, attempt);
+    for entry in worktrees(repo).await? {
+        if entry.branch.as_deref() == Some(branch_ref.as_str()) || entry.path == path {
+            git(repo, &["worktree", "remove", "--force", &entry.path.display().to_string()]).await?;
+        }
+    }
+    if path.exists() {
+        std::fs::remove_dir_all(&path).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
+    }
+    git(repo, &["worktree", "prune"]).await?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
+    }
+    git(repo, &["worktree", "add", "--force", "-B", &branch, &path.display().to_string(), &base_commit]).await?;
+    Ok(AttemptWorktree { path, branch, base_commit })
+}
+
+/// Stages everything the agent changed (except the backlog, which CHUM manages) and describes it
+/// relative to the attempt's base commit. Agents that commit on their own are covered too.
+pub async fn stage_changes(worktree: &Path, base_commit: &str) -> Result<AttemptChanges, RepoProblem> {
+    git(worktree, &["add", "-A", "--", ".", ":(exclude).beads"]).await?;
+    let names = git(worktree, &["diff", "--cached", "--name-only", base_commit]).await?;
+    Ok(AttemptChanges {
+        files: names.lines().map(str::to_string).filter(|l| !l.is_empty()).collect(),
+        stat: git(worktree, &["diff", "--cached", "--stat", base_commit]).await?,
+        diff: git(worktree, &["diff", "--cached", base_commit]).await?,
+    })
+}
+
+fn commit_message(req: &IntegrateRequest, key: &str) -> String {
+    let bead = req.bead.clone().unwrap_or_default();
+    let plan = req.plan.clone().unwrap_or_default();
+    let mut msg = if req.partial {
+        format!("WIP {}: {} (did not pass its gates)\n\n", bead.id, bead.title)
+    } else {
+        format!("{}: {}\n\n", bead.id, bead.title)
+    };
+    msg.push_str(&format!("Plan: {}\n", plan.summary));
+    if !plan.acceptance_criteria.is_empty() {
+        msg.push_str("\nAcceptance criteria:\n");
+        for c in &plan.acceptance_criteria {
+            msg.push_str(&format!("- {c}\n"));
+        }
+    }
+    msg.push('\n');
+    if !req.approved_by.is_empty() {
+        msg.push_str(&format!("Plan-Approved-By: {}\n", req.approved_by));
+    }
+    msg.push_str(&format!("Chum-Bead: {}\nChum-Run: {key}\n", bead.id));
+    msg
+}
+
+/// Commits the attempt on its branch (once per run and attempt) and, with the `merge` policy,
+/// brings it into the base branch.
+pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Result<IntegrationReport, RepoProblem> {
+    check_repository(project).await?;
+    let run = req.run.clone().unwrap_or_default();
+    let repo = &project.repo;
+    let worktree = PathBuf::from(&req.worktree);
+    let branch = bead_branch(&run.bead_id);
+    let key = format!("{}/{}/{}", run.workflow_id, run.run_id, req.attempt);
+    let mut report = IntegrationReport {
+        branch: branch.clone(),
+        base_branch: project.base_branch.clone(),
+        ..IntegrationReport::default()
+    };
+
+    // 1. Commit once. The trailer `Chum-Run: <workflow>/<run>/<attempt>` finds an earlier commit.
+    let grep = format!("--grep=^Chum-Run: {key}$");
+    let existing = git(repo, &["log", "--all", "--format=%H", "-n", "1", &grep]).await?;
+    let commit = if !existing.is_empty() {
+        report.already_committed = true;
+        existing
+    } else {
+        if !worktree.is_dir() {
+            report.problem = format!("the attempt's worktree {} is gone; nothing to commit", worktree.display());
+            return Ok(report);
+        }
+        git(&worktree, &["add", "-A", "--", ".", ":(exclude).beads"]).await?;
+        let message = commit_message(req, &key);
+        git(&worktree, &["commit", "-q", "--allow-empty", "--no-verify", "-m", &message]).await?;
+        git(&worktree, &["rev-parse", "HEAD"]).await?
+    };
+    report.commit = commit.clone();
+    if req.partial || project.integration == IntegrationPolicy::Branch {
+        return Ok(report);
+    }
+
+    // 2. Merge. Already in the base branch (a retry after the merge): done.
+    let base_ref = format!("refs/heads/{}", project.base_branch);
+    let tip = resolve(repo, &branch).await?.unwrap_or(commit.clone());
+    if git_ok(repo, &["merge-base", "--is-ancestor", &tip, &base_ref]).await?.is_some() {
+        report.merged = true;
+        report.commit = tip;
+        return Ok(report);
+    }
+    // The base moved since the attempt started: merge it into the bead branch first, so the
+    // base branch itself only ever fast-forwards.
+    let base_commit = resolve(repo, &base_ref).await?.unwrap_or_default();
+    if git_ok(repo, &["merge-base", "--is-ancestor", &base_commit, &tip]).await?.is_none() {
+        if !worktree.is_dir() {
+            report.problem = format!("{} moved on and the worktree to merge it in is gone", project.base_branch);
+            return Ok(report);
+        }
+        let merge_msg = format!("Merge {} into {branch}", project.base_branch);
+        if let Err(e) = git(&worktree, &["merge", "--no-edit", "--no-verify", "-m", &merge_msg, &base_commit]).await {
+            let _ = git(&worktree, &["merge", "--abort"]).await;
+            report.problem = format!("merging {} into {branch} conflicts: {e}", project.base_branch);
+            return Ok(report);
+        }
+    }
+    let tip = git(&worktree_or_repo(&worktree, repo), &["rev-parse", &branch]).await?;
+
+    // Fast-forward the base branch: through its checkout when it is checked out (so the
+    // checkout follows), otherwise by moving the ref with a compare-and-swap.
+    let checkout = worktrees(repo).await?.into_iter().find(|w| w.branch.as_deref() == Some(base_ref.as_str()));
+    match checkout {
+        Some(entry) => {
+            if let Err(e) = git(&entry.path, &["merge", "--ff-only", "-q", &tip]).await {
+                report.problem = format!(
+                    "could not fast-forward {} in {}: {e}. Commit or stash the local changes there, then merge {branch} by hand",
+                    project.base_branch,
+                    entry.path.display()
+                );
+                return Ok(report);
+            }
+        }
+        None => {
+            git(repo, &["update-ref", &base_ref, &tip, &base_commit]).await?;
+        }
+    }
+    report.merged = true;
+    report.commit = tip;
+    Ok(report)
+}
+
+fn worktree_or_repo(worktree: &Path, repo: &Path) -> PathBuf {
+    if worktree.is_dir() { worktree.to_path_buf() } else { repo.to_path_buf() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::testing::init_repo;
+    use chum_core::proto::{Bead, Plan, RunRef};
+
+    fn project(repo: &Path, integration: IntegrationPolicy) -> ProjectConfig {
+        ProjectConfig {
+            name: "demo".into(),
+            repo: repo.to_path_buf(),
+            base_branch: "main".into(),
+            dod: vec![],
+            integration,
+            beads_file: ".beads/issues.jsonl".into(),
+            enabled: true,
+        }
+    }
+
+    fn request(worktree: &Path, attempt: u32) -> IntegrateRequest {
+        IntegrateRequest {
+            run: Some(RunRef { project: "demo".into(), bead_id: "tk-1".into(), workflow_id: "shark-demo-tk-1".into(), run_id: "r1".into() }),
+            bead: Some(Bead { id: "tk-1".into(), title: "Add a file".into(), ..Bead::default() }),
+            plan: Some(Plan { summary: "add it".into(), acceptance_criteria: vec!["file exists".into()], ..Plan::default() }),
+            worktree: worktree.display().to_string(),
+            attempt,
+            approved_by: "alice".into(),
+            partial: false,
+        }
+    }
+
+    async fn count_commits(repo: &Path, rev: &str) -> usize {
+        git(repo, &["rev-list", "--count", rev]).await.unwrap().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn commits_once_and_fast_forwards_the_checked_out_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        init_repo(repo).await;
+        let p = project(repo, IntegrationPolicy::Merge);
+        let wt = prepare_worktree(&p, "tk-1", 1).await.unwrap();
+        assert_eq!(wt.branch, "chum/tk-1");
+        std::fs::write(wt.path.join("new.txt"), "new\n").unwrap();
+        let changes = stage_changes(&wt.path, &wt.base_commit).await.unwrap();
+        assert_eq!(changes.files, vec!["new.txt"]);
+        assert!(changes.diff.contains("+new"));
+
+        let first = integrate(&p, &request(&wt.path, 1)).await.unwrap();
+        assert!(first.merged && first.problem.is_empty() && !first.already_committed, "{first:?}");
+        let again = integrate(&p, &request(&wt.path, 1)).await.unwrap();
+        assert!(again.already_committed && again.merged);
+        assert_eq!(again.commit, first.commit);
+        assert_eq!(count_commits(repo, "main").await, 2, "exactly one new commit on main");
+        assert_eq!(std::fs::read_to_string(repo.join("new.txt")).unwrap(), "new\n", "the checkout followed");
+        let msg = git(repo, &["log", "-1", "--format=%B", "main"]).await.unwrap();
+        assert!(msg.contains("tk-1: Add a file") && msg.contains("Plan-Approved-By: alice") && msg.contains("Chum-Run: shark-demo-tk-1/r1/1"), "{msg}");
+        assert_eq!(git(repo, &["status", "--porcelain"]).await.unwrap(), "", ".chum/ stays out of git status");
+    }
+
+    #[tokio::test]
+    async fn a_moved_base_is_merged_into_the_bead_branch_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        init_repo(repo).await;
+        let p = project(repo, IntegrationPolicy::Merge);
+        let wt = prepare_worktree(&p, "tk-1", 1).await.unwrap();
+        std::fs::write(wt.path.join("new.txt"), "new\n").unwrap();
+        std::fs::write(repo.join("other.txt"), "other\n").unwrap();
+        git(repo, &["add", "other.txt"]).await.unwrap();
+        git(repo, &["commit", "-q", "-m", "someone else"]).await.unwrap();
+        let report = integrate(&p, &request(&wt.path, 1)).await.unwrap();
+        assert!(report.merged, "{report:?}");
+        assert!(repo.join("new.txt").exists() && repo.join("other.txt").exists());
+    }
+
+    #[tokio::test]
+    async fn branch_policy_leaves_the_base_alone_and_new_attempts_start_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        init_repo(repo).await;
+        let p = project(repo, IntegrationPolicy::Branch);
+        let wt1 = prepare_worktree(&p, "tk-1", 1).await.unwrap();
+        std::fs::write(wt1.path.join("junk.txt"), "junk\n").unwrap();
+        let wt2 = prepare_worktree(&p, "tk-1", 2).await.unwrap();
+        assert!(!wt1.path.exists(), "the earlier attempt's worktree is removed");
+        assert!(!wt2.path.join("junk.txt").exists());
+        std::fs::write(wt2.path.join("good.txt"), "good\n").unwrap();
+        let report = integrate(&p, &request(&wt2.path, 2)).await.unwrap();
+        assert!(!report.merged && !report.commit.is_empty());
+        assert_eq!(count_commits(repo, "main").await, 1);
+        assert_eq!(count_commits(repo, "chum/tk-1").await, 2);
+    }
+
+    #[tokio::test]
+    async fn broken_repositories_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = project(dir.path(), IntegrationPolicy::Merge);
+        let err = check_repository(&p).await.unwrap_err();
+        assert!(matches!(err, RepoProblem::NotARepository(_)), "{err}");
+        init_repo(dir.path()).await;
+        let mut p = p;
+        p.base_branch = "develop".into();
+        let err = check_repository(&p).await.unwrap_err();
+        assert!(err.to_string().contains("base branch `develop` does not exist"), "{err}");
+    }
+}

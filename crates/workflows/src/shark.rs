@@ -1,0 +1,558 @@
+//! The Shark: one durable workflow per bead.
+//!
+//! ```text
+//! load bead -> PLAN -> validate -> GATE (signal `approve` | durable timeout)
+//!           -> attempts: EXECUTE in a worktree -> DOD -> (fail: redo with the real output)
+//!           -> INTEGRATE (commit once, merge per policy) -> close the bead
+//! ```
+//!
+//! Everything here is deterministic: all I/O happens in the activities declared in
+//! `chum_core::activity_contract`. The status query reads only workflow state.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use chum_core::activity_contract::{SharkActivities, error_types};
+use chum_core::config::Limits;
+use chum_core::gate::parse_gate_decision;
+use chum_core::ids::bead_branch;
+use chum_core::plan::validate_plan;
+use chum_core::proto::{
+    Bead, DodReport, DodRequest, ExecuteRequest, GateDecision, GateResult, IntegrateRequest,
+    IntegrationReport, LoadBeadRequest, Outcome, Phase, PhaseSpan, Plan, PlanRequest,
+    RejectedSignal, RunRef, SharkInput, SharkResult, SharkStatus, UpdateBeadRequest,
+};
+use chum_core::text::{excerpt, tail_excerpt};
+use temporalio_common::protos::temporal::api::failure::v1::Failure;
+use temporalio_sdk::workflows::select;
+use temporalio_sdk::{
+    ActivityExecutionError, ActivityOptions, CancellableFuture, SyncWorkflowContext,
+    WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
+};
+use temporalio_common::RetryPolicy;
+use temporalio_sdk::workflows::{workflow, workflow_methods};
+
+/// Refused signals kept for the status query; older ones are dropped.
+const MAX_REJECTED_SIGNALS: usize = 20;
+/// Length of the excerpts kept in workflow state and history.
+const EXCERPT_CHARS: usize = 1500;
+
+#[workflow]
+#[derive(Default)]
+pub struct SharkWorkflow {
+    status: SharkStatus,
+    /// A person's decision on the plan currently at the gate, taken by the run loop.
+    decision: Option<GateDecision>,
+}
+
+/// How the plan-and-gate stage ended.
+enum GateOutcome {
+    Approved { plan: Plan, by: String },
+    Ended { outcome: Outcome, reason: String },
+}
+
+#[workflow_methods]
+impl SharkWorkflow {
+    #[run(name = "Shark")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: SharkInput) -> WorkflowResult<SharkResult> {
+        let limits = Limits::from_proto(input.limits.as_ref());
+        let run = RunRef {
+            project: input.project.clone(),
+            bead_id: input.bead_id.clone(),
+            workflow_id: ctx.workflow_id().to_string(),
+            run_id: ctx.run_id().to_string(),
+        };
+        ctx.state_mut(|s| {
+            s.status.project = input.project.clone();
+            s.status.bead_id = input.bead_id.clone();
+            s.status.max_attempts = limits.max_attempts;
+            s.status.branch = bead_branch(&input.bead_id);
+        });
+
+        // LOAD
+        enter_phase(ctx, Phase::Loading, 0);
+        let loaded = match ctx
+            .execute_activity(SharkActivities::load_bead, LoadBeadRequest { run: Some(run.clone()) }, quick_options())
+            .await
+        {
+            Ok(loaded) => loaded,
+            Err(err) => return fail(ctx, &run, err).await,
+        };
+        let Some(bead) = loaded.bead else {
+            return Ok(finish(ctx, Outcome::BeadUnavailable, loaded.problem, None));
+        };
+
+        // PLAN -> GATE
+        let (plan, approved_by) = match plan_until_approved(ctx, &run, &bead, &limits).await {
+            Ok(GateOutcome::Approved { plan, by }) => (plan, by),
+            Ok(GateOutcome::Ended { outcome, reason }) => {
+                let note = format!("CHUM run {}: {outcome}: {reason}", run.workflow_id);
+                let _ = update_bead(ctx, &run, "blocked", &note, "").await;
+                return Ok(finish(ctx, outcome, reason, None));
+            }
+            Err(err) => return fail(ctx, &run, err).await,
+        };
+
+        // ATTEMPTS: EXECUTE -> DOD, redo with the real failure output
+        let mut feedback = String::new();
+        let mut last_worktree = String::new();
+        for attempt in 1..=limits.max_attempts {
+            ctx.state_mut(|s| s.status.attempt = attempt);
+            enter_phase(ctx, Phase::Executing, attempt);
+            let execute = ExecuteRequest {
+                run: Some(run.clone()),
+                bead: Some(bead.clone()),
+                plan: Some(plan.clone()),
+                attempt,
+                feedback: feedback.clone(),
+                timeout_secs: limits.agent_timeout.as_secs(),
+            };
+            let report = match ctx
+                .execute_activity(SharkActivities::execute, execute, agent_options(limits.agent_timeout))
+                .await
+            {
+                Ok(report) => report,
+                Err(err) => return fail(ctx, &run, err).await,
+            };
+            add_usage(ctx, report.agent.as_ref());
+            last_worktree = report.worktree.clone();
+            if !report.problem.is_empty() {
+                record_gate(ctx, "execute", attempt, false, 0, &report.problem, &report.agent.as_ref().map(|a| a.stdout_artifact.clone()).unwrap_or_default());
+                feedback = format!("The executor produced nothing usable: {}", report.problem);
+                continue;
+            }
+
+            enter_phase(ctx, Phase::Dod, attempt);
+            let dod_request = DodRequest {
+                run: Some(run.clone()),
+                worktree: report.worktree.clone(),
+                attempt,
+                timeout_secs: limits.dod_timeout.as_secs(),
+            };
+            let dod = match ctx
+                .execute_activity(SharkActivities::run_dod, dod_request, dod_options(limits.dod_timeout))
+                .await
+            {
+                Ok(dod) => dod,
+                Err(err) => return fail(ctx, &run, err).await,
+            };
+            let (summary, artifact) = dod_summary(&dod);
+            record_gate(ctx, "dod", attempt, dod.passed, dod.duration_ms, &summary, &artifact);
+            if !dod.passed {
+                feedback = dod_feedback(&dod);
+                continue;
+            }
+
+            // INTEGRATE
+            enter_phase(ctx, Phase::Integrating, attempt);
+            let integration = match integrate(ctx, &run, &bead, &plan, &report.worktree, attempt, &approved_by, false).await {
+                Ok(integration) => integration,
+                Err(err) => return fail(ctx, &run, err).await,
+            };
+            if !integration.problem.is_empty() {
+                let reason = format!("the work passed its gates but was not integrated: {}", integration.problem);
+                let note = format!("CHUM run {}: integration failed: {}; the work is on branch {}", run.workflow_id, integration.problem, integration.branch);
+                let _ = update_bead(ctx, &run, "blocked", &note, "").await;
+                return Ok(finish(ctx, Outcome::IntegrationFailed, reason, Some(&integration)));
+            }
+            let reason = if integration.merged {
+                format!("commit {} merged into {}", short(&integration.commit), integration.base_branch)
+            } else {
+                format!("commit {} on branch {}", short(&integration.commit), integration.branch)
+            };
+            let close_reason = format!(
+                "CHUM run {}: {reason}; plan: {}; definition of done passed on attempt {attempt}",
+                run.workflow_id, plan.summary
+            );
+            if let Err(err) = update_bead(ctx, &run, "closed", "", &close_reason).await {
+                return fail(ctx, &run, err).await;
+            }
+            return Ok(finish(ctx, Outcome::Integrated, reason, Some(&integration)));
+        }
+
+        // ESCALATE: keep the partial work on its branch, block the bead with the evidence.
+        let mut kept = None;
+        if !last_worktree.is_empty() {
+            enter_phase(ctx, Phase::Integrating, limits.max_attempts);
+            if let Ok(partial) = integrate(ctx, &run, &bead, &plan, &last_worktree, limits.max_attempts, &approved_by, true).await {
+                kept = Some(partial);
+            }
+        }
+        let reason = format!(
+            "all {} attempts failed their gates; last failure: {}",
+            limits.max_attempts,
+            excerpt(&feedback, 600)
+        );
+        let branch_note = match &kept {
+            Some(k) if !k.commit.is_empty() => format!("partial work kept on branch {} at {}", k.branch, short(&k.commit)),
+            _ => "no partial work to keep".to_string(),
+        };
+        let note = format!("CHUM run {}: escalated after {} attempts; {branch_note}.\nLast failure:\n{}", run.workflow_id, limits.max_attempts, tail_excerpt(&feedback, EXCERPT_CHARS));
+        let _ = update_bead(ctx, &run, "blocked", &note, "").await;
+        Ok(finish(ctx, Outcome::Escalated, reason, kept.as_ref()))
+    }
+
+    /// The human gate. The payload is taken as raw JSON and validated here: a malformed payload is
+    /// recorded (see `status`) and never approves; a typed handler would wedge the run instead.
+    #[signal(name = "approve")]
+    pub fn approve(&mut self, _ctx: &mut SyncWorkflowContext<Self>, raw: serde_json::Value) {
+        let refusal = match parse_gate_decision(&raw) {
+            Err(reason) => Some(reason),
+            Ok(_) if self.status.phase() != Phase::AwaitingApproval => Some(format!(
+                "no plan is waiting for approval (phase: {}); nothing was approved",
+                self.status.phase()
+            )),
+            Ok(_) if self.decision.is_some() => {
+                Some("a decision on this plan was already received; this one was ignored".to_string())
+            }
+            Ok(decision) => {
+                self.decision = Some(decision);
+                None
+            }
+        };
+        if let Some(reason) = refusal {
+            let rejected = &mut self.status.rejected_signals;
+            if rejected.len() >= MAX_REJECTED_SIGNALS {
+                rejected.remove(0);
+            }
+            rejected.push(RejectedSignal {
+                payload_excerpt: excerpt(&raw.to_string(), 200),
+                reason,
+            });
+        }
+    }
+
+    /// Phase, plan, attempt, gate results so far, refused signals, outcome.
+    #[query(name = "status")]
+    pub fn status(&self, _ctx: &WorkflowContextView) -> SharkStatus {
+        self.status.clone()
+    }
+}
+
+/// Plans, validates and waits at the gate until a person approves a valid plan, or the run must end.
+async fn plan_until_approved(
+    ctx: &WorkflowContext<SharkWorkflow>,
+    run: &RunRef,
+    bead: &Bead,
+    limits: &Limits,
+) -> Result<GateOutcome, ActivityExecutionError> {
+    let mut feedback = String::new();
+    let mut invalid_in_a_row = 0;
+    let mut rejections = 0;
+    let mut round = 0;
+    loop {
+        round += 1;
+        ctx.state_mut(|s| s.status.plan_round = round);
+        enter_phase(ctx, Phase::Planning, round);
+        let request = PlanRequest {
+            run: Some(run.clone()),
+            bead: Some(bead.clone()),
+            round,
+            feedback: feedback.clone(),
+            timeout_secs: limits.agent_timeout.as_secs(),
+        };
+        let draft = ctx
+            .execute_activity(SharkActivities::plan, request, agent_options(limits.agent_timeout))
+            .await?;
+        add_usage(ctx, draft.agent.as_ref());
+        let artifact = draft.agent.as_ref().map(|a| a.stdout_artifact.clone()).unwrap_or_default();
+
+        let checked = match draft.plan {
+            None => Err(draft.error.clone()),
+            Some(plan) => validate_plan(&plan).map(|()| plan).map_err(|problems| problems.join("; ")),
+        };
+        let plan = match checked {
+            Ok(plan) => plan,
+            Err(problem) => {
+                record_gate(ctx, "plan_validation", round, false, 0, &problem, &artifact);
+                invalid_in_a_row += 1;
+                if invalid_in_a_row >= limits.max_plan_rounds {
+                    return Ok(GateOutcome::Ended {
+                        outcome: Outcome::PlanFailed,
+                        reason: format!("no valid plan after {invalid_in_a_row} rounds; last problem: {problem}"),
+                    });
+                }
+                feedback = format!("Your previous answer was not a valid plan: {problem}");
+                continue;
+            }
+        };
+        invalid_in_a_row = 0;
+        record_gate(ctx, "plan_validation", round, true, 0, &plan.summary, &artifact);
+
+        // GATE: nothing touches the code until a person approves this plan.
+        ctx.state_mut(|s| {
+            s.status.plan = Some(plan.clone());
+            s.decision = None;
+        });
+        enter_phase(ctx, Phase::AwaitingApproval, round);
+        let waited_from = now_ms(ctx);
+        let decision = wait_for_decision(ctx, limits.gate_timeout).await;
+        let waited = (now_ms(ctx) - waited_from).max(0) as u64;
+        let Some(decision) = decision else {
+            let reason = format!("no decision within the gate timeout of {}s; nothing was executed", limits.gate_timeout.as_secs());
+            record_gate(ctx, "human", round, false, waited, &reason, "");
+            return Ok(GateOutcome::Ended { outcome: Outcome::GateTimeout, reason });
+        };
+        let who = if decision.by.is_empty() { "someone".to_string() } else { decision.by.clone() };
+        ctx.state_mut(|s| s.status.decisions.push(decision.clone()));
+        if decision.approved {
+            let note = if decision.feedback.is_empty() { format!("approved by {who}") } else { format!("approved by {who}: {}", decision.feedback) };
+            record_gate(ctx, "human", round, true, waited, &note, "");
+            return Ok(GateOutcome::Approved { plan, by: who });
+        }
+        rejections += 1;
+        let said = if decision.feedback.is_empty() { "(no feedback given)".to_string() } else { decision.feedback.clone() };
+        record_gate(ctx, "human", round, false, waited, &format!("rejected by {who}: {said}"), "");
+        if rejections >= limits.max_gate_rejections {
+            return Ok(GateOutcome::Ended {
+                outcome: Outcome::GateRejected,
+                reason: format!("the plan was rejected {rejections} times; last feedback from {who}: {said}"),
+            });
+        }
+        feedback = format!("A person ({who}) rejected the previous plan: {said}");
+    }
+}
+
+/// Waits for a valid `approve` signal or the durable gate timeout, whichever comes first.
+async fn wait_for_decision(ctx: &WorkflowContext<SharkWorkflow>, timeout: Duration) -> Option<GateDecision> {
+    let mut timer = std::pin::pin!(ctx.timer(timeout));
+    let decided = select! {
+        _ = ctx.wait_condition(|s| s.decision.is_some()) => true,
+        _ = timer => false,
+    };
+    if decided {
+        // A dropped timer stays pending server-side until the run closes; cancel it explicitly.
+        timer.cancel();
+    }
+    ctx.state_mut(|s| s.decision.take())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn integrate(
+    ctx: &WorkflowContext<SharkWorkflow>,
+    run: &RunRef,
+    bead: &Bead,
+    plan: &Plan,
+    worktree: &str,
+    attempt: u32,
+    approved_by: &str,
+    partial: bool,
+) -> Result<IntegrationReport, ActivityExecutionError> {
+    let request = IntegrateRequest {
+        run: Some(run.clone()),
+        bead: Some(bead.clone()),
+        plan: Some(plan.clone()),
+        worktree: worktree.to_string(),
+        attempt,
+        approved_by: approved_by.to_string(),
+        partial,
+    };
+    let report = ctx
+        .execute_activity(SharkActivities::integrate, request, quick_options())
+        .await?;
+    ctx.state_mut(|s| {
+        s.status.commit = report.commit.clone();
+        if !report.branch.is_empty() {
+            s.status.branch = report.branch.clone();
+        }
+    });
+    Ok(report)
+}
+
+async fn update_bead(
+    ctx: &WorkflowContext<SharkWorkflow>,
+    run: &RunRef,
+    status: &str,
+    note: &str,
+    close_reason: &str,
+) -> Result<(), ActivityExecutionError> {
+    let request = UpdateBeadRequest {
+        run: Some(run.clone()),
+        status: status.to_string(),
+        note: note.to_string(),
+        close_reason: close_reason.to_string(),
+    };
+    ctx.execute_activity(SharkActivities::update_bead, request, quick_options())
+        .await
+        .map(|_| ())
+}
+
+/// An activity failed for good. Cancellation propagates; anything else ends the run with outcome
+/// `failed`, the reason and, where possible, a note on the bead.
+async fn fail(
+    ctx: &WorkflowContext<SharkWorkflow>,
+    run: &RunRef,
+    err: ActivityExecutionError,
+) -> WorkflowResult<SharkResult> {
+    if matches!(err, ActivityExecutionError::Cancelled(_)) || ctx.cancellation_token().is_cancelled() {
+        ctx.state_mut(|s| s.status.reason = "cancelled".to_string());
+        return Err(WorkflowTermination::cancelled());
+    }
+    let reason = activity_failure_text(&err);
+    let note = format!("CHUM run {} failed: {reason}", run.workflow_id);
+    let _ = update_bead(ctx, run, "blocked", &note, "").await;
+    Ok(finish(ctx, Outcome::Failed, reason, None))
+}
+
+/// The innermost failure message, which is the one the activity wrote.
+fn activity_failure_text(err: &ActivityExecutionError) -> String {
+    let Some(mut failure) = err.failure() else { return err.to_string() };
+    let mut message = failure.message.clone();
+    while let Some(cause) = failure.cause.as_deref() {
+        failure = cause;
+        if !failure.message.is_empty() {
+            message = failure.message.clone();
+        }
+    }
+    let kind = failure_type(failure);
+    if error_types::NON_RETRYABLE.contains(&kind.as_str()) || kind.is_empty() {
+        message
+    } else {
+        format!("{message} ({kind})")
+    }
+}
+
+fn failure_type(failure: &Failure) -> String {
+    use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
+    match &failure.failure_info {
+        Some(FailureInfo::ApplicationFailureInfo(info)) => info.r#type.clone(),
+        _ => String::new(),
+    }
+}
+
+fn finish(
+    ctx: &WorkflowContext<SharkWorkflow>,
+    outcome: Outcome,
+    reason: String,
+    integration: Option<&IntegrationReport>,
+) -> SharkResult {
+    enter_phase(ctx, Phase::Done, 0);
+    ctx.state_mut(|s| {
+        s.status.set_outcome(outcome);
+        s.status.reason = reason.clone();
+        let status = &s.status;
+        let approved_by = status.decisions.iter().rev().find(|d| d.approved).map(|d| d.by.clone()).unwrap_or_default();
+        SharkResult {
+            project: status.project.clone(),
+            bead_id: status.bead_id.clone(),
+            outcome: outcome as i32,
+            reason,
+            attempts: status.attempt,
+            plan: status.plan.clone(),
+            approved_by,
+            branch: integration.map(|i| i.branch.clone()).unwrap_or_else(|| status.branch.clone()),
+            commit: integration.map(|i| i.commit.clone()).unwrap_or_default(),
+            merged: integration.is_some_and(|i| i.merged),
+            base_branch: integration.map(|i| i.base_branch.clone()).unwrap_or_default(),
+            gate_results: status.gate_results.clone(),
+            phases: status.phases.clone(),
+            usage: status.usage,
+        }
+    })
+}
+
+fn now_ms(ctx: &WorkflowContext<SharkWorkflow>) -> i64 {
+    ctx.workflow_time()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Closes the current phase span and opens the next.
+fn enter_phase(ctx: &WorkflowContext<SharkWorkflow>, phase: Phase, round: u32) {
+    let now = now_ms(ctx);
+    ctx.state_mut(|s| {
+        if let Some(open) = s.status.phases.last_mut().filter(|p| p.ended_ms == 0) {
+            open.ended_ms = now;
+        }
+        s.status.set_phase(phase);
+        if phase != Phase::Done {
+            let mut span = PhaseSpan { round, started_ms: now, ..PhaseSpan::default() };
+            span.set_phase(phase);
+            s.status.phases.push(span);
+        }
+    });
+}
+
+fn record_gate(ctx: &WorkflowContext<SharkWorkflow>, gate: &str, round: u32, passed: bool, duration_ms: u64, text: &str, artifact: &str) {
+    let result = GateResult {
+        gate: gate.to_string(),
+        round,
+        passed,
+        duration_ms,
+        excerpt: excerpt(text, EXCERPT_CHARS),
+        artifact: artifact.to_string(),
+    };
+    ctx.state_mut(|s| s.status.gate_results.push(result));
+}
+
+fn add_usage(ctx: &WorkflowContext<SharkWorkflow>, agent: Option<&chum_core::proto::AgentRunSummary>) {
+    if let Some(usage) = agent.and_then(|a| a.usage.as_ref()) {
+        ctx.state_mut(|s| s.status.usage.get_or_insert_with(Default::default).add(usage));
+    }
+}
+
+/// One line per check for the status, and the first failing check's artifact.
+fn dod_summary(dod: &DodReport) -> (String, String) {
+    let lines: Vec<String> = dod
+        .checks
+        .iter()
+        .map(|c| {
+            let verdict = if c.passed { "ok".to_string() } else if c.timed_out { "timed out".to_string() } else { format!("failed (exit {})", c.exit_code) };
+            format!("{}: {verdict} in {} ms", c.command, c.duration_ms)
+        })
+        .collect();
+    let artifact = dod.checks.iter().find(|c| !c.passed).or(dod.checks.last()).map(|c| c.artifact.clone()).unwrap_or_default();
+    let mut summary = lines.join("\n");
+    if let Some(failed) = dod.checks.iter().find(|c| !c.passed) {
+        summary.push_str("\n---\n");
+        summary.push_str(&tail_excerpt(&failed.output_excerpt, 800));
+    }
+    (summary, artifact)
+}
+
+/// What the next attempt's executor is told: each failing command and its real output.
+fn dod_feedback(dod: &DodReport) -> String {
+    let mut out = String::from("The definition of done failed.\n");
+    for check in dod.checks.iter().filter(|c| !c.passed) {
+        let why = if check.timed_out { "timed out".to_string() } else { format!("exited with {}", check.exit_code) };
+        out.push_str(&format!("\n$ {}\n({why})\n{}\n", check.command, tail_excerpt(&check.output_excerpt, EXCERPT_CHARS)));
+    }
+    out
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+fn retry(maximum_attempts: u32) -> RetryPolicy {
+    RetryPolicy::builder()
+        .initial_interval(Duration::from_secs(1))
+        .backoff_coefficient(2.0)
+        .maximum_interval(Duration::from_secs(30))
+        .maximum_attempts(maximum_attempts)
+        .non_retryable_error_types(error_types::NON_RETRYABLE)
+        .build()
+}
+
+/// Bead and git bookkeeping: quick, retried a few times.
+fn quick_options() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(120))
+        .retry_policy(retry(5))
+        .build()
+}
+
+/// Agent runs: the activity enforces the agent's own timeout and kills its process group; the
+/// heartbeat timeout notices a dead worker, and cancellation reaches the activity through heartbeats.
+fn agent_options(agent_timeout: Duration) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(agent_timeout + Duration::from_secs(120))
+        .heartbeat_timeout(Duration::from_secs(30))
+        .retry_policy(retry(3))
+        .build()
+}
+
+fn dod_options(dod_timeout: Duration) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(dod_timeout + Duration::from_secs(60))
+        .heartbeat_timeout(Duration::from_secs(30))
+        .retry_policy(retry(3))
+        .build()
+}
