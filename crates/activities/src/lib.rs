@@ -12,6 +12,7 @@ pub mod git;
 pub mod process;
 pub mod settings;
 pub mod shark;
+pub mod temporal_client;
 pub mod workspace;
 
 pub use shark::SharkActivitiesImpl;

@@ -1,1 +1,155 @@
-fn main() {}
+//! `chum-scripted-agent`: a deterministic stand-in for a coding-agent CLI.
+//!
+//! It speaks the Claude Code contract (`-p --output-format json`: prompt on stdin, one JSON result
+//! object on stdout) and answers from a scenario file, so CHUM's tests, its demo and production run
+//! the very same code path; only the model is scripted. See `scenario.rs` for the file format.
+
+mod scenario;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+use scenario::{Action, Invocation, Scenario};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "chum-scripted-agent",
+    about = "A scripted coding agent: answers like `claude -p --output-format json`, from a scenario file",
+    long_about = "A scripted coding agent for CHUM's tests and demo.\n\n\
+        It reads the prompt from stdin (or --prompt-file), finds the first [[step]] of the scenario \
+        matching its role, bead and attempt (from --role/--bead/--attempt or the CHUM_ROLE, \
+        CHUM_BEAD_ID and CHUM_ATTEMPT variables CHUM sets), performs it in the current directory \
+        (answer, edit files, fail, hang, print garbage) and prints one Claude Code JSON result object.",
+    version
+)]
+struct Args {
+    /// Scenario file (TOML) with the [[step]]s to play.
+    #[arg(long, env = "CHUM_SCRIPTED_SCENARIO")]
+    scenario: PathBuf,
+    /// Directory where every received prompt is saved as <role>-<bead>-<attempt>.prompt.md.
+    #[arg(long, env = "CHUM_SCRIPTED_RECORD_DIR")]
+    record_dir: Option<PathBuf>,
+    /// Read the prompt from this file instead of stdin.
+    #[arg(long)]
+    prompt_file: Option<PathBuf>,
+    #[arg(long, env = "CHUM_ROLE", default_value = "")]
+    role: String,
+    #[arg(long, env = "CHUM_BEAD_ID", default_value = "")]
+    bead: String,
+    #[arg(long, env = "CHUM_ATTEMPT", default_value_t = 1)]
+    attempt: u32,
+    /// Accepted for command-line compatibility with Claude Code; ignored.
+    #[arg(short = 'p', long = "print", hide = true)]
+    print: bool,
+    /// Accepted for compatibility with Claude Code; only "json" is produced.
+    #[arg(long, default_value = "json", hide = true)]
+    output_format: String,
+    /// Accepted for compatibility with Claude Code; ignored.
+    #[arg(long, default_value = "", hide = true)]
+    model: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("chum-scripted-agent: {err:#}");
+            ExitCode::from(4)
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<ExitCode> {
+    let started = Instant::now();
+    let scenario = Scenario::load(&args.scenario)?;
+    let prompt = match &args.prompt_file {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading prompt file {}", path.display()))?,
+        None => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).context("reading the prompt from stdin")?;
+            text
+        }
+    };
+    let call = Invocation { role: args.role.clone(), bead: args.bead.clone(), attempt: args.attempt };
+    if let Some(dir) = &args.record_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let name = format!("{}-{}-{}.prompt.md", or_any(&call.role), or_any(&call.bead), call.attempt);
+        std::fs::write(dir.join(name), &prompt).context("recording the prompt")?;
+    }
+    let step = scenario.find(&call).with_context(|| {
+        format!(
+            "no [[step]] in {} matches role={:?} bead={:?} attempt={}",
+            args.scenario.display(),
+            call.role,
+            call.bead,
+            call.attempt
+        )
+    })?;
+    for needle in &step.expect_prompt_contains {
+        if !prompt.contains(needle.as_str()) {
+            bail!("the prompt does not contain the expected text {needle:?} (step {})", step.describe());
+        }
+    }
+    if step.sleep_ms > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(step.sleep_ms));
+    }
+    match step.action()? {
+        Action::Hang => hang(),
+        Action::Fail { exit_code, stderr } => {
+            eprintln!("{stderr}");
+            Ok(ExitCode::from(exit_code))
+        }
+        Action::Garbage(text) => {
+            println!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Action::Answer { text, edits, is_error } => {
+            let cwd = std::env::current_dir().context("reading the working directory")?;
+            for edit in edits {
+                edit.apply(&cwd)?;
+            }
+            let usage = step.usage.clone().unwrap_or_else(|| scenario.usage.clone());
+            let result = serde_json::json!({
+                "type": "result",
+                "subtype": "success",
+                "is_error": is_error,
+                "duration_ms": started.elapsed().as_millis() as u64,
+                "num_turns": 1,
+                "result": text,
+                "stop_reason": "end_turn",
+                "session_id": format!("scripted-{}-{}-{}", or_any(&call.role), or_any(&call.bead), call.attempt),
+                "total_cost_usd": usage.cost_usd,
+                "usage": {
+                    "input_tokens": usage.input_tokens,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 0,
+                    "output_tokens": usage.output_tokens,
+                },
+                "permission_denials": [],
+                "terminal_reason": "completed",
+            });
+            println!("{result}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn or_any(s: &str) -> &str {
+    if s.is_empty() { "any" } else { s }
+}
+
+/// Hangs like a stuck agent: with a child process of its own, so tests can check that the whole
+/// process group is killed, not just this process.
+fn hang() -> Result<ExitCode> {
+    let child = std::process::Command::new("sleep").arg("86400").spawn().context("spawning the hanging child")?;
+    eprintln!("chum-scripted-agent: hanging on purpose (child pid {})", child.id());
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}

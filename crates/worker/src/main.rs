@@ -1,1 +1,97 @@
-fn main() {}
+//! `worker`: runs CHUM's workflows and activities against a Temporal server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, ValueEnum};
+use temporalio_sdk::Runtime;
+use tokio::signal::unix::{SignalKind, signal};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "worker",
+    version,
+    about = "The CHUM worker: runs the Shark workflow and its activities",
+    long_about = "The CHUM worker: connects to Temporal and runs one Shark workflow per submitted bead \
+        (plan, human gate, execute, definition of done, integrate).\n\n\
+        Configuration comes from --config (default configs/chum.toml), with environment overrides \
+        named CHUM__<SECTION>__<KEY>, e.g. CHUM__TEMPORAL__ADDRESS=http://127.0.0.1:7233. Every key \
+        is documented in configs/chum.example.toml.\n\n\
+        SIGTERM or Ctrl-C drains: running activities finish, then the worker exits; workflows \
+        continue on the next worker."
+)]
+struct Args {
+    /// Path of the configuration file.
+    #[arg(long, short, env = "CHUM_CONFIG", default_value = "configs/chum.toml")]
+    config: PathBuf,
+    /// Log line format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,temporalio_sdk_core=warn,temporalio_client=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("worker: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let config = Arc::new(chum_activities::settings::load_config(&args.config)?);
+    if args.check {
+        println!("{}: ok ({} project(s), {} provider(s))", config.source.display(), config.projects.len(), config.providers.len());
+        return Ok(());
+    }
+    let t = &config.temporal;
+    tracing::info!(address = %t.address, namespace = %t.namespace, task_queue = %t.task_queue, config = %config.source.display(), "starting CHUM worker");
+    let identity = format!("chum-worker@{}", std::process::id());
+    let client = chum_activities::temporal_client::connect(t, &identity, t.connect_timeout, |attempt, error, delay| {
+        tracing::warn!(attempt, retry_in_ms = delay.as_millis() as u64, "cannot reach Temporal at {}: {error}", t.address);
+    })
+    .await?;
+
+    let runtime = Runtime::from_current_tokio(Default::default())?;
+    let mut worker = worker::build_worker(&runtime, client, config.clone())?;
+    let shutdown = worker.shutdown_handle();
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot install signal handlers; stop the worker with SIGKILL");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining, running activities finish first"),
+            _ = int.recv() => tracing::info!("interrupt: draining, running activities finish first"),
+        }
+        shutdown();
+    });
+    tracing::info!(task_queue = %t.task_queue, "worker polling");
+    worker.run().await?;
+    tracing::info!("worker stopped");
+    Ok(())
+}

@@ -8,3 +8,7 @@
 pub mod shark;
 
 pub use shark::SharkWorkflow;
+
+/// The Shark's run definition: the type client handles are parameterized with
+/// (`WorkflowHandle<Client, SharkRun>`).
+pub type SharkRun = <SharkWorkflow as temporalio_sdk::workflows::WorkflowImplementation>::Run;

@@ -1,0 +1,295 @@
+//! Test support for end-to-end Shark runs: a real Temporal dev server (started from the installed
+//! `temporal` binary on a free port), the real worker registration, a real git repository with a
+//! real Python test suite, and the scripted agent binary playing a scenario.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chum_core::config::ChumConfig;
+use chum_core::proto::{Phase, SharkInput, SharkLimits, SharkStatus};
+use chum_workflows::SharkWorkflow;
+use temporalio_client::{
+    Client, WorkflowFetchHistoryOptions, WorkflowHandle, WorkflowQueryOptions, WorkflowSignalOptions,
+    WorkflowStartOptions,
+};
+use temporalio_sdk::Runtime;
+use temporalio_sdk::testing::{
+    DevServerLogLevel, EphemeralExe, LocalServer, LocalWorkflowEnvironmentOptions, WorkflowEnvironment,
+};
+
+pub type SharkHandle = WorkflowHandle<Client, chum_workflows::SharkRun>;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
+
+/// The `temporal` CLI installed by scripts/setup.sh (or given by CHUM_TEMPORAL_BIN).
+pub fn temporal_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("CHUM_TEMPORAL_BIN") {
+        return PathBuf::from(path);
+    }
+    let local = workspace_root().join(".tools/venv/bin/temporal");
+    if local.exists() {
+        return local;
+    }
+    which::which("temporal").unwrap_or_else(|_| panic!("no `temporal` binary: run scripts/setup.sh (it installs one into .tools/)"))
+}
+
+/// The scripted agent binary, built on demand when `cargo test` did not build it.
+pub fn scripted_agent() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let target_dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+    let agent = target_dir.join("chum-scripted-agent");
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "chum-scripted-agent"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("running cargo build for the scripted agent");
+        assert!(status.success(), "building chum-scripted-agent failed");
+    });
+    assert!(agent.exists(), "{} missing after build", agent.display());
+    agent
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@localhost")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@localhost")
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A tiny real project: `calc.py` with `add`, a unittest suite, and one open bead.
+pub fn make_project(dir: &Path) -> PathBuf {
+    let repo = dir.join("project");
+    std::fs::create_dir_all(repo.join(".beads")).unwrap();
+    std::fs::write(repo.join("calc.py"), "def add(a, b):\n    return a + b\n").unwrap();
+    std::fs::write(
+        repo.join("test_calc.py"),
+        "import unittest\nfrom calc import add\n\n\nclass AddTest(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n\n\nif __name__ == '__main__':\n    unittest.main()\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join(".beads/issues.jsonl"),
+        concat!(
+            r#"{"id":"tk-1","title":"Add multiply to calc","description":"calc needs multiply(a, b) with tests","status":"open","priority":1,"issue_type":"feature","created_at":"2026-11-22T00:00:00Z","updated_at":"2026-11-22T00:00:00Z","source_repo":"project","compaction_level":0}"#,
+            "\n",
+            r#"{"id":"tk-2","title":"Old work","status":"closed","priority":2,"issue_type":"task","created_at":"2026-11-22T00:00:00Z","updated_at":"2026-11-22T00:00:00Z","closed_at":"2026-11-22T00:00:00Z","close_reason":"done"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "initial"]);
+    repo
+}
+
+pub const GOOD_PLAN: &str = r#"{"summary": "Add multiply(a, b) to calc with a unit test", "steps": ["add multiply to calc.py", "add test_multiply.py"], "acceptance_criteria": ["multiply(3, 4) == 12", "python3 -m unittest passes"], "files": ["calc.py", "test_multiply.py"]}"#;
+
+pub const GOOD_CALC: &str = "def add(a, b):\n    return a + b\n\n\ndef multiply(a, b):\n    return a * b\n";
+pub const BAD_CALC: &str = "def add(a, b):\n    return a + b\n\n\ndef multiply(a, b):\n    return a + b\n";
+pub const MULTIPLY_TEST: &str = "import unittest\nfrom calc import multiply\n\n\nclass MultiplyTest(unittest.TestCase):\n    def test_multiply(self):\n        self.assertEqual(multiply(3, 4), 12)\n\n\nif __name__ == '__main__':\n    unittest.main()\n";
+
+/// A scenario step in TOML, built by tests.
+pub fn executor_step(attempt: Option<u32>, calc: &str, extra: &str) -> String {
+    let attempt = attempt.map(|a| format!("attempt = {a}\n")).unwrap_or_default();
+    format!(
+        "[[step]]\nrole = \"executor\"\n{attempt}{extra}answer = \"Implemented multiply.\"\nedits = [{{ path = \"calc.py\", write = '''{calc}''' }}, {{ path = \"test_multiply.py\", write = '''{MULTIPLY_TEST}''' }}]\n\n"
+    )
+}
+
+pub fn planner_step(round: Option<u32>, answer: &str, extra: &str) -> String {
+    let round = round.map(|a| format!("attempt = {a}\n")).unwrap_or_default();
+    format!("[[step]]\nrole = \"planner\"\n{round}{extra}answer = '''{answer}'''\n\n")
+}
+
+/// One test's world: a dev server, a project repository, a config pointing at both.
+pub struct Harness {
+    pub env: WorkflowEnvironment<LocalServer>,
+    pub dir: tempfile::TempDir,
+    pub repo: PathBuf,
+    pub prompts: PathBuf,
+    pub config: Arc<ChumConfig>,
+    pub task_queue: String,
+}
+
+pub struct HarnessOptions {
+    pub scenario: String,
+    pub dod: Vec<String>,
+    pub integration: &'static str,
+    /// Overrides the agent program (e.g. a missing one).
+    pub agent_program: Option<String>,
+}
+
+impl Default for HarnessOptions {
+    fn default() -> Self {
+        HarnessOptions {
+            scenario: String::new(),
+            dod: vec!["python3 -m unittest -q".to_string()],
+            integration: "merge",
+            agent_program: None,
+        }
+    }
+}
+
+impl Harness {
+    pub async fn start(name: &str, options: HarnessOptions) -> Harness {
+        let server = LocalWorkflowEnvironmentOptions::builder()
+            .server_executable(EphemeralExe::ExistingPath(temporal_binary().display().to_string()))
+            .log_level(DevServerLogLevel::Error)
+            .build();
+        let env = WorkflowEnvironment::start_local(server).await.expect("dev server starts");
+        let dir = tempfile::tempdir().unwrap();
+        let repo = make_project(dir.path());
+        let prompts = dir.path().join("prompts");
+        // Every answer reports some usage, so the tests can check it is summed.
+        let scenario = format!("[usage]\ninput_tokens = 1000\noutput_tokens = 200\ncost_usd = 0.01\n\n{}", options.scenario);
+        std::fs::write(dir.path().join("scenario.toml"), scenario).unwrap();
+        let agent = options.agent_program.unwrap_or_else(|| scripted_agent().display().to_string());
+        let dod: Vec<String> = options.dod.iter().map(|c| format!("{c:?}")).collect();
+        let task_queue = format!("test-{name}");
+        let text = format!(
+            r#"
+            state_dir = "state"
+            [temporal]
+            task_queue = "{task_queue}"
+            [projects.demo]
+            repo = "project"
+            dod = [{dod}]
+            integration = "{integration}"
+            [providers.scripted]
+            command = ["{agent}", "-p", "--output-format", "json", "--scenario", "{{config_dir}}/scenario.toml", "--record-dir", "{prompts}"]
+            output = "claude-json"
+            [tiers]
+            fast = ["scripted"]
+            [roles]
+            planner = "fast"
+            executor = "fast"
+            "#,
+            dod = dod.join(", "),
+            integration = options.integration,
+            prompts = prompts.display(),
+        );
+        let config = ChumConfig::from_toml(&text, &dir.path().join("chum.toml"), Vec::new()).expect("test config is valid");
+        Harness { env, dir, repo, prompts, config: Arc::new(config), task_queue }
+    }
+
+    pub fn client(&self) -> Client {
+        self.env.client().clone()
+    }
+
+    /// Runs `body` while a real worker polls, then stops the worker.
+    pub async fn with_worker<F, Fut, T>(&self, body: F) -> T
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let runtime = Runtime::from_current_tokio(Default::default()).expect("runtime");
+        let mut worker = worker::build_worker(&runtime, self.client(), self.config.clone()).expect("worker builds");
+        let shutdown = worker.shutdown_handle();
+        let client = self.client();
+        let body = async move {
+            let out = body(client).await;
+            shutdown();
+            out
+        };
+        let (run, out) = tokio::join!(worker.run(), body);
+        run.expect("worker ran cleanly");
+        out
+    }
+
+    pub fn input(&self, limits: SharkLimits) -> SharkInput {
+        SharkInput { project: "demo".into(), bead_id: "tk-1".into(), limits: Some(limits) }
+    }
+
+    pub fn read_bead(&self, id: &str) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.repo.join(".beads/issues.jsonl")).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|v| v["id"] == id)
+            .unwrap_or_else(|| panic!("bead {id} not found"))
+    }
+
+    pub fn prompt(&self, role: &str, attempt: u32) -> String {
+        let path = self.prompts.join(format!("{role}-tk-1-{attempt}.prompt.md"));
+        std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("no recorded prompt {}", path.display()))
+    }
+
+    pub fn commits_on(&self, rev: &str) -> usize {
+        git(&self.repo, &["rev-list", "--count", rev]).parse().unwrap()
+    }
+}
+
+pub fn limits() -> SharkLimits {
+    SharkLimits {
+        max_attempts: 3,
+        max_plan_rounds: 3,
+        max_gate_rejections: 3,
+        gate_timeout_secs: 60,
+        agent_timeout_secs: 30,
+        dod_timeout_secs: 60,
+    }
+}
+
+pub async fn start_shark(client: &Client, task_queue: &str, input: SharkInput) -> SharkHandle {
+    let id = chum_core::ids::shark_workflow_id(&input.project, &input.bead_id);
+    client
+        .start_workflow(SharkWorkflow::run, input, WorkflowStartOptions::new(task_queue, id).build())
+        .await
+        .expect("workflow starts")
+}
+
+pub async fn status(handle: &SharkHandle) -> SharkStatus {
+    handle.query(SharkWorkflow::status, (), WorkflowQueryOptions::default()).await.expect("status query")
+}
+
+/// Polls the status query until the run reaches `phase` (and, for the gate, `round`).
+pub async fn wait_for_phase(handle: &SharkHandle, phase: Phase, round: u32) -> SharkStatus {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = status(handle).await;
+        if s.phase() == phase && (round == 0 || s.plan_round == round) {
+            return s;
+        }
+        assert!(s.phase() != Phase::Done, "run ended before reaching {phase} (round {round}); status: {s:?}");
+        assert!(tokio::time::Instant::now() < deadline, "run never reached {phase} (round {round}); status: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn send_approve(handle: &SharkHandle, payload: serde_json::Value) {
+    handle
+        .signal(SharkWorkflow::approve, payload, WorkflowSignalOptions::default())
+        .await
+        .expect("signal delivered");
+}
+
+/// Saves the run's history for the replay tests when `CHUM_RECORD_HISTORIES=1`
+/// (scripts/record-histories.sh).
+pub async fn record_history(handle: &SharkHandle, name: &str) {
+    if std::env::var("CHUM_RECORD_HISTORIES").as_deref() != Ok("1") {
+        return;
+    }
+    let json = handle
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .to_json()
+        .await
+        .expect("history fetched");
+    let dir = workspace_root().join("crates/workflows/tests/histories");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.json")), json).unwrap();
+    eprintln!("recorded history {name}");
+}
