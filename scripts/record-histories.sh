@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Re-records the workflow histories the replay tests read (crates/workflows/tests/histories/).
+# Run it on purpose after a deliberate change to a workflow's command sequence, then commit the
+# new histories together with the change. Each end-to-end path test saves its run's history.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash scripts/setup.sh >/dev/null
+rm -f crates/workflows/tests/histories/*.json
+CHUM_RECORD_HISTORIES=1 cargo test -p worker --test shark_paths -- --test-threads 2
+ls -1 crates/workflows/tests/histories/
