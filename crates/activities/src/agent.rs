@@ -76,8 +76,16 @@ pub struct AgentOutcome {
 /// a name on PATH.
 fn resolve_program(program: &str, config_dir: &Path) -> Result<PathBuf, String> {
     if program.contains('/') {
-        let path = if Path::new(program).is_absolute() { PathBuf::from(program) } else { config_dir.join(program) };
-        if path.is_file() { Ok(path) } else { Err(format!("`{}` does not exist", path.display())) }
+        let path = if Path::new(program).is_absolute() {
+            PathBuf::from(program)
+        } else {
+            config_dir.join(program)
+        };
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("`{}` does not exist", path.display()))
+        }
     } else {
         which::which(program).map_err(|_| format!("`{program}` is not on PATH"))
     }
@@ -88,7 +96,13 @@ pub fn choose_provider(config: &ChumConfig, role: Role) -> Result<(&ProviderConf
     let providers = config.providers_for(role).map_err(AgentSetupError::Config)?;
     let mut missing = Vec::new();
     for provider in &providers {
-        let program = expand_command(&provider.command[..1], &provider.model, Path::new(""), Path::new(""), &config.config_dir);
+        let program = expand_command(
+            &provider.command[..1],
+            &provider.model,
+            Path::new(""),
+            Path::new(""),
+            &config.config_dir,
+        );
         match resolve_program(&program[0], &config.config_dir) {
             Ok(path) => return Ok((provider, path)),
             Err(why) => missing.push(format!("provider `{}`: {why}", provider.name)),
@@ -112,8 +126,19 @@ pub async fn run_agent(
     let prompt_path = artifacts
         .write(&format!("{prefix}.prompt.md"), request.prompt.as_bytes())
         .await
-        .map_err(|e| AgentSetupError::Config(format!("cannot write to the artifact store {}: {e}", artifacts.dir().display())))?;
-    let argv = expand_command(&provider.command, &provider.model, &prompt_path, request.workdir, &config.config_dir);
+        .map_err(|e| {
+            AgentSetupError::Config(format!(
+                "cannot write to the artifact store {}: {e}",
+                artifacts.dir().display()
+            ))
+        })?;
+    let argv = expand_command(
+        &provider.command,
+        &provider.model,
+        &prompt_path,
+        request.workdir,
+        &config.config_dir,
+    );
     let mut env: Vec<(String, String)> = provider.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     env.extend([
         ("CHUM_ROLE".to_string(), request.role.to_string()),
@@ -127,7 +152,11 @@ pub async fn run_agent(
         args: argv[1..].to_vec(),
         cwd: request.workdir.to_path_buf(),
         env,
-        stdin: if provider.takes_prompt_file() { None } else { Some(request.prompt.clone().into_bytes()) },
+        stdin: if provider.takes_prompt_file() {
+            None
+        } else {
+            Some(request.prompt.clone().into_bytes())
+        },
         timeout: request.timeout,
         stdout_path: artifacts.path(&format!("{prefix}.stdout.log")),
         stderr_path: artifacts.path(&format!("{prefix}.stderr.log")),
@@ -172,7 +201,9 @@ pub async fn run_agent(
         ))
     } else {
         match parse_agent_output(provider.output, &stdout) {
-            Ok(answer) if answer.is_error => Err(format!("the agent reported an error: {}", excerpt(&answer.text, 500))),
+            Ok(answer) if answer.is_error => {
+                Err(format!("the agent reported an error: {}", excerpt(&answer.text, 500)))
+            }
             Ok(answer) if outcome.exit_code != Some(0) && answer.text.trim().is_empty() => Err(format!(
                 "the agent exited with code {} and gave no answer; stderr: {}",
                 outcome.code(),

@@ -14,15 +14,31 @@ pub struct RunArtifacts {
 fn safe(component: &str) -> String {
     component
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
 impl RunArtifacts {
     pub fn new(state_dir: &Path, run: &RunRef) -> RunArtifacts {
-        let workflow = if run.workflow_id.is_empty() { "no-workflow".to_string() } else { safe(&run.workflow_id) };
-        let run_id = if run.run_id.is_empty() { "no-run".to_string() } else { safe(&run.run_id) };
-        RunArtifacts { dir: state_dir.join("artifacts").join(workflow).join(run_id) }
+        let workflow = if run.workflow_id.is_empty() {
+            "no-workflow".to_string()
+        } else {
+            safe(&run.workflow_id)
+        };
+        let run_id = if run.run_id.is_empty() {
+            "no-run".to_string()
+        } else {
+            safe(&run.run_id)
+        };
+        RunArtifacts {
+            dir: state_dir.join("artifacts").join(workflow).join(run_id),
+        }
     }
 
     pub fn dir(&self) -> &Path {

@@ -21,13 +21,19 @@ pub enum BeadsError {
     Io { file: PathBuf, source: std::io::Error },
 }
 
+/// One line of the file: its text as read, and the issue it holds.
+type IssueLine = (String, Map<String, Value>);
+
 /// The JSONL file of one project, e.g. `<repo>/.beads/issues.jsonl`.
 pub struct BeadsFile {
     path: PathBuf,
 }
 
 fn io(file: &Path) -> impl FnOnce(std::io::Error) -> BeadsError + '_ {
-    move |source| BeadsError::Io { file: file.to_path_buf(), source }
+    move |source| BeadsError::Io {
+        file: file.to_path_buf(),
+        source,
+    }
 }
 
 fn text(obj: &Map<String, Value>, key: &str) -> String {
@@ -54,7 +60,7 @@ impl BeadsFile {
     }
 
     /// Every issue with the line it was read from, so untouched issues are written back verbatim.
-    fn read_lines(&self) -> Result<Vec<(String, Map<String, Value>)>, BeadsError> {
+    fn read_lines(&self) -> Result<Vec<IssueLine>, BeadsError> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BeadsError::NoFile(self.path.clone())),
@@ -68,9 +74,19 @@ impl BeadsFile {
             match serde_json::from_str::<Value>(line) {
                 Ok(Value::Object(obj)) => issues.push((line.to_string(), obj)),
                 Ok(_) => {
-                    return Err(BeadsError::BadLine { file: self.path.clone(), line: i + 1, detail: "a JSON value that is not an object".into() });
+                    return Err(BeadsError::BadLine {
+                        file: self.path.clone(),
+                        line: i + 1,
+                        detail: "a JSON value that is not an object".into(),
+                    });
                 }
-                Err(e) => return Err(BeadsError::BadLine { file: self.path.clone(), line: i + 1, detail: e.to_string() }),
+                Err(e) => {
+                    return Err(BeadsError::BadLine {
+                        file: self.path.clone(),
+                        line: i + 1,
+                        detail: e.to_string(),
+                    });
+                }
             }
         }
         Ok(issues)
@@ -81,7 +97,10 @@ impl BeadsFile {
         let obj = issues
             .iter()
             .find(|o| o.get("id").and_then(Value::as_str) == Some(id))
-            .ok_or_else(|| BeadsError::NotFound { id: id.to_string(), file: self.path.clone() })?;
+            .ok_or_else(|| BeadsError::NotFound {
+                id: id.to_string(),
+                file: self.path.clone(),
+            })?;
         Ok(bead_from_json(obj))
     }
 
@@ -101,7 +120,10 @@ impl BeadsFile {
         let (line, obj) = issues
             .iter_mut()
             .find(|(_, o)| o.get("id").and_then(Value::as_str) == Some(id))
-            .ok_or_else(|| BeadsError::NotFound { id: id.to_string(), file: self.path.clone() })?;
+            .ok_or_else(|| BeadsError::NotFound {
+                id: id.to_string(),
+                file: self.path.clone(),
+            })?;
         change(obj);
         obj.insert("updated_at".into(), Value::String(now_rfc3339()));
         *line = serde_json::to_string(obj).map_err(|e| io(&self.path)(e.into()))?;
@@ -127,7 +149,11 @@ pub fn append_note(obj: &mut Map<String, Value>, note: &str) {
     if notes.contains(note.trim()) {
         return;
     }
-    let joined = if notes.trim().is_empty() { note.trim().to_string() } else { format!("{}\n\n{}", notes.trim_end(), note.trim()) };
+    let joined = if notes.trim().is_empty() {
+        note.trim().to_string()
+    } else {
+        format!("{}\n\n{}", notes.trim_end(), note.trim())
+    };
     obj.insert("notes".into(), Value::String(joined));
 }
 
@@ -196,7 +222,10 @@ mod tests {
         assert_eq!(bead.title, "Document config keys");
         assert_eq!(bead.priority, 3);
         assert_eq!(bead.labels, vec!["docs"]);
-        assert!(matches!(file(dir.path()).get("demo-zzz"), Err(BeadsError::NotFound { .. })));
+        assert!(matches!(
+            file(dir.path()).get("demo-zzz"),
+            Err(BeadsError::NotFound { .. })
+        ));
     }
 
     #[test]
@@ -219,7 +248,11 @@ mod tests {
         assert_eq!(first["dependencies"][0]["depends_on_id"], "demo-5qb");
         assert_eq!(first["source_repo"], "demo");
         assert_ne!(first["updated_at"], "2026-11-22T00:04:44.411948572Z");
-        assert_eq!(lines[1], FIXTURE.lines().nth(1).unwrap(), "untouched issues are byte-identical");
+        assert_eq!(
+            lines[1],
+            FIXTURE.lines().nth(1).unwrap(),
+            "untouched issues are byte-identical"
+        );
     }
 
     #[test]

@@ -9,7 +9,12 @@ pub enum GitError {
     #[error("could not run git: {0}; is git installed and on PATH?")]
     Spawn(#[from] std::io::Error),
     #[error("`git {args}` failed in {dir}: {stderr}")]
-    Failed { args: String, dir: String, stderr: String, code: i32 },
+    Failed {
+        args: String,
+        dir: String,
+        stderr: String,
+        code: i32,
+    },
 }
 
 /// The identity CHUM commits with.
@@ -77,7 +82,10 @@ pub async fn worktrees(repo: &Path) -> Result<Vec<WorktreeEntry>, GitError> {
             if let Some(done) = current.take() {
                 entries.push(done);
             }
-            current = Some(WorktreeEntry { path: PathBuf::from(path), branch: None });
+            current = Some(WorktreeEntry {
+                path: PathBuf::from(path),
+                branch: None,
+            });
         } else if let (Some(branch), Some(entry)) = (line.strip_prefix("branch "), current.as_mut()) {
             entry.branch = Some(branch.to_string());
         }
@@ -115,7 +123,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         testing::init_repo(dir.path()).await;
         let wt = dir.path().join("wt");
-        git(dir.path(), &["worktree", "add", "-q", "-b", "feature", wt.to_str().unwrap()]).await.unwrap();
+        git(
+            dir.path(),
+            &["worktree", "add", "-q", "-b", "feature", wt.to_str().unwrap()],
+        )
+        .await
+        .unwrap();
         let list = worktrees(dir.path()).await.unwrap();
         assert_eq!(list.len(), 2);
         assert_eq!(list[0].branch.as_deref(), Some("refs/heads/main"));

@@ -96,7 +96,11 @@ where
         .args(&spec.args)
         .current_dir(&spec.cwd)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if spec.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -142,7 +146,11 @@ where
     let stdout_bytes = stdout_task.await.unwrap_or(Ok(0))?;
     let stderr_bytes = stderr_task.await.unwrap_or(Ok(0))?;
     Ok(ProcessOutcome {
-        exit_code: if timed_out || was_cancelled { None } else { status.code() },
+        exit_code: if timed_out || was_cancelled {
+            None
+        } else {
+            status.code()
+        },
         timed_out,
         cancelled: was_cancelled,
         duration: started.elapsed(),
@@ -222,11 +230,20 @@ mod tests {
     #[tokio::test]
     async fn captures_output_exit_code_env_and_stdin() {
         let dir = tempfile::tempdir().unwrap();
-        let s = spec(dir.path(), "cat; echo \" $CHUM_TEST_VAR\"; echo oops >&2; exit 3", Duration::from_secs(10));
-        let out = run_process(&s, Duration::from_secs(1), || async {}, never()).await.unwrap();
+        let s = spec(
+            dir.path(),
+            "cat; echo \" $CHUM_TEST_VAR\"; echo oops >&2; exit 3",
+            Duration::from_secs(10),
+        );
+        let out = run_process(&s, Duration::from_secs(1), || async {}, never())
+            .await
+            .unwrap();
         assert_eq!(out.exit_code, Some(3));
         assert!(!out.success());
-        assert_eq!(std::fs::read_to_string(&s.stdout_path).unwrap(), "prompt text from-env\n");
+        assert_eq!(
+            std::fs::read_to_string(&s.stdout_path).unwrap(),
+            "prompt text from-env\n"
+        );
         assert_eq!(std::fs::read_to_string(&s.stderr_path).unwrap(), "oops\n");
     }
 
@@ -246,11 +263,21 @@ mod tests {
     async fn a_hanging_program_is_killed_with_its_whole_process_group() {
         let dir = tempfile::tempdir().unwrap();
         // The child starts a grandchild that would outlive a plain kill of the child.
-        let s = spec(dir.path(), "sleep 300 & echo $! > grandchild.pid; wait", Duration::from_millis(500));
-        let out = run_process(&s, Duration::from_secs(1), || async {}, never()).await.unwrap();
+        let s = spec(
+            dir.path(),
+            "sleep 300 & echo $! > grandchild.pid; wait",
+            Duration::from_millis(500),
+        );
+        let out = run_process(&s, Duration::from_secs(1), || async {}, never())
+            .await
+            .unwrap();
         assert!(out.timed_out);
         assert_eq!(out.exit_code, None);
-        let pid: i32 = std::fs::read_to_string(dir.path().join("grandchild.pid")).unwrap().trim().parse().unwrap();
+        let pid: i32 = std::fs::read_to_string(dir.path().join("grandchild.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         // The kill is asynchronous; give it a moment.
         for _ in 0..50 {
             if !alive(pid) {
@@ -269,7 +296,9 @@ mod tests {
         let out = run_process(
             &s,
             Duration::from_millis(50),
-            || async { beats.fetch_add(1, std::sync::atomic::Ordering::SeqCst); },
+            || async {
+                beats.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            },
             tokio::time::sleep(Duration::from_millis(400)),
         )
         .await
@@ -282,8 +311,14 @@ mod tests {
     #[tokio::test]
     async fn floods_are_capped_with_a_note() {
         let dir = tempfile::tempdir().unwrap();
-        let s = spec(dir.path(), "head -c 1000000 /dev/zero | tr '\\0' 'x'", Duration::from_secs(20));
-        let out = run_process(&s, Duration::from_secs(1), || async {}, never()).await.unwrap();
+        let s = spec(
+            dir.path(),
+            "head -c 1000000 /dev/zero | tr '\\0' 'x'",
+            Duration::from_secs(20),
+        );
+        let out = run_process(&s, Duration::from_secs(1), || async {}, never())
+            .await
+            .unwrap();
         assert!(out.success());
         assert_eq!(out.stdout_bytes, 1_000_000);
         let kept = std::fs::read_to_string(&s.stdout_path).unwrap();
@@ -296,7 +331,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = spec(dir.path(), "", Duration::from_secs(5));
         s.program = "/nonexistent/agent".into();
-        let err = run_process(&s, Duration::from_secs(1), || async {}, never()).await.unwrap_err();
+        let err = run_process(&s, Duration::from_secs(1), || async {}, never())
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     }
 }

@@ -8,9 +8,14 @@ use chum_core::config::{ChumConfig, ConfigError};
 pub fn load_config(path: &Path) -> Result<ChumConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            ConfigError::Missing { file: path.display().to_string() }
+            ConfigError::Missing {
+                file: path.display().to_string(),
+            }
         } else {
-            ConfigError::Syntax { file: path.display().to_string(), detail: e.to_string() }
+            ConfigError::Syntax {
+                file: path.display().to_string(),
+                detail: e.to_string(),
+            }
         }
     })?;
     // Relative paths in the config start from the config file's directory, so make it absolute.

@@ -15,9 +15,8 @@ use chum_core::ids::check_bead_id;
 use chum_core::plan::parse_plan;
 use chum_core::prompt::{executor_prompt, planner_prompt};
 use chum_core::proto::{
-    DodCheck, DodReport, DodRequest, ExecuteReport, ExecuteRequest, IntegrateRequest,
-    IntegrationReport, LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest, RunRef,
-    UpdateBeadRequest, UpdateBeadResult,
+    DodCheck, DodReport, DodRequest, ExecuteReport, ExecuteRequest, IntegrateRequest, IntegrationReport,
+    LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest, RunRef, UpdateBeadRequest, UpdateBeadResult,
 };
 use chum_core::text::{excerpt, tail_excerpt};
 use serde_json::Value;
@@ -65,7 +64,11 @@ fn setup_error(err: AgentSetupError) -> ActivityError {
 }
 
 fn repo_error(err: RepoProblem) -> ActivityError {
-    if err.is_permanent() { permanent(error_types::INVALID_INPUT, err.to_string()) } else { retryable(err.to_string()) }
+    if err.is_permanent() {
+        permanent(error_types::INVALID_INPUT, err.to_string())
+    } else {
+        retryable(err.to_string())
+    }
 }
 
 impl SharkActivitiesImpl {
@@ -75,7 +78,9 @@ impl SharkActivitiesImpl {
 
     fn project(&self, run: &RunRef) -> Result<&ProjectConfig, ActivityError> {
         check_bead_id(&run.bead_id).map_err(|m| permanent(error_types::INVALID_INPUT, m))?;
-        self.config.project(&run.project).map_err(|m| permanent(error_types::CONFIG, m))
+        self.config
+            .project(&run.project)
+            .map_err(|m| permanent(error_types::CONFIG, m))
     }
 
     fn beads(&self, project: &ProjectConfig) -> BeadsFile {
@@ -98,7 +103,9 @@ impl SharkActivitiesImpl {
         };
         match bead.status.as_str() {
             "closed" | "tombstone" => return unavailable(format!("bead {} is already {}", bead.id, bead.status)),
-            _ if bead.issue_type == "epic" => return unavailable(format!("bead {} is an epic; CHUM works on its children", bead.id)),
+            _ if bead.issue_type == "epic" => {
+                return unavailable(format!("bead {} is an epic; CHUM works on its children", bead.id));
+            }
             _ => {}
         }
         let claimed = beads
@@ -108,7 +115,10 @@ impl SharkActivitiesImpl {
             })
             .map_err(|e| retryable(e.to_string()))?;
         tracing::info!(project = %run.project, bead = %run.bead_id, "claimed bead");
-        Ok(LoadBeadResult { bead: Some(claimed), problem: String::new() })
+        Ok(LoadBeadResult {
+            bead: Some(claimed),
+            problem: String::new(),
+        })
     }
 
     pub async fn plan_impl(&self, req: PlanRequest, liveness: &impl Liveness) -> Result<PlanDraft, ActivityError> {
@@ -125,7 +135,9 @@ impl SharkActivitiesImpl {
             timeout: Duration::from_secs(req.timeout_secs.max(1)),
             artifact_prefix: format!("plan-{}", req.round),
         };
-        let outcome = run_agent(&self.config, &self.artifacts(&run), request, liveness).await.map_err(setup_error)?;
+        let outcome = run_agent(&self.config, &self.artifacts(&run), request, liveness)
+            .await
+            .map_err(setup_error)?;
         let (plan, error) = match outcome.answer {
             Ok(answer) => match parse_plan(&answer.text) {
                 Ok(plan) => (Some(plan), String::new()),
@@ -134,13 +146,23 @@ impl SharkActivitiesImpl {
             Err(e) => (None, e),
         };
         tracing::info!(bead = %run.bead_id, round = req.round, ok = plan.is_some(), "planner answered");
-        Ok(PlanDraft { plan, error, agent: Some(outcome.summary) })
+        Ok(PlanDraft {
+            plan,
+            error,
+            agent: Some(outcome.summary),
+        })
     }
 
-    pub async fn execute_impl(&self, req: ExecuteRequest, liveness: &impl Liveness) -> Result<ExecuteReport, ActivityError> {
+    pub async fn execute_impl(
+        &self,
+        req: ExecuteRequest,
+        liveness: &impl Liveness,
+    ) -> Result<ExecuteReport, ActivityError> {
         let run = req.run.unwrap_or_default();
         let project = self.project(&run)?;
-        let worktree = prepare_worktree(project, &run.bead_id, req.attempt).await.map_err(repo_error)?;
+        let worktree = prepare_worktree(project, &run.bead_id, req.attempt)
+            .await
+            .map_err(repo_error)?;
         let bead = req.bead.unwrap_or_default();
         let plan = req.plan.unwrap_or_default();
         let request = AgentRequest {
@@ -153,7 +175,9 @@ impl SharkActivitiesImpl {
             artifact_prefix: format!("execute-{}", req.attempt),
         };
         let artifacts = self.artifacts(&run);
-        let outcome = run_agent(&self.config, &artifacts, request, liveness).await.map_err(setup_error)?;
+        let outcome = run_agent(&self.config, &artifacts, request, liveness)
+            .await
+            .map_err(setup_error)?;
         let mut report = ExecuteReport {
             worktree: worktree.path.display().to_string(),
             branch: worktree.branch.clone(),
@@ -165,7 +189,9 @@ impl SharkActivitiesImpl {
             report.problem = "the agent deleted its worktree".to_string();
             return Ok(report);
         }
-        let changes = stage_changes(&worktree.path, &worktree.base_commit).await.map_err(repo_error)?;
+        let changes = stage_changes(&worktree.path, &worktree.base_commit)
+            .await
+            .map_err(repo_error)?;
         let diff_path = artifacts
             .write(&format!("execute-{}.diff", req.attempt), changes.diff.as_bytes())
             .await
@@ -201,7 +227,10 @@ impl SharkActivitiesImpl {
         let artifacts = self.artifacts(&run);
         let budget = Duration::from_secs(req.timeout_secs.max(1));
         let started = Instant::now();
-        let mut report = DodReport { passed: true, ..DodReport::default() };
+        let mut report = DodReport {
+            passed: true,
+            ..DodReport::default()
+        };
         for (i, command) in project.dod.iter().enumerate() {
             let remaining = budget.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
             let name = format!("dod-{}-{}", req.attempt, i + 1);
@@ -216,9 +245,14 @@ impl SharkActivitiesImpl {
                 stderr_path: artifacts.path(&format!("{name}.stderr.log")),
                 capture_limit: DOD_CAPTURE_LIMIT,
             };
-            let outcome = run_process(&spec, Duration::from_secs(5), || liveness.heartbeat(), liveness.cancelled())
-                .await
-                .map_err(|e| retryable(format!("could not run DoD command `{command}`: {e}")))?;
+            let outcome = run_process(
+                &spec,
+                Duration::from_secs(5),
+                || liveness.heartbeat(),
+                liveness.cancelled(),
+            )
+            .await
+            .map_err(|e| retryable(format!("could not run DoD command `{command}`: {e}")))?;
             if outcome.cancelled {
                 return Err(ActivityError::cancelled());
             }
@@ -286,7 +320,11 @@ impl SharkActivitiesImpl {
 #[activities]
 impl SharkActivitiesImpl {
     #[activity(definition = chum_core::activity_contract::definitions::LoadBead)]
-    pub async fn load_bead(self: Arc<Self>, _ctx: ActivityContext, req: LoadBeadRequest) -> Result<LoadBeadResult, ActivityError> {
+    pub async fn load_bead(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        req: LoadBeadRequest,
+    ) -> Result<LoadBeadResult, ActivityError> {
         self.load_bead_impl(req).await
     }
 
@@ -296,7 +334,11 @@ impl SharkActivitiesImpl {
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::Execute)]
-    pub async fn execute(self: Arc<Self>, ctx: ActivityContext, req: ExecuteRequest) -> Result<ExecuteReport, ActivityError> {
+    pub async fn execute(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: ExecuteRequest,
+    ) -> Result<ExecuteReport, ActivityError> {
         self.execute_impl(req, &ctx).await
     }
 
@@ -306,12 +348,20 @@ impl SharkActivitiesImpl {
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::Integrate)]
-    pub async fn integrate(self: Arc<Self>, _ctx: ActivityContext, req: IntegrateRequest) -> Result<IntegrationReport, ActivityError> {
+    pub async fn integrate(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        req: IntegrateRequest,
+    ) -> Result<IntegrationReport, ActivityError> {
         self.integrate_impl(req).await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::UpdateBead)]
-    pub async fn update_bead(self: Arc<Self>, _ctx: ActivityContext, req: UpdateBeadRequest) -> Result<UpdateBeadResult, ActivityError> {
+    pub async fn update_bead(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        req: UpdateBeadRequest,
+    ) -> Result<UpdateBeadResult, ActivityError> {
         self.update_bead_impl(req).await
     }
 }

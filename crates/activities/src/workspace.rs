@@ -56,13 +56,20 @@ pub async fn check_repository(project: &ProjectConfig) -> Result<String, RepoPro
     }
     resolve(repo, &format!("refs/heads/{}", project.base_branch))
         .await?
-        .ok_or(RepoProblem::MissingBaseBranch { branch: project.base_branch.clone(), repo: shown })
+        .ok_or(RepoProblem::MissingBaseBranch {
+            branch: project.base_branch.clone(),
+            repo: shown,
+        })
 }
 
 /// Keeps CHUM's own directory out of the project's `git status` without touching tracked files.
 async fn exclude_chum_dir(repo: &Path) -> Result<(), RepoProblem> {
     let common = git(repo, &["rev-parse", "--git-common-dir"]).await?;
-    let common = if Path::new(&common).is_absolute() { PathBuf::from(common) } else { repo.join(common) };
+    let common = if Path::new(&common).is_absolute() {
+        PathBuf::from(common)
+    } else {
+        repo.join(common)
+    };
     let exclude = common.join("info").join("exclude");
     let current = std::fs::read_to_string(&exclude).unwrap_or_default();
     if !current.lines().any(|l| l.trim() == "/.chum/") {
@@ -78,13 +85,22 @@ async fn exclude_chum_dir(repo: &Path) -> Result<(), RepoProblem> {
 }
 
 pub fn worktree_path(project: &ProjectConfig, bead_id: &str, attempt: u32) -> PathBuf {
-    project.repo.join(".chum").join("worktrees").join(bead_id).join(attempt.to_string())
+    project
+        .repo
+        .join(".chum")
+        .join("worktrees")
+        .join(bead_id)
+        .join(attempt.to_string())
 }
 
 /// A fresh worktree for this attempt on branch `chum/<bead>`, reset to the base branch. Earlier
 /// attempts' worktrees of the bead are removed (their branch is the same one); a retried
 /// activity simply gets a clean worktree again.
-pub async fn prepare_worktree(project: &ProjectConfig, bead_id: &str, attempt: u32) -> Result<AttemptWorktree, RepoProblem> {
+pub async fn prepare_worktree(
+    project: &ProjectConfig,
+    bead_id: &str,
+    attempt: u32,
+) -> Result<AttemptWorktree, RepoProblem> {
     let base_commit = check_repository(project).await?;
     let repo = &project.repo;
     exclude_chum_dir(repo).await?;
@@ -93,7 +109,11 @@ pub async fn prepare_worktree(project: &ProjectConfig, bead_id: &str, attempt: u
     let path = worktree_path(project, bead_id, attempt);
     for entry in worktrees(repo).await? {
         if entry.branch.as_deref() == Some(branch_ref.as_str()) || entry.path == path {
-            git(repo, &["worktree", "remove", "--force", &entry.path.display().to_string()]).await?;
+            git(
+                repo,
+                &["worktree", "remove", "--force", &entry.path.display().to_string()],
+            )
+            .await?;
         }
     }
     if path.exists() {
@@ -103,8 +123,24 @@ pub async fn prepare_worktree(project: &ProjectConfig, bead_id: &str, attempt: u
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
     }
-    git(repo, &["worktree", "add", "--force", "-B", &branch, &path.display().to_string(), &base_commit]).await?;
-    Ok(AttemptWorktree { path, branch, base_commit })
+    git(
+        repo,
+        &[
+            "worktree",
+            "add",
+            "--force",
+            "-B",
+            &branch,
+            &path.display().to_string(),
+            &base_commit,
+        ],
+    )
+    .await?;
+    Ok(AttemptWorktree {
+        path,
+        branch,
+        base_commit,
+    })
 }
 
 /// Stages everything the agent changed (except the backlog, which CHUM manages) and describes it
@@ -165,12 +201,19 @@ pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Resul
         existing
     } else {
         if !worktree.is_dir() {
-            report.problem = format!("the attempt's worktree {} is gone; nothing to commit", worktree.display());
+            report.problem = format!(
+                "the attempt's worktree {} is gone; nothing to commit",
+                worktree.display()
+            );
             return Ok(report);
         }
         git(&worktree, &["add", "-A", "--", ".", ":(exclude).beads"]).await?;
         let message = commit_message(req, &key);
-        git(&worktree, &["commit", "-q", "--allow-empty", "--no-verify", "-m", &message]).await?;
+        git(
+            &worktree,
+            &["commit", "-q", "--allow-empty", "--no-verify", "-m", &message],
+        )
+        .await?;
         git(&worktree, &["rev-parse", "HEAD"]).await?
     };
     report.commit = commit.clone();
@@ -181,7 +224,10 @@ pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Resul
     // 2. Merge. Already in the base branch (a retry after the merge): done.
     let base_ref = format!("refs/heads/{}", project.base_branch);
     let tip = resolve(repo, &branch).await?.unwrap_or(commit.clone());
-    if git_ok(repo, &["merge-base", "--is-ancestor", &tip, &base_ref]).await?.is_some() {
+    if git_ok(repo, &["merge-base", "--is-ancestor", &tip, &base_ref])
+        .await?
+        .is_some()
+    {
         report.merged = true;
         report.commit = tip;
         return Ok(report);
@@ -189,13 +235,24 @@ pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Resul
     // The base moved since the attempt started: merge it into the bead branch first, so the
     // base branch itself only ever fast-forwards.
     let base_commit = resolve(repo, &base_ref).await?.unwrap_or_default();
-    if git_ok(repo, &["merge-base", "--is-ancestor", &base_commit, &tip]).await?.is_none() {
+    if git_ok(repo, &["merge-base", "--is-ancestor", &base_commit, &tip])
+        .await?
+        .is_none()
+    {
         if !worktree.is_dir() {
-            report.problem = format!("{} moved on and the worktree to merge it in is gone", project.base_branch);
+            report.problem = format!(
+                "{} moved on and the worktree to merge it in is gone",
+                project.base_branch
+            );
             return Ok(report);
         }
         let merge_msg = format!("Merge {} into {branch}", project.base_branch);
-        if let Err(e) = git(&worktree, &["merge", "--no-edit", "--no-verify", "-m", &merge_msg, &base_commit]).await {
+        if let Err(e) = git(
+            &worktree,
+            &["merge", "--no-edit", "--no-verify", "-m", &merge_msg, &base_commit],
+        )
+        .await
+        {
             let _ = git(&worktree, &["merge", "--abort"]).await;
             report.problem = format!("merging {} into {branch} conflicts: {e}", project.base_branch);
             return Ok(report);
@@ -205,7 +262,10 @@ pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Resul
 
     // Fast-forward the base branch: through its checkout when it is checked out (so the
     // checkout follows), otherwise by moving the ref with a compare-and-swap.
-    let checkout = worktrees(repo).await?.into_iter().find(|w| w.branch.as_deref() == Some(base_ref.as_str()));
+    let checkout = worktrees(repo)
+        .await?
+        .into_iter()
+        .find(|w| w.branch.as_deref() == Some(base_ref.as_str()));
     match checkout {
         Some(entry) => {
             if let Err(e) = git(&entry.path, &["merge", "--ff-only", "-q", &tip]).await {
@@ -227,7 +287,11 @@ pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Resul
 }
 
 fn worktree_or_repo(worktree: &Path, repo: &Path) -> PathBuf {
-    if worktree.is_dir() { worktree.to_path_buf() } else { repo.to_path_buf() }
+    if worktree.is_dir() {
+        worktree.to_path_buf()
+    } else {
+        repo.to_path_buf()
+    }
 }
 
 #[cfg(test)]
@@ -250,9 +314,22 @@ mod tests {
 
     fn request(worktree: &Path, attempt: u32) -> IntegrateRequest {
         IntegrateRequest {
-            run: Some(RunRef { project: "demo".into(), bead_id: "tk-1".into(), workflow_id: "shark-demo-tk-1".into(), run_id: "r1".into() }),
-            bead: Some(Bead { id: "tk-1".into(), title: "Add a file".into(), ..Bead::default() }),
-            plan: Some(Plan { summary: "add it".into(), acceptance_criteria: vec!["file exists".into()], ..Plan::default() }),
+            run: Some(RunRef {
+                project: "demo".into(),
+                bead_id: "tk-1".into(),
+                workflow_id: "shark-demo-tk-1".into(),
+                run_id: "r1".into(),
+            }),
+            bead: Some(Bead {
+                id: "tk-1".into(),
+                title: "Add a file".into(),
+                ..Bead::default()
+            }),
+            plan: Some(Plan {
+                summary: "add it".into(),
+                acceptance_criteria: vec!["file exists".into()],
+                ..Plan::default()
+            }),
             worktree: worktree.display().to_string(),
             attempt,
             approved_by: "alice".into(),
@@ -278,15 +355,31 @@ mod tests {
         assert!(changes.diff.contains("+new"));
 
         let first = integrate(&p, &request(&wt.path, 1)).await.unwrap();
-        assert!(first.merged && first.problem.is_empty() && !first.already_committed, "{first:?}");
+        assert!(
+            first.merged && first.problem.is_empty() && !first.already_committed,
+            "{first:?}"
+        );
         let again = integrate(&p, &request(&wt.path, 1)).await.unwrap();
         assert!(again.already_committed && again.merged);
         assert_eq!(again.commit, first.commit);
         assert_eq!(count_commits(repo, "main").await, 2, "exactly one new commit on main");
-        assert_eq!(std::fs::read_to_string(repo.join("new.txt")).unwrap(), "new\n", "the checkout followed");
+        assert_eq!(
+            std::fs::read_to_string(repo.join("new.txt")).unwrap(),
+            "new\n",
+            "the checkout followed"
+        );
         let msg = git(repo, &["log", "-1", "--format=%B", "main"]).await.unwrap();
-        assert!(msg.contains("tk-1: Add a file") && msg.contains("Plan-Approved-By: alice") && msg.contains("Chum-Run: shark-demo-tk-1/r1/1"), "{msg}");
-        assert_eq!(git(repo, &["status", "--porcelain"]).await.unwrap(), "", ".chum/ stays out of git status");
+        assert!(
+            msg.contains("tk-1: Add a file")
+                && msg.contains("Plan-Approved-By: alice")
+                && msg.contains("Chum-Run: shark-demo-tk-1/r1/1"),
+            "{msg}"
+        );
+        assert_eq!(
+            git(repo, &["status", "--porcelain"]).await.unwrap(),
+            "",
+            ".chum/ stays out of git status"
+        );
     }
 
     #[tokio::test]
@@ -333,6 +426,9 @@ mod tests {
         let mut p = p;
         p.base_branch = "develop".into();
         let err = check_repository(&p).await.unwrap_err();
-        assert!(err.to_string().contains("base branch `develop` does not exist"), "{err}");
+        assert!(
+            err.to_string().contains("base branch `develop` does not exist"),
+            "{err}"
+        );
     }
 }

@@ -1,1 +1,380 @@
-fn main() {}
+//! `chum`: the command line for people working with CHUM.
+
+mod demo;
+mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use chum_core::config::ChumConfig;
+use chum_core::ids::{check_bead_id, shark_workflow_id};
+use chum_core::proto::{EnumName, Outcome, Phase, SharkInput, SharkStatus};
+use chum_workflows::{SharkRun, SharkWorkflow};
+use clap::{Parser, Subcommand};
+use temporalio_client::{
+    Client, WorkflowGetResultOptions, WorkflowHandle, WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
+};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "chum",
+    version,
+    about = "CHUM: turn a backlog of beads into merged, verified code",
+    long_about = "CHUM runs one durable Shark workflow per bead: plan, human gate, execute in a git \
+        worktree, definition of done, integrate.\n\n\
+        Typical session:\n  \
+        chum submit tk-1a          # start the Shark for bead tk-1a\n  \
+        chum watch tk-1a --until awaiting_approval\n  \
+        chum approve tk-1a         # or: chum reject tk-1a --feedback \"...\"\n  \
+        chum watch tk-1a           # follow it to the end and print the summary\n\n\
+        A bead is named by its id (the project is the only configured one, or --project) or by \
+        its workflow id (shark-<project>-<bead>)."
+)]
+struct Cli {
+    /// Configuration file (for the Temporal address and the projects).
+    #[arg(long, short, global = true, env = "CHUM_CONFIG", default_value = "configs/chum.toml")]
+    config: PathBuf,
+    /// Project the bead belongs to (default: the only configured project).
+    #[arg(long, short, global = true)]
+    project: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start the Shark for a bead (plan, then wait for your approval).
+    Submit { bead: String },
+    /// Approve the plan waiting at the gate (sends the `approve` signal).
+    Approve {
+        /// Bead id or workflow id.
+        target: String,
+        /// Who approves (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        /// A note for the record.
+        #[arg(long, default_value = "")]
+        feedback: String,
+    },
+    /// Reject the plan waiting at the gate; the planner gets your feedback and tries again.
+    Reject {
+        target: String,
+        /// What the planner should change (required).
+        #[arg(long)]
+        feedback: String,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Show a run's phase, plan, gate results and outcome (or list running Sharks).
+    Status {
+        target: Option<String>,
+        /// Print the raw status JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow a run live until it ends (or reaches --until), then print its summary.
+    Watch {
+        target: String,
+        /// Stop when the run reaches this phase, e.g. awaiting_approval.
+        #[arg(long)]
+        until: Option<String>,
+        /// Give up after this long, e.g. 10m.
+        #[arg(long, default_value = "2h")]
+        timeout: String,
+    },
+    /// Demo helpers (used by `make demo`).
+    Demo {
+        #[command(subcommand)]
+        command: DemoCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DemoCommand {
+    /// Create the demo project: a git repository with a Python package, its tests, and beads.
+    Init {
+        /// Where to create it.
+        dir: PathBuf,
+        /// Replace an existing directory.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("chum: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::Demo {
+        command: DemoCommand::Init { dir, force },
+    } = &cli.command
+    {
+        demo::init(dir, *force)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = chum_activities::settings::load_config(&cli.config)?;
+    let session = Session::connect(config, cli.project.clone()).await?;
+    match cli.command {
+        Command::Submit { bead } => session.submit(&bead).await,
+        Command::Approve { target, by, feedback } => session.decide(&target, true, feedback, by).await,
+        Command::Reject { target, feedback, by } => {
+            if feedback.trim().is_empty() {
+                bail!("--feedback must say what the planner should change");
+            }
+            session.decide(&target, false, feedback, by).await
+        }
+        Command::Status {
+            target: Some(target),
+            json,
+        } => session.status(&target, json).await,
+        Command::Status { target: None, .. } => session.list().await,
+        Command::Watch { target, until, timeout } => {
+            let until = match until {
+                None => None,
+                Some(name) => Some(Phase::from_name(&name).with_context(|| {
+                    format!("unknown phase {name:?}; phases are loading, planning, awaiting_approval, executing, dod, integrating, done")
+                })?),
+            };
+            let timeout = humantime::parse_duration(&timeout).with_context(|| format!("--timeout {timeout:?}"))?;
+            session.watch(&target, until, timeout).await
+        }
+        Command::Demo { .. } => unreachable!("handled above"),
+    }
+}
+
+struct Session {
+    config: ChumConfig,
+    project: Option<String>,
+    client: Client,
+}
+
+type SharkHandle = WorkflowHandle<Client, SharkRun>;
+
+impl Session {
+    async fn connect(config: ChumConfig, project: Option<String>) -> Result<Session> {
+        let client = chum_activities::temporal_client::connect(
+            &config.temporal,
+            "chum-cli",
+            Duration::from_secs(5),
+            |_, _, _| {},
+        )
+        .await?;
+        Ok(Session {
+            config,
+            project,
+            client,
+        })
+    }
+
+    fn project_name(&self) -> Result<String> {
+        if let Some(p) = &self.project {
+            self.config.project(p).map_err(anyhow::Error::msg)?;
+            return Ok(p.clone());
+        }
+        let mut names = self.config.projects.keys();
+        match (names.next(), names.next()) {
+            (Some(only), None) => Ok(only.clone()),
+            _ => bail!(
+                "{} configures several projects; say which with --project <name>",
+                self.config.source.display()
+            ),
+        }
+    }
+
+    /// A bead id or a workflow id, as a workflow id.
+    fn workflow_id(&self, target: &str) -> Result<String> {
+        if target.starts_with("shark-") {
+            return Ok(target.to_string());
+        }
+        check_bead_id(target).map_err(anyhow::Error::msg)?;
+        Ok(shark_workflow_id(&self.project_name()?, target))
+    }
+
+    fn handle(&self, target: &str) -> Result<SharkHandle> {
+        Ok(self.client.get_workflow_handle::<SharkRun>(self.workflow_id(target)?))
+    }
+
+    async fn query(&self, handle: &SharkHandle) -> Result<SharkStatus> {
+        handle
+            .query(SharkWorkflow::status, (), WorkflowQueryOptions::default())
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot query run {}; is a worker running (`make up`)?",
+                    handle.info().workflow_id
+                )
+            })
+    }
+
+    async fn submit(&self, bead: &str) -> Result<ExitCode> {
+        check_bead_id(bead).map_err(anyhow::Error::msg)?;
+        let project = self.project_name()?;
+        let input = SharkInput {
+            project: project.clone(),
+            bead_id: bead.to_string(),
+            limits: Some(self.config.limits.to_proto()),
+        };
+        let id = shark_workflow_id(&project, bead);
+        let options = WorkflowStartOptions::new(self.config.temporal.task_queue.clone(), id.clone()).build();
+        match self.client.start_workflow(SharkWorkflow::run, input, options).await {
+            Ok(handle) => {
+                println!(
+                    "started {id} (run {})",
+                    handle.info().run_id.clone().unwrap_or_default()
+                );
+                println!("  watch:   chum watch {bead}");
+                println!("  approve: chum approve {bead}   (once the plan is at the gate)");
+                println!("  UI:      {}", render::ui_link(&self.config, &id));
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) if format!("{e:?}").contains("AlreadyExists") || e.to_string().contains("already") => {
+                bail!("a Shark for bead {bead} is already running ({id}); follow it with `chum watch {bead}`")
+            }
+            Err(e) => Err(anyhow::Error::new(e).context(format!(
+                "could not start {id} on {}; is the Temporal server up (`make up`)?",
+                self.config.temporal.address
+            ))),
+        }
+    }
+
+    async fn decide(&self, target: &str, approved: bool, feedback: String, by: Option<String>) -> Result<ExitCode> {
+        let handle = self.handle(target)?;
+        let before = self.query(&handle).await?;
+        if before.phase() != Phase::AwaitingApproval {
+            bail!(
+                "{} is not waiting for approval (phase: {}); nothing was sent",
+                handle.info().workflow_id,
+                before.phase()
+            );
+        }
+        let by = by
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "cli".to_string());
+        let payload = serde_json::json!({"approved": approved, "feedback": feedback, "by": by});
+        handle
+            .signal(SharkWorkflow::approve, payload, WorkflowSignalOptions::default())
+            .await
+            .with_context(|| format!("could not signal {}", handle.info().workflow_id))?;
+        // Confirm the workflow took it: the decision shows up, or the refusal says why.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = self.query(&handle).await?;
+            if now.decisions.len() > before.decisions.len() {
+                let verb = if approved { "approved" } else { "rejected" };
+                println!(
+                    "{verb} the plan of {} (round {}) as {by}",
+                    handle.info().workflow_id,
+                    before.plan_round
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(refused) = now.rejected_signals.get(before.rejected_signals.len()) {
+                bail!("the run refused the decision: {}", refused.reason);
+            }
+            if Instant::now() > deadline {
+                println!("sent; the run has not processed it yet (is a worker running?)");
+                return Ok(ExitCode::SUCCESS);
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    async fn status(&self, target: &str, json: bool) -> Result<ExitCode> {
+        let handle = self.handle(target)?;
+        let status = self.query(&handle).await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&status)?);
+        } else {
+            print!("{}", render::status(&self.config, &handle.info().workflow_id, &status));
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    async fn list(&self) -> Result<ExitCode> {
+        use futures::StreamExt;
+        let query = "WorkflowType = 'Shark' AND ExecutionStatus = 'Running'";
+        let mut stream = self.client.list_workflows(query, Default::default());
+        let mut count = 0;
+        while let Some(item) = stream.next().await {
+            let info = item.context("listing running Sharks")?;
+            let handle = self.client.get_workflow_handle::<SharkRun>(info.id().to_string());
+            let line = match self.query(&handle).await {
+                Ok(s) => format!(
+                    "{:<32} {:<18} plan round {} attempt {}/{}",
+                    info.id(),
+                    s.phase().name(),
+                    s.plan_round,
+                    s.attempt,
+                    s.max_attempts
+                ),
+                Err(e) => format!("{:<32} (status unavailable: {e})", info.id()),
+            };
+            println!("{line}");
+            count += 1;
+        }
+        if count == 0 {
+            println!("no Shark is running; start one with `chum submit <bead>`");
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    async fn watch(&self, target: &str, until: Option<Phase>, timeout: Duration) -> Result<ExitCode> {
+        let handle = self.handle(target)?;
+        let id = handle.info().workflow_id.clone();
+        let started = Instant::now();
+        let mut printer = render::Progress::default();
+        loop {
+            let status = self.query(&handle).await?;
+            printer.update(&status, started.elapsed());
+            if until == Some(status.phase()) {
+                if status.phase() == Phase::AwaitingApproval {
+                    print!("{}", render::plan(&status));
+                    println!(
+                        "  approve: chum approve {}   reject: chum reject {} --feedback \"...\"",
+                        target, target
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if status.phase() == Phase::Done {
+                break;
+            }
+            if started.elapsed() > timeout {
+                bail!(
+                    "{id} did not finish within {}s; it keeps running; check `chum status {target}`",
+                    timeout.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let result = handle
+            .get_result(WorkflowGetResultOptions::default())
+            .await
+            .with_context(|| format!("reading the result of {id}"))?;
+        print!(
+            "{}",
+            render::summary(
+                &self.config,
+                &id,
+                &handle.info().run_id.clone().unwrap_or_default(),
+                &result
+            )
+        );
+        Ok(if result.outcome() == Outcome::Integrated {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        })
+    }
+}

@@ -6,12 +6,12 @@
 
 #![allow(unreachable_pub, clippy::unimplemented)]
 
-use temporalio_sdk::activities::ActivityError;
 use temporalio_macros::activity_definitions;
+use temporalio_sdk::activities::ActivityError;
 
 use crate::proto::{
-    DodReport, DodRequest, ExecuteReport, ExecuteRequest, IntegrateRequest, IntegrationReport,
-    LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest, UpdateBeadRequest, UpdateBeadResult,
+    DodReport, DodRequest, ExecuteReport, ExecuteRequest, IntegrateRequest, IntegrationReport, LoadBeadRequest,
+    LoadBeadResult, PlanDraft, PlanRequest, UpdateBeadRequest, UpdateBeadResult,
 };
 
 pub struct SharkActivities;

@@ -58,7 +58,10 @@ fn parse_claude_json(stdout: &str) -> Result<AgentAnswer, String> {
         Some(other) => other.to_string(),
     };
     let is_error = obj.get("is_error").and_then(Value::as_bool).unwrap_or(false)
-        || obj.get("subtype").and_then(Value::as_str).is_some_and(|s| s.starts_with("error"));
+        || obj
+            .get("subtype")
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.starts_with("error"));
     let usage = obj.get("usage").cloned().unwrap_or(Value::Null);
     let tokens = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
     Ok(AgentAnswer {
@@ -81,7 +84,9 @@ fn parse_codex_jsonl(stdout: &str) -> Result<AgentAnswer, String> {
     let mut saw_event = false;
     let mut last_error = None;
     for line in stdout.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let Ok(event) = serde_json::from_str::<Value>(line) else { continue };
+        let Ok(event) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
         saw_event = true;
         match event.get("type").and_then(Value::as_str).unwrap_or_default() {
             "item.completed" => {
@@ -120,11 +125,9 @@ fn parse_codex_jsonl(stdout: &str) -> Result<AgentAnswer, String> {
             crate::text::excerpt(stdout, 200)
         ));
     }
-    if answer.text.is_empty() {
-        if let Some(err) = last_error {
-            answer.is_error = true;
-            answer.text = err;
-        }
+    if let (true, Some(err)) = (answer.text.is_empty(), last_error) {
+        answer.is_error = true;
+        answer.text = err;
     }
     Ok(answer)
 }
@@ -162,13 +165,24 @@ mod tests {
             r#"{"type":"assistant","message":{"content":[{"type":"text","text":"hi"}]}}"#,
             CLAUDE_OK
         );
-        assert_eq!(parse_agent_output(OutputFormat::ClaudeJson, &stream).unwrap().text, "MOCK-REPLY-42");
+        assert_eq!(
+            parse_agent_output(OutputFormat::ClaudeJson, &stream).unwrap().text,
+            "MOCK-REPLY-42"
+        );
     }
 
     #[test]
     fn claude_garbage_and_empty_output_are_errors() {
-        assert!(parse_agent_output(OutputFormat::ClaudeJson, "").unwrap_err().contains("printed nothing"));
-        assert!(parse_agent_output(OutputFormat::ClaudeJson, "Segmentation fault").unwrap_err().contains("not Claude Code JSON"));
+        assert!(
+            parse_agent_output(OutputFormat::ClaudeJson, "")
+                .unwrap_err()
+                .contains("printed nothing")
+        );
+        assert!(
+            parse_agent_output(OutputFormat::ClaudeJson, "Segmentation fault")
+                .unwrap_err()
+                .contains("not Claude Code JSON")
+        );
     }
 
     #[test]
@@ -200,6 +214,9 @@ mod tests {
 
     #[test]
     fn text_output_is_stdout() {
-        assert_eq!(parse_agent_output(OutputFormat::Text, "  answer\n").unwrap().text, "answer");
+        assert_eq!(
+            parse_agent_output(OutputFormat::Text, "  answer\n").unwrap().text,
+            "answer"
+        );
     }
 }

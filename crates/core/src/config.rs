@@ -110,6 +110,8 @@ pub struct TemporalSettings {
     pub task_queue: String,
     /// How long the worker keeps retrying to connect before giving up.
     pub connect_timeout: Duration,
+    /// Where people look at runs: the Temporal UI (`temporal server start-dev` serves it on :8233).
+    pub ui_url: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -223,11 +225,7 @@ pub enum ConfigError {
     #[error("{file}: unknown key `{key}`; see configs/chum.example.toml for every valid key")]
     UnknownKey { file: String, key: String },
     #[error("{file}: key `{key}`: {reason}")]
-    Invalid {
-        file: String,
-        key: String,
-        reason: String,
-    },
+    Invalid { file: String, key: String, reason: String },
 }
 
 impl ConfigError {
@@ -259,6 +257,7 @@ struct RawTemporal {
     namespace: Option<String>,
     task_queue: Option<String>,
     connect_timeout: Option<String>,
+    ui_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -295,6 +294,7 @@ struct RawProvider {
 pub const DEFAULT_ADDRESS: &str = "http://127.0.0.1:7233";
 pub const DEFAULT_NAMESPACE: &str = "default";
 pub const DEFAULT_TASK_QUEUE: &str = "chum";
+pub const DEFAULT_UI_URL: &str = "http://127.0.0.1:8233";
 pub const ENV_PREFIX: &str = "CHUM";
 const PLACEHOLDERS: [&str; 4] = ["model", "prompt_file", "workdir", "config_dir"];
 
@@ -389,7 +389,10 @@ impl Validator {
     fn duration(&self, key: &str, value: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
         let Some(text) = value else { return Ok(default) };
         let parsed = humantime::parse_duration(text.trim()).map_err(|e| {
-            self.invalid(key, format!("{text:?} is not a duration ({e}); write e.g. \"90s\", \"30m\" or \"24h\""))
+            self.invalid(
+                key,
+                format!("{text:?} is not a duration ({e}); write e.g. \"90s\", \"30m\" or \"24h\""),
+            )
         })?;
         if parsed.is_zero() {
             return Err(self.invalid(key, "must be longer than zero"));
@@ -420,6 +423,7 @@ impl Validator {
                 raw.temporal.connect_timeout.as_deref(),
                 Duration::from_secs(60),
             )?,
+            ui_url: self.non_empty("temporal.ui_url", raw.temporal.ui_url, DEFAULT_UI_URL)?,
         };
         if !(temporal.address.starts_with("http://") || temporal.address.starts_with("https://")) {
             return Err(self.invalid(
@@ -445,8 +449,16 @@ impl Validator {
                 raw.limits.max_gate_rejections,
                 d.max_gate_rejections,
             )?,
-            gate_timeout: self.duration("limits.gate_timeout", raw.limits.gate_timeout.as_deref(), d.gate_timeout)?,
-            agent_timeout: self.duration("limits.agent_timeout", raw.limits.agent_timeout.as_deref(), d.agent_timeout)?,
+            gate_timeout: self.duration(
+                "limits.gate_timeout",
+                raw.limits.gate_timeout.as_deref(),
+                d.gate_timeout,
+            )?,
+            agent_timeout: self.duration(
+                "limits.agent_timeout",
+                raw.limits.agent_timeout.as_deref(),
+                d.agent_timeout,
+            )?,
             dod_timeout: self.duration("limits.dod_timeout", raw.limits.dod_timeout.as_deref(), d.dod_timeout)?,
         };
 
@@ -454,7 +466,10 @@ impl Validator {
         for (name, p) in raw.providers {
             let key = |k: &str| format!("providers.{name}.{k}");
             if p.command.is_empty() || p.command[0].trim().is_empty() {
-                return Err(self.invalid(key("command"), "must name the agent program, e.g. [\"claude\", \"-p\", \"--output-format\", \"json\"]"));
+                return Err(self.invalid(
+                    key("command"),
+                    "must name the agent program, e.g. [\"claude\", \"-p\", \"--output-format\", \"json\"]",
+                ));
             }
             for arg in &p.command {
                 if let Some(bad) = unknown_placeholder(arg) {
@@ -466,7 +481,10 @@ impl Validator {
             }
             let output_name = p.output.unwrap_or_else(|| "text".to_string());
             let output = OutputFormat::parse(&output_name).ok_or_else(|| {
-                self.invalid(key("output"), format!("{output_name:?} is not one of \"claude-json\", \"codex-jsonl\", \"text\""))
+                self.invalid(
+                    key("output"),
+                    format!("{output_name:?} is not one of \"claude-json\", \"codex-jsonl\", \"text\""),
+                )
             })?;
             providers.insert(
                 name.clone(),
@@ -488,7 +506,9 @@ impl Validator {
                 if !providers.contains_key(n) {
                     return Err(self.invalid(
                         format!("tiers.{tier}"),
-                        format!("provider `{n}` is not defined; add a [providers.{n}] section or remove it from the tier"),
+                        format!(
+                            "provider `{n}` is not defined; add a [providers.{n}] section or remove it from the tier"
+                        ),
                     ));
                 }
             }
@@ -543,7 +563,10 @@ impl Validator {
                 "branch" => IntegrationPolicy::Branch,
                 "merge" => IntegrationPolicy::Merge,
                 other => {
-                    return Err(self.invalid(key("integration"), format!("{other:?} is not one of \"branch\", \"merge\"")));
+                    return Err(self.invalid(
+                        key("integration"),
+                        format!("{other:?} is not one of \"branch\", \"merge\""),
+                    ));
                 }
             };
             if let Some(i) = p.dod.iter().position(|c| c.trim().is_empty()) {
@@ -584,20 +607,16 @@ impl Validator {
 
 /// Names that end up in paths, branch names and workflow ids.
 pub fn is_simple_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn unknown_placeholder(arg: &str) -> Option<String> {
     let mut rest = arg;
     while let Some(start) = rest.find('{') {
         let after = &rest[start + 1..];
-        let Some(end) = after.find('}') else { return None };
+        let end = after.find('}')?;
         let name = &after[..end];
-        if !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-            && !PLACEHOLDERS.contains(&name)
+        if !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '_') && !PLACEHOLDERS.contains(&name)
         {
             return Some(name.to_string());
         }
@@ -713,20 +732,60 @@ mod tests {
 
     #[test]
     fn undefined_providers_and_tiers_are_rejected() {
-        expect_invalid(&GOOD.replace("fast = [\"scripted\"]", "fast = [\"claude\"]"), "tiers.fast", "provider `claude` is not defined");
-        expect_invalid(&GOOD.replace("executor = \"fast\"", "executor = \"premium\""), "roles.executor", "tier `premium` is not defined");
-        expect_invalid(&GOOD.replace("executor = \"fast\"", ""), "roles.executor", "is required");
-        expect_invalid(&GOOD.replace("planner = \"fast\"", "planer = \"fast\""), "roles.planer", "is not a role");
+        expect_invalid(
+            &GOOD.replace("fast = [\"scripted\"]", "fast = [\"claude\"]"),
+            "tiers.fast",
+            "provider `claude` is not defined",
+        );
+        expect_invalid(
+            &GOOD.replace("executor = \"fast\"", "executor = \"premium\""),
+            "roles.executor",
+            "tier `premium` is not defined",
+        );
+        expect_invalid(
+            &GOOD.replace("executor = \"fast\"", ""),
+            "roles.executor",
+            "is required",
+        );
+        expect_invalid(
+            &GOOD.replace("planner = \"fast\"", "planer = \"fast\""),
+            "roles.planer",
+            "is not a role",
+        );
     }
 
     #[test]
     fn bad_values_are_rejected_with_their_key() {
-        expect_invalid(&GOOD.replace("\"merge\"", "\"rebase\""), "projects.demo.integration", "\"rebase\"");
-        expect_invalid(&GOOD.replace("max_attempts = 2", "max_attempts = 0"), "limits.max_attempts", "at least 1");
-        expect_invalid(&GOOD.replace("\"claude-json\"", "\"xml\""), "providers.scripted.output", "\"xml\"");
-        expect_invalid(&GOOD.replace("{config_dir}/scenario", "{confdir}/scenario"), "providers.scripted.command", "{confdir}");
-        expect_invalid(&GOOD.replace("repo = \"../demo\"", ""), "projects.demo.repo", "is required");
-        expect_invalid(&GOOD.replace("http://127.0.0.1:7233", "127.0.0.1:7233"), "temporal.address", "must be a URL");
+        expect_invalid(
+            &GOOD.replace("\"merge\"", "\"rebase\""),
+            "projects.demo.integration",
+            "\"rebase\"",
+        );
+        expect_invalid(
+            &GOOD.replace("max_attempts = 2", "max_attempts = 0"),
+            "limits.max_attempts",
+            "at least 1",
+        );
+        expect_invalid(
+            &GOOD.replace("\"claude-json\"", "\"xml\""),
+            "providers.scripted.output",
+            "\"xml\"",
+        );
+        expect_invalid(
+            &GOOD.replace("{config_dir}/scenario", "{confdir}/scenario"),
+            "providers.scripted.command",
+            "{confdir}",
+        );
+        expect_invalid(
+            &GOOD.replace("repo = \"../demo\"", ""),
+            "projects.demo.repo",
+            "is required",
+        );
+        expect_invalid(
+            &GOOD.replace("http://127.0.0.1:7233", "127.0.0.1:7233"),
+            "temporal.address",
+            "must be a URL",
+        );
     }
 
     #[test]
@@ -745,7 +804,12 @@ mod tests {
         assert!(load(&text).is_err());
         let no_projects: String = GOOD
             .lines()
-            .filter(|l| !l.contains("repo =") && !l.contains("dod =") && !l.contains("integration =") && !l.contains("[projects.demo]"))
+            .filter(|l| {
+                !l.contains("repo =")
+                    && !l.contains("dod =")
+                    && !l.contains("integration =")
+                    && !l.contains("[projects.demo]")
+            })
             .collect::<Vec<_>>()
             .join("\n");
         expect_invalid(&no_projects, "projects", "[projects.<name>]");
@@ -754,7 +818,12 @@ mod tests {
     #[test]
     fn placeholders_expand() {
         let argv = expand_command(
-            &["agent".into(), "--model={model}".into(), "{prompt_file}".into(), "{config_dir}/s.toml".into()],
+            &[
+                "agent".into(),
+                "--model={model}".into(),
+                "{prompt_file}".into(),
+                "{config_dir}/s.toml".into(),
+            ],
             "opus",
             Path::new("/tmp/p.md"),
             Path::new("/wt"),
@@ -765,7 +834,10 @@ mod tests {
 
     #[test]
     fn limits_round_trip_through_the_workflow_input_and_default_zeroes() {
-        let l = Limits { max_attempts: 4, ..Limits::default() };
+        let l = Limits {
+            max_attempts: 4,
+            ..Limits::default()
+        };
         assert_eq!(Limits::from_proto(Some(&l.to_proto())), l);
         assert_eq!(Limits::from_proto(Some(&SharkLimits::default())), Limits::default());
         assert_eq!(Limits::from_proto(None), Limits::default());

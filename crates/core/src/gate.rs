@@ -89,7 +89,10 @@ mod tests {
             (json!({"approved": 1}), "must be true or false"),
             (json!({"approved": true, "by": 7}), "\"by\" must be a string"),
             (json!({"approved": true, "aproved": true}), "unknown field \"aproved\""),
-            (json!({"approved": true, "feedback": "x".repeat(MAX_SIGNAL_BYTES)}), "the limit is"),
+            (
+                json!({"approved": true, "feedback": "x".repeat(MAX_SIGNAL_BYTES)}),
+                "the limit is",
+            ),
         ];
         for (payload, reason) in cases {
             let err = parse_gate_decision(&payload).expect_err("must be refused");

@@ -29,7 +29,9 @@ pub fn check_bead_id(bead_id: &str) -> Result<(), String> {
         ));
     }
     if bead_id.starts_with(['.', '-']) || bead_id.contains("..") || bead_id.ends_with(".lock") {
-        return Err(format!("bead id {bead_id:?} is not usable as a branch or directory name"));
+        return Err(format!(
+            "bead id {bead_id:?} is not usable as a branch or directory name"
+        ));
     }
     Ok(())
 }
@@ -49,7 +51,18 @@ mod tests {
 
     #[test]
     fn ids_that_escape_paths_or_break_refs_are_refused() {
-        for id in ["", "../etc", "a/b", "a b", "ünï", "-x", ".hidden", "a..b", "x.lock", &"a".repeat(101)] {
+        for id in [
+            "",
+            "../etc",
+            "a/b",
+            "a b",
+            "ünï",
+            "-x",
+            ".hidden",
+            "a..b",
+            "x.lock",
+            &"a".repeat(101),
+        ] {
             assert!(check_bead_id(id).is_err(), "{id:?} should be refused");
         }
     }

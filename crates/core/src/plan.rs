@@ -48,8 +48,7 @@ pub fn parse_plan(answer: &str) -> Result<Plan, String> {
             crate::text::excerpt(answer, 200)
         )
     })?;
-    let parsed: PlanAnswer = serde_json::from_str(json)
-        .map_err(|e| format!("the plan JSON does not parse: {e}"))?;
+    let parsed: PlanAnswer = serde_json::from_str(json).map_err(|e| format!("the plan JSON does not parse: {e}"))?;
     Ok(Plan {
         summary: parsed.summary.trim().to_string(),
         steps: clean(parsed.steps),
@@ -86,7 +85,9 @@ pub fn validate_plan(plan: &Plan) -> Result<(), Vec<String>> {
     }
     for file in &plan.files {
         if file.starts_with('/') || file.split(['/', '\\']).any(|part| part == "..") {
-            problems.push(format!("file {file:?} is outside the repository: use a relative path inside it"));
+            problems.push(format!(
+                "file {file:?} is outside the repository: use a relative path inside it"
+            ));
         }
     }
     if problems.is_empty() { Ok(()) } else { Err(problems) }
@@ -125,7 +126,8 @@ mod tests {
 
     #[test]
     fn a_plan_without_criteria_is_not_executable() {
-        let plan = parse_plan(r#"{"summary": "x", "steps": ["a"], "acceptance_criteria": [" "], "files": ["a.py"]}"#).unwrap();
+        let plan =
+            parse_plan(r#"{"summary": "x", "steps": ["a"], "acceptance_criteria": [" "], "files": ["a.py"]}"#).unwrap();
         let problems = validate_plan(&plan).unwrap_err();
         assert_eq!(problems.len(), 1);
         assert!(problems[0].contains("no criteria, no execution"));

@@ -111,8 +111,22 @@ mod tests {
             acceptance_criteria: vec!["tests pass".into()],
             files: vec!["textkit/slug.py".into()],
         };
-        let p = executor_prompt(&bead(), &plan, 2, &["python3 -m unittest".into()], "AssertionError: 'a--b' != 'a-b'");
-        for needle in ["Add slugify()", "- write it", "- tests pass", "- textkit/slug.py", "- python3 -m unittest", "attempt 2", "'a--b' != 'a-b'"] {
+        let p = executor_prompt(
+            &bead(),
+            &plan,
+            2,
+            &["python3 -m unittest".into()],
+            "AssertionError: 'a--b' != 'a-b'",
+        );
+        for needle in [
+            "Add slugify()",
+            "- write it",
+            "- tests pass",
+            "- textkit/slug.py",
+            "- python3 -m unittest",
+            "attempt 2",
+            "'a--b' != 'a-b'",
+        ] {
             assert!(p.contains(needle), "missing {needle:?} in\n{p}");
         }
     }

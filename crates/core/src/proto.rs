@@ -66,9 +66,7 @@ pub mod enum_json {
                         NameOrNumber::Number(n) => Ok(n),
                         NameOrNumber::Name(name) => $ty::from_name(&name)
                             .map(|v| v as i32)
-                            .ok_or_else(|| D::Error::custom(format!(
-                                "unknown {} {name:?}", stringify!($module)
-                            ))),
+                            .ok_or_else(|| D::Error::custom(format!("unknown {} {name:?}", stringify!($module)))),
                     }
                 }
             }
@@ -105,8 +103,7 @@ mod tests {
 
     #[test]
     fn missing_fields_take_defaults_and_unknown_enum_names_are_errors() {
-        let input: SharkInput =
-            serde_json::from_str(r#"{"project": "demo", "bead_id": "tk-1"}"#).unwrap();
+        let input: SharkInput = serde_json::from_str(r#"{"project": "demo", "bead_id": "tk-1"}"#).unwrap();
         assert_eq!(input.bead_id, "tk-1");
         assert!(input.limits.is_none());
         let err = serde_json::from_str::<PhaseSpan>(r#"{"phase": "sleeping"}"#).unwrap_err();

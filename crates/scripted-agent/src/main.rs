@@ -69,17 +69,30 @@ fn run(args: &Args) -> Result<ExitCode> {
     let started = Instant::now();
     let scenario = Scenario::load(&args.scenario)?;
     let prompt = match &args.prompt_file {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading prompt file {}", path.display()))?,
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading prompt file {}", path.display()))?
+        }
         None => {
             let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).context("reading the prompt from stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the prompt from stdin")?;
             text
         }
     };
-    let call = Invocation { role: args.role.clone(), bead: args.bead.clone(), attempt: args.attempt };
+    let call = Invocation {
+        role: args.role.clone(),
+        bead: args.bead.clone(),
+        attempt: args.attempt,
+    };
     if let Some(dir) = &args.record_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let name = format!("{}-{}-{}.prompt.md", or_any(&call.role), or_any(&call.bead), call.attempt);
+        let name = format!(
+            "{}-{}-{}.prompt.md",
+            or_any(&call.role),
+            or_any(&call.bead),
+            call.attempt
+        );
         std::fs::write(dir.join(name), &prompt).context("recording the prompt")?;
     }
     let step = scenario.find(&call).with_context(|| {
@@ -93,7 +106,10 @@ fn run(args: &Args) -> Result<ExitCode> {
     })?;
     for needle in &step.expect_prompt_contains {
         if !prompt.contains(needle.as_str()) {
-            bail!("the prompt does not contain the expected text {needle:?} (step {})", step.describe());
+            bail!(
+                "the prompt does not contain the expected text {needle:?} (step {})",
+                step.describe()
+            );
         }
     }
     if step.sleep_ms > 0 {
@@ -147,7 +163,10 @@ fn or_any(s: &str) -> &str {
 /// Hangs like a stuck agent: with a child process of its own, so tests can check that the whole
 /// process group is killed, not just this process.
 fn hang() -> Result<ExitCode> {
-    let child = std::process::Command::new("sleep").arg("86400").spawn().context("spawning the hanging child")?;
+    let child = std::process::Command::new("sleep")
+        .arg("86400")
+        .spawn()
+        .context("spawning the hanging child")?;
     eprintln!("chum-scripted-agent: hanging on purpose (child pid {})", child.id());
     loop {
         std::thread::sleep(std::time::Duration::from_secs(3600));

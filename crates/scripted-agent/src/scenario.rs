@@ -104,8 +104,15 @@ pub struct Invocation {
 }
 
 pub enum Action<'a> {
-    Answer { text: String, edits: &'a [Edit], is_error: bool },
-    Fail { exit_code: u8, stderr: String },
+    Answer {
+        text: String,
+        edits: &'a [Edit],
+        is_error: bool,
+    },
+    Fail {
+        exit_code: u8,
+        stderr: String,
+    },
     Hang,
     Garbage(String),
 }
@@ -113,9 +120,11 @@ pub enum Action<'a> {
 impl Scenario {
     pub fn load(path: &Path) -> Result<Scenario> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading scenario {}", path.display()))?;
-        let scenario: Scenario = toml::from_str(&text).with_context(|| format!("parsing scenario {}", path.display()))?;
+        let scenario: Scenario =
+            toml::from_str(&text).with_context(|| format!("parsing scenario {}", path.display()))?;
         for (i, step) in scenario.steps.iter().enumerate() {
-            step.action().with_context(|| format!("{}: step {}", path.display(), i + 1))?;
+            step.action()
+                .with_context(|| format!("{}: step {}", path.display(), i + 1))?;
         }
         Ok(scenario)
     }
@@ -140,15 +149,23 @@ impl Step {
     }
 
     pub fn action(&self) -> Result<Action<'_>> {
-        let chosen = [self.answer.is_some() || !self.edits.is_empty(), self.fail.is_some(), self.hang, self.garbage.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let chosen = [
+            self.answer.is_some() || !self.edits.is_empty(),
+            self.fail.is_some(),
+            self.hang,
+            self.garbage.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if chosen != 1 {
             bail!("a step needs exactly one of `answer` (with optional `edits`), `fail`, `hang`, `garbage`");
         }
         if let Some(f) = &self.fail {
-            return Ok(Action::Fail { exit_code: f.exit_code, stderr: f.stderr.clone() });
+            return Ok(Action::Fail {
+                exit_code: f.exit_code,
+                stderr: f.stderr.clone(),
+            });
         }
         if self.hang {
             return Ok(Action::Hang);
@@ -173,9 +190,16 @@ impl Edit {
         if p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
             bail!("edit path {:?} must stay inside the working directory", self.path);
         }
-        let kinds = [self.write.is_some(), self.find.is_some() || self.replace.is_some(), self.delete];
+        let kinds = [
+            self.write.is_some(),
+            self.find.is_some() || self.replace.is_some(),
+            self.delete,
+        ];
         if kinds.iter().filter(|b| **b).count() != 1 || (self.find.is_some() != self.replace.is_some()) {
-            bail!("edit of {:?} needs exactly one of `write`, `find` + `replace`, `delete = true`", self.path);
+            bail!(
+                "edit of {:?} needs exactly one of `write`, `find` + `replace`, `delete = true`",
+                self.path
+            );
         }
         Ok(())
     }
@@ -191,12 +215,15 @@ impl Edit {
             }
             return std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()));
         }
-        let (Some(find), Some(replace)) = (&self.find, &self.replace) else { bail!("nothing to do") };
+        let (Some(find), Some(replace)) = (&self.find, &self.replace) else {
+            bail!("nothing to do")
+        };
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         if !text.contains(find.as_str()) {
             bail!("{} does not contain the text to replace: {find:?}", path.display());
         }
-        std::fs::write(&path, text.replacen(find.as_str(), replace, 1)).with_context(|| format!("writing {}", path.display()))
+        std::fs::write(&path, text.replacen(find.as_str(), replace, 1))
+            .with_context(|| format!("writing {}", path.display()))
     }
 }
 
@@ -212,7 +239,11 @@ mod tests {
     }
 
     fn call(role: &str, bead: &str, attempt: u32) -> Invocation {
-        Invocation { role: role.into(), bead: bead.into(), attempt }
+        Invocation {
+            role: role.into(),
+            bead: bead.into(),
+            attempt,
+        }
     }
 
     #[test]
@@ -229,8 +260,14 @@ mod tests {
             answer = "general"
             "#,
         );
-        assert!(matches!(s.find(&call("executor", "b-1", 1)).unwrap().action().unwrap(), Action::Fail { exit_code: 3, .. }));
-        assert_eq!(s.find(&call("executor", "b-1", 2)).unwrap().answer.as_deref(), Some("general"));
+        assert!(matches!(
+            s.find(&call("executor", "b-1", 1)).unwrap().action().unwrap(),
+            Action::Fail { exit_code: 3, .. }
+        ));
+        assert_eq!(
+            s.find(&call("executor", "b-1", 2)).unwrap().answer.as_deref(),
+            Some("general")
+        );
         assert!(s.find(&call("planner", "b-1", 1)).is_none());
     }
 
@@ -240,17 +277,44 @@ mod tests {
         std::fs::write(dir.path().join("a.txt"), "hello world").unwrap();
         std::fs::write(dir.path().join("gone.txt"), "x").unwrap();
         for edit in [
-            Edit { path: "sub/new.txt".into(), write: Some("new".into()), find: None, replace: None, delete: false },
-            Edit { path: "a.txt".into(), write: None, find: Some("world".into()), replace: Some("there".into()), delete: false },
-            Edit { path: "gone.txt".into(), write: None, find: None, replace: None, delete: true },
+            Edit {
+                path: "sub/new.txt".into(),
+                write: Some("new".into()),
+                find: None,
+                replace: None,
+                delete: false,
+            },
+            Edit {
+                path: "a.txt".into(),
+                write: None,
+                find: Some("world".into()),
+                replace: Some("there".into()),
+                delete: false,
+            },
+            Edit {
+                path: "gone.txt".into(),
+                write: None,
+                find: None,
+                replace: None,
+                delete: true,
+            },
         ] {
             edit.check().unwrap();
             edit.apply(dir.path()).unwrap();
         }
         assert_eq!(std::fs::read_to_string(dir.path().join("sub/new.txt")).unwrap(), "new");
-        assert_eq!(std::fs::read_to_string(dir.path().join("a.txt")).unwrap(), "hello there");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a.txt")).unwrap(),
+            "hello there"
+        );
         assert!(!dir.path().join("gone.txt").exists());
-        let escape = Edit { path: "../x".into(), write: Some("x".into()), find: None, replace: None, delete: false };
+        let escape = Edit {
+            path: "../x".into(),
+            write: Some("x".into()),
+            find: None,
+            replace: None,
+            delete: false,
+        };
         assert!(escape.check().is_err());
     }
 

@@ -42,7 +42,11 @@ struct Args {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,temporalio_sdk_core=warn,temporalio_client=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -65,14 +69,24 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = Arc::new(chum_activities::settings::load_config(&args.config)?);
     if args.check {
-        println!("{}: ok ({} project(s), {} provider(s))", config.source.display(), config.projects.len(), config.providers.len());
+        println!(
+            "{}: ok ({} project(s), {} provider(s))",
+            config.source.display(),
+            config.projects.len(),
+            config.providers.len()
+        );
         return Ok(());
     }
     let t = &config.temporal;
     tracing::info!(address = %t.address, namespace = %t.namespace, task_queue = %t.task_queue, config = %config.source.display(), "starting CHUM worker");
     let identity = format!("chum-worker@{}", std::process::id());
     let client = chum_activities::temporal_client::connect(t, &identity, t.connect_timeout, |attempt, error, delay| {
-        tracing::warn!(attempt, retry_in_ms = delay.as_millis() as u64, "cannot reach Temporal at {}: {error}", t.address);
+        tracing::warn!(
+            attempt,
+            retry_in_ms = delay.as_millis() as u64,
+            "cannot reach Temporal at {}: {error}",
+            t.address
+        );
     })
     .await?;
 

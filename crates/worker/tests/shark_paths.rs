@@ -15,21 +15,38 @@ use support::*;
 use temporalio_client::WorkflowGetResultOptions;
 
 fn happy_scenario() -> String {
-    format!("{}{}", planner_step(None, GOOD_PLAN, ""), executor_step(None, GOOD_CALC, ""))
+    format!(
+        "{}{}",
+        planner_step(None, GOOD_PLAN, ""),
+        executor_step(None, GOOD_CALC, "")
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approved_plan_is_executed_verified_and_merged_once() {
-    let h = &Harness::start("approved", HarnessOptions { scenario: happy_scenario(), ..Default::default() }).await;
+    let h = &Harness::start(
+        "approved",
+        HarnessOptions {
+            scenario: happy_scenario(),
+            ..Default::default()
+        },
+    )
+    .await;
     let base_before = h.commits_on("main");
     let result = h
         .with_worker(|client| async move {
             let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
             let at_gate = wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
             assert_eq!(at_gate.plan.as_ref().map(|p| p.acceptance_criteria.len()), Some(2));
-            assert!(!h.repo.join(".chum/worktrees").exists(), "nothing touches the code before approval");
+            assert!(
+                !h.repo.join(".chum/worktrees").exists(),
+                "nothing touches the code before approval"
+            );
             send_approve(&handle, json!({"approved": true, "feedback": "ship it", "by": "alice"})).await;
-            let result = handle.get_result(WorkflowGetResultOptions::default()).await.expect("result");
+            let result = handle
+                .get_result(WorkflowGetResultOptions::default())
+                .await
+                .expect("result");
             record_history(&handle, "approved_pass").await;
             result
         })
@@ -42,8 +59,15 @@ async fn approved_plan_is_executed_verified_and_merged_once() {
     assert_eq!(h.commits_on("main"), base_before + 1, "exactly one commit");
     assert_eq!(git(&h.repo, &["rev-parse", "main"]), result.commit);
     let message = git(&h.repo, &["log", "-1", "--format=%B", "main"]);
-    assert!(message.contains("tk-1: Add multiply to calc") && message.contains("Plan: Add multiply"), "{message}");
-    assert_eq!(std::fs::read_to_string(h.repo.join("calc.py")).unwrap(), GOOD_CALC, "the main checkout has the work");
+    assert!(
+        message.contains("tk-1: Add multiply to calc") && message.contains("Plan: Add multiply"),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(h.repo.join("calc.py")).unwrap(),
+        GOOD_CALC,
+        "the main checkout has the work"
+    );
     let bead = h.read_bead("tk-1");
     assert_eq!(bead["status"], "closed");
     assert!(bead["close_reason"].as_str().unwrap().contains(&result.commit[..12]));
@@ -51,9 +75,21 @@ async fn approved_plan_is_executed_verified_and_merged_once() {
     let phases: Vec<Phase> = result.phases.iter().map(|p| p.phase()).collect();
     assert_eq!(
         phases,
-        [Phase::Loading, Phase::Planning, Phase::AwaitingApproval, Phase::Executing, Phase::Dod, Phase::Integrating]
+        [
+            Phase::Loading,
+            Phase::Planning,
+            Phase::AwaitingApproval,
+            Phase::Executing,
+            Phase::Dod,
+            Phase::Integrating
+        ]
     );
-    assert!(result.phases.iter().all(|p| p.ended_ms >= p.started_ms && p.started_ms > 0));
+    assert!(
+        result
+            .phases
+            .iter()
+            .all(|p| p.ended_ms >= p.started_ms && p.started_ms > 0)
+    );
     let usage = result.usage.expect("usage recorded");
     assert!(usage.input_tokens > 0 && usage.cost_usd > 0.0);
 }
@@ -63,36 +99,75 @@ async fn a_rejected_plan_is_replanned_with_the_feedback_then_approved() {
     let scenario = format!(
         "{}{}{}",
         planner_step(Some(1), GOOD_PLAN, ""),
-        planner_step(Some(2), GOOD_PLAN, "expect_prompt_contains = [\"please name the test file\"]\n"),
+        planner_step(
+            Some(2),
+            GOOD_PLAN,
+            "expect_prompt_contains = [\"please name the test file\"]\n"
+        ),
         executor_step(None, GOOD_CALC, "")
     );
-    let h = &Harness::start("reject", HarnessOptions { scenario, ..Default::default() }).await;
+    let h = &Harness::start(
+        "reject",
+        HarnessOptions {
+            scenario,
+            ..Default::default()
+        },
+    )
+    .await;
     let result = h
         .with_worker(|client| async move {
             let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
             wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
-            send_approve(&handle, json!({"approved": false, "feedback": "please name the test file", "by": "bob"})).await;
+            send_approve(
+                &handle,
+                json!({"approved": false, "feedback": "please name the test file", "by": "bob"}),
+            )
+            .await;
             wait_for_phase(&handle, Phase::AwaitingApproval, 2).await;
             send_approve(&handle, json!({"approved": true, "by": "bob"})).await;
-            let result = handle.get_result(WorkflowGetResultOptions::default()).await.expect("result");
+            let result = handle
+                .get_result(WorkflowGetResultOptions::default())
+                .await
+                .expect("result");
             record_history(&handle, "reject_replan_approve").await;
             result
         })
         .await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
-    assert!(h.prompt("planner", 2).contains("A person (bob) rejected the previous plan: please name the test file"));
-    let human: Vec<bool> = result.gate_results.iter().filter(|g| g.gate == "human").map(|g| g.passed).collect();
+    assert!(
+        h.prompt("planner", 2)
+            .contains("A person (bob) rejected the previous plan: please name the test file")
+    );
+    let human: Vec<bool> = result
+        .gate_results
+        .iter()
+        .filter(|g| g.gate == "human")
+        .map(|g| g.passed)
+        .collect();
     assert_eq!(human, [false, true]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_decision_before_the_gate_timeout_ends_the_run_without_touching_code() {
-    let h = &Harness::start("timeout", HarnessOptions { scenario: happy_scenario(), ..Default::default() }).await;
+    let h = &Harness::start(
+        "timeout",
+        HarnessOptions {
+            scenario: happy_scenario(),
+            ..Default::default()
+        },
+    )
+    .await;
     let result = h
         .with_worker(|client| async move {
-            let input = h.input(chum_core::proto::SharkLimits { gate_timeout_secs: 2, ..limits() });
+            let input = h.input(chum_core::proto::SharkLimits {
+                gate_timeout_secs: 2,
+                ..limits()
+            });
             let handle = start_shark(&client, &h.task_queue, input).await;
-            let result = handle.get_result(WorkflowGetResultOptions::default()).await.expect("result");
+            let result = handle
+                .get_result(WorkflowGetResultOptions::default())
+                .await
+                .expect("result");
             record_history(&handle, "gate_timeout").await;
             result
         })
@@ -111,26 +186,52 @@ async fn a_failing_definition_of_done_is_retried_with_its_real_output() {
         "{}{}{}",
         planner_step(None, GOOD_PLAN, ""),
         executor_step(Some(1), BAD_CALC, ""),
-        executor_step(Some(2), GOOD_CALC, "expect_prompt_contains = [\"AssertionError: 7 != 12\"]\n")
+        executor_step(
+            Some(2),
+            GOOD_CALC,
+            "expect_prompt_contains = [\"AssertionError: 7 != 12\"]\n"
+        )
     );
-    let h = &Harness::start("dodretry", HarnessOptions { scenario, ..Default::default() }).await;
+    let h = &Harness::start(
+        "dodretry",
+        HarnessOptions {
+            scenario,
+            ..Default::default()
+        },
+    )
+    .await;
     let result = h
         .with_worker(|client| async move {
             let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
             wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
             send_approve(&handle, json!({"approved": true, "by": "carol"})).await;
-            let result = handle.get_result(WorkflowGetResultOptions::default()).await.expect("result");
+            let result = handle
+                .get_result(WorkflowGetResultOptions::default())
+                .await
+                .expect("result");
             record_history(&handle, "dod_fail_retry_pass").await;
             result
         })
         .await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
     assert_eq!(result.attempts, 2);
-    let dod: Vec<bool> = result.gate_results.iter().filter(|g| g.gate == "dod").map(|g| g.passed).collect();
+    let dod: Vec<bool> = result
+        .gate_results
+        .iter()
+        .filter(|g| g.gate == "dod")
+        .map(|g| g.passed)
+        .collect();
     assert_eq!(dod, [false, true]);
-    let failed = result.gate_results.iter().find(|g| g.gate == "dod" && !g.passed).unwrap();
+    let failed = result
+        .gate_results
+        .iter()
+        .find(|g| g.gate == "dod" && !g.passed)
+        .unwrap();
     assert!(failed.excerpt.contains("AssertionError"), "{}", failed.excerpt);
-    assert!(std::path::Path::new(&failed.artifact).exists(), "full DoD output kept as an artifact");
+    assert!(
+        std::path::Path::new(&failed.artifact).exists(),
+        "full DoD output kept as an artifact"
+    );
     assert!(h.prompt("executor", 2).contains("python3 -m unittest -q"));
     assert_eq!(h.commits_on("main"), 2, "one commit, from the passing attempt");
     assert_eq!(std::fs::read_to_string(h.repo.join("calc.py")).unwrap(), GOOD_CALC);
@@ -138,15 +239,32 @@ async fn a_failing_definition_of_done_is_retried_with_its_real_output() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_attempt_failing_escalates_blocks_the_bead_and_keeps_the_branch() {
-    let scenario = format!("{}{}", planner_step(None, GOOD_PLAN, ""), executor_step(None, BAD_CALC, ""));
-    let h = &Harness::start("escalate", HarnessOptions { scenario, ..Default::default() }).await;
+    let scenario = format!(
+        "{}{}",
+        planner_step(None, GOOD_PLAN, ""),
+        executor_step(None, BAD_CALC, "")
+    );
+    let h = &Harness::start(
+        "escalate",
+        HarnessOptions {
+            scenario,
+            ..Default::default()
+        },
+    )
+    .await;
     let result = h
         .with_worker(|client| async move {
-            let input = h.input(chum_core::proto::SharkLimits { max_attempts: 2, ..limits() });
+            let input = h.input(chum_core::proto::SharkLimits {
+                max_attempts: 2,
+                ..limits()
+            });
             let handle = start_shark(&client, &h.task_queue, input).await;
             wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
             send_approve(&handle, json!({"approved": true, "by": "dave"})).await;
-            let result = handle.get_result(WorkflowGetResultOptions::default()).await.expect("result");
+            let result = handle
+                .get_result(WorkflowGetResultOptions::default())
+                .await
+                .expect("result");
             record_history(&handle, "escalated").await;
             result
         })
@@ -155,67 +273,125 @@ async fn every_attempt_failing_escalates_blocks_the_bead_and_keeps_the_branch() 
     assert_eq!(result.attempts, 2);
     assert!(!result.merged);
     assert_eq!(h.commits_on("main"), 1, "the base branch is untouched");
-    assert_eq!(h.commits_on("chum/tk-1"), 2, "the partial work is kept on the bead's branch");
+    assert_eq!(
+        h.commits_on("chum/tk-1"),
+        2,
+        "the partial work is kept on the bead's branch"
+    );
     let wip = git(&h.repo, &["log", "-1", "--format=%s", "chum/tk-1"]);
     assert!(wip.starts_with("WIP tk-1"), "{wip}");
     let bead = h.read_bead("tk-1");
     assert_eq!(bead["status"], "blocked");
     let notes = bead["notes"].as_str().unwrap();
-    assert!(notes.contains("escalated after 2 attempts") && notes.contains("AssertionError"), "{notes}");
+    assert!(
+        notes.contains("escalated after 2 attempts") && notes.contains("AssertionError"),
+        "{notes}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_plan_is_replanned_with_the_validation_error() {
-    let no_criteria = r#"{"summary": "Add multiply", "steps": ["do it"], "acceptance_criteria": [], "files": ["calc.py"]}"#;
+    let no_criteria =
+        r#"{"summary": "Add multiply", "steps": ["do it"], "acceptance_criteria": [], "files": ["calc.py"]}"#;
     let scenario = format!(
         "{}{}{}{}",
         planner_step(Some(1), "I think we should add multiply.", ""),
         planner_step(Some(2), no_criteria, "expect_prompt_contains = [\"no JSON object\"]\n"),
-        planner_step(Some(3), GOOD_PLAN, "expect_prompt_contains = [\"no criteria, no execution\"]\n"),
+        planner_step(
+            Some(3),
+            GOOD_PLAN,
+            "expect_prompt_contains = [\"no criteria, no execution\"]\n"
+        ),
         executor_step(None, GOOD_CALC, "")
     );
-    let h = &Harness::start("badplan", HarnessOptions { scenario, ..Default::default() }).await;
+    let h = &Harness::start(
+        "badplan",
+        HarnessOptions {
+            scenario,
+            ..Default::default()
+        },
+    )
+    .await;
     let result = h
         .with_worker(|client| async move {
             let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
             wait_for_phase(&handle, Phase::AwaitingApproval, 3).await;
             send_approve(&handle, json!({"approved": true, "by": "erin"})).await;
-            let result = handle.get_result(WorkflowGetResultOptions::default()).await.expect("result");
+            let result = handle
+                .get_result(WorkflowGetResultOptions::default())
+                .await
+                .expect("result");
             record_history(&handle, "bad_plan_replan").await;
             result
         })
         .await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
-    let validations: Vec<bool> = result.gate_results.iter().filter(|g| g.gate == "plan_validation").map(|g| g.passed).collect();
+    let validations: Vec<bool> = result
+        .gate_results
+        .iter()
+        .filter(|g| g.gate == "plan_validation")
+        .map(|g| g.passed)
+        .collect();
     assert_eq!(validations, [false, false, true]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_valid_plan_within_the_bound_fails_the_run_with_the_reason() {
     let scenario = "[[step]]\nrole = \"planner\"\ngarbage = \"no plan today\"\n".to_string();
-    let h = &Harness::start("planfail", HarnessOptions { scenario, ..Default::default() }).await;
+    let h = &Harness::start(
+        "planfail",
+        HarnessOptions {
+            scenario,
+            ..Default::default()
+        },
+    )
+    .await;
     let result = h
         .with_worker(|client| async move {
-            let input = h.input(chum_core::proto::SharkLimits { max_plan_rounds: 2, ..limits() });
+            let input = h.input(chum_core::proto::SharkLimits {
+                max_plan_rounds: 2,
+                ..limits()
+            });
             let handle = start_shark(&client, &h.task_queue, input).await;
-            let result = handle.get_result(WorkflowGetResultOptions::default()).await.expect("result");
+            let result = handle
+                .get_result(WorkflowGetResultOptions::default())
+                .await
+                .expect("result");
             record_history(&handle, "plan_failed").await;
             result
         })
         .await;
     assert_eq!(result.outcome(), Outcome::PlanFailed, "{result:?}");
-    assert!(result.reason.contains("no valid plan after 2 rounds"), "{}", result.reason);
+    assert!(
+        result.reason.contains("no valid plan after 2 rounds"),
+        "{}",
+        result.reason
+    );
     assert_eq!(h.read_bead("tk-1")["status"], "blocked");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_signals_never_approve_and_do_not_wedge_the_run() {
-    let h = &Harness::start("badsignal", HarnessOptions { scenario: happy_scenario(), ..Default::default() }).await;
+    let h = &Harness::start(
+        "badsignal",
+        HarnessOptions {
+            scenario: happy_scenario(),
+            ..Default::default()
+        },
+    )
+    .await;
     let result = h
         .with_worker(|client| async move {
             let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
             wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
-            for bad in [json!("yes"), json!({}), json!({"approved": "true"}), json!([true]), json!(null), json!({"approved": true, "extra": 1})] {
+            for bad in [
+                json!("yes"),
+                json!({}),
+                json!({"approved": "true"}),
+                json!([true]),
+                json!(null),
+                json!({"approved": true, "extra": 1}),
+            ] {
                 send_approve(&handle, bad).await;
             }
             // The run stays at the gate, healthy: queries answer and every payload is on record.
@@ -232,7 +408,10 @@ async fn malformed_signals_never_approve_and_do_not_wedge_the_run() {
             assert!(s.rejected_signals[1].reason.contains("\"approved\" is missing"));
             assert!(s.decisions.is_empty(), "nothing was approved");
             send_approve(&handle, json!({"approved": true, "by": "frank"})).await;
-            let result = handle.get_result(WorkflowGetResultOptions::default()).await.expect("result");
+            let result = handle
+                .get_result(WorkflowGetResultOptions::default())
+                .await
+                .expect("result");
             // Approving again after the gate closed is refused, not an error.
             record_history(&handle, "bad_signals_then_approve").await;
             result
@@ -247,25 +426,54 @@ async fn a_hanging_executor_is_killed_and_the_next_attempt_runs() {
     let scenario = format!(
         "{}[[step]]\nrole = \"executor\"\nattempt = 1\nhang = true\n\n{}",
         planner_step(None, GOOD_PLAN, ""),
-        executor_step(Some(2), GOOD_CALC, "expect_prompt_contains = [\"did not finish within 2s\"]\n")
+        executor_step(
+            Some(2),
+            GOOD_CALC,
+            "expect_prompt_contains = [\"did not finish within 2s\"]\n"
+        )
     );
-    let h = &Harness::start("hang", HarnessOptions { scenario, ..Default::default() }).await;
+    let h = &Harness::start(
+        "hang",
+        HarnessOptions {
+            scenario,
+            ..Default::default()
+        },
+    )
+    .await;
     let result = h
         .with_worker(|client| async move {
-            let input = h.input(chum_core::proto::SharkLimits { agent_timeout_secs: 2, ..limits() });
+            let input = h.input(chum_core::proto::SharkLimits {
+                agent_timeout_secs: 2,
+                ..limits()
+            });
             let handle = start_shark(&client, &h.task_queue, input).await;
             wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
             send_approve(&handle, json!({"approved": true, "by": "gina"})).await;
-            let result = handle.get_result(WorkflowGetResultOptions::default()).await.expect("result");
+            let result = handle
+                .get_result(WorkflowGetResultOptions::default())
+                .await
+                .expect("result");
             record_history(&handle, "hang_then_pass").await;
             result
         })
         .await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
-    let execute = result.gate_results.iter().find(|g| g.gate == "execute").expect("the hang is recorded");
-    assert!(!execute.passed && execute.excerpt.contains("killed with its process group"), "{}", execute.excerpt);
+    let execute = result
+        .gate_results
+        .iter()
+        .find(|g| g.gate == "execute")
+        .expect("the hang is recorded");
+    assert!(
+        !execute.passed && execute.excerpt.contains("killed with its process group"),
+        "{}",
+        execute.excerpt
+    );
     // The hanging agent held a `sleep 86400` child; the process-group kill took it too.
-    let survivors = std::process::Command::new("pgrep").args(["-f", "sleep 86400"]).output().map(|o| o.stdout).unwrap_or_default();
+    let survivors = std::process::Command::new("pgrep")
+        .args(["-f", "sleep 86400"])
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
     let live: Vec<String> = String::from_utf8_lossy(&survivors)
         .lines()
         .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z")))
@@ -278,19 +486,32 @@ async fn a_hanging_executor_is_killed_and_the_next_attempt_runs() {
 async fn a_missing_agent_program_fails_the_run_with_a_clear_reason() {
     let h = &Harness::start(
         "missing",
-        HarnessOptions { scenario: happy_scenario(), agent_program: Some("/nonexistent/claude".into()), ..Default::default() },
+        HarnessOptions {
+            scenario: happy_scenario(),
+            agent_program: Some("/nonexistent/claude".into()),
+            ..Default::default()
+        },
     )
     .await;
     let result = h
         .with_worker(|client| async move {
             let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
-            let result = handle.get_result(WorkflowGetResultOptions::default()).await.expect("result");
+            let result = handle
+                .get_result(WorkflowGetResultOptions::default())
+                .await
+                .expect("result");
             record_history(&handle, "agent_missing").await;
             result
         })
         .await;
     assert_eq!(result.outcome(), Outcome::Failed, "{result:?}");
-    assert!(result.reason.contains("no agent program for role `planner` is installed"), "{}", result.reason);
+    assert!(
+        result
+            .reason
+            .contains("no agent program for role `planner` is installed"),
+        "{}",
+        result.reason
+    );
     assert!(result.reason.contains("/nonexistent/claude"), "{}", result.reason);
     let bead = h.read_bead("tk-1");
     assert_eq!(bead["status"], "blocked");
@@ -298,13 +519,23 @@ async fn a_missing_agent_program_fails_the_run_with_a_clear_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_bead_is_not_worked_on() {
-    let h = &Harness::start("closed", HarnessOptions { scenario: happy_scenario(), ..Default::default() }).await;
+    let h = &Harness::start(
+        "closed",
+        HarnessOptions {
+            scenario: happy_scenario(),
+            ..Default::default()
+        },
+    )
+    .await;
     let result = h
         .with_worker(|client| async move {
             let mut input = h.input(limits());
             input.bead_id = "tk-2".into();
             let handle = start_shark(&client, &h.task_queue, input).await;
-            let result = handle.get_result(WorkflowGetResultOptions::default()).await.expect("result");
+            let result = handle
+                .get_result(WorkflowGetResultOptions::default())
+                .await
+                .expect("result");
             record_history(&handle, "bead_unavailable").await;
             result
         })
@@ -315,16 +546,33 @@ async fn a_closed_bead_is_not_worked_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_rejections_end_the_run_as_gate_rejected() {
-    let h = &Harness::start("rejected", HarnessOptions { scenario: happy_scenario(), ..Default::default() }).await;
+    let h = &Harness::start(
+        "rejected",
+        HarnessOptions {
+            scenario: happy_scenario(),
+            ..Default::default()
+        },
+    )
+    .await;
     let result = h
         .with_worker(|client| async move {
-            let input = h.input(chum_core::proto::SharkLimits { max_gate_rejections: 2, ..limits() });
+            let input = h.input(chum_core::proto::SharkLimits {
+                max_gate_rejections: 2,
+                ..limits()
+            });
             let handle = start_shark(&client, &h.task_queue, input).await;
             for round in 1..=2 {
                 wait_for_phase(&handle, Phase::AwaitingApproval, round).await;
-                send_approve(&handle, json!({"approved": false, "feedback": "not like this", "by": "hal"})).await;
+                send_approve(
+                    &handle,
+                    json!({"approved": false, "feedback": "not like this", "by": "hal"}),
+                )
+                .await;
             }
-            let result = handle.get_result(WorkflowGetResultOptions::default()).await.expect("result");
+            let result = handle
+                .get_result(WorkflowGetResultOptions::default())
+                .await
+                .expect("result");
             record_history(&handle, "gate_rejected").await;
             result
         })

@@ -17,19 +17,19 @@ use chum_core::gate::parse_gate_decision;
 use chum_core::ids::bead_branch;
 use chum_core::plan::validate_plan;
 use chum_core::proto::{
-    Bead, DodReport, DodRequest, ExecuteRequest, GateDecision, GateResult, IntegrateRequest,
-    IntegrationReport, LoadBeadRequest, Outcome, Phase, PhaseSpan, Plan, PlanRequest,
-    RejectedSignal, RunRef, SharkInput, SharkResult, SharkStatus, UpdateBeadRequest,
+    Bead, DodReport, DodRequest, ExecuteRequest, GateDecision, GateResult, IntegrateRequest, IntegrationReport,
+    LoadBeadRequest, Outcome, Phase, PhaseSpan, Plan, PlanRequest, RejectedSignal, RunRef, SharkInput, SharkResult,
+    SharkStatus, UpdateBeadRequest,
 };
 use chum_core::text::{excerpt, tail_excerpt};
+use temporalio_common::RetryPolicy;
 use temporalio_common::protos::temporal::api::failure::v1::Failure;
 use temporalio_sdk::workflows::select;
-use temporalio_sdk::{
-    ActivityExecutionError, ActivityOptions, CancellableFuture, SyncWorkflowContext,
-    WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
-};
-use temporalio_common::RetryPolicy;
 use temporalio_sdk::workflows::{workflow, workflow_methods};
+use temporalio_sdk::{
+    ActivityExecutionError, ActivityOptions, CancellableFuture, SyncWorkflowContext, WorkflowContext,
+    WorkflowContextView, WorkflowResult, WorkflowTermination,
+};
 
 /// Refused signals kept for the status query; older ones are dropped.
 const MAX_REJECTED_SIGNALS: usize = 20;
@@ -71,7 +71,11 @@ impl SharkWorkflow {
         // LOAD
         enter_phase(ctx, Phase::Loading, 0);
         let loaded = match ctx
-            .execute_activity(SharkActivities::load_bead, LoadBeadRequest { run: Some(run.clone()) }, quick_options())
+            .execute_activity(
+                SharkActivities::load_bead,
+                LoadBeadRequest { run: Some(run.clone()) },
+                quick_options(),
+            )
             .await
         {
             Ok(loaded) => loaded,
@@ -116,7 +120,19 @@ impl SharkWorkflow {
             add_usage(ctx, report.agent.as_ref());
             last_worktree = report.worktree.clone();
             if !report.problem.is_empty() {
-                record_gate(ctx, "execute", attempt, false, 0, &report.problem, &report.agent.as_ref().map(|a| a.stdout_artifact.clone()).unwrap_or_default());
+                record_gate(
+                    ctx,
+                    "execute",
+                    attempt,
+                    false,
+                    0,
+                    &report.problem,
+                    &report
+                        .agent
+                        .as_ref()
+                        .map(|a| a.stdout_artifact.clone())
+                        .unwrap_or_default(),
+                );
                 feedback = format!("The executor produced nothing usable: {}", report.problem);
                 continue;
             }
@@ -144,18 +160,29 @@ impl SharkWorkflow {
 
             // INTEGRATE
             enter_phase(ctx, Phase::Integrating, attempt);
-            let integration = match integrate(ctx, &run, &bead, &plan, &report.worktree, attempt, &approved_by, false).await {
-                Ok(integration) => integration,
-                Err(err) => return fail(ctx, &run, err).await,
-            };
+            let integration =
+                match integrate(ctx, &run, &bead, &plan, &report.worktree, attempt, &approved_by, false).await {
+                    Ok(integration) => integration,
+                    Err(err) => return fail(ctx, &run, err).await,
+                };
             if !integration.problem.is_empty() {
-                let reason = format!("the work passed its gates but was not integrated: {}", integration.problem);
-                let note = format!("CHUM run {}: integration failed: {}; the work is on branch {}", run.workflow_id, integration.problem, integration.branch);
+                let reason = format!(
+                    "the work passed its gates but was not integrated: {}",
+                    integration.problem
+                );
+                let note = format!(
+                    "CHUM run {}: integration failed: {}; the work is on branch {}",
+                    run.workflow_id, integration.problem, integration.branch
+                );
                 let _ = update_bead(ctx, &run, "blocked", &note, "").await;
                 return Ok(finish(ctx, Outcome::IntegrationFailed, reason, Some(&integration)));
             }
             let reason = if integration.merged {
-                format!("commit {} merged into {}", short(&integration.commit), integration.base_branch)
+                format!(
+                    "commit {} merged into {}",
+                    short(&integration.commit),
+                    integration.base_branch
+                )
             } else {
                 format!("commit {} on branch {}", short(&integration.commit), integration.branch)
             };
@@ -173,7 +200,18 @@ impl SharkWorkflow {
         let mut kept = None;
         if !last_worktree.is_empty() {
             enter_phase(ctx, Phase::Integrating, limits.max_attempts);
-            if let Ok(partial) = integrate(ctx, &run, &bead, &plan, &last_worktree, limits.max_attempts, &approved_by, true).await {
+            if let Ok(partial) = integrate(
+                ctx,
+                &run,
+                &bead,
+                &plan,
+                &last_worktree,
+                limits.max_attempts,
+                &approved_by,
+                true,
+            )
+            .await
+            {
                 kept = Some(partial);
             }
         }
@@ -183,10 +221,17 @@ impl SharkWorkflow {
             excerpt(&feedback, 600)
         );
         let branch_note = match &kept {
-            Some(k) if !k.commit.is_empty() => format!("partial work kept on branch {} at {}", k.branch, short(&k.commit)),
+            Some(k) if !k.commit.is_empty() => {
+                format!("partial work kept on branch {} at {}", k.branch, short(&k.commit))
+            }
             _ => "no partial work to keep".to_string(),
         };
-        let note = format!("CHUM run {}: escalated after {} attempts; {branch_note}.\nLast failure:\n{}", run.workflow_id, limits.max_attempts, tail_excerpt(&feedback, EXCERPT_CHARS));
+        let note = format!(
+            "CHUM run {}: escalated after {} attempts; {branch_note}.\nLast failure:\n{}",
+            run.workflow_id,
+            limits.max_attempts,
+            tail_excerpt(&feedback, EXCERPT_CHARS)
+        );
         let _ = update_bead(ctx, &run, "blocked", &note, "").await;
         Ok(finish(ctx, Outcome::Escalated, reason, kept.as_ref()))
     }
@@ -254,11 +299,17 @@ async fn plan_until_approved(
             .execute_activity(SharkActivities::plan, request, agent_options(limits.agent_timeout))
             .await?;
         add_usage(ctx, draft.agent.as_ref());
-        let artifact = draft.agent.as_ref().map(|a| a.stdout_artifact.clone()).unwrap_or_default();
+        let artifact = draft
+            .agent
+            .as_ref()
+            .map(|a| a.stdout_artifact.clone())
+            .unwrap_or_default();
 
         let checked = match draft.plan {
             None => Err(draft.error.clone()),
-            Some(plan) => validate_plan(&plan).map(|()| plan).map_err(|problems| problems.join("; ")),
+            Some(plan) => validate_plan(&plan)
+                .map(|()| plan)
+                .map_err(|problems| problems.join("; ")),
         };
         let plan = match checked {
             Ok(plan) => plan,
@@ -288,20 +339,46 @@ async fn plan_until_approved(
         let decision = wait_for_decision(ctx, limits.gate_timeout).await;
         let waited = (now_ms(ctx) - waited_from).max(0) as u64;
         let Some(decision) = decision else {
-            let reason = format!("no decision within the gate timeout of {}s; nothing was executed", limits.gate_timeout.as_secs());
+            let reason = format!(
+                "no decision within the gate timeout of {}s; nothing was executed",
+                limits.gate_timeout.as_secs()
+            );
             record_gate(ctx, "human", round, false, waited, &reason, "");
-            return Ok(GateOutcome::Ended { outcome: Outcome::GateTimeout, reason });
+            return Ok(GateOutcome::Ended {
+                outcome: Outcome::GateTimeout,
+                reason,
+            });
         };
-        let who = if decision.by.is_empty() { "someone".to_string() } else { decision.by.clone() };
+        let who = if decision.by.is_empty() {
+            "someone".to_string()
+        } else {
+            decision.by.clone()
+        };
         ctx.state_mut(|s| s.status.decisions.push(decision.clone()));
         if decision.approved {
-            let note = if decision.feedback.is_empty() { format!("approved by {who}") } else { format!("approved by {who}: {}", decision.feedback) };
+            let note = if decision.feedback.is_empty() {
+                format!("approved by {who}")
+            } else {
+                format!("approved by {who}: {}", decision.feedback)
+            };
             record_gate(ctx, "human", round, true, waited, &note, "");
             return Ok(GateOutcome::Approved { plan, by: who });
         }
         rejections += 1;
-        let said = if decision.feedback.is_empty() { "(no feedback given)".to_string() } else { decision.feedback.clone() };
-        record_gate(ctx, "human", round, false, waited, &format!("rejected by {who}: {said}"), "");
+        let said = if decision.feedback.is_empty() {
+            "(no feedback given)".to_string()
+        } else {
+            decision.feedback.clone()
+        };
+        record_gate(
+            ctx,
+            "human",
+            round,
+            false,
+            waited,
+            &format!("rejected by {who}: {said}"),
+            "",
+        );
         if rejections >= limits.max_gate_rejections {
             return Ok(GateOutcome::Ended {
                 outcome: Outcome::GateRejected,
@@ -395,7 +472,9 @@ async fn fail(
 
 /// The innermost failure message, which is the one the activity wrote.
 fn activity_failure_text(err: &ActivityExecutionError) -> String {
-    let Some(mut failure) = err.failure() else { return err.to_string() };
+    let Some(mut failure) = err.failure() else {
+        return err.to_string();
+    };
     let mut message = failure.message.clone();
     while let Some(cause) = failure.cause.as_deref() {
         failure = cause;
@@ -430,7 +509,13 @@ fn finish(
         s.status.set_outcome(outcome);
         s.status.reason = reason.clone();
         let status = &s.status;
-        let approved_by = status.decisions.iter().rev().find(|d| d.approved).map(|d| d.by.clone()).unwrap_or_default();
+        let approved_by = status
+            .decisions
+            .iter()
+            .rev()
+            .find(|d| d.approved)
+            .map(|d| d.by.clone())
+            .unwrap_or_default();
         SharkResult {
             project: status.project.clone(),
             bead_id: status.bead_id.clone(),
@@ -439,7 +524,9 @@ fn finish(
             attempts: status.attempt,
             plan: status.plan.clone(),
             approved_by,
-            branch: integration.map(|i| i.branch.clone()).unwrap_or_else(|| status.branch.clone()),
+            branch: integration
+                .map(|i| i.branch.clone())
+                .unwrap_or_else(|| status.branch.clone()),
             commit: integration.map(|i| i.commit.clone()).unwrap_or_default(),
             merged: integration.is_some_and(|i| i.merged),
             base_branch: integration.map(|i| i.base_branch.clone()).unwrap_or_default(),
@@ -466,14 +553,26 @@ fn enter_phase(ctx: &WorkflowContext<SharkWorkflow>, phase: Phase, round: u32) {
         }
         s.status.set_phase(phase);
         if phase != Phase::Done {
-            let mut span = PhaseSpan { round, started_ms: now, ..PhaseSpan::default() };
+            let mut span = PhaseSpan {
+                round,
+                started_ms: now,
+                ..PhaseSpan::default()
+            };
             span.set_phase(phase);
             s.status.phases.push(span);
         }
     });
 }
 
-fn record_gate(ctx: &WorkflowContext<SharkWorkflow>, gate: &str, round: u32, passed: bool, duration_ms: u64, text: &str, artifact: &str) {
+fn record_gate(
+    ctx: &WorkflowContext<SharkWorkflow>,
+    gate: &str,
+    round: u32,
+    passed: bool,
+    duration_ms: u64,
+    text: &str,
+    artifact: &str,
+) {
     let result = GateResult {
         gate: gate.to_string(),
         round,
@@ -497,11 +596,23 @@ fn dod_summary(dod: &DodReport) -> (String, String) {
         .checks
         .iter()
         .map(|c| {
-            let verdict = if c.passed { "ok".to_string() } else if c.timed_out { "timed out".to_string() } else { format!("failed (exit {})", c.exit_code) };
+            let verdict = if c.passed {
+                "ok".to_string()
+            } else if c.timed_out {
+                "timed out".to_string()
+            } else {
+                format!("failed (exit {})", c.exit_code)
+            };
             format!("{}: {verdict} in {} ms", c.command, c.duration_ms)
         })
         .collect();
-    let artifact = dod.checks.iter().find(|c| !c.passed).or(dod.checks.last()).map(|c| c.artifact.clone()).unwrap_or_default();
+    let artifact = dod
+        .checks
+        .iter()
+        .find(|c| !c.passed)
+        .or(dod.checks.last())
+        .map(|c| c.artifact.clone())
+        .unwrap_or_default();
     let mut summary = lines.join("\n");
     if let Some(failed) = dod.checks.iter().find(|c| !c.passed) {
         summary.push_str("\n---\n");
@@ -514,8 +625,16 @@ fn dod_summary(dod: &DodReport) -> (String, String) {
 fn dod_feedback(dod: &DodReport) -> String {
     let mut out = String::from("The definition of done failed.\n");
     for check in dod.checks.iter().filter(|c| !c.passed) {
-        let why = if check.timed_out { "timed out".to_string() } else { format!("exited with {}", check.exit_code) };
-        out.push_str(&format!("\n$ {}\n({why})\n{}\n", check.command, tail_excerpt(&check.output_excerpt, EXCERPT_CHARS)));
+        let why = if check.timed_out {
+            "timed out".to_string()
+        } else {
+            format!("exited with {}", check.exit_code)
+        };
+        out.push_str(&format!(
+            "\n$ {}\n({why})\n{}\n",
+            check.command,
+            tail_excerpt(&check.output_excerpt, EXCERPT_CHARS)
+        ));
     }
     out
 }

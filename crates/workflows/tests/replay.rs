@@ -32,7 +32,9 @@ const PATHS: [&str; 12] = [
 ];
 
 fn history_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/histories").join(format!("{name}.json"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/histories")
+        .join(format!("{name}.json"))
 }
 
 fn load(name: &str) -> WorkflowHistory {
@@ -44,12 +46,21 @@ fn load(name: &str) -> WorkflowHistory {
 
 #[tokio::test]
 async fn every_recorded_shark_path_replays_deterministically() {
-    let options = WorkflowReplayerOptions::new().register_workflow::<SharkWorkflow>().expect("registers").build();
+    let options = WorkflowReplayerOptions::new()
+        .register_workflow::<SharkWorkflow>()
+        .expect("registers")
+        .build();
     let replayer = WorkflowReplayer::new(options).expect("replayer");
-    let results = replayer.replay_workflows(PATHS.iter().map(|n| load(n))).await.expect("replay runs");
+    let results = replayer
+        .replay_workflows(PATHS.iter().map(|n| load(n)))
+        .await
+        .expect("replay runs");
     assert_eq!(results.len(), PATHS.len());
     for (name, result) in PATHS.iter().zip(&results) {
-        assert!(result.history.events().len() > 5, "{name}: history too short to mean anything");
+        assert!(
+            result.history.events().len() > 5,
+            "{name}: history too short to mean anything"
+        );
         assert!(result.replay_failure.is_none(), "{name}: {:?}", result.replay_failure);
     }
 }
@@ -58,8 +69,16 @@ async fn every_recorded_shark_path_replays_deterministically() {
 fn no_history_is_left_without_a_path() {
     let dir = history_path("x").parent().unwrap().to_path_buf();
     for entry in std::fs::read_dir(dir).unwrap() {
-        let name = entry.unwrap().file_name().to_string_lossy().trim_end_matches(".json").to_string();
-        assert!(PATHS.contains(&name.as_str()), "history {name} is not replayed; add it to PATHS");
+        let name = entry
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .trim_end_matches(".json")
+            .to_string();
+        assert!(
+            PATHS.contains(&name.as_str()),
+            "history {name} is not replayed; add it to PATHS"
+        );
     }
 }
 
@@ -85,9 +104,15 @@ impl ReorderedShark {
 
 #[tokio::test]
 async fn a_changed_workflow_is_reported_as_nondeterministic() {
-    let options = WorkflowReplayerOptions::new().register_workflow::<ReorderedShark>().expect("registers").build();
+    let options = WorkflowReplayerOptions::new()
+        .register_workflow::<ReorderedShark>()
+        .expect("registers")
+        .build();
     let replayer = WorkflowReplayer::new(options).expect("replayer");
-    let results = replayer.replay_workflows([load("approved_pass")]).await.expect("replay runs");
+    let results = replayer
+        .replay_workflows([load("approved_pass")])
+        .await
+        .expect("replay runs");
     match &results[0].replay_failure {
         Some(WorkflowReplayFailure::Nondeterminism { message }) => {
             assert!(message.contains("Nondeterminism"), "{message}");

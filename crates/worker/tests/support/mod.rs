@@ -24,7 +24,10 @@ use temporalio_sdk::testing::{
 pub type SharkHandle = WorkflowHandle<Client, chum_workflows::SharkRun>;
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
 /// The `temporal` CLI installed by scripts/setup.sh (or given by CHUM_TEMPORAL_BIN).
@@ -36,7 +39,8 @@ pub fn temporal_binary() -> PathBuf {
     if local.exists() {
         return local;
     }
-    which::which("temporal").unwrap_or_else(|_| panic!("no `temporal` binary: run scripts/setup.sh (it installs one into .tools/)"))
+    which::which("temporal")
+        .unwrap_or_else(|_| panic!("no `temporal` binary: run scripts/setup.sh (it installs one into .tools/)"))
 }
 
 /// The scripted agent binary, built on demand when `cargo test` did not build it.
@@ -67,7 +71,11 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_COMMITTER_EMAIL", "test@localhost")
         .output()
         .expect("git runs");
-    assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -151,14 +159,21 @@ impl Harness {
             .server_executable(EphemeralExe::ExistingPath(temporal_binary().display().to_string()))
             .log_level(DevServerLogLevel::Error)
             .build();
-        let env = WorkflowEnvironment::start_local(server).await.expect("dev server starts");
+        let env = WorkflowEnvironment::start_local(server)
+            .await
+            .expect("dev server starts");
         let dir = tempfile::tempdir().unwrap();
         let repo = make_project(dir.path());
         let prompts = dir.path().join("prompts");
         // Every answer reports some usage, so the tests can check it is summed.
-        let scenario = format!("[usage]\ninput_tokens = 1000\noutput_tokens = 200\ncost_usd = 0.01\n\n{}", options.scenario);
+        let scenario = format!(
+            "[usage]\ninput_tokens = 1000\noutput_tokens = 200\ncost_usd = 0.01\n\n{}",
+            options.scenario
+        );
         std::fs::write(dir.path().join("scenario.toml"), scenario).unwrap();
-        let agent = options.agent_program.unwrap_or_else(|| scripted_agent().display().to_string());
+        let agent = options
+            .agent_program
+            .unwrap_or_else(|| scripted_agent().display().to_string());
         let dod: Vec<String> = options.dod.iter().map(|c| format!("{c:?}")).collect();
         let task_queue = format!("test-{name}");
         let text = format!(
@@ -183,8 +198,16 @@ impl Harness {
             integration = options.integration,
             prompts = prompts.display(),
         );
-        let config = ChumConfig::from_toml(&text, &dir.path().join("chum.toml"), Vec::new()).expect("test config is valid");
-        Harness { env, dir, repo, prompts, config: Arc::new(config), task_queue }
+        let config =
+            ChumConfig::from_toml(&text, &dir.path().join("chum.toml"), Vec::new()).expect("test config is valid");
+        Harness {
+            env,
+            dir,
+            repo,
+            prompts,
+            config: Arc::new(config),
+            task_queue,
+        }
     }
 
     pub fn client(&self) -> Client {
@@ -212,7 +235,11 @@ impl Harness {
     }
 
     pub fn input(&self, limits: SharkLimits) -> SharkInput {
-        SharkInput { project: "demo".into(), bead_id: "tk-1".into(), limits: Some(limits) }
+        SharkInput {
+            project: "demo".into(),
+            bead_id: "tk-1".into(),
+            limits: Some(limits),
+        }
     }
 
     pub fn read_bead(&self, id: &str) -> serde_json::Value {
@@ -247,13 +274,20 @@ pub fn limits() -> SharkLimits {
 pub async fn start_shark(client: &Client, task_queue: &str, input: SharkInput) -> SharkHandle {
     let id = chum_core::ids::shark_workflow_id(&input.project, &input.bead_id);
     client
-        .start_workflow(SharkWorkflow::run, input, WorkflowStartOptions::new(task_queue, id).build())
+        .start_workflow(
+            SharkWorkflow::run,
+            input,
+            WorkflowStartOptions::new(task_queue, id).build(),
+        )
         .await
         .expect("workflow starts")
 }
 
 pub async fn status(handle: &SharkHandle) -> SharkStatus {
-    handle.query(SharkWorkflow::status, (), WorkflowQueryOptions::default()).await.expect("status query")
+    handle
+        .query(SharkWorkflow::status, (), WorkflowQueryOptions::default())
+        .await
+        .expect("status query")
 }
 
 /// Polls the status query until the run reaches `phase` (and, for the gate, `round`).
@@ -264,8 +298,14 @@ pub async fn wait_for_phase(handle: &SharkHandle, phase: Phase, round: u32) -> S
         if s.phase() == phase && (round == 0 || s.plan_round == round) {
             return s;
         }
-        assert!(s.phase() != Phase::Done, "run ended before reaching {phase} (round {round}); status: {s:?}");
-        assert!(tokio::time::Instant::now() < deadline, "run never reached {phase} (round {round}); status: {s:?}");
+        assert!(
+            s.phase() != Phase::Done,
+            "run ended before reaching {phase} (round {round}); status: {s:?}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "run never reached {phase} (round {round}); status: {s:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

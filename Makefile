@@ -1,0 +1,44 @@
+# CHUM. `make demo` and `make test` are the two commands of the README's quick start.
+.PHONY: help setup demo test test-rust test-demo up lint fmt record-histories clean
+
+help:
+	@echo "make demo              run one bead through the Shark, offline (scripted agent)"
+	@echo "make test              the whole test suite (what CI runs)"
+	@echo "make up                Temporal dev server + worker on configs/chum.toml, for real use"
+	@echo "make lint              rustfmt check + clippy, warnings are errors"
+	@echo "make record-histories  re-record the replay tests' workflow histories (on purpose only)"
+	@echo "make setup             install the pinned tools into .tools/ (temporal, semgrep)"
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	bash scripts/demo.sh
+
+# Unit, replay and end-to-end tests, then the demo itself on its own ports and state directory,
+# so the README's first command is tested too.
+test: setup lint test-rust test-demo
+
+test-rust:
+	cargo build --workspace --bins
+	cargo test --workspace
+
+test-demo:
+	CHUM_DEMO_PORT=17233 CHUM_DEMO_UI_PORT=18233 CHUM_DEMO_STATE=.chum/test-demo bash scripts/demo.sh
+
+up: setup
+	bash scripts/dev.sh
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+record-histories:
+	bash scripts/record-histories.sh
+
+clean:
+	cargo clean
+	rm -rf .chum

@@ -1,0 +1,251 @@
+//! How runs look on a terminal.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use chum_core::config::ChumConfig;
+use chum_core::proto::{EnumName, GateResult, Outcome, Phase, PhaseSpan, SharkResult, SharkStatus};
+
+pub fn ui_link(config: &ChumConfig, workflow_id: &str) -> String {
+    format!(
+        "{}/namespaces/{}/workflows/{workflow_id}",
+        config.temporal.ui_url.trim_end_matches('/'),
+        config.temporal.namespace
+    )
+}
+
+fn mark(passed: bool) -> &'static str {
+    if passed { "pass" } else { "FAIL" }
+}
+
+fn gate_line(g: &GateResult) -> String {
+    let first = g.excerpt.lines().next().unwrap_or_default();
+    let took = if g.duration_ms > 0 {
+        format!(" ({})", seconds(g.duration_ms))
+    } else {
+        String::new()
+    };
+    format!("{} #{} {}{took}: {first}", g.gate, g.round, mark(g.passed))
+}
+
+fn seconds(ms: u64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}
+
+/// The lines of a failure worth showing on one screen: assertion messages and error lines.
+/// The whole output is in the artifact store.
+fn highlights(excerpt: &str) -> Vec<&str> {
+    const MARKERS: [&str; 6] = ["FAIL", "Error", "error:", "panicked", "assert", "killed"];
+    let mut lines: Vec<&str> = excerpt
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| MARKERS.iter().any(|m| l.contains(m)))
+        .collect();
+    lines.dedup();
+    lines.truncate(4);
+    lines
+}
+
+/// Prints phase changes and new gate results as a run progresses.
+#[derive(Default)]
+pub struct Progress {
+    phase: Option<(Phase, u32, u32)>,
+    gates_seen: usize,
+    refused_seen: usize,
+}
+
+impl Progress {
+    pub fn update(&mut self, s: &SharkStatus, elapsed: Duration) {
+        let at = format!("[{:>6.1}s]", elapsed.as_secs_f64());
+        for g in s.gate_results.iter().skip(self.gates_seen) {
+            println!("{at}   {}", gate_line(g));
+            if !g.passed {
+                for line in highlights(&g.excerpt) {
+                    println!("{:>10}   | {line}", "");
+                }
+            }
+        }
+        self.gates_seen = s.gate_results.len();
+        for r in s.rejected_signals.iter().skip(self.refused_seen) {
+            println!("{at}   refused signal {}: {}", r.payload_excerpt, r.reason);
+        }
+        self.refused_seen = s.rejected_signals.len();
+        let key = (s.phase(), s.plan_round, s.attempt);
+        if self.phase != Some(key) {
+            self.phase = Some(key);
+            let detail = match s.phase() {
+                Phase::Planning => format!(" (round {})", s.plan_round),
+                Phase::AwaitingApproval => format!(" (plan round {}; a person must approve or reject)", s.plan_round),
+                Phase::Executing | Phase::Dod | Phase::Integrating => {
+                    format!(" (attempt {}/{})", s.attempt, s.max_attempts)
+                }
+                Phase::Done => format!(": {}", s.outcome().name()),
+                _ => String::new(),
+            };
+            println!("{at} {}{detail}", s.phase().name());
+        }
+    }
+}
+
+pub fn plan(s: &SharkStatus) -> String {
+    let mut out = String::new();
+    let Some(plan) = &s.plan else {
+        return "  (no plan yet)\n".to_string();
+    };
+    let _ = writeln!(
+        out,
+        "\n  Plan for {} (round {}): {}",
+        s.bead_id, s.plan_round, plan.summary
+    );
+    let _ = writeln!(out, "  Steps:");
+    for step in &plan.steps {
+        let _ = writeln!(out, "    - {step}");
+    }
+    let _ = writeln!(out, "  Acceptance criteria:");
+    for c in &plan.acceptance_criteria {
+        let _ = writeln!(out, "    - {c}");
+    }
+    let _ = writeln!(out, "  Files: {}\n", plan.files.join(", "));
+    out
+}
+
+fn phase_durations(phases: &[PhaseSpan]) -> String {
+    phases
+        .iter()
+        .filter(|p| p.ended_ms >= p.started_ms && p.started_ms > 0)
+        .map(|p| {
+            let round = match p.phase() {
+                Phase::Planning | Phase::AwaitingApproval | Phase::Executing | Phase::Dod => format!("#{}", p.round),
+                _ => String::new(),
+            };
+            format!(
+                "{}{round} {}",
+                p.phase().name(),
+                seconds((p.ended_ms - p.started_ms) as u64)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+pub fn status(config: &ChumConfig, workflow_id: &str, s: &SharkStatus) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "run         {workflow_id}");
+    let _ = writeln!(out, "bead        {} (project {})", s.bead_id, s.project);
+    let _ = writeln!(out, "phase       {}", s.phase().name());
+    if s.phase() == Phase::Done {
+        let _ = writeln!(out, "outcome     {}: {}", s.outcome().name(), s.reason);
+    }
+    let _ = writeln!(
+        out,
+        "plan round  {}   attempt {}/{}",
+        s.plan_round, s.attempt, s.max_attempts
+    );
+    if let Some(plan) = &s.plan {
+        let _ = writeln!(out, "plan        {}", plan.summary);
+    }
+    for d in &s.decisions {
+        let verdict = if d.approved { "approved" } else { "rejected" };
+        let _ = writeln!(out, "decision    {verdict} by {} {}", d.by, d.feedback);
+    }
+    for g in &s.gate_results {
+        let _ = writeln!(out, "gate        {}", gate_line(g));
+    }
+    for r in &s.rejected_signals {
+        let _ = writeln!(out, "refused     {}: {}", r.payload_excerpt, r.reason);
+    }
+    if let Some(u) = &s.usage {
+        let _ = writeln!(
+            out,
+            "usage       {} in / {} out tokens, ${:.4}",
+            u.input_tokens, u.output_tokens, u.cost_usd
+        );
+    }
+    let _ = writeln!(out, "phases      {}", phase_durations(&s.phases));
+    let _ = writeln!(out, "UI          {}", ui_link(config, workflow_id));
+    out
+}
+
+pub fn summary(config: &ChumConfig, workflow_id: &str, run_id: &str, r: &SharkResult) -> String {
+    let mut out = String::new();
+    let rule = "─".repeat(72);
+    let _ = writeln!(out, "\n{rule}");
+    let _ = writeln!(out, " CHUM run {workflow_id}");
+    let _ = writeln!(out, "{rule}");
+    let _ = writeln!(out, " bead         {} (project {})", r.bead_id, r.project);
+    let _ = writeln!(out, " outcome      {}: {}", r.outcome().name(), r.reason);
+    if let Some(plan) = &r.plan {
+        let _ = writeln!(out, " plan         {}", plan.summary);
+    }
+    if !r.approved_by.is_empty() {
+        let _ = writeln!(out, " approved by  {}", r.approved_by);
+    }
+    let dod: Vec<&str> = r
+        .gate_results
+        .iter()
+        .filter(|g| g.gate == "dod")
+        .map(|g| mark(g.passed))
+        .collect();
+    let _ = writeln!(
+        out,
+        " attempts     {} (definition of done: {})",
+        r.attempts,
+        if dod.is_empty() {
+            "not run".to_string()
+        } else {
+            dod.join(", ")
+        }
+    );
+    let _ = writeln!(out, " time         {}", phase_durations(&r.phases));
+    if let Some(u) = &r.usage {
+        let _ = writeln!(
+            out,
+            " usage        {} in / {} out tokens, ${:.4}",
+            u.input_tokens, u.output_tokens, u.cost_usd
+        );
+    }
+    if !r.commit.is_empty() {
+        let where_ = if r.merged {
+            format!("merged into {}", r.base_branch)
+        } else {
+            "not merged".to_string()
+        };
+        let _ = writeln!(
+            out,
+            " commit       {} on {} ({where_})",
+            &r.commit[..r.commit.len().min(12)],
+            r.branch
+        );
+    }
+    let _ = writeln!(out, " look at      {}", ui_link(config, workflow_id));
+    if let Ok(project) = config.project(&r.project) {
+        let rev = if r.merged {
+            r.base_branch.clone()
+        } else {
+            r.branch.clone()
+        };
+        if !r.commit.is_empty() {
+            let _ = writeln!(
+                out,
+                "              git -C {} log -1 --stat {rev}",
+                project.repo.display()
+            );
+        }
+    }
+    let mut artifacts = config.state_dir.join("artifacts").join(workflow_id);
+    if !run_id.is_empty() {
+        artifacts = artifacts.join(run_id);
+    }
+    let _ = writeln!(
+        out,
+        "              artifacts (prompts, agent output, diffs, DoD logs): {}",
+        artifacts.display()
+    );
+    let last_failure = r.gate_results.iter().rev().find(|g| !g.passed);
+    if let (true, Some(last)) = (r.outcome() != Outcome::Integrated, last_failure) {
+        let _ = writeln!(out, " last failure {}", gate_line(last));
+    }
+    let _ = writeln!(out, "{rule}");
+    out
+}
