@@ -263,7 +263,11 @@ impl Session {
             .unwrap_or_else(|| "cli".to_string());
         let payload = serde_json::json!({"approved": approved, "feedback": feedback, "by": by});
         handle
-            .signal(SharkWorkflow::approve, payload, WorkflowSignalOptions::default())
+            .signal(
+                SharkWorkflow::approve,
+                chum_workflows::approve_payload(&payload),
+                WorkflowSignalOptions::default(),
+            )
             .await
             .with_context(|| format!("could not signal {}", handle.info().workflow_id))?;
         // Confirm the workflow took it: the decision shows up, or the refusal says why.

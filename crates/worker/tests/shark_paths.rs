@@ -13,6 +13,8 @@ use chum_core::proto::{Outcome, Phase};
 use serde_json::json;
 use support::*;
 use temporalio_client::WorkflowGetResultOptions;
+use temporalio_common::data_converters::RawValue;
+use temporalio_common::protos::temporal::api::common::v1::Payload;
 
 fn happy_scenario() -> String {
     format!(
@@ -394,18 +396,37 @@ async fn malformed_signals_never_approve_and_do_not_wedge_the_run() {
             ] {
                 send_approve(&handle, bad).await;
             }
+            // No payload at all, as `temporal workflow signal --name approve` without --input sends,
+            // and a payload that is not JSON.
+            send_raw_approve(&handle, RawValue::new(vec![])).await;
+            let mut protobuf = Payload {
+                data: vec![8, 1],
+                ..Payload::default()
+            };
+            protobuf.metadata.insert("encoding".into(), b"binary/protobuf".to_vec());
+            send_raw_approve(&handle, RawValue::new(vec![protobuf])).await;
             // The run stays at the gate, healthy: queries answer and every payload is on record.
             let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
             let s = loop {
                 let s = status(&handle).await;
-                if s.rejected_signals.len() == 6 || tokio::time::Instant::now() > deadline {
+                if s.rejected_signals.len() == 8 || tokio::time::Instant::now() > deadline {
                     break s;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             };
             assert_eq!(s.phase(), Phase::AwaitingApproval);
-            assert_eq!(s.rejected_signals.len(), 6, "{:?}", s.rejected_signals);
+            assert_eq!(s.rejected_signals.len(), 8, "{:?}", s.rejected_signals);
             assert!(s.rejected_signals[1].reason.contains("\"approved\" is missing"));
+            assert!(
+                s.rejected_signals[6].reason.contains("carried no payload"),
+                "{:?}",
+                s.rejected_signals[6]
+            );
+            assert!(
+                s.rejected_signals[7].reason.contains("binary/protobuf"),
+                "{:?}",
+                s.rejected_signals[7]
+            );
             assert!(s.decisions.is_empty(), "nothing was approved");
             send_approve(&handle, json!({"approved": true, "by": "frank"})).await;
             let result = handle

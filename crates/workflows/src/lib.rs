@@ -7,7 +7,7 @@
 
 pub mod shark;
 
-pub use shark::SharkWorkflow;
+pub use shark::{SharkWorkflow, approve_payload};
 
 /// The Shark's run definition: the type client handles are parameterized with
 /// (`WorkflowHandle<Client, SharkRun>`).

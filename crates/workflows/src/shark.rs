@@ -13,7 +13,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use chum_core::activity_contract::{SharkActivities, error_types};
 use chum_core::config::Limits;
-use chum_core::gate::parse_gate_decision;
+use chum_core::gate::{MAX_SIGNAL_BYTES, parse_gate_decision};
 use chum_core::ids::bead_branch;
 use chum_core::plan::validate_plan;
 use chum_core::proto::{
@@ -23,6 +23,8 @@ use chum_core::proto::{
 };
 use chum_core::text::{excerpt, tail_excerpt};
 use temporalio_common::RetryPolicy;
+use temporalio_common::data_converters::RawValue;
+use temporalio_common::protos::temporal::api::common::v1::Payload;
 use temporalio_common::protos::temporal::api::failure::v1::Failure;
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::workflows::{workflow, workflow_methods};
@@ -236,11 +238,13 @@ impl SharkWorkflow {
         Ok(finish(ctx, Outcome::Escalated, reason, kept.as_ref()))
     }
 
-    /// The human gate. The payload is taken as raw JSON and validated here: a malformed payload is
-    /// recorded (see `status`) and never approves; a typed handler would wedge the run instead.
+    /// The human gate. The payloads are taken raw and validated here: a malformed payload (or none
+    /// at all) is recorded (see `status`) and never approves. A typed handler would fail to decode
+    /// it on every workflow task and wedge the run instead.
     #[signal(name = "approve")]
-    pub fn approve(&mut self, _ctx: &mut SyncWorkflowContext<Self>, raw: serde_json::Value) {
-        let refusal = match parse_gate_decision(&raw) {
+    pub fn approve(&mut self, _ctx: &mut SyncWorkflowContext<Self>, raw: RawValue) {
+        let shown = signal_excerpt(&raw);
+        let refusal = match signal_json(&raw).and_then(|json| parse_gate_decision(&json)) {
             Err(reason) => Some(reason),
             Ok(_) if self.status.phase() != Phase::AwaitingApproval => Some(format!(
                 "no plan is waiting for approval (phase: {}); nothing was approved",
@@ -260,7 +264,7 @@ impl SharkWorkflow {
                 rejected.remove(0);
             }
             rejected.push(RejectedSignal {
-                payload_excerpt: excerpt(&raw.to_string(), 200),
+                payload_excerpt: shown,
                 reason,
             });
         }
@@ -271,6 +275,59 @@ impl SharkWorkflow {
     pub fn status(&self, _ctx: &WorkflowContextView) -> SharkStatus {
         self.status.clone()
     }
+}
+
+/// The JSON an `approve` signal carries: exactly one `json/plain` payload.
+fn signal_json(raw: &RawValue) -> Result<serde_json::Value, String> {
+    let payload = match raw.payloads.as_slice() {
+        [] => {
+            return Err(
+                "the signal carried no payload; send --input '{\"approved\": true, \"by\": \"<you>\"}'".to_string(),
+            );
+        }
+        [one] => one,
+        many => {
+            return Err(format!(
+                "the signal carried {} payloads; send exactly one JSON object",
+                many.len()
+            ));
+        }
+    };
+    if payload.data.len() > MAX_SIGNAL_BYTES {
+        return Err(format!(
+            "payload is {} bytes; the limit is {MAX_SIGNAL_BYTES}",
+            payload.data.len()
+        ));
+    }
+    let encoding = payload
+        .metadata
+        .get("encoding")
+        .map(|e| String::from_utf8_lossy(e).into_owned())
+        .unwrap_or_default();
+    match encoding.as_str() {
+        "json/plain" => serde_json::from_slice(&payload.data).map_err(|e| format!("payload is not valid JSON: {e}")),
+        "binary/null" => Ok(serde_json::Value::Null),
+        other => Err(format!(
+            "payload encoding {other:?} is not supported; send a JSON object"
+        )),
+    }
+}
+
+fn signal_excerpt(raw: &RawValue) -> String {
+    match raw.payloads.as_slice() {
+        [] => "(no payload)".to_string(),
+        [one, ..] => excerpt(&String::from_utf8_lossy(&one.data), 200),
+    }
+}
+
+/// The payload of an `approve` signal carrying `decision`, for clients (`chum approve`, tests).
+pub fn approve_payload(decision: &serde_json::Value) -> RawValue {
+    let mut payload = Payload {
+        data: decision.to_string().into_bytes(),
+        ..Payload::default()
+    };
+    payload.metadata.insert("encoding".to_string(), b"json/plain".to_vec());
+    RawValue::new(vec![payload])
 }
 
 /// Plans, validates and waits at the gate until a person approves a valid plan, or the run must end.

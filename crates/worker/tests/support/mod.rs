@@ -311,6 +311,11 @@ pub async fn wait_for_phase(handle: &SharkHandle, phase: Phase, round: u32) -> S
 }
 
 pub async fn send_approve(handle: &SharkHandle, payload: serde_json::Value) {
+    send_raw_approve(handle, chum_workflows::approve_payload(&payload)).await;
+}
+
+/// Sends payloads exactly as given, e.g. none at all (`temporal workflow signal` without --input).
+pub async fn send_raw_approve(handle: &SharkHandle, payload: temporalio_common::data_converters::RawValue) {
     handle
         .signal(SharkWorkflow::approve, payload, WorkflowSignalOptions::default())
         .await
