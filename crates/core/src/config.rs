@@ -816,6 +816,18 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_configs_load() {
+        // The example documents every key; if it stops loading, the docs no longer match the code.
+        for (path, text) in [
+            ("configs/chum.example.toml", include_str!("../../../configs/chum.example.toml")),
+            ("configs/demo/chum.toml", include_str!("../../../configs/demo/chum.toml")),
+        ] {
+            let c = ChumConfig::from_toml(text, Path::new(path), Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!c.projects.is_empty() && c.providers_for(Role::Executor).is_ok(), "{path}");
+        }
+    }
+
+    #[test]
     fn placeholders_expand() {
         let argv = expand_command(
             &[
