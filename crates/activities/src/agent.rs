@@ -68,6 +68,8 @@ pub struct AgentRequest<'a> {
 
 pub struct AgentOutcome {
     pub summary: AgentRunSummary,
+    /// The run was stopped because the activity was cancelled; the caller should report that.
+    pub cancelled: bool,
     /// The parsed answer, or why there is none (timed out, crashed, reported an error, garbage).
     pub answer: Result<AgentAnswer, String>,
 }
@@ -183,6 +185,7 @@ pub async fn run_agent(
             return Ok(AgentOutcome {
                 answer: Err(format!("the agent could not be run: {e}")),
                 summary,
+                cancelled: false,
             });
         }
     };
@@ -225,5 +228,9 @@ pub async fn run_agent(
     } else {
         summary.is_error = true;
     }
-    Ok(AgentOutcome { summary, answer })
+    Ok(AgentOutcome {
+        summary,
+        answer,
+        cancelled: outcome.cancelled,
+    })
 }

@@ -138,6 +138,9 @@ impl SharkActivitiesImpl {
         let outcome = run_agent(&self.config, &self.artifacts(&run), request, liveness)
             .await
             .map_err(setup_error)?;
+        if outcome.cancelled {
+            return Err(ActivityError::cancelled());
+        }
         let (plan, error) = match outcome.answer {
             Ok(answer) => match parse_plan(&answer.text) {
                 Ok(plan) => (Some(plan), String::new()),
@@ -178,6 +181,9 @@ impl SharkActivitiesImpl {
         let outcome = run_agent(&self.config, &artifacts, request, liveness)
             .await
             .map_err(setup_error)?;
+        if outcome.cancelled {
+            return Err(ActivityError::cancelled());
+        }
         let mut report = ExecuteReport {
             worktree: worktree.path.display().to_string(),
             branch: worktree.branch.clone(),

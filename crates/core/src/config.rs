@@ -819,11 +819,20 @@ mod tests {
     fn the_shipped_configs_load() {
         // The example documents every key; if it stops loading, the docs no longer match the code.
         for (path, text) in [
-            ("configs/chum.example.toml", include_str!("../../../configs/chum.example.toml")),
-            ("configs/demo/chum.toml", include_str!("../../../configs/demo/chum.toml")),
+            (
+                "configs/chum.example.toml",
+                include_str!("../../../configs/chum.example.toml"),
+            ),
+            (
+                "configs/demo/chum.toml",
+                include_str!("../../../configs/demo/chum.toml"),
+            ),
         ] {
             let c = ChumConfig::from_toml(text, Path::new(path), Vec::new()).unwrap_or_else(|e| panic!("{e}"));
-            assert!(!c.projects.is_empty() && c.providers_for(Role::Executor).is_ok(), "{path}");
+            assert!(
+                !c.projects.is_empty() && c.providers_for(Role::Executor).is_ok(),
+                "{path}"
+            );
         }
     }
 

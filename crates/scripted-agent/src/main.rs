@@ -116,7 +116,7 @@ fn run(args: &Args) -> Result<ExitCode> {
         std::thread::sleep(std::time::Duration::from_millis(step.sleep_ms));
     }
     match step.action()? {
-        Action::Hang => hang(),
+        Action::Hang => hang(args.record_dir.as_deref(), &call),
         Action::Fail { exit_code, stderr } => {
             eprintln!("{stderr}");
             Ok(ExitCode::from(exit_code))
@@ -161,13 +161,17 @@ fn or_any(s: &str) -> &str {
 }
 
 /// Hangs like a stuck agent: with a child process of its own, so tests can check that the whole
-/// process group is killed, not just this process.
-fn hang() -> Result<ExitCode> {
+/// process group is killed, not just this process. Both pids go to `<record dir>/<call>.pids`.
+fn hang(record_dir: Option<&std::path::Path>, call: &Invocation) -> Result<ExitCode> {
     let child = std::process::Command::new("sleep")
         .arg("86400")
         .spawn()
         .context("spawning the hanging child")?;
     eprintln!("chum-scripted-agent: hanging on purpose (child pid {})", child.id());
+    if let Some(dir) = record_dir {
+        let name = format!("{}-{}-{}.pids", or_any(&call.role), or_any(&call.bead), call.attempt);
+        std::fs::write(dir.join(name), format!("{} {}\n", std::process::id(), child.id())).context("recording pids")?;
+    }
     loop {
         std::thread::sleep(std::time::Duration::from_secs(3600));
     }

@@ -489,18 +489,50 @@ async fn a_hanging_executor_is_killed_and_the_next_attempt_runs() {
         "{}",
         execute.excerpt
     );
-    // The hanging agent held a `sleep 86400` child; the process-group kill took it too.
-    let survivors = std::process::Command::new("pgrep")
-        .args(["-f", "sleep 86400"])
-        .output()
-        .map(|o| o.stdout)
-        .unwrap_or_default();
-    let live: Vec<String> = String::from_utf8_lossy(&survivors)
-        .lines()
-        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z")))
-        .map(str::to_string)
-        .collect();
-    assert!(live.is_empty(), "orphaned agent processes: {live:?}");
+    // The hanging agent held a `sleep` child; the process-group kill took it too.
+    h.assert_agent_processes_gone("executor", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_run_kills_the_running_agent_and_reopens_the_bead() {
+    let scenario = format!(
+        "{}[[step]]\nrole = \"executor\"\nhang = true\n\n",
+        planner_step(None, GOOD_PLAN, "")
+    );
+    let h = &Harness::start(
+        "cancel",
+        HarnessOptions {
+            scenario,
+            ..Default::default()
+        },
+    )
+    .await;
+    let outcome = h
+        .with_worker(|client| async move {
+            let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
+            wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
+            send_approve(&handle, json!({"approved": true, "by": "ivy"})).await;
+            wait_for_phase(&handle, Phase::Executing, 0).await;
+            h.wait_for_file(&h.prompts.join("executor-tk-1-1.pids")).await;
+            handle.cancel(Default::default()).await.expect("cancel delivered");
+            let outcome = handle.get_result(WorkflowGetResultOptions::default()).await;
+            record_history(&handle, "cancelled_while_executing").await;
+            outcome
+        })
+        .await;
+    assert!(
+        matches!(
+            outcome,
+            Err(temporalio_client::errors::WorkflowGetResultError::Cancelled { .. })
+        ),
+        "{outcome:?}"
+    );
+    // The run waited for the activity to stop its agent before it closed.
+    h.assert_agent_processes_gone("executor", 1).await;
+    let bead = h.read_bead("tk-1");
+    assert_eq!(bead["status"], "open", "a cancelled bead can be picked up again");
+    assert!(bead["notes"].as_str().unwrap().contains("was cancelled"));
+    assert_eq!(h.commits_on("main"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,12 +29,15 @@ use temporalio_common::protos::temporal::api::failure::v1::Failure;
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityExecutionError, ActivityOptions, CancellableFuture, SyncWorkflowContext, WorkflowContext,
-    WorkflowContextView, WorkflowResult, WorkflowTermination,
+    ActivityCancellationType, ActivityExecutionError, ActivityOptions, CancellableFuture, SyncWorkflowContext,
+    WorkflowCancellationToken, WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
 /// Refused signals kept for the status query; older ones are dropped.
 const MAX_REJECTED_SIGNALS: usize = 20;
+/// Long activities heartbeat every few seconds; the SDK sends at most one heartbeat per 80% of this,
+/// which bounds how late a cancellation reaches a running agent.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Length of the excerpts kept in workflow state and history.
 const EXCERPT_CHARS: usize = 1500;
 
@@ -519,6 +522,20 @@ async fn fail(
 ) -> WorkflowResult<SharkResult> {
     if matches!(err, ActivityExecutionError::Cancelled(_)) || ctx.cancellation_token().is_cancelled() {
         ctx.state_mut(|s| s.status.reason = "cancelled".to_string());
+        // The run's own token is cancelled, so the note goes out on a detached one.
+        let request = UpdateBeadRequest {
+            run: Some(run.clone()),
+            status: "open".to_string(),
+            note: format!("CHUM run {} was cancelled; nothing was integrated", run.workflow_id),
+            close_reason: String::new(),
+        };
+        let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60))
+            .retry_policy(retry(3))
+            .cancellation_token(WorkflowCancellationToken::new())
+            .build();
+        let _ = ctx
+            .execute_activity(SharkActivities::update_bead, request, options)
+            .await;
         return Err(WorkflowTermination::cancelled());
     }
     let reason = activity_failure_text(&err);
@@ -719,16 +736,19 @@ fn quick_options() -> ActivityOptions {
 
 /// Agent runs: the activity enforces the agent's own timeout and kills its process group; the
 /// heartbeat timeout notices a dead worker, and cancellation reaches the activity through heartbeats.
+/// A cancelled run waits until the activity has killed its processes, so none outlives the run.
 fn agent_options(agent_timeout: Duration) -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(agent_timeout + Duration::from_secs(120))
-        .heartbeat_timeout(Duration::from_secs(30))
+        .heartbeat_timeout(HEARTBEAT_TIMEOUT)
+        .cancellation_type(ActivityCancellationType::WaitCancellationCompleted)
         .retry_policy(retry(3))
         .build()
 }
 
 fn dod_options(dod_timeout: Duration) -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(dod_timeout + Duration::from_secs(60))
-        .heartbeat_timeout(Duration::from_secs(30))
+        .heartbeat_timeout(HEARTBEAT_TIMEOUT)
+        .cancellation_type(ActivityCancellationType::WaitCancellationCompleted)
         .retry_policy(retry(3))
         .build()
 }

@@ -16,7 +16,7 @@ use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
 
 /// Every Shark path; each must have a recorded history.
-const PATHS: [&str; 12] = [
+const PATHS: [&str; 13] = [
     "approved_pass",
     "reject_replan_approve",
     "gate_timeout",
@@ -29,6 +29,7 @@ const PATHS: [&str; 12] = [
     "hang_then_pass",
     "agent_missing",
     "bead_unavailable",
+    "cancelled_while_executing",
 ];
 
 fn history_path(name: &str) -> PathBuf {

@@ -255,6 +255,40 @@ impl Harness {
         std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("no recorded prompt {}", path.display()))
     }
 
+    pub async fn wait_for_file(&self, path: &Path) {
+        for _ in 0..200 {
+            if path.exists() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{} never appeared", path.display());
+    }
+
+    /// The scripted agent records the pids of a hanging run (itself and its child); both must be
+    /// gone (a zombie awaiting its reaper counts as gone).
+    pub async fn assert_agent_processes_gone(&self, role: &str, attempt: u32) {
+        let path = self.prompts.join(format!("{role}-tk-1-{attempt}.pids"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} missing", path.display()));
+        let pids: Vec<u32> = text.split_whitespace().map(|p| p.parse().unwrap()).collect();
+        let alive = |pid: &u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                !matches!(
+                    stat.rsplit(')').next().unwrap_or("").trim_start().chars().next(),
+                    Some('Z' | 'X')
+                )
+            })
+        };
+        for _ in 0..100 {
+            if !pids.iter().any(alive) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let live: Vec<&u32> = pids.iter().filter(|p| alive(p)).collect();
+        panic!("agent processes outlived their run: {live:?}");
+    }
+
     pub fn commits_on(&self, rev: &str) -> usize {
         git(&self.repo, &["rev-list", "--count", rev]).parse().unwrap()
     }

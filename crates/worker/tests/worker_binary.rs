@@ -1,0 +1,87 @@
+//! The `worker` binary's behaviour at start: bad configuration and an unreachable server give a
+//! clear error naming what is wrong and what to do, and a non-zero exit, never a panic.
+
+use std::process::Command;
+
+fn worker(config: &std::path::Path, env: &[(&str, &str)]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .arg("--config")
+        .arg(config)
+        .envs(env.iter().copied())
+        .output()
+        .expect("worker runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("panicked"), "{text}");
+    (out.status.code().unwrap_or(-1), text)
+}
+
+const VALID: &str = r#"
+[temporal]
+address = "http://127.0.0.1:1"
+connect_timeout = "1s"
+[projects.demo]
+repo = "."
+[providers.scripted]
+command = ["chum-scripted-agent"]
+output = "claude-json"
+[tiers]
+fast = ["scripted"]
+[roles]
+planner = "fast"
+executor = "fast"
+"#;
+
+#[test]
+fn a_missing_config_file_says_how_to_make_one() {
+    let (code, text) = worker(std::path::Path::new("/nonexistent/chum.toml"), &[]);
+    assert_ne!(code, 0);
+    assert!(
+        text.contains("/nonexistent/chum.toml not found") && text.contains("chum.example.toml"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_bad_key_names_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chum.toml");
+    std::fs::write(&path, VALID.replace("[roles]", "[roles]\nreveiwer = \"fast\"")).unwrap();
+    let (code, text) = worker(&path, &[]);
+    assert_ne!(code, 0);
+    assert!(
+        text.contains(&path.display().to_string()) && text.contains("roles.reveiwer"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_validates_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chum.toml");
+    std::fs::write(&path, VALID).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .arg("--config")
+        .arg(&path)
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 project(s)"));
+}
+
+#[test]
+fn an_unreachable_server_names_the_address_and_how_to_start_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chum.toml");
+    std::fs::write(&path, VALID).unwrap();
+    let (code, text) = worker(&path, &[("CHUM__TEMPORAL__ADDRESS", "http://127.0.0.1:9")]);
+    assert_ne!(code, 0);
+    assert!(
+        text.contains("http://127.0.0.1:9") && text.contains("make up"),
+        "{text}"
+    );
+}
