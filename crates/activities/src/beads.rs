@@ -27,6 +27,7 @@ type IssueLine = (String, Map<String, Value>);
 /// The JSONL file of one project, e.g. `<repo>/.beads/issues.jsonl`.
 pub struct BeadsFile {
     path: PathBuf,
+    lock_path: PathBuf,
 }
 
 fn io(file: &Path) -> impl FnOnce(std::io::Error) -> BeadsError + '_ {
@@ -46,8 +47,15 @@ pub fn now_rfc3339() -> String {
 }
 
 impl BeadsFile {
+    /// The lock file sits beside the JSONL file (Beads' own .gitignore ignores `*.lock`).
     pub fn new(path: PathBuf) -> BeadsFile {
-        BeadsFile { path }
+        let lock_path = path.with_extension("jsonl.lock");
+        BeadsFile { path, lock_path }
+    }
+
+    /// With the lock file somewhere else, e.g. inside `.git/` so it never shows in `git status`.
+    pub fn with_lock(path: PathBuf, lock_path: PathBuf) -> BeadsFile {
+        BeadsFile { path, lock_path }
     }
 
     pub fn path(&self) -> &Path {
@@ -107,14 +115,14 @@ impl BeadsFile {
     /// Applies `change` to one issue and rewrites the file atomically, under an exclusive lock so
     /// concurrent Sharks of the same project do not lose each other's writes.
     pub fn update(&self, id: &str, change: impl FnOnce(&mut Map<String, Value>)) -> Result<Bead, BeadsError> {
-        let lock_path = self.path.with_extension("jsonl.lock");
+        let lock_path = &self.lock_path;
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(&lock_path)
-            .map_err(io(&lock_path))?;
-        let _locked = FileLock::exclusive(&lock).map_err(io(&lock_path))?;
+            .open(lock_path)
+            .map_err(io(lock_path))?;
+        let _locked = FileLock::exclusive(&lock).map_err(io(lock_path))?;
 
         let mut issues = self.read_lines()?;
         let (line, obj) = issues

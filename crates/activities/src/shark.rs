@@ -28,7 +28,7 @@ use crate::agent::{AgentRequest, AgentSetupError, Liveness, run_agent};
 use crate::artifacts::RunArtifacts;
 use crate::beads::{BeadsFile, append_note, now_rfc3339};
 use crate::process::{ProcessSpec, read_tail, run_process};
-use crate::workspace::{RepoProblem, check_repository, prepare_worktree, stage_changes};
+use crate::workspace::{RepoProblem, prepare_plan_worktree, prepare_worktree, remove_worktree, stage_changes};
 
 /// Bytes of DoD output kept per command in the artifact store.
 const DOD_CAPTURE_LIMIT: u64 = 8 * 1024 * 1024;
@@ -84,7 +84,14 @@ impl SharkActivitiesImpl {
     }
 
     fn beads(&self, project: &ProjectConfig) -> BeadsFile {
-        BeadsFile::new(project.repo.join(&project.beads_file))
+        let file = project.repo.join(&project.beads_file);
+        // Keep the lock out of the project's `git status` when the repository has a .git directory.
+        let git_dir = project.repo.join(".git");
+        if git_dir.is_dir() {
+            BeadsFile::with_lock(file, git_dir.join("chum-beads.lock"))
+        } else {
+            BeadsFile::new(file)
+        }
     }
 
     fn artifacts(&self, run: &RunRef) -> RunArtifacts {
@@ -124,20 +131,25 @@ impl SharkActivitiesImpl {
     pub async fn plan_impl(&self, req: PlanRequest, liveness: &impl Liveness) -> Result<PlanDraft, ActivityError> {
         let run = req.run.unwrap_or_default();
         let project = self.project(&run)?;
-        check_repository(project).await.map_err(repo_error)?;
+        let workdir = prepare_plan_worktree(project, &run.bead_id, req.round)
+            .await
+            .map_err(repo_error)?;
         let bead = req.bead.unwrap_or_default();
         let request = AgentRequest {
             role: Role::Planner,
             run: &run,
             round: req.round,
             prompt: planner_prompt(&bead, req.round, &req.feedback),
-            workdir: &project.repo,
+            workdir: &workdir,
             timeout: Duration::from_secs(req.timeout_secs.max(1)),
             artifact_prefix: format!("plan-{}", req.round),
         };
-        let outcome = run_agent(&self.config, &self.artifacts(&run), request, liveness)
-            .await
-            .map_err(setup_error)?;
+        let outcome = run_agent(&self.config, &self.artifacts(&run), request, liveness).await;
+        // Whatever the planner did in its checkout is thrown away.
+        if let Err(e) = remove_worktree(&project.repo, &workdir).await {
+            tracing::warn!("could not remove the planning checkout {}: {e}", workdir.display());
+        }
+        let outcome = outcome.map_err(setup_error)?;
         if outcome.cancelled {
             return Err(ActivityError::cancelled());
         }

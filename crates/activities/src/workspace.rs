@@ -93,6 +93,50 @@ pub fn worktree_path(project: &ProjectConfig, bead_id: &str, attempt: u32) -> Pa
         .join(attempt.to_string())
 }
 
+/// A throwaway checkout of the base branch (detached, no branch) where the planner looks at the
+/// code. The planner is told not to change files; running it here means the project's checkout
+/// stays untouched even when it does, because nothing may touch the code before approval.
+pub async fn prepare_plan_worktree(project: &ProjectConfig, bead_id: &str, round: u32) -> Result<PathBuf, RepoProblem> {
+    let base_commit = check_repository(project).await?;
+    let repo = &project.repo;
+    exclude_chum_dir(repo).await?;
+    let path = project
+        .repo
+        .join(".chum")
+        .join("plans")
+        .join(bead_id)
+        .join(round.to_string());
+    remove_worktree(repo, &path).await?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
+    }
+    git(
+        repo,
+        &[
+            "worktree",
+            "add",
+            "--force",
+            "--detach",
+            &path.display().to_string(),
+            &base_commit,
+        ],
+    )
+    .await?;
+    Ok(path)
+}
+
+/// Removes a worktree and its directory, if they exist.
+pub async fn remove_worktree(repo: &Path, path: &Path) -> Result<(), RepoProblem> {
+    if worktrees(repo).await?.iter().any(|w| w.path == path) {
+        git(repo, &["worktree", "remove", "--force", &path.display().to_string()]).await?;
+    }
+    if path.exists() {
+        std::fs::remove_dir_all(path).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
+    }
+    git(repo, &["worktree", "prune"]).await?;
+    Ok(())
+}
+
 /// A fresh worktree for this attempt on branch `chum/<bead>`, reset to the base branch. Earlier
 /// attempts' worktrees of the bead are removed (their branch is the same one); a retried
 /// activity simply gets a clean worktree again.

@@ -220,6 +220,16 @@ impl Session {
     async fn submit(&self, bead: &str) -> Result<ExitCode> {
         check_bead_id(bead).map_err(anyhow::Error::msg)?;
         let project = self.project_name()?;
+        // Refuse early what the Shark would refuse anyway, with the reason.
+        let project_config = self.config.project(&project).map_err(anyhow::Error::msg)?;
+        let beads = chum_activities::beads::BeadsFile::new(project_config.repo.join(&project_config.beads_file));
+        let found = beads.get(bead)?;
+        if found.status == "closed" {
+            bail!(
+                "bead {bead} is already closed ({}); nothing to do",
+                beads.path().display()
+            );
+        }
         let input = SharkInput {
             project: project.clone(),
             bead_id: bead.to_string(),

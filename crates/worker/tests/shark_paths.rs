@@ -40,10 +40,8 @@ async fn approved_plan_is_executed_verified_and_merged_once() {
             let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
             let at_gate = wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
             assert_eq!(at_gate.plan.as_ref().map(|p| p.acceptance_criteria.len()), Some(2));
-            assert!(
-                !h.repo.join(".chum/worktrees").exists(),
-                "nothing touches the code before approval"
-            );
+            // The planner tried to edit calc.py; it ran in a throwaway checkout.
+            h.assert_code_untouched();
             send_approve(&handle, json!({"approved": true, "feedback": "ship it", "by": "alice"})).await;
             let result = handle
                 .get_result(WorkflowGetResultOptions::default())
@@ -175,7 +173,7 @@ async fn no_decision_before_the_gate_timeout_ends_the_run_without_touching_code(
         })
         .await;
     assert_eq!(result.outcome(), Outcome::GateTimeout, "{result:?}");
-    assert!(!h.repo.join(".chum/worktrees").exists(), "no worktree was created");
+    h.assert_code_untouched();
     assert_eq!(h.commits_on("main"), 1);
     let bead = h.read_bead("tk-1");
     assert_eq!(bead["status"], "blocked");
@@ -631,6 +629,6 @@ async fn repeated_rejections_end_the_run_as_gate_rejected() {
         })
         .await;
     assert_eq!(result.outcome(), Outcome::GateRejected, "{result:?}");
-    assert!(!h.repo.join(".chum/worktrees").exists());
+    h.assert_code_untouched();
     assert_eq!(h.read_bead("tk-1")["status"], "blocked");
 }

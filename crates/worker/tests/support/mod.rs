@@ -255,6 +255,23 @@ impl Harness {
         std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("no recorded prompt {}", path.display()))
     }
 
+    /// Before approval (or without it) the project is as it was: no bead branch, no worktree, and
+    /// the checkout unchanged except for the backlog CHUM updates.
+    pub fn assert_code_untouched(&self) {
+        let status = git(&self.repo, &["status", "--porcelain", "--untracked-files=all"]);
+        assert_eq!(status, "M .beads/issues.jsonl", "the checkout changed: {status}");
+        assert_eq!(
+            std::fs::read_to_string(self.repo.join("calc.py")).unwrap(),
+            "def add(a, b):\n    return a + b\n"
+        );
+        let branches = git(&self.repo, &["branch", "--list", "chum/*"]);
+        assert!(branches.is_empty(), "a bead branch exists: {branches}");
+        assert!(
+            !self.repo.join(".chum/worktrees").exists(),
+            "an attempt worktree exists"
+        );
+    }
+
     pub async fn wait_for_file(&self, path: &Path) {
         for _ in 0..200 {
             if path.exists() {
