@@ -461,6 +461,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_base_branch_nobody_has_checked_out_is_moved_by_ref() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        init_repo(repo).await;
+        git(repo, &["checkout", "-q", "-b", "elsewhere"]).await.unwrap();
+        let p = project(repo, IntegrationPolicy::Merge);
+        let wt = prepare_worktree(&p, "tk-1", 1).await.unwrap();
+        std::fs::write(wt.path.join("new.txt"), "new\n").unwrap();
+        let report = integrate(&p, &request(&wt.path, 1)).await.unwrap();
+        assert!(report.merged && report.problem.is_empty(), "{report:?}");
+        assert_eq!(git(repo, &["rev-parse", "main"]).await.unwrap(), report.commit);
+        assert!(
+            !repo.join("new.txt").exists(),
+            "the checkout on another branch is left alone"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_merge_conflict_is_reported_and_the_branch_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        init_repo(repo).await;
+        let p = project(repo, IntegrationPolicy::Merge);
+        let wt = prepare_worktree(&p, "tk-1", 1).await.unwrap();
+        std::fs::write(wt.path.join("README.md"), "ours\n").unwrap();
+        std::fs::write(repo.join("README.md"), "theirs\n").unwrap();
+        git(repo, &["commit", "-q", "-am", "someone else edits the same line"])
+            .await
+            .unwrap();
+        let report = integrate(&p, &request(&wt.path, 1)).await.unwrap();
+        assert!(!report.merged && report.problem.contains("conflicts"), "{report:?}");
+        assert!(
+            resolve(repo, "chum/tk-1").await.unwrap().is_some(),
+            "the work stays on its branch"
+        );
+        assert_eq!(std::fs::read_to_string(repo.join("README.md")).unwrap(), "theirs\n");
+    }
+
+    #[tokio::test]
     async fn broken_repositories_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let p = project(dir.path(), IntegrationPolicy::Merge);

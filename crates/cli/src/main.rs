@@ -206,15 +206,25 @@ impl Session {
     }
 
     async fn query(&self, handle: &SharkHandle) -> Result<SharkStatus> {
-        handle
+        let id = &handle.info().workflow_id;
+        match handle
             .query(SharkWorkflow::status, (), WorkflowQueryOptions::default())
             .await
-            .with_context(|| {
-                format!(
-                    "cannot query run {}; is a worker running (`make up`)?",
-                    handle.info().workflow_id
-                )
-            })
+        {
+            Ok(status) => Ok(status),
+            Err(e) => {
+                let text = format!("{e}");
+                if text.contains("not found") {
+                    bail!("there is no run {id}; start one with `chum submit <bead>`")
+                } else if text.contains("Timeout") || text.contains("timed out") {
+                    bail!(
+                        "no worker answered for {id}; is a worker running (`make up`) on task queue `{}`?",
+                        self.config.temporal.task_queue
+                    )
+                }
+                Err(anyhow::Error::new(e).context(format!("cannot query {id}")))
+            }
+        }
     }
 
     async fn submit(&self, bead: &str) -> Result<ExitCode> {

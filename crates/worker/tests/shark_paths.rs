@@ -632,3 +632,47 @@ async fn repeated_rejections_end_the_run_as_gate_rejected() {
     h.assert_code_untouched();
     assert_eq!(h.read_bead("tk-1")["status"], "blocked");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_conflict_at_integration_keeps_the_branch_and_blocks_the_bead() {
+    // While the attempt is being verified, someone lands a conflicting calc.py on main: the DoD's
+    // second command plays that person.
+    let conflicting = String::from(
+        "cd {repo} && printf 'def add(x, y):\\n    return x + y\\n\\n\\ndef multiply(x, y):\\n    return y * x\\n' > calc.py \
+         && git -c user.name=Someone -c user.email=s@localhost commit -qam 'someone else adds multiply'",
+    );
+    let h = &Harness::start(
+        "conflict",
+        HarnessOptions {
+            scenario: happy_scenario(),
+            dod: vec!["python3 -m unittest -q".into(), conflicting],
+            ..Default::default()
+        },
+    )
+    .await;
+    let result = h
+        .with_worker(|client| async move {
+            let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
+            wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
+            send_approve(&handle, json!({"approved": true, "by": "jo"})).await;
+            let result = handle
+                .get_result(WorkflowGetResultOptions::default())
+                .await
+                .expect("result");
+            record_history(&handle, "integration_failed").await;
+            result
+        })
+        .await;
+    assert_eq!(result.outcome(), Outcome::IntegrationFailed, "{result:?}");
+    assert!(result.reason.contains("conflicts"), "{}", result.reason);
+    assert!(!result.merged);
+    assert_eq!(
+        git(&h.repo, &["log", "-1", "--format=%s", "main"]),
+        "someone else adds multiply"
+    );
+    let kept = git(&h.repo, &["log", "-1", "--format=%B", "chum/tk-1"]);
+    assert!(kept.contains("Chum-Bead: tk-1"), "the work stays on its branch: {kept}");
+    let bead = h.read_bead("tk-1");
+    assert_eq!(bead["status"], "blocked");
+    assert!(bead["notes"].as_str().unwrap().contains("integration failed"));
+}

@@ -16,7 +16,7 @@ use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
 
 /// Every Shark path; each must have a recorded history.
-const PATHS: [&str; 13] = [
+const PATHS: [&str; 14] = [
     "approved_pass",
     "reject_replan_approve",
     "gate_timeout",
@@ -30,6 +30,7 @@ const PATHS: [&str; 13] = [
     "agent_missing",
     "bead_unavailable",
     "cancelled_while_executing",
+    "integration_failed",
 ];
 
 fn history_path(name: &str) -> PathBuf {

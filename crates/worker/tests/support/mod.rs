@@ -174,7 +174,12 @@ impl Harness {
         let agent = options
             .agent_program
             .unwrap_or_else(|| scripted_agent().display().to_string());
-        let dod: Vec<String> = options.dod.iter().map(|c| format!("{c:?}")).collect();
+        // `{repo}` in a DoD command stands for the project's main checkout.
+        let dod: Vec<String> = options
+            .dod
+            .iter()
+            .map(|c| format!("{:?}", c.replace("{repo}", &repo.display().to_string())))
+            .collect();
         let task_queue = format!("test-{name}");
         let text = format!(
             r#"
