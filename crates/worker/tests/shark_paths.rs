@@ -26,14 +26,7 @@ fn happy_scenario() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approved_plan_is_executed_verified_and_merged_once() {
-    let h = &Harness::start(
-        "approved",
-        HarnessOptions {
-            scenario: happy_scenario(),
-            ..Default::default()
-        },
-    )
-    .await;
+    let h = &Harness::with_scenario("approved", happy_scenario()).await;
     let base_before = h.commits_on("main");
     let result = h
         .with_worker(|client| async move {
@@ -43,12 +36,7 @@ async fn approved_plan_is_executed_verified_and_merged_once() {
             // The planner tried to edit calc.py; it ran in a throwaway checkout.
             h.assert_code_untouched();
             send_approve(&handle, json!({"approved": true, "feedback": "ship it", "by": "alice"})).await;
-            let result = handle
-                .get_result(WorkflowGetResultOptions::default())
-                .await
-                .expect("result");
-            record_history(&handle, "approved_pass").await;
-            result
+            finish(&handle, "approved_pass").await
         })
         .await;
 
@@ -106,14 +94,7 @@ async fn a_rejected_plan_is_replanned_with_the_feedback_then_approved() {
         ),
         executor_step(None, GOOD_CALC, "")
     );
-    let h = &Harness::start(
-        "reject",
-        HarnessOptions {
-            scenario,
-            ..Default::default()
-        },
-    )
-    .await;
+    let h = &Harness::with_scenario("reject", scenario).await;
     let result = h
         .with_worker(|client| async move {
             let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
@@ -125,12 +106,7 @@ async fn a_rejected_plan_is_replanned_with_the_feedback_then_approved() {
             .await;
             wait_for_phase(&handle, Phase::AwaitingApproval, 2).await;
             send_approve(&handle, json!({"approved": true, "by": "bob"})).await;
-            let result = handle
-                .get_result(WorkflowGetResultOptions::default())
-                .await
-                .expect("result");
-            record_history(&handle, "reject_replan_approve").await;
-            result
+            finish(&handle, "reject_replan_approve").await
         })
         .await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
@@ -149,29 +125,12 @@ async fn a_rejected_plan_is_replanned_with_the_feedback_then_approved() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_decision_before_the_gate_timeout_ends_the_run_without_touching_code() {
-    let h = &Harness::start(
-        "timeout",
-        HarnessOptions {
-            scenario: happy_scenario(),
-            ..Default::default()
-        },
-    )
-    .await;
-    let result = h
-        .with_worker(|client| async move {
-            let input = h.input(chum_core::proto::SharkLimits {
-                gate_timeout_secs: 2,
-                ..limits()
-            });
-            let handle = start_shark(&client, &h.task_queue, input).await;
-            let result = handle
-                .get_result(WorkflowGetResultOptions::default())
-                .await
-                .expect("result");
-            record_history(&handle, "gate_timeout").await;
-            result
-        })
-        .await;
+    let h = &Harness::with_scenario("timeout", happy_scenario()).await;
+    let input = h.input(chum_core::proto::SharkLimits {
+        gate_timeout_secs: 2,
+        ..limits()
+    });
+    let result = h.run_unattended("gate_timeout", input).await;
     assert_eq!(result.outcome(), Outcome::GateTimeout, "{result:?}");
     h.assert_code_untouched();
     assert_eq!(h.commits_on("main"), 1);
@@ -192,26 +151,9 @@ async fn a_failing_definition_of_done_is_retried_with_its_real_output() {
             "expect_prompt_contains = [\"AssertionError: 7 != 12\"]\n"
         )
     );
-    let h = &Harness::start(
-        "dodretry",
-        HarnessOptions {
-            scenario,
-            ..Default::default()
-        },
-    )
-    .await;
+    let h = &Harness::with_scenario("dodretry", scenario).await;
     let result = h
-        .with_worker(|client| async move {
-            let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
-            wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
-            send_approve(&handle, json!({"approved": true, "by": "carol"})).await;
-            let result = handle
-                .get_result(WorkflowGetResultOptions::default())
-                .await
-                .expect("result");
-            record_history(&handle, "dod_fail_retry_pass").await;
-            result
-        })
+        .approve_plan("dod_fail_retry_pass", h.input(limits()), 1, "carol")
         .await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
     assert_eq!(result.attempts, 2);
@@ -244,31 +186,12 @@ async fn every_attempt_failing_escalates_blocks_the_bead_and_keeps_the_branch() 
         planner_step(None, GOOD_PLAN, ""),
         executor_step(None, BAD_CALC, "")
     );
-    let h = &Harness::start(
-        "escalate",
-        HarnessOptions {
-            scenario,
-            ..Default::default()
-        },
-    )
-    .await;
-    let result = h
-        .with_worker(|client| async move {
-            let input = h.input(chum_core::proto::SharkLimits {
-                max_attempts: 2,
-                ..limits()
-            });
-            let handle = start_shark(&client, &h.task_queue, input).await;
-            wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
-            send_approve(&handle, json!({"approved": true, "by": "dave"})).await;
-            let result = handle
-                .get_result(WorkflowGetResultOptions::default())
-                .await
-                .expect("result");
-            record_history(&handle, "escalated").await;
-            result
-        })
-        .await;
+    let h = &Harness::with_scenario("escalate", scenario).await;
+    let input = h.input(chum_core::proto::SharkLimits {
+        max_attempts: 2,
+        ..limits()
+    });
+    let result = h.approve_plan("escalated", input, 1, "dave").await;
     assert_eq!(result.outcome(), Outcome::Escalated, "{result:?}");
     assert_eq!(result.attempts, 2);
     assert!(!result.merged);
@@ -304,27 +227,8 @@ async fn an_invalid_plan_is_replanned_with_the_validation_error() {
         ),
         executor_step(None, GOOD_CALC, "")
     );
-    let h = &Harness::start(
-        "badplan",
-        HarnessOptions {
-            scenario,
-            ..Default::default()
-        },
-    )
-    .await;
-    let result = h
-        .with_worker(|client| async move {
-            let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
-            wait_for_phase(&handle, Phase::AwaitingApproval, 3).await;
-            send_approve(&handle, json!({"approved": true, "by": "erin"})).await;
-            let result = handle
-                .get_result(WorkflowGetResultOptions::default())
-                .await
-                .expect("result");
-            record_history(&handle, "bad_plan_replan").await;
-            result
-        })
-        .await;
+    let h = &Harness::with_scenario("badplan", scenario).await;
+    let result = h.approve_plan("bad_plan_replan", h.input(limits()), 3, "erin").await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
     let validations: Vec<bool> = result
         .gate_results
@@ -338,29 +242,12 @@ async fn an_invalid_plan_is_replanned_with_the_validation_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_valid_plan_within_the_bound_fails_the_run_with_the_reason() {
     let scenario = "[[step]]\nrole = \"planner\"\ngarbage = \"no plan today\"\n".to_string();
-    let h = &Harness::start(
-        "planfail",
-        HarnessOptions {
-            scenario,
-            ..Default::default()
-        },
-    )
-    .await;
-    let result = h
-        .with_worker(|client| async move {
-            let input = h.input(chum_core::proto::SharkLimits {
-                max_plan_rounds: 2,
-                ..limits()
-            });
-            let handle = start_shark(&client, &h.task_queue, input).await;
-            let result = handle
-                .get_result(WorkflowGetResultOptions::default())
-                .await
-                .expect("result");
-            record_history(&handle, "plan_failed").await;
-            result
-        })
-        .await;
+    let h = &Harness::with_scenario("planfail", scenario).await;
+    let input = h.input(chum_core::proto::SharkLimits {
+        max_plan_rounds: 2,
+        ..limits()
+    });
+    let result = h.run_unattended("plan_failed", input).await;
     assert_eq!(result.outcome(), Outcome::PlanFailed, "{result:?}");
     assert!(
         result.reason.contains("no valid plan after 2 rounds"),
@@ -372,14 +259,7 @@ async fn no_valid_plan_within_the_bound_fails_the_run_with_the_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_signals_never_approve_and_do_not_wedge_the_run() {
-    let h = &Harness::start(
-        "badsignal",
-        HarnessOptions {
-            scenario: happy_scenario(),
-            ..Default::default()
-        },
-    )
-    .await;
+    let h = &Harness::with_scenario("badsignal", happy_scenario()).await;
     let result = h
         .with_worker(|client| async move {
             let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
@@ -451,31 +331,12 @@ async fn a_hanging_executor_is_killed_and_the_next_attempt_runs() {
             "expect_prompt_contains = [\"did not finish within 2s\"]\n"
         )
     );
-    let h = &Harness::start(
-        "hang",
-        HarnessOptions {
-            scenario,
-            ..Default::default()
-        },
-    )
-    .await;
-    let result = h
-        .with_worker(|client| async move {
-            let input = h.input(chum_core::proto::SharkLimits {
-                agent_timeout_secs: 2,
-                ..limits()
-            });
-            let handle = start_shark(&client, &h.task_queue, input).await;
-            wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
-            send_approve(&handle, json!({"approved": true, "by": "gina"})).await;
-            let result = handle
-                .get_result(WorkflowGetResultOptions::default())
-                .await
-                .expect("result");
-            record_history(&handle, "hang_then_pass").await;
-            result
-        })
-        .await;
+    let h = &Harness::with_scenario("hang", scenario).await;
+    let input = h.input(chum_core::proto::SharkLimits {
+        agent_timeout_secs: 2,
+        ..limits()
+    });
+    let result = h.approve_plan("hang_then_pass", input, 1, "gina").await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
     let execute = result
         .gate_results
@@ -497,14 +358,7 @@ async fn cancelling_a_run_kills_the_running_agent_and_reopens_the_bead() {
         "{}[[step]]\nrole = \"executor\"\nhang = true\n\n",
         planner_step(None, GOOD_PLAN, "")
     );
-    let h = &Harness::start(
-        "cancel",
-        HarnessOptions {
-            scenario,
-            ..Default::default()
-        },
-    )
-    .await;
+    let h = &Harness::with_scenario("cancel", scenario).await;
     let outcome = h
         .with_worker(|client| async move {
             let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
@@ -544,17 +398,7 @@ async fn a_missing_agent_program_fails_the_run_with_a_clear_reason() {
         },
     )
     .await;
-    let result = h
-        .with_worker(|client| async move {
-            let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
-            let result = handle
-                .get_result(WorkflowGetResultOptions::default())
-                .await
-                .expect("result");
-            record_history(&handle, "agent_missing").await;
-            result
-        })
-        .await;
+    let result = h.run_unattended("agent_missing", h.input(limits())).await;
     assert_eq!(result.outcome(), Outcome::Failed, "{result:?}");
     assert!(
         result
@@ -570,41 +414,17 @@ async fn a_missing_agent_program_fails_the_run_with_a_clear_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_bead_is_not_worked_on() {
-    let h = &Harness::start(
-        "closed",
-        HarnessOptions {
-            scenario: happy_scenario(),
-            ..Default::default()
-        },
-    )
-    .await;
-    let result = h
-        .with_worker(|client| async move {
-            let mut input = h.input(limits());
-            input.bead_id = "tk-2".into();
-            let handle = start_shark(&client, &h.task_queue, input).await;
-            let result = handle
-                .get_result(WorkflowGetResultOptions::default())
-                .await
-                .expect("result");
-            record_history(&handle, "bead_unavailable").await;
-            result
-        })
-        .await;
+    let h = &Harness::with_scenario("closed", happy_scenario()).await;
+    let mut input = h.input(limits());
+    input.bead_id = "tk-2".into();
+    let result = h.run_unattended("bead_unavailable", input).await;
     assert_eq!(result.outcome(), Outcome::BeadUnavailable, "{result:?}");
     assert!(result.reason.contains("already closed"), "{}", result.reason);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_rejections_end_the_run_as_gate_rejected() {
-    let h = &Harness::start(
-        "rejected",
-        HarnessOptions {
-            scenario: happy_scenario(),
-            ..Default::default()
-        },
-    )
-    .await;
+    let h = &Harness::with_scenario("rejected", happy_scenario()).await;
     let result = h
         .with_worker(|client| async move {
             let input = h.input(chum_core::proto::SharkLimits {
@@ -620,12 +440,7 @@ async fn repeated_rejections_end_the_run_as_gate_rejected() {
                 )
                 .await;
             }
-            let result = handle
-                .get_result(WorkflowGetResultOptions::default())
-                .await
-                .expect("result");
-            record_history(&handle, "gate_rejected").await;
-            result
+            finish(&handle, "gate_rejected").await
         })
         .await;
     assert_eq!(result.outcome(), Outcome::GateRejected, "{result:?}");
@@ -650,19 +465,7 @@ async fn a_merge_conflict_at_integration_keeps_the_branch_and_blocks_the_bead() 
         },
     )
     .await;
-    let result = h
-        .with_worker(|client| async move {
-            let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
-            wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
-            send_approve(&handle, json!({"approved": true, "by": "jo"})).await;
-            let result = handle
-                .get_result(WorkflowGetResultOptions::default())
-                .await
-                .expect("result");
-            record_history(&handle, "integration_failed").await;
-            result
-        })
-        .await;
+    let result = h.approve_plan("integration_failed", h.input(limits()), 1, "jo").await;
     assert_eq!(result.outcome(), Outcome::IntegrationFailed, "{result:?}");
     assert!(result.reason.contains("conflicts"), "{}", result.reason);
     assert!(!result.merged);

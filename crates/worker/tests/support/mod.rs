@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chum_core::config::ChumConfig;
-use chum_core::proto::{Phase, SharkInput, SharkLimits, SharkStatus};
+use chum_core::proto::{Phase, SharkInput, SharkLimits, SharkResult, SharkStatus};
 use chum_workflows::SharkWorkflow;
 use temporalio_client::{
-    Client, WorkflowFetchHistoryOptions, WorkflowHandle, WorkflowQueryOptions, WorkflowSignalOptions,
-    WorkflowStartOptions,
+    Client, WorkflowFetchHistoryOptions, WorkflowGetResultOptions, WorkflowHandle, WorkflowQueryOptions,
+    WorkflowSignalOptions, WorkflowStartOptions,
 };
 use temporalio_sdk::Runtime;
 use temporalio_sdk::testing::{
@@ -154,6 +154,18 @@ impl Default for HarnessOptions {
 }
 
 impl Harness {
+    /// The default world (Python DoD, merge policy, the scripted agent) playing `scenario`.
+    pub async fn with_scenario(name: &str, scenario: String) -> Harness {
+        Harness::start(
+            name,
+            HarnessOptions {
+                scenario,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
     pub async fn start(name: &str, options: HarnessOptions) -> Harness {
         let server = LocalWorkflowEnvironmentOptions::builder()
             .server_executable(EphemeralExe::ExistingPath(temporal_binary().display().to_string()))
@@ -237,6 +249,27 @@ impl Harness {
         let (run, out) = tokio::join!(worker.run(), body);
         run.expect("worker ran cleanly");
         out
+    }
+
+    /// Starts a Shark, approves the plan of round `round` as `by`, waits for the result and records
+    /// the history as `name`.
+    pub async fn approve_plan(&self, name: &str, input: SharkInput, round: u32, by: &str) -> SharkResult {
+        self.with_worker(|client| async move {
+            let handle = start_shark(&client, &self.task_queue, input).await;
+            wait_for_phase(&handle, Phase::AwaitingApproval, round).await;
+            send_approve(&handle, serde_json::json!({"approved": true, "by": by})).await;
+            finish(&handle, name).await
+        })
+        .await
+    }
+
+    /// Starts a Shark nobody decides on and waits for the result, recording the history as `name`.
+    pub async fn run_unattended(&self, name: &str, input: SharkInput) -> SharkResult {
+        self.with_worker(|client| async move {
+            let handle = start_shark(&client, &self.task_queue, input).await;
+            finish(&handle, name).await
+        })
+        .await
     }
 
     pub fn input(&self, limits: SharkLimits) -> SharkInput {
@@ -376,6 +409,16 @@ pub async fn send_raw_approve(handle: &SharkHandle, payload: temporalio_common::
         .signal(SharkWorkflow::approve, payload, WorkflowSignalOptions::default())
         .await
         .expect("signal delivered");
+}
+
+/// Waits for the run's result and records its history as `name`.
+pub async fn finish(handle: &SharkHandle, name: &str) -> SharkResult {
+    let result = handle
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .expect("the run completes");
+    record_history(handle, name).await;
+    result
 }
 
 /// Saves the run's history for the replay tests when `CHUM_RECORD_HISTORIES=1`
