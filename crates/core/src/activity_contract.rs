@@ -6,8 +6,8 @@
 
 #![allow(unreachable_pub, clippy::unimplemented)]
 
+use temporalio_common::ActivityError;
 use temporalio_macros::activity_definitions;
-use temporalio_sdk::activities::ActivityError;
 
 use crate::proto::{
     DodReport, DodRequest, ExecuteReport, ExecuteRequest, IntegrateRequest, IntegrationReport, LoadBeadRequest,
