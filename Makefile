@@ -1,5 +1,5 @@
 # CHUM. `make demo` and `make test` are the two commands of the README's quick start.
-.PHONY: help setup demo test test-rust test-demo up lint fmt record-histories clean
+.PHONY: help setup demo test test-rust test-semgrep test-demo up lint fmt record-histories clean
 
 help:
 	@echo "make demo              run one bead through the Shark, offline (scripted agent)"
@@ -17,11 +17,15 @@ demo: setup
 
 # Unit, replay and end-to-end tests, then the demo itself on its own ports and state directory,
 # so the README's first command is tested too.
-test: setup lint test-rust test-demo
+test: setup lint test-semgrep test-rust test-demo
 
 test-rust:
 	cargo build --workspace --bins
 	cargo test --workspace
+
+# The shipped Semgrep pack: every rule against its fixture (`# ruleid:` / `# ok:` annotations).
+test-semgrep:
+	.tools/venv/bin/semgrep --test --metrics=off --disable-version-check --quiet semgrep/rules
 
 test-demo:
 	CHUM_DEMO_PORT=17233 CHUM_DEMO_UI_PORT=18233 CHUM_DEMO_STATE=.chum/test-demo bash scripts/demo.sh

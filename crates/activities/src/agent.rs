@@ -59,6 +59,10 @@ pub struct AgentRequest<'a> {
     pub run: &'a RunRef,
     /// Plan round or attempt number, passed to the agent as `CHUM_ATTEMPT`.
     pub round: u32,
+    /// Redo number within the attempt, passed as `CHUM_HANDOFF`.
+    pub handoff: u32,
+    /// Executor and reviewer have swapped (see [`choose_provider`]).
+    pub swapped: bool,
     pub prompt: String,
     pub workdir: &'a Path,
     pub timeout: Duration,
@@ -93,11 +97,15 @@ fn resolve_program(program: &str, config_dir: &Path) -> Result<PathBuf, String> 
     }
 }
 
-/// The first provider of the role's tier whose program is installed.
-pub fn choose_provider(config: &ChumConfig, role: Role) -> Result<(&ProviderConfig, PathBuf), AgentSetupError> {
+/// A provider and the program it runs, resolved.
+type Installed<'a> = (&'a ProviderConfig, PathBuf);
+
+/// The installed providers of a role's tier, in order, and what is missing.
+fn installed(config: &ChumConfig, role: Role) -> Result<(Vec<Installed<'_>>, Vec<String>), AgentSetupError> {
     let providers = config.providers_for(role).map_err(AgentSetupError::Config)?;
+    let mut found = Vec::new();
     let mut missing = Vec::new();
-    for provider in &providers {
+    for provider in providers {
         let program = expand_command(
             &provider.command[..1],
             &provider.model,
@@ -106,15 +114,55 @@ pub fn choose_provider(config: &ChumConfig, role: Role) -> Result<(&ProviderConf
             &config.config_dir,
         );
         match resolve_program(&program[0], &config.config_dir) {
-            Ok(path) => return Ok((provider, path)),
+            Ok(path) => found.push((provider, path)),
             Err(why) => missing.push(format!("provider `{}`: {why}", provider.name)),
         }
     }
-    Err(AgentSetupError::MissingBinary(format!(
+    Ok((found, missing))
+}
+
+fn not_installed(config: &ChumConfig, role: Role, missing: &[String]) -> AgentSetupError {
+    AgentSetupError::MissingBinary(format!(
         "no agent program for role `{role}` is installed ({}). Install it (README: \"Using a real agent\") or point the role's tier in {} at an installed provider",
         missing.join("; "),
         config.source.display()
-    )))
+    ))
+}
+
+/// The provider that plays `role`: the first installed provider of its tier. The executor and the
+/// reviewer are chosen as a pair so that they differ (the reviewer is the first installed provider
+/// of its tier that is not the executor); `swapped` exchanges the two, after a review rejection.
+pub fn choose_provider(config: &ChumConfig, role: Role, swapped: bool) -> Result<Installed<'_>, AgentSetupError> {
+    if !matches!(role, Role::Executor | Role::Reviewer) {
+        let (found, missing) = installed(config, role)?;
+        return found
+            .into_iter()
+            .next()
+            .ok_or_else(|| not_installed(config, role, &missing));
+    }
+    let (executors, missing) = installed(config, Role::Executor)?;
+    let executor = executors
+        .into_iter()
+        .next()
+        .ok_or_else(|| not_installed(config, Role::Executor, &missing))?;
+    if role == Role::Executor && !swapped {
+        return Ok(executor);
+    }
+    let (reviewers, mut missing) = installed(config, Role::Reviewer)?;
+    let reviewer = reviewers
+        .into_iter()
+        .find(|(p, _)| p.name != executor.0.name)
+        .ok_or_else(|| {
+            missing.push(format!(
+                "the executor is `{}` and the reviewer must differ",
+                executor.0.name
+            ));
+            not_installed(config, Role::Reviewer, &missing)
+        })?;
+    Ok(match (role, swapped) {
+        (Role::Reviewer, false) | (Role::Executor, true) => reviewer,
+        _ => executor,
+    })
 }
 
 pub async fn run_agent(
@@ -123,7 +171,7 @@ pub async fn run_agent(
     request: AgentRequest<'_>,
     liveness: &impl Liveness,
 ) -> Result<AgentOutcome, AgentSetupError> {
-    let (provider, program) = choose_provider(config, request.role)?;
+    let (provider, program) = choose_provider(config, request.role, request.swapped)?;
     let prefix = &request.artifact_prefix;
     let prompt_path = artifacts
         .write(&format!("{prefix}.prompt.md"), request.prompt.as_bytes())
@@ -147,6 +195,8 @@ pub async fn run_agent(
         ("CHUM_BEAD_ID".to_string(), request.run.bead_id.clone()),
         ("CHUM_PROJECT".to_string(), request.run.project.clone()),
         ("CHUM_ATTEMPT".to_string(), request.round.to_string()),
+        ("CHUM_HANDOFF".to_string(), request.handoff.to_string()),
+        ("CHUM_PROVIDER".to_string(), provider.name.clone()),
         ("CHUM_WORKFLOW_ID".to_string(), request.run.workflow_id.clone()),
     ]);
     let spec = ProcessSpec {

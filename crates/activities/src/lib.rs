@@ -10,6 +10,7 @@ pub mod artifacts;
 pub mod beads;
 pub mod git;
 pub mod process;
+pub mod semgrep;
 pub mod settings;
 pub mod shark;
 pub mod temporal_client;

@@ -5,7 +5,7 @@
 //! can fix (unknown project, missing agent program, not a git repository) are non-retryable
 //! errors of the types in `error_types`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,11 +13,13 @@ use chum_core::activity_contract::error_types;
 use chum_core::config::{ChumConfig, ProjectConfig, Role};
 use chum_core::ids::check_bead_id;
 use chum_core::plan::parse_plan;
-use chum_core::prompt::{executor_prompt, planner_prompt};
+use chum_core::prompt::{ReviewContext, executor_prompt, planner_prompt, reviewer_prompt};
 use chum_core::proto::{
     DodCheck, DodReport, DodRequest, ExecuteReport, ExecuteRequest, IntegrateRequest, IntegrationReport,
-    LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest, RunRef, UpdateBeadRequest, UpdateBeadResult,
+    LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest, ProjectGates, ReviewReport, ReviewRequest, RunRef,
+    SemgrepReport, SemgrepRequest, UpdateBeadRequest, UpdateBeadResult,
 };
+use chum_core::review::parse_verdict;
 use chum_core::text::{excerpt, tail_excerpt};
 use serde_json::Value;
 use temporalio_macros::activities;
@@ -27,9 +29,15 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use crate::agent::{AgentRequest, AgentSetupError, Liveness, run_agent};
 use crate::artifacts::RunArtifacts;
 use crate::beads::{BeadsFile, append_note, now_rfc3339};
+use crate::git::git;
 use crate::process::{ProcessSpec, read_tail, run_process};
-use crate::workspace::{RepoProblem, prepare_plan_worktree, prepare_worktree, remove_worktree, stage_changes};
+use crate::semgrep::{ValidationCache, locate_core, rule_files, scan};
+use crate::workspace::{
+    RepoProblem, prepare_plan_worktree, prepare_worktree, remove_worktree, resume_worktree, stage_changes,
+};
 
+/// Characters of diff a reviewer sees in its prompt; the whole diff is an artifact.
+const REVIEW_DIFF_CHARS: usize = 60_000;
 /// Bytes of DoD output kept per command in the artifact store.
 const DOD_CAPTURE_LIMIT: u64 = 8 * 1024 * 1024;
 /// Characters of failing output carried in payloads and prompts.
@@ -37,6 +45,7 @@ const DOD_EXCERPT_CHARS: usize = 3000;
 
 pub struct SharkActivitiesImpl {
     config: Arc<ChumConfig>,
+    semgrep_cache: ValidationCache,
 }
 
 fn permanent(kind: &str, message: impl Into<String>) -> ActivityError {
@@ -73,7 +82,10 @@ fn repo_error(err: RepoProblem) -> ActivityError {
 
 impl SharkActivitiesImpl {
     pub fn new(config: Arc<ChumConfig>) -> SharkActivitiesImpl {
-        SharkActivitiesImpl { config }
+        SharkActivitiesImpl {
+            config,
+            semgrep_cache: ValidationCache::default(),
+        }
     }
 
     fn project(&self, run: &RunRef) -> Result<&ProjectConfig, ActivityError> {
@@ -103,7 +115,13 @@ impl SharkActivitiesImpl {
         let run = req.run.unwrap_or_default();
         let project = self.project(&run)?;
         let beads = self.beads(project);
-        let unavailable = |problem: String| Ok(LoadBeadResult { bead: None, problem });
+        let unavailable = |problem: String| {
+            Ok(LoadBeadResult {
+                bead: None,
+                problem,
+                gates: None,
+            })
+        };
         let bead = match beads.get(&run.bead_id) {
             Ok(bead) => bead,
             Err(e) => return unavailable(e.to_string()),
@@ -125,6 +143,10 @@ impl SharkActivitiesImpl {
         Ok(LoadBeadResult {
             bead: Some(claimed),
             problem: String::new(),
+            gates: Some(ProjectGates {
+                order: project.gates.iter().map(|g| g.as_str().to_string()).collect(),
+                review_fail_open: project.review_fail_open,
+            }),
         })
     }
 
@@ -139,6 +161,8 @@ impl SharkActivitiesImpl {
             role: Role::Planner,
             run: &run,
             round: req.round,
+            handoff: 0,
+            swapped: false,
             prompt: planner_prompt(&bead, req.round, &req.feedback),
             workdir: &workdir,
             timeout: Duration::from_secs(req.timeout_secs.max(1)),
@@ -175,19 +199,33 @@ impl SharkActivitiesImpl {
     ) -> Result<ExecuteReport, ActivityError> {
         let run = req.run.unwrap_or_default();
         let project = self.project(&run)?;
-        let worktree = prepare_worktree(project, &run.bead_id, req.attempt)
-            .await
-            .map_err(repo_error)?;
+        // A redo continues the attempt's work; a new attempt starts from the base branch.
+        let resumed = if req.handoff > 0 {
+            resume_worktree(project, &run.bead_id, req.attempt)
+                .await
+                .map_err(repo_error)?
+        } else {
+            None
+        };
+        let worktree = match resumed {
+            Some(worktree) => worktree,
+            None => prepare_worktree(project, &run.bead_id, req.attempt)
+                .await
+                .map_err(repo_error)?,
+        };
         let bead = req.bead.unwrap_or_default();
         let plan = req.plan.unwrap_or_default();
+        let name = format!("execute-{}-{}", req.attempt, req.handoff);
         let request = AgentRequest {
             role: Role::Executor,
             run: &run,
             round: req.attempt,
-            prompt: executor_prompt(&bead, &plan, req.attempt, &project.dod, &req.feedback),
+            handoff: req.handoff,
+            swapped: req.swapped,
+            prompt: executor_prompt(&bead, &plan, req.attempt, req.handoff, &project.dod, &req.feedback),
             workdir: &worktree.path,
             timeout: Duration::from_secs(req.timeout_secs.max(1)),
-            artifact_prefix: format!("execute-{}", req.attempt),
+            artifact_prefix: name.clone(),
         };
         let artifacts = self.artifacts(&run);
         let outcome = run_agent(&self.config, &artifacts, request, liveness)
@@ -211,7 +249,7 @@ impl SharkActivitiesImpl {
             .await
             .map_err(repo_error)?;
         let diff_path = artifacts
-            .write(&format!("execute-{}.diff", req.attempt), changes.diff.as_bytes())
+            .write(&format!("{name}.diff"), changes.diff.as_bytes())
             .await
             .map_err(|e| retryable(format!("cannot write the diff artifact: {e}")))?;
         report.changed_files = changes.files;
@@ -224,6 +262,139 @@ impl SharkActivitiesImpl {
         }
         tracing::info!(bead = %run.bead_id, attempt = req.attempt, files = report.changed_files.len(), problem = %report.problem, "executor finished");
         Ok(report)
+    }
+
+    /// Reviews the attempt's diff with the reviewer (never the provider that executed it).
+    pub async fn review_impl(
+        &self,
+        req: ReviewRequest,
+        liveness: &impl Liveness,
+    ) -> Result<ReviewReport, ActivityError> {
+        let run = req.run.clone().unwrap_or_default();
+        let project = self.project(&run)?;
+        let worktree = PathBuf::from(&req.worktree);
+        let name = format!("review-{}-{}", req.attempt, req.handoff);
+        let artifacts = self.artifacts(&run);
+        if !worktree.is_dir() {
+            return Ok(ReviewReport {
+                error: format!(
+                    "the attempt's worktree {} is gone; nothing to review",
+                    worktree.display()
+                ),
+                ..ReviewReport::default()
+            });
+        }
+        let diff = git(&worktree, &["diff", "--cached", &req.base_commit])
+            .await
+            .map_err(|e| retryable(e.to_string()))?;
+        let diff_path = artifacts
+            .write(&format!("{name}.diff"), diff.as_bytes())
+            .await
+            .map_err(|e| retryable(format!("cannot write the diff artifact: {e}")))?;
+        let (shown, trimmed_note) = if diff.len() > REVIEW_DIFF_CHARS {
+            let cut = diff
+                .char_indices()
+                .nth(REVIEW_DIFF_CHARS)
+                .map(|(i, _)| i)
+                .unwrap_or(diff.len());
+            let note = format!(
+                "[diff trimmed: the first {} of {} bytes are shown; the whole diff is {}]",
+                cut,
+                diff.len(),
+                diff_path.display()
+            );
+            (&diff[..cut], note)
+        } else {
+            (diff.as_str(), String::new())
+        };
+        let bead = req.bead.clone().unwrap_or_default();
+        let plan = req.plan.clone().unwrap_or_default();
+        let prompt = reviewer_prompt(&ReviewContext {
+            bead: &bead,
+            plan: &plan,
+            diff: shown,
+            trimmed_note: &trimmed_note,
+            gates_so_far: &req.gates_so_far,
+            retry_error: &req.retry_error,
+        });
+        let suffix = if req.retry_error.is_empty() { "" } else { "-retry" };
+        let request = AgentRequest {
+            role: Role::Reviewer,
+            run: &run,
+            round: req.attempt,
+            handoff: req.handoff,
+            swapped: req.swapped,
+            prompt,
+            // The reviewer reads the attempt's worktree; what it might change there is not staged.
+            workdir: &worktree,
+            timeout: Duration::from_secs(req.timeout_secs.max(1)),
+            artifact_prefix: format!("{name}{suffix}"),
+        };
+        let outcome = run_agent(&self.config, &artifacts, request, liveness)
+            .await
+            .map_err(setup_error)?;
+        if outcome.cancelled {
+            return Err(ActivityError::cancelled());
+        }
+        let (verdict, error) = match outcome.answer {
+            Ok(answer) => match parse_verdict(&answer.text) {
+                Ok(v) => (Some(v), String::new()),
+                Err(e) => (None, e),
+            },
+            Err(e) => (None, e),
+        };
+        tracing::info!(bead = %run.bead_id, attempt = req.attempt, handoff = req.handoff, reviewer = %outcome.summary.provider,
+            approved = verdict.as_ref().is_some_and(|v| v.approved), error = %error, project = %project.name, "reviewer answered");
+        Ok(ReviewReport {
+            verdict,
+            error,
+            agent: Some(outcome.summary),
+            diff_artifact: diff_path.display().to_string(),
+            diff_trimmed: !trimmed_note.is_empty(),
+        })
+    }
+
+    /// Scans the files the attempt changed with the valid rules; invalid rule files are quarantined.
+    pub async fn semgrep_impl(&self, req: SemgrepRequest) -> Result<SemgrepReport, ActivityError> {
+        let run = req.run.clone().unwrap_or_default();
+        let project = self.project(&run)?;
+        let core = locate_core(&self.config.semgrep).map_err(|m| permanent(error_types::MISSING_BINARY, m))?;
+        let artifacts = self.artifacts(&run);
+        let rules = rule_files(&self.config.state_dir, &project.repo)
+            .map_err(|e| retryable(format!("cannot prepare the rule files: {e}")))?;
+        let work = artifacts.dir().join(format!("semgrep-{}-{}", req.attempt, req.handoff));
+        let scan = scan(
+            &core,
+            &self.semgrep_cache,
+            &rules,
+            Path::new(&req.worktree),
+            &req.changed_files,
+            &work,
+            self.config.semgrep.timeout,
+        )
+        .await
+        .map_err(retryable)?;
+        let artifact = artifacts
+            .write(
+                &format!("semgrep-{}-{}.json", req.attempt, req.handoff),
+                scan.raw.as_bytes(),
+            )
+            .await
+            .map_err(|e| retryable(format!("cannot write the scan artifact: {e}")))?;
+        for q in &scan.quarantined {
+            tracing::warn!(file = %q.file, reason = %q.reason, "semgrep rule file quarantined");
+        }
+        tracing::info!(bead = %run.bead_id, findings = scan.findings.len(), files = scan.files_scanned,
+            ms = scan.duration.as_millis() as u64, "semgrep scanned");
+        Ok(SemgrepReport {
+            passed: scan.findings.is_empty(),
+            findings: scan.findings,
+            quarantined: scan.quarantined,
+            duration_ms: scan.duration.as_millis() as u64,
+            rule_files: scan.rule_files as u32,
+            files_scanned: scan.files_scanned as u32,
+            artifact: artifact.display().to_string(),
+        })
     }
 
     pub async fn run_dod_impl(&self, req: DodRequest, liveness: &impl Liveness) -> Result<DodReport, ActivityError> {
@@ -358,6 +529,24 @@ impl SharkActivitiesImpl {
         req: ExecuteRequest,
     ) -> Result<ExecuteReport, ActivityError> {
         self.execute_impl(req, &ctx).await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::Review)]
+    pub async fn review(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: ReviewRequest,
+    ) -> Result<ReviewReport, ActivityError> {
+        self.review_impl(req, &ctx).await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::Semgrep)]
+    pub async fn semgrep(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        req: SemgrepRequest,
+    ) -> Result<SemgrepReport, ActivityError> {
+        self.semgrep_impl(req).await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::RunDod)]

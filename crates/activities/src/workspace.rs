@@ -187,6 +187,28 @@ pub async fn prepare_worktree(
     })
 }
 
+/// The worktree of an attempt in progress, for a redo: the work so far stays. `None` when it is
+/// gone (the redo then starts from a fresh one). The base commit is where the branch left the base.
+pub async fn resume_worktree(
+    project: &ProjectConfig,
+    bead_id: &str,
+    attempt: u32,
+) -> Result<Option<AttemptWorktree>, RepoProblem> {
+    let path = worktree_path(project, bead_id, attempt);
+    if !path.join(".git").exists() {
+        return Ok(None);
+    }
+    let base_ref = format!("refs/heads/{}", project.base_branch);
+    let Some(base_commit) = git_ok(&path, &["merge-base", "HEAD", &base_ref]).await? else {
+        return Ok(None);
+    };
+    Ok(Some(AttemptWorktree {
+        path,
+        branch: bead_branch(bead_id),
+        base_commit,
+    }))
+}
+
 /// Stages everything the agent changed (except the backlog, which CHUM manages) and describes it
 /// relative to the attempt's base commit. Agents that commit on their own are covered too.
 pub async fn stage_changes(worktree: &Path, base_commit: &str) -> Result<AttemptChanges, RepoProblem> {
@@ -353,6 +375,8 @@ mod tests {
             integration,
             beads_file: ".beads/issues.jsonl".into(),
             enabled: true,
+            gates: chum_core::config::Gate::DEFAULT_ORDER.to_vec(),
+            review_fail_open: false,
         }
     }
 
@@ -497,6 +521,27 @@ mod tests {
             "the work stays on its branch"
         );
         assert_eq!(std::fs::read_to_string(repo.join("README.md")).unwrap(), "theirs\n");
+    }
+
+    #[tokio::test]
+    async fn a_redo_resumes_the_attempts_work_and_its_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        init_repo(repo).await;
+        let p = project(repo, IntegrationPolicy::Merge);
+        let wt = prepare_worktree(&p, "tk-1", 1).await.unwrap();
+        std::fs::write(wt.path.join("work.txt"), "so far\n").unwrap();
+        std::fs::write(repo.join("later.txt"), "x\n").unwrap();
+        git(repo, &["add", "later.txt"]).await.unwrap();
+        git(repo, &["commit", "-q", "-m", "the base moves on"]).await.unwrap();
+        let resumed = resume_worktree(&p, "tk-1", 1).await.unwrap().expect("still there");
+        assert_eq!(resumed.path, wt.path);
+        assert_eq!(
+            resumed.base_commit, wt.base_commit,
+            "the attempt's base, not the moved branch"
+        );
+        assert!(resumed.path.join("work.txt").exists(), "the work so far stays");
+        assert!(resume_worktree(&p, "tk-1", 2).await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -8,8 +8,12 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// (path in the project, content). `gitignore` files become `.gitignore`.
-const FILES: [(&str, &str); 10] = [
+const FILES: [(&str, &str); 11] = [
     ("README.md", include_str!("../../../configs/demo/project/README.md")),
+    (
+        ".semgrep/textkit.yaml",
+        include_str!("../../../configs/demo/project/.semgrep/textkit.yaml"),
+    ),
     (".gitignore", include_str!("../../../configs/demo/project/gitignore")),
     (
         "textkit/__init__.py",

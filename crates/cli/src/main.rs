@@ -84,6 +84,9 @@ enum Command {
         #[arg(long, default_value = "2h")]
         timeout: String,
     },
+    /// List the Semgrep rules the gate uses (CHUM's pack and the project's .semgrep/), and which
+    /// rule files are quarantined because they do not validate.
+    Rules,
     /// Demo helpers (used by `make demo`).
     Demo {
         #[command(subcommand)]
@@ -124,6 +127,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let config = chum_activities::settings::load_config(&cli.config)?;
+    if let Command::Rules = cli.command {
+        return rules(&config, cli.project.as_deref()).await;
+    }
     let session = Session::connect(config, cli.project.clone()).await?;
     match cli.command {
         Command::Submit { bead } => session.submit(&bead).await,
@@ -149,8 +155,53 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let timeout = humantime::parse_duration(&timeout).with_context(|| format!("--timeout {timeout:?}"))?;
             session.watch(&target, until, timeout).await
         }
-        Command::Demo { .. } => unreachable!("handled above"),
+        Command::Demo { .. } | Command::Rules => unreachable!("handled above"),
     }
+}
+
+/// `chum rules`: every rule file with its rule ids, validated with the engine the gate uses.
+async fn rules(config: &ChumConfig, project: Option<&str>) -> Result<ExitCode> {
+    use chum_activities::semgrep::{locate_core, rule_files, validate_rule_file};
+    let name = match project {
+        Some(p) => p.to_string(),
+        None if config.projects.len() == 1 => config.projects.keys().next().cloned().unwrap_or_default(),
+        None => bail!(
+            "{} configures several projects; say which with --project <name>",
+            config.source.display()
+        ),
+    };
+    let project = config.project(&name).map_err(anyhow::Error::msg)?;
+    let core = locate_core(&config.semgrep).map_err(anyhow::Error::msg)?;
+    let files = rule_files(&config.state_dir, &project.repo)?;
+    let scratch = tempfile::tempdir()?;
+    let mut quarantined = 0;
+    for (i, file) in files.iter().enumerate() {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let ids: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- id:").or_else(|| l.trim().strip_prefix("id:")))
+            .map(str::trim)
+            .collect();
+        let origin = if file.starts_with(&project.repo) {
+            "project"
+        } else {
+            "chum pack"
+        };
+        let verdict =
+            validate_rule_file(&core, file, &scratch.path().join(i.to_string()), config.semgrep.timeout).await;
+        match verdict {
+            None => println!("ok           [{origin}] {} ({})", file.display(), ids.join(", ")),
+            Some(reason) => {
+                quarantined += 1;
+                println!("QUARANTINED  [{origin}] {}: {reason}", file.display());
+            }
+        }
+    }
+    println!(
+        "{} rule file(s), {quarantined} quarantined (left out of scans; they never fail a bead)",
+        files.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 struct Session {

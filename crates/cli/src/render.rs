@@ -25,7 +25,17 @@ fn gate_line(g: &GateResult) -> String {
     } else {
         String::new()
     };
-    format!("{} #{} {}{took}: {first}", g.gate, g.round, mark(g.passed))
+    let round = if g.handoff > 0 {
+        format!("{}.{}", g.round, g.handoff)
+    } else {
+        g.round.to_string()
+    };
+    let by = if g.provider.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", g.provider)
+    };
+    format!("{} #{round} {}{took}{by}: {first}", g.gate, mark(g.passed))
 }
 
 fn seconds(ms: u64) -> String {
@@ -35,12 +45,13 @@ fn seconds(ms: u64) -> String {
 /// The lines of a failure worth showing on one screen: assertion messages and error lines.
 /// The whole output is in the artifact store.
 fn highlights(excerpt: &str) -> Vec<&str> {
-    const MARKERS: [&str; 6] = ["FAIL", "Error", "error:", "panicked", "assert", "killed"];
+    const MARKERS: [&str; 7] = ["FAIL", "Error", "error:", "[error]", "panicked", "assert", "killed"];
     let mut lines: Vec<&str> = excerpt
         .lines()
         .skip(1)
         .map(str::trim)
-        .filter(|l| MARKERS.iter().any(|m| l.contains(m)))
+        // Findings lists ("- rule file:line: message") and error lines from test runners.
+        .filter(|l| l.starts_with("- ") || MARKERS.iter().any(|m| l.contains(m)))
         .collect();
     lines.dedup();
     lines.truncate(4);
@@ -71,14 +82,19 @@ impl Progress {
             println!("{at}   refused signal {}: {}", r.payload_excerpt, r.reason);
         }
         self.refused_seen = s.rejected_signals.len();
-        let key = (s.phase(), s.plan_round, s.attempt);
+        let key = (s.phase(), s.plan_round, s.attempt * 1000 + s.handoff);
         if self.phase != Some(key) {
             self.phase = Some(key);
             let detail = match s.phase() {
                 Phase::Planning => format!(" (round {})", s.plan_round),
                 Phase::AwaitingApproval => format!(" (plan round {}; a person must approve or reject)", s.plan_round),
-                Phase::Executing | Phase::Dod | Phase::Integrating => {
-                    format!(" (attempt {}/{})", s.attempt, s.max_attempts)
+                Phase::Executing | Phase::Review | Phase::Semgrep | Phase::Dod | Phase::Integrating => {
+                    let redo = if s.handoff > 0 {
+                        format!(", redo {}", s.handoff)
+                    } else {
+                        String::new()
+                    };
+                    format!(" (attempt {}/{}{redo})", s.attempt, s.max_attempts)
                 }
                 Phase::Done => format!(": {}", s.outcome().name()),
                 _ => String::new(),
@@ -116,7 +132,12 @@ fn phase_durations(phases: &[PhaseSpan]) -> String {
         .filter(|p| p.ended_ms >= p.started_ms && p.started_ms > 0)
         .map(|p| {
             let round = match p.phase() {
-                Phase::Planning | Phase::AwaitingApproval | Phase::Executing | Phase::Dod => format!("#{}", p.round),
+                Phase::Planning
+                | Phase::AwaitingApproval
+                | Phase::Executing
+                | Phase::Review
+                | Phase::Semgrep
+                | Phase::Dod => format!("#{}", p.round),
                 _ => String::new(),
             };
             format!(
@@ -155,6 +176,9 @@ pub fn status(config: &ChumConfig, workflow_id: &str, s: &SharkStatus) -> String
     for r in &s.rejected_signals {
         let _ = writeln!(out, "refused     {}: {}", r.payload_excerpt, r.reason);
     }
+    for q in &s.quarantined_rules {
+        let _ = writeln!(out, "quarantined {}: {}", q.file, q.reason);
+    }
     if let Some(u) = &s.usage {
         let _ = writeln!(
             out,
@@ -181,22 +205,24 @@ pub fn summary(config: &ChumConfig, workflow_id: &str, run_id: &str, r: &SharkRe
     if !r.approved_by.is_empty() {
         let _ = writeln!(out, " approved by  {}", r.approved_by);
     }
-    let dod: Vec<&str> = r
-        .gate_results
-        .iter()
-        .filter(|g| g.gate == "dod")
-        .map(|g| mark(g.passed))
-        .collect();
-    let _ = writeln!(
-        out,
-        " attempts     {} (definition of done: {})",
-        r.attempts,
-        if dod.is_empty() {
-            "not run".to_string()
-        } else {
-            dod.join(", ")
+    let _ = writeln!(out, " attempts     {}", r.attempts);
+    for gate in ["execute", "review", "semgrep", "dod"] {
+        let marks: Vec<String> = r
+            .gate_results
+            .iter()
+            .filter(|g| g.gate == gate)
+            .map(|g| {
+                if g.provider.is_empty() {
+                    mark(g.passed).to_string()
+                } else {
+                    format!("{} [{}]", mark(g.passed), g.provider)
+                }
+            })
+            .collect();
+        if !marks.is_empty() {
+            let _ = writeln!(out, " {gate:<12} {}", marks.join(", "));
         }
-    );
+    }
     let _ = writeln!(out, " time         {}", phase_durations(&r.phases));
     if let Some(u) = &r.usage {
         let _ = writeln!(

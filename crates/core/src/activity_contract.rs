@@ -11,7 +11,8 @@ use temporalio_macros::activity_definitions;
 
 use crate::proto::{
     DodReport, DodRequest, ExecuteReport, ExecuteRequest, IntegrateRequest, IntegrationReport, LoadBeadRequest,
-    LoadBeadResult, PlanDraft, PlanRequest, UpdateBeadRequest, UpdateBeadResult,
+    LoadBeadResult, PlanDraft, PlanRequest, ReviewReport, ReviewRequest, SemgrepReport, SemgrepRequest,
+    UpdateBeadRequest, UpdateBeadResult,
 };
 
 pub struct SharkActivities;
@@ -33,6 +34,18 @@ impl SharkActivities {
     /// Prepares the attempt's worktree and runs the executor agent in it.
     #[activity(name = "execute")]
     pub fn execute(_req: ExecuteRequest) -> Result<ExecuteReport, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Runs the reviewer agent (a different provider from the executor) on the attempt's diff.
+    #[activity(name = "review")]
+    pub fn review(_req: ReviewRequest) -> Result<ReviewReport, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Scans the attempt's changed files with the project's and CHUM's Semgrep rules.
+    #[activity(name = "semgrep")]
+    pub fn semgrep(_req: SemgrepRequest) -> Result<SemgrepReport, ActivityError> {
         unimplemented!()
     }
 

@@ -117,6 +117,7 @@ pub struct TemporalSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     pub max_attempts: u32,
+    pub max_handoffs: u32,
     pub max_plan_rounds: u32,
     pub max_gate_rejections: u32,
     pub gate_timeout: Duration,
@@ -128,6 +129,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_attempts: 3,
+            max_handoffs: 3,
             max_plan_rounds: 3,
             max_gate_rejections: 3,
             gate_timeout: Duration::from_secs(24 * 3600),
@@ -142,6 +144,7 @@ impl Limits {
     pub fn to_proto(&self) -> SharkLimits {
         SharkLimits {
             max_attempts: self.max_attempts,
+            max_handoffs: self.max_handoffs,
             max_plan_rounds: self.max_plan_rounds,
             max_gate_rejections: self.max_gate_rejections,
             gate_timeout_secs: self.gate_timeout.as_secs().max(1),
@@ -158,12 +161,40 @@ impl Limits {
         let or_secs = |v: u64, dv: Duration| if v == 0 { dv } else { Duration::from_secs(v) };
         Limits {
             max_attempts: or(l.max_attempts, d.max_attempts),
+            max_handoffs: or(l.max_handoffs, d.max_handoffs),
             max_plan_rounds: or(l.max_plan_rounds, d.max_plan_rounds),
             max_gate_rejections: or(l.max_gate_rejections, d.max_gate_rejections),
             gate_timeout: or_secs(l.gate_timeout_secs, d.gate_timeout),
             agent_timeout: or_secs(l.agent_timeout_secs, d.agent_timeout),
             dod_timeout: or_secs(l.dod_timeout_secs, d.dod_timeout),
         }
+    }
+}
+
+/// The checks between execution and integration, run in the project's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// A different model reviews the diff against the plan's acceptance criteria.
+    Review,
+    /// The project's `.semgrep/` rules and CHUM's shipped pack on the changed files.
+    Semgrep,
+    /// The definition of done: the project's commands.
+    Dod,
+}
+
+impl Gate {
+    pub const DEFAULT_ORDER: [Gate; 3] = [Gate::Review, Gate::Semgrep, Gate::Dod];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gate::Review => "review",
+            Gate::Semgrep => "semgrep",
+            Gate::Dod => "dod",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Gate> {
+        Gate::DEFAULT_ORDER.into_iter().find(|g| g.as_str() == name)
     }
 }
 
@@ -179,6 +210,10 @@ pub struct ProjectConfig {
     /// The native Beads file, relative to `repo` (default `.beads/issues.jsonl`).
     pub beads_file: PathBuf,
     pub enabled: bool,
+    /// The gates every attempt passes, in order (default review, semgrep, dod).
+    pub gates: Vec<Gate>,
+    /// Count a missing or unusable review verdict as a pass instead of a rejection. Off by default.
+    pub review_fail_open: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -213,6 +248,16 @@ pub struct ChumConfig {
     pub providers: BTreeMap<String, ProviderConfig>,
     pub tiers: BTreeMap<String, Vec<String>>,
     pub roles: BTreeMap<Role, String>,
+    pub semgrep: SemgrepSettings,
+}
+
+/// How the Semgrep gate runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SemgrepSettings {
+    /// The `semgrep-core` engine; found next to the `semgrep` on PATH when not set.
+    pub core: Option<PathBuf>,
+    /// Limit of one scan.
+    pub timeout: Duration,
 }
 
 /// A configuration error: which file, which key, what is wrong and what to do.
@@ -248,6 +293,14 @@ struct RawConfig {
     providers: BTreeMap<String, RawProvider>,
     tiers: BTreeMap<String, Vec<String>>,
     roles: BTreeMap<String, String>,
+    semgrep: RawSemgrep,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawSemgrep {
+    core: Option<String>,
+    timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -264,6 +317,7 @@ struct RawTemporal {
 #[serde(default)]
 struct RawLimits {
     max_attempts: Option<u32>,
+    max_handoffs: Option<u32>,
     max_plan_rounds: Option<u32>,
     max_gate_rejections: Option<u32>,
     gate_timeout: Option<String>,
@@ -275,6 +329,8 @@ struct RawLimits {
 #[serde(default)]
 struct RawProject {
     repo: Option<String>,
+    gates: Option<Vec<String>>,
+    review_fail_open: Option<bool>,
     base_branch: Option<String>,
     dod: Vec<String>,
     integration: Option<String>,
@@ -402,7 +458,7 @@ impl Validator {
 
     fn path(&self, value: &str) -> PathBuf {
         let p = PathBuf::from(value);
-        if p.is_absolute() { p } else { self.config_dir.join(p) }
+        lexically_normal(&if p.is_absolute() { p } else { self.config_dir.join(p) })
     }
 
     fn non_empty(&self, key: &str, value: Option<String>, default: &str) -> Result<String, ConfigError> {
@@ -443,6 +499,7 @@ impl Validator {
         };
         let limits = Limits {
             max_attempts: count("limits.max_attempts", raw.limits.max_attempts, d.max_attempts)?,
+            max_handoffs: count("limits.max_handoffs", raw.limits.max_handoffs, d.max_handoffs)?,
             max_plan_rounds: count("limits.max_plan_rounds", raw.limits.max_plan_rounds, d.max_plan_rounds)?,
             max_gate_rejections: count(
                 "limits.max_gate_rejections",
@@ -576,6 +633,25 @@ impl Validator {
             if beads_file.is_absolute() || beads_file.components().any(|c| c.as_os_str() == "..") {
                 return Err(self.invalid(key("beads_file"), "must be a path inside the repository"));
             }
+            let gates = match p.gates {
+                None => Gate::DEFAULT_ORDER.to_vec(),
+                Some(names) => {
+                    let mut gates = Vec::new();
+                    for name in names {
+                        let gate = Gate::parse(&name).ok_or_else(|| {
+                            self.invalid(
+                                key("gates"),
+                                format!("{name:?} is not a gate; gates are \"review\", \"semgrep\", \"dod\""),
+                            )
+                        })?;
+                        if gates.contains(&gate) {
+                            return Err(self.invalid(key("gates"), format!("{name:?} is listed twice")));
+                        }
+                        gates.push(gate);
+                    }
+                    gates
+                }
+            };
             projects.insert(
                 name.clone(),
                 ProjectConfig {
@@ -586,9 +662,24 @@ impl Validator {
                     integration,
                     beads_file,
                     enabled: p.enabled.unwrap_or(true),
+                    gates,
+                    review_fail_open: p.review_fail_open.unwrap_or(false),
                 },
             );
         }
+
+        if let Some(project) = projects.values().find(|p| p.gates.contains(&Gate::Review)) {
+            self.check_reviewer(&roles, &raw.tiers, &project.name)?;
+        }
+
+        let semgrep = SemgrepSettings {
+            core: raw.semgrep.core.as_deref().map(|p| self.path(p)),
+            timeout: self.duration(
+                "semgrep.timeout",
+                raw.semgrep.timeout.as_deref(),
+                Duration::from_secs(30),
+            )?,
+        };
 
         let state_dir = self.path(raw.state_dir.as_deref().unwrap_or(".chum"));
         Ok(ChumConfig {
@@ -601,8 +692,55 @@ impl Validator {
             providers,
             tiers: raw.tiers,
             roles,
+            semgrep,
         })
     }
+
+    /// Cross-model review needs a reviewer that can be a different provider from the executor.
+    fn check_reviewer(
+        &self,
+        roles: &BTreeMap<Role, String>,
+        tiers: &BTreeMap<String, Vec<String>>,
+        project: &str,
+    ) -> Result<(), ConfigError> {
+        let Some(reviewer_tier) = roles.get(&Role::Reviewer) else {
+            return Err(self.invalid(
+                "roles.reviewer",
+                format!(
+                    "is required because project `{project}` runs the \"review\" gate: map it to a tier whose provider differs from the executor's, or remove \"review\" from `projects.{project}.gates`"
+                ),
+            ));
+        };
+        let executor_tier = &roles[&Role::Executor];
+        let executors = &tiers[executor_tier];
+        let reviewers = &tiers[reviewer_tier];
+        if !executors.iter().any(|e| reviewers.iter().any(|r| r != e)) {
+            return Err(self.invalid(
+                "roles.reviewer",
+                format!(
+                    "the reviewer must be a different provider from the executor, but tiers `{executor_tier}` (executor) and `{reviewer_tier}` (reviewer) only offer {}; add another provider to tier `{reviewer_tier}`",
+                    reviewers.join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `a/b/../c` as `a/c`, without touching the file system (paths in messages stay readable).
+fn lexically_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Names that end up in paths, branch names and workflow ids.
@@ -661,11 +799,15 @@ mod tests {
         [providers.scripted]
         command = ["chum-scripted-agent", "--scenario", "{config_dir}/scenario.toml"]
         output = "claude-json"
+        [providers.other]
+        command = ["other-agent"]
         [tiers]
         fast = ["scripted"]
+        review = ["other", "scripted"]
         [roles]
         planner = "fast"
         executor = "fast"
+        reviewer = "review"
     "#;
 
     fn load(text: &str) -> Result<ChumConfig, ConfigError> {
@@ -685,7 +827,7 @@ mod tests {
         assert_eq!(c.limits.gate_timeout, Duration::from_secs(7200));
         assert_eq!(c.limits.max_plan_rounds, 3);
         let demo = c.project("demo").unwrap();
-        assert_eq!(demo.repo, PathBuf::from("/etc/chum/../demo"));
+        assert_eq!(demo.repo, PathBuf::from("/etc/demo"));
         assert_eq!(demo.base_branch, "main");
         assert_eq!(demo.integration, IntegrationPolicy::Merge);
         assert_eq!(demo.beads_file, PathBuf::from(".beads/issues.jsonl"));
@@ -786,6 +928,50 @@ mod tests {
             "temporal.address",
             "must be a URL",
         );
+    }
+
+    #[test]
+    fn gates_default_to_review_semgrep_dod_and_are_checked() {
+        let c = load(GOOD).unwrap();
+        let demo = c.project("demo").unwrap();
+        assert_eq!(demo.gates, Gate::DEFAULT_ORDER);
+        assert!(!demo.review_fail_open);
+        let custom = GOOD.replace(
+            "integration = \"merge\"",
+            "integration = \"merge\"\ngates = [\"dod\", \"semgrep\"]\nreview_fail_open = true",
+        );
+        let c = load(&custom).unwrap();
+        assert_eq!(c.project("demo").unwrap().gates, [Gate::Dod, Gate::Semgrep]);
+        assert!(c.project("demo").unwrap().review_fail_open);
+        expect_invalid(
+            &GOOD.replace("integration = \"merge\"", "gates = [\"lint\"]"),
+            "projects.demo.gates",
+            "\"lint\" is not a gate",
+        );
+        expect_invalid(
+            &GOOD.replace("integration = \"merge\"", "gates = [\"dod\", \"dod\"]"),
+            "projects.demo.gates",
+            "listed twice",
+        );
+    }
+
+    #[test]
+    fn the_reviewer_must_be_able_to_differ_from_the_executor() {
+        expect_invalid(
+            &GOOD.replace("review = [\"other\", \"scripted\"]", "review = [\"scripted\"]"),
+            "roles.reviewer",
+            "must be a different provider from the executor",
+        );
+        expect_invalid(
+            &GOOD.replace("reviewer = \"review\"", ""),
+            "roles.reviewer",
+            "runs the \"review\" gate",
+        );
+        // Without the review gate, no reviewer is needed.
+        let no_review = GOOD
+            .replace("reviewer = \"review\"", "")
+            .replace("integration = \"merge\"", "gates = [\"dod\"]");
+        assert!(load(&no_review).is_ok());
     }
 
     #[test]

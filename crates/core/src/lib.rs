@@ -13,4 +13,5 @@ pub mod ids;
 pub mod plan;
 pub mod prompt;
 pub mod proto;
+pub mod review;
 pub mod text;

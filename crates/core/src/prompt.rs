@@ -52,8 +52,9 @@ pub fn planner_prompt(bead: &Bead, round: u32, feedback: &str) -> String {
     out
 }
 
-/// The executor's prompt for one attempt. `feedback` is what the previous attempt's gates said.
-pub fn executor_prompt(bead: &Bead, plan: &Plan, attempt: u32, dod: &[String], feedback: &str) -> String {
+/// The executor's prompt. `feedback` is what the gates said: on a redo (`handoff` > 0) about the
+/// work in the directory, on a new attempt about the previous attempt (which is gone).
+pub fn executor_prompt(bead: &Bead, plan: &Plan, attempt: u32, handoff: u32, dod: &[String], feedback: &str) -> String {
     let mut out = String::new();
     out.push_str(
         "You are the executor in CHUM, an autonomous code factory. Implement the approved plan \
@@ -68,14 +69,74 @@ pub fn executor_prompt(bead: &Bead, plan: &Plan, attempt: u32, dod: &[String], f
     if !dod.is_empty() {
         list(&mut out, "Definition of done: these commands must pass", dod);
     }
-    if !feedback.trim().is_empty() {
+    if handoff > 0 && !feedback.trim().is_empty() {
         let _ = writeln!(
             out,
-            "\n## The previous attempt failed (this is attempt {attempt}); fix this\n{}",
+            "\n## Redo {handoff} of attempt {attempt}: the work so far is in this directory and was sent back; fix this\n{}",
+            feedback.trim()
+        );
+    } else if !feedback.trim().is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## The previous attempt failed (this is attempt {attempt}, starting from a clean checkout); avoid this\n{}",
             feedback.trim()
         );
     }
     out.push_str("\nWhen you are done, answer with a short summary of what you changed.\n");
+    out
+}
+
+/// What the reviewer sees: the plan, its criteria, the gates so far and the real diff.
+pub struct ReviewContext<'a> {
+    pub bead: &'a Bead,
+    pub plan: &'a Plan,
+    pub diff: &'a str,
+    /// Set when the diff was cut to fit: says how much is missing and where the rest is.
+    pub trimmed_note: &'a str,
+    pub gates_so_far: &'a str,
+    /// Why the previous answer could not be used, when this is a retry.
+    pub retry_error: &'a str,
+}
+
+/// The reviewer's prompt. The reviewer is a different model from the one that wrote the change.
+pub fn reviewer_prompt(c: &ReviewContext<'_>) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "You are the reviewer in CHUM, an autonomous code factory. Another model implemented the \
+         approved plan below; review its change against the plan and its acceptance criteria. Do \
+         not change any files.\n\n",
+    );
+    bead_section(&mut out, c.bead);
+    let _ = writeln!(out, "\n## Approved plan\n{}", c.plan.summary);
+    list(&mut out, "Steps", &c.plan.steps);
+    list(&mut out, "Acceptance criteria", &c.plan.acceptance_criteria);
+    list(&mut out, "Files", &c.plan.files);
+    if !c.gates_so_far.trim().is_empty() {
+        let _ = writeln!(out, "\n## Checks so far in this attempt\n{}", c.gates_so_far.trim());
+    }
+    let _ = writeln!(
+        out,
+        "\n## The change (git diff against the base branch)\n```diff\n{}\n```",
+        c.diff.trim_end()
+    );
+    if !c.trimmed_note.is_empty() {
+        let _ = writeln!(out, "{}", c.trimmed_note);
+    }
+    if !c.retry_error.trim().is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Your previous answer could not be used\n{}",
+            c.retry_error.trim()
+        );
+    }
+    out.push_str(
+        "\n## Answer format\nAnswer with exactly one JSON object and nothing else:\n\
+         {\"approved\": true, \"findings\": [{\"severity\": \"error|warning|info\", \"file\": \"path\", \
+         \"line\": 1, \"message\": \"...\"}], \"criteria\": [{\"criterion\": \"<each acceptance criterion, \
+         copied exactly>\", \"met\": true, \"evidence\": \"where the diff shows it\"}]}\n\
+         Approve only when every acceptance criterion is met and you can point to the evidence in the diff. \
+         Report real problems as findings with severity \"error\"; they are sent back to be fixed.\n",
+    );
     out
 }
 
@@ -115,6 +176,7 @@ mod tests {
             &bead(),
             &plan,
             2,
+            0,
             &["python3 -m unittest".into()],
             "AssertionError: 'a--b' != 'a-b'",
         );
@@ -126,6 +188,38 @@ mod tests {
             "- python3 -m unittest",
             "attempt 2",
             "'a--b' != 'a-b'",
+        ] {
+            assert!(p.contains(needle), "missing {needle:?} in\n{p}");
+        }
+        let redo = executor_prompt(&bead(), &plan, 1, 2, &[], "- [error] slug.py:3: keeps repeated dashes");
+        assert!(
+            redo.contains("Redo 2 of attempt 1") && redo.contains("keeps repeated dashes"),
+            "{redo}"
+        );
+    }
+
+    #[test]
+    fn reviewer_prompt_shows_plan_criteria_diff_and_retry_reason() {
+        let plan = Plan {
+            summary: "Add slugify()".into(),
+            acceptance_criteria: vec!["slugify('A B') == 'a-b'".into()],
+            ..Plan::default()
+        };
+        let p = reviewer_prompt(&ReviewContext {
+            bead: &bead(),
+            plan: &plan,
+            diff: "+def slugify(t):",
+            trimmed_note: "[diff trimmed: 10 of 90 KB shown]",
+            gates_so_far: "semgrep: pass",
+            retry_error: "the answer contains no JSON object",
+        });
+        for needle in [
+            "- slugify('A B') == 'a-b'",
+            "+def slugify(t):",
+            "[diff trimmed",
+            "semgrep: pass",
+            "could not be used",
+            "\"criteria\"",
         ] {
             assert!(p.contains(needle), "missing {needle:?} in\n{p}");
         }

@@ -31,7 +31,7 @@ struct Args {
     /// Scenario file (TOML) with the [[step]]s to play.
     #[arg(long, env = "CHUM_SCRIPTED_SCENARIO")]
     scenario: PathBuf,
-    /// Directory where every received prompt is saved as <role>-<bead>-<attempt>.prompt.md.
+    /// Directory where every received prompt is saved as <role>-<bead>-<attempt>-<handoff>.prompt.md.
     #[arg(long, env = "CHUM_SCRIPTED_RECORD_DIR")]
     record_dir: Option<PathBuf>,
     /// Read the prompt from this file instead of stdin.
@@ -43,6 +43,11 @@ struct Args {
     bead: String,
     #[arg(long, env = "CHUM_ATTEMPT", default_value_t = 1)]
     attempt: u32,
+    #[arg(long, env = "CHUM_HANDOFF", default_value_t = 0)]
+    handoff: u32,
+    /// The provider name CHUM runs this program as (`CHUM_PROVIDER`).
+    #[arg(long, env = "CHUM_PROVIDER", default_value = "")]
+    provider: String,
     /// Accepted for command-line compatibility with Claude Code; ignored.
     #[arg(short = 'p', long = "print", hide = true)]
     print: bool,
@@ -84,24 +89,29 @@ fn run(args: &Args) -> Result<ExitCode> {
         role: args.role.clone(),
         bead: args.bead.clone(),
         attempt: args.attempt,
+        handoff: args.handoff,
+        provider: args.provider.clone(),
     };
     if let Some(dir) = &args.record_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let name = format!(
-            "{}-{}-{}.prompt.md",
+            "{}-{}-{}-{}.prompt.md",
             or_any(&call.role),
             or_any(&call.bead),
-            call.attempt
+            call.attempt,
+            call.handoff
         );
         std::fs::write(dir.join(name), &prompt).context("recording the prompt")?;
     }
     let step = scenario.find(&call).with_context(|| {
         format!(
-            "no [[step]] in {} matches role={:?} bead={:?} attempt={}",
+            "no [[step]] in {} matches role={:?} bead={:?} attempt={} handoff={} provider={:?}",
             args.scenario.display(),
             call.role,
             call.bead,
-            call.attempt
+            call.attempt,
+            call.handoff,
+            call.provider
         )
     })?;
     for needle in &step.expect_prompt_contains {
@@ -169,7 +179,13 @@ fn hang(record_dir: Option<&std::path::Path>, call: &Invocation) -> Result<ExitC
         .context("spawning the hanging child")?;
     eprintln!("chum-scripted-agent: hanging on purpose (child pid {})", child.id());
     if let Some(dir) = record_dir {
-        let name = format!("{}-{}-{}.pids", or_any(&call.role), or_any(&call.bead), call.attempt);
+        let name = format!(
+            "{}-{}-{}-{}.pids",
+            or_any(&call.role),
+            or_any(&call.bead),
+            call.attempt,
+            call.handoff
+        );
         std::fs::write(dir.join(name), format!("{} {}\n", std::process::id(), child.id())).context("recording pids")?;
     }
     loop {

@@ -10,6 +10,8 @@
 //! role = "planner"             # CHUM_ROLE; omitted = any role
 //! bead = "tk-1a"               # CHUM_BEAD_ID; omitted = any bead
 //! attempt = 1                  # CHUM_ATTEMPT (the plan round for planners); omitted = any
+//! handoff = 0                  # CHUM_HANDOFF (redo number within the attempt); omitted = any
+//! provider = "scripted-a"      # CHUM_PROVIDER (the provider name in chum.toml); omitted = any
 //! expect_prompt_contains = ["..."]   # fail (exit 4) if the prompt lacks one of these
 //! sleep_ms = 0                 # pretend to think
 //! # then exactly one action:
@@ -79,6 +81,8 @@ pub struct Step {
     pub role: Option<String>,
     pub bead: Option<String>,
     pub attempt: Option<u32>,
+    pub handoff: Option<u32>,
+    pub provider: Option<String>,
     #[serde(default)]
     pub expect_prompt_contains: Vec<String>,
     #[serde(default)]
@@ -101,6 +105,8 @@ pub struct Invocation {
     pub role: String,
     pub bead: String,
     pub attempt: u32,
+    pub handoff: u32,
+    pub provider: String,
 }
 
 pub enum Action<'a> {
@@ -134,17 +140,22 @@ impl Scenario {
             s.role.as_deref().is_none_or(|r| r == call.role)
                 && s.bead.as_deref().is_none_or(|b| b == call.bead)
                 && s.attempt.is_none_or(|a| a == call.attempt)
+                && s.handoff.is_none_or(|h| h == call.handoff)
+                && s.provider.as_deref().is_none_or(|p| p == call.provider)
         })
     }
 }
 
 impl Step {
     pub fn describe(&self) -> String {
+        let any = |v: Option<String>| v.unwrap_or_else(|| "*".into());
         format!(
-            "role={} bead={} attempt={}",
-            self.role.as_deref().unwrap_or("*"),
-            self.bead.as_deref().unwrap_or("*"),
-            self.attempt.map(|a| a.to_string()).unwrap_or_else(|| "*".into())
+            "role={} bead={} attempt={} handoff={} provider={}",
+            any(self.role.clone()),
+            any(self.bead.clone()),
+            any(self.attempt.map(|a| a.to_string())),
+            any(self.handoff.map(|h| h.to_string())),
+            any(self.provider.clone())
         )
     }
 
@@ -243,6 +254,8 @@ mod tests {
             role: role.into(),
             bead: bead.into(),
             attempt,
+            handoff: 0,
+            provider: "a".into(),
         }
     }
 

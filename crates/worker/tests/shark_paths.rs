@@ -68,6 +68,8 @@ async fn approved_plan_is_executed_verified_and_merged_once() {
             Phase::Planning,
             Phase::AwaitingApproval,
             Phase::Executing,
+            Phase::Review,
+            Phase::Semgrep,
             Phase::Dod,
             Phase::Integrating
         ]
@@ -78,6 +80,21 @@ async fn approved_plan_is_executed_verified_and_merged_once() {
             .iter()
             .all(|p| p.ended_ms >= p.started_ms && p.started_ms > 0)
     );
+    // Cross-model: the reviewer is not the executor.
+    let executor = h.prompt("executor", 1, 0);
+    assert!(!executor.is_empty());
+    let review = result
+        .gate_results
+        .iter()
+        .find(|g| g.gate == "review")
+        .expect("reviewed");
+    assert!(review.passed && review.provider == "scripted-b", "{review:?}");
+    let scan = result
+        .gate_results
+        .iter()
+        .find(|g| g.gate == "semgrep")
+        .expect("scanned");
+    assert!(scan.passed && scan.excerpt.contains("2 file(s)"), "{scan:?}");
     let usage = result.usage.expect("usage recorded");
     assert!(usage.input_tokens > 0 && usage.cost_usd > 0.0);
 }
@@ -111,7 +128,7 @@ async fn a_rejected_plan_is_replanned_with_the_feedback_then_approved() {
         .await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
     assert!(
-        h.prompt("planner", 2)
+        h.prompt("planner", 2, 0)
             .contains("A person (bob) rejected the previous plan: please name the test file")
     );
     let human: Vec<bool> = result
@@ -174,7 +191,7 @@ async fn a_failing_definition_of_done_is_retried_with_its_real_output() {
         std::path::Path::new(&failed.artifact).exists(),
         "full DoD output kept as an artifact"
     );
-    assert!(h.prompt("executor", 2).contains("python3 -m unittest -q"));
+    assert!(h.prompt("executor", 2, 0).contains("python3 -m unittest -q"));
     assert_eq!(h.commits_on("main"), 2, "one commit, from the passing attempt");
     assert_eq!(std::fs::read_to_string(h.repo.join("calc.py")).unwrap(), GOOD_CALC);
 }
@@ -365,7 +382,7 @@ async fn cancelling_a_run_kills_the_running_agent_and_reopens_the_bead() {
             wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
             send_approve(&handle, json!({"approved": true, "by": "ivy"})).await;
             wait_for_phase(&handle, Phase::Executing, 0).await;
-            h.wait_for_file(&h.prompts.join("executor-tk-1-1.pids")).await;
+            h.wait_for_file(&h.prompts.join("executor-tk-1-1-0.pids")).await;
             handle.cancel(Default::default()).await.expect("cancel delivered");
             let outcome = handle.get_result(WorkflowGetResultOptions::default()).await;
             record_history(&handle, "cancelled_while_executing").await;
@@ -478,4 +495,212 @@ async fn a_merge_conflict_at_integration_keeps_the_branch_and_blocks_the_bead() 
     let bead = h.read_bead("tk-1");
     assert_eq!(bead["status"], "blocked");
     assert!(bead["notes"].as_str().unwrap().contains("integration failed"));
+}
+
+// ---- the review and Semgrep gates ---------------------------------------------------------------
+
+fn gate_results(result: &chum_core::proto::SharkResult, gate: &str) -> Vec<(u32, u32, bool, String)> {
+    result
+        .gate_results
+        .iter()
+        .filter(|g| g.gate == gate)
+        .map(|g| (g.round, g.handoff, g.passed, g.provider.clone()))
+        .collect()
+}
+
+/// An executor step for one provider and redo.
+fn executor_as(provider: &str, handoff: u32, calc: &str, extra: &str) -> String {
+    executor_step(
+        None,
+        calc,
+        &format!("provider = \"{provider}\"\nhandoff = {handoff}\n{extra}"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_rejection_swaps_roles_and_the_redo_is_reviewed_again() {
+    let scenario = format!(
+        "{}{}{}{}",
+        planner_step(None, GOOD_PLAN, ""),
+        executor_as("scripted-a", 0, BAD_CALC, ""),
+        review_step(Some("scripted-b"), Some(0), REVIEW_REJECT, ""),
+        // After the swap the former reviewer executes, with the findings in its prompt.
+        executor_as(
+            "scripted-b",
+            1,
+            GOOD_CALC,
+            "expect_prompt_contains = [\"multiply adds instead of multiplying\"]\n"
+        ),
+    );
+    let h = &Harness::with_scenario("reviewswap", scenario).await;
+    let result = h
+        .approve_plan("review_swap_redo_approve", h.input(limits()), 1, "kim")
+        .await;
+    assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+    assert_eq!(result.attempts, 1);
+    assert_eq!(
+        gate_results(&result, "review"),
+        [
+            (1, 0, false, "scripted-b".to_string()),
+            (1, 1, true, "scripted-a".to_string())
+        ],
+        "the redo was reviewed by the other model"
+    );
+    let redo = h.prompt("executor", 1, 1);
+    assert!(
+        redo.contains("Redo 1 of attempt 1") && redo.contains("[error] calc.py:6"),
+        "{redo}"
+    );
+    assert!(
+        h.prompt("reviewer", 1, 0).contains("-    return a + b")
+            || h.prompt("reviewer", 1, 0).contains("+def multiply")
+    );
+    assert_eq!(std::fs::read_to_string(h.repo.join("calc.py")).unwrap(), GOOD_CALC);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_review_is_retried_then_counts_as_a_rejection() {
+    let scenario = format!(
+        "{}{}[[step]]\nrole = \"reviewer\"\nhandoff = 0\ngarbage = \"looks fine to me\"\n\n",
+        planner_step(None, GOOD_PLAN, ""),
+        executor_step(None, GOOD_CALC, ""),
+    );
+    let h = &Harness::with_scenario("reviewgone", scenario).await;
+    let result = h.approve_plan("review_unavailable", h.input(limits()), 1, "lee").await;
+    assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+    let reviews: Vec<&chum_core::proto::GateResult> =
+        result.gate_results.iter().filter(|g| g.gate == "review").collect();
+    assert_eq!(reviews.len(), 2);
+    assert!(
+        !reviews[0].passed && reviews[0].excerpt.starts_with("review unavailable"),
+        "{:?}",
+        reviews[0]
+    );
+    assert!(reviews[1].passed && reviews[1].handoff == 1);
+    // The retry was told why its first answer could not be used.
+    assert!(
+        h.prompt("reviewer", 1, 0)
+            .contains("Your previous answer could not be used")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_fail_open_lets_an_unusable_review_pass_and_says_so() {
+    let scenario = format!(
+        "{}{}[[step]]\nrole = \"reviewer\"\ngarbage = \"looks fine to me\"\n\n",
+        planner_step(None, GOOD_PLAN, ""),
+        executor_step(None, GOOD_CALC, ""),
+    );
+    let options = HarnessOptions {
+        scenario,
+        extra_project_toml: "review_fail_open = true".into(),
+        ..Default::default()
+    };
+    let h = &Harness::start("failopen", options).await;
+    let result = h.approve_plan("review_fail_open", h.input(limits()), 1, "max").await;
+    assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+    let review = result.gate_results.iter().find(|g| g.gate == "review").unwrap();
+    assert!(
+        review.passed && review.excerpt.contains("review_fail_open = true"),
+        "{review:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausting_the_redos_moves_on_to_the_next_attempt() {
+    let scenario = format!(
+        "{}{}{}",
+        planner_step(None, GOOD_PLAN, ""),
+        executor_step(None, GOOD_CALC, ""),
+        review_step(None, None, REVIEW_REJECT, "attempt = 1\n"),
+    );
+    let h = &Harness::with_scenario("handoffs", scenario).await;
+    let input = h.input(chum_core::proto::SharkLimits {
+        max_handoffs: 2,
+        ..limits()
+    });
+    let result = h.approve_plan("handoffs_exhausted", input, 1, "ned").await;
+    assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+    assert_eq!(result.attempts, 2);
+    let reviews: Vec<(u32, u32, bool)> = gate_results(&result, "review")
+        .into_iter()
+        .map(|(a, h, p, _)| (a, h, p))
+        .collect();
+    assert_eq!(reviews, [(1, 0, false), (1, 1, false), (1, 2, false), (2, 0, true)]);
+    assert!(h.prompt("executor", 2, 0).contains("used all 2 redos"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semgrep_findings_send_the_work_back_and_the_redo_is_clean() {
+    let eval_calc = "def add(a, b):\n    return a + b\n\n\ndef multiply(a, b):\n    return eval(f\"{a} * {b}\")\n";
+    let scenario = format!(
+        "{}{}{}",
+        planner_step(None, GOOD_PLAN, ""),
+        executor_as("scripted-a", 0, eval_calc, ""),
+        // Semgrep findings do not swap roles: the same executor fixes them.
+        executor_as(
+            "scripted-a",
+            1,
+            GOOD_CALC,
+            "expect_prompt_contains = [\"chum.python.eval-exec calc.py:6\"]\n"
+        ),
+    );
+    let h = &Harness::with_scenario("semgrep", scenario).await;
+    let result = h.approve_plan("semgrep_redo", h.input(limits()), 1, "oli").await;
+    assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+    let scans: Vec<&chum_core::proto::GateResult> =
+        result.gate_results.iter().filter(|g| g.gate == "semgrep").collect();
+    assert_eq!(scans.len(), 2);
+    assert!(
+        !scans[0].passed && scans[0].excerpt.contains("chum.python.eval-exec"),
+        "{:?}",
+        scans[0]
+    );
+    assert!(scans[1].passed, "{:?}", scans[1]);
+    // Semgrep ran before the definition of done on the first execution, and stopped it.
+    let first_dod = result.gate_results.iter().position(|g| g.gate == "dod").unwrap();
+    let first_scan = result.gate_results.iter().position(|g| g.gate == "semgrep").unwrap();
+    assert!(first_scan < first_dod);
+    assert_eq!(result.gate_results.iter().filter(|g| g.gate == "dod").count(), 1);
+    assert!(
+        !std::fs::read_to_string(h.repo.join("calc.py"))
+            .unwrap()
+            .contains("eval")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_rule_file_is_quarantined_and_the_bead_still_passes() {
+    let broken = "rules:\n  - id: broken\n    languages: [python]\n    severity: ERROR\n    message: m\n    pattern: multiply(\n";
+    let fine = "rules:\n  - id: no-subtract\n    languages: [python]\n    severity: ERROR\n    message: no subtraction here\n    pattern: $A - $B\n";
+    let options = HarnessOptions {
+        scenario: happy_scenario(),
+        extra_files: vec![
+            (".semgrep/broken.yaml".into(), broken.into()),
+            (".semgrep/fine.yaml".into(), fine.into()),
+        ],
+        ..Default::default()
+    };
+    let h = &Harness::start("quarantine", options).await;
+    let (result, status) = h
+        .with_worker(|client| async move {
+            let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
+            wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
+            send_approve(&handle, json!({"approved": true, "by": "pat"})).await;
+            let result = finish(&handle, "semgrep_quarantine").await;
+            (result, status(&handle).await)
+        })
+        .await;
+    assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+    assert_eq!(status.quarantined_rules.len(), 1, "{:?}", status.quarantined_rules);
+    let q = &status.quarantined_rules[0];
+    assert!(
+        q.file.ends_with(".semgrep/broken.yaml") && q.reason.contains("broken"),
+        "{q:?}"
+    );
+    let scan = result.gate_results.iter().find(|g| g.gate == "semgrep").unwrap();
+    assert!(
+        scan.passed && scan.excerpt.contains("1 rule file(s) quarantined"),
+        "{scan:?}"
+    );
 }

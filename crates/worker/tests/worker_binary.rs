@@ -25,6 +25,7 @@ address = "http://127.0.0.1:1"
 connect_timeout = "1s"
 [projects.demo]
 repo = "."
+gates = ["dod"]
 [providers.scripted]
 command = ["chum-scripted-agent"]
 output = "claude-json"

@@ -17,10 +17,11 @@ use chum_core::gate::{MAX_SIGNAL_BYTES, parse_gate_decision};
 use chum_core::ids::bead_branch;
 use chum_core::plan::validate_plan;
 use chum_core::proto::{
-    Bead, DodReport, DodRequest, ExecuteRequest, GateDecision, GateResult, IntegrateRequest, IntegrationReport,
-    LoadBeadRequest, Outcome, Phase, PhaseSpan, Plan, PlanRequest, RejectedSignal, RunRef, SharkInput, SharkResult,
-    SharkStatus, UpdateBeadRequest,
+    Bead, DodReport, DodRequest, ExecuteReport, ExecuteRequest, GateDecision, GateResult, IntegrateRequest,
+    IntegrationReport, LoadBeadRequest, Outcome, Phase, PhaseSpan, Plan, PlanRequest, RejectedSignal, ReviewRequest,
+    RunRef, SemgrepRequest, SharkInput, SharkResult, SharkStatus, UpdateBeadRequest,
 };
+use chum_core::review::{findings_for_redo, rejection_reasons};
 use chum_core::text::{excerpt, tail_excerpt};
 use temporalio_common::RetryPolicy;
 use temporalio_common::data_converters::RawValue;
@@ -33,6 +34,8 @@ use temporalio_sdk::{
     WorkflowCancellationToken, WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
+/// The gates when the project does not say (`projects.<name>.gates`).
+const DEFAULT_GATES: [&str; 3] = ["review", "semgrep", "dod"];
 /// Refused signals kept for the status query; older ones are dropped.
 const MAX_REJECTED_SIGNALS: usize = 20;
 /// Long activities heartbeat every few seconds; the SDK sends at most one heartbeat per 80% of this,
@@ -101,67 +104,104 @@ impl SharkWorkflow {
             Err(err) => return fail(ctx, &run, err).await,
         };
 
-        // ATTEMPTS: EXECUTE -> DOD, redo with the real failure output
+        // The project's gates, as the worker's config has them (recorded, so replay sees the same).
+        let project_gates = loaded.gates.unwrap_or_default();
+        let gates = if project_gates.order.is_empty() {
+            DEFAULT_GATES.iter().map(|g| g.to_string()).collect()
+        } else {
+            project_gates.order
+        };
+        let fail_open = project_gates.review_fail_open;
+        ctx.state_mut(|s| {
+            s.status.gates = gates.clone();
+            s.status.review_fail_open = fail_open;
+        });
+
+        // ATTEMPTS: EXECUTE -> gates in order; a review rejection or Semgrep findings send the work
+        // back within the attempt (a rejection swaps executor and reviewer), a failed DoD ends it.
         let mut feedback = String::new();
         let mut last_worktree = String::new();
         for attempt in 1..=limits.max_attempts {
-            ctx.state_mut(|s| s.status.attempt = attempt);
-            enter_phase(ctx, Phase::Executing, attempt);
-            let execute = ExecuteRequest {
-                run: Some(run.clone()),
-                bead: Some(bead.clone()),
-                plan: Some(plan.clone()),
-                attempt,
-                feedback: feedback.clone(),
-                timeout_secs: limits.agent_timeout.as_secs(),
-            };
-            let report = match ctx
-                .execute_activity(SharkActivities::execute, execute, agent_options(limits.agent_timeout))
-                .await
-            {
-                Ok(report) => report,
-                Err(err) => return fail(ctx, &run, err).await,
-            };
-            add_usage(ctx, report.agent.as_ref());
-            last_worktree = report.worktree.clone();
-            if !report.problem.is_empty() {
-                record_gate(
-                    ctx,
-                    "execute",
+            let mut handoff = 0;
+            let mut swapped = false;
+            let passed = loop {
+                ctx.state_mut(|s| {
+                    s.status.attempt = attempt;
+                    s.status.handoff = handoff;
+                });
+                enter_phase(ctx, Phase::Executing, attempt);
+                let execute = ExecuteRequest {
+                    run: Some(run.clone()),
+                    bead: Some(bead.clone()),
+                    plan: Some(plan.clone()),
                     attempt,
-                    false,
-                    0,
-                    &report.problem,
-                    &report
-                        .agent
-                        .as_ref()
-                        .map(|a| a.stdout_artifact.clone())
-                        .unwrap_or_default(),
-                );
-                feedback = format!("The executor produced nothing usable: {}", report.problem);
-                continue;
-            }
-
-            enter_phase(ctx, Phase::Dod, attempt);
-            let dod_request = DodRequest {
-                run: Some(run.clone()),
-                worktree: report.worktree.clone(),
-                attempt,
-                timeout_secs: limits.dod_timeout.as_secs(),
+                    feedback: feedback.clone(),
+                    timeout_secs: limits.agent_timeout.as_secs(),
+                    handoff,
+                    swapped,
+                };
+                let report = match ctx
+                    .execute_activity(SharkActivities::execute, execute, agent_options(limits.agent_timeout))
+                    .await
+                {
+                    Ok(report) => report,
+                    Err(err) => return fail(ctx, &run, err).await,
+                };
+                add_usage(ctx, report.agent.as_ref());
+                last_worktree = report.worktree.clone();
+                let executor = report.agent.as_ref().map(|a| a.provider.clone()).unwrap_or_default();
+                if !report.problem.is_empty() {
+                    push_gate(
+                        ctx,
+                        GateResult {
+                            gate: "execute".into(),
+                            round: attempt,
+                            handoff,
+                            passed: false,
+                            excerpt: report.problem.clone(),
+                            artifact: report
+                                .agent
+                                .as_ref()
+                                .map(|a| a.stdout_artifact.clone())
+                                .unwrap_or_default(),
+                            provider: executor,
+                            ..GateResult::default()
+                        },
+                    );
+                    feedback = format!("The executor produced nothing usable: {}", report.problem);
+                    break None;
+                }
+                let step = Step {
+                    run: &run,
+                    bead: &bead,
+                    plan: &plan,
+                    report: &report,
+                    attempt,
+                    handoff,
+                    swapped,
+                };
+                match run_gates(ctx, &step, &gates, &limits, fail_open).await {
+                    Ok(GatesVerdict::Passed) => break Some(report),
+                    Ok(GatesVerdict::Redo {
+                        feedback: findings,
+                        swap,
+                    }) if handoff < limits.max_handoffs => {
+                        handoff += 1;
+                        swapped ^= swap;
+                        feedback = findings;
+                    }
+                    Ok(GatesVerdict::Redo { feedback: findings, .. }) => {
+                        feedback = format!("{findings}\n(attempt {attempt} used all {} redos)", limits.max_handoffs);
+                        break None;
+                    }
+                    Ok(GatesVerdict::Failed { feedback: why }) => {
+                        feedback = why;
+                        break None;
+                    }
+                    Err(err) => return fail(ctx, &run, err).await,
+                }
             };
-            let dod = match ctx
-                .execute_activity(SharkActivities::run_dod, dod_request, dod_options(limits.dod_timeout))
-                .await
-            {
-                Ok(dod) => dod,
-                Err(err) => return fail(ctx, &run, err).await,
-            };
-            let (summary, artifact) = dod_summary(&dod);
-            record_gate(ctx, "dod", attempt, dod.passed, dod.duration_ms, &summary, &artifact);
-            if !dod.passed {
-                feedback = dod_feedback(&dod);
-                continue;
-            }
+            let Some(report) = passed else { continue };
 
             // INTEGRATE
             enter_phase(ctx, Phase::Integrating, attempt);
@@ -449,6 +489,257 @@ async fn plan_until_approved(
     }
 }
 
+/// What the gates of one execution decided.
+enum GatesVerdict {
+    Passed,
+    /// Back to the executor within the attempt, with the findings; a review rejection also swaps
+    /// executor and reviewer.
+    Redo {
+        feedback: String,
+        swap: bool,
+    },
+    /// The attempt has failed (the definition of done did not pass).
+    Failed {
+        feedback: String,
+    },
+}
+
+/// One execution, as the gates see it.
+struct Step<'a> {
+    run: &'a RunRef,
+    bead: &'a Bead,
+    plan: &'a Plan,
+    report: &'a ExecuteReport,
+    attempt: u32,
+    handoff: u32,
+    swapped: bool,
+}
+
+/// Runs the project's gates in order on one execution; the first that fails decides.
+async fn run_gates(
+    ctx: &WorkflowContext<SharkWorkflow>,
+    step: &Step<'_>,
+    gates: &[String],
+    limits: &Limits,
+    fail_open: bool,
+) -> Result<GatesVerdict, ActivityExecutionError> {
+    let mut so_far: Vec<String> = Vec::new();
+    for gate in gates {
+        let verdict = match gate.as_str() {
+            "review" => review_gate(ctx, step, &so_far, limits, fail_open).await?,
+            "semgrep" => semgrep_gate(ctx, step).await?,
+            "dod" => dod_gate(ctx, step, limits).await?,
+            other => {
+                // The config is validated at start; an unknown name can only come from a hand-made
+                // history. Skip it visibly rather than pass or fail on it.
+                push_gate(
+                    ctx,
+                    GateResult {
+                        gate: other.to_string(),
+                        round: step.attempt,
+                        handoff: step.handoff,
+                        passed: true,
+                        excerpt: "unknown gate: skipped".into(),
+                        ..GateResult::default()
+                    },
+                );
+                None
+            }
+        };
+        if let Some(verdict) = verdict {
+            return Ok(verdict);
+        }
+        if let Some(last) = ctx.state(|s| s.status.gate_results.last().cloned()) {
+            so_far.push(format!(
+                "{}: {}",
+                last.gate,
+                last.excerpt.lines().next().unwrap_or_default()
+            ));
+        }
+    }
+    Ok(GatesVerdict::Passed)
+}
+
+/// REVIEW: a different model checks the diff against the plan; fail-closed.
+async fn review_gate(
+    ctx: &WorkflowContext<SharkWorkflow>,
+    step: &Step<'_>,
+    so_far: &[String],
+    limits: &Limits,
+    fail_open: bool,
+) -> Result<Option<GatesVerdict>, ActivityExecutionError> {
+    enter_phase(ctx, Phase::Review, step.attempt);
+    let mut request = ReviewRequest {
+        run: Some(step.run.clone()),
+        bead: Some(step.bead.clone()),
+        plan: Some(step.plan.clone()),
+        worktree: step.report.worktree.clone(),
+        base_commit: step.report.base_commit.clone(),
+        attempt: step.attempt,
+        handoff: step.handoff,
+        swapped: step.swapped,
+        gates_so_far: so_far.join("\n"),
+        retry_error: String::new(),
+        timeout_secs: limits.agent_timeout.as_secs(),
+    };
+    let mut review = ctx
+        .execute_activity(
+            SharkActivities::review,
+            request.clone(),
+            agent_options(limits.agent_timeout),
+        )
+        .await?;
+    add_usage(ctx, review.agent.as_ref());
+    if review.verdict.is_none() {
+        // One retry, told what was wrong with the answer.
+        request.retry_error = review.error.clone();
+        review = ctx
+            .execute_activity(SharkActivities::review, request, agent_options(limits.agent_timeout))
+            .await?;
+        add_usage(ctx, review.agent.as_ref());
+    }
+    let agent = review.agent.clone().unwrap_or_default();
+    let mut result = GateResult {
+        gate: "review".into(),
+        round: step.attempt,
+        handoff: step.handoff,
+        duration_ms: agent.duration_ms,
+        artifact: agent.stdout_artifact.clone(),
+        provider: agent.provider.clone(),
+        ..GateResult::default()
+    };
+    let Some(verdict) = review.verdict else {
+        let reason = format!("review unavailable: {}", review.error);
+        if fail_open {
+            result.passed = true;
+            result.excerpt = format!("{reason}; passed because review_fail_open = true");
+            push_gate(ctx, result);
+            return Ok(None);
+        }
+        result.excerpt = reason.clone();
+        push_gate(ctx, result);
+        return Ok(Some(GatesVerdict::Redo {
+            feedback: format!("The review could not be done ({reason}); the redo is reviewed by the other model."),
+            swap: true,
+        }));
+    };
+    let reasons = rejection_reasons(&verdict, step.plan);
+    if reasons.is_empty() {
+        result.passed = true;
+        result.excerpt = format!(
+            "approved by {}: {} criteria met, {} finding(s)",
+            agent.provider,
+            verdict.criteria.len(),
+            verdict.findings.len()
+        );
+        push_gate(ctx, result);
+        return Ok(None);
+    }
+    let findings = findings_for_redo(&verdict, &reasons);
+    result.excerpt = format!("rejected by {}\n{findings}", agent.provider);
+    push_gate(ctx, result);
+    Ok(Some(GatesVerdict::Redo {
+        feedback: findings,
+        swap: true,
+    }))
+}
+
+/// SEMGREP: known mistakes, in milliseconds; findings go back to the executor.
+async fn semgrep_gate(
+    ctx: &WorkflowContext<SharkWorkflow>,
+    step: &Step<'_>,
+) -> Result<Option<GatesVerdict>, ActivityExecutionError> {
+    enter_phase(ctx, Phase::Semgrep, step.attempt);
+    let request = SemgrepRequest {
+        run: Some(step.run.clone()),
+        worktree: step.report.worktree.clone(),
+        changed_files: step.report.changed_files.clone(),
+        attempt: step.attempt,
+        handoff: step.handoff,
+    };
+    let scan = ctx
+        .execute_activity(SharkActivities::semgrep, request, quick_options())
+        .await?;
+    ctx.state_mut(|s| {
+        for q in &scan.quarantined {
+            if !s.status.quarantined_rules.iter().any(|known| known.file == q.file) {
+                s.status.quarantined_rules.push(q.clone());
+            }
+        }
+    });
+    let quarantine = if scan.quarantined.is_empty() {
+        String::new()
+    } else {
+        format!("; {} rule file(s) quarantined", scan.quarantined.len())
+    };
+    let mut result = GateResult {
+        gate: "semgrep".into(),
+        round: step.attempt,
+        handoff: step.handoff,
+        passed: scan.passed,
+        duration_ms: scan.duration_ms,
+        artifact: scan.artifact.clone(),
+        ..GateResult::default()
+    };
+    if scan.passed {
+        result.excerpt = format!(
+            "clean: {} file(s), {} rule file(s){quarantine}",
+            scan.files_scanned, scan.rule_files
+        );
+        push_gate(ctx, result);
+        return Ok(None);
+    }
+    let mut findings = String::from("Semgrep found known mistakes; fix each one:\n");
+    for f in &scan.findings {
+        findings.push_str(&format!("- {} {}:{}: {}\n", f.rule_id, f.file, f.line, f.message));
+    }
+    result.excerpt = format!("{} finding(s){quarantine}\n{findings}", scan.findings.len());
+    push_gate(ctx, result);
+    Ok(Some(GatesVerdict::Redo {
+        feedback: findings,
+        swap: false,
+    }))
+}
+
+/// DOD: the project's own commands; a failure ends the attempt with the real output.
+async fn dod_gate(
+    ctx: &WorkflowContext<SharkWorkflow>,
+    step: &Step<'_>,
+    limits: &Limits,
+) -> Result<Option<GatesVerdict>, ActivityExecutionError> {
+    enter_phase(ctx, Phase::Dod, step.attempt);
+    let request = DodRequest {
+        run: Some(step.run.clone()),
+        worktree: step.report.worktree.clone(),
+        attempt: step.attempt,
+        timeout_secs: limits.dod_timeout.as_secs(),
+    };
+    let dod = ctx
+        .execute_activity(SharkActivities::run_dod, request, dod_options(limits.dod_timeout))
+        .await?;
+    let (summary, artifact) = dod_summary(&dod);
+    push_gate(
+        ctx,
+        GateResult {
+            gate: "dod".into(),
+            round: step.attempt,
+            handoff: step.handoff,
+            passed: dod.passed,
+            duration_ms: dod.duration_ms,
+            excerpt: summary,
+            artifact,
+            ..GateResult::default()
+        },
+    );
+    if dod.passed {
+        Ok(None)
+    } else {
+        Ok(Some(GatesVerdict::Failed {
+            feedback: dod_feedback(&dod),
+        }))
+    }
+}
+
 /// Waits for a valid `approve` signal or the durable gate timeout, whichever comes first.
 async fn wait_for_decision(ctx: &WorkflowContext<SharkWorkflow>, timeout: Duration) -> Option<GateDecision> {
     let mut timer = std::pin::pin!(ctx.timer(timeout));
@@ -652,9 +943,15 @@ fn record_gate(
         round,
         passed,
         duration_ms,
-        excerpt: excerpt(text, EXCERPT_CHARS),
+        excerpt: text.to_string(),
         artifact: artifact.to_string(),
+        ..GateResult::default()
     };
+    push_gate(ctx, result);
+}
+
+fn push_gate(ctx: &WorkflowContext<SharkWorkflow>, mut result: GateResult) {
+    result.excerpt = excerpt(&result.excerpt, EXCERPT_CHARS);
     ctx.state_mut(|s| s.status.gate_results.push(result));
 }
 

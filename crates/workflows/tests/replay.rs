@@ -16,7 +16,7 @@ use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
 
 /// Every Shark path; each must have a recorded history.
-const PATHS: [&str; 14] = [
+const PATHS: [&str; 20] = [
     "approved_pass",
     "reject_replan_approve",
     "gate_timeout",
@@ -31,6 +31,12 @@ const PATHS: [&str; 14] = [
     "bead_unavailable",
     "cancelled_while_executing",
     "integration_failed",
+    "review_swap_redo_approve",
+    "review_unavailable",
+    "review_fail_open",
+    "handoffs_exhausted",
+    "semgrep_redo",
+    "semgrep_quarantine",
 ];
 
 fn history_path(name: &str) -> PathBuf {

@@ -111,6 +111,30 @@ pub const GOOD_CALC: &str = "def add(a, b):\n    return a + b\n\n\ndef multiply(
 pub const BAD_CALC: &str = "def add(a, b):\n    return a + b\n\n\ndef multiply(a, b):\n    return a + b\n";
 pub const MULTIPLY_TEST: &str = "import unittest\nfrom calc import multiply\n\n\nclass MultiplyTest(unittest.TestCase):\n    def test_multiply(self):\n        self.assertEqual(multiply(3, 4), 12)\n\n\nif __name__ == '__main__':\n    unittest.main()\n";
 
+/// A reviewer verdict that approves GOOD_PLAN with evidence for both criteria.
+pub const REVIEW_APPROVE: &str = r#"{"approved": true, "findings": [], "criteria": [{"criterion": "multiply(3, 4) == 12", "met": true, "evidence": "test_multiply.py asserts multiply(3, 4) == 12"}, {"criterion": "python3 -m unittest passes", "met": true, "evidence": "the diff adds a unittest case"}]}"#;
+
+/// A reviewer verdict that rejects with one error finding.
+pub const REVIEW_REJECT: &str = r#"{"approved": false, "findings": [{"severity": "error", "file": "calc.py", "line": 6, "message": "multiply adds instead of multiplying"}], "criteria": [{"criterion": "multiply(3, 4) == 12", "met": false, "evidence": "multiply returns a + b"}]}"#;
+
+/// A reviewer step: `provider` and `handoff` narrow it down.
+pub fn review_step(provider: Option<&str>, handoff: Option<u32>, answer: &str, extra: &str) -> String {
+    let provider = provider.map(|p| format!("provider = \"{p}\"\n")).unwrap_or_default();
+    let handoff = handoff.map(|h| format!("handoff = {h}\n")).unwrap_or_default();
+    format!("[[step]]\nrole = \"reviewer\"\n{provider}{handoff}{extra}answer = '''{answer}'''\n\n")
+}
+
+/// The semgrep-core engine inside the semgrep that scripts/setup.sh installed.
+pub fn semgrep_core() -> PathBuf {
+    let lib = workspace_root().join(".tools/venv/lib");
+    std::fs::read_dir(&lib)
+        .unwrap_or_else(|_| panic!("{} missing: run scripts/setup.sh", lib.display()))
+        .flatten()
+        .map(|e| e.path().join("site-packages/semgrep/bin/semgrep-core"))
+        .find(|p| p.is_file())
+        .expect("semgrep-core in .tools/venv: run scripts/setup.sh")
+}
+
 /// A scenario step in TOML, built by tests.
 pub fn executor_step(attempt: Option<u32>, calc: &str, extra: &str) -> String {
     let attempt = attempt.map(|a| format!("attempt = {a}\n")).unwrap_or_default();
@@ -140,6 +164,10 @@ pub struct HarnessOptions {
     pub integration: &'static str,
     /// Overrides the agent program (e.g. a missing one).
     pub agent_program: Option<String>,
+    /// More keys for `[projects.demo]`, e.g. `gates = ["dod"]`.
+    pub extra_project_toml: String,
+    /// Files committed into the project before the run, e.g. `.semgrep/` rules.
+    pub extra_files: Vec<(String, String)>,
 }
 
 impl Default for HarnessOptions {
@@ -149,6 +177,8 @@ impl Default for HarnessOptions {
             dod: vec!["python3 -m unittest -q".to_string()],
             integration: "merge",
             agent_program: None,
+            extra_project_toml: String::new(),
+            extra_files: Vec::new(),
         }
     }
 }
@@ -176,11 +206,22 @@ impl Harness {
             .expect("dev server starts");
         let dir = tempfile::tempdir().unwrap();
         let repo = make_project(dir.path());
+        if !options.extra_files.is_empty() {
+            for (path, content) in &options.extra_files {
+                let target = repo.join(path);
+                std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+                std::fs::write(target, content).unwrap();
+            }
+            git(&repo, &["add", "-A"]);
+            git(&repo, &["commit", "-q", "-m", "project files for the test"]);
+        }
         let prompts = dir.path().join("prompts");
-        // Every answer reports some usage, so the tests can check it is summed.
+        // Every answer reports some usage, so the tests can check it is summed; a reviewer that
+        // approves answers whatever review the test does not script itself.
         let scenario = format!(
-            "[usage]\ninput_tokens = 1000\noutput_tokens = 200\ncost_usd = 0.01\n\n{}",
-            options.scenario
+            "[usage]\ninput_tokens = 1000\noutput_tokens = 200\ncost_usd = 0.01\n\n{}{}",
+            options.scenario,
+            review_step(None, None, REVIEW_APPROVE, "")
         );
         std::fs::write(dir.path().join("scenario.toml"), scenario).unwrap();
         let agent = options
@@ -202,15 +243,25 @@ impl Harness {
             repo = "project"
             dod = [{dod}]
             integration = "{integration}"
-            [providers.scripted]
+            {extra_project}
+            [providers.scripted-a]
+            command = ["{agent}", "-p", "--output-format", "json", "--scenario", "{{config_dir}}/scenario.toml", "--record-dir", "{prompts}"]
+            output = "claude-json"
+            [providers.scripted-b]
             command = ["{agent}", "-p", "--output-format", "json", "--scenario", "{{config_dir}}/scenario.toml", "--record-dir", "{prompts}"]
             output = "claude-json"
             [tiers]
-            fast = ["scripted"]
+            fast = ["scripted-a"]
+            other = ["scripted-b"]
             [roles]
             planner = "fast"
             executor = "fast"
+            reviewer = "other"
+            [semgrep]
+            core = "{core}"
             "#,
+            extra_project = options.extra_project_toml,
+            core = semgrep_core().display(),
             dod = dod.join(", "),
             integration = options.integration,
             prompts = prompts.display(),
@@ -288,8 +339,9 @@ impl Harness {
             .unwrap_or_else(|| panic!("bead {id} not found"))
     }
 
-    pub fn prompt(&self, role: &str, attempt: u32) -> String {
-        let path = self.prompts.join(format!("{role}-tk-1-{attempt}.prompt.md"));
+    /// The prompt an agent received, by role, attempt and redo.
+    pub fn prompt(&self, role: &str, attempt: u32, handoff: u32) -> String {
+        let path = self.prompts.join(format!("{role}-tk-1-{attempt}-{handoff}.prompt.md"));
         std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("no recorded prompt {}", path.display()))
     }
 
@@ -323,7 +375,7 @@ impl Harness {
     /// The scripted agent records the pids of a hanging run (itself and its child); both must be
     /// gone (a zombie awaiting its reaper counts as gone).
     pub async fn assert_agent_processes_gone(&self, role: &str, attempt: u32) {
-        let path = self.prompts.join(format!("{role}-tk-1-{attempt}.pids"));
+        let path = self.prompts.join(format!("{role}-tk-1-{attempt}-0.pids"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} missing", path.display()));
         let pids: Vec<u32> = text.split_whitespace().map(|p| p.parse().unwrap()).collect();
         let alive = |pid: &u32| {
@@ -352,6 +404,7 @@ impl Harness {
 pub fn limits() -> SharkLimits {
     SharkLimits {
         max_attempts: 3,
+        max_handoffs: 3,
         max_plan_rounds: 3,
         max_gate_rejections: 3,
         gate_timeout_secs: 60,

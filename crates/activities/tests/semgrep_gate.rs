@@ -1,0 +1,131 @@
+//! The Semgrep gate against the real engine (`semgrep-core` from the semgrep scripts/setup.sh
+//! installs): validation, quarantine, and scanning changed files with the shipped pack.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chum_activities::semgrep::{SHIPPED_RULES, ValidationCache, rule_files, scan, validate_rule_file};
+
+fn core() -> PathBuf {
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/venv/lib");
+    std::fs::read_dir(&lib)
+        .unwrap_or_else(|_| panic!("{} missing: run scripts/setup.sh", lib.display()))
+        .flatten()
+        .map(|e| e.path().join("site-packages/semgrep/bin/semgrep-core"))
+        .find(|p| p.is_file())
+        .expect("semgrep-core: run scripts/setup.sh")
+}
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn every_shipped_rule_file_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = rule_files(dir.path(), dir.path()).unwrap();
+    assert_eq!(files.len(), SHIPPED_RULES.len());
+    for (i, file) in files.iter().enumerate() {
+        let verdict = validate_rule_file(&core(), file, &dir.path().join(i.to_string()), TIMEOUT).await;
+        assert!(verdict.is_none(), "{}: {verdict:?}", file.display());
+    }
+}
+
+#[tokio::test]
+async fn broken_rule_files_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "pattern.yaml",
+            "rules:\n  - id: p\n    languages: [python]\n    severity: ERROR\n    message: m\n    pattern: eval(\n",
+            "Invalid pattern",
+        ),
+        (
+            "schema.yaml",
+            "rules:\n  - id: s\n    languages: [python]\n    pattern: eval(...)\n",
+            "message",
+        ),
+        ("yaml.yaml", "rules: [ {id: x\n", "YAML"),
+        ("empty.yaml", "rules: []\n", "defines no rule"),
+    ];
+    for (i, (name, text, why)) in cases.iter().enumerate() {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        let verdict = validate_rule_file(&core(), &file, &dir.path().join(format!("v{i}")), TIMEOUT).await;
+        let reason = verdict.unwrap_or_else(|| panic!("{name} should be refused"));
+        assert!(reason.contains(why), "{name}: {reason}");
+    }
+}
+
+#[tokio::test]
+async fn a_scan_reports_findings_on_changed_files_only_and_quarantines_bad_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(repo.join(".semgrep")).unwrap();
+    std::fs::create_dir_all(repo.join("src")).unwrap();
+    std::fs::write(
+        repo.join(".semgrep/broken.yml"),
+        "rules:\n  - id: b\n    languages: [go]\n    severity: ERROR\n    message: m\n    pattern: fmt.Println(\n",
+    )
+    .unwrap();
+    std::fs::write(repo.join("changed.py"), "def load(text):\n    return eval(text)\n").unwrap();
+    std::fs::write(repo.join("untouched.py"), "x = eval(input())\n").unwrap();
+    std::fs::write(repo.join("src/lib.rs"), "pub fn f(x: u32) -> u32 {\n    dbg!(x)\n}\n").unwrap();
+    std::fs::write(repo.join("notes.txt"), "eval(me)\n").unwrap();
+    let state = dir.path().join("state");
+    let rules = rule_files(&state, &repo).unwrap();
+    let cache = ValidationCache::default();
+    let changed = vec![
+        "changed.py".to_string(),
+        "src/lib.rs".to_string(),
+        "notes.txt".to_string(),
+        "gone.py".to_string(),
+    ];
+
+    let first = scan(
+        &core(),
+        &cache,
+        &rules,
+        &repo,
+        &changed,
+        &dir.path().join("w1"),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    let mut found: Vec<(String, String, u32)> = first
+        .findings
+        .iter()
+        .map(|f| (f.rule_id.clone(), f.file.clone(), f.line))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("chum.python.eval-exec".to_string(), "changed.py".to_string(), 2),
+            ("chum.rust.dbg-macro".to_string(), "src/lib.rs".to_string(), 2),
+        ]
+    );
+    assert_eq!(first.files_scanned, 2, "text files and deleted files are not scanned");
+    assert_eq!(first.quarantined.len(), 1);
+    assert!(first.quarantined[0].file.ends_with("broken.yml"));
+
+    // With validation cached, a scan is one engine call.
+    let started = Instant::now();
+    let second = scan(
+        &core(),
+        &cache,
+        &rules,
+        &repo,
+        &changed,
+        &dir.path().join("w2"),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    eprintln!(
+        "cached scan of {} files with {} rule files: {:?}",
+        second.files_scanned,
+        second.rule_files,
+        started.elapsed()
+    );
+    assert_eq!(second.findings.len(), 2);
+}
