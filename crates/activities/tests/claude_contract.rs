@@ -72,7 +72,7 @@ fn model_server(dir: &Path, scenario: &str) -> ModelServer {
     let scenario_path = dir.join("model-scenario.toml");
     std::fs::write(&scenario_path, scenario).unwrap();
     let port_file = dir.join("model.port");
-    let child = Command::new(scripted_agent())
+    let mut child = Command::new(scripted_agent())
         .arg("--scenario")
         .arg(&scenario_path)
         .args(["--serve", "127.0.0.1:0", "--provider", "claude", "--port-file"])
@@ -90,6 +90,8 @@ fn model_server(dir: &Path, scenario: &str) -> ModelServer {
         }
         std::thread::sleep(Duration::from_millis(25));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the model server did not start");
 }
 
