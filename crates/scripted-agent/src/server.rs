@@ -174,8 +174,8 @@ async fn messages(st: &Served, request: &Value) -> Response {
         .flatten()
         .filter(|block| block["type"] == "tool_result")
         .count();
-    if turn == 0 {
-        if let Some(dir) = &st.record_dir {
+    if let (0, Some(dir)) = (turn, &st.record_dir) {
+        {
             let name = format!(
                 "{}-{}-{}-{}.prompt.md",
                 call.role, call.bead, call.attempt, call.handoff
