@@ -175,14 +175,12 @@ async fn messages(st: &Served, request: &Value) -> Response {
         .filter(|block| block["type"] == "tool_result")
         .count();
     if let (0, Some(dir)) = (turn, &st.record_dir) {
-        {
-            let name = format!(
-                "{}-{}-{}-{}.prompt.md",
-                call.role, call.bead, call.attempt, call.handoff
-            );
-            let _ = std::fs::create_dir_all(dir);
-            let _ = std::fs::write(dir.join(name), &prompt);
-        }
+        let name = format!(
+            "{}-{}-{}-{}.prompt.md",
+            call.role, call.bead, call.attempt, call.handoff
+        );
+        let _ = std::fs::create_dir_all(dir);
+        let _ = std::fs::write(dir.join(name), &prompt);
     }
     let Some(step) = st.scenario.find(&call) else {
         return api_error(StatusCode::BAD_REQUEST, &format!("no scenario step matches {call:?}"));
