@@ -1,9 +1,13 @@
 //! `chum-scripted-agent --serve ADDR`: a scripted *model server* for the real agent CLIs.
 //!
-//! It speaks enough of the Anthropic Messages API (`POST /v1/messages`, streamed as server-sent
-//! events, plus `count_tokens` and the CLI's probes) for the real `claude` CLI to run a CHUM phase
-//! offline: the scenario's answer comes back as text, and its file edits come back as tool calls
-//! (`Read`, then `Write` or `Edit`) that the CLI itself carries out in its working directory.
+//! It speaks enough of two model APIs for real agent CLIs to run a CHUM phase offline:
+//! - the Anthropic Messages API (`POST /v1/messages`, server-sent events, `count_tokens`, probes)
+//!   for Claude Code: file edits come back as `Read` then `Write`/`Edit` tool calls;
+//! - the OpenAI Responses API (`POST /v1/responses`, server-sent events) for Codex: file edits come
+//!   back as `exec_command` calls running a small Python program that writes the file.
+//!
+//! In both, the CLI itself carries out the calls in its working directory, then gets the
+//! scenario's answer as the final text.
 //!
 //! The server sees what the model would see: the prompt. Role, bead, attempt and redo are read
 //! from CHUM's prompt text; the provider is the `--provider` the server was started as.
@@ -81,17 +85,20 @@ async fn handle(State(st): State<Arc<Served>>, request: axum::extract::Request) 
         )
             .into_response();
     }
-    if !path.ends_with("/messages") {
-        return api_error(
-            StatusCode::NOT_FOUND,
-            &format!("the scripted model server does not serve {path}"),
-        );
-    }
     let request: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
         Err(e) => return api_error(StatusCode::BAD_REQUEST, &format!("body is not JSON: {e}")),
     };
-    messages(&st, &request).await
+    if path.ends_with("/messages") {
+        messages(&st, &request).await
+    } else if path.ends_with("/responses") {
+        responses(&st, &request).await
+    } else {
+        api_error(
+            StatusCode::NOT_FOUND,
+            &format!("the scripted model server does not serve {path}"),
+        )
+    }
 }
 
 /// The text of the first user message: CHUM's prompt (the CLI adds `<system-reminder>` blocks).
@@ -174,30 +181,10 @@ async fn messages(st: &Served, request: &Value) -> Response {
         .flatten()
         .filter(|block| block["type"] == "tool_result")
         .count();
-    if let (0, Some(dir)) = (turn, &st.record_dir) {
-        let name = format!(
-            "{}-{}-{}-{}.prompt.md",
-            call.role, call.bead, call.attempt, call.handoff
-        );
-        let _ = std::fs::create_dir_all(dir);
-        let _ = std::fs::write(dir.join(name), &prompt);
-    }
-    let Some(step) = st.scenario.find(&call) else {
-        return api_error(StatusCode::BAD_REQUEST, &format!("no scenario step matches {call:?}"));
+    let step = match prepare(st, &call, &prompt, turn).await {
+        Ok(step) => step,
+        Err(response) => return response,
     };
-    if let Some(missing) = step
-        .expect_prompt_contains
-        .iter()
-        .find(|n| !prompt.contains(n.as_str()))
-    {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            &format!("the prompt does not contain the expected text {missing:?}"),
-        );
-    }
-    if step.sleep_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(step.sleep_ms)).await;
-    }
     let usage = step.usage.clone().unwrap_or_else(|| st.scenario.usage.clone());
     let model = request["model"].as_str().unwrap_or("scripted").to_string();
     match step.action() {
@@ -234,6 +221,169 @@ async fn messages(st: &Served, request: &Value) -> Response {
             }
         }
     }
+}
+
+/// The CHUM prompt among a Responses API request's input messages.
+fn responses_prompt(request: &Value) -> String {
+    request["input"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|item| item["role"] == "user")
+        .filter_map(|item| item["content"].as_array())
+        .flatten()
+        .filter_map(|c| c["text"].as_str())
+        .find(|t| t.contains("You are the "))
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn responses(st: &Served, request: &Value) -> Response {
+    let prompt = responses_prompt(request);
+    let call = invocation(&prompt, &st.provider);
+    // How far the conversation is: one output comes back per function call made.
+    let turn = request["input"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|item| item["type"] == "function_call_output")
+        .count();
+    let step = match prepare(st, &call, &prompt, turn).await {
+        Ok(step) => step,
+        Err(response) => return response,
+    };
+    let usage = step.usage.clone().unwrap_or_else(|| st.scenario.usage.clone());
+    match step.action() {
+        Err(e) => api_error(StatusCode::BAD_REQUEST, &format!("{e:#}")),
+        Ok(Action::Hang) => {
+            std::future::pending::<()>().await;
+            api_error(StatusCode::GATEWAY_TIMEOUT, "unreachable")
+        }
+        Ok(Action::Fail { stderr, .. }) => api_error(StatusCode::INTERNAL_SERVER_ERROR, &stderr),
+        Ok(Action::Garbage(text)) => responses_stream(&usage, Reply::Text(text)),
+        Ok(Action::Answer { text, edits, .. }) => {
+            let commands = match edit_commands(edits) {
+                Ok(c) => c,
+                Err(e) => return api_error(StatusCode::BAD_REQUEST, &e),
+            };
+            match commands.into_iter().nth(turn) {
+                Some(cmd) => responses_stream(
+                    &usage,
+                    Reply::Tool {
+                        id: format!("call_{turn:02}"),
+                        name: "exec_command".into(),
+                        input: json!({"cmd": cmd}),
+                    },
+                ),
+                None => responses_stream(&usage, Reply::Text(text)),
+            }
+        }
+    }
+}
+
+/// Shell commands that carry out the edits (for CLIs whose tool is a shell). The path and the
+/// contents travel base64-encoded, so no quoting can go wrong.
+fn edit_commands(edits: &[Edit]) -> Result<Vec<String>, String> {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    edits
+        .iter()
+        .map(|edit| {
+            let program = if let Some(content) = &edit.write {
+                format!(
+                    "import base64, pathlib; p = pathlib.Path(base64.b64decode('{}').decode()); \
+                     p.parent.mkdir(parents=True, exist_ok=True); p.write_bytes(base64.b64decode('{}'))",
+                    b64(&edit.path),
+                    b64(content)
+                )
+            } else if let (Some(find), Some(replace)) = (&edit.find, &edit.replace) {
+                format!(
+                    "import base64, pathlib, sys; p = pathlib.Path(base64.b64decode('{}').decode()); \
+                     t = p.read_text(); f = base64.b64decode('{}').decode(); \
+                     sys.exit('text to replace not found') if f not in t else \
+                     p.write_text(t.replace(f, base64.b64decode('{}').decode(), 1))",
+                    b64(&edit.path),
+                    b64(find),
+                    b64(replace)
+                )
+            } else {
+                return Err(format!("the model server cannot delete {}", edit.path));
+            };
+            Ok(format!("python3 -c \"{program}\""))
+        })
+        .collect()
+}
+
+/// One streamed Responses API reply, as server-sent events.
+fn responses_stream(usage: &Usage, reply: Reply) -> Response {
+    let item = match reply {
+        Reply::Text(text) => {
+            json!({"type": "message", "id": "msg_scripted", "role": "assistant", "status": "completed",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]})
+        }
+        Reply::Tool { id, name, input } => json!({"type": "function_call", "id": format!("fc_{id}"), "call_id": id,
+            "name": name, "arguments": input.to_string(), "status": "completed"}),
+    };
+    let events = [
+        json!({"type": "response.created", "response": {"id": "resp_scripted", "object": "response", "status": "in_progress", "output": []}}),
+        json!({"type": "response.output_item.added", "output_index": 0, "item": item}),
+        json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+        json!({"type": "response.completed", "response": {"id": "resp_scripted", "object": "response", "status": "completed",
+            "output": [item], "usage": {"input_tokens": usage.input_tokens, "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": usage.output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": usage.input_tokens + usage.output_tokens}}}),
+    ];
+    let body: String = events
+        .iter()
+        .map(|data| {
+            format!(
+                "event: {}\ndata: {data}\n\n",
+                data["type"].as_str().unwrap_or("message")
+            )
+        })
+        .collect();
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .body(Body::from(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Records the prompt (once per conversation), finds the step and checks what it expects.
+async fn prepare<'a>(
+    st: &'a Served,
+    call: &Invocation,
+    prompt: &str,
+    turn: usize,
+) -> Result<&'a crate::scenario::Step, Response> {
+    if let (0, Some(dir)) = (turn, &st.record_dir) {
+        let name = format!(
+            "{}-{}-{}-{}.prompt.md",
+            call.role, call.bead, call.attempt, call.handoff
+        );
+        let _ = std::fs::create_dir_all(dir);
+        let _ = std::fs::write(dir.join(name), prompt);
+    }
+    let Some(step) = st.scenario.find(call) else {
+        return Err(api_error(
+            StatusCode::BAD_REQUEST,
+            &format!("no scenario step matches {call:?}"),
+        ));
+    };
+    if let Some(missing) = step
+        .expect_prompt_contains
+        .iter()
+        .find(|n| !prompt.contains(n.as_str()))
+    {
+        return Err(api_error(
+            StatusCode::BAD_REQUEST,
+            &format!("the prompt does not contain the expected text {missing:?}"),
+        ));
+    }
+    if step.sleep_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(step.sleep_ms)).await;
+    }
+    Ok(step)
 }
 
 /// The tool calls that carry out the edits, one per turn: each file is read first, as the CLI

@@ -1,10 +1,11 @@
-//! Contract tests with the real Claude Code CLI (npm `@anthropic-ai/claude-code`, installed into
-//! `.tools/npm` by scripts/setup.sh), run by CHUM's own activities against the scripted model
-//! server (`chum-scripted-agent --serve`): the CLI really edits files in a worktree and really
-//! reports its usage; CHUM parses it, kills it with its process group on timeout, and names a
-//! missing binary.
+//! Contract tests with the real agent CLIs, Claude Code (npm `@anthropic-ai/claude-code`) and
+//! Codex (npm `@openai/codex`), installed into `.tools/npm` by scripts/setup.sh, run by CHUM's own
+//! activities against the scripted model server (`chum-scripted-agent --serve`: the Anthropic
+//! Messages and OpenAI Responses APIs). Each CLI really edits files in a worktree with its own
+//! tools and really reports its usage; CHUM parses it, kills it with its process group on
+//! timeout, and names a missing binary.
 //!
-//! Without the CLI installed the tests say so and pass, unless CHUM_REQUIRE_AGENT_CLIS=1 (CI sets
+//! Without a CLI installed its tests say so and pass, unless CHUM_REQUIRE_AGENT_CLIS=1 (CI sets
 //! it), when a missing CLI is a failure.
 
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use std::time::Duration;
 use chum_activities::SharkActivitiesImpl;
 use chum_activities::agent::Unsupervised;
 use chum_core::config::ChumConfig;
-use chum_core::proto::{Bead, ExecuteRequest, Plan, ReviewRequest, RunRef};
+use chum_core::proto::{AgentUsage, Bead, ExecuteRequest, Plan, ReviewRequest, RunRef};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -24,20 +25,19 @@ fn root() -> PathBuf {
         .unwrap()
 }
 
-fn claude() -> Option<PathBuf> {
-    let path = std::env::var_os("CHUM_CLAUDE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".tools/npm/node_modules/.bin/claude"));
+/// An agent CLI from `.tools/npm`, or `None` (with the reason printed) when it is not installed.
+fn agent_cli(name: &str) -> Option<PathBuf> {
+    let path = root().join(".tools/npm/node_modules/.bin").join(name);
     if path.exists() {
         return Some(path);
     }
     assert!(
         std::env::var("CHUM_REQUIRE_AGENT_CLIS").as_deref() != Ok("1"),
-        "{} is missing and CHUM_REQUIRE_AGENT_CLIS=1: run scripts/setup.sh (it installs Claude Code with npm)",
+        "{} is missing and CHUM_REQUIRE_AGENT_CLIS=1: run scripts/setup.sh (it installs the agent CLIs with npm)",
         path.display()
     );
     eprintln!(
-        "SKIPPED: Claude Code is not installed at {} (scripts/setup.sh installs it when npm is present)",
+        "SKIPPED: {name} is not installed at {} (scripts/setup.sh installs it when npm is present)",
         path.display()
     );
     None
@@ -68,14 +68,14 @@ impl Drop for ModelServer {
     }
 }
 
-fn model_server(dir: &Path, scenario: &str) -> ModelServer {
+fn model_server(dir: &Path, scenario: &str, provider: &str) -> ModelServer {
     let scenario_path = dir.join("model-scenario.toml");
     std::fs::write(&scenario_path, scenario).unwrap();
     let port_file = dir.join("model.port");
     let mut child = Command::new(scripted_agent())
         .arg("--scenario")
         .arg(&scenario_path)
-        .args(["--serve", "127.0.0.1:0", "--provider", "claude", "--port-file"])
+        .args(["--serve", "127.0.0.1:0", "--provider", provider, "--port-file"])
         .arg(&port_file)
         .arg("--record-dir")
         .arg(dir.join("prompts"))
@@ -95,6 +95,7 @@ fn model_server(dir: &Path, scenario: &str) -> ModelServer {
     panic!("the model server did not start");
 }
 
+/// Every agent process of a test carries this variable, so the test can find its survivors.
 const MARKER: &str = "CHUM_CONTRACT_TEST_MARKER";
 
 fn git(dir: &Path, args: &[&str]) {
@@ -111,8 +112,8 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(ok, "git {args:?}");
 }
 
-/// A project repository and a config whose executor is the real `claude` talking to `server`.
-fn setup(dir: &Path, claude: &Path, server_port: u16, marker: &str) -> Arc<ChumConfig> {
+/// A project repository and a config whose executor is provider `main` and reviewer `other`.
+fn setup(dir: &Path, providers: &str) -> Arc<ChumConfig> {
     let repo = dir.join("project");
     std::fs::create_dir_all(repo.join(".beads")).unwrap();
     std::fs::write(repo.join("calc.py"), "def add(a, b):\n    return a + b\n").unwrap();
@@ -124,34 +125,68 @@ fn setup(dir: &Path, claude: &Path, server_port: u16, marker: &str) -> Arc<ChumC
     git(&repo, &["init", "-q", "-b", "main"]);
     git(&repo, &["add", "-A"]);
     git(&repo, &["commit", "-q", "-m", "initial"]);
-    let home = dir.join("home");
-    std::fs::create_dir_all(&home).unwrap();
     let text = format!(
         r#"
         state_dir = "state"
         [projects.demo]
         repo = "project"
         gates = ["dod"]
-        [providers.claude]
-        command = ["{claude}", "-p", "--output-format", "json", "--permission-mode", "acceptEdits"]
-        output = "claude-json"
-        env = {{ ANTHROPIC_BASE_URL = "http://127.0.0.1:{server_port}", ANTHROPIC_API_KEY = "dummy", CLAUDE_CODE_MAX_RETRIES = "0", CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", DISABLE_AUTOUPDATER = "1", HOME = "{home}", CLAUDE_CONFIG_DIR = "{home}/.claude", {MARKER} = "{marker}" }}
-        [providers.other]
-        command = ["{claude}", "-p", "--output-format", "json"]
-        output = "claude-json"
-        env = {{ ANTHROPIC_BASE_URL = "http://127.0.0.1:{server_port}", ANTHROPIC_API_KEY = "dummy", CLAUDE_CODE_MAX_RETRIES = "0", CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", DISABLE_AUTOUPDATER = "1", HOME = "{home}", CLAUDE_CONFIG_DIR = "{home}/.claude", {MARKER} = "{marker}" }}
+        {providers}
         [tiers]
-        main = ["claude"]
+        main = ["main"]
         second = ["other"]
         [roles]
         planner = "main"
         executor = "main"
         reviewer = "second"
-        "#,
-        claude = claude.display(),
-        home = home.display(),
+        "#
     );
     Arc::new(ChumConfig::from_toml(&text, &dir.join("chum.toml"), Vec::new()).expect("config"))
+}
+
+/// The same command twice, as executor `main` and reviewer `other`.
+fn two_providers(command: &str, output: &str, env: &str) -> String {
+    format!(
+        "[providers.main]\ncommand = {command}\noutput = \"{output}\"\nenv = {env}\n\
+         [providers.other]\ncommand = {command}\noutput = \"{output}\"\nenv = {env}\n"
+    )
+}
+
+/// Claude Code against the model server on `port`, in a scratch HOME, tagged with `marker`.
+fn claude_providers(dir: &Path, claude: &Path, port: u16, marker: &str) -> String {
+    let home = dir.join("claude-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let env = format!(
+        "{{ ANTHROPIC_BASE_URL = \"http://127.0.0.1:{port}\", ANTHROPIC_API_KEY = \"dummy\", \
+         CLAUDE_CODE_MAX_RETRIES = \"0\", CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = \"1\", \
+         DISABLE_AUTOUPDATER = \"1\", HOME = \"{home}\", CLAUDE_CONFIG_DIR = \"{home}/.claude\", {MARKER} = \"{marker}\" }}",
+        home = home.display()
+    );
+    let command = format!(
+        r#"["{}", "-p", "--output-format", "json", "--permission-mode", "acceptEdits"]"#,
+        claude.display()
+    );
+    two_providers(&command, "claude-json", &env)
+}
+
+/// Codex with a local Responses API provider (the model server on `port`), in its workspace-write
+/// sandbox, with a scratch CODEX_HOME.
+fn codex_providers(dir: &Path, codex: &Path, port: u16, marker: &str) -> String {
+    let home = dir.join("codex-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let env = format!(
+        "{{ LOCAL_KEY = \"dummy\", HOME = \"{home}\", CODEX_HOME = \"{home}\", {MARKER} = \"{marker}\" }}",
+        home = home.display()
+    );
+    let provider = format!(
+        "model_providers.local={{name='local',base_url='http://127.0.0.1:{port}/v1',wire_api='responses',\
+         env_key='LOCAL_KEY',request_max_retries=0,stream_max_retries=0}}"
+    );
+    let command = format!(
+        r#"["{}", "exec", "--json", "--skip-git-repo-check", "-s", "workspace-write", "-c", "model_provider=local", "-c", "{provider}", "-m", "scripted", "-"]"#,
+        codex.display()
+    );
+    two_providers(&command, "codex-jsonl", &env)
 }
 
 fn run_ref() -> RunRef {
@@ -169,6 +204,25 @@ fn plan() -> Plan {
         steps: vec!["add it".into()],
         acceptance_criteria: vec!["multiply(3, 4) == 12".into()],
         files: vec!["calc.py".into()],
+    }
+}
+
+fn bead() -> Bead {
+    Bead {
+        id: "tk-1".into(),
+        title: "Add multiply".into(),
+        ..Bead::default()
+    }
+}
+
+fn execute_request(timeout_secs: u64) -> ExecuteRequest {
+    ExecuteRequest {
+        run: Some(run_ref()),
+        bead: Some(bead()),
+        plan: Some(plan()),
+        attempt: 1,
+        timeout_secs,
+        ..ExecuteRequest::default()
     }
 }
 
@@ -191,44 +245,22 @@ expect_prompt_contains = ["+def multiply(a, b):"]
 answer = '{"approved": true, "findings": [], "criteria": [{"criterion": "multiply(3, 4) == 12", "met": true, "evidence": "test_multiply.py asserts it"}]}'
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claude_code_executes_and_reviews_through_chum() {
-    let Some(claude) = claude() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let server = model_server(dir.path(), SCENARIO);
-    let config = setup(dir.path(), &claude, server.port, "execute");
+/// Runs an execute and a review phase through CHUM's activities; returns the executor's usage.
+async fn execute_and_review(config: Arc<ChumConfig>) -> AgentUsage {
     let activities = SharkActivitiesImpl::new(config);
-    let bead = Bead {
-        id: "tk-1".into(),
-        title: "Add multiply".into(),
-        ..Bead::default()
-    };
-
     let report = activities
-        .execute_impl(
-            ExecuteRequest {
-                run: Some(run_ref()),
-                bead: Some(bead.clone()),
-                plan: Some(plan()),
-                attempt: 1,
-                timeout_secs: 120,
-                ..ExecuteRequest::default()
-            },
-            &Unsupervised,
-        )
+        .execute_impl(execute_request(120), &Unsupervised)
         .await
         .expect("execute runs");
     assert!(report.problem.is_empty(), "{report:?}");
     let agent = report.agent.clone().unwrap();
-    assert_eq!(agent.provider, "claude");
+    assert_eq!(agent.provider, "main");
     assert!(
         !agent.is_error && agent.result_excerpt.contains("Added multiply()"),
         "{agent:?}"
     );
-    // Tokens and cost as the CLI computed them from the model server's usage.
     let usage = agent.usage.unwrap();
     assert!(usage.input_tokens >= 1200 && usage.output_tokens >= 150, "{usage:?}");
-    assert!(usage.cost_usd > 0.0, "{usage:?}");
     let mut files = report.changed_files.clone();
     files.sort();
     assert_eq!(
@@ -243,7 +275,7 @@ async fn claude_code_executes_and_reviews_through_chum() {
         .review_impl(
             ReviewRequest {
                 run: Some(run_ref()),
-                bead: Some(bead),
+                bead: Some(bead()),
                 plan: Some(plan()),
                 worktree: report.worktree.clone(),
                 base_commit: report.base_commit.clone(),
@@ -262,9 +294,36 @@ async fn claude_code_executes_and_reviews_through_chum() {
         "other",
         "the reviewer is not the executor"
     );
+    usage
 }
 
-/// Processes started for this test (they carry its marker in their environment).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_executes_and_reviews_through_chum() {
+    let Some(claude) = agent_cli("claude") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = model_server(dir.path(), SCENARIO, "claude");
+    let config = setup(
+        dir.path(),
+        &claude_providers(dir.path(), &claude, server.port, "claude-execute"),
+    );
+    let usage = execute_and_review(config).await;
+    // Claude Code computes the cost from the tokens the model server reported.
+    assert!(usage.cost_usd > 0.0, "{usage:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_executes_and_reviews_through_chum() {
+    let Some(codex) = agent_cli("codex") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = model_server(dir.path(), SCENARIO, "codex");
+    let config = setup(
+        dir.path(),
+        &codex_providers(dir.path(), &codex, server.port, "codex-execute"),
+    );
+    execute_and_review(config).await;
+}
+
+/// Live processes carrying `marker` in their environment.
 fn processes_with(marker: &str) -> Vec<u32> {
     let needle = format!("{MARKER}={marker}");
     std::fs::read_dir("/proc")
@@ -280,28 +339,10 @@ fn processes_with(marker: &str) -> Vec<u32> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hanging_claude_is_killed_with_its_process_group() {
-    let Some(claude) = claude() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let server = model_server(dir.path(), "[[step]]\nrole = \"executor\"\nhang = true\n");
-    let config = setup(dir.path(), &claude, server.port, "hang");
-    let activities = SharkActivitiesImpl::new(config);
-    let report = activities
-        .execute_impl(
-            ExecuteRequest {
-                run: Some(run_ref()),
-                bead: Some(Bead {
-                    id: "tk-1".into(),
-                    ..Bead::default()
-                }),
-                plan: Some(plan()),
-                attempt: 1,
-                timeout_secs: 4,
-                ..ExecuteRequest::default()
-            },
-            &Unsupervised,
-        )
+/// The agent's run timed out and none of its processes is left.
+async fn assert_killed(config: Arc<ChumConfig>, marker: &str) {
+    let report = SharkActivitiesImpl::new(config)
+        .execute_impl(execute_request(4), &Unsupervised)
         .await
         .expect("execute returns");
     let agent = report.agent.unwrap();
@@ -311,37 +352,58 @@ async fn a_hanging_claude_is_killed_with_its_process_group() {
         "{}",
         report.problem
     );
-    let mut left = processes_with("hang");
+    let mut left = processes_with(marker);
     for _ in 0..40 {
         if left.is_empty() {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
-        left = processes_with("hang");
+        left = processes_with(marker);
     }
-    assert!(left.is_empty(), "claude processes outlived the timeout: {left:?}");
+    assert!(left.is_empty(), "agent processes outlived the timeout: {left:?}");
+}
+
+const HANG: &str = "[[step]]\nrole = \"executor\"\nhang = true\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_claude_is_killed_with_its_process_group() {
+    let Some(claude) = agent_cli("claude") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = model_server(dir.path(), HANG, "claude");
+    assert_killed(
+        setup(
+            dir.path(),
+            &claude_providers(dir.path(), &claude, server.port, "claude-hang"),
+        ),
+        "claude-hang",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_claude_binary_is_a_clear_non_retryable_error() {
+async fn a_hanging_codex_is_killed_with_its_process_group() {
+    let Some(codex) = agent_cli("codex") else { return };
     let dir = tempfile::tempdir().unwrap();
-    let config = setup(dir.path(), Path::new("/nonexistent/bin/claude"), 9, "missing");
-    let activities = SharkActivitiesImpl::new(config);
-    let err = activities
-        .execute_impl(
-            ExecuteRequest {
-                run: Some(run_ref()),
-                bead: Some(Bead {
-                    id: "tk-1".into(),
-                    ..Bead::default()
-                }),
-                plan: Some(plan()),
-                attempt: 1,
-                timeout_secs: 10,
-                ..ExecuteRequest::default()
-            },
-            &Unsupervised,
-        )
+    let server = model_server(dir.path(), HANG, "codex");
+    assert_killed(
+        setup(
+            dir.path(),
+            &codex_providers(dir.path(), &codex, server.port, "codex-hang"),
+        ),
+        "codex-hang",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_agent_binary_is_a_clear_non_retryable_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(
+        dir.path(),
+        &claude_providers(dir.path(), Path::new("/nonexistent/bin/claude"), 9, "missing"),
+    );
+    let err = SharkActivitiesImpl::new(config)
+        .execute_impl(execute_request(10), &Unsupervised)
         .await
         .expect_err("a missing program cannot run");
     let text = format!("{err:?}");
