@@ -90,9 +90,9 @@ async fn handle(State(st): State<Arc<Served>>, request: axum::extract::Request) 
         Err(e) => return api_error(StatusCode::BAD_REQUEST, &format!("body is not JSON: {e}")),
     };
     if path.ends_with("/messages") {
-        messages(&st, &request).await
+        answer(&st, Api::Messages, &request).await
     } else if path.ends_with("/responses") {
-        responses(&st, &request).await
+        answer(&st, Api::Responses, &request).await
     } else {
         api_error(
             StatusCode::NOT_FOUND,
@@ -169,60 +169,6 @@ fn invocation(prompt: &str, provider: &str) -> Invocation {
     }
 }
 
-async fn messages(st: &Served, request: &Value) -> Response {
-    let prompt = prompt_of(request);
-    let call = invocation(&prompt, &st.provider);
-    // How far the conversation is: one tool result comes back per tool call made.
-    let turn = request["messages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m["content"].as_array())
-        .flatten()
-        .filter(|block| block["type"] == "tool_result")
-        .count();
-    let step = match prepare(st, &call, &prompt, turn).await {
-        Ok(step) => step,
-        Err(response) => return response,
-    };
-    let usage = step.usage.clone().unwrap_or_else(|| st.scenario.usage.clone());
-    let model = request["model"].as_str().unwrap_or("scripted").to_string();
-    match step.action() {
-        Err(e) => api_error(StatusCode::BAD_REQUEST, &format!("{e:#}")),
-        Ok(Action::Hang) => {
-            // A model that never answers: the CLI waits until CHUM's timeout kills it.
-            std::future::pending::<()>().await;
-            api_error(StatusCode::GATEWAY_TIMEOUT, "unreachable")
-        }
-        Ok(Action::Fail { stderr, .. }) => api_error(StatusCode::INTERNAL_SERVER_ERROR, &stderr),
-        Ok(Action::Garbage(text)) => stream(&model, &usage, Reply::Text(text)),
-        Ok(Action::Answer { text, edits, .. }) => {
-            let Some(cwd) = working_directory(request) else {
-                return api_error(
-                    StatusCode::BAD_REQUEST,
-                    "cannot tell the CLI's working directory from its system prompt",
-                );
-            };
-            let calls = match tool_calls(edits, &cwd) {
-                Ok(c) => c,
-                Err(e) => return api_error(StatusCode::BAD_REQUEST, &e),
-            };
-            match calls.into_iter().nth(turn) {
-                Some((name, input)) => stream(
-                    &model,
-                    &usage,
-                    Reply::Tool {
-                        id: format!("toolu_{turn:02}"),
-                        name,
-                        input,
-                    },
-                ),
-                None => stream(&model, &usage, Reply::Text(text)),
-            }
-        }
-    }
-}
-
 /// The CHUM prompt among a Responses API request's input messages.
 fn responses_prompt(request: &Value) -> String {
     request["input"]
@@ -238,16 +184,71 @@ fn responses_prompt(request: &Value) -> String {
         .to_string()
 }
 
-async fn responses(st: &Served, request: &Value) -> Response {
-    let prompt = responses_prompt(request);
+/// The model API a request came in on.
+#[derive(Clone, Copy)]
+enum Api {
+    /// Anthropic Messages (Claude Code).
+    Messages,
+    /// OpenAI Responses (Codex).
+    Responses,
+}
+
+impl Api {
+    fn prompt(self, request: &Value) -> String {
+        match self {
+            Api::Messages => prompt_of(request),
+            Api::Responses => responses_prompt(request),
+        }
+    }
+
+    /// How far the conversation is: one result comes back per tool call made.
+    fn turn(self, request: &Value) -> usize {
+        let (list, kind) = match self {
+            Api::Messages => ("messages", "tool_result"),
+            Api::Responses => ("input", "function_call_output"),
+        };
+        let items = request[list].as_array().into_iter().flatten();
+        items
+            .flat_map(|item| std::iter::once(item).chain(item["content"].as_array().into_iter().flatten()))
+            .filter(|v| v["type"] == kind)
+            .count()
+    }
+
+    /// The tool calls that carry out the edits, one per turn.
+    fn calls(self, edits: &[Edit], request: &Value) -> Result<Vec<(String, Value)>, String> {
+        match self {
+            Api::Messages => {
+                let cwd = working_directory(request)
+                    .ok_or("cannot tell the CLI's working directory from its system prompt")?;
+                tool_calls(edits, &cwd)
+            }
+            Api::Responses => Ok(edit_commands(edits)?
+                .into_iter()
+                .map(|cmd| ("exec_command".to_string(), json!({"cmd": cmd})))
+                .collect()),
+        }
+    }
+
+    fn call_id(self, turn: usize) -> String {
+        match self {
+            Api::Messages => format!("toolu_{turn:02}"),
+            Api::Responses => format!("call_{turn:02}"),
+        }
+    }
+
+    fn stream(self, request: &Value, usage: &Usage, reply: Reply) -> Response {
+        match self {
+            Api::Messages => stream(request["model"].as_str().unwrap_or("scripted"), usage, reply),
+            Api::Responses => responses_stream(usage, reply),
+        }
+    }
+}
+
+/// Answers one request from the scenario: the next tool call, or the final text.
+async fn answer(st: &Served, api: Api, request: &Value) -> Response {
+    let prompt = api.prompt(request);
     let call = invocation(&prompt, &st.provider);
-    // How far the conversation is: one output comes back per function call made.
-    let turn = request["input"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|item| item["type"] == "function_call_output")
-        .count();
+    let turn = api.turn(request);
     let step = match prepare(st, &call, &prompt, turn).await {
         Ok(step) => step,
         Err(response) => return response,
@@ -256,28 +257,27 @@ async fn responses(st: &Served, request: &Value) -> Response {
     match step.action() {
         Err(e) => api_error(StatusCode::BAD_REQUEST, &format!("{e:#}")),
         Ok(Action::Hang) => {
+            // A model that never answers: the CLI waits until CHUM's timeout kills it.
             std::future::pending::<()>().await;
             api_error(StatusCode::GATEWAY_TIMEOUT, "unreachable")
         }
         Ok(Action::Fail { stderr, .. }) => api_error(StatusCode::INTERNAL_SERVER_ERROR, &stderr),
-        Ok(Action::Garbage(text)) => responses_stream(&usage, Reply::Text(text)),
-        Ok(Action::Answer { text, edits, .. }) => {
-            let commands = match edit_commands(edits) {
-                Ok(c) => c,
-                Err(e) => return api_error(StatusCode::BAD_REQUEST, &e),
-            };
-            match commands.into_iter().nth(turn) {
-                Some(cmd) => responses_stream(
+        Ok(Action::Garbage(text)) => api.stream(request, &usage, Reply::Text(text)),
+        Ok(Action::Answer { text, edits, .. }) => match api.calls(edits, request) {
+            Err(e) => api_error(StatusCode::BAD_REQUEST, &e),
+            Ok(calls) => match calls.into_iter().nth(turn) {
+                Some((name, input)) => api.stream(
+                    request,
                     &usage,
                     Reply::Tool {
-                        id: format!("call_{turn:02}"),
-                        name: "exec_command".into(),
-                        input: json!({"cmd": cmd}),
+                        id: api.call_id(turn),
+                        name,
+                        input,
                     },
                 ),
-                None => responses_stream(&usage, Reply::Text(text)),
-            }
-        }
+                None => api.stream(request, &usage, Reply::Text(text)),
+            },
+        },
     }
 }
 
@@ -386,7 +386,7 @@ async fn prepare<'a>(
     Ok(step)
 }
 
-/// The tool calls that carry out the edits, one per turn: each file is read first, as the CLI
+/// Claude Code's tool calls that carry out the edits: each file is read first, as the CLI
 /// requires before it writes or edits an existing file.
 fn tool_calls(edits: &[Edit], cwd: &Path) -> Result<Vec<(String, Value)>, String> {
     let mut calls = Vec::new();
