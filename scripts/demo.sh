@@ -13,6 +13,7 @@ PORT="${CHUM_DEMO_PORT:-7233}"
 UI_PORT="${CHUM_DEMO_UI_PORT:-8233}"
 CONFIG="configs/demo/chum.toml"
 BEAD="tk-1a"
+SECOND_BEAD="tk-2b"
 WORKER_PID=""
 export CHUM__TEMPORAL__ADDRESS="http://127.0.0.1:$PORT"
 export CHUM__TEMPORAL__UI_URL="http://127.0.0.1:$UI_PORT"
@@ -34,12 +35,16 @@ CHUM="$CHUM_ROOT/target/debug/chum --config $CONFIG"
 mkdir -p "$STATE"
 start_dev_server "$STATE" "$PORT" "$UI_PORT"
 
-# A run left over from an interrupted demo would hold the workflow id.
-temporal workflow terminate --address "127.0.0.1:$PORT" --workflow-id "shark-demo-$BEAD" \
-    --reason "demo restarted" >/dev/null 2>&1 || true
+# Runs left over from an interrupted demo would hold the workflow ids.
+for bead in "$BEAD" "$SECOND_BEAD"; do
+    temporal workflow terminate --address "127.0.0.1:$PORT" --workflow-id "shark-demo-$bead" \
+        --reason "demo restarted" >/dev/null 2>&1 || true
+done
 
 say "creating the demo project (a Python package with tests and 3 beads) in $STATE/project"
 $CHUM demo init "$STATE/project" --force
+# A fresh lesson store too, so the demo learns its lesson anew.
+rm -f "$STATE/state/chum.db" "$STATE/state/chum.db-wal" "$STATE/state/chum.db-shm"
 
 say "starting the worker (log: $STATE/worker.log)"
 "$CHUM_ROOT/target/debug/worker" --config "$CONFIG" >"$STATE/worker.log" 2>&1 &
@@ -56,13 +61,25 @@ say "a person reviews the plan and approves it through the signal:"
 echo "    \$ chum approve $BEAD --by demo-operator --feedback \"criteria are right, go\""
 $CHUM approve "$BEAD" --by demo-operator --feedback "criteria are right, go"
 
-say "executing in a git worktree, running the definition of done, integrating"
-if $CHUM watch "$BEAD" --timeout 10m; then
-    say "done: the demo project's main branch now has the change"
-    git -C "$STATE/project" log --oneline -n 3 main
+say "executing in a git worktree; review, Semgrep and the definition of done; integrating"
+$CHUM watch "$BEAD" --timeout 10m || { echo "the run did not integrate; worker log: $STATE/worker.log" >&2; exit 1; }
+
+say "the ContinuousLearner (a child of the run that outlives it) turns the review's finding into a lesson and a rule"
+$CHUM learned "$BEAD" --timeout 5m
+echo "    the rule, as committed to the project:"
+sed 's/^/      /' "$STATE/project/.semgrep/chum-1.yaml"
+
+say "bead $SECOND_BEAD: $(grep -o '"title":"[^"]*"' "$STATE/project/.beads/issues.jsonl" | sed -n 2p | cut -d'"' -f4)"
+$CHUM submit "$SECOND_BEAD" >/dev/null
+$CHUM watch "$SECOND_BEAD" --until awaiting_approval --timeout 5m >/dev/null
+$CHUM approve "$SECOND_BEAD" --by demo-operator --feedback "go"
+say "the same mistake again: the learned rule stops it in Semgrep, before the tests run"
+if $CHUM watch "$SECOND_BEAD" --timeout 10m; then
+    say "done: both beads merged; the second one's mistake cost a Semgrep scan, not a test run"
+    git -C "$STATE/project" log --oneline -n 5 main
     echo
     if [[ "${CHUM_DEMO_KEEP:-0}" == "1" ]]; then
-        say "keeping the server and worker up: Temporal UI http://127.0.0.1:$UI_PORT; try \`target/debug/chum --config $CONFIG submit tk-2b\`. Ctrl-C stops."
+        say "keeping the server and worker up: Temporal UI http://127.0.0.1:$UI_PORT; try \`target/debug/chum --config $CONFIG lessons search split\`. Ctrl-C stops."
         wait "$WORKER_PID" || true
     else
         echo "The dev server and worker stop now. Run \`CHUM_DEMO_KEEP=1 make demo\` to keep them (and"

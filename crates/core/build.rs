@@ -10,7 +10,11 @@ use prost_types::field_descriptor_proto::Type;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let proto_root = manifest.join("../../proto");
-    let files = ["chum/v1/shark.proto", "chum/v1/activities.proto"];
+    let files = [
+        "chum/v1/shark.proto",
+        "chum/v1/activities.proto",
+        "chum/v1/learner.proto",
+    ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());
     }

@@ -9,11 +9,14 @@ pub mod agent;
 pub mod artifacts;
 pub mod beads;
 pub mod git;
+pub mod learner;
 pub mod process;
 pub mod semgrep;
 pub mod settings;
 pub mod shark;
+pub mod store;
 pub mod temporal_client;
 pub mod workspace;
 
+pub use learner::LearnerActivitiesImpl;
 pub use shark::SharkActivitiesImpl;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use chum_core::activity_contract::error_types;
 use chum_core::config::{ChumConfig, ProjectConfig, Role};
 use chum_core::ids::check_bead_id;
+use chum_core::lesson::lessons_section;
 use chum_core::plan::parse_plan;
 use chum_core::prompt::{ReviewContext, executor_prompt, planner_prompt, reviewer_prompt};
 use chum_core::proto::{
@@ -32,6 +33,7 @@ use crate::beads::{BeadsFile, append_note, now_rfc3339};
 use crate::git::git;
 use crate::process::{ProcessSpec, read_tail, run_process};
 use crate::semgrep::{ValidationCache, locate_core, rule_files, scan};
+use crate::store::{LessonStore, StoreError};
 use crate::workspace::{
     RepoProblem, prepare_plan_worktree, prepare_worktree, remove_worktree, resume_worktree, stage_changes,
 };
@@ -48,7 +50,7 @@ pub struct SharkActivitiesImpl {
     semgrep_cache: ValidationCache,
 }
 
-fn permanent(kind: &str, message: impl Into<String>) -> ActivityError {
+pub(crate) fn permanent(kind: &str, message: impl Into<String>) -> ActivityError {
     let message = message.into();
     tracing::error!(kind, "{message}");
     ActivityError::application(
@@ -59,20 +61,20 @@ fn permanent(kind: &str, message: impl Into<String>) -> ActivityError {
     )
 }
 
-fn retryable(message: impl Into<String>) -> ActivityError {
+pub(crate) fn retryable(message: impl Into<String>) -> ActivityError {
     let message = message.into();
     tracing::warn!("{message}");
     anyhow::anyhow!(message).into()
 }
 
-fn setup_error(err: AgentSetupError) -> ActivityError {
+pub(crate) fn setup_error(err: AgentSetupError) -> ActivityError {
     match err {
         AgentSetupError::Config(m) => permanent(error_types::CONFIG, m),
         AgentSetupError::MissingBinary(m) => permanent(error_types::MISSING_BINARY, m),
     }
 }
 
-fn repo_error(err: RepoProblem) -> ActivityError {
+pub(crate) fn repo_error(err: RepoProblem) -> ActivityError {
     if err.is_permanent() {
         permanent(error_types::INVALID_INPUT, err.to_string())
     } else {
@@ -103,6 +105,30 @@ impl SharkActivitiesImpl {
             BeadsFile::with_lock(file, git_dir.join("chum-beads.lock"))
         } else {
             BeadsFile::new(file)
+        }
+    }
+
+    /// The lesson store of this worker.
+    pub fn store(&self) -> Result<LessonStore, StoreError> {
+        LessonStore::open(&self.config.state_dir.join("chum.db"))
+    }
+
+    /// The lessons relevant to `text`, as a prompt section, marked as used. A store that cannot be
+    /// read costs the prompt its lessons, not the run.
+    fn lessons_for(&self, project: &ProjectConfig, text: &str) -> String {
+        let now = now_ms();
+        let fresh_since = now - self.config.learner.expiry.as_millis() as i64;
+        let found = self.store().and_then(|store| {
+            let lessons = store.search(Some(&project.name), text, self.config.learner.top_k, Some(fresh_since))?;
+            store.mark_used(&lessons.iter().map(|l| l.id).collect::<Vec<_>>(), now)?;
+            Ok(lessons)
+        });
+        match found {
+            Ok(lessons) => lessons_section(&lessons),
+            Err(e) => {
+                tracing::warn!("lessons left out of the prompt: {e}");
+                String::new()
+            }
         }
     }
 
@@ -146,6 +172,7 @@ impl SharkActivitiesImpl {
             gates: Some(ProjectGates {
                 order: project.gates.iter().map(|g| g.as_str().to_string()).collect(),
                 review_fail_open: project.review_fail_open,
+                learn: self.config.learning(),
             }),
         })
     }
@@ -163,7 +190,15 @@ impl SharkActivitiesImpl {
             round: req.round,
             handoff: 0,
             swapped: false,
-            prompt: planner_prompt(&bead, req.round, &req.feedback),
+            prompt: planner_prompt(
+                &bead,
+                req.round,
+                &req.feedback,
+                &self.lessons_for(
+                    project,
+                    &format!("{} {} {}", bead.title, bead.description, bead.acceptance_criteria),
+                ),
+            ),
             workdir: &workdir,
             timeout: Duration::from_secs(req.timeout_secs.max(1)),
             artifact_prefix: format!("plan-{}", req.round),
@@ -222,7 +257,24 @@ impl SharkActivitiesImpl {
             round: req.attempt,
             handoff: req.handoff,
             swapped: req.swapped,
-            prompt: executor_prompt(&bead, &plan, req.attempt, req.handoff, &project.dod, &req.feedback),
+            prompt: executor_prompt(
+                &bead,
+                &plan,
+                req.attempt,
+                req.handoff,
+                &project.dod,
+                &req.feedback,
+                &self.lessons_for(
+                    project,
+                    &format!(
+                        "{} {} {} {}",
+                        bead.title,
+                        plan.summary,
+                        plan.steps.join(" "),
+                        plan.files.join(" ")
+                    ),
+                ),
+            ),
             workdir: &worktree.path,
             timeout: Duration::from_secs(req.timeout_secs.max(1)),
             artifact_prefix: name.clone(),
@@ -571,4 +623,12 @@ impl SharkActivitiesImpl {
     ) -> Result<UpdateBeadResult, ActivityError> {
         self.update_bead_impl(req).await
     }
+}
+
+/// Milliseconds since the Unix epoch (activities may read the clock; workflows may not).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

@@ -326,30 +326,142 @@ pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Resul
     }
     let tip = git(&worktree_or_repo(&worktree, repo), &["rev-parse", &branch]).await?;
 
-    // Fast-forward the base branch: through its checkout when it is checked out (so the
-    // checkout follows), otherwise by moving the ref with a compare-and-swap.
+    if let Err(problem) = fast_forward_base(project, &tip, &base_commit).await? {
+        report.problem = format!("{problem}, then merge {branch} by hand");
+        return Ok(report);
+    }
+    report.merged = true;
+    report.commit = tip;
+    Ok(report)
+}
+
+/// Fast-forwards the base branch from `from` to `tip`: through its checkout when it is checked
+/// out (so the checkout follows), otherwise by moving the ref with a compare-and-swap. The inner
+/// error says why it could not (local changes in the checkout).
+async fn fast_forward_base(project: &ProjectConfig, tip: &str, from: &str) -> Result<Result<(), String>, RepoProblem> {
+    let repo = &project.repo;
+    let base_ref = format!("refs/heads/{}", project.base_branch);
     let checkout = worktrees(repo)
         .await?
         .into_iter()
         .find(|w| w.branch.as_deref() == Some(base_ref.as_str()));
     match checkout {
         Some(entry) => {
-            if let Err(e) = git(&entry.path, &["merge", "--ff-only", "-q", &tip]).await {
-                report.problem = format!(
-                    "could not fast-forward {} in {}: {e}. Commit or stash the local changes there, then merge {branch} by hand",
+            if let Err(e) = git(&entry.path, &["merge", "--ff-only", "-q", tip]).await {
+                return Ok(Err(format!(
+                    "could not fast-forward {} in {}: {e}. Commit or stash the local changes there",
                     project.base_branch,
                     entry.path.display()
-                );
-                return Ok(report);
+                )));
             }
         }
         None => {
-            git(repo, &["update-ref", &base_ref, &tip, &base_commit]).await?;
+            git(repo, &["update-ref", &base_ref, tip, from]).await?;
         }
     }
-    report.merged = true;
-    report.commit = tip;
-    Ok(report)
+    Ok(Ok(()))
+}
+
+/// A change CHUM itself makes to a project (a rule it learned, a rule it retires): files to write
+/// (`Some`) or remove (`None`), committed once on `branch` from the base branch and, with the
+/// `merge` policy, fast-forwarded into it.
+pub struct OwnChange<'a> {
+    pub branch: String,
+    pub files: Vec<(String, Option<String>)>,
+    pub message: String,
+    /// A trailer line (`Key: value`) that makes the commit findable, so it is made once.
+    pub trailer: String,
+    pub project: &'a ProjectConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OwnChangeOutcome {
+    pub commit: String,
+    pub merged: bool,
+    /// Set when the base branch could not be fast-forwarded; the commit stays on its branch.
+    pub problem: String,
+}
+
+pub async fn commit_own_change(change: OwnChange<'_>) -> Result<OwnChangeOutcome, RepoProblem> {
+    let project = change.project;
+    let base_commit = check_repository(project).await?;
+    let repo = &project.repo;
+    exclude_chum_dir(repo).await?;
+    let base_ref = format!("refs/heads/{}", project.base_branch);
+    let grep = format!("--grep=^{}$", change.trailer);
+    let existing = git(repo, &["log", "--all", "--format=%H", "-n", "1", &grep]).await?;
+    let commit = if !existing.is_empty() {
+        existing
+    } else {
+        let path = repo.join(".chum").join("own").join(change.branch.replace('/', "-"));
+        remove_worktree(repo, &path).await?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
+        }
+        git(
+            repo,
+            &[
+                "worktree",
+                "add",
+                "--force",
+                "-B",
+                &change.branch,
+                &path.display().to_string(),
+                &base_commit,
+            ],
+        )
+        .await?;
+        for (file, content) in &change.files {
+            let target = path.join(file);
+            match content {
+                Some(text) => {
+                    if let Some(dir) = target.parent() {
+                        std::fs::create_dir_all(dir).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
+                    }
+                    std::fs::write(&target, text).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
+                }
+                None => {
+                    let _ = std::fs::remove_file(&target);
+                }
+            }
+        }
+        git(&path, &["add", "-A", "--", "."]).await?;
+        let message = format!("{}\n\n{}\n", change.message.trim_end(), change.trailer);
+        git(&path, &["commit", "-q", "--allow-empty", "--no-verify", "-m", &message]).await?;
+        let commit = git(&path, &["rev-parse", "HEAD"]).await?;
+        remove_worktree(repo, &path).await?;
+        commit
+    };
+    let mut outcome = OwnChangeOutcome {
+        commit: commit.clone(),
+        ..OwnChangeOutcome::default()
+    };
+    if project.integration == IntegrationPolicy::Branch {
+        return Ok(outcome);
+    }
+    if git_ok(repo, &["merge-base", "--is-ancestor", &commit, &base_ref])
+        .await?
+        .is_some()
+    {
+        outcome.merged = true;
+        return Ok(outcome);
+    }
+    let current = resolve(repo, &base_ref).await?.unwrap_or_default();
+    if git_ok(repo, &["merge-base", "--is-ancestor", &current, &commit])
+        .await?
+        .is_none()
+    {
+        outcome.problem = format!(
+            "{} moved on since the change was made; merge {} by hand",
+            project.base_branch, change.branch
+        );
+        return Ok(outcome);
+    }
+    match fast_forward_base(project, &commit, &current).await? {
+        Ok(()) => outcome.merged = true,
+        Err(problem) => outcome.problem = problem,
+    }
+    Ok(outcome)
 }
 
 fn worktree_or_repo(worktree: &Path, repo: &Path) -> PathBuf {

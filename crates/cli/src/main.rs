@@ -84,14 +84,58 @@ enum Command {
         #[arg(long, default_value = "2h")]
         timeout: String,
     },
-    /// List the Semgrep rules the gate uses (CHUM's pack and the project's .semgrep/), and which
-    /// rule files are quarantined because they do not validate.
-    Rules,
+    /// The Semgrep rules: the files the gate uses, and the rules CHUM learned.
+    Rules {
+        #[command(subcommand)]
+        command: Option<RulesCommand>,
+    },
+    /// The lessons CHUM learned from its runs.
+    Lessons {
+        #[command(subcommand)]
+        command: LessonsCommand,
+    },
+    /// Wait for the ContinuousLearner of a bead's latest run and show what it learned.
+    Learned {
+        /// Bead id or Shark workflow id.
+        target: String,
+        /// Give up waiting after this long.
+        #[arg(long, default_value = "10m")]
+        timeout: String,
+    },
     /// Demo helpers (used by `make demo`).
     Demo {
         #[command(subcommand)]
         command: DemoCommand,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum RulesCommand {
+    /// Every rule file (CHUM's pack and the project's .semgrep/), validated, and every learned rule
+    /// with its fate (accepted, rejected with the reason, retired). The default.
+    List,
+    /// One learned rule: its checks, its reason, its YAML, the lesson it came from.
+    Show { rule_id: String },
+    /// Remove a learned rule from the project, in a commit that says why.
+    Retire {
+        rule_id: String,
+        /// Why (it goes into the commit message).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LessonsCommand {
+    /// Full-text search (any words; no query syntax to get wrong). Without words: the newest.
+    Search {
+        #[arg(default_value = "")]
+        query: String,
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+    },
+    /// One lesson with its provenance.
+    Show { id: u64 },
 }
 
 #[derive(Subcommand, Debug)]
@@ -127,8 +171,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let config = chum_activities::settings::load_config(&cli.config)?;
-    if let Command::Rules = cli.command {
-        return rules(&config, cli.project.as_deref()).await;
+    match &cli.command {
+        Command::Rules { command } => return rules(&config, cli.project.as_deref(), command.as_ref()).await,
+        Command::Lessons { command } => return lessons(&config, cli.project.as_deref(), command),
+        _ => {}
     }
     let session = Session::connect(config, cli.project.clone()).await?;
     match cli.command {
@@ -155,21 +201,94 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let timeout = humantime::parse_duration(&timeout).with_context(|| format!("--timeout {timeout:?}"))?;
             session.watch(&target, until, timeout).await
         }
-        Command::Demo { .. } | Command::Rules => unreachable!("handled above"),
+        Command::Learned { target, timeout } => {
+            let timeout = humantime::parse_duration(&timeout).with_context(|| format!("--timeout {timeout:?}"))?;
+            session.learned(&target, timeout).await
+        }
+        Command::Demo { .. } | Command::Rules { .. } | Command::Lessons { .. } => unreachable!("handled above"),
     }
 }
 
-/// `chum rules`: every rule file with its rule ids, validated with the engine the gate uses.
-async fn rules(config: &ChumConfig, project: Option<&str>) -> Result<ExitCode> {
-    use chum_activities::semgrep::{locate_core, rule_files, validate_rule_file};
-    let name = match project {
-        Some(p) => p.to_string(),
-        None if config.projects.len() == 1 => config.projects.keys().next().cloned().unwrap_or_default(),
+fn only_project(config: &ChumConfig, project: Option<&str>) -> Result<String> {
+    match project {
+        Some(p) => Ok(p.to_string()),
+        None if config.projects.len() == 1 => Ok(config.projects.keys().next().cloned().unwrap_or_default()),
         None => bail!(
             "{} configures several projects; say which with --project <name>",
             config.source.display()
         ),
-    };
+    }
+}
+
+fn open_store(config: &ChumConfig) -> Result<chum_activities::store::LessonStore> {
+    Ok(chum_activities::store::LessonStore::open(
+        &config.state_dir.join("chum.db"),
+    )?)
+}
+
+/// `chum lessons search|show`.
+fn lessons(config: &ChumConfig, project: Option<&str>, command: &LessonsCommand) -> Result<ExitCode> {
+    let store = open_store(config)?;
+    match command {
+        LessonsCommand::Search { query, limit } => {
+            let found = if query.trim().is_empty() {
+                store.recent(project, *limit)?
+            } else {
+                store.search(project, query, *limit, None)?
+            };
+            if found.is_empty() {
+                println!("no lessons match; runs add lessons when a learner role is configured");
+            }
+            for l in &found {
+                println!(
+                    "#{:<5} [{}] {} (bead {}, used {}x)",
+                    l.id, l.category, l.summary, l.bead_id, l.use_count
+                );
+            }
+        }
+        LessonsCommand::Show { id } => {
+            let l = store.lesson(*id)?.with_context(|| format!("no lesson #{id}"))?;
+            print!("{}", render::lesson(&l));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `chum rules [list|show|retire]`.
+async fn rules(config: &ChumConfig, project: Option<&str>, command: Option<&RulesCommand>) -> Result<ExitCode> {
+    match command {
+        None | Some(RulesCommand::List) => rule_files_and_learned(config, project).await,
+        Some(RulesCommand::Show { rule_id }) => {
+            let store = open_store(config)?;
+            let rule = store
+                .rule(rule_id)?
+                .with_context(|| format!("no learned rule {rule_id}; `chum rules` lists them"))?;
+            let lesson = store.lesson(rule.lesson_id)?;
+            print!("{}", render::rule(&rule, lesson.as_ref()));
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(RulesCommand::Retire { rule_id, reason }) => {
+            let done = chum_activities::learner::retire_rule(config, rule_id, reason)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let short = &done.commit[..done.commit.len().min(12)];
+            if done.merged {
+                println!("retired {rule_id} in commit {short}");
+            } else {
+                println!(
+                    "retired {rule_id} in commit {short} on branch chum/rules/retire-{rule_id} {}",
+                    done.problem
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Every rule file with its rule ids, validated with the engine the gate uses, then the learned rules.
+async fn rule_files_and_learned(config: &ChumConfig, project: Option<&str>) -> Result<ExitCode> {
+    use chum_activities::semgrep::{locate_core, rule_files, validate_rule_file};
+    let name = only_project(config, project)?;
     let project = config.project(&name).map_err(anyhow::Error::msg)?;
     let core = locate_core(&config.semgrep).map_err(anyhow::Error::msg)?;
     let files = rule_files(&config.state_dir, &project.repo)?;
@@ -201,6 +320,16 @@ async fn rules(config: &ChumConfig, project: Option<&str>) -> Result<ExitCode> {
         "{} rule file(s), {quarantined} quarantined (left out of scans; they never fail a bead)",
         files.len()
     );
+    let learned = open_store(config)?.rules(Some(&name))?;
+    if !learned.is_empty() {
+        println!("\nlearned rules:");
+        for r in &learned {
+            println!(
+                "{:<10} {:<9} lesson #{:<4} {}",
+                r.rule_id, r.status, r.lesson_id, r.reason
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -401,6 +530,29 @@ impl Session {
         if count == 0 {
             println!("no Shark is running; start one with `chum submit <bead>`");
         }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Waits for the learner of the bead's latest run and prints what it learned.
+    async fn learned(&self, target: &str, timeout: Duration) -> Result<ExitCode> {
+        let handle = self.handle(target)?;
+        let status = self.query(&handle).await?;
+        if status.learner_workflow_id.is_empty() {
+            bail!(
+                "{} started no learner (phase {}; learning needs a learner role, and a run that was integrated, escalated or rejected)",
+                handle.info().workflow_id,
+                status.phase()
+            );
+        }
+        println!("waiting for {} ...", status.learner_workflow_id);
+        let learner = self
+            .client
+            .get_workflow_handle::<chum_workflows::LearnerRun>(status.learner_workflow_id.clone());
+        let result = tokio::time::timeout(timeout, learner.get_result(WorkflowGetResultOptions::default()))
+            .await
+            .with_context(|| format!("the learner did not finish within {}s", timeout.as_secs()))?
+            .with_context(|| format!("reading the result of {}", status.learner_workflow_id))?;
+        print!("{}", render::learned(&result));
         Ok(ExitCode::SUCCESS)
     }
 

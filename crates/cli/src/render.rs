@@ -275,3 +275,81 @@ pub fn summary(config: &ChumConfig, workflow_id: &str, run_id: &str, r: &SharkRe
     let _ = writeln!(out, "{rule}");
     out
 }
+
+pub fn lesson(l: &chum_core::proto::Lesson) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "lesson      #{} [{}] {}", l.id, l.category, l.summary);
+    if !l.detail.is_empty() {
+        let _ = writeln!(out, "detail      {}", l.detail);
+    }
+    let _ = writeln!(
+        out,
+        "from        project {}, bead {}, run {} ({}), attempt {}",
+        l.project, l.bead_id, l.workflow_id, l.run_id, l.attempt
+    );
+    if !l.commit.is_empty() {
+        let _ = writeln!(out, "commit      {}", l.commit);
+    }
+    if !l.file_paths.is_empty() {
+        let _ = writeln!(out, "files       {}", l.file_paths.join(", "));
+    }
+    if !l.labels.is_empty() {
+        let _ = writeln!(out, "labels      {}", l.labels.join(", "));
+    }
+    if !l.bad_example.is_empty() {
+        let _ = writeln!(out, "bad ({})\n{}\ngood\n{}", l.language, l.bad_example, l.good_example);
+    }
+    let _ = writeln!(out, "used        {} time(s)", l.use_count);
+    out
+}
+
+pub fn rule(r: &chum_activities::store::RuleRecord, lesson: Option<&chum_core::proto::Lesson>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "rule        {} ({})", r.rule_id, r.status);
+    let _ = writeln!(out, "reason      {}", r.reason);
+    for c in &r.checks {
+        let _ = writeln!(out, "check       {c}");
+    }
+    if !r.path.is_empty() {
+        let _ = writeln!(out, "file        {} (commit {})", r.path, r.commit);
+    }
+    if let Some(l) = lesson {
+        let _ = writeln!(out, "lesson      #{} from bead {}: {}", l.id, l.bead_id, l.summary);
+    }
+    if !r.yaml.is_empty() {
+        let _ = writeln!(out, "\n{}", r.yaml.trim_end());
+    }
+    out
+}
+
+pub fn learned(r: &chum_core::proto::LearnerResult) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "learned {} lesson(s) ({} already known)",
+        r.lessons.len(),
+        r.duplicates_skipped
+    );
+    for l in &r.lessons {
+        let _ = writeln!(out, "  lesson #{} [{}] {}", l.id, l.category, l.summary);
+    }
+    for rule in &r.rules {
+        let verdict = if rule.accepted { "ACCEPTED" } else { "rejected" };
+        let _ = writeln!(out, "  rule {} {verdict}: {}", rule.rule_id, rule.reason);
+        for c in &rule.checks {
+            let _ = writeln!(out, "    check {c}");
+        }
+        if rule.accepted {
+            let _ = writeln!(
+                out,
+                "    written to {} (commit {})",
+                rule.path,
+                &rule.commit[..rule.commit.len().min(12)]
+            );
+        }
+    }
+    if !r.error.is_empty() {
+        let _ = writeln!(out, "  note: {}", r.error);
+    }
+    out
+}

@@ -10,9 +10,9 @@ use temporalio_common::ActivityError;
 use temporalio_macros::activity_definitions;
 
 use crate::proto::{
-    DodReport, DodRequest, ExecuteReport, ExecuteRequest, IntegrateRequest, IntegrationReport, LoadBeadRequest,
-    LoadBeadResult, PlanDraft, PlanRequest, ReviewReport, ReviewRequest, SemgrepReport, SemgrepRequest,
-    UpdateBeadRequest, UpdateBeadResult,
+    CrystallizeRequest, DodReport, DodRequest, ExecuteReport, ExecuteRequest, IntegrateRequest, IntegrationReport,
+    LearnerInput, LessonsReport, LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest, ReviewReport, ReviewRequest,
+    RuleReport, SemgrepReport, SemgrepRequest, UpdateBeadRequest, UpdateBeadResult,
 };
 
 pub struct SharkActivities;
@@ -80,7 +80,27 @@ pub mod error_types {
     pub const NON_RETRYABLE: [&str; 3] = [CONFIG, MISSING_BINARY, INVALID_INPUT];
 }
 
+/// The ContinuousLearner's activities.
+pub struct LearnerActivities;
+
+#[activity_definitions]
+impl LearnerActivities {
+    /// Runs the learner agent on a finished run's journal and stores the new lessons.
+    #[activity(name = "extract_lessons")]
+    pub fn extract_lessons(_input: LearnerInput) -> Result<LessonsReport, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Asks for a Semgrep rule for a lesson, checks it with real semgrep, and commits it if it
+    /// passes every check.
+    #[activity(name = "crystallize_rule")]
+    pub fn crystallize_rule(_req: CrystallizeRequest) -> Result<RuleReport, ActivityError> {
+        unimplemented!()
+    }
+}
+
 /// The activity marker types, for `#[activity(definition = ...)]` in the activities crate.
 pub mod definitions {
+    pub use super::learner_activities::*;
     pub use super::shark_activities::*;
 }

@@ -249,6 +249,20 @@ pub struct ChumConfig {
     pub tiers: BTreeMap<String, Vec<String>>,
     pub roles: BTreeMap<Role, String>,
     pub semgrep: SemgrepSettings,
+    pub learner: LearnerSettings,
+}
+
+/// The learning loop: lessons from every run, fed back into prompts, crystallized into rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnerSettings {
+    /// Start the ContinuousLearner after runs (needs `roles.learner`).
+    pub enabled: bool,
+    /// Lessons put into a planner's or executor's prompt.
+    pub top_k: u32,
+    /// Lessons unused for this long drop out of prompts (they stay in the store).
+    pub expiry: Duration,
+    /// Lessons taken from one run at most.
+    pub max_lessons_per_run: u32,
 }
 
 /// How the Semgrep gate runs.
@@ -258,6 +272,9 @@ pub struct SemgrepSettings {
     pub core: Option<PathBuf>,
     /// Limit of one scan.
     pub timeout: Duration,
+    /// The `semgrep` CLI, for validating and testing generated rules; found on PATH or next to
+    /// `core` when not set.
+    pub cli: Option<PathBuf>,
 }
 
 /// A configuration error: which file, which key, what is wrong and what to do.
@@ -294,13 +311,24 @@ struct RawConfig {
     tiers: BTreeMap<String, Vec<String>>,
     roles: BTreeMap<String, String>,
     semgrep: RawSemgrep,
+    learner: RawLearner,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct RawSemgrep {
     core: Option<String>,
+    cli: Option<String>,
     timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawLearner {
+    enabled: Option<bool>,
+    top_k: Option<u32>,
+    expiry: Option<String>,
+    max_lessons_per_run: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -355,6 +383,11 @@ pub const ENV_PREFIX: &str = "CHUM";
 const PLACEHOLDERS: [&str; 4] = ["model", "prompt_file", "workdir", "config_dir"];
 
 impl ChumConfig {
+    /// Whether runs end with the ContinuousLearner: enabled and a learner role configured.
+    pub fn learning(&self) -> bool {
+        self.learner.enabled && self.roles.contains_key(&Role::Learner)
+    }
+
     /// Parses and validates a configuration.
     ///
     /// `source` is the file the text came from: it is named in errors and relative paths
@@ -674,11 +707,32 @@ impl Validator {
 
         let semgrep = SemgrepSettings {
             core: raw.semgrep.core.as_deref().map(|p| self.path(p)),
+            cli: raw.semgrep.cli.as_deref().map(|p| self.path(p)),
             timeout: self.duration(
                 "semgrep.timeout",
                 raw.semgrep.timeout.as_deref(),
                 Duration::from_secs(30),
             )?,
+        };
+        let learner = LearnerSettings {
+            enabled: raw.learner.enabled.unwrap_or(true),
+            top_k: match raw.learner.top_k {
+                Some(n) if n > 50 => {
+                    return Err(self.invalid("learner.top_k", format!("{n} is more than the maximum of 50")));
+                }
+                Some(n) => n,
+                None => 5,
+            },
+            expiry: self.duration(
+                "learner.expiry",
+                raw.learner.expiry.as_deref(),
+                Duration::from_secs(90 * 24 * 3600),
+            )?,
+            max_lessons_per_run: match raw.learner.max_lessons_per_run {
+                Some(0) => return Err(self.invalid("learner.max_lessons_per_run", "must be at least 1")),
+                Some(n) => n.min(20),
+                None => 5,
+            },
         };
 
         let state_dir = self.path(raw.state_dir.as_deref().unwrap_or(".chum"));
@@ -693,6 +747,7 @@ impl Validator {
             tiers: raw.tiers,
             roles,
             semgrep,
+            learner,
         })
     }
 

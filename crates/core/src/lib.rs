@@ -10,6 +10,7 @@ pub mod agent_output;
 pub mod config;
 pub mod gate;
 pub mod ids;
+pub mod lesson;
 pub mod plan;
 pub mod prompt;
 pub mod proto;

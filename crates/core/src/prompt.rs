@@ -19,6 +19,14 @@ fn bead_section(out: &mut String, bead: &Bead) {
     }
 }
 
+/// The lessons section (see `lesson::lessons_section`), when there are lessons.
+fn lessons_part(out: &mut String, lessons: &str) {
+    if !lessons.trim().is_empty() {
+        let _ = write!(out, "\n{}", lessons.trim_end());
+        out.push('\n');
+    }
+}
+
 fn list(out: &mut String, title: &str, items: &[String]) {
     let _ = writeln!(out, "\n### {title}");
     for item in items {
@@ -28,13 +36,14 @@ fn list(out: &mut String, title: &str, items: &[String]) {
 
 /// The planner's prompt for one round. `feedback` is the previous round's validation error or a
 /// person's rejection; it is empty on the first round.
-pub fn planner_prompt(bead: &Bead, round: u32, feedback: &str) -> String {
+pub fn planner_prompt(bead: &Bead, round: u32, feedback: &str, lessons: &str) -> String {
     let mut out = String::new();
     out.push_str(
         "You are the planner in CHUM, an autonomous code factory. Write a plan for the work item \
          below, for the repository in the current directory. Do not change any files.\n\n",
     );
     bead_section(&mut out, bead);
+    lessons_part(&mut out, lessons);
     if !feedback.trim().is_empty() {
         let _ = writeln!(
             out,
@@ -54,7 +63,15 @@ pub fn planner_prompt(bead: &Bead, round: u32, feedback: &str) -> String {
 
 /// The executor's prompt. `feedback` is what the gates said: on a redo (`handoff` > 0) about the
 /// work in the directory, on a new attempt about the previous attempt (which is gone).
-pub fn executor_prompt(bead: &Bead, plan: &Plan, attempt: u32, handoff: u32, dod: &[String], feedback: &str) -> String {
+pub fn executor_prompt(
+    bead: &Bead,
+    plan: &Plan,
+    attempt: u32,
+    handoff: u32,
+    dod: &[String],
+    feedback: &str,
+    lessons: &str,
+) -> String {
     let mut out = String::new();
     out.push_str(
         "You are the executor in CHUM, an autonomous code factory. Implement the approved plan \
@@ -69,6 +86,7 @@ pub fn executor_prompt(bead: &Bead, plan: &Plan, attempt: u32, handoff: u32, dod
     if !dod.is_empty() {
         list(&mut out, "Definition of done: these commands must pass", dod);
     }
+    lessons_part(&mut out, lessons);
     if handoff > 0 && !feedback.trim().is_empty() {
         let _ = writeln!(
             out,
@@ -140,6 +158,66 @@ pub fn reviewer_prompt(c: &ReviewContext<'_>) -> String {
     out
 }
 
+/// The learner's prompt: the run's journal and the lessons the store already has on the subject.
+pub fn learner_prompt(journal: &str, known: &str, max_lessons: usize) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "You are the learner in CHUM, an autonomous code factory. Extract lessons from the finished \
+         run below: mistakes that were caught (and how), patterns that worked, rules worth enforcing. \
+         Do not change any files.\n\n",
+    );
+    out.push_str(journal.trim_end());
+    out.push('\n');
+    if !known.trim().is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Lessons already known (do not repeat them)\n{}",
+            known.trim_end()
+        );
+    }
+    let _ = write!(
+        out,
+        "\n## Answer format\nExtract lessons: answer with one JSON array of at most {max_lessons} lessons and nothing else:\n\
+         [{{\"category\": \"pattern|antipattern|rule|insight\", \"summary\": \"one sentence\", \"detail\": \"why\", \
+         \"file_paths\": [\"...\"], \"labels\": [\"...\"], \"bad_example\": \"code showing the mistake\", \
+         \"good_example\": \"code avoiding it\", \"language\": \"python|rust|go|...\"}}]\n\
+         For an antipattern or rule, give a short bad_example that shows the mistake on its first line and a \
+         good_example that avoids it: CHUM turns them into a Semgrep rule and tests it on them. Answer [] when \
+         there is nothing new to learn.\n"
+    );
+    out
+}
+
+/// The prompt asking for a Semgrep rule that catches a lesson's mistake.
+pub fn rule_prompt(lesson: &crate::proto::Lesson, rule_id: &str, retry_error: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "You are the learner in CHUM, an autonomous code factory. Write one Semgrep rule that catches \
+         the mistake in this lesson, so that it is stopped in milliseconds next time.\n\n\
+         ## Lesson #{} ({})\n{}\n{}\n\n## Bad example (must match)\n```{lang}\n{}\n```\n\n\
+         ## Good example (must not match)\n```{lang}\n{}\n```",
+        lesson.id,
+        lesson.category,
+        lesson.summary,
+        lesson.detail,
+        lesson.bad_example.trim_end(),
+        lesson.good_example.trim_end(),
+        lang = lesson.language
+    );
+    if !retry_error.trim().is_empty() {
+        let _ = writeln!(out, "\n## Your previous rule was refused\n{}", retry_error.trim());
+    }
+    let _ = write!(
+        out,
+        "\n## Answer format\nWrite one Semgrep rule: answer with the rule file in a ```yaml block, with exactly one rule whose id \
+         is `{rule_id}`, `languages: [{}]`, a `severity`, a `message` that says what to do instead, and a pattern. \
+         It must match the bad example, must not match the good one, and must not fire on correct code elsewhere.\n",
+        lesson.language
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,13 +233,19 @@ mod tests {
 
     #[test]
     fn planner_prompt_carries_the_bead_and_the_feedback() {
-        let first = planner_prompt(&bead(), 1, "");
+        let first = planner_prompt(&bead(), 1, "", "");
         assert!(first.contains("## Work item tk-1: Add slugify"));
         assert!(first.contains("Turn titles into URL slugs"));
         assert!(!first.contains("Feedback"));
-        let second = planner_prompt(&bead(), 2, "also handle unicode");
+        let second = planner_prompt(
+            &bead(),
+            2,
+            "also handle unicode",
+            "## Lessons from earlier work\n- [rule] x",
+        );
         assert!(second.contains("planning round 2"));
         assert!(second.contains("also handle unicode"));
+        assert!(second.contains("## Lessons from earlier work\n- [rule] x"));
     }
 
     #[test]
@@ -179,6 +263,7 @@ mod tests {
             0,
             &["python3 -m unittest".into()],
             "AssertionError: 'a--b' != 'a-b'",
+            "",
         );
         for needle in [
             "Add slugify()",
@@ -191,7 +276,15 @@ mod tests {
         ] {
             assert!(p.contains(needle), "missing {needle:?} in\n{p}");
         }
-        let redo = executor_prompt(&bead(), &plan, 1, 2, &[], "- [error] slug.py:3: keeps repeated dashes");
+        let redo = executor_prompt(
+            &bead(),
+            &plan,
+            1,
+            2,
+            &[],
+            "- [error] slug.py:3: keeps repeated dashes",
+            "",
+        );
         assert!(
             redo.contains("Redo 2 of attempt 1") && redo.contains("keeps repeated dashes"),
             "{redo}"

@@ -121,7 +121,7 @@ fn run(args: &Args) -> Result<ExitCode> {
         );
         std::fs::write(dir.join(name), &prompt).context("recording the prompt")?;
     }
-    let step = scenario.find(&call).with_context(|| {
+    let step = scenario.find(&call, &prompt).with_context(|| {
         format!(
             "no [[step]] in {} matches role={:?} bead={:?} attempt={} handoff={} provider={:?}",
             args.scenario.display(),

@@ -12,6 +12,7 @@
 //! attempt = 1                  # CHUM_ATTEMPT (the plan round for planners); omitted = any
 //! handoff = 0                  # CHUM_HANDOFF (redo number within the attempt); omitted = any
 //! provider = "scripted-a"      # CHUM_PROVIDER (the provider name in chum.toml); omitted = any
+//! prompt_contains = ["..."]   # match only prompts containing all of these
 //! expect_prompt_contains = ["..."]   # fail (exit 4) if the prompt lacks one of these
 //! sleep_ms = 0                 # pretend to think
 //! # then exactly one action:
@@ -84,6 +85,8 @@ pub struct Step {
     pub handoff: Option<u32>,
     pub provider: Option<String>,
     #[serde(default)]
+    pub prompt_contains: Vec<String>,
+    #[serde(default)]
     pub expect_prompt_contains: Vec<String>,
     #[serde(default)]
     pub sleep_ms: u64,
@@ -135,13 +138,14 @@ impl Scenario {
         Ok(scenario)
     }
 
-    pub fn find(&self, call: &Invocation) -> Option<&Step> {
+    pub fn find(&self, call: &Invocation, prompt: &str) -> Option<&Step> {
         self.steps.iter().find(|s| {
             s.role.as_deref().is_none_or(|r| r == call.role)
                 && s.bead.as_deref().is_none_or(|b| b == call.bead)
                 && s.attempt.is_none_or(|a| a == call.attempt)
                 && s.handoff.is_none_or(|h| h == call.handoff)
                 && s.provider.as_deref().is_none_or(|p| p == call.provider)
+                && s.prompt_contains.iter().all(|needle| prompt.contains(needle.as_str()))
         })
     }
 }
@@ -274,14 +278,14 @@ mod tests {
             "#,
         );
         assert!(matches!(
-            s.find(&call("executor", "b-1", 1)).unwrap().action().unwrap(),
+            s.find(&call("executor", "b-1", 1), "").unwrap().action().unwrap(),
             Action::Fail { exit_code: 3, .. }
         ));
         assert_eq!(
-            s.find(&call("executor", "b-1", 2)).unwrap().answer.as_deref(),
+            s.find(&call("executor", "b-1", 2), "").unwrap().answer.as_deref(),
             Some("general")
         );
-        assert!(s.find(&call("planner", "b-1", 1)).is_none());
+        assert!(s.find(&call("planner", "b-1", 1), "").is_none());
     }
 
     #[test]

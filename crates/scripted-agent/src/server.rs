@@ -364,7 +364,7 @@ async fn prepare<'a>(
         let _ = std::fs::create_dir_all(dir);
         let _ = std::fs::write(dir.join(name), prompt);
     }
-    let Some(step) = st.scenario.find(call) else {
+    let Some(step) = st.scenario.find(call, prompt) else {
         return Err(api_error(
             StatusCode::BAD_REQUEST,
             &format!("no scenario step matches {call:?}"),

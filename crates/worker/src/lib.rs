@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use chum_activities::SharkActivitiesImpl;
+use chum_activities::{LearnerActivitiesImpl, SharkActivitiesImpl};
 use chum_core::config::ChumConfig;
-use chum_workflows::SharkWorkflow;
+use chum_workflows::{LearnerWorkflow, SharkWorkflow};
 use temporalio_client::Client;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
@@ -15,7 +15,9 @@ use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 pub fn build_worker(runtime: &Runtime, client: Client, config: Arc<ChumConfig>) -> anyhow::Result<Worker> {
     let options = WorkerOptions::new(config.temporal.task_queue.clone())
         .register_workflow::<SharkWorkflow>()?
-        .register_activities(SharkActivitiesImpl::new(config))
+        .register_workflow::<LearnerWorkflow>()?
+        .register_activities(SharkActivitiesImpl::new(config.clone()))
+        .register_activities(LearnerActivitiesImpl::new(config))
         .build();
     Ok(Worker::new(runtime, client, options)?)
 }

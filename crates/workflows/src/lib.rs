@@ -5,10 +5,15 @@
 //! effects are activities declared in `chum_core::activity_contract`. Every workflow path has a
 //! replay test against a committed history (`tests/replay.rs`).
 
+pub mod learner;
 pub mod shark;
 
+pub use learner::LearnerWorkflow;
 pub use shark::{SharkWorkflow, approve_payload};
 
 /// The Shark's run definition: the type client handles are parameterized with
 /// (`WorkflowHandle<Client, SharkRun>`).
 pub type SharkRun = <SharkWorkflow as temporalio_sdk::workflows::WorkflowImplementation>::Run;
+
+/// The ContinuousLearner's run definition, for client handles.
+pub type LearnerRun = <LearnerWorkflow as temporalio_sdk::workflows::WorkflowImplementation>::Run;

@@ -11,6 +11,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::learner::LearnerWorkflow;
 use chum_core::activity_contract::{SharkActivities, error_types};
 use chum_core::config::Limits;
 use chum_core::gate::{MAX_SIGNAL_BYTES, parse_gate_decision};
@@ -18,8 +19,8 @@ use chum_core::ids::bead_branch;
 use chum_core::plan::validate_plan;
 use chum_core::proto::{
     Bead, DodReport, DodRequest, ExecuteReport, ExecuteRequest, GateDecision, GateResult, IntegrateRequest,
-    IntegrationReport, LoadBeadRequest, Outcome, Phase, PhaseSpan, Plan, PlanRequest, RejectedSignal, ReviewRequest,
-    RunRef, SemgrepRequest, SharkInput, SharkResult, SharkStatus, UpdateBeadRequest,
+    IntegrationReport, LearnerInput, LoadBeadRequest, Outcome, Phase, PhaseSpan, Plan, PlanRequest, RejectedSignal,
+    ReviewRequest, RunRef, SemgrepRequest, SharkInput, SharkResult, SharkStatus, UpdateBeadRequest,
 };
 use chum_core::review::{findings_for_redo, rejection_reasons};
 use chum_core::text::{excerpt, tail_excerpt};
@@ -30,8 +31,9 @@ use temporalio_common::protos::temporal::api::failure::v1::Failure;
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityCancellationType, ActivityExecutionError, ActivityOptions, CancellableFuture, SyncWorkflowContext,
-    WorkflowCancellationToken, WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
+    ActivityCancellationType, ActivityExecutionError, ActivityOptions, CancellableFuture, ChildWorkflowOptions,
+    ParentClosePolicy, SyncWorkflowContext, WorkflowCancellationToken, WorkflowContext, WorkflowContextView,
+    WorkflowResult, WorkflowTermination,
 };
 
 /// The gates when the project does not say (`projects.<name>.gates`).
@@ -48,6 +50,8 @@ const EXCERPT_CHARS: usize = 1500;
 #[derive(Default)]
 pub struct SharkWorkflow {
     status: SharkStatus,
+    /// The diff artifact of every execution, for the learner.
+    diff_artifacts: Vec<String>,
     /// A person's decision on the plan currently at the gate, taken by the run loop.
     decision: Option<GateDecision>,
 }
@@ -93,17 +97,6 @@ impl SharkWorkflow {
             return Ok(finish(ctx, Outcome::BeadUnavailable, loaded.problem, None));
         };
 
-        // PLAN -> GATE
-        let (plan, approved_by) = match plan_until_approved(ctx, &run, &bead, &limits).await {
-            Ok(GateOutcome::Approved { plan, by }) => (plan, by),
-            Ok(GateOutcome::Ended { outcome, reason }) => {
-                let note = format!("CHUM run {}: {outcome}: {reason}", run.workflow_id);
-                let _ = update_bead(ctx, &run, "blocked", &note, "").await;
-                return Ok(finish(ctx, outcome, reason, None));
-            }
-            Err(err) => return fail(ctx, &run, err).await,
-        };
-
         // The project's gates, as the worker's config has them (recorded, so replay sees the same).
         let project_gates = loaded.gates.unwrap_or_default();
         let gates = if project_gates.order.is_empty() {
@@ -112,10 +105,26 @@ impl SharkWorkflow {
             project_gates.order
         };
         let fail_open = project_gates.review_fail_open;
+        let ending = Ending {
+            run: &run,
+            bead: &bead,
+            learn: project_gates.learn,
+        };
         ctx.state_mut(|s| {
             s.status.gates = gates.clone();
             s.status.review_fail_open = fail_open;
         });
+
+        // PLAN -> GATE
+        let (plan, approved_by) = match plan_until_approved(ctx, &run, &bead, &limits).await {
+            Ok(GateOutcome::Approved { plan, by }) => (plan, by),
+            Ok(GateOutcome::Ended { outcome, reason }) => {
+                let note = format!("CHUM run {}: {outcome}: {reason}", run.workflow_id);
+                let _ = update_bead(ctx, &run, "blocked", &note, "").await;
+                return Ok(ending.conclude(ctx, outcome, reason, None).await);
+            }
+            Err(err) => return fail(ctx, &run, err).await,
+        };
 
         // ATTEMPTS: EXECUTE -> gates in order; a review rejection or Semgrep findings send the work
         // back within the attempt (a rejection swaps executor and reviewer), a failed DoD ends it.
@@ -149,6 +158,7 @@ impl SharkWorkflow {
                 };
                 add_usage(ctx, report.agent.as_ref());
                 last_worktree = report.worktree.clone();
+                ctx.state_mut(|s| s.diff_artifacts.push(report.diff_artifact.clone()));
                 let executor = report.agent.as_ref().map(|a| a.provider.clone()).unwrap_or_default();
                 if !report.problem.is_empty() {
                     push_gate(
@@ -220,7 +230,9 @@ impl SharkWorkflow {
                     run.workflow_id, integration.problem, integration.branch
                 );
                 let _ = update_bead(ctx, &run, "blocked", &note, "").await;
-                return Ok(finish(ctx, Outcome::IntegrationFailed, reason, Some(&integration)));
+                return Ok(ending
+                    .conclude(ctx, Outcome::IntegrationFailed, reason, Some(&integration))
+                    .await);
             }
             let reason = if integration.merged {
                 format!(
@@ -238,7 +250,9 @@ impl SharkWorkflow {
             if let Err(err) = update_bead(ctx, &run, "closed", "", &close_reason).await {
                 return fail(ctx, &run, err).await;
             }
-            return Ok(finish(ctx, Outcome::Integrated, reason, Some(&integration)));
+            return Ok(ending
+                .conclude(ctx, Outcome::Integrated, reason, Some(&integration))
+                .await);
         }
 
         // ESCALATE: keep the partial work on its branch, block the bead with the evidence.
@@ -278,7 +292,7 @@ impl SharkWorkflow {
             tail_excerpt(&feedback, EXCERPT_CHARS)
         );
         let _ = update_bead(ctx, &run, "blocked", &note, "").await;
-        Ok(finish(ctx, Outcome::Escalated, reason, kept.as_ref()))
+        Ok(ending.conclude(ctx, Outcome::Escalated, reason, kept.as_ref()).await)
     }
 
     /// The human gate. The payloads are taken raw and validated here: a malformed payload (or none
@@ -804,6 +818,67 @@ async fn update_bead(
         .map(|_| ())
 }
 
+/// What the end of a run needs to start the ContinuousLearner.
+struct Ending<'a> {
+    run: &'a RunRef,
+    bead: &'a Bead,
+    /// The project learns from its runs (a learner role is configured).
+    learn: bool,
+}
+
+impl Ending<'_> {
+    /// Ends the run: starts the ContinuousLearner when the run has something to teach (its work
+    /// was integrated or escalated, or people rejected its plans), then builds the result.
+    async fn conclude(
+        &self,
+        ctx: &WorkflowContext<SharkWorkflow>,
+        outcome: Outcome,
+        reason: String,
+        integration: Option<&IntegrationReport>,
+    ) -> SharkResult {
+        let teaches = matches!(
+            outcome,
+            Outcome::Integrated | Outcome::Escalated | Outcome::IntegrationFailed | Outcome::GateRejected
+        );
+        if self.learn && teaches {
+            self.start_learner(ctx, outcome, &reason, integration).await;
+        }
+        finish(ctx, outcome, reason, integration)
+    }
+
+    /// Starts the learner as a child that outlives this run, and waits only until it has started.
+    /// Its id is derived from the bead and run, so a replayed or retried start is the same child.
+    async fn start_learner(
+        &self,
+        ctx: &WorkflowContext<SharkWorkflow>,
+        outcome: Outcome,
+        reason: &str,
+        integration: Option<&IntegrationReport>,
+    ) {
+        let id = format!("learner-{}-{}-{}", self.run.project, self.run.bead_id, self.run.run_id);
+        let input = ctx.state(|s| LearnerInput {
+            run: Some(self.run.clone()),
+            bead: Some(self.bead.clone()),
+            plan: s.status.plan.clone(),
+            outcome: outcome as i32,
+            reason: reason.to_string(),
+            gate_results: s.status.gate_results.clone(),
+            diff_artifacts: s.diff_artifacts.clone(),
+            decisions: s.status.decisions.clone(),
+            commit: integration.map(|i| i.commit.clone()).unwrap_or_default(),
+        });
+        let options = ChildWorkflowOptions::builder()
+            .workflow_id(id.clone())
+            .parent_close_policy(ParentClosePolicy::Abandon)
+            .build();
+        match ctx.start_child_workflow(LearnerWorkflow::run, input, options).await {
+            Ok(_) => ctx.state_mut(|s| s.status.learner_workflow_id = id),
+            // Learning is a bonus: a learner that cannot start never fails the run.
+            Err(err) => ctx.state_mut(|s| s.status.reason = format!("the learner did not start: {err}")),
+        }
+    }
+}
+
 /// An activity failed for good. Cancellation propagates; anything else ends the run with outcome
 /// `failed`, the reason and, where possible, a note on the bead.
 async fn fail(
@@ -898,6 +973,7 @@ fn finish(
             gate_results: status.gate_results.clone(),
             phases: status.phases.clone(),
             usage: status.usage,
+            learner_workflow_id: status.learner_workflow_id.clone(),
         }
     })
 }

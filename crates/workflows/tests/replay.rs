@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use chum_core::activity_contract::SharkActivities;
 use chum_core::proto::{PlanRequest, SharkInput, SharkResult};
-use chum_workflows::SharkWorkflow;
+use chum_workflows::{LearnerWorkflow, SharkWorkflow};
 use temporalio_client::WorkflowHistory;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayFailure, WorkflowReplayer, WorkflowReplayerOptions};
 use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
 
-/// Every Shark path; each must have a recorded history.
-const PATHS: [&str; 20] = [
+/// Every Shark and ContinuousLearner path; each must have a recorded history.
+const PATHS: [&str; 23] = [
     "approved_pass",
     "reject_replan_approve",
     "gate_timeout",
@@ -37,6 +37,9 @@ const PATHS: [&str; 20] = [
     "handoffs_exhausted",
     "semgrep_redo",
     "semgrep_quarantine",
+    "learned_from_dod_failure",
+    "learned_rule_stops_mistake",
+    "learner_rule_accepted",
 ];
 
 fn history_path(name: &str) -> PathBuf {
@@ -56,6 +59,8 @@ fn load(name: &str) -> WorkflowHistory {
 async fn every_recorded_shark_path_replays_deterministically() {
     let options = WorkflowReplayerOptions::new()
         .register_workflow::<SharkWorkflow>()
+        .expect("registers")
+        .register_workflow::<LearnerWorkflow>()
         .expect("registers")
         .build();
     let replayer = WorkflowReplayer::new(options).expect("replayer");

@@ -95,6 +95,8 @@ pub fn make_project(dir: &Path) -> PathBuf {
             r#"{"id":"tk-1","title":"Add multiply to calc","description":"calc needs multiply(a, b) with tests","status":"open","priority":1,"issue_type":"feature","created_at":"2026-11-22T00:00:00Z","updated_at":"2026-11-22T00:00:00Z","source_repo":"project","compaction_level":0}"#,
             "\n",
             r#"{"id":"tk-2","title":"Old work","status":"closed","priority":2,"issue_type":"task","created_at":"2026-11-22T00:00:00Z","updated_at":"2026-11-22T00:00:00Z","closed_at":"2026-11-22T00:00:00Z","close_reason":"done"}"#,
+            "\n",
+            r#"{"id":"tk-3","title":"Add parse_pairs to calc","description":"parse 'a=1 b=2' into pairs","status":"open","priority":2,"issue_type":"feature","created_at":"2026-11-22T00:00:01Z","updated_at":"2026-11-22T00:00:01Z"}"#,
             "\n"
         ),
     )
@@ -168,6 +170,8 @@ pub struct HarnessOptions {
     pub extra_project_toml: String,
     /// Files committed into the project before the run, e.g. `.semgrep/` rules.
     pub extra_files: Vec<(String, String)>,
+    /// Configure a learner role (scripted-a), so runs end with the ContinuousLearner.
+    pub learner: bool,
 }
 
 impl Default for HarnessOptions {
@@ -179,6 +183,7 @@ impl Default for HarnessOptions {
             agent_program: None,
             extra_project_toml: String::new(),
             extra_files: Vec::new(),
+            learner: false,
         }
     }
 }
@@ -257,10 +262,12 @@ impl Harness {
             planner = "fast"
             executor = "fast"
             reviewer = "other"
+            {learner}
             [semgrep]
             core = "{core}"
             "#,
             extra_project = options.extra_project_toml,
+            learner = if options.learner { "learner = \"fast\"" } else { "" },
             core = semgrep_core().display(),
             dod = dod.join(", "),
             integration = options.integration,

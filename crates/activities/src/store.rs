@@ -1,0 +1,490 @@
+//! The lesson store: SQLite (bundled, FTS5) under the state directory. Lessons with provenance, a
+//! full-text index kept in sync by triggers, and the rules crystallized from lessons (accepted,
+//! rejected with the reason, or retired). The schema is versioned with `PRAGMA user_version`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chum_core::lesson::{fingerprint, fts_query};
+use chum_core::proto::Lesson;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+/// Schema migrations, applied in order; `user_version` says how many have run.
+const MIGRATIONS: [&str; 1] = [r#"
+    CREATE TABLE lessons (
+        id INTEGER PRIMARY KEY,
+        project TEXT NOT NULL,
+        bead_id TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        commit_sha TEXT NOT NULL,
+        category TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        file_paths TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        bad_example TEXT NOT NULL,
+        good_example TEXT NOT NULL,
+        language TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        last_used_ms INTEGER NOT NULL DEFAULT 0,
+        use_count INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (project, fingerprint)
+    );
+    CREATE VIRTUAL TABLE lessons_fts USING fts5(
+        summary, detail, file_paths, labels, bad_example, language,
+        content = 'lessons', content_rowid = 'id'
+    );
+    CREATE TRIGGER lessons_ai AFTER INSERT ON lessons BEGIN
+        INSERT INTO lessons_fts (rowid, summary, detail, file_paths, labels, bad_example, language)
+        VALUES (new.id, new.summary, new.detail, new.file_paths, new.labels, new.bad_example, new.language);
+    END;
+    CREATE TRIGGER lessons_ad AFTER DELETE ON lessons BEGIN
+        INSERT INTO lessons_fts (lessons_fts, rowid, summary, detail, file_paths, labels, bad_example, language)
+        VALUES ('delete', old.id, old.summary, old.detail, old.file_paths, old.labels, old.bad_example, old.language);
+    END;
+    CREATE TRIGGER lessons_au AFTER UPDATE OF summary, detail, file_paths, labels, bad_example, language ON lessons BEGIN
+        INSERT INTO lessons_fts (lessons_fts, rowid, summary, detail, file_paths, labels, bad_example, language)
+        VALUES ('delete', old.id, old.summary, old.detail, old.file_paths, old.labels, old.bad_example, old.language);
+        INSERT INTO lessons_fts (rowid, summary, detail, file_paths, labels, bad_example, language)
+        VALUES (new.id, new.summary, new.detail, new.file_paths, new.labels, new.bad_example, new.language);
+    END;
+    CREATE TABLE rules (
+        rule_id TEXT PRIMARY KEY,
+        lesson_id INTEGER NOT NULL REFERENCES lessons (id),
+        project TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('accepted', 'rejected', 'retired')),
+        reason TEXT NOT NULL,
+        checks TEXT NOT NULL,
+        yaml TEXT NOT NULL,
+        path TEXT NOT NULL,
+        commit_sha TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+"#];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("lesson store {path}: {source}")]
+    Sqlite { path: String, source: rusqlite::Error },
+    #[error("lesson store {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// A rule crystallized from a lesson, whatever became of it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RuleRecord {
+    pub rule_id: String,
+    pub lesson_id: u64,
+    pub project: String,
+    /// "accepted", "rejected" or "retired".
+    pub status: String,
+    pub reason: String,
+    /// One line per check.
+    pub checks: Vec<String>,
+    pub yaml: String,
+    pub path: String,
+    pub commit: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+pub struct LessonStore {
+    conn: Connection,
+    path: String,
+}
+
+const LESSON_COLUMNS: &str = "l.id, l.project, l.bead_id, l.workflow_id, l.run_id, l.attempt, l.commit_sha, l.category, \
+    l.summary, l.detail, l.file_paths, l.labels, l.bad_example, l.good_example, l.language, l.created_ms, \
+    l.last_used_ms, l.use_count";
+
+fn lesson_from_row(row: &Row<'_>) -> rusqlite::Result<Lesson> {
+    let list = |i: usize| -> rusqlite::Result<Vec<String>> {
+        let text: String = row.get(i)?;
+        Ok(serde_json::from_str(&text).unwrap_or_default())
+    };
+    Ok(Lesson {
+        id: row.get::<_, i64>(0)? as u64,
+        project: row.get(1)?,
+        bead_id: row.get(2)?,
+        workflow_id: row.get(3)?,
+        run_id: row.get(4)?,
+        attempt: row.get(5)?,
+        commit: row.get(6)?,
+        category: row.get(7)?,
+        summary: row.get(8)?,
+        detail: row.get(9)?,
+        file_paths: list(10)?,
+        labels: list(11)?,
+        bad_example: row.get(12)?,
+        good_example: row.get(13)?,
+        language: row.get(14)?,
+        created_ms: row.get(15)?,
+        last_used_ms: row.get(16)?,
+        use_count: row.get(17)?,
+    })
+}
+
+fn rule_from_row(row: &Row<'_>) -> rusqlite::Result<RuleRecord> {
+    let checks: String = row.get(5)?;
+    Ok(RuleRecord {
+        rule_id: row.get(0)?,
+        lesson_id: row.get::<_, i64>(1)? as u64,
+        project: row.get(2)?,
+        status: row.get(3)?,
+        reason: row.get(4)?,
+        checks: serde_json::from_str(&checks).unwrap_or_default(),
+        yaml: row.get(6)?,
+        path: row.get(7)?,
+        commit: row.get(8)?,
+        created_ms: row.get(9)?,
+        updated_ms: row.get(10)?,
+    })
+}
+
+const RULE_COLUMNS: &str =
+    "rule_id, lesson_id, project, status, reason, checks, yaml, path, commit_sha, created_ms, updated_ms";
+
+impl LessonStore {
+    /// Opens (creating if needed) the store and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<LessonStore, StoreError> {
+        let shown = path.display().to_string();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: shown.clone(),
+                source,
+            })?;
+        }
+        let sqlite = |source| StoreError::Sqlite {
+            path: shown.clone(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(sqlite)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(sqlite)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(sqlite)?;
+        let mut store = LessonStore { conn, path: shown };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sqlite = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let applied = self.schema_version()?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+            let tx = self.conn.transaction().map_err(sqlite)?;
+            tx.execute_batch(sql).map_err(sqlite)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(sqlite)?;
+            tx.commit().map_err(sqlite)?;
+        }
+        Ok(())
+    }
+
+    /// The schema version (the number of migrations applied).
+    pub fn schema_version(&self) -> Result<usize, StoreError> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        Ok(version.max(0) as usize)
+    }
+
+    /// Stores a lesson with its provenance. `None` when the project already has the exact same
+    /// lesson (same fingerprint): a retried learner, or a lesson learned twice.
+    pub fn insert_lesson(&self, lesson: &Lesson, now_ms: i64) -> Result<Option<u64>, StoreError> {
+        let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".to_string());
+        let inserted = self
+            .conn
+            .execute(
+                "INSERT OR IGNORE INTO lessons (project, bead_id, workflow_id, run_id, attempt, commit_sha, category, summary,
+                    detail, file_paths, labels, bad_example, good_example, language, fingerprint, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                params![
+                    lesson.project,
+                    lesson.bead_id,
+                    lesson.workflow_id,
+                    lesson.run_id,
+                    lesson.attempt,
+                    lesson.commit,
+                    lesson.category,
+                    lesson.summary,
+                    lesson.detail,
+                    json(&lesson.file_paths),
+                    json(&lesson.labels),
+                    lesson.bad_example,
+                    lesson.good_example,
+                    lesson.language,
+                    fingerprint(lesson),
+                    now_ms
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok((inserted == 1).then(|| self.conn.last_insert_rowid() as u64))
+    }
+
+    pub fn lesson(&self, id: u64) -> Result<Option<Lesson>, StoreError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {LESSON_COLUMNS} FROM lessons l WHERE l.id = ?1"),
+                [id as i64],
+                lesson_from_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Lessons matching `text` best first (bm25). `project` narrows to one project; `fresh_since_ms`
+    /// drops lessons unused (and not created) since then. Text that holds no searchable word
+    /// matches nothing rather than failing.
+    pub fn search(
+        &self,
+        project: Option<&str>,
+        text: &str,
+        limit: u32,
+        fresh_since_ms: Option<i64>,
+    ) -> Result<Vec<Lesson>, StoreError> {
+        let Some(query) = fts_query(text) else {
+            return Ok(Vec::new());
+        };
+        let sql = format!(
+            "SELECT {LESSON_COLUMNS} FROM lessons_fts f JOIN lessons l ON l.id = f.rowid
+             WHERE lessons_fts MATCH ?1 AND (?2 IS NULL OR l.project = ?2)
+               AND (?3 IS NULL OR max(l.created_ms, l.last_used_ms) >= ?3)
+             ORDER BY bm25(lessons_fts) LIMIT ?4"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![query, project, fresh_since_ms, limit], lesson_from_row)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The newest lessons, for listings.
+    pub fn recent(&self, project: Option<&str>, limit: u32) -> Result<Vec<Lesson>, StoreError> {
+        let sql = format!(
+            "SELECT {LESSON_COLUMNS} FROM lessons l WHERE (?1 IS NULL OR l.project = ?1) ORDER BY l.id DESC LIMIT ?2"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![project, limit], lesson_from_row)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Records that lessons went into a prompt.
+    pub fn mark_used(&self, ids: &[u64], now_ms: i64) -> Result<(), StoreError> {
+        for id in ids {
+            self.conn
+                .execute(
+                    "UPDATE lessons SET use_count = use_count + 1, last_used_ms = ?2 WHERE id = ?1",
+                    params![*id as i64, now_ms],
+                )
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Records a rule (insert or replace by rule id).
+    pub fn record_rule(&self, rule: &RuleRecord) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                &format!(
+                    "INSERT INTO rules ({RULE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     ON CONFLICT (rule_id) DO UPDATE SET status = excluded.status, reason = excluded.reason,
+                        checks = excluded.checks, yaml = excluded.yaml, path = excluded.path,
+                        commit_sha = excluded.commit_sha, updated_ms = excluded.updated_ms"
+                ),
+                params![
+                    rule.rule_id,
+                    rule.lesson_id as i64,
+                    rule.project,
+                    rule.status,
+                    rule.reason,
+                    serde_json::to_string(&rule.checks).unwrap_or_else(|_| "[]".to_string()),
+                    rule.yaml,
+                    rule.path,
+                    rule.commit,
+                    rule.created_ms,
+                    rule.updated_ms
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn rule(&self, rule_id: &str) -> Result<Option<RuleRecord>, StoreError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {RULE_COLUMNS} FROM rules WHERE rule_id = ?1"),
+                [rule_id],
+                rule_from_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn rules(&self, project: Option<&str>) -> Result<Vec<RuleRecord>, StoreError> {
+        let sql =
+            format!("SELECT {RULE_COLUMNS} FROM rules WHERE (?1 IS NULL OR project = ?1) ORDER BY created_ms, rule_id");
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![project], rule_from_row)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lesson(summary: &str) -> Lesson {
+        Lesson {
+            project: "demo".into(),
+            bead_id: "tk-1".into(),
+            workflow_id: "shark-demo-tk-1".into(),
+            run_id: "r1".into(),
+            attempt: 1,
+            category: "antipattern".into(),
+            summary: summary.into(),
+            detail: "str.split with a single space keeps empty words".into(),
+            file_paths: vec!["textkit/slug.py".into()],
+            labels: vec!["python".into()],
+            bad_example: "words = title.split(\" \")".into(),
+            good_example: "words = title.split()".into(),
+            language: "python".into(),
+            ..Lesson::default()
+        }
+    }
+
+    #[test]
+    fn lessons_are_stored_once_with_provenance_and_found_by_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LessonStore::open(&dir.path().join("chum.db")).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
+        let id = store
+            .insert_lesson(&lesson("split on single spaces breaks slugs"), 1_000)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store
+                .insert_lesson(&lesson("Split on  single spaces breaks SLUGS"), 2_000)
+                .unwrap(),
+            None,
+            "exact duplicate"
+        );
+        store
+            .insert_lesson(
+                &Lesson {
+                    category: "insight".into(),
+                    detail: "unrelated".into(),
+                    ..lesson("cache the parser")
+                },
+                3_000,
+            )
+            .unwrap();
+        let found = store
+            .search(Some("demo"), "slugify should split titles", 5, None)
+            .unwrap();
+        assert_eq!(found[0].id, id);
+        assert_eq!(found[0].bead_id, "tk-1");
+        assert_eq!(found[0].file_paths, ["textkit/slug.py"]);
+        assert!(
+            store.search(Some("other"), "split", 5, None).unwrap().is_empty(),
+            "per project"
+        );
+    }
+
+    #[test]
+    fn fts_syntax_in_user_text_never_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LessonStore::open(&dir.path().join("chum.db")).unwrap();
+        store.insert_lesson(&lesson("split on single spaces"), 1).unwrap();
+        for text in [
+            "",
+            "\"",
+            "split\" OR \"",
+            "-split",
+            "spl*",
+            "summary:split",
+            "NEAR(a b)",
+            "(((",
+            "a AND",
+            "é ü 中文",
+        ] {
+            store
+                .search(None, text, 5, None)
+                .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+        }
+        assert_eq!(store.search(None, "-split*:", 5, None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn unused_lessons_expire_from_prompts_but_stay_in_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LessonStore::open(&dir.path().join("chum.db")).unwrap();
+        let id = store
+            .insert_lesson(&lesson("split on single spaces"), 1_000)
+            .unwrap()
+            .unwrap();
+        assert!(
+            store.search(None, "split", 5, Some(5_000)).unwrap().is_empty(),
+            "expired"
+        );
+        store.mark_used(&[id], 6_000).unwrap();
+        let found = store.search(None, "split", 5, Some(5_000)).unwrap();
+        assert_eq!(found.len(), 1, "used recently");
+        assert_eq!((found[0].use_count, found[0].last_used_ms), (1, 6_000));
+        assert!(store.lesson(id).unwrap().is_some());
+    }
+
+    #[test]
+    fn rules_are_recorded_with_their_fate() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LessonStore::open(&dir.path().join("chum.db")).unwrap();
+        let id = store.insert_lesson(&lesson("split"), 1).unwrap().unwrap();
+        let mut rule = RuleRecord {
+            rule_id: format!("chum-{id}"),
+            lesson_id: id,
+            project: "demo".into(),
+            status: "rejected".into(),
+            reason: "does not match the bad example".into(),
+            checks: vec!["valid: ok".into()],
+            ..RuleRecord::default()
+        };
+        store.record_rule(&rule).unwrap();
+        rule.status = "accepted".into();
+        store.record_rule(&rule).unwrap();
+        let rules = store.rules(Some("demo")).unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].status, "accepted");
+        assert_eq!(rules[0].checks, ["valid: ok"]);
+    }
+
+    #[test]
+    fn reopening_keeps_data_and_does_not_migrate_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chum.db");
+        LessonStore::open(&path)
+            .unwrap()
+            .insert_lesson(&lesson("split"), 1)
+            .unwrap();
+        let store = LessonStore::open(&path).unwrap();
+        assert_eq!(store.recent(None, 10).unwrap().len(), 1);
+        assert_eq!(store.schema_version().unwrap(), 1);
+    }
+}

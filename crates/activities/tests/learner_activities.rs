@@ -1,0 +1,134 @@
+//! The learner's lesson extraction through CHUM's activity, with the scripted agent as the learner
+//! role: lessons stored with provenance, exact duplicates skipped, garbage answered twice reported
+//! as an error (never a panic, never a half-stored lesson).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use chum_activities::LearnerActivitiesImpl;
+use chum_activities::agent::Unsupervised;
+use chum_core::config::ChumConfig;
+use chum_core::proto::{Bead, GateResult, LearnerInput, Outcome, Plan, RunRef};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn scripted_agent() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let agent = exe.parent().and_then(Path::parent).unwrap().join("chum-scripted-agent");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", "chum-scripted-agent"])
+        .current_dir(root())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    agent
+}
+
+fn config(dir: &Path, scenario: &str) -> Arc<ChumConfig> {
+    std::fs::create_dir_all(dir.join("project")).unwrap();
+    std::fs::write(dir.join("scenario.toml"), scenario).unwrap();
+    let text = format!(
+        r#"
+        state_dir = "state"
+        [projects.demo]
+        repo = "project"
+        gates = ["dod"]
+        [providers.scripted]
+        command = ["{}", "--scenario", "{{config_dir}}/scenario.toml", "--record-dir", "{{config_dir}}/prompts"]
+        output = "claude-json"
+        [tiers]
+        fast = ["scripted"]
+        [roles]
+        planner = "fast"
+        executor = "fast"
+        learner = "fast"
+        "#,
+        scripted_agent().display()
+    );
+    Arc::new(ChumConfig::from_toml(&text, &dir.join("chum.toml"), Vec::new()).unwrap())
+}
+
+fn input() -> LearnerInput {
+    let dod_failure = GateResult {
+        gate: "dod".into(),
+        round: 2,
+        passed: false,
+        excerpt: "ValueError: invalid literal for int() with base 10: ''".into(),
+        ..GateResult::default()
+    };
+    LearnerInput {
+        run: Some(RunRef {
+            project: "demo".into(),
+            bead_id: "tk-1".into(),
+            workflow_id: "shark-demo-tk-1".into(),
+            run_id: "r1".into(),
+        }),
+        bead: Some(Bead {
+            id: "tk-1".into(),
+            title: "Add parse_numbers".into(),
+            ..Bead::default()
+        }),
+        plan: Some(Plan {
+            summary: "parse numbers".into(),
+            ..Plan::default()
+        }),
+        outcome: Outcome::Integrated as i32,
+        gate_results: vec![dod_failure],
+        commit: "abc123".into(),
+        ..LearnerInput::default()
+    }
+}
+
+const LESSONS: &str = r#"[{"category": "antipattern", "summary": "split(\" \") keeps empty strings", "detail": "parse_numbers raised ValueError on repeated spaces", "bad_example": "p = s.split(\" \")", "good_example": "p = s.split()", "language": "python"},
+ {"category": "insight", "summary": "test repeated spaces"}]"#;
+
+#[tokio::test]
+async fn lessons_are_stored_with_provenance_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = format!(
+        "[[step]]\nrole = \"learner\"\nexpect_prompt_contains = [\"ValueError: invalid literal\", \"## How the run ended\\nintegrated\"]\nanswer = '''{LESSONS}'''\n"
+    );
+    let learner = LearnerActivitiesImpl::new(config(dir.path(), &scenario));
+    let first = learner.extract_lessons_impl(input(), &Unsupervised).await.unwrap();
+    assert!(first.error.is_empty(), "{}", first.error);
+    assert_eq!(first.stored.len(), 2);
+    let lesson = &first.stored[0];
+    assert!(lesson.id > 0);
+    assert_eq!(
+        (lesson.bead_id.as_str(), lesson.attempt, lesson.commit.as_str()),
+        ("tk-1", 2, "abc123")
+    );
+    let again = learner.extract_lessons_impl(input(), &Unsupervised).await.unwrap();
+    assert_eq!(
+        (again.stored.len(), again.duplicates_skipped),
+        (0, 2),
+        "a retried learner stores nothing twice"
+    );
+    // The second time, the known lessons were in the prompt, to avoid duplicates.
+    let prompt = std::fs::read_to_string(dir.path().join("prompts/learner-tk-1-1-0.prompt.md")).unwrap();
+    assert!(
+        prompt.contains("## Lessons already known") && prompt.contains("split(\" \") keeps empty strings"),
+        "{prompt}"
+    );
+}
+
+#[tokio::test]
+async fn garbage_twice_is_an_error_not_a_lesson() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = "[[step]]\nrole = \"learner\"\nanswer = \"I learned a lot today.\"\n";
+    let learner = LearnerActivitiesImpl::new(config(dir.path(), scenario));
+    let report = learner.extract_lessons_impl(input(), &Unsupervised).await.unwrap();
+    assert!(report.stored.is_empty());
+    assert!(report.error.contains("no JSON array"), "{}", report.error);
+    let retry = std::fs::read_to_string(dir.path().join("prompts/learner-tk-1-2-0.prompt.md")).unwrap();
+    assert!(
+        retry.contains("Your previous answer could not be used"),
+        "the retry was told why"
+    );
+}
