@@ -10,7 +10,9 @@ use std::time::Duration;
 use chum_core::activity_contract::error_types;
 use chum_core::config::{ChumConfig, ProjectConfig, Role, SemgrepSettings};
 use chum_core::ids::check_bead_id;
-use chum_core::lesson::{crystallizable, extract_rule_yaml, parse_lessons, rule_fixture, rule_id};
+use chum_core::lesson::{
+    crystallizable, extract_rule_yaml, parse_lessons, rule_fixture, rule_id, with_lesson_metadata,
+};
 use chum_core::prompt::{learner_prompt, rule_prompt};
 use chum_core::proto::{
     AgentRunSummary, CrystallizeRequest, EnumName, LearnerInput, Lesson, LessonsReport, RuleReport, RunRef,
@@ -410,6 +412,8 @@ impl LearnerActivitiesImpl {
                 Err(e) => Err((Vec::new(), format!("no rule: {e}"))),
                 Ok(None) => Err((Vec::new(), "the answer holds no rule YAML".to_string())),
                 Ok(Some(yaml)) => {
+                    // The rule is checked exactly as it will be committed: with its lesson metadata.
+                    let yaml = with_lesson_metadata(&yaml, &lesson, &id);
                     let work = workdir.join(format!("checks-{round}"));
                     check_rule(
                         &cli,

@@ -233,6 +233,35 @@ pub fn rule_fixture(lesson: &Lesson, rule_id: &str) -> Option<(&'static str, Str
     ))
 }
 
+/// The rule with Semgrep `metadata` linking it to its lesson (inserted under the rule's `id`
+/// line, at its indentation), unless the rule already has a `metadata` key of its own.
+pub fn with_lesson_metadata(yaml: &str, lesson: &Lesson, rule_id: &str) -> String {
+    if yaml.lines().any(|l| l.trim_start().starts_with("metadata:")) {
+        return yaml.to_string();
+    }
+    let mut out = String::new();
+    let mut done = false;
+    for line in yaml.lines() {
+        out.push_str(line);
+        out.push('\n');
+        let trimmed = line.trim_start();
+        if !done && trimmed.trim_start_matches("- ").trim() == format!("id: {rule_id}") {
+            let indent = line.len() - trimmed.len() + if trimmed.starts_with("- ") { 2 } else { 0 };
+            let pad = " ".repeat(indent);
+            let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string());
+            out.push_str(&format!(
+                "{pad}metadata:\n{pad}  chum_lesson: {}\n{pad}  chum_bead: {}\n{pad}  chum_run: {}\n{pad}  chum_summary: {}\n",
+                lesson.id,
+                quote(&lesson.bead_id),
+                quote(&lesson.workflow_id),
+                quote(&lesson.summary)
+            ));
+            done = true;
+        }
+    }
+    out
+}
+
 /// The YAML of a rule in the learner's answer: a fenced block or the text from `rules:` on.
 pub fn extract_rule_yaml(answer: &str) -> Option<String> {
     for fence in ["```yaml", "```yml", "```"] {
@@ -320,6 +349,21 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# ok: chum-7\nwords = title.split()\n"), "{text}");
+    }
+
+    #[test]
+    fn rules_get_metadata_linking_their_lesson() {
+        let mut lesson = parse_lessons(ANSWER, 5).unwrap().remove(0);
+        lesson.id = 7;
+        lesson.bead_id = "tk-1".into();
+        let yaml = "rules:\n  - id: chum-7\n    languages: [python]\n    pattern: $S.split(\" \")\n";
+        let with = with_lesson_metadata(yaml, &lesson, "chum-7");
+        assert!(
+            with.contains("  - id: chum-7\n    metadata:\n      chum_lesson: 7\n      chum_bead: \"tk-1\"\n"),
+            "{with}"
+        );
+        let own = "rules:\n  - id: chum-7\n    metadata: {a: 1}\n";
+        assert_eq!(with_lesson_metadata(own, &lesson, "chum-7"), own);
     }
 
     #[test]
