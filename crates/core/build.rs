@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "chum/v1/shark.proto",
         "chum/v1/activities.proto",
         "chum/v1/learner.proto",
+        "chum/v1/dispatcher.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());

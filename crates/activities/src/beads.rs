@@ -112,9 +112,10 @@ impl BeadsFile {
         Ok(bead_from_json(obj))
     }
 
-    /// Applies `change` to one issue and rewrites the file atomically, under an exclusive lock so
-    /// concurrent Sharks of the same project do not lose each other's writes.
-    pub fn update(&self, id: &str, change: impl FnOnce(&mut Map<String, Value>)) -> Result<Bead, BeadsError> {
+    /// Runs `change` on every issue line under an exclusive lock (so concurrent writers do not lose
+    /// each other's changes), then rewrites the file atomically, sorted by id. Lines whose text is
+    /// emptied by `change` are re-serialized from their object; the others are kept byte for byte.
+    fn modify<R>(&self, change: impl FnOnce(&mut Vec<IssueLine>) -> Result<R, BeadsError>) -> Result<R, BeadsError> {
         let lock_path = &self.lock_path;
         let lock = std::fs::OpenOptions::new()
             .create(true)
@@ -124,28 +125,195 @@ impl BeadsFile {
             .map_err(io(lock_path))?;
         let _locked = FileLock::exclusive(&lock).map_err(io(lock_path))?;
 
-        let mut issues = self.read_lines()?;
-        let (line, obj) = issues
-            .iter_mut()
-            .find(|(_, o)| o.get("id").and_then(Value::as_str) == Some(id))
-            .ok_or_else(|| BeadsError::NotFound {
-                id: id.to_string(),
-                file: self.path.clone(),
-            })?;
-        change(obj);
-        obj.insert("updated_at".into(), Value::String(now_rfc3339()));
-        *line = serde_json::to_string(obj).map_err(|e| io(&self.path)(e.into()))?;
-        let bead = bead_from_json(obj);
+        let mut issues = match self.read_lines() {
+            Err(BeadsError::NoFile(_)) => Vec::new(),
+            other => other?,
+        };
+        let result = change(&mut issues)?;
+        for (line, obj) in issues.iter_mut() {
+            if line.is_empty() {
+                *line = serde_json::to_string(obj).map_err(|e| io(&self.path)(e.into()))?;
+            }
+        }
+        issues.sort_by_key(|(_, obj)| text(obj, "id"));
 
         let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
         for (line, _) in &issues {
             writeln!(tmp, "{line}").map_err(io(&self.path))?;
         }
         tmp.as_file().sync_all().map_err(io(&self.path))?;
         tmp.persist(&self.path).map_err(|e| io(&self.path)(e.error))?;
-        Ok(bead)
+        Ok(result)
     }
+
+    /// Applies `change` to one issue (and stamps `updated_at`).
+    pub fn update(&self, id: &str, change: impl FnOnce(&mut Map<String, Value>)) -> Result<Bead, BeadsError> {
+        self.modify(|issues| {
+            let (line, obj) = issues
+                .iter_mut()
+                .find(|(_, o)| o.get("id").and_then(Value::as_str) == Some(id))
+                .ok_or_else(|| BeadsError::NotFound {
+                    id: id.to_string(),
+                    file: self.path.clone(),
+                })?;
+            change(obj);
+            obj.insert("updated_at".into(), Value::String(now_rfc3339()));
+            line.clear();
+            Ok(bead_from_json(obj))
+        })
+    }
+
+    /// The id prefix new beads get: `issue_prefix` from `.beads/config.yaml` when set, else the
+    /// prefix most existing ids use, else the repository's directory name (as Beads does).
+    pub fn prefix(&self) -> String {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        if let Ok(config) = std::fs::read_to_string(dir.join("config.yaml")) {
+            for line in config.lines().map(str::trim).filter(|l| !l.starts_with('#')) {
+                if let Some(value) = line
+                    .strip_prefix("issue_prefix:")
+                    .or_else(|| line.strip_prefix("issue-prefix:"))
+                {
+                    let value = value.trim().trim_matches(['"', '\'']);
+                    if !value.is_empty() {
+                        return value.to_string();
+                    }
+                }
+            }
+        }
+        let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+        for obj in self.read_all().unwrap_or_default() {
+            if let Some((prefix, _)) = text(&obj, "id").rsplit_once('-') {
+                *counts.entry(prefix.to_string()).or_default() += 1;
+            }
+        }
+        if let Some((prefix, _)) = counts.into_iter().max_by_key(|(_, n)| *n) {
+            return prefix;
+        }
+        dir.parent()
+            .and_then(Path::file_name)
+            .map(|n| {
+                n.to_string_lossy()
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect()
+            })
+            .filter(|n: &String| !n.is_empty())
+            .unwrap_or_else(|| "bd".to_string())
+    }
+
+    /// Creates a bead with a Beads-style id (`<prefix>-<base36>`) and returns it.
+    pub fn create(&self, new: &NewBead) -> Result<Bead, BeadsError> {
+        let prefix = self.prefix();
+        self.modify(|issues| {
+            let taken: std::collections::BTreeSet<String> = issues.iter().map(|(_, o)| text(o, "id")).collect();
+            let mut seed = id_seed();
+            let mut id = String::new();
+            for n in 0..1000u32 {
+                let len = 3 + (n / 50) as usize;
+                id = format!("{prefix}-{}", base36(&mut seed, len));
+                if !taken.contains(&id) {
+                    break;
+                }
+            }
+            let now = now_rfc3339();
+            let mut obj = Map::new();
+            obj.insert("id".into(), Value::String(id.clone()));
+            obj.insert("title".into(), Value::String(new.title.clone()));
+            if !new.description.is_empty() {
+                obj.insert("description".into(), Value::String(new.description.clone()));
+            }
+            obj.insert("status".into(), Value::String("open".into()));
+            obj.insert("priority".into(), Value::from(new.priority));
+            obj.insert("issue_type".into(), Value::String(new.issue_type.clone()));
+            obj.insert("created_at".into(), Value::String(now.clone()));
+            obj.insert("created_by".into(), Value::String(new.created_by.clone()));
+            obj.insert("updated_at".into(), Value::String(now.clone()));
+            if !new.labels.is_empty() {
+                obj.insert("labels".into(), Value::from(new.labels.clone()));
+            }
+            if !new.dependencies.is_empty() {
+                let deps: Vec<Value> = new
+                    .dependencies
+                    .iter()
+                    .map(|(target, kind)| dependency(&id, target, kind, &new.created_by, &now))
+                    .collect();
+                obj.insert("dependencies".into(), Value::Array(deps));
+            }
+            let bead = bead_from_json(&obj);
+            issues.push((String::new(), obj));
+            Ok(bead)
+        })
+    }
+
+    /// Adds `id` depends-on `depends_on` (a `blocks`, `related`, `discovered-from`... link), once.
+    pub fn add_dependency(&self, id: &str, depends_on: &str, kind: &str, by: &str) -> Result<(), BeadsError> {
+        self.update(id, |obj| {
+            let deps = obj.entry("dependencies").or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(list) = deps {
+                let known = list.iter().any(|d| {
+                    d.get("depends_on_id").and_then(Value::as_str) == Some(depends_on)
+                        && d.get("type").and_then(Value::as_str).unwrap_or("blocks") == kind
+                });
+                if !known {
+                    list.push(dependency(id, depends_on, kind, by, &now_rfc3339()));
+                }
+            }
+        })
+        .map(|_| ())
+    }
+
+    /// Every issue as CHUM reasons about the DAG.
+    pub fn items(&self) -> Result<Vec<chum_core::backlog::BacklogItem>, BeadsError> {
+        Ok(self
+            .read_all()?
+            .iter()
+            .map(chum_core::backlog::BacklogItem::from_json)
+            .collect())
+    }
+}
+
+/// A bead to create.
+#[derive(Debug, Clone, Default)]
+pub struct NewBead {
+    pub title: String,
+    pub description: String,
+    pub priority: i64,
+    pub issue_type: String,
+    pub labels: Vec<String>,
+    /// (depends_on_id, type)
+    pub dependencies: Vec<(String, String)>,
+    pub created_by: String,
+}
+
+/// A dependency record as Beads writes it.
+fn dependency(id: &str, depends_on: &str, kind: &str, by: &str, now: &str) -> Value {
+    serde_json::json!({"issue_id": id, "depends_on_id": depends_on, "type": kind, "created_at": now,
+        "created_by": by, "metadata": "{}", "thread_id": ""})
+}
+
+/// A seed for new ids: the clock and the process, mixed (ids need to be unlikely to collide, not
+/// unpredictable; collisions are checked anyway).
+fn id_seed() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    nanos ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15
+}
+
+/// `len` base-36 characters from a xorshift generator.
+fn base36(seed: &mut u64, len: usize) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    (0..len)
+        .map(|_| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            DIGITS[(*seed % 36) as usize] as char
+        })
+        .collect()
 }
 
 /// Appends `note` to the bead's notes unless it is already there (a retried activity).

@@ -7,7 +7,10 @@
 
 pub mod agent;
 pub mod artifacts;
+pub mod backlog;
 pub mod beads;
+pub mod beads_cli;
+pub mod dispatcher;
 pub mod git;
 pub mod learner;
 pub mod process;
@@ -18,5 +21,6 @@ pub mod store;
 pub mod temporal_client;
 pub mod workspace;
 
+pub use dispatcher::DispatcherActivitiesImpl;
 pub use learner::LearnerActivitiesImpl;
 pub use shark::SharkActivitiesImpl;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::backlog::Backlog;
 use chum_core::activity_contract::error_types;
 use chum_core::config::{ChumConfig, ProjectConfig, Role};
 use chum_core::ids::check_bead_id;
@@ -22,14 +23,12 @@ use chum_core::proto::{
 };
 use chum_core::review::parse_verdict;
 use chum_core::text::{excerpt, tail_excerpt};
-use serde_json::Value;
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::agent::{AgentRequest, AgentSetupError, Liveness, run_agent};
 use crate::artifacts::RunArtifacts;
-use crate::beads::{BeadsFile, append_note, now_rfc3339};
 use crate::git::git;
 use crate::process::{ProcessSpec, read_tail, run_process};
 use crate::semgrep::{ValidationCache, locate_core, rule_files, scan};
@@ -97,17 +96,6 @@ impl SharkActivitiesImpl {
             .map_err(|m| permanent(error_types::CONFIG, m))
     }
 
-    fn beads(&self, project: &ProjectConfig) -> BeadsFile {
-        let file = project.repo.join(&project.beads_file);
-        // Keep the lock out of the project's `git status` when the repository has a .git directory.
-        let git_dir = project.repo.join(".git");
-        if git_dir.is_dir() {
-            BeadsFile::with_lock(file, git_dir.join("chum-beads.lock"))
-        } else {
-            BeadsFile::new(file)
-        }
-    }
-
     /// The lesson store of this worker.
     pub fn store(&self) -> Result<LessonStore, StoreError> {
         LessonStore::open(&self.config.state_dir.join("chum.db"))
@@ -140,7 +128,7 @@ impl SharkActivitiesImpl {
     pub async fn load_bead_impl(&self, req: LoadBeadRequest) -> Result<LoadBeadResult, ActivityError> {
         let run = req.run.unwrap_or_default();
         let project = self.project(&run)?;
-        let beads = self.beads(project);
+        let backlog = Backlog::of(project);
         let unavailable = |problem: String| {
             Ok(LoadBeadResult {
                 bead: None,
@@ -148,9 +136,9 @@ impl SharkActivitiesImpl {
                 gates: None,
             })
         };
-        let bead = match beads.get(&run.bead_id) {
+        let bead = match backlog.get(&run.bead_id).await {
             Ok(bead) => bead,
-            Err(e) => return unavailable(e.to_string()),
+            Err(e) => return unavailable(e),
         };
         match bead.status.as_str() {
             "closed" | "tombstone" => return unavailable(format!("bead {} is already {}", bead.id, bead.status)),
@@ -159,12 +147,7 @@ impl SharkActivitiesImpl {
             }
             _ => {}
         }
-        let claimed = beads
-            .update(&run.bead_id, |obj| {
-                obj.insert("status".into(), Value::String("in_progress".into()));
-                obj.insert("assignee".into(), Value::String("chum".into()));
-            })
-            .map_err(|e| retryable(e.to_string()))?;
+        let claimed = backlog.claim(&run.bead_id).await.map_err(retryable)?;
         tracing::info!(project = %run.project, bead = %run.bead_id, "claimed bead");
         Ok(LoadBeadResult {
             bead: Some(claimed),
@@ -540,21 +523,12 @@ impl SharkActivitiesImpl {
     pub async fn update_bead_impl(&self, req: UpdateBeadRequest) -> Result<UpdateBeadResult, ActivityError> {
         let run = req.run.unwrap_or_default();
         let project = self.project(&run)?;
-        let bead = self
-            .beads(project)
-            .update(&run.bead_id, |obj| {
-                if !req.status.is_empty() {
-                    obj.insert("status".into(), Value::String(req.status.clone()));
-                }
-                if req.status == "closed" {
-                    obj.insert("closed_at".into(), Value::String(now_rfc3339()));
-                    obj.insert("close_reason".into(), Value::String(req.close_reason.clone()));
-                }
-                append_note(obj, &req.note);
-            })
-            .map_err(|e| retryable(e.to_string()))?;
-        tracing::info!(bead = %run.bead_id, status = %bead.status, "bead updated");
-        Ok(UpdateBeadResult { status: bead.status })
+        let status = Backlog::of(project)
+            .update(&run.bead_id, &req.status, &req.note, &req.close_reason)
+            .await
+            .map_err(retryable)?;
+        tracing::info!(bead = %run.bead_id, %status, "bead updated");
+        Ok(UpdateBeadResult { status })
     }
 }
 

@@ -489,6 +489,8 @@ mod tests {
             enabled: true,
             gates: chum_core::config::Gate::DEFAULT_ORDER.to_vec(),
             review_fail_open: false,
+            backlog: chum_core::config::BacklogBackend::Native,
+            concurrency: 1,
         }
     }
 

@@ -10,9 +10,10 @@ use temporalio_common::ActivityError;
 use temporalio_macros::activity_definitions;
 
 use crate::proto::{
-    CrystallizeRequest, DodReport, DodRequest, ExecuteReport, ExecuteRequest, IntegrateRequest, IntegrationReport,
-    LearnerInput, LessonsReport, LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest, ReviewReport, ReviewRequest,
-    RuleReport, SemgrepReport, SemgrepRequest, UpdateBeadRequest, UpdateBeadResult,
+    CrystallizeRequest, DispatchReport, DispatchRequest, DodReport, DodRequest, ExecuteReport, ExecuteRequest,
+    IntegrateRequest, IntegrationReport, LearnerInput, LessonsReport, LoadBeadRequest, LoadBeadResult, PlanDraft,
+    PlanRequest, ReviewReport, ReviewRequest, RuleReport, SemgrepReport, SemgrepRequest, UpdateBeadRequest,
+    UpdateBeadResult,
 };
 
 pub struct SharkActivities;
@@ -99,8 +100,22 @@ impl LearnerActivities {
     }
 }
 
+/// The Dispatcher's activity.
+pub struct DispatcherActivities;
+
+#[activity_definitions]
+impl DispatcherActivities {
+    /// Lists the project's ready beads, counts its running Sharks, and claims the beads to start
+    /// within the project's concurrency.
+    #[activity(name = "dispatch_round")]
+    pub fn dispatch_round(_req: DispatchRequest) -> Result<DispatchReport, ActivityError> {
+        unimplemented!()
+    }
+}
+
 /// The activity marker types, for `#[activity(definition = ...)]` in the activities crate.
 pub mod definitions {
+    pub use super::dispatcher_activities::*;
     pub use super::learner_activities::*;
     pub use super::shark_activities::*;
 }

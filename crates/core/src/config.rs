@@ -214,6 +214,19 @@ pub struct ProjectConfig {
     pub gates: Vec<Gate>,
     /// Count a missing or unusable review verdict as a pass instead of a rejection. Off by default.
     pub review_fail_open: bool,
+    /// Where the beads live.
+    pub backlog: BacklogBackend,
+    /// Sharks the dispatcher runs at once for this project.
+    pub concurrency: u32,
+}
+
+/// How a project's backlog is read and written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BacklogBackend {
+    /// `<repo>/<beads_file>`, the JSONL classic Beads keeps in git (no Beads install needed).
+    Native,
+    /// The `bd` or `br` program, with `--json`.
+    Cli { program: String },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -250,6 +263,17 @@ pub struct ChumConfig {
     pub roles: BTreeMap<Role, String>,
     pub semgrep: SemgrepSettings,
     pub learner: LearnerSettings,
+    pub dispatcher: DispatcherSettings,
+}
+
+/// The per-project Dispatcher the worker starts: ready beads become Sharks without a manual start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DispatcherSettings {
+    pub enabled: bool,
+    /// Time between rounds.
+    pub interval: Duration,
+    /// Rounds before the dispatcher continues as new (its history stays small).
+    pub rounds_per_run: u32,
 }
 
 /// The learning loop: lessons from every run, fed back into prompts, crystallized into rules.
@@ -312,6 +336,7 @@ struct RawConfig {
     roles: BTreeMap<String, String>,
     semgrep: RawSemgrep,
     learner: RawLearner,
+    dispatcher: RawDispatcher,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -320,6 +345,14 @@ struct RawSemgrep {
     core: Option<String>,
     cli: Option<String>,
     timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawDispatcher {
+    enabled: Option<bool>,
+    interval: Option<String>,
+    rounds_per_run: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -359,6 +392,9 @@ struct RawProject {
     repo: Option<String>,
     gates: Option<Vec<String>>,
     review_fail_open: Option<bool>,
+    beads_backend: Option<String>,
+    beads_cli: Option<String>,
+    concurrency: Option<u32>,
     base_branch: Option<String>,
     dod: Vec<String>,
     integration: Option<String>,
@@ -685,6 +721,26 @@ impl Validator {
                     gates
                 }
             };
+            let backlog = match p.beads_backend.as_deref().unwrap_or("native") {
+                "native" => BacklogBackend::Native,
+                "cli" => BacklogBackend::Cli {
+                    program: self.non_empty(&key("beads_cli"), p.beads_cli, "bd")?,
+                },
+                other => {
+                    return Err(self.invalid(
+                        key("beads_backend"),
+                        format!("{other:?} is not one of \"native\", \"cli\""),
+                    ));
+                }
+            };
+            let concurrency = match p.concurrency {
+                None => 1,
+                Some(0) => return Err(self.invalid(key("concurrency"), "must be at least 1")),
+                Some(n) if n > 32 => {
+                    return Err(self.invalid(key("concurrency"), format!("{n} is more than the maximum of 32")));
+                }
+                Some(n) => n,
+            };
             projects.insert(
                 name.clone(),
                 ProjectConfig {
@@ -697,6 +753,8 @@ impl Validator {
                     enabled: p.enabled.unwrap_or(true),
                     gates,
                     review_fail_open: p.review_fail_open.unwrap_or(false),
+                    backlog,
+                    concurrency,
                 },
             );
         }
@@ -713,6 +771,19 @@ impl Validator {
                 raw.semgrep.timeout.as_deref(),
                 Duration::from_secs(30),
             )?,
+        };
+        let dispatcher = DispatcherSettings {
+            enabled: raw.dispatcher.enabled.unwrap_or(true),
+            interval: self.duration(
+                "dispatcher.interval",
+                raw.dispatcher.interval.as_deref(),
+                Duration::from_secs(10),
+            )?,
+            rounds_per_run: match raw.dispatcher.rounds_per_run {
+                Some(0) => return Err(self.invalid("dispatcher.rounds_per_run", "must be at least 1")),
+                Some(n) => n,
+                None => 100,
+            },
         };
         let learner = LearnerSettings {
             enabled: raw.learner.enabled.unwrap_or(true),
@@ -748,6 +819,7 @@ impl Validator {
             roles,
             semgrep,
             learner,
+            dispatcher,
         })
     }
 

@@ -7,6 +7,7 @@
 
 pub mod activity_contract;
 pub mod agent_output;
+pub mod backlog;
 pub mod config;
 pub mod gate;
 pub mod ids;

@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 
-use chum_activities::{LearnerActivitiesImpl, SharkActivitiesImpl};
+use chum_activities::{DispatcherActivitiesImpl, LearnerActivitiesImpl, SharkActivitiesImpl};
 use chum_core::config::ChumConfig;
-use chum_workflows::{LearnerWorkflow, SharkWorkflow};
-use temporalio_client::Client;
+use chum_core::proto::DispatcherInput;
+use chum_workflows::{DispatcherWorkflow, LearnerWorkflow, SharkWorkflow};
+use temporalio_client::{Client, WorkflowStartOptions};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 /// A worker polling the configured task queue with every CHUM workflow and activity registered.
@@ -16,8 +17,47 @@ pub fn build_worker(runtime: &Runtime, client: Client, config: Arc<ChumConfig>) 
     let options = WorkerOptions::new(config.temporal.task_queue.clone())
         .register_workflow::<SharkWorkflow>()?
         .register_workflow::<LearnerWorkflow>()?
+        .register_workflow::<DispatcherWorkflow>()?
         .register_activities(SharkActivitiesImpl::new(config.clone()))
-        .register_activities(LearnerActivitiesImpl::new(config))
+        .register_activities(LearnerActivitiesImpl::new(config.clone()))
+        .register_activities(DispatcherActivitiesImpl::new(config))
         .build();
     Ok(Worker::new(runtime, client, options)?)
+}
+
+/// The Dispatcher workflow id of a project.
+pub fn dispatcher_id(project: &str) -> String {
+    format!("dispatcher-{project}")
+}
+
+/// Starts the Dispatcher of every enabled project (one that is already running is left as it is).
+/// Returns one line per project for the log.
+pub async fn start_dispatchers(client: &Client, config: &ChumConfig) -> Vec<String> {
+    let mut lines = Vec::new();
+    if !config.dispatcher.enabled {
+        return vec!["dispatchers are disabled ([dispatcher] enabled = false); start Sharks with `chum submit`".into()];
+    }
+    for project in config.projects.values().filter(|p| p.enabled) {
+        let input = DispatcherInput {
+            project: project.name.clone(),
+            interval_secs: config.dispatcher.interval.as_secs().max(1),
+            rounds_per_run: config.dispatcher.rounds_per_run,
+            limits: Some(config.limits.to_proto()),
+            paused: false,
+            rounds_before: 0,
+        };
+        let id = dispatcher_id(&project.name);
+        let options = WorkflowStartOptions::new(config.temporal.task_queue.clone(), id.clone()).build();
+        let line = match client.start_workflow(DispatcherWorkflow::run, input, options).await {
+            Ok(_) => format!("started {id}"),
+            Err(e)
+                if format!("{e:?}").contains("AlreadyStarted") || e.to_string().to_lowercase().contains("already") =>
+            {
+                format!("{id} is already running")
+            }
+            Err(e) => format!("could not start {id}: {e}"),
+        };
+        lines.push(line);
+    }
+    lines
 }

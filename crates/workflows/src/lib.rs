@@ -5,9 +5,11 @@
 //! effects are activities declared in `chum_core::activity_contract`. Every workflow path has a
 //! replay test against a committed history (`tests/replay.rs`).
 
+pub mod dispatcher;
 pub mod learner;
 pub mod shark;
 
+pub use dispatcher::DispatcherWorkflow;
 pub use learner::LearnerWorkflow;
 pub use shark::{SharkWorkflow, approve_payload};
 
@@ -17,3 +19,6 @@ pub type SharkRun = <SharkWorkflow as temporalio_sdk::workflows::WorkflowImpleme
 
 /// The ContinuousLearner's run definition, for client handles.
 pub type LearnerRun = <LearnerWorkflow as temporalio_sdk::workflows::WorkflowImplementation>::Run;
+
+/// The Dispatcher's run definition, for client handles.
+pub type DispatcherRun = <DispatcherWorkflow as temporalio_sdk::workflows::WorkflowImplementation>::Run;

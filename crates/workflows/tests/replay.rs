@@ -1,4 +1,4 @@
-//! Replay tests: every recorded Shark path must replay against the current workflow code.
+//! Replay tests: every recorded Shark, learner and dispatcher path must replay against the current workflow code.
 //!
 //! The histories in `tests/histories/` were recorded from real runs by
 //! `scripts/record-histories.sh`. A change to the Shark that would break runs already in flight
@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use chum_core::activity_contract::SharkActivities;
 use chum_core::proto::{PlanRequest, SharkInput, SharkResult};
-use chum_workflows::{LearnerWorkflow, SharkWorkflow};
+use chum_workflows::{DispatcherWorkflow, LearnerWorkflow, SharkWorkflow};
 use temporalio_client::WorkflowHistory;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayFailure, WorkflowReplayer, WorkflowReplayerOptions};
 use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
 
 /// Every Shark and ContinuousLearner path; each must have a recorded history.
-const PATHS: [&str; 23] = [
+const PATHS: [&str; 24] = [
     "approved_pass",
     "reject_replan_approve",
     "gate_timeout",
@@ -40,6 +40,7 @@ const PATHS: [&str; 23] = [
     "learned_from_dod_failure",
     "learned_rule_stops_mistake",
     "learner_rule_accepted",
+    "dispatcher_rounds",
 ];
 
 fn history_path(name: &str) -> PathBuf {
@@ -61,6 +62,8 @@ async fn every_recorded_shark_path_replays_deterministically() {
         .register_workflow::<SharkWorkflow>()
         .expect("registers")
         .register_workflow::<LearnerWorkflow>()
+        .expect("registers")
+        .register_workflow::<DispatcherWorkflow>()
         .expect("registers")
         .build();
     let replayer = WorkflowReplayer::new(options).expect("replayer");

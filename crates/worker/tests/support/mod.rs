@@ -172,6 +172,10 @@ pub struct HarnessOptions {
     pub extra_files: Vec<(String, String)>,
     /// Configure a learner role (scripted-a), so runs end with the ContinuousLearner.
     pub learner: bool,
+    /// Replaces the project's `.beads/issues.jsonl`.
+    pub beads: Option<String>,
+    /// More top-level TOML, e.g. a `[dispatcher]` section.
+    pub extra_toml: String,
 }
 
 impl Default for HarnessOptions {
@@ -184,6 +188,8 @@ impl Default for HarnessOptions {
             extra_project_toml: String::new(),
             extra_files: Vec::new(),
             learner: false,
+            beads: None,
+            extra_toml: String::new(),
         }
     }
 }
@@ -211,6 +217,10 @@ impl Harness {
             .expect("dev server starts");
         let dir = tempfile::tempdir().unwrap();
         let repo = make_project(dir.path());
+        if let Some(beads) = &options.beads {
+            std::fs::write(repo.join(".beads/issues.jsonl"), beads).unwrap();
+            git(&repo, &["commit", "-q", "-am", "the test's backlog"]);
+        }
         if !options.extra_files.is_empty() {
             for (path, content) in &options.extra_files {
                 let target = repo.join(path);
@@ -265,7 +275,9 @@ impl Harness {
             {learner}
             [semgrep]
             core = "{core}"
+            {extra_toml}
             "#,
+            extra_toml = options.extra_toml,
             extra_project = options.extra_project_toml,
             learner = if options.learner { "learner = \"fast\"" } else { "" },
             core = semgrep_core().display(),
@@ -289,7 +301,8 @@ impl Harness {
         self.env.client().clone()
     }
 
-    /// Runs `body` while a real worker polls, then stops the worker.
+    /// Runs `body` while a real worker polls, then stops the worker (gracefully; workflows stay
+    /// on the server for the next worker).
     pub async fn with_worker<F, Fut, T>(&self, body: F) -> T
     where
         F: FnOnce(Client) -> Fut,

@@ -1,0 +1,160 @@
+//! A project's backlog, whichever backend holds it: the native JSONL file or the `bd`/`br` CLI.
+
+use std::path::PathBuf;
+
+use chum_core::backlog::{BacklogItem, ready};
+use chum_core::config::{BacklogBackend, ProjectConfig};
+use chum_core::proto::Bead;
+use serde_json::Value;
+
+use crate::beads::{BeadsFile, NewBead, append_note, bead_from_json, now_rfc3339};
+use crate::beads_cli::BeadsCli;
+
+pub enum Backlog {
+    Native(BeadsFile),
+    Cli(BeadsCli),
+}
+
+impl Backlog {
+    pub fn of(project: &ProjectConfig) -> Backlog {
+        match &project.backlog {
+            BacklogBackend::Native => {
+                let file = project.repo.join(&project.beads_file);
+                // Keep the lock out of the project's `git status` when the repository has a .git directory.
+                let git_dir = project.repo.join(".git");
+                Backlog::Native(if git_dir.is_dir() {
+                    BeadsFile::with_lock(file, git_dir.join("chum-beads.lock"))
+                } else {
+                    BeadsFile::new(file)
+                })
+            }
+            BacklogBackend::Cli { program } => Backlog::Cli(BeadsCli {
+                program: PathBuf::from(program),
+                repo: project.repo.clone(),
+            }),
+        }
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Bead, String> {
+        match self {
+            Backlog::Native(f) => f.get(id).map_err(|e| e.to_string()),
+            Backlog::Cli(c) => c.show(id).await.map(|o| bead_from_json(&o)),
+        }
+    }
+
+    /// Every issue, for the DAG checks (the CLI's `list` carries no dependencies, so each open
+    /// bead is shown for them).
+    pub async fn items(&self) -> Result<Vec<BacklogItem>, String> {
+        match self {
+            Backlog::Native(f) => f.items().map_err(|e| e.to_string()),
+            Backlog::Cli(c) => {
+                let mut items = Vec::new();
+                for obj in c.list().await? {
+                    let status = obj.get("status").and_then(Value::as_str).unwrap_or_default();
+                    let id = obj.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+                    let full = if status != "closed" {
+                        c.show(&id).await.unwrap_or(obj)
+                    } else {
+                        obj
+                    };
+                    items.push(BacklogItem::from_json(&full));
+                }
+                Ok(items)
+            }
+        }
+    }
+
+    /// The ready beads in working order (see `chum_core::backlog::ready`).
+    pub async fn ready(&self) -> Result<Vec<BacklogItem>, String> {
+        match self {
+            Backlog::Native(f) => {
+                let items = f.items().map_err(|e| e.to_string())?;
+                Ok(ready(&items).into_iter().cloned().collect())
+            }
+            Backlog::Cli(c) => {
+                // The tool knows the dependencies; CHUM adds its own rules (no epics) and order.
+                let items: Vec<BacklogItem> = c.ready().await?.iter().map(BacklogItem::from_json).collect();
+                let mut ready: Vec<BacklogItem> = items
+                    .into_iter()
+                    .filter(|i| i.issue_type != "epic" && i.status == "open")
+                    .collect();
+                ready.sort_by(|a, b| (a.priority, &a.created_at, &a.id).cmp(&(b.priority, &b.created_at, &b.id)));
+                Ok(ready)
+            }
+        }
+    }
+
+    /// Claims a bead for CHUM: status in_progress, assignee chum.
+    pub async fn claim(&self, id: &str) -> Result<Bead, String> {
+        match self {
+            Backlog::Native(f) => f
+                .update(id, |obj| {
+                    obj.insert("status".into(), Value::String("in_progress".into()));
+                    obj.insert("assignee".into(), Value::String("chum".into()));
+                })
+                .map_err(|e| e.to_string()),
+            Backlog::Cli(c) => {
+                c.claim(id).await?;
+                self.get(id).await
+            }
+        }
+    }
+
+    /// Sets a status (empty = keep), appends a note (once), and closes with a reason.
+    pub async fn update(&self, id: &str, status: &str, note: &str, close_reason: &str) -> Result<String, String> {
+        match self {
+            Backlog::Native(f) => f
+                .update(id, |obj| {
+                    if !status.is_empty() {
+                        obj.insert("status".into(), Value::String(status.to_string()));
+                    }
+                    if status == "closed" {
+                        obj.insert("closed_at".into(), Value::String(now_rfc3339()));
+                        obj.insert("close_reason".into(), Value::String(close_reason.to_string()));
+                    }
+                    append_note(obj, note);
+                })
+                .map(|b| b.status)
+                .map_err(|e| e.to_string()),
+            Backlog::Cli(c) => {
+                if !note.trim().is_empty() {
+                    c.append_notes(id, note).await?;
+                }
+                match status {
+                    "" => {}
+                    "closed" => c.close(id, close_reason).await?,
+                    other => c.set_status(id, other).await?,
+                }
+                Ok(status.to_string())
+            }
+        }
+    }
+
+    pub async fn set_priority(&self, id: &str, priority: i64) -> Result<(), String> {
+        match self {
+            Backlog::Native(f) => f
+                .update(id, |obj| {
+                    obj.insert("priority".into(), Value::from(priority));
+                })
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Backlog::Cli(c) => c.set_priority(id, priority).await,
+        }
+    }
+
+    pub async fn create(&self, new: &NewBead) -> Result<String, String> {
+        match self {
+            Backlog::Native(f) => f.create(new).map(|b| b.id).map_err(|e| e.to_string()),
+            Backlog::Cli(c) => c.create(new).await,
+        }
+    }
+
+    pub async fn add_dependency(&self, id: &str, depends_on: &str, kind: &str) -> Result<(), String> {
+        match self {
+            Backlog::Native(f) => f
+                .add_dependency(id, depends_on, kind, "chum")
+                .map_err(|e| e.to_string()),
+            Backlog::Cli(c) => c.add_dependency(id, depends_on, kind).await,
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The Beads CLI backend, for teams that run Beads itself: shells out to `bd` or `br` with
+//! `--json` and reads both of their output shapes (a bare array, or `{"issues": [...]}`). The
+//! tool's own stderr is the error.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::{Map, Value};
+use tokio::process::Command;
+
+use crate::beads::NewBead;
+
+/// The issues in a `--json` answer: a bare array (`ready`, `show`, `update`, `close`), the
+/// `{"issues": [...]}` envelope (`list`), or one object.
+pub fn parse_issue_list(value: &Value) -> Result<Vec<Map<String, Value>>, String> {
+    let list: &[Value] = match value {
+        Value::Array(items) => items,
+        Value::Object(obj) if obj.get("issues").is_some_and(Value::is_array) => {
+            obj["issues"].as_array().map(Vec::as_slice).unwrap_or_default()
+        }
+        Value::Object(obj) if obj.contains_key("id") => return Ok(vec![obj.clone()]),
+        other => {
+            return Err(format!(
+                "not a list of issues: {}",
+                chum_core::text::excerpt(&other.to_string(), 200)
+            ));
+        }
+    };
+    Ok(list.iter().filter_map(|v| v.as_object().cloned()).collect())
+}
+
+/// The id in a `create --json` answer (one issue object, or a list of one).
+pub fn parse_created_id(value: &Value) -> Result<String, String> {
+    parse_issue_list(value)?
+        .first()
+        .and_then(|o| o.get("id").and_then(Value::as_str).map(str::to_string))
+        .ok_or_else(|| "the create answer has no id".to_string())
+}
+
+pub struct BeadsCli {
+    pub program: PathBuf,
+    pub repo: PathBuf,
+}
+
+impl BeadsCli {
+    async fn run(&self, args: &[&str]) -> Result<Value, String> {
+        let output = Command::new(&self.program)
+            .args(args)
+            .arg("--json")
+            .current_dir(&self.repo)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot run {}: {e}; install it or set the project's beads_backend = \"native\"",
+                    self.program.display()
+                )
+            })?;
+        if !output.status.success() {
+            return Err(format!(
+                "`{} {}` failed: {}",
+                self.program.display(),
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        serde_json::from_str(stdout.trim())
+            .map_err(|e| format!("`{} {}` printed no JSON ({e})", self.program.display(), args.join(" ")))
+    }
+
+    pub async fn list(&self) -> Result<Vec<Map<String, Value>>, String> {
+        parse_issue_list(&self.run(&["list", "--all"]).await?)
+    }
+
+    pub async fn show(&self, id: &str) -> Result<Map<String, Value>, String> {
+        parse_issue_list(&self.run(&["show", id]).await?)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("bead {id} not found"))
+    }
+
+    /// The tool's own ready list (it knows the dependencies; `list` only counts them).
+    pub async fn ready(&self) -> Result<Vec<Map<String, Value>>, String> {
+        parse_issue_list(&self.run(&["ready"]).await?)
+    }
+
+    pub async fn create(&self, new: &NewBead) -> Result<String, String> {
+        let priority = new.priority.to_string();
+        let mut args = vec![
+            "create",
+            new.title.as_str(),
+            "-p",
+            &priority,
+            "-t",
+            new.issue_type.as_str(),
+        ];
+        if !new.description.is_empty() {
+            args.extend(["-d", new.description.as_str()]);
+        }
+        let id = parse_created_id(&self.run(&args).await?)?;
+        for (target, kind) in &new.dependencies {
+            self.add_dependency(&id, target, kind).await?;
+        }
+        Ok(id)
+    }
+
+    pub async fn set_status(&self, id: &str, status: &str) -> Result<(), String> {
+        self.run(&["update", id, "--status", status]).await.map(|_| ())
+    }
+
+    pub async fn claim(&self, id: &str) -> Result<(), String> {
+        self.run(&["update", id, "--status", "in_progress", "--assignee", "chum"])
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn append_notes(&self, id: &str, notes: &str) -> Result<(), String> {
+        self.run(&["update", id, "--append-notes", notes]).await.map(|_| ())
+    }
+
+    pub async fn set_priority(&self, id: &str, priority: i64) -> Result<(), String> {
+        self.run(&["update", id, "--priority", &priority.to_string()])
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn close(&self, id: &str, reason: &str) -> Result<(), String> {
+        self.run(&["close", id, "--reason", reason]).await.map(|_| ())
+    }
+
+    pub async fn add_dependency(&self, id: &str, depends_on: &str, kind: &str) -> Result<(), String> {
+        self.run(&["dep", "add", id, depends_on, "--type", kind])
+            .await
+            .map(|_| ())
+    }
+
+    pub fn repo(&self) -> &Path {
+        &self.repo
+    }
+}

@@ -1,0 +1,106 @@
+//! The Dispatcher's activity: one round of turning ready beads into Sharks.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chum_core::activity_contract::error_types;
+use chum_core::config::ChumConfig;
+use chum_core::ids::shark_workflow_id;
+use chum_core::proto::{DispatchReport, DispatchRequest};
+use futures::StreamExt;
+use temporalio_client::Client;
+use temporalio_macros::activities;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+
+use crate::backlog::Backlog;
+use crate::shark::{permanent, retryable};
+
+pub struct DispatcherActivitiesImpl {
+    config: Arc<ChumConfig>,
+}
+
+/// The bead ids of the project's running Sharks, from Temporal's visibility.
+pub async fn running_sharks(client: &Client, project: &str) -> Result<BTreeSet<String>, String> {
+    let prefix = shark_workflow_id(project, "");
+    let mut stream = client.list_workflows(
+        "WorkflowType = 'Shark' AND ExecutionStatus = 'Running'",
+        Default::default(),
+    );
+    let mut running = BTreeSet::new();
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|e| format!("cannot list running Sharks: {e}"))?;
+        if let Some(bead) = info.id().strip_prefix(&prefix) {
+            running.insert(bead.to_string());
+        }
+    }
+    Ok(running)
+}
+
+impl DispatcherActivitiesImpl {
+    pub fn new(config: Arc<ChumConfig>) -> DispatcherActivitiesImpl {
+        DispatcherActivitiesImpl { config }
+    }
+
+    /// One round: the ready beads in order, minus those with a running Shark, up to the free
+    /// capacity, claimed (in_progress, assignee chum) for the Dispatcher to start.
+    pub async fn dispatch_round_impl(
+        &self,
+        client: &Client,
+        req: DispatchRequest,
+    ) -> Result<DispatchReport, ActivityError> {
+        let project = self
+            .config
+            .project(&req.project)
+            .map_err(|m| permanent(error_types::CONFIG, m))?;
+        let backlog = Backlog::of(project);
+        let mut report = DispatchReport {
+            concurrency: project.concurrency,
+            ..DispatchReport::default()
+        };
+        let ready = match backlog.ready().await {
+            Ok(ready) => ready,
+            Err(problem) => {
+                // A broken backlog is reported in the round (and the status query), not retried hot.
+                tracing::warn!(project = %project.name, "dispatcher cannot read the backlog: {problem}");
+                report.problem = problem;
+                return Ok(report);
+            }
+        };
+        let running = running_sharks(client, &project.name).await.map_err(retryable)?;
+        report.ready = ready.len() as u32;
+        report.running = running.len() as u32;
+        let mut capacity = (project.concurrency as usize).saturating_sub(running.len());
+        for item in ready {
+            if running.contains(&item.id) {
+                continue;
+            }
+            if capacity == 0 {
+                report.waiting.push(item.id.clone());
+                continue;
+            }
+            if let Err(e) = chum_core::ids::check_bead_id(&item.id) {
+                tracing::warn!(bead = %item.id, "not dispatched: {e}");
+                continue;
+            }
+            backlog.claim(&item.id).await.map_err(retryable)?;
+            report.to_start.push(item.id.clone());
+            capacity -= 1;
+        }
+        if !report.to_start.is_empty() {
+            tracing::info!(project = %project.name, beads = ?report.to_start, "dispatching");
+        }
+        Ok(report)
+    }
+}
+
+#[activities]
+impl DispatcherActivitiesImpl {
+    #[activity(definition = chum_core::activity_contract::definitions::DispatchRound)]
+    pub async fn dispatch_round(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: DispatchRequest,
+    ) -> Result<DispatchReport, ActivityError> {
+        self.dispatch_round_impl(&ctx.client(), req).await
+    }
+}
