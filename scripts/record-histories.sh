@@ -7,5 +7,5 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh >/dev/null
 rm -f crates/workflows/tests/histories/*.json
-CHUM_RECORD_HISTORIES=1 cargo test -p worker --test shark_paths --test learning --test dispatcher -- --test-threads 2
+CHUM_RECORD_HISTORIES=1 cargo test -p worker --test shark_paths --test learning --test dispatcher --test grooming -- --test-threads 2
 ls -1 crates/workflows/tests/histories/

@@ -12,8 +12,10 @@ pub mod beads;
 pub mod beads_cli;
 pub mod dispatcher;
 pub mod git;
+pub mod groom;
 pub mod learner;
 pub mod process;
+pub mod repo_map;
 pub mod semgrep;
 pub mod settings;
 pub mod shark;
@@ -22,5 +24,6 @@ pub mod temporal_client;
 pub mod workspace;
 
 pub use dispatcher::DispatcherActivitiesImpl;
+pub use groom::GroomActivitiesImpl;
 pub use learner::LearnerActivitiesImpl;
 pub use shark::SharkActivitiesImpl;

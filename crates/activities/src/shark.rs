@@ -156,6 +156,7 @@ impl SharkActivitiesImpl {
                 order: project.gates.iter().map(|g| g.as_str().to_string()).collect(),
                 review_fail_open: project.review_fail_open,
                 learn: self.config.learning(),
+                groom: self.config.grooming(),
             }),
         })
     }

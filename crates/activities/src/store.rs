@@ -6,11 +6,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use chum_core::lesson::{fingerprint, fts_query};
-use chum_core::proto::Lesson;
+use chum_core::proto::{Lesson, MutationOutcome, RunRef};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// Schema migrations, applied in order; `user_version` says how many have run.
-const MIGRATIONS: [&str; 1] = [r#"
+const MIGRATIONS: [&str; 2] = [
+    r#"
     CREATE TABLE lessons (
         id INTEGER PRIMARY KEY,
         project TEXT NOT NULL,
@@ -64,7 +65,61 @@ const MIGRATIONS: [&str; 1] = [r#"
         created_ms INTEGER NOT NULL,
         updated_ms INTEGER NOT NULL
     );
-"#];
+"#,
+    r#"
+    CREATE TABLE groom_mutations (
+        groom_workflow_id TEXT NOT NULL,
+        groom_run_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        project TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        bead_id TEXT NOT NULL,
+        op TEXT NOT NULL,
+        description TEXT NOT NULL,
+        mutation TEXT NOT NULL,
+        applied INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        created_id TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (groom_workflow_id, groom_run_id, idx)
+    );
+    CREATE INDEX groom_mutations_by_project ON groom_mutations (project, created_ms);
+"#,
+];
+
+/// One groom outcome with where it came from.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GroomRecord {
+    pub groom_workflow_id: String,
+    pub project: String,
+    /// "tactical" or "strategic".
+    pub kind: String,
+    /// The finished bead a tactical groom followed.
+    pub bead_id: String,
+    pub outcome: MutationOutcome,
+    pub created_ms: i64,
+}
+
+const GROOM_COLUMNS: &str = "groom_workflow_id, project, kind, bead_id, idx, op, description, mutation, applied, reason, created_id, created_ms";
+
+fn groom_from_row(row: &Row<'_>) -> rusqlite::Result<GroomRecord> {
+    Ok(GroomRecord {
+        groom_workflow_id: row.get(0)?,
+        project: row.get(1)?,
+        kind: row.get(2)?,
+        bead_id: row.get(3)?,
+        outcome: MutationOutcome {
+            index: row.get(4)?,
+            op: row.get(5)?,
+            description: row.get(6)?,
+            mutation: row.get(7)?,
+            applied: row.get(8)?,
+            reason: row.get(9)?,
+            created_id: row.get(10)?,
+        },
+        created_ms: row.get(11)?,
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -337,6 +392,67 @@ impl LessonStore {
             .map_err(|e| self.err(e))
     }
 
+    /// Records what became of one proposed mutation of a groom run. A second record for the same
+    /// (groom run, index) is ignored: the first outcome stands.
+    pub fn record_groom_outcome(
+        &self,
+        groom: &RunRef,
+        kind: &str,
+        outcome: &MutationOutcome,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO groom_mutations (groom_workflow_id, groom_run_id, idx, project, kind, bead_id, \
+                 op, description, mutation, applied, reason, created_id, created_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    groom.workflow_id,
+                    groom.run_id,
+                    outcome.index,
+                    groom.project,
+                    kind,
+                    groom.bead_id,
+                    outcome.op,
+                    outcome.description,
+                    outcome.mutation,
+                    outcome.applied,
+                    outcome.reason,
+                    outcome.created_id,
+                    now_ms
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The recorded outcomes of one groom run, by index.
+    pub fn groom_outcomes(&self, groom: &RunRef) -> Result<Vec<MutationOutcome>, StoreError> {
+        let sql = format!(
+            "SELECT {GROOM_COLUMNS} FROM groom_mutations WHERE groom_workflow_id = ?1 AND groom_run_id = ?2 ORDER BY idx"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![groom.workflow_id, groom.run_id], |r| {
+                groom_from_row(r).map(|g| g.outcome)
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The latest groom outcomes, newest first (for `chum groom log`).
+    pub fn recent_groom_outcomes(&self, project: Option<&str>, limit: u32) -> Result<Vec<GroomRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {GROOM_COLUMNS} FROM groom_mutations WHERE (?1 IS NULL OR project = ?1) \
+             ORDER BY created_ms DESC, groom_workflow_id, idx LIMIT ?2"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![project, limit], groom_from_row)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
     pub fn rules(&self, project: Option<&str>) -> Result<Vec<RuleRecord>, StoreError> {
         let sql =
             format!("SELECT {RULE_COLUMNS} FROM rules WHERE (?1 IS NULL OR project = ?1) ORDER BY created_ms, rule_id");
@@ -485,6 +601,49 @@ mod tests {
             .unwrap();
         let store = LessonStore::open(&path).unwrap();
         assert_eq!(store.recent(None, 10).unwrap().len(), 1);
-        assert_eq!(store.schema_version().unwrap(), 1);
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
+    }
+
+    #[test]
+    fn groom_outcomes_are_recorded_once_per_run_and_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LessonStore::open(&dir.path().join("chum.db")).unwrap();
+        let groom = RunRef {
+            project: "demo".into(),
+            bead_id: "tk-1".into(),
+            workflow_id: "groom-demo-tk-1-r".into(),
+            run_id: "r1".into(),
+        };
+        let rejected = MutationOutcome {
+            index: 1,
+            op: "close".into(),
+            description: "close tk-9".into(),
+            applied: false,
+            reason: "bead tk-9 does not exist".into(),
+            mutation: r#"{"op":"close"}"#.into(),
+            ..MutationOutcome::default()
+        };
+        let applied = MutationOutcome {
+            index: 0,
+            op: "create".into(),
+            applied: true,
+            created_id: "tk-abc".into(),
+            ..MutationOutcome::default()
+        };
+        store.record_groom_outcome(&groom, "tactical", &rejected, 1).unwrap();
+        store.record_groom_outcome(&groom, "tactical", &applied, 2).unwrap();
+        // A retried activity records again: the first outcome stands.
+        let again = MutationOutcome {
+            applied: true,
+            ..rejected.clone()
+        };
+        store.record_groom_outcome(&groom, "tactical", &again, 3).unwrap();
+        let outcomes = store.groom_outcomes(&groom).unwrap();
+        assert_eq!(outcomes, vec![applied.clone(), rejected]);
+        let recent = store.recent_groom_outcomes(Some("demo"), 10).unwrap();
+        assert_eq!(recent.len(), 2);
+        assert_eq!(recent[0].outcome, applied, "newest first");
+        assert_eq!(recent[0].kind, "tactical");
+        assert!(store.recent_groom_outcomes(Some("other"), 10).unwrap().is_empty());
     }
 }

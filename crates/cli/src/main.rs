@@ -1,6 +1,7 @@
 //! `chum`: the command line for people working with CHUM.
 
 mod demo;
+mod intake;
 mod render;
 
 use std::path::PathBuf;
@@ -102,6 +103,38 @@ enum Command {
         #[arg(long, default_value = "10m")]
         timeout: String,
     },
+    /// Add a bead to the project's backlog; the dispatcher starts its Shark once it is ready.
+    Create {
+        /// What the work is.
+        title: String,
+        #[arg(long, short, default_value = "")]
+        description: String,
+        /// 0 (most urgent) to 4.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(i64).range(0..=4))]
+        priority: i64,
+        /// task, bug, feature, chore, ...
+        #[arg(long = "type", default_value = "task")]
+        issue_type: String,
+        /// A bead this one waits for (repeat for several); it is ready only once they are closed.
+        #[arg(long = "depends-on", value_name = "BEAD")]
+        depends_on: Vec<String>,
+    },
+    /// The backlog as the dispatcher sees it: ready, blocked (and by what), in progress.
+    Backlog,
+    /// Stop the project's dispatcher from starting Sharks (running ones go on).
+    Pause {
+        /// The project (default: --project, or the only one configured).
+        project: Option<String>,
+    },
+    /// Let the project's dispatcher start Sharks again (a round runs right away).
+    Resume { project: Option<String> },
+    /// The project's dispatcher: paused or not, its last round, the Sharks it started.
+    Dispatcher { project: Option<String> },
+    /// Backlog grooming: what the groomers changed and refused, or run the strategic groom now.
+    Groom {
+        #[command(subcommand)]
+        command: Option<GroomCommand>,
+    },
     /// Demo helpers (used by `make demo`).
     Demo {
         #[command(subcommand)]
@@ -122,6 +155,21 @@ enum RulesCommand {
         /// Why (it goes into the commit message).
         #[arg(long)]
         reason: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum GroomCommand {
+    /// The latest groom outcomes, newest first: applied changes and refused ones with the reason.
+    /// The default.
+    Log {
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Trigger the project's StrategicGroom schedule now and wait for its result.
+    Now {
+        #[arg(long, default_value = "15m")]
+        timeout: String,
     },
 }
 
@@ -174,6 +222,39 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Rules { command } => return rules(&config, cli.project.as_deref(), command.as_ref()).await,
         Command::Lessons { command } => return lessons(&config, cli.project.as_deref(), command),
+        Command::Create {
+            title,
+            description,
+            priority,
+            issue_type,
+            depends_on,
+        } => {
+            let project = only_project(&config, cli.project.as_deref())?;
+            let args = intake::CreateArgs {
+                title,
+                description,
+                priority: *priority,
+                issue_type,
+                depends_on,
+            };
+            return intake::create(&config, &project, args).await;
+        }
+        Command::Backlog => {
+            let project = only_project(&config, cli.project.as_deref())?;
+            return intake::show_backlog(&config, &project).await;
+        }
+        Command::Groom {
+            command: None | Some(GroomCommand::Log { .. }),
+        } => {
+            let limit = match &cli.command {
+                Command::Groom {
+                    command: Some(GroomCommand::Log { limit }),
+                } => *limit,
+                _ => 20,
+            };
+            let project = only_project(&config, cli.project.as_deref())?;
+            return intake::groom_log(&config, &project, limit);
+        }
         _ => {}
     }
     let session = Session::connect(config, cli.project.clone()).await?;
@@ -205,7 +286,32 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let timeout = humantime::parse_duration(&timeout).with_context(|| format!("--timeout {timeout:?}"))?;
             session.learned(&target, timeout).await
         }
-        Command::Demo { .. } | Command::Rules { .. } | Command::Lessons { .. } => unreachable!("handled above"),
+        Command::Dispatcher { project } => {
+            let project = session.named_project(project)?;
+            let status = intake::dispatcher_status(&session.client, &session.config, &project).await?;
+            print!("{}", intake::render_dispatcher(&status));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pause { project } => {
+            let project = session.named_project(project)?;
+            intake::pause_or_resume(&session.client, &session.config, &project, true).await
+        }
+        Command::Resume { project } => {
+            let project = session.named_project(project)?;
+            intake::pause_or_resume(&session.client, &session.config, &project, false).await
+        }
+        Command::Groom {
+            command: Some(GroomCommand::Now { timeout }),
+        } => {
+            let timeout = humantime::parse_duration(&timeout).with_context(|| format!("--timeout {timeout:?}"))?;
+            intake::groom_now(&session.client, &session.project_name()?, timeout).await
+        }
+        Command::Demo { .. }
+        | Command::Rules { .. }
+        | Command::Lessons { .. }
+        | Command::Create { .. }
+        | Command::Backlog
+        | Command::Groom { .. } => unreachable!("handled above"),
     }
 }
 
@@ -372,6 +478,17 @@ impl Session {
         }
     }
 
+    /// A project named on the command line (checked), or the default one.
+    fn named_project(&self, project: Option<String>) -> Result<String> {
+        match project {
+            Some(p) => {
+                self.config.project(&p).map_err(anyhow::Error::msg)?;
+                Ok(p)
+            }
+            None => self.project_name(),
+        }
+    }
+
     /// A bead id or a workflow id, as a workflow id.
     fn workflow_id(&self, target: &str) -> Result<String> {
         if target.starts_with("shark-") {
@@ -412,13 +529,12 @@ impl Session {
         let project = self.project_name()?;
         // Refuse early what the Shark would refuse anyway, with the reason.
         let project_config = self.config.project(&project).map_err(anyhow::Error::msg)?;
-        let beads = chum_activities::beads::BeadsFile::new(project_config.repo.join(&project_config.beads_file));
-        let found = beads.get(bead)?;
+        let found = chum_activities::backlog::Backlog::of(project_config)
+            .get(bead)
+            .await
+            .map_err(anyhow::Error::msg)?;
         if found.status == "closed" {
-            bail!(
-                "bead {bead} is already closed ({}); nothing to do",
-                beads.path().display()
-            );
+            bail!("bead {bead} is already closed; nothing to do");
         }
         let input = SharkInput {
             project: project.clone(),

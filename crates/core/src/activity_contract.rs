@@ -10,7 +10,8 @@ use temporalio_common::ActivityError;
 use temporalio_macros::activity_definitions;
 
 use crate::proto::{
-    CrystallizeRequest, DispatchReport, DispatchRequest, DodReport, DodRequest, ExecuteReport, ExecuteRequest,
+    ApplyMutationsReport, ApplyMutationsRequest, BriefingReport, BriefingRequest, CrystallizeRequest, DispatchReport,
+    DispatchRequest, DodReport, DodRequest, ExecuteReport, ExecuteRequest, GroomProposal, GroomRequest,
     IntegrateRequest, IntegrationReport, LearnerInput, LessonsReport, LoadBeadRequest, LoadBeadResult, PlanDraft,
     PlanRequest, ReviewReport, ReviewRequest, RuleReport, SemgrepReport, SemgrepRequest, UpdateBeadRequest,
     UpdateBeadResult,
@@ -113,9 +114,36 @@ impl DispatcherActivities {
     }
 }
 
+/// The groomers' activities (TacticalGroom and StrategicGroom).
+pub struct GroomActivities;
+
+#[activity_definitions]
+impl GroomActivities {
+    /// Shows the groomer agent the backlog (and the finished bead, or the repo map) and parses the
+    /// mutations it proposes. Nothing is changed yet.
+    #[activity(name = "propose_mutations")]
+    pub fn propose_mutations(_req: GroomRequest) -> Result<GroomProposal, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Validates each proposed mutation against the backlog as it is now and applies the valid ones;
+    /// every outcome (applied, or rejected with the reason) is recorded in the store, once.
+    #[activity(name = "apply_mutations")]
+    pub fn apply_mutations(_req: ApplyMutationsRequest) -> Result<ApplyMutationsReport, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Writes `.beads/briefing.md` and commits it to the project (once per groom run).
+    #[activity(name = "commit_briefing")]
+    pub fn commit_briefing(_req: BriefingRequest) -> Result<BriefingReport, ActivityError> {
+        unimplemented!()
+    }
+}
+
 /// The activity marker types, for `#[activity(definition = ...)]` in the activities crate.
 pub mod definitions {
     pub use super::dispatcher_activities::*;
+    pub use super::groom_activities::*;
     pub use super::learner_activities::*;
     pub use super::shark_activities::*;
 }

@@ -170,6 +170,114 @@ pub fn parse_mutations(answer: &str) -> Result<Vec<Mutation>, String> {
     serde_json::from_str(json).map_err(|e| format!("the mutations do not parse: {e}"))
 }
 
+/// A groomer's answer: the proposed mutations and, from a strategic groom, a briefing.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GroomAnswer {
+    pub mutations: Vec<Mutation>,
+    pub briefing: String,
+}
+
+/// Parses a groomer's answer: a JSON array of mutations, or an object
+/// `{"briefing": "...", "mutations": [...]}` (a strategic groom), bare or in a fence. A strategic
+/// answer must carry a briefing.
+pub fn parse_groom_answer(answer: &str, strategic: bool) -> Result<GroomAnswer, String> {
+    let trimmed = answer.trim();
+    let body = match trimmed.find("```") {
+        Some(start) => {
+            let rest = &trimmed[start + 3..];
+            let rest = rest.strip_prefix("json").unwrap_or(rest);
+            rest.find("```").map(|end| rest[..end].trim()).unwrap_or(rest.trim())
+        }
+        None => trimmed,
+    };
+    let object = match (body.find('{'), body.find('[')) {
+        (Some(o), Some(a)) => o < a,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    if !object {
+        if strategic {
+            return Err(
+                "a strategic groom answers with one JSON object {\"briefing\": \"...\", \"mutations\": [...]}"
+                    .to_string(),
+            );
+        }
+        return parse_mutations(body).map(|mutations| GroomAnswer {
+            mutations,
+            briefing: String::new(),
+        });
+    }
+    let json = match (body.find('{'), body.rfind('}')) {
+        (Some(a), Some(b)) if b > a => &body[a..=b],
+        _ => {
+            return Err(format!(
+                "no JSON object in the answer: {}",
+                crate::text::excerpt(body, 200)
+            ));
+        }
+    };
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Shape {
+        #[serde(default)]
+        briefing: String,
+        #[serde(default)]
+        mutations: Vec<Mutation>,
+    }
+    let shape: Shape = serde_json::from_str(json).map_err(|e| format!("the answer does not parse: {e}"))?;
+    if strategic && shape.briefing.trim().is_empty() {
+        return Err("the briefing is missing or empty".to_string());
+    }
+    Ok(GroomAnswer {
+        mutations: shape.mutations,
+        briefing: shape.briefing,
+    })
+}
+
+/// The state of the backlog for a groomer: what is ready, what is blocked and by what, what is in
+/// progress, one line per open bead (closed ones are counted).
+pub fn backlog_summary(items: &[BacklogItem]) -> String {
+    use std::fmt::Write as _;
+    let by_id: BTreeMap<&str, &BacklogItem> = items.iter().map(|i| (i.id.as_str(), i)).collect();
+    let ready_ids: BTreeSet<&str> = ready(items).into_iter().map(|i| i.id.as_str()).collect();
+    let closed = items.iter().filter(|i| i.status == "closed").count();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} beads: {} ready, {} in progress, {} closed.",
+        items.len(),
+        ready_ids.len(),
+        items.iter().filter(|i| i.status == "in_progress").count(),
+        closed
+    );
+    let mut open: Vec<&BacklogItem> = items
+        .iter()
+        .filter(|i| i.status != "closed" && i.status != "tombstone")
+        .collect();
+    open.sort_by(|a, b| (a.priority, &a.created_at, &a.id).cmp(&(b.priority, &b.created_at, &b.id)));
+    for item in open {
+        let state = if ready_ids.contains(item.id.as_str()) {
+            "ready".to_string()
+        } else {
+            match blocker(item, &by_id) {
+                Some(why) if item.status == "open" => format!("blocked: {why}"),
+                _ => item.status.clone(),
+            }
+        };
+        let deps: Vec<String> = item.dependencies.iter().map(|(t, k)| format!("{k} {t}")).collect();
+        let _ = write!(
+            out,
+            "- {} [P{} {}] {} ({state})",
+            item.id, item.priority, item.issue_type, item.title
+        );
+        if !deps.is_empty() {
+            let _ = write!(out, "; depends: {}", deps.join(", "));
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Evidence a close must cite: a commit, a bead, a test or a merge, something a person can check.
 fn cites_evidence(reason: &str, ids: &BTreeSet<String>) -> bool {
     let lower = reason.to_lowercase();
@@ -205,8 +313,8 @@ pub fn validate_mutations(
     proposed: Vec<Mutation>,
     max: usize,
 ) -> Vec<(Mutation, Result<(), String>)> {
-    let mut ids: BTreeSet<String> = items.iter().map(|i| i.id.clone()).collect();
-    let status: BTreeMap<String, String> = items.iter().map(|i| (i.id.clone(), i.status.clone())).collect();
+    let ids: BTreeSet<String> = items.iter().map(|i| i.id.clone()).collect();
+    let mut status: BTreeMap<String, String> = items.iter().map(|i| (i.id.clone(), i.status.clone())).collect();
     let mut titles: BTreeSet<String> = items.iter().map(|i| i.title.trim().to_lowercase()).collect();
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for item in items {
@@ -290,7 +398,7 @@ pub fn validate_mutations(
                     if !cites_evidence(reason, &ids) {
                         return Err("a close must cite evidence (a commit, a bead, a test) in its reason".to_string());
                     }
-                    ids.insert(id.clone());
+                    status.insert(id.clone(), "closed".to_string());
                 }
             }
             Ok(())
@@ -401,5 +509,58 @@ mod tests {
         );
         assert!(parse_mutations(r#"[{"op": "close", "id": "a", "reason": "x", "force": true}]"#).is_err());
         assert_eq!(parse_mutations("```json\n[]\n```").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn groom_answers_are_arrays_or_briefing_objects() {
+        let tactical = parse_groom_answer(r#"[{"op": "append_notes", "id": "a", "notes": "n"}]"#, false).unwrap();
+        assert_eq!(tactical.mutations.len(), 1);
+        let strategic = parse_groom_answer(
+            "Here it is:\n```json\n{\"briefing\": \"# Top\", \"mutations\": [{\"op\": \"update_priority\", \"id\": \"a\", \"priority\": 0}]}\n```",
+            true,
+        )
+        .unwrap();
+        assert_eq!(strategic.briefing, "# Top");
+        assert_eq!(strategic.mutations.len(), 1);
+        assert!(parse_groom_answer("[]", true).unwrap_err().contains("JSON object"));
+        assert!(
+            parse_groom_answer(r#"{"mutations": []}"#, true)
+                .unwrap_err()
+                .contains("briefing")
+        );
+        assert!(parse_groom_answer(r#"{"briefing": "b", "extra": 1}"#, true).is_err());
+    }
+
+    #[test]
+    fn a_closed_bead_cannot_be_closed_twice_in_one_proposal() {
+        let items = vec![item("a", "open", 1, "1", &[])];
+        let close = || Mutation::Close {
+            id: "a".into(),
+            reason: "done in commit abcdef1 by another bead".into(),
+        };
+        let verdicts = validate_mutations(&items, vec![close(), close()], 5);
+        assert!(verdicts[0].1.is_ok());
+        assert!(verdicts[1].1.as_ref().unwrap_err().contains("already closed"));
+    }
+
+    #[test]
+    fn the_summary_names_ready_blocked_and_in_progress_beads() {
+        let items = vec![
+            item("a", "closed", 1, "1", &[]),
+            item("b", "open", 2, "2", &["c"]),
+            item("c", "in_progress", 1, "3", &[]),
+            item("d", "open", 0, "4", &["a"]),
+        ];
+        let summary = backlog_summary(&items);
+        assert!(
+            summary.starts_with("4 beads: 1 ready, 1 in progress, 1 closed."),
+            "{summary}"
+        );
+        assert!(summary.contains("- d [P0 task] title of d (ready)"), "{summary}");
+        assert!(
+            summary.contains("- b [P2 task] title of b (blocked: it waits for c (in_progress)); depends: blocks c"),
+            "{summary}"
+        );
+        assert!(!summary.contains("- a "), "{summary}");
     }
 }

@@ -264,6 +264,24 @@ pub struct ChumConfig {
     pub semgrep: SemgrepSettings,
     pub learner: LearnerSettings,
     pub dispatcher: DispatcherSettings,
+    pub groom: GroomSettings,
+}
+
+/// Backlog grooming: a TacticalGroom after every Shark, a StrategicGroom on a schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroomSettings {
+    /// Groom at all (needs `roles.groomer`).
+    pub enabled: bool,
+    /// Changes one tactical groom may make.
+    pub max_mutations: u32,
+    /// Run the StrategicGroom from a Temporal Schedule per project.
+    pub strategic: bool,
+    /// Cron expression of the strategic groom (5 fields: minute hour day-of-month month day-of-week).
+    pub schedule: String,
+    /// IANA time zone the cron expression is read in.
+    pub timezone: String,
+    /// Changes one strategic groom may make.
+    pub strategic_max_mutations: u32,
 }
 
 /// The per-project Dispatcher the worker starts: ready beads become Sharks without a manual start.
@@ -299,6 +317,40 @@ pub struct SemgrepSettings {
     /// The `semgrep` CLI, for validating and testing generated rules; found on PATH or next to
     /// `core` when not set.
     pub cli: Option<PathBuf>,
+}
+
+/// Checks a 5-field cron expression (minute hour day-of-month month day-of-week) or a `@daily`-style
+/// shorthand. Temporal has the last word; this catches the common mistakes with a clear message.
+pub fn check_cron(expr: &str) -> Result<(), String> {
+    const SHORTHANDS: [&str; 7] = [
+        "@yearly",
+        "@annually",
+        "@monthly",
+        "@weekly",
+        "@daily",
+        "@midnight",
+        "@hourly",
+    ];
+    let expr = expr.trim();
+    if SHORTHANDS.contains(&expr) {
+        return Ok(());
+    }
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Err(format!(
+            "{expr:?} has {} fields; a cron expression has 5 (minute hour day-of-month month day-of-week), e.g. \"0 6 * * *\"",
+            fields.len()
+        ));
+    }
+    for field in fields {
+        if !field
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | ',' | '-' | '/' | '?'))
+        {
+            return Err(format!("{expr:?}: the field {field:?} is not valid cron syntax"));
+        }
+    }
+    Ok(())
 }
 
 /// A configuration error: which file, which key, what is wrong and what to do.
@@ -337,6 +389,18 @@ struct RawConfig {
     semgrep: RawSemgrep,
     learner: RawLearner,
     dispatcher: RawDispatcher,
+    groom: RawGroom,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawGroom {
+    enabled: Option<bool>,
+    max_mutations: Option<u32>,
+    strategic: Option<bool>,
+    schedule: Option<String>,
+    timezone: Option<String>,
+    strategic_max_mutations: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -422,6 +486,16 @@ impl ChumConfig {
     /// Whether runs end with the ContinuousLearner: enabled and a learner role configured.
     pub fn learning(&self) -> bool {
         self.learner.enabled && self.roles.contains_key(&Role::Learner)
+    }
+
+    /// Whether runs are followed by a TacticalGroom: enabled and a groomer role configured.
+    pub fn grooming(&self) -> bool {
+        self.groom.enabled && self.roles.contains_key(&Role::Groomer)
+    }
+
+    /// Whether the worker keeps a StrategicGroom schedule per project.
+    pub fn strategic_grooming(&self) -> bool {
+        self.grooming() && self.groom.strategic
     }
 
     /// Parses and validates a configuration.
@@ -785,6 +859,37 @@ impl Validator {
                 None => 100,
             },
         };
+        let bounded = |key: &str, value: Option<u32>, default: u32| -> Result<u32, ConfigError> {
+            match value {
+                Some(0) => Err(self.invalid(key, "must be at least 1")),
+                Some(n) if n > 50 => Err(self.invalid(key, format!("{n} is more than the maximum of 50"))),
+                Some(n) => Ok(n),
+                None => Ok(default),
+            }
+        };
+        let schedule = raw.groom.schedule.unwrap_or_else(|| "0 6 * * *".to_string());
+        if let Err(why) = check_cron(&schedule) {
+            return Err(self.invalid("groom.schedule", why));
+        }
+        let timezone = raw.groom.timezone.unwrap_or_else(|| "UTC".to_string());
+        if timezone.is_empty()
+            || !timezone
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+'))
+        {
+            return Err(self.invalid(
+                "groom.timezone",
+                format!("{timezone:?} is not an IANA time zone name such as \"UTC\" or \"Europe/Berlin\""),
+            ));
+        }
+        let groom = GroomSettings {
+            enabled: raw.groom.enabled.unwrap_or(true),
+            max_mutations: bounded("groom.max_mutations", raw.groom.max_mutations, 5)?,
+            strategic: raw.groom.strategic.unwrap_or(true),
+            schedule,
+            timezone,
+            strategic_max_mutations: bounded("groom.strategic_max_mutations", raw.groom.strategic_max_mutations, 10)?,
+        };
         let learner = LearnerSettings {
             enabled: raw.learner.enabled.unwrap_or(true),
             top_k: match raw.learner.top_k {
@@ -820,6 +925,7 @@ impl Validator {
             semgrep,
             learner,
             dispatcher,
+            groom,
         })
     }
 
@@ -1020,6 +1126,44 @@ mod tests {
             &GOOD.replace("planner = \"fast\"", "planer = \"fast\""),
             "roles.planer",
             "is not a role",
+        );
+    }
+
+    #[test]
+    fn intake_and_grooming_settings_have_defaults_and_checked_values() {
+        let c = load(GOOD).unwrap();
+        assert!(c.dispatcher.enabled);
+        assert_eq!(c.dispatcher.interval, Duration::from_secs(10));
+        assert_eq!(c.project("demo").unwrap().concurrency, 1);
+        assert_eq!(c.groom.schedule, "0 6 * * *");
+        assert_eq!(c.groom.timezone, "UTC");
+        assert_eq!((c.groom.max_mutations, c.groom.strategic_max_mutations), (5, 10));
+        assert!(!c.grooming(), "no groomer role, no grooming");
+        let with_groomer = GOOD.replace("[roles]", "[roles]\ngroomer = \"fast\"");
+        let c = load(&with_groomer).unwrap();
+        assert!(c.grooming() && c.strategic_grooming());
+
+        let groom = |section: &str| format!("{GOOD}\n[groom]\n{section}\n");
+        expect_invalid(&groom("schedule = \"daily\""), "groom.schedule", "has 1 fields");
+        expect_invalid(&groom("schedule = \"0 6 * * * *\""), "groom.schedule", "has 6 fields");
+        expect_invalid(
+            &groom("schedule = \"0 6 * * $\""),
+            "groom.schedule",
+            "not valid cron syntax",
+        );
+        expect_invalid(&groom("timezone = \"Berlin time\""), "groom.timezone", "IANA");
+        expect_invalid(&groom("max_mutations = 0"), "groom.max_mutations", "at least 1");
+        expect_invalid(
+            &groom("strategic_max_mutations = 99"),
+            "groom.strategic_max_mutations",
+            "maximum of 50",
+        );
+        expect_invalid(&groom("cron = \"x\""), "groom.cron", "unknown key");
+        assert!(load(&groom("schedule = \"@daily\"\ntimezone = \"America/New_York\"")).is_ok());
+        expect_invalid(
+            &format!("{GOOD}\n[dispatcher]\nrounds_per_run = 0\n"),
+            "dispatcher.rounds_per_run",
+            "at least 1",
         );
     }
 

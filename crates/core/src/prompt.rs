@@ -218,6 +218,61 @@ pub fn rule_prompt(lesson: &crate::proto::Lesson, rule_id: &str, retry_error: &s
     out
 }
 
+/// The mutation vocabulary, shared by both groom prompts.
+const MUTATION_FORMAT: &str = "Mutations (JSON objects, applied in order; each is validated first: ids must exist, \
+no dependency cycles, priority 0-4, no duplicate titles, no closing of beads in progress):\n\
+{\"op\": \"update_priority\", \"id\": \"<bead>\", \"priority\": 0-4}\n\
+{\"op\": \"add_dependency\", \"id\": \"<bead>\", \"depends_on\": \"<bead>\", \"type\": \"blocks|related|parent-child|discovered-from\"}\n\
+{\"op\": \"append_notes\", \"id\": \"<bead>\", \"notes\": \"...\"}\n\
+{\"op\": \"create\", \"title\": \"...\", \"description\": \"...\", \"priority\": 0-4, \"issue_type\": \"task|bug|feature|chore\", \
+\"dependencies\": [{\"depends_on\": \"<bead>\", \"type\": \"discovered-from\"}]}\n\
+{\"op\": \"close\", \"id\": \"<bead>\", \"reason\": \"...\"} (only with a reason that cites evidence: a commit, a bead, a test)\n";
+
+/// The TacticalGroom's prompt: one finished bead and the open backlog.
+pub fn groomer_prompt(finished: &str, backlog: &str, lessons: &str, max: u32) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "You are the groomer in CHUM, an autonomous code factory. A bead just finished. Keep the backlog \
+         true: follow-up work it revealed, priorities it changed, dependencies it exposed, beads it made \
+         obsolete. Change nothing for the sake of it. Do not change any files.\n\n## The finished bead\n",
+    );
+    out.push_str(finished.trim_end());
+    let _ = write!(out, "\n\n## The backlog\n{}\n", backlog.trim_end());
+    if !lessons.trim().is_empty() {
+        let _ = write!(out, "\n## Recent lessons\n{}\n", lessons.trim_end());
+    }
+    let _ = write!(
+        out,
+        "\n## Answer format\nAnswer with one JSON array of at most {max} mutations and nothing else; [] when \
+         the backlog is right as it is.\n{MUTATION_FORMAT}"
+    );
+    out
+}
+
+/// The StrategicGroom's prompt: the whole backlog, the repository's map and recent lessons.
+pub fn strategist_prompt(project: &str, backlog: &str, repo_map: &str, lessons: &str, max: u32) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "You are the strategic groomer in CHUM, an autonomous code factory, for project {project}. This is \
+         the periodic strategic review of its backlog: find the top priorities, the risks, the work that is \
+         missing or stale, and write a briefing for the team. Do not change any files.\n\n\
+         ## The backlog\n{}\n\n## The repository (public items per file)\n{}\n",
+        backlog.trim_end(),
+        repo_map.trim_end()
+    );
+    if !lessons.trim().is_empty() {
+        let _ = write!(out, "\n## Recent lessons\n{}\n", lessons.trim_end());
+    }
+    let _ = write!(
+        out,
+        "\n## Answer format\nAnswer with one JSON object and nothing else:\n\
+         {{\"briefing\": \"Markdown with the sections: Top priorities, Risks, Lessons, Observations\", \
+         \"mutations\": [at most {max} mutations]}}\n{MUTATION_FORMAT}"
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

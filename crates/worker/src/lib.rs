@@ -5,10 +5,13 @@
 
 use std::sync::Arc;
 
-use chum_activities::{DispatcherActivitiesImpl, LearnerActivitiesImpl, SharkActivitiesImpl};
+use chum_activities::{DispatcherActivitiesImpl, GroomActivitiesImpl, LearnerActivitiesImpl, SharkActivitiesImpl};
 use chum_core::config::ChumConfig;
-use chum_core::proto::DispatcherInput;
-use chum_workflows::{DispatcherWorkflow, LearnerWorkflow, SharkWorkflow};
+use chum_core::proto::{DispatcherInput, StrategicGroomInput};
+use chum_workflows::{
+    DispatcherWorkflow, LearnerWorkflow, SharkWorkflow, StrategicGroomWorkflow, TacticalGroomWorkflow,
+};
+use temporalio_client::schedules::{CreateScheduleOptions, ScheduleAction, ScheduleOverlapPolicy, ScheduleSpec};
 use temporalio_client::{Client, WorkflowStartOptions};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
@@ -18,8 +21,11 @@ pub fn build_worker(runtime: &Runtime, client: Client, config: Arc<ChumConfig>) 
         .register_workflow::<SharkWorkflow>()?
         .register_workflow::<LearnerWorkflow>()?
         .register_workflow::<DispatcherWorkflow>()?
+        .register_workflow::<TacticalGroomWorkflow>()?
+        .register_workflow::<StrategicGroomWorkflow>()?
         .register_activities(SharkActivitiesImpl::new(config.clone()))
         .register_activities(LearnerActivitiesImpl::new(config.clone()))
+        .register_activities(GroomActivitiesImpl::new(config.clone()))
         .register_activities(DispatcherActivitiesImpl::new(config))
         .build();
     Ok(Worker::new(runtime, client, options)?)
@@ -56,6 +62,71 @@ pub async fn start_dispatchers(client: &Client, config: &ChumConfig) -> Vec<Stri
                 format!("{id} is already running")
             }
             Err(e) => format!("could not start {id}: {e}"),
+        };
+        lines.push(line);
+    }
+    lines
+}
+
+/// The id of a project's StrategicGroom schedule (and the prefix of the workflows it starts).
+pub fn strategic_schedule_id(project: &str) -> String {
+    format!("strategic-groom-{project}")
+}
+
+fn strategic_spec(config: &ChumConfig) -> ScheduleSpec {
+    ScheduleSpec::builder()
+        .cron_strings(vec![config.groom.schedule.clone()])
+        .timezone_name(config.groom.timezone.clone())
+        .build()
+}
+
+fn strategic_action(config: &ChumConfig, project: &str) -> ScheduleAction {
+    ScheduleAction::start_workflow(
+        StrategicGroomWorkflow::run,
+        StrategicGroomInput {
+            project: project.to_string(),
+        },
+        config.temporal.task_queue.clone(),
+        strategic_schedule_id(project),
+    )
+}
+
+/// Creates (or brings up to date with the config) the StrategicGroom schedule of every enabled
+/// project. Returns one line per project for the log.
+pub async fn ensure_strategic_schedules(client: &Client, config: &ChumConfig) -> Vec<String> {
+    if !config.strategic_grooming() {
+        return vec!["strategic grooming is off (needs roles.groomer, [groom] enabled and strategic)".into()];
+    }
+    let mut lines = Vec::new();
+    for project in config.projects.values().filter(|p| p.enabled) {
+        let id = strategic_schedule_id(&project.name);
+        let when = format!("\"{}\" ({})", config.groom.schedule, config.groom.timezone);
+        let options = CreateScheduleOptions::builder()
+            .action(strategic_action(config, &project.name))
+            .spec(strategic_spec(config))
+            .overlap_policy(ScheduleOverlapPolicy::Skip)
+            .note(format!("CHUM strategic groom of {}", project.name))
+            .build();
+        let line = match client.create_schedule(id.clone(), options).await {
+            Ok(_) => format!("created schedule {id}: {when}"),
+            Err(e) if e.to_string().to_lowercase().contains("already") => {
+                let spec = strategic_spec(config);
+                let action = strategic_action(config, &project.name);
+                let handle = client.get_schedule_handle(id.clone());
+                match handle
+                    .update(
+                        move |u| {
+                            u.set_spec(spec).set_action(action);
+                        },
+                        Default::default(),
+                    )
+                    .await
+                {
+                    Ok(()) => format!("schedule {id}: {when}"),
+                    Err(e) => format!("could not update schedule {id}: {e}"),
+                }
+            }
+            Err(e) => format!("could not create schedule {id}: {e}"),
         };
         lines.push(line);
     }

@@ -93,6 +93,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for line in worker::start_dispatchers(&client, &config).await {
         tracing::info!("{line}");
     }
+    for line in worker::ensure_strategic_schedules(&client, &config).await {
+        tracing::info!("{line}");
+    }
     let runtime = Runtime::from_current_tokio(Default::default())?;
     let mut worker = worker::build_worker(&runtime, client, config.clone())?;
     let shutdown = worker.shutdown_handle();

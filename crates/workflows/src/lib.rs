@@ -6,12 +6,14 @@
 //! replay test against a committed history (`tests/replay.rs`).
 
 pub mod dispatcher;
+pub mod groom;
 pub mod learner;
 pub mod shark;
 
 pub use dispatcher::DispatcherWorkflow;
+pub use groom::{StrategicGroomWorkflow, TacticalGroomWorkflow};
 pub use learner::LearnerWorkflow;
-pub use shark::{SharkWorkflow, approve_payload};
+pub use shark::{SharkWorkflow, approve_payload, json_payload};
 
 /// The Shark's run definition: the type client handles are parameterized with
 /// (`WorkflowHandle<Client, SharkRun>`).
@@ -22,3 +24,9 @@ pub type LearnerRun = <LearnerWorkflow as temporalio_sdk::workflows::WorkflowImp
 
 /// The Dispatcher's run definition, for client handles.
 pub type DispatcherRun = <DispatcherWorkflow as temporalio_sdk::workflows::WorkflowImplementation>::Run;
+
+/// The TacticalGroom's run definition, for client handles.
+pub type TacticalGroomRun = <TacticalGroomWorkflow as temporalio_sdk::workflows::WorkflowImplementation>::Run;
+
+/// The StrategicGroom's run definition, for client handles and schedules.
+pub type StrategicGroomRun = <StrategicGroomWorkflow as temporalio_sdk::workflows::WorkflowImplementation>::Run;

@@ -11,6 +11,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::groom::TacticalGroomWorkflow;
 use crate::learner::LearnerWorkflow;
 use chum_core::activity_contract::{SharkActivities, error_types};
 use chum_core::config::Limits;
@@ -20,7 +21,7 @@ use chum_core::plan::validate_plan;
 use chum_core::proto::{
     Bead, DodReport, DodRequest, ExecuteReport, ExecuteRequest, GateDecision, GateResult, IntegrateRequest,
     IntegrationReport, LearnerInput, LoadBeadRequest, Outcome, Phase, PhaseSpan, Plan, PlanRequest, RejectedSignal,
-    ReviewRequest, RunRef, SemgrepRequest, SharkInput, SharkResult, SharkStatus, UpdateBeadRequest,
+    ReviewRequest, RunRef, SemgrepRequest, SharkInput, SharkResult, SharkStatus, TacticalGroomInput, UpdateBeadRequest,
 };
 use chum_core::review::{findings_for_redo, rejection_reasons};
 use chum_core::text::{excerpt, tail_excerpt};
@@ -109,6 +110,7 @@ impl SharkWorkflow {
             run: &run,
             bead: &bead,
             learn: project_gates.learn,
+            groom: project_gates.groom,
         };
         ctx.state_mut(|s| {
             s.status.gates = gates.clone();
@@ -379,6 +381,12 @@ fn signal_excerpt(raw: &RawValue) -> String {
 
 /// The payload of an `approve` signal carrying `decision`, for clients (`chum approve`, tests).
 pub fn approve_payload(decision: &serde_json::Value) -> RawValue {
+    json_payload(decision)
+}
+
+/// A signal payload carrying `value` as JSON (the signals take raw payloads; see `approve`).
+pub fn json_payload(value: &serde_json::Value) -> RawValue {
+    let decision = value;
     let mut payload = Payload {
         data: decision.to_string().into_bytes(),
         ..Payload::default()
@@ -824,11 +832,14 @@ struct Ending<'a> {
     bead: &'a Bead,
     /// The project learns from its runs (a learner role is configured).
     learn: bool,
+    /// The project grooms its backlog after every run (a groomer role is configured).
+    groom: bool,
 }
 
 impl Ending<'_> {
     /// Ends the run: starts the ContinuousLearner when the run has something to teach (its work
-    /// was integrated or escalated, or people rejected its plans), then builds the result.
+    /// was integrated or escalated, or people rejected its plans) and the TacticalGroom after
+    /// every outcome, then builds the result.
     async fn conclude(
         &self,
         ctx: &WorkflowContext<SharkWorkflow>,
@@ -842,6 +853,9 @@ impl Ending<'_> {
         );
         if self.learn && teaches {
             self.start_learner(ctx, outcome, &reason, integration).await;
+        }
+        if self.groom {
+            self.start_groom(ctx, outcome, &reason, integration).await;
         }
         finish(ctx, outcome, reason, integration)
     }
@@ -875,6 +889,39 @@ impl Ending<'_> {
             Ok(_) => ctx.state_mut(|s| s.status.learner_workflow_id = id),
             // Learning is a bonus: a learner that cannot start never fails the run.
             Err(err) => ctx.state_mut(|s| s.status.reason = format!("the learner did not start: {err}")),
+        }
+    }
+}
+
+impl Ending<'_> {
+    /// Starts the TacticalGroom as a child that outlives this run (like the learner).
+    async fn start_groom(
+        &self,
+        ctx: &WorkflowContext<SharkWorkflow>,
+        outcome: Outcome,
+        reason: &str,
+        integration: Option<&IntegrationReport>,
+    ) {
+        let id = format!("groom-{}-{}-{}", self.run.project, self.run.bead_id, self.run.run_id);
+        let input = ctx.state(|s| TacticalGroomInput {
+            run: Some(self.run.clone()),
+            bead: Some(self.bead.clone()),
+            outcome: outcome as i32,
+            reason: reason.to_string(),
+            commit: integration.map(|i| i.commit.clone()).unwrap_or_default(),
+            diff_artifacts: s.diff_artifacts.clone(),
+        });
+        let options = ChildWorkflowOptions::builder()
+            .workflow_id(id.clone())
+            .parent_close_policy(ParentClosePolicy::Abandon)
+            .build();
+        match ctx
+            .start_child_workflow(TacticalGroomWorkflow::run, input, options)
+            .await
+        {
+            Ok(_) => ctx.state_mut(|s| s.status.groom_workflow_id = id),
+            // Grooming is a bonus too: it never fails the run.
+            Err(err) => ctx.state_mut(|s| s.status.reason = format!("the groomer did not start: {err}")),
         }
     }
 }
@@ -974,6 +1021,7 @@ fn finish(
             phases: status.phases.clone(),
             usage: status.usage,
             learner_workflow_id: status.learner_workflow_id.clone(),
+            groom_workflow_id: status.groom_workflow_id.clone(),
         }
     })
 }

@@ -1,4 +1,4 @@
-//! Replay tests: every recorded Shark, learner and dispatcher path must replay against the current workflow code.
+//! Replay tests: every recorded Shark, learner, dispatcher and groom path must replay against the current workflow code.
 //!
 //! The histories in `tests/histories/` were recorded from real runs by
 //! `scripts/record-histories.sh`. A change to the Shark that would break runs already in flight
@@ -9,14 +9,16 @@ use std::time::Duration;
 
 use chum_core::activity_contract::SharkActivities;
 use chum_core::proto::{PlanRequest, SharkInput, SharkResult};
-use chum_workflows::{DispatcherWorkflow, LearnerWorkflow, SharkWorkflow};
+use chum_workflows::{
+    DispatcherWorkflow, LearnerWorkflow, SharkWorkflow, StrategicGroomWorkflow, TacticalGroomWorkflow,
+};
 use temporalio_client::WorkflowHistory;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayFailure, WorkflowReplayer, WorkflowReplayerOptions};
 use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
 
 /// Every Shark and ContinuousLearner path; each must have a recorded history.
-const PATHS: [&str; 24] = [
+const PATHS: [&str; 27] = [
     "approved_pass",
     "reject_replan_approve",
     "gate_timeout",
@@ -41,6 +43,9 @@ const PATHS: [&str; 24] = [
     "learned_rule_stops_mistake",
     "learner_rule_accepted",
     "dispatcher_rounds",
+    "shark_then_groom",
+    "tactical_groom",
+    "strategic_groom",
 ];
 
 fn history_path(name: &str) -> PathBuf {
@@ -64,6 +69,10 @@ async fn every_recorded_shark_path_replays_deterministically() {
         .register_workflow::<LearnerWorkflow>()
         .expect("registers")
         .register_workflow::<DispatcherWorkflow>()
+        .expect("registers")
+        .register_workflow::<TacticalGroomWorkflow>()
+        .expect("registers")
+        .register_workflow::<StrategicGroomWorkflow>()
         .expect("registers")
         .build();
     let replayer = WorkflowReplayer::new(options).expect("replayer");

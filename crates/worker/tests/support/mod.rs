@@ -172,6 +172,8 @@ pub struct HarnessOptions {
     pub extra_files: Vec<(String, String)>,
     /// Configure a learner role (scripted-a), so runs end with the ContinuousLearner.
     pub learner: bool,
+    /// Configure a groomer role (scripted-a), so runs end with a TacticalGroom.
+    pub groomer: bool,
     /// Replaces the project's `.beads/issues.jsonl`.
     pub beads: Option<String>,
     /// More top-level TOML, e.g. a `[dispatcher]` section.
@@ -188,6 +190,7 @@ impl Default for HarnessOptions {
             extra_project_toml: String::new(),
             extra_files: Vec::new(),
             learner: false,
+            groomer: false,
             beads: None,
             extra_toml: String::new(),
         }
@@ -273,6 +276,7 @@ impl Harness {
             executor = "fast"
             reviewer = "other"
             {learner}
+            {groomer}
             [semgrep]
             core = "{core}"
             {extra_toml}
@@ -280,6 +284,7 @@ impl Harness {
             extra_toml = options.extra_toml,
             extra_project = options.extra_project_toml,
             learner = if options.learner { "learner = \"fast\"" } else { "" },
+            groomer = if options.groomer { "groomer = \"fast\"" } else { "" },
             core = semgrep_core().display(),
             dod = dod.join(", "),
             integration = options.integration,
@@ -496,7 +501,10 @@ pub async fn finish(handle: &SharkHandle, name: &str) -> SharkResult {
 
 /// Saves the run's history for the replay tests when `CHUM_RECORD_HISTORIES=1`
 /// (scripts/record-histories.sh).
-pub async fn record_history(handle: &SharkHandle, name: &str) {
+pub async fn record_history<W: temporalio_common::HasWorkflowDefinition>(
+    handle: &WorkflowHandle<Client, W>,
+    name: &str,
+) {
     if std::env::var("CHUM_RECORD_HISTORIES").as_deref() != Ok("1") {
         return;
     }

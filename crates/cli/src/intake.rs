@@ -1,0 +1,291 @@
+//! Intake and grooming from the command line: `chum create`, `chum backlog`, `chum pause|resume`,
+//! `chum dispatcher`, `chum groom [log|now]`.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use chum_activities::backlog::Backlog;
+use chum_activities::beads::NewBead;
+use chum_core::backlog::backlog_summary;
+use chum_core::config::ChumConfig;
+use chum_core::ids::check_bead_id;
+use chum_core::proto::{DispatcherStatus, GroomResult};
+use chum_workflows::{DispatcherRun, DispatcherWorkflow, StrategicGroomRun, json_payload};
+use temporalio_client::schedules::ScheduleOverlapPolicy;
+use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowSignalOptions};
+
+/// What `chum create` takes.
+pub struct CreateArgs<'a> {
+    pub title: &'a str,
+    pub description: &'a str,
+    pub priority: i64,
+    pub issue_type: &'a str,
+    pub depends_on: &'a [String],
+}
+
+/// Adds a bead to the project's backlog (native file or the `bd`/`br` CLI).
+pub async fn create(config: &ChumConfig, project: &str, args: CreateArgs<'_>) -> Result<ExitCode> {
+    let project = config.project(project).map_err(anyhow::Error::msg)?;
+    if args.title.trim().is_empty() {
+        bail!("the title is empty; say what the work is, e.g. chum create \"Add a --verbose flag\"");
+    }
+    let backlog = Backlog::of(project);
+    let items = backlog.items().await.map_err(anyhow::Error::msg)?;
+    for dep in args.depends_on {
+        check_bead_id(dep).map_err(anyhow::Error::msg)?;
+        if !items.iter().any(|i| &i.id == dep) {
+            bail!(
+                "--depends-on {dep}: no such bead in {}; `chum backlog` lists them",
+                project.name
+            );
+        }
+    }
+    let title = args.title.trim();
+    if items.iter().any(|i| i.title.trim().eq_ignore_ascii_case(title)) {
+        bail!("a bead titled {title:?} already exists; `chum backlog` lists them");
+    }
+    let new = NewBead {
+        title: title.to_string(),
+        description: args.description.to_string(),
+        priority: args.priority,
+        issue_type: args.issue_type.to_string(),
+        labels: Vec::new(),
+        dependencies: args
+            .depends_on
+            .iter()
+            .map(|d| (d.clone(), "blocks".to_string()))
+            .collect(),
+        created_by: std::env::var("USER").unwrap_or_else(|_| "chum".to_string()),
+    };
+    let id = backlog.create(&new).await.map_err(anyhow::Error::msg)?;
+    println!("created {id}: {title}");
+    if !args.depends_on.is_empty() {
+        println!("  waits for: {}", args.depends_on.join(", "));
+    }
+    if config.dispatcher.enabled && project.enabled {
+        println!(
+            "  the dispatcher starts its Shark once it is ready (checks every {}); follow it with `chum watch {id}`",
+            humantime::format_duration(config.dispatcher.interval)
+        );
+    } else {
+        println!(
+            "  the dispatcher is off for {}; start it with `chum submit {id}`",
+            project.name
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the backlog as the dispatcher sees it.
+pub async fn show_backlog(config: &ChumConfig, project: &str) -> Result<ExitCode> {
+    let project = config.project(project).map_err(anyhow::Error::msg)?;
+    let items = Backlog::of(project).items().await.map_err(anyhow::Error::msg)?;
+    print!("{}", backlog_summary(&items));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The recent groom outcomes from the store.
+pub fn groom_log(config: &ChumConfig, project: &str, limit: u32) -> Result<ExitCode> {
+    let store = chum_activities::store::LessonStore::open(&config.state_dir.join("chum.db"))?;
+    let records = store.recent_groom_outcomes(Some(project), limit)?;
+    if records.is_empty() {
+        println!("no grooming yet; runs are groomed when a groomer role is configured ([roles] groomer)");
+    }
+    for r in records {
+        let after = if r.bead_id.is_empty() {
+            String::new()
+        } else {
+            format!(" after {}", r.bead_id)
+        };
+        let verdict = if r.outcome.applied {
+            let created = if r.outcome.created_id.is_empty() {
+                String::new()
+            } else {
+                format!(" → {}", r.outcome.created_id)
+            };
+            format!("applied  {}{created}", r.outcome.description)
+        } else {
+            format!("REFUSED  {}: {}", r.outcome.description, r.outcome.reason)
+        };
+        println!("[{}{after}] {verdict}", r.kind);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn dispatcher_id(project: &str) -> String {
+    format!("dispatcher-{project}")
+}
+
+fn no_dispatcher(config: &ChumConfig, id: &str, e: impl std::fmt::Display) -> anyhow::Error {
+    let text = e.to_string();
+    if text.contains("not found") {
+        anyhow::anyhow!(
+            "there is no dispatcher {id}: the worker starts one per enabled project when it starts \
+             ([dispatcher] enabled = {}); is the worker running (`make up`)?",
+            config.dispatcher.enabled
+        )
+    } else {
+        anyhow::anyhow!("cannot reach {id}: {text}")
+    }
+}
+
+pub async fn dispatcher_status(client: &Client, config: &ChumConfig, project: &str) -> Result<DispatcherStatus> {
+    let id = dispatcher_id(project);
+    client
+        .get_workflow_handle::<DispatcherRun>(id.clone())
+        .query(DispatcherWorkflow::status, (), WorkflowQueryOptions::default())
+        .await
+        .map_err(|e| no_dispatcher(config, &id, e))
+}
+
+pub fn render_dispatcher(s: &DispatcherStatus) -> String {
+    let mut out = String::new();
+    let state = if s.paused {
+        "PAUSED (`chum resume` starts it again)"
+    } else {
+        "running"
+    };
+    let _ = writeln!(out, "dispatcher-{}: {state}, {} rounds", s.project, s.rounds);
+    if let Some(r) = &s.last_round {
+        let _ = writeln!(
+            out,
+            "  last round: {} ready, {} running (concurrency {}), started {:?}, waiting {:?}",
+            r.ready, r.running, r.concurrency, r.to_start, r.waiting
+        );
+        if !r.problem.is_empty() {
+            let _ = writeln!(out, "  problem: {}", r.problem);
+        }
+    }
+    if !s.started.is_empty() {
+        let _ = writeln!(out, "  started: {}", s.started.join(", "));
+    }
+    for skipped in &s.skipped {
+        let _ = writeln!(out, "  skipped: {skipped}");
+    }
+    out
+}
+
+/// `chum pause` / `chum resume`: signals the project's dispatcher and confirms it took effect.
+pub async fn pause_or_resume(client: &Client, config: &ChumConfig, project: &str, pause: bool) -> Result<ExitCode> {
+    let id = dispatcher_id(project);
+    // Fails with a clear message when there is no dispatcher.
+    dispatcher_status(client, config, project).await?;
+    let handle = client.get_workflow_handle::<DispatcherRun>(id.clone());
+    let by = serde_json::json!({"by": std::env::var("USER").unwrap_or_else(|_| "cli".into())});
+    let sent = if pause {
+        handle
+            .signal(
+                DispatcherWorkflow::pause,
+                json_payload(&by),
+                WorkflowSignalOptions::default(),
+            )
+            .await
+    } else {
+        handle
+            .signal(
+                DispatcherWorkflow::resume,
+                json_payload(&by),
+                WorkflowSignalOptions::default(),
+            )
+            .await
+    };
+    sent.map_err(|e| no_dispatcher(config, &id, e))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = dispatcher_status(client, config, project).await?;
+        if status.paused == pause {
+            if pause {
+                println!("paused {id}: no new Sharks start; running ones go on. `chum resume {project}` undoes it.");
+            } else {
+                println!("resumed {id}: a round runs now.");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if Instant::now() > deadline {
+            println!("sent; {id} has not processed it yet (is a worker running?)");
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+/// `chum groom now`: triggers the project's StrategicGroom schedule and waits for the groom.
+pub async fn groom_now(client: &Client, project: &str, timeout: Duration) -> Result<ExitCode> {
+    let id = format!("strategic-groom-{project}");
+    let schedule = client.get_schedule_handle(id.clone());
+    let before = schedule.describe(Default::default()).await.map_err(|e| {
+        anyhow::anyhow!(
+            "there is no schedule {id} ({e}); the worker creates it when a groomer role is configured \
+             and [groom] strategic is on. Is the worker running?"
+        )
+    })?;
+    let seen = before.recent_actions().len();
+    let last = before.recent_actions().last().map(|a| a.workflow_id.clone());
+    schedule
+        .trigger(ScheduleOverlapPolicy::Skip, Default::default())
+        .await
+        .with_context(|| format!("triggering {id}"))?;
+    println!("triggered {id}; waiting for the strategic groom ...");
+    let deadline = Instant::now() + timeout;
+    let started = loop {
+        let now = schedule.describe(Default::default()).await?;
+        let actions = now.recent_actions();
+        if let Some(a) = actions.last()
+            && (actions.len() > seen || Some(&a.workflow_id) != last.as_ref())
+        {
+            break a.workflow_id.clone();
+        }
+        if Instant::now() > deadline {
+            bail!("the schedule did not start a groom within {}s", timeout.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let handle = client.get_workflow_handle::<StrategicGroomRun>(started.clone());
+    let result = tokio::time::timeout(
+        deadline.saturating_duration_since(Instant::now()),
+        handle.get_result(WorkflowGetResultOptions::default()),
+    )
+    .await
+    .with_context(|| format!("{started} did not finish in time; it keeps running"))?
+    .with_context(|| format!("reading the result of {started}"))?;
+    print!("{}", render_groom(&started, &result));
+    Ok(if result.error.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub fn render_groom(workflow_id: &str, r: &GroomResult) -> String {
+    let mut out = format!(
+        "{} groom {workflow_id}: {} applied, {} refused\n",
+        r.kind, r.applied, r.rejected
+    );
+    for o in &r.outcomes {
+        if o.applied {
+            let created = if o.created_id.is_empty() {
+                String::new()
+            } else {
+                format!(" → {}", o.created_id)
+            };
+            let _ = writeln!(out, "  applied  {}{created}", o.description);
+        } else {
+            let _ = writeln!(out, "  REFUSED  {}: {}", o.description, o.reason);
+        }
+    }
+    if let Some(b) = &r.briefing {
+        let short = &b.commit[..b.commit.len().min(12)];
+        let place = if b.merged {
+            "on the base branch".to_string()
+        } else {
+            format!("on its branch ({})", b.problem)
+        };
+        let _ = writeln!(out, "  briefing: {} in commit {short} {place}", b.path);
+    }
+    if !r.error.is_empty() {
+        let _ = writeln!(out, "  error: {}", r.error);
+    }
+    out
+}
