@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# `make demo`: one bead of a real project through the Shark, offline, with the scripted agent.
-# Starts a Temporal dev server (persistent, UI on :8233) and the worker, creates the demo project,
-# submits bead tk-1a, approves its plan through the signal (`chum approve`) as a person would,
-# and follows the run live to its merged commit. Everything it starts is stopped on exit.
+# `make demo`: three dependent beads of a real project through the factory, offline, with the
+# scripted agent. Starts a Temporal dev server (persistent, UI on :8233) and the worker, creates the
+# demo project, adds three beads with `chum create` (tk-2b waits for tk-1a, tk-3c for tk-2b) and
+# lets the dispatcher start their Sharks in dependency order: nobody starts a run by hand. Each
+# plan is approved through the signal (`chum approve`) as a person would; each run is followed live
+# to its merged commit. The learner turns a review finding into a Semgrep rule that stops the same
+# mistake in the next bead; the groomer tends the backlog after every bead, and the strategic groom
+# commits a briefing. Everything it starts is stopped on exit.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$CHUM_ROOT"
@@ -12,8 +16,6 @@ STATE="${CHUM_DEMO_STATE:-.chum/demo}"
 PORT="${CHUM_DEMO_PORT:-7233}"
 UI_PORT="${CHUM_DEMO_UI_PORT:-8233}"
 CONFIG="configs/demo/chum.toml"
-BEAD="tk-1a"
-SECOND_BEAD="tk-2b"
 WORKER_PID=""
 export CHUM__TEMPORAL__ADDRESS="http://127.0.0.1:$PORT"
 export CHUM__TEMPORAL__UI_URL="http://127.0.0.1:$UI_PORT"
@@ -35,57 +37,96 @@ CHUM="$CHUM_ROOT/target/debug/chum --config $CONFIG"
 mkdir -p "$STATE"
 start_dev_server "$STATE" "$PORT" "$UI_PORT"
 
-# Runs left over from an interrupted demo would hold the workflow ids.
-for bead in "$BEAD" "$SECOND_BEAD"; do
-    temporal workflow terminate --address "127.0.0.1:$PORT" --workflow-id "shark-demo-$bead" \
-        --reason "demo restarted" >/dev/null 2>&1 || true
+# Runs left over from an earlier demo would hold the workflow ids (and its dispatcher the old
+# settings): remove them, so this demo starts from a clean slate.
+DEMO_IDS=(dispatcher-demo shark-demo-tk-1a shark-demo-tk-2b shark-demo-tk-3c)
+for id in "${DEMO_IDS[@]}"; do
+    # Every run of the id (deletion is asynchronous; an older run shows up once the newest is gone).
+    for _ in $(seq 1 40); do
+        temporal workflow describe --address "127.0.0.1:$PORT" --workflow-id "$id" >/dev/null 2>&1 || break
+        temporal workflow delete --yes --address "127.0.0.1:$PORT" --workflow-id "$id" >/dev/null 2>&1 || true
+        sleep 0.25
+    done
 done
 
-say "creating the demo project (a Python package with tests and 3 beads) in $STATE/project"
+say "creating the demo project (a Python package with tests, a Semgrep rule, an empty backlog) in $STATE/project"
 $CHUM demo init "$STATE/project" --force
 # A fresh lesson store too, so the demo learns its lesson anew.
 rm -f "$STATE/state/chum.db" "$STATE/state/chum.db-wal" "$STATE/state/chum.db-shm"
 
-say "starting the worker (log: $STATE/worker.log)"
+say "starting the worker (log: $STATE/worker.log); it starts the project's dispatcher"
 "$CHUM_ROOT/target/debug/worker" --config "$CONFIG" >"$STATE/worker.log" 2>&1 &
 WORKER_PID=$!
 echo "$WORKER_PID" >"$STATE/worker.pid"
 
-say "submitting bead $BEAD: $(grep -o '"title":"[^"]*"' "$STATE/project/.beads/issues.jsonl" | head -n1 | cut -d'"' -f4)"
-$CHUM submit "$BEAD"
+say "three beads go into the backlog, as a person would add them (\`bd create\` works the same):"
+echo "    \$ chum create \"Add slugify() to textkit\" --id tk-1a ..."
+$CHUM create "Add slugify() to textkit" --id tk-1a --priority 1 --type feature \
+    -d "Blog titles need URL slugs. Add textkit.slug.slugify(title) -> str: lower-case, words joined by single dashes, punctuation dropped, no leading or trailing dash. Cover it with unit tests." \
+    --acceptance 'slugify("Hello, World!") == "hello-world"; repeated separators collapse to one dash'
+echo "    \$ chum create \"Add truncate_words() to textkit\" --id tk-2b --depends-on tk-1a ..."
+$CHUM create "Add truncate_words() to textkit" --id tk-2b --depends-on tk-1a --priority 2 --type feature \
+    -d "textkit.truncate_words(text, count) keeps the first count words of text and ends with '…' when it cut something. Words are separated by any whitespace." \
+    --acceptance 'truncate_words("a  b c", 2) == "a b…"; text with at most count words comes back unchanged' >/dev/null
+echo "    \$ chum create \"Document textkit's functions in the README\" --id tk-3c --depends-on tk-2b ..."
+$CHUM create "Document textkit's functions in the README" --id tk-3c --depends-on tk-2b --priority 3 --type chore \
+    -d "Describe every public function in README.md with one example each." >/dev/null
+$CHUM backlog | sed 's/^/    /'
 
-say "planning; the run stops at the human gate"
-$CHUM watch "$BEAD" --until awaiting_approval --timeout 5m
+# approve_when_planned <bead> <feedback>: wait for the dispatcher to start the bead's Shark and
+# for its plan at the gate, then approve it through the signal.
+approve_when_planned() {
+    local bead="$1" feedback="$2"
+    $CHUM watch "$bead" --until awaiting_approval --timeout 5m
+    echo "    \$ chum approve $bead --by demo-operator --feedback \"$feedback\""
+    $CHUM approve "$bead" --by demo-operator --feedback "$feedback"
+}
 
-say "a person reviews the plan and approves it through the signal:"
-echo "    \$ chum approve $BEAD --by demo-operator --feedback \"criteria are right, go\""
-$CHUM approve "$BEAD" --by demo-operator --feedback "criteria are right, go"
+say "the dispatcher starts tk-1a's Shark (the only ready bead); planning stops at the human gate"
+approve_when_planned tk-1a "criteria are right, go"
 
 say "executing in a git worktree; review, Semgrep and the definition of done; integrating"
-$CHUM watch "$BEAD" --timeout 10m || { echo "the run did not integrate; worker log: $STATE/worker.log" >&2; exit 1; }
+$CHUM watch tk-1a --timeout 10m || { echo "the run did not integrate; worker log: $STATE/worker.log" >&2; exit 1; }
 
 say "the ContinuousLearner (a child of the run that outlives it) turns the review's finding into a lesson and a rule"
-$CHUM learned "$BEAD" --timeout 5m
+$CHUM learned tk-1a --timeout 5m
 echo "    the rule, as committed to the project:"
 sed 's/^/      /' "$STATE/project/.semgrep/chum-1.yaml"
 
-say "bead $SECOND_BEAD: $(grep -o '"title":"[^"]*"' "$STATE/project/.beads/issues.jsonl" | sed -n 2p | cut -d'"' -f4)"
-$CHUM submit "$SECOND_BEAD" >/dev/null
-$CHUM watch "$SECOND_BEAD" --until awaiting_approval --timeout 5m >/dev/null
-$CHUM approve "$SECOND_BEAD" --by demo-operator --feedback "go"
+say "tk-1a is closed, so tk-2b is ready: the dispatcher starts it"
+approve_when_planned tk-2b "go"
 say "the same mistake again: the learned rule stops it in Semgrep, before the tests run"
-if $CHUM watch "$SECOND_BEAD" --timeout 10m; then
-    say "done: both beads merged; the second one's mistake cost a Semgrep scan, not a test run"
-    git -C "$STATE/project" log --oneline -n 5 main
-    echo
-    if [[ "${CHUM_DEMO_KEEP:-0}" == "1" ]]; then
-        say "keeping the server and worker up: Temporal UI http://127.0.0.1:$UI_PORT; try \`target/debug/chum --config $CONFIG lessons search split\`. Ctrl-C stops."
-        wait "$WORKER_PID" || true
-    else
-        echo "The dev server and worker stop now. Run \`CHUM_DEMO_KEEP=1 make demo\` to keep them (and"
-        echo "the Temporal UI on http://127.0.0.1:$UI_PORT) up afterwards."
-    fi
+$CHUM watch tk-2b --timeout 10m || { echo "the run did not integrate; worker log: $STATE/worker.log" >&2; exit 1; }
+
+say "tk-2b is closed, so tk-3c is ready: the dispatcher starts it"
+approve_when_planned tk-3c "go"
+say "pausing the dispatcher, so the follow-up bead the groomer filed waits for a person:"
+echo "    \$ chum pause demo"
+$CHUM pause demo
+$CHUM watch tk-3c --timeout 10m || { echo "the run did not integrate; worker log: $STATE/worker.log" >&2; exit 1; }
+
+say "the groomer after each bead (a child of each run): what it changed, and what validation refused"
+for _ in $(seq 1 60); do
+    $CHUM groom log | grep -q "Transliterate" && break
+    sleep 0.5
+done
+$CHUM groom log | sed 's/^/    /'
+
+say "the strategic groom (daily on its Temporal Schedule; run now): repo map + backlog + lessons"
+$CHUM groom now --timeout 5m | sed 's/^/    /'
+echo "    .beads/briefing.md, as committed:"
+git -C "$STATE/project" show main:.beads/briefing.md | sed -n '1,14p' | sed 's/^/      /'
+
+say "the backlog now: the three beads closed with their evidence, and the groomers' new beads"
+$CHUM backlog --all | sed 's/^/    /'
+
+say "done: three beads merged in dependency order, nobody started a run by hand; tk-2b's mistake cost a Semgrep scan, not a test run"
+git -C "$STATE/project" log --oneline -n 8 main
+echo
+if [[ "${CHUM_DEMO_KEEP:-0}" == "1" ]]; then
+    say "keeping the server and worker up: Temporal UI http://127.0.0.1:$UI_PORT; \`target/debug/chum --config $CONFIG resume demo\` lets the dispatcher start the groomers' beads. Ctrl-C stops."
+    wait "$WORKER_PID" || true
 else
-    echo "the run did not integrate; worker log: $STATE/worker.log" >&2
-    exit 1
+    echo "The dev server and worker stop now. Run \`CHUM_DEMO_KEEP=1 make demo\` to keep them (and"
+    echo "the Temporal UI on http://127.0.0.1:$UI_PORT) up afterwards."
 fi

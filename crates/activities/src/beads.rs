@@ -19,6 +19,8 @@ pub enum BeadsError {
     BadLine { file: PathBuf, line: usize, detail: String },
     #[error("{file}: {source}")]
     Io { file: PathBuf, source: std::io::Error },
+    #[error("bead {id} already exists in {file}")]
+    Exists { id: String, file: PathBuf },
 }
 
 /// One line of the file: its text as read, and the issue it holds.
@@ -210,7 +212,19 @@ impl BeadsFile {
             let taken: std::collections::BTreeSet<String> = issues.iter().map(|(_, o)| text(o, "id")).collect();
             let mut seed = id_seed();
             let mut id = String::new();
+            if let Some(wanted) = &new.id {
+                if taken.contains(wanted) {
+                    return Err(BeadsError::Exists {
+                        id: wanted.clone(),
+                        file: self.path.clone(),
+                    });
+                }
+                id = wanted.clone();
+            }
             for n in 0..1000u32 {
+                if !id.is_empty() {
+                    break;
+                }
                 let len = 3 + (n / 50) as usize;
                 id = format!("{prefix}-{}", base36(&mut seed, len));
                 if !taken.contains(&id) {
@@ -223,6 +237,12 @@ impl BeadsFile {
             obj.insert("title".into(), Value::String(new.title.clone()));
             if !new.description.is_empty() {
                 obj.insert("description".into(), Value::String(new.description.clone()));
+            }
+            if !new.acceptance_criteria.is_empty() {
+                obj.insert(
+                    "acceptance_criteria".into(),
+                    Value::String(new.acceptance_criteria.clone()),
+                );
             }
             obj.insert("status".into(), Value::String("open".into()));
             obj.insert("priority".into(), Value::from(new.priority));
@@ -277,8 +297,11 @@ impl BeadsFile {
 /// A bead to create.
 #[derive(Debug, Clone, Default)]
 pub struct NewBead {
+    /// An id of one's own choosing (Beads' `--id`); `None` = a new `<prefix>-<base36>` id.
+    pub id: Option<String>,
     pub title: String,
     pub description: String,
+    pub acceptance_criteria: String,
     pub priority: i64,
     pub issue_type: String,
     pub labels: Vec<String>,

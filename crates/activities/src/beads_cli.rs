@@ -99,6 +99,12 @@ impl BeadsCli {
         if !new.description.is_empty() {
             args.extend(["-d", new.description.as_str()]);
         }
+        if !new.acceptance_criteria.is_empty() {
+            args.extend(["--acceptance", new.acceptance_criteria.as_str()]);
+        }
+        if let Some(id) = &new.id {
+            args.extend(["--id", id.as_str()]);
+        }
         let id = parse_created_id(&self.run(&args).await?)?;
         for (target, kind) in &new.dependencies {
             self.add_dependency(&id, target, kind).await?;

@@ -333,6 +333,8 @@ async fn apply(backlog: &Backlog, m: &Mutation, groom: &RunRef) -> Result<String
             dependencies,
         } => {
             let new = NewBead {
+                id: None,
+                acceptance_criteria: String::new(),
                 title: title.trim().to_string(),
                 description: description.clone(),
                 priority: *priority,

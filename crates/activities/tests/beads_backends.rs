@@ -91,6 +91,20 @@ fn created_beads_have_beads_style_ids_sorted_in_with_dependencies() {
     let created = items.iter().find(|i| i.id == bead.id).unwrap();
     assert_eq!(created.dependencies.len(), 2);
     assert!(!ready(&items).iter().any(|i| i.id == bead.id), "it waits for demo-i76");
+    // An id of one's own choosing, as `bd create --id`; taken ids are refused.
+    let chosen = NewBead {
+        id: Some("demo-own".into()),
+        title: "Chosen id".into(),
+        acceptance_criteria: "it has the id it asked for".into(),
+        ..NewBead::default()
+    };
+    assert_eq!(beads.create(&chosen).unwrap().id, "demo-own");
+    let err = beads.create(&chosen).unwrap_err().to_string();
+    assert!(err.contains("demo-own already exists"), "{err}");
+    assert_eq!(
+        beads.get("demo-own").unwrap().acceptance_criteria,
+        "it has the id it asked for"
+    );
     beads.add_dependency(&bead.id, "demo-i76", "blocks", "chum").unwrap();
     let again = beads.items().unwrap();
     assert_eq!(

@@ -1,5 +1,6 @@
 //! `chum demo init`: the demo project, a real git repository with a small Python package, its
-//! unit tests and a backlog of three beads (tk-2b depends on tk-1a, tk-3c on tk-2b).
+//! unit tests, a Semgrep rule and an empty Beads backlog (`make demo` adds the beads with
+//! `chum create`, as a person would).
 //! The files live in configs/demo/project/ and are compiled in, so the binary needs nothing else.
 
 use std::path::Path;
@@ -85,9 +86,12 @@ pub fn init(dir: &Path, force: bool) -> Result<()> {
     }
     git(dir, &["init", "-q", "-b", "main"])?;
     git(dir, &["add", "-A"])?;
-    git(dir, &["commit", "-q", "-m", "textkit: word_count, tests, backlog"])?;
+    git(
+        dir,
+        &["commit", "-q", "-m", "textkit: word_count, tests, an empty backlog"],
+    )?;
     println!(
-        "created the demo project in {} (3 beads: tk-1a, tk-2b, tk-3c)",
+        "created the demo project in {} (empty backlog; add beads with `chum create`)",
         dir.display()
     );
     Ok(())

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use chum_activities::backlog::Backlog;
 use chum_activities::beads::NewBead;
-use chum_core::backlog::backlog_summary;
+use chum_core::backlog::backlog_listing;
 use chum_core::config::ChumConfig;
 use chum_core::ids::check_bead_id;
 use chum_core::proto::{DispatcherStatus, GroomResult};
@@ -18,7 +18,9 @@ use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowQueryOptions, 
 
 /// What `chum create` takes.
 pub struct CreateArgs<'a> {
+    pub id: Option<&'a str>,
     pub title: &'a str,
+    pub acceptance: &'a str,
     pub description: &'a str,
     pub priority: i64,
     pub issue_type: &'a str,
@@ -46,7 +48,15 @@ pub async fn create(config: &ChumConfig, project: &str, args: CreateArgs<'_>) ->
     if items.iter().any(|i| i.title.trim().eq_ignore_ascii_case(title)) {
         bail!("a bead titled {title:?} already exists; `chum backlog` lists them");
     }
+    if let Some(id) = args.id {
+        check_bead_id(id).map_err(anyhow::Error::msg)?;
+        if items.iter().any(|i| i.id == id) {
+            bail!("bead {id} already exists; `chum backlog` lists the beads");
+        }
+    }
     let new = NewBead {
+        id: args.id.map(str::to_string),
+        acceptance_criteria: args.acceptance.to_string(),
         title: title.to_string(),
         description: args.description.to_string(),
         priority: args.priority,
@@ -78,11 +88,11 @@ pub async fn create(config: &ChumConfig, project: &str, args: CreateArgs<'_>) ->
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints the backlog as the dispatcher sees it.
-pub async fn show_backlog(config: &ChumConfig, project: &str) -> Result<ExitCode> {
+/// Prints the backlog as the dispatcher sees it (with `all`, closed beads and their evidence too).
+pub async fn show_backlog(config: &ChumConfig, project: &str, all: bool) -> Result<ExitCode> {
     let project = config.project(project).map_err(anyhow::Error::msg)?;
     let items = Backlog::of(project).items().await.map_err(anyhow::Error::msg)?;
-    print!("{}", backlog_summary(&items));
+    print!("{}", backlog_listing(&items, all));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -26,10 +26,12 @@ use temporalio_client::{
     long_about = "CHUM runs one durable Shark workflow per bead: plan, human gate, execute in a git \
         worktree, definition of done, integrate.\n\n\
         Typical session:\n  \
-        chum submit tk-1a          # start the Shark for bead tk-1a\n  \
+        chum create \"Add slugify()\" --id tk-1a   # a bead; the dispatcher starts its Shark when it is ready\n  \
         chum watch tk-1a --until awaiting_approval\n  \
         chum approve tk-1a         # or: chum reject tk-1a --feedback \"...\"\n  \
-        chum watch tk-1a           # follow it to the end and print the summary\n\n\
+        chum watch tk-1a           # follow it to the end and print the summary\n  \
+        chum backlog               # what is ready, blocked, in progress; chum groom log: the groomer's work\n\n\
+        `chum submit <bead>` starts a Shark by hand (with the dispatcher off, or to jump the queue).\n\n\
         A bead is named by its id (the project is the only configured one, or --project) or by \
         its workflow id (shark-<project>-<bead>)."
 )]
@@ -109,6 +111,12 @@ enum Command {
         title: String,
         #[arg(long, short, default_value = "")]
         description: String,
+        /// How to tell it is done (the planner turns it into acceptance criteria).
+        #[arg(long, default_value = "")]
+        acceptance: String,
+        /// Use this id instead of a generated `<prefix>-<base36>` one (like `bd create --id`).
+        #[arg(long)]
+        id: Option<String>,
         /// 0 (most urgent) to 4.
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(i64).range(0..=4))]
         priority: i64,
@@ -120,7 +128,11 @@ enum Command {
         depends_on: Vec<String>,
     },
     /// The backlog as the dispatcher sees it: ready, blocked (and by what), in progress.
-    Backlog,
+    Backlog {
+        /// Closed beads too, each with the evidence it was closed with.
+        #[arg(long)]
+        all: bool,
+    },
     /// Stop the project's dispatcher from starting Sharks (running ones go on).
     Pause {
         /// The project (default: --project, or the only one configured).
@@ -225,12 +237,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Create {
             title,
             description,
+            acceptance,
+            id,
             priority,
             issue_type,
             depends_on,
         } => {
             let project = only_project(&config, cli.project.as_deref())?;
             let args = intake::CreateArgs {
+                id: id.as_deref(),
+                acceptance,
                 title,
                 description,
                 priority: *priority,
@@ -239,9 +255,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             return intake::create(&config, &project, args).await;
         }
-        Command::Backlog => {
+        Command::Backlog { all } => {
             let project = only_project(&config, cli.project.as_deref())?;
-            return intake::show_backlog(&config, &project).await;
+            return intake::show_backlog(&config, &project, *all).await;
         }
         Command::Groom {
             command: None | Some(GroomCommand::Log { .. }),
@@ -310,7 +326,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         | Command::Rules { .. }
         | Command::Lessons { .. }
         | Command::Create { .. }
-        | Command::Backlog
+        | Command::Backlog { .. }
         | Command::Groom { .. } => unreachable!("handled above"),
     }
 }
@@ -672,9 +688,46 @@ impl Session {
         Ok(ExitCode::SUCCESS)
     }
 
+    /// Waits until the run exists: with the dispatcher on, a ready bead's Shark appears within a
+    /// round or two of the bead becoming ready.
+    async fn wait_for_run(&self, handle: &SharkHandle, target: &str, deadline: Instant) -> Result<()> {
+        let id = &handle.info().workflow_id;
+        let mut announced = false;
+        loop {
+            match handle.describe(Default::default()).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.to_string().to_lowercase().contains("not found") => {
+                    if !self.config.dispatcher.enabled {
+                        bail!("there is no run {id}; start one with `chum submit {target}`");
+                    }
+                    if !announced {
+                        println!(
+                            "waiting for the dispatcher to start {id} (it starts ready beads every {}; `chum backlog` shows what waits for what)",
+                            humantime::format_duration(self.config.dispatcher.interval)
+                        );
+                        announced = true;
+                    }
+                    if Instant::now() > deadline {
+                        bail!(
+                            "{id} was not started in time; is the worker running, and is the bead ready (`chum backlog`, `chum dispatcher`)?"
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "cannot look up {id}; is the Temporal server at {} up?",
+                        self.config.temporal.address
+                    )));
+                }
+            }
+        }
+    }
+
     async fn watch(&self, target: &str, until: Option<Phase>, timeout: Duration) -> Result<ExitCode> {
         let handle = self.handle(target)?;
         let id = handle.info().workflow_id.clone();
+        self.wait_for_run(&handle, target, Instant::now() + timeout).await?;
         let started = Instant::now();
         let mut printer = render::Progress::default();
         loop {

@@ -17,6 +17,8 @@ pub struct BacklogItem {
     pub issue_type: String,
     pub created_at: String,
     pub assignee: String,
+    /// Why it was closed (the evidence), for closed beads.
+    pub close_reason: String,
     /// (depends_on_id, type), e.g. ("demo-5qb", "blocks").
     pub dependencies: Vec<(String, String)>,
 }
@@ -46,6 +48,7 @@ impl BacklogItem {
             issue_type: text("issue_type"),
             created_at: text("created_at"),
             assignee: text("assignee"),
+            close_reason: text("close_reason"),
             dependencies,
         }
     }
@@ -142,9 +145,9 @@ impl Mutation {
         match self {
             Mutation::UpdatePriority { id, priority } => format!("set the priority of {id} to {priority}"),
             Mutation::AddDependency { id, depends_on, r#type } => format!("{id} {type} on {depends_on}"),
-            Mutation::AppendNotes { id, .. } => format!("note on {id}"),
+            Mutation::AppendNotes { id, notes } => format!("note on {id}: {:?}", crate::text::clip(notes, 60)),
             Mutation::Create { title, .. } => format!("create {title:?}"),
-            Mutation::Close { id, .. } => format!("close {id}"),
+            Mutation::Close { id, reason } => format!("close {id} ({:?})", crate::text::clip(reason, 60)),
         }
     }
 }
@@ -237,6 +240,11 @@ pub fn parse_groom_answer(answer: &str, strategic: bool) -> Result<GroomAnswer, 
 /// The state of the backlog for a groomer: what is ready, what is blocked and by what, what is in
 /// progress, one line per open bead (closed ones are counted).
 pub fn backlog_summary(items: &[BacklogItem]) -> String {
+    backlog_listing(items, false)
+}
+
+/// [`backlog_summary`], and with `closed` the closed beads too, each with its close reason.
+pub fn backlog_listing(items: &[BacklogItem], closed_too: bool) -> String {
     use std::fmt::Write as _;
     let by_id: BTreeMap<&str, &BacklogItem> = items.iter().map(|i| (i.id.as_str(), i)).collect();
     let ready_ids: BTreeSet<&str> = ready(items).into_iter().map(|i| i.id.as_str()).collect();
@@ -274,6 +282,19 @@ pub fn backlog_summary(items: &[BacklogItem]) -> String {
             let _ = write!(out, "; depends: {}", deps.join(", "));
         }
         out.push('\n');
+    }
+    if closed_too {
+        for item in items.iter().filter(|i| i.status == "closed") {
+            let _ = writeln!(
+                out,
+                "- {} [P{} {}] {} (closed: {})",
+                item.id,
+                item.priority,
+                item.issue_type,
+                item.title,
+                crate::text::clip(&item.close_reason, 160)
+            );
+        }
     }
     out
 }
@@ -424,6 +445,7 @@ mod tests {
             issue_type: "task".into(),
             created_at: created.into(),
             assignee: String::new(),
+            close_reason: String::new(),
             dependencies: deps.iter().map(|d| (d.to_string(), "blocks".to_string())).collect(),
         }
     }

@@ -1,6 +1,15 @@
 //! Trimming text for payloads: histories carry short excerpts, the artifact store keeps the rest.
 
 /// The first `max_chars` characters of `text`, with a note when something was cut.
+/// The start of `text` on one line, cut at `max_chars` with "…" (for one-line descriptions).
+pub fn clip(text: &str, max_chars: usize) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(max_chars) {
+        None => line,
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+    }
+}
+
 pub fn excerpt(text: &str, max_chars: usize) -> String {
     let text = text.trim();
     match text.char_indices().nth(max_chars) {

@@ -223,7 +223,7 @@ async fn the_strategic_groom_runs_from_its_schedule_applies_changes_and_commits_
         "{text}"
     );
     assert!(
-        text.contains("## Proposed and refused\n- close tk-3: a close must cite evidence"),
+        text.contains("## Proposed and refused\n- close tk-3 (\"not needed\"): a close must cite evidence"),
         "{text}"
     );
     let message = git(&h.repo, &["log", "-1", "--format=%B", "main"]);
