@@ -2,7 +2,7 @@
 .PHONY: help setup demo test test-rust test-semgrep test-demo up lint fmt record-histories clean
 
 help:
-	@echo "make demo              run one bead through the Shark, offline (scripted agent)"
+	@echo "make demo              three dependent beads through the factory, offline (scripted agent)"
 	@echo "make test              the whole test suite (what CI runs)"
 	@echo "make up                Temporal dev server + worker on configs/chum.toml, for real use"
 	@echo "make lint              rustfmt check + clippy, warnings are errors"

@@ -55,6 +55,8 @@ impl DispatcherActivitiesImpl {
         let backlog = Backlog::of(project);
         let mut report = DispatchReport {
             concurrency: project.concurrency,
+            interval_secs: self.config.dispatcher.interval.as_secs().max(1),
+            limits: Some(self.config.limits.to_proto()),
             ..DispatchReport::default()
         };
         let ready = match backlog.ready().await {

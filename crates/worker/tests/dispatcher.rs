@@ -179,3 +179,68 @@ async fn ready_beads_run_in_dependency_order_once_each_across_a_worker_restart()
     }
     assert!(h.repo.join("tk-a.txt").exists() && h.repo.join("tk-b.txt").exists() && h.repo.join("tk-c.txt").exists());
 }
+
+/// `pause` stops new Sharks (a running one goes on); `resume` starts the next at once. Any payload
+/// is accepted: a malformed one never wedges the dispatcher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_dispatcher_starts_nothing_until_it_is_resumed() {
+    let options = HarnessOptions {
+        scenario: scenario(),
+        beads: Some(BEADS.into()),
+        dod: vec!["true".into()],
+        extra_project_toml: "gates = [\"dod\"]\nconcurrency = 1".into(),
+        extra_toml: "[dispatcher]\ninterval = \"1s\"".into(),
+        ..Default::default()
+    };
+    let h = &Harness::start("dispatch-pause", options).await;
+    h.with_worker(|client| async move {
+        worker::start_dispatchers(&client, &h.config).await;
+        wait_until("tk-a started", async || {
+            dispatcher_status(&client).await.started == ["shark-demo-tk-a"]
+        })
+        .await;
+        let handle = client.get_workflow_handle::<DispatcherRun>("dispatcher-demo");
+        let signal = temporalio_client::WorkflowSignalOptions::default;
+        // A payload that is not even JSON: taken as a pause all the same.
+        let mut garbage = chum_workflows::json_payload(&json!(null));
+        garbage.payloads[0].data = b"{not json".to_vec();
+        handle
+            .signal(DispatcherWorkflow::pause, garbage, signal())
+            .await
+            .expect("pause sent");
+        wait_until("paused", async || dispatcher_status(&client).await.paused).await;
+
+        // The running Shark goes on and closes its bead; nothing new starts while paused.
+        approve_when_ready(&client, "tk-a").await;
+        wait_until("tk-a closed", async || h.read_bead("tk-a")["status"] == "closed").await;
+        let rounds = dispatcher_status(&client).await.rounds;
+        wait_until("three more rounds", async || {
+            dispatcher_status(&client).await.rounds >= rounds + 3
+        })
+        .await;
+        let status = dispatcher_status(&client).await;
+        assert_eq!(status.started, ["shark-demo-tk-a"], "{status:?}");
+        assert_eq!(
+            h.read_bead("tk-b")["status"],
+            "open",
+            "ready, but the dispatcher is paused"
+        );
+
+        handle
+            .signal(
+                DispatcherWorkflow::resume,
+                chum_workflows::json_payload(&json!({"by": "test"})),
+                signal(),
+            )
+            .await
+            .expect("resume sent");
+        wait_until("tk-b started after resume", async || {
+            dispatcher_status(&client).await.started.len() == 2
+        })
+        .await;
+        let status = dispatcher_status(&client).await;
+        assert!(!status.paused);
+        assert_eq!(status.started, ["shark-demo-tk-a", "shark-demo-tk-b"]);
+    })
+    .await;
+}

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use chum_core::activity_contract::{DispatcherActivities, SharkActivities, error_types};
 use chum_core::ids::shark_workflow_id;
-use chum_core::proto::{DispatchRequest, DispatcherInput, DispatcherStatus, RunRef, SharkInput, UpdateBeadRequest};
+use chum_core::proto::{
+    DispatchReport, DispatchRequest, DispatcherInput, DispatcherStatus, RunRef, SharkInput, UpdateBeadRequest,
+};
 use temporalio_common::RetryPolicy;
 use temporalio_common::data_converters::RawValue;
 use temporalio_sdk::workflows::{select, workflow, workflow_methods};
@@ -61,11 +63,10 @@ fn round_options() -> ActivityOptions {
 impl DispatcherWorkflow {
     #[run(name = "Dispatcher")]
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: DispatcherInput) -> WorkflowResult<()> {
-        let interval = Duration::from_secs(if input.interval_secs == 0 {
-            10
-        } else {
-            input.interval_secs
-        });
+        let mut input = input;
+        if input.interval_secs == 0 {
+            input.interval_secs = 10;
+        }
         let rounds_per_run = if input.rounds_per_run == 0 {
             100
         } else {
@@ -78,8 +79,17 @@ impl DispatcherWorkflow {
         });
         for _ in 0..rounds_per_run {
             if !ctx.state(|s| s.status.paused) {
-                dispatch(ctx, &input).await;
+                // The worker's config as of this round (a running dispatcher follows changes).
+                if let Some(report) = dispatch(ctx, &input).await {
+                    if report.interval_secs > 0 {
+                        input.interval_secs = report.interval_secs;
+                    }
+                    if report.limits.is_some() {
+                        input.limits = report.limits;
+                    }
+                }
             }
+            let interval = Duration::from_secs(input.interval_secs);
             // Wait for the next round, or for `resume`.
             let mut timer = std::pin::pin!(ctx.timer(interval));
             let poked = select! {
@@ -122,8 +132,8 @@ impl DispatcherWorkflow {
     }
 }
 
-/// One round: claim the beads to start, then start their Sharks.
-async fn dispatch(ctx: &WorkflowContext<DispatcherWorkflow>, input: &DispatcherInput) {
+/// One round: claim the beads to start, then start their Sharks. Returns the round's report.
+async fn dispatch(ctx: &WorkflowContext<DispatcherWorkflow>, input: &DispatcherInput) -> Option<DispatchReport> {
     let request = DispatchRequest {
         project: input.project.clone(),
     };
@@ -134,7 +144,7 @@ async fn dispatch(ctx: &WorkflowContext<DispatcherWorkflow>, input: &DispatcherI
         Ok(report) => report,
         Err(err) => {
             ctx.state_mut(|s| s.status.last_round.as_mut().map(|r| r.problem = err.to_string()));
-            return;
+            return None;
         }
     };
     ctx.state_mut(|s| s.status.last_round = Some(report.clone()));
@@ -143,7 +153,7 @@ async fn dispatch(ctx: &WorkflowContext<DispatcherWorkflow>, input: &DispatcherI
         let shark = SharkInput {
             project: input.project.clone(),
             bead_id: bead.clone(),
-            limits: input.limits,
+            limits: report.limits.or(input.limits),
         };
         let options = ChildWorkflowOptions::builder()
             .workflow_id(id.clone())
@@ -176,4 +186,5 @@ async fn dispatch(ctx: &WorkflowContext<DispatcherWorkflow>, input: &DispatcherI
             }
         }
     }
+    Some(report)
 }

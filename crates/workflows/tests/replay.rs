@@ -18,7 +18,7 @@ use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
 
 /// Every Shark and ContinuousLearner path; each must have a recorded history.
-const PATHS: [&str; 27] = [
+const PATHS: [&str; 28] = [
     "approved_pass",
     "reject_replan_approve",
     "gate_timeout",
@@ -43,6 +43,9 @@ const PATHS: [&str; 27] = [
     "learned_rule_stops_mistake",
     "learner_rule_accepted",
     "dispatcher_rounds",
+    // Recorded before dispatchers took their interval and limits from each round: runs started
+    // then must go on after the upgrade.
+    "dispatcher_rounds_fixed_settings",
     "shark_then_groom",
     "tactical_groom",
     "strategic_groom",
