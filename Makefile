@@ -28,7 +28,7 @@ test-semgrep:
 	.tools/venv/bin/semgrep --test --metrics=off --disable-version-check --quiet semgrep/rules
 
 test-demo:
-	CHUM_DEMO_PORT=17233 CHUM_DEMO_UI_PORT=18233 CHUM_DEMO_STATE=.chum/test-demo bash scripts/demo.sh
+	CHUM_DEMO_PORT=17233 CHUM_DEMO_UI_PORT=18233 CHUM_DEMO_API_PORT=18900 CHUM_DEMO_STATE=.chum/test-demo bash scripts/demo.sh
 
 up: setup
 	bash scripts/dev.sh

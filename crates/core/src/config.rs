@@ -265,6 +265,19 @@ pub struct ChumConfig {
     pub learner: LearnerSettings,
     pub dispatcher: DispatcherSettings,
     pub groom: GroomSettings,
+    pub api: ApiSettings,
+}
+
+/// The worker's HTTP API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiSettings {
+    pub enabled: bool,
+    /// Where it listens. Anything but a loopback address needs tokens.
+    pub bind: std::net::SocketAddr,
+    /// The environment variable holding the bearer tokens: `name:token` pairs, comma-separated.
+    pub tokens_env: String,
+    /// The append-only audit log of control actions (JSON lines).
+    pub audit_log: PathBuf,
 }
 
 /// Backlog grooming: a TacticalGroom after every Shark, a StrategicGroom on a schedule.
@@ -390,6 +403,16 @@ struct RawConfig {
     learner: RawLearner,
     dispatcher: RawDispatcher,
     groom: RawGroom,
+    api: RawApi,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawApi {
+    enabled: Option<bool>,
+    bind: Option<String>,
+    tokens_env: Option<String>,
+    audit_log: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -912,6 +935,31 @@ impl Validator {
         };
 
         let state_dir = self.path(raw.state_dir.as_deref().unwrap_or(".chum"));
+        let bind_text = raw.api.bind.unwrap_or_else(|| "127.0.0.1:8900".to_string());
+        let bind: std::net::SocketAddr = bind_text.parse().map_err(|_| {
+            self.invalid(
+                "api.bind",
+                format!("{bind_text:?} is not an address with a port, e.g. \"127.0.0.1:8900\" or \"0.0.0.0:8900\""),
+            )
+        })?;
+        let tokens_env = raw.api.tokens_env.unwrap_or_else(|| "CHUM_API_TOKENS".to_string());
+        if tokens_env.is_empty() || !tokens_env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(self.invalid(
+                "api.tokens_env",
+                "must be the name of an environment variable, e.g. CHUM_API_TOKENS",
+            ));
+        }
+        let api = ApiSettings {
+            enabled: raw.api.enabled.unwrap_or(true),
+            bind,
+            tokens_env,
+            audit_log: match raw.api.audit_log.as_deref() {
+                Some(p) if p.trim().is_empty() => return Err(self.invalid("api.audit_log", "is empty")),
+                Some(p) if Path::new(p).is_absolute() => PathBuf::from(p),
+                Some(p) => state_dir.join(p),
+                None => state_dir.join("audit.log"),
+            },
+        };
         Ok(ChumConfig {
             source: source.to_path_buf(),
             config_dir: self.config_dir,
@@ -926,6 +974,7 @@ impl Validator {
             learner,
             dispatcher,
             groom,
+            api,
         })
     }
 

@@ -3,6 +3,9 @@
 //! Architecture invariant: this crate is wiring only (config, connection, registration, signal
 //! handling); logic lives in core, workflows and activities.
 
+pub mod api;
+pub mod control;
+
 use std::sync::Arc;
 
 use chum_activities::{DispatcherActivitiesImpl, GroomActivitiesImpl, LearnerActivitiesImpl, SharkActivitiesImpl};

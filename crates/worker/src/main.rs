@@ -68,6 +68,14 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = Arc::new(chum_activities::settings::load_config(&args.config)?);
+    // The API's tokens and address are checked before anything starts.
+    let tokens = if config.api.enabled {
+        let tokens = worker::api::tokens_from_env(&config).map_err(anyhow::Error::msg)?;
+        worker::api::check_bind(config.api.bind, &tokens, &config.api.tokens_env).map_err(anyhow::Error::msg)?;
+        tokens
+    } else {
+        Vec::new()
+    };
     if args.check {
         println!(
             "{}: ok ({} project(s), {} provider(s))",
@@ -96,6 +104,31 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for line in worker::ensure_strategic_schedules(&client, &config).await {
         tracing::info!("{line}");
     }
+    let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    if config.api.enabled {
+        let bind = config.api.bind;
+        let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| {
+            anyhow::anyhow!(
+                "the HTTP API cannot listen on {bind} ([api] bind): {e}; choose another address, or set [api] enabled = false"
+            )
+        })?;
+        let state = worker::api::ApiState::new(client.clone(), config.clone(), tokens.clone(), bind)
+            .map_err(anyhow::Error::msg)?;
+        let control = if tokens.is_empty() {
+            format!("control routes off (no tokens in {})", config.api.tokens_env)
+        } else {
+            format!("{} token(s)", tokens.len())
+        };
+        tracing::info!(%bind, audit_log = %config.api.audit_log.display(), "HTTP API listening; {control}");
+        tokio::spawn(async move {
+            let stopped = async {
+                let _ = api_stopped.await;
+            };
+            if let Err(e) = worker::api::serve(listener, Arc::new(state), stopped).await {
+                tracing::error!("the HTTP API stopped: {e}");
+            }
+        });
+    }
     let runtime = Runtime::from_current_tokio(Default::default())?;
     let mut worker = worker::build_worker(&runtime, client, config.clone())?;
     let shutdown = worker.shutdown_handle();
@@ -112,6 +145,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
     tracing::info!(task_queue = %t.task_queue, "worker polling");
     worker.run().await?;
+    let _ = api_stop.send(());
     tracing::info!("worker stopped");
     Ok(())
 }

@@ -86,3 +86,40 @@ fn an_unreachable_server_names_the_address_and_how_to_start_one() {
         "{text}"
     );
 }
+
+#[test]
+fn an_api_reachable_from_the_network_needs_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chum.toml");
+    std::fs::write(&path, VALID).unwrap();
+    let path_arg = path.display().to_string();
+    let check = |env: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_worker"))
+            .args(["--config", &path_arg, "--check"])
+            .env_remove("CHUM_API_TOKENS")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, text) = check(&[("CHUM__API__BIND", "0.0.0.0:8900")]);
+    assert!(!ok);
+    assert!(
+        text.contains("0.0.0.0:8900") && text.contains("no API tokens") && text.contains("CHUM_API_TOKENS"),
+        "{text}"
+    );
+    let (ok, text) = check(&[("CHUM__API__BIND", "0.0.0.0:8900"), ("CHUM_API_TOKENS", "ops:short")]);
+    assert!(!ok);
+    assert!(
+        text.contains("CHUM_API_TOKENS") && text.contains("at least 16"),
+        "{text}"
+    );
+    let (ok, text) = check(&[
+        ("CHUM__API__BIND", "0.0.0.0:8900"),
+        ("CHUM_API_TOKENS", "ops:0123456789abcdef0123"),
+    ]);
+    assert!(ok, "{text}");
+    let (ok, text) = check(&[("CHUM__API__BIND", "localhost")]);
+    assert!(!ok);
+    assert!(text.contains("api.bind"), "{text}");
+}

@@ -1,0 +1,215 @@
+//! What people do to runs, as client calls: read a Shark's status, list the running ones, approve
+//! or reject a plan (and confirm the run took the decision), cancel, start. Shared by the HTTP API
+//! and the `chum` CLI so both behave the same.
+
+use std::time::{Duration, Instant};
+
+use chum_core::config::ChumConfig;
+use chum_core::ids::{check_bead_id, shark_workflow_id};
+use chum_core::proto::{Phase, SharkInput, SharkStatus};
+use chum_workflows::{SharkRun, SharkWorkflow, approve_payload};
+use futures::StreamExt;
+use temporalio_client::{
+    Client, WorkflowCancelOptions, WorkflowHandle, WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
+};
+
+/// Why a control call did not do what was asked. The kind decides the HTTP status.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ControlError {
+    pub kind: ControlErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlErrorKind {
+    /// No such run, bead or project.
+    NotFound,
+    /// The request is malformed (a bad bead id, an empty feedback).
+    Invalid,
+    /// The run is not in a state where this makes sense (not at the gate, already running), or
+    /// the workflow itself refused the decision.
+    Conflict,
+    /// Temporal or a worker did not answer.
+    Unavailable,
+}
+
+impl ControlError {
+    fn new(kind: ControlErrorKind, message: impl Into<String>) -> ControlError {
+        ControlError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+fn from_client(workflow_id: &str, what: &str, err: impl std::fmt::Display) -> ControlError {
+    let text = err.to_string();
+    let lower = text.to_lowercase();
+    if lower.contains("not found") {
+        ControlError::new(ControlErrorKind::NotFound, format!("there is no run {workflow_id}"))
+    } else if lower.contains("timeout") || lower.contains("timed out") || lower.contains("deadline") {
+        ControlError::new(
+            ControlErrorKind::Unavailable,
+            format!("no worker answered the {what} of {workflow_id}; is a worker running?"),
+        )
+    } else {
+        ControlError::new(
+            ControlErrorKind::Unavailable,
+            format!("cannot {what} {workflow_id}: {text}"),
+        )
+    }
+}
+
+/// A run's workflow id from a bead id (in `project`) or a workflow id (`shark-...`).
+pub fn run_id_of(project: &str, target: &str) -> Result<String, ControlError> {
+    if target.starts_with("shark-") {
+        return Ok(target.to_string());
+    }
+    check_bead_id(target).map_err(|e| ControlError::new(ControlErrorKind::Invalid, e))?;
+    Ok(shark_workflow_id(project, target))
+}
+
+pub fn shark(client: &Client, workflow_id: &str) -> WorkflowHandle<Client, SharkRun> {
+    client.get_workflow_handle::<SharkRun>(workflow_id.to_string())
+}
+
+/// The run's `status` query (works for finished runs too, while a worker is polling).
+pub async fn status(client: &Client, workflow_id: &str) -> Result<SharkStatus, ControlError> {
+    shark(client, workflow_id)
+        .query(SharkWorkflow::status, (), WorkflowQueryOptions::default())
+        .await
+        .map_err(|e| from_client(workflow_id, "status query", e))
+}
+
+/// The running Sharks with their status (or why it could not be read), by workflow id.
+pub async fn running(client: &Client) -> Result<Vec<(String, Result<SharkStatus, ControlError>)>, ControlError> {
+    let mut stream = client.list_workflows(
+        "WorkflowType = 'Shark' AND ExecutionStatus = 'Running'",
+        Default::default(),
+    );
+    let mut ids = Vec::new();
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|e| from_client("Sharks", "list", e))?;
+        ids.push(info.id().to_string());
+    }
+    ids.sort();
+    let mut out = Vec::new();
+    for id in ids {
+        let s = status(client, &id).await;
+        out.push((id, s));
+    }
+    Ok(out)
+}
+
+/// A person's decision on the plan at the gate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub approved: bool,
+    pub feedback: String,
+    pub by: String,
+}
+
+/// What became of a decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionReceipt {
+    /// The plan round it decided.
+    pub round: u32,
+    /// The run recorded it (false: sent, but the run has not processed it yet).
+    pub confirmed: bool,
+}
+
+/// Sends `approve` with the decision, if the run is at the gate, and waits until the run has
+/// recorded it or said why not.
+pub async fn decide(client: &Client, workflow_id: &str, decision: &Decision) -> Result<DecisionReceipt, ControlError> {
+    if !decision.approved && decision.feedback.trim().is_empty() {
+        return Err(ControlError::new(
+            ControlErrorKind::Invalid,
+            "a rejection needs feedback: what the planner should change",
+        ));
+    }
+    let before = status(client, workflow_id).await?;
+    if before.phase() != Phase::AwaitingApproval {
+        return Err(ControlError::new(
+            ControlErrorKind::Conflict,
+            format!(
+                "{workflow_id} is not waiting for approval (phase: {}); nothing was sent",
+                before.phase()
+            ),
+        ));
+    }
+    let payload = serde_json::json!({
+        "approved": decision.approved,
+        "feedback": decision.feedback,
+        "by": decision.by,
+    });
+    shark(client, workflow_id)
+        .signal(
+            SharkWorkflow::approve,
+            approve_payload(&payload),
+            WorkflowSignalOptions::default(),
+        )
+        .await
+        .map_err(|e| from_client(workflow_id, "signal", e))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = status(client, workflow_id).await?;
+        if now.decisions.len() > before.decisions.len() {
+            return Ok(DecisionReceipt {
+                round: before.plan_round,
+                confirmed: true,
+            });
+        }
+        if let Some(refused) = now.rejected_signals.get(before.rejected_signals.len()) {
+            return Err(ControlError::new(
+                ControlErrorKind::Conflict,
+                format!("the run refused the decision: {}", refused.reason),
+            ));
+        }
+        if Instant::now() > deadline {
+            return Ok(DecisionReceipt {
+                round: before.plan_round,
+                confirmed: false,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+/// Asks the run to stop: the running agent is killed, the bead reopened with a note.
+pub async fn cancel(client: &Client, workflow_id: &str, reason: &str) -> Result<(), ControlError> {
+    // Fails with NotFound for a run that does not exist.
+    status(client, workflow_id).await?;
+    shark(client, workflow_id)
+        .cancel(WorkflowCancelOptions::builder().reason(reason.to_string()).build())
+        .await
+        .map_err(|e| from_client(workflow_id, "cancel", e))
+}
+
+/// Starts the Shark of a bead; an already-running one is a conflict.
+pub async fn start(client: &Client, config: &ChumConfig, project: &str, bead: &str) -> Result<String, ControlError> {
+    check_bead_id(bead).map_err(|e| ControlError::new(ControlErrorKind::Invalid, e))?;
+    config
+        .project(project)
+        .map_err(|e| ControlError::new(ControlErrorKind::NotFound, e))?;
+    let id = shark_workflow_id(project, bead);
+    let input = SharkInput {
+        project: project.to_string(),
+        bead_id: bead.to_string(),
+        limits: Some(config.limits.to_proto()),
+    };
+    let options = WorkflowStartOptions::new(config.temporal.task_queue.clone(), id.clone()).build();
+    match client.start_workflow(SharkWorkflow::run, input, options).await {
+        Ok(_) => Ok(id),
+        Err(e) if format!("{e:?}").contains("AlreadyExists") || e.to_string().to_lowercase().contains("already") => {
+            Err(ControlError::new(
+                ControlErrorKind::Conflict,
+                format!("a Shark for bead {bead} is already running ({id})"),
+            ))
+        }
+        Err(e) => Err(ControlError::new(
+            ControlErrorKind::Unavailable,
+            format!("could not start {id}: {e}"),
+        )),
+    }
+}

@@ -1,0 +1,323 @@
+//! The HTTP API against a real worker, dev server, git repository and scripted agent: a bead is
+//! created, approved and followed over HTTP; every control route needs a token and lands in the
+//! audit log; bad requests get JSON 4xx answers, never a 500.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use support::*;
+use worker::api::{ApiState, Tokens, serve};
+
+const TOKEN: &str = "alice-token-0123456789";
+
+async fn start_api(
+    h: &Harness,
+    client: temporalio_client::Client,
+    tokens: Tokens,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let state = Arc::new(ApiState::new(client, h.config.clone(), tokens, addr).expect("api state"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    (format!("http://{addr}"), stop)
+}
+
+fn audit_lines(h: &Harness) -> Vec<Value> {
+    std::fs::read_to_string(&h.config.api.audit_log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
+        .collect()
+}
+
+/// Reads Server-Sent Events until `done` (or the deadline), returning (event, data) pairs.
+async fn read_events(response: reqwest::Response, on_event: impl Fn(&str, &Value)) -> Vec<(String, Value)> {
+    let mut stream = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline, stream.next()).await {
+        buffer.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let mut name = String::new();
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    name = v.trim().to_string();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim_start());
+                }
+            }
+            if name.is_empty() {
+                continue; // keep-alive comment
+            }
+            let value: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+            on_event(&name, &value);
+            let done = name == "done";
+            events.push((name, value));
+            if done {
+                return events;
+            }
+        }
+    }
+    panic!("the event stream ended without `done`: {events:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_creates_approves_and_follows_a_bead_over_http() {
+    let scenario = format!(
+        "{}{}",
+        planner_step(None, GOOD_PLAN, ""),
+        executor_step(None, GOOD_CALC, "")
+    );
+    let h = &Harness::with_scenario("api", scenario).await;
+    h.with_worker(|client| async move {
+        let tokens = vec![("alice".to_string(), TOKEN.to_string())];
+        let (base, _stop) = start_api(h, client.clone(), tokens).await;
+        let http = reqwest::Client::new();
+        let url = |path: &str| format!("{base}{path}");
+
+        // Reads are open on loopback.
+        let health = http.get(url("/health")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        let health: Value = health.json().await.unwrap();
+        assert_eq!(health["ok"], true, "{health}");
+        let projects: Value = http.get(url("/projects")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(projects["projects"][0]["name"], "demo");
+        assert_eq!(projects["projects"][0]["backlog"]["ready"], 2, "{projects}");
+
+        // Control without a token, or with a wrong one: refused, recorded.
+        let refused = http
+            .post(url("/beads"))
+            .json(&json!({"title": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 401);
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"], "unauthorized");
+        let wrong = http
+            .post(url("/runs/shark-demo-tk-1/approve"))
+            .bearer_auth("alice-token-0123456788")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 401);
+
+        // Create + start.
+        let created = http
+            .post(url("/beads"))
+            .bearer_auth(TOKEN)
+            .json(
+                &json!({"title": "Add multiply, via the API", "description": "calc needs multiply(a, b)",
+                          "priority": 0, "id": "tk-api"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+        let created: Value = created.json().await.unwrap();
+        assert_eq!(created["workflow_id"], "shark-demo-tk-api", "{created}");
+        let run = "shark-demo-tk-api";
+
+        // Follow it live; approve when the plan is at the gate.
+        let events = http.get(url(&format!("/runs/{run}/events"))).send().await.unwrap();
+        assert_eq!(events.status(), 200);
+        assert!(
+            events.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        let (gate_tx, mut gate_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let reader = tokio::spawn(read_events(events, move |name, data| {
+            if name == "phase" && data["phase"] == "awaiting_approval" {
+                let _ = gate_tx.send(());
+            }
+        }));
+        tokio::time::timeout(Duration::from_secs(60), gate_rx.recv())
+            .await
+            .expect("the plan reached the gate");
+        let bad_body = http
+            .post(url(&format!("/runs/{run}/approve")))
+            .bearer_auth(TOKEN)
+            .body("yes please")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad_body.status(), 400);
+        let approved = http
+            .post(url(&format!("/runs/{run}/approve")))
+            .bearer_auth(TOKEN)
+            .json(&json!({"feedback": "looks right"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(approved.status(), 200);
+        let approved: Value = approved.json().await.unwrap();
+        assert_eq!(
+            (approved["by"].as_str(), approved["confirmed"].as_bool()),
+            (Some("alice"), Some(true))
+        );
+
+        let events = reader.await.unwrap();
+        let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names.first(), Some(&"status"));
+        let phases: Vec<&str> = events
+            .iter()
+            .filter(|(n, _)| n == "phase")
+            .filter_map(|(_, d)| d["phase"].as_str())
+            .collect();
+        for phase in ["awaiting_approval", "executing", "dod", "integrating"] {
+            assert!(phases.contains(&phase), "{phase} missing from {phases:?}");
+        }
+        assert!(
+            events
+                .iter()
+                .any(|(n, d)| n == "gate" && d["gate"] == "dod" && d["passed"] == true),
+            "{events:?}"
+        );
+        let (_, done) = events.last().unwrap();
+        assert_eq!(done["outcome"], "integrated", "{done}");
+
+        // The finished run and its bead.
+        let status: Value = http
+            .get(url(&format!("/runs/{run}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(status["status"]["phase"], "done");
+        assert_eq!(status["status"]["outcome"], "integrated");
+        assert!(status["links"]["temporal_ui"].as_str().unwrap().ends_with(run));
+        let bead: Value = http
+            .get(url("/beads/demo/tk-api"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(bead["bead"]["status"], "closed", "{bead}");
+        assert_eq!(bead["runs"].as_array().unwrap().len(), 1, "{bead}");
+
+        // Deciding on a finished run is a conflict, recorded like everything else.
+        let late = http
+            .post(url(&format!("/runs/{run}/reject")))
+            .bearer_auth(TOKEN)
+            .json(&json!({"feedback": "too late"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(late.status(), 409);
+
+        // Bad ids, bodies and routes: JSON 4xx, never 500.
+        for (method, path, body, expected) in [
+            ("GET", "/runs/not-a-run", None, 404),
+            ("GET", "/runs/shark-demo-nope", None, 404),
+            ("GET", "/beads/demo/..%2F..%2Fetc", None, 400),
+            ("GET", "/beads/nope/tk-1", None, 404),
+            ("GET", "/nowhere", None, 404),
+            ("POST", "/beads", Some("{}"), 400),
+            ("POST", "/beads", Some("{\"title\": \"t\", \"priority\": 9}"), 400),
+            (
+                "POST",
+                "/beads",
+                Some("{\"title\": \"t\", \"depends_on\": [\"tk-zz\"]}"),
+                400,
+            ),
+            ("POST", "/beads", Some("{\"title\": \"t\", \"unknown\": 1}"), 400),
+            ("POST", "/runs/shark-demo-tk-1/reject", Some("{}"), 400),
+            ("POST", "/runs/shark-demo-nope/cancel", None, 404),
+        ] {
+            let request = match method {
+                "GET" => http.get(url(path)),
+                _ => http
+                    .post(url(path))
+                    .bearer_auth(TOKEN)
+                    .body(body.unwrap_or("").to_string()),
+            };
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), expected, "{method} {path}");
+            let answer: Value = response
+                .json()
+                .await
+                .unwrap_or_else(|e| panic!("{method} {path}: not JSON: {e}"));
+            assert!(
+                answer["error"].is_string() && answer["detail"].is_string(),
+                "{method} {path}: {answer}"
+            );
+        }
+
+        // Every control request is in the audit log, with who, what, when and the result.
+        let audit = audit_lines(h);
+        let controls = 2 + 1 + 2 + 1 + 6; // refused x2, create, approve x2 (bad body + ok), reject, 6 POSTs above
+        assert_eq!(audit.len(), controls, "{audit:#?}");
+        for line in &audit {
+            for key in ["ts", "who", "action", "target", "result", "remote"] {
+                assert!(line[key].is_string(), "{key} missing: {line}");
+            }
+        }
+        assert_eq!(audit[0]["who"], "anonymous");
+        assert!(audit[0]["result"].as_str().unwrap().starts_with("refused"));
+        assert!(
+            audit
+                .iter()
+                .any(|l| l["action"] == "approve" && l["who"] == "alice" && l["result"] == "ok" && l["target"] == run)
+        );
+        assert!(
+            audit
+                .iter()
+                .any(|l| l["action"] == "reject" && l["result"].as_str().unwrap().starts_with("conflict"))
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_tokens_control_routes_refuse_and_are_recorded() {
+    let h = &Harness::with_scenario("api-no-tokens", String::new()).await;
+    h.with_worker(|client| async move {
+        let (base, _stop) = start_api(h, client, Vec::new()).await;
+        let http = reqwest::Client::new();
+        for path in [
+            "/beads",
+            "/runs/shark-demo-tk-1/approve",
+            "/runs/shark-demo-tk-1/reject",
+            "/runs/shark-demo-tk-1/cancel",
+        ] {
+            let response = http
+                .post(format!("{base}{path}"))
+                .bearer_auth(TOKEN)
+                .json(&json!({"title": "x", "feedback": "y"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 403, "{path}");
+            let body: Value = response.json().await.unwrap();
+            assert!(body["detail"].as_str().unwrap().contains("CHUM_API_TOKENS"), "{body}");
+        }
+        let audit = audit_lines(h);
+        assert_eq!(audit.len(), 4);
+        assert!(
+            audit
+                .iter()
+                .all(|l| l["result"].as_str().unwrap().contains("no API tokens"))
+        );
+        // Nothing was started.
+        let runs = worker::control::running(&h.client()).await.unwrap();
+        assert!(runs.is_empty());
+    })
+    .await;
+}
