@@ -11,12 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use chum_core::config::ChumConfig;
 use chum_core::ids::{check_bead_id, shark_workflow_id};
-use chum_core::proto::{EnumName, Outcome, Phase, SharkInput, SharkStatus};
-use chum_workflows::{SharkRun, SharkWorkflow};
+use chum_core::proto::{EnumName, Outcome, Phase, SharkStatus};
+use chum_workflows::SharkRun;
 use clap::{Parser, Subcommand};
-use temporalio_client::{
-    Client, WorkflowGetResultOptions, WorkflowHandle, WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
-};
+use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowHandle};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -520,23 +518,23 @@ impl Session {
 
     async fn query(&self, handle: &SharkHandle) -> Result<SharkStatus> {
         let id = &handle.info().workflow_id;
-        match handle
-            .query(SharkWorkflow::status, (), WorkflowQueryOptions::default())
+        worker::control::status(&self.client, id)
             .await
-        {
-            Ok(status) => Ok(status),
-            Err(e) => {
-                let text = format!("{e}");
-                if text.contains("not found") {
-                    bail!("there is no run {id}; start one with `chum submit <bead>`")
-                } else if text.contains("Timeout") || text.contains("timed out") {
-                    bail!(
-                        "no worker answered for {id}; is a worker running (`make up`) on task queue `{}`?",
-                        self.config.temporal.task_queue
-                    )
-                }
-                Err(anyhow::Error::new(e).context(format!("cannot query {id}")))
-            }
+            .map_err(|e| self.explain(e))
+    }
+
+    /// A control error with what to do next, for a person at a terminal.
+    fn explain(&self, e: worker::control::ControlError) -> anyhow::Error {
+        use worker::control::ControlErrorKind;
+        match e.kind {
+            ControlErrorKind::NotFound => anyhow::anyhow!("{}; start one with `chum submit <bead>`", e.message),
+            ControlErrorKind::Unavailable => anyhow::anyhow!(
+                "{} (task queue `{}`, Temporal at {}; `make up` starts both)",
+                e.message,
+                self.config.temporal.task_queue,
+                self.config.temporal.address
+            ),
+            _ => anyhow::Error::new(e),
         }
     }
 
@@ -552,78 +550,41 @@ impl Session {
         if found.status == "closed" {
             bail!("bead {bead} is already closed; nothing to do");
         }
-        let input = SharkInput {
-            project: project.clone(),
-            bead_id: bead.to_string(),
-            limits: Some(self.config.limits.to_proto()),
-        };
-        let id = shark_workflow_id(&project, bead);
-        let options = WorkflowStartOptions::new(self.config.temporal.task_queue.clone(), id.clone()).build();
-        match self.client.start_workflow(SharkWorkflow::run, input, options).await {
-            Ok(handle) => {
-                println!(
-                    "started {id} (run {})",
-                    handle.info().run_id.clone().unwrap_or_default()
-                );
-                println!("  watch:   chum watch {bead}");
-                println!("  approve: chum approve {bead}   (once the plan is at the gate)");
-                println!("  UI:      {}", render::ui_link(&self.config, &id));
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) if format!("{e:?}").contains("AlreadyExists") || e.to_string().contains("already") => {
-                bail!("a Shark for bead {bead} is already running ({id}); follow it with `chum watch {bead}`")
-            }
-            Err(e) => Err(anyhow::Error::new(e).context(format!(
-                "could not start {id} on {}; is the Temporal server up (`make up`)?",
-                self.config.temporal.address
-            ))),
-        }
+        let id = worker::control::start(&self.client, &self.config, &project, bead)
+            .await
+            .map_err(|e| match e.kind {
+                worker::control::ControlErrorKind::Conflict => {
+                    anyhow::anyhow!("{}; follow it with `chum watch {bead}`", e.message)
+                }
+                _ => anyhow::anyhow!("{}; is the Temporal server up (`make up`)?", e.message),
+            })?;
+        println!("started {id}");
+        println!("  watch:   chum watch {bead}");
+        println!("  approve: chum approve {bead}   (once the plan is at the gate)");
+        println!("  UI:      {}", render::ui_link(&self.config, &id));
+        Ok(ExitCode::SUCCESS)
     }
 
     async fn decide(&self, target: &str, approved: bool, feedback: String, by: Option<String>) -> Result<ExitCode> {
-        let handle = self.handle(target)?;
-        let before = self.query(&handle).await?;
-        if before.phase() != Phase::AwaitingApproval {
-            bail!(
-                "{} is not waiting for approval (phase: {}); nothing was sent",
-                handle.info().workflow_id,
-                before.phase()
-            );
-        }
+        let id = self.workflow_id(target)?;
         let by = by
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "cli".to_string());
-        let payload = serde_json::json!({"approved": approved, "feedback": feedback, "by": by});
-        handle
-            .signal(
-                SharkWorkflow::approve,
-                chum_workflows::approve_payload(&payload),
-                WorkflowSignalOptions::default(),
-            )
+        let decision = worker::control::Decision {
+            approved,
+            feedback,
+            by: by.clone(),
+        };
+        let receipt = worker::control::decide(&self.client, &id, &decision)
             .await
-            .with_context(|| format!("could not signal {}", handle.info().workflow_id))?;
-        // Confirm the workflow took it: the decision shows up, or the refusal says why.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let now = self.query(&handle).await?;
-            if now.decisions.len() > before.decisions.len() {
-                let verb = if approved { "approved" } else { "rejected" };
-                println!(
-                    "{verb} the plan of {} (round {}) as {by}",
-                    handle.info().workflow_id,
-                    before.plan_round
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            if let Some(refused) = now.rejected_signals.get(before.rejected_signals.len()) {
-                bail!("the run refused the decision: {}", refused.reason);
-            }
-            if Instant::now() > deadline {
-                println!("sent; the run has not processed it yet (is a worker running?)");
-                return Ok(ExitCode::SUCCESS);
-            }
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            .map_err(|e| self.explain(e))?;
+        if receipt.confirmed {
+            let verb = if approved { "approved" } else { "rejected" };
+            println!("{verb} the plan of {id} (round {}) as {by}", receipt.round);
+        } else {
+            println!("sent; the run has not processed it yet (is a worker running?)");
         }
+        Ok(ExitCode::SUCCESS)
     }
 
     async fn status(&self, target: &str, json: bool) -> Result<ExitCode> {
@@ -638,29 +599,25 @@ impl Session {
     }
 
     async fn list(&self) -> Result<ExitCode> {
-        use futures::StreamExt;
-        let query = "WorkflowType = 'Shark' AND ExecutionStatus = 'Running'";
-        let mut stream = self.client.list_workflows(query, Default::default());
-        let mut count = 0;
-        while let Some(item) = stream.next().await {
-            let info = item.context("listing running Sharks")?;
-            let handle = self.client.get_workflow_handle::<SharkRun>(info.id().to_string());
-            let line = match self.query(&handle).await {
-                Ok(s) => format!(
-                    "{:<32} {:<18} plan round {} attempt {}/{}",
-                    info.id(),
+        let running = worker::control::running(&self.client)
+            .await
+            .map_err(|e| self.explain(e))?;
+        for (id, status) in &running {
+            match status {
+                Ok(s) => println!(
+                    "{id:<32} {:<18} plan round {} attempt {}/{}",
                     s.phase().name(),
                     s.plan_round,
                     s.attempt,
                     s.max_attempts
                 ),
-                Err(e) => format!("{:<32} (status unavailable: {e})", info.id()),
-            };
-            println!("{line}");
-            count += 1;
+                Err(e) => println!("{id:<32} (status unavailable: {e})"),
+            }
         }
-        if count == 0 {
-            println!("no Shark is running; start one with `chum submit <bead>`");
+        if running.is_empty() {
+            println!(
+                "no Shark is running; the dispatcher starts ready beads (`chum backlog`), or `chum submit <bead>`"
+            );
         }
         Ok(ExitCode::SUCCESS)
     }
