@@ -12,7 +12,9 @@ use chum_core::proto::{AgentRunSummary, RunRef};
 use chum_core::text::{excerpt, tail_excerpt};
 
 use crate::artifacts::RunArtifacts;
+use crate::budget;
 use crate::process::{ProcessSpec, read_capped, read_tail, run_process};
+use crate::store::{LessonStore, UsageRecord};
 
 /// Bytes of agent output kept per stream (the rest is counted and dropped with a note).
 const CAPTURE_LIMIT: u64 = 16 * 1024 * 1024;
@@ -52,6 +54,9 @@ pub enum AgentSetupError {
     Config(String),
     #[error("{0}")]
     MissingBinary(String),
+    /// A spending cap is reached; no agent was started.
+    #[error("budget exhausted: {0}")]
+    Budget(String),
 }
 
 pub struct AgentRequest<'a> {
@@ -172,6 +177,20 @@ pub async fn run_agent(
     liveness: &impl Liveness,
 ) -> Result<AgentOutcome, AgentSetupError> {
     let (provider, program) = choose_provider(config, request.role, request.swapped)?;
+    let store_path = config.state_dir.join("chum.db");
+    if budget::has_caps(&config.budget) {
+        let store = LessonStore::open(&store_path)
+            .map_err(|e| AgentSetupError::Config(format!("cannot check the budget: {e}")))?;
+        budget::affordable(
+            &config.budget,
+            &store,
+            &request.run.project,
+            &request.run.bead_id,
+            crate::shark::now_ms(),
+        )
+        .map_err(AgentSetupError::Budget)?;
+    }
+    let _turn = budget::provider_turn(provider, || liveness.heartbeat()).await;
     let prefix = &request.artifact_prefix;
     let prompt_path = artifacts
         .write(&format!("{prefix}.prompt.md"), request.prompt.as_bytes())
@@ -277,6 +296,26 @@ pub async fn run_agent(
         summary.result_excerpt = excerpt(&a.text, 500);
     } else {
         summary.is_error = true;
+    }
+    // What the run cost, as the agent reported it, for budgets, `chum usage` and /metrics.
+    let usage = summary.usage.unwrap_or_default();
+    let record = UsageRecord {
+        project: request.run.project.clone(),
+        bead_id: request.run.bead_id.clone(),
+        workflow_id: request.run.workflow_id.clone(),
+        run_id: request.run.run_id.clone(),
+        role: request.role.to_string(),
+        attempt: request.round,
+        handoff: request.handoff,
+        provider: provider.name.clone(),
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+        cost_usd: usage.cost_usd,
+        duration_ms: summary.duration_ms,
+        created_ms: crate::shark::now_ms(),
+    };
+    if let Err(e) = LessonStore::open(&store_path).and_then(|s| s.record_usage(&record)) {
+        tracing::warn!(provider = %provider.name, "usage not recorded: {e}");
     }
     Ok(AgentOutcome {
         summary,

@@ -10,6 +10,7 @@ pub mod artifacts;
 pub mod backlog;
 pub mod beads;
 pub mod beads_cli;
+pub mod budget;
 pub mod dispatcher;
 pub mod git;
 pub mod groom;

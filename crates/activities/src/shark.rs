@@ -70,6 +70,7 @@ pub(crate) fn setup_error(err: AgentSetupError) -> ActivityError {
     match err {
         AgentSetupError::Config(m) => permanent(error_types::CONFIG, m),
         AgentSetupError::MissingBinary(m) => permanent(error_types::MISSING_BINARY, m),
+        AgentSetupError::Budget(m) => permanent(error_types::BUDGET_EXHAUSTED, format!("budget exhausted: {m}")),
     }
 }
 

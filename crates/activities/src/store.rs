@@ -10,7 +10,7 @@ use chum_core::proto::{Lesson, MutationOutcome, RunRef};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// Schema migrations, applied in order; `user_version` says how many have run.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     r#"
     CREATE TABLE lessons (
         id INTEGER PRIMARY KEY,
@@ -85,6 +85,26 @@ const MIGRATIONS: [&str; 2] = [
     );
     CREATE INDEX groom_mutations_by_project ON groom_mutations (project, created_ms);
 "#,
+    r#"
+    CREATE TABLE agent_usage (
+        id INTEGER PRIMARY KEY,
+        project TEXT NOT NULL,
+        bead_id TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        handoff INTEGER NOT NULL,
+        provider TEXT NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cost_usd REAL NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE INDEX agent_usage_by_bead ON agent_usage (project, bead_id);
+    CREATE INDEX agent_usage_by_time ON agent_usage (created_ms);
+"#,
 ];
 
 /// One groom outcome with where it came from.
@@ -119,6 +139,41 @@ fn groom_from_row(row: &Row<'_>) -> rusqlite::Result<GroomRecord> {
         },
         created_ms: row.get(11)?,
     })
+}
+
+/// One agent run's reported usage, with where it was spent.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UsageRecord {
+    pub project: String,
+    pub bead_id: String,
+    pub workflow_id: String,
+    pub run_id: String,
+    /// The role, which is the phase it was spent in: planner, executor, reviewer, learner, groomer.
+    pub role: String,
+    pub attempt: u32,
+    pub handoff: u32,
+    pub provider: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    pub duration_ms: u64,
+    pub created_ms: i64,
+}
+
+/// What is summed for a budget check or a report.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Spent {
+    pub cost_usd: f64,
+    pub tokens: u64,
+    pub runs: u64,
+}
+
+/// Which usage to sum: any combination of project, bead and a start time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UsageFilter<'a> {
+    pub project: Option<&'a str>,
+    pub bead_id: Option<&'a str>,
+    pub since_ms: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -453,6 +508,79 @@ impl LessonStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
+    pub fn record_usage(&self, u: &UsageRecord) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO agent_usage (project, bead_id, workflow_id, run_id, role, attempt, handoff, provider, \
+                 input_tokens, output_tokens, cost_usd, duration_ms, created_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    u.project,
+                    u.bead_id,
+                    u.workflow_id,
+                    u.run_id,
+                    u.role,
+                    u.attempt,
+                    u.handoff,
+                    u.provider,
+                    u.input_tokens as i64,
+                    u.output_tokens as i64,
+                    u.cost_usd,
+                    u.duration_ms as i64,
+                    u.created_ms
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The usage matching `filter`, summed.
+    pub fn spent(&self, filter: UsageFilter<'_>) -> Result<Spent, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(SUM(cost_usd), 0), COALESCE(SUM(input_tokens + output_tokens), 0), COUNT(*) \
+                 FROM agent_usage WHERE (?1 IS NULL OR project = ?1) AND (?2 IS NULL OR bead_id = ?2) \
+                 AND (?3 IS NULL OR created_ms >= ?3)",
+                params![filter.project, filter.bead_id, filter.since_ms],
+                |r| {
+                    Ok(Spent {
+                        cost_usd: r.get(0)?,
+                        tokens: r.get::<_, i64>(1)?.max(0) as u64,
+                        runs: r.get::<_, i64>(2)?.max(0) as u64,
+                    })
+                },
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Usage summed per value of `column` ("provider", "role", "project" or "bead_id"; anything
+    /// else means "provider"), largest spend first.
+    pub fn spent_by(&self, column: &str, filter: UsageFilter<'_>) -> Result<Vec<(String, Spent)>, StoreError> {
+        let column = match column {
+            "provider" | "role" | "project" | "bead_id" => column,
+            _ => "provider",
+        };
+        let sql = format!(
+            "SELECT {column}, COALESCE(SUM(cost_usd), 0), COALESCE(SUM(input_tokens + output_tokens), 0), COUNT(*) \
+             FROM agent_usage WHERE (?1 IS NULL OR project = ?1) AND (?2 IS NULL OR bead_id = ?2) \
+             AND (?3 IS NULL OR created_ms >= ?3) GROUP BY {column} ORDER BY 2 DESC, 3 DESC, 1"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![filter.project, filter.bead_id, filter.since_ms], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    Spent {
+                        cost_usd: r.get(1)?,
+                        tokens: r.get::<_, i64>(2)?.max(0) as u64,
+                        runs: r.get::<_, i64>(3)?.max(0) as u64,
+                    },
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
     pub fn rules(&self, project: Option<&str>) -> Result<Vec<RuleRecord>, StoreError> {
         let sql =
             format!("SELECT {RULE_COLUMNS} FROM rules WHERE (?1 IS NULL OR project = ?1) ORDER BY created_ms, rule_id");
@@ -645,5 +773,51 @@ mod tests {
         assert_eq!(recent[0].outcome, applied, "newest first");
         assert_eq!(recent[0].kind, "tactical");
         assert!(store.recent_groom_outcomes(Some("other"), 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn usage_is_summed_by_bead_project_day_and_provider() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LessonStore::open(&dir.path().join("chum.db")).unwrap();
+        let run = |project: &str, bead: &str, provider: &str, cost: f64, at: i64| UsageRecord {
+            project: project.into(),
+            bead_id: bead.into(),
+            provider: provider.into(),
+            role: "executor".into(),
+            input_tokens: 1000,
+            output_tokens: 200,
+            cost_usd: cost,
+            created_ms: at,
+            ..UsageRecord::default()
+        };
+        store.record_usage(&run("demo", "tk-1", "claude", 0.5, 100)).unwrap();
+        store.record_usage(&run("demo", "tk-1", "codex", 0.25, 200)).unwrap();
+        store.record_usage(&run("demo", "tk-2", "claude", 1.0, 300)).unwrap();
+        store.record_usage(&run("other", "x-1", "claude", 2.0, 300)).unwrap();
+        let bead = store
+            .spent(UsageFilter {
+                project: Some("demo"),
+                bead_id: Some("tk-1"),
+                since_ms: None,
+            })
+            .unwrap();
+        assert_eq!((bead.cost_usd, bead.tokens, bead.runs), (0.75, 2400, 2));
+        let since = store
+            .spent(UsageFilter {
+                project: Some("demo"),
+                since_ms: Some(200),
+                ..UsageFilter::default()
+            })
+            .unwrap();
+        assert_eq!(since.cost_usd, 1.25);
+        assert_eq!(store.spent(UsageFilter::default()).unwrap().cost_usd, 3.75);
+        let by = store.spent_by("provider", UsageFilter::default()).unwrap();
+        assert_eq!(by[0].0, "claude");
+        assert_eq!(by[0].1.cost_usd, 3.5);
+        assert_eq!(by[1].0, "codex");
+        assert!(
+            store.spent_by("provider; DROP TABLE x", UsageFilter::default()).is_ok(),
+            "column names are never taken from the caller"
+        );
     }
 }

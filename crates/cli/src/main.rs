@@ -145,6 +145,15 @@ enum Command {
         #[command(subcommand)]
         command: Option<GroomCommand>,
     },
+    /// What the agents cost, as they reported it: totals and a breakdown, with the [budget] caps.
+    Usage {
+        /// Break it down by provider, role (the phase), project or bead.
+        #[arg(long, default_value = "provider", value_parser = ["provider", "role", "project", "bead"])]
+        by: String,
+        /// Only the last N days (UTC, today included); default: everything.
+        #[arg(long)]
+        days: Option<u32>,
+    },
     /// Demo helpers (used by `make demo`).
     Demo {
         #[command(subcommand)]
@@ -253,6 +262,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             return intake::create(&config, &project, args).await;
         }
+        Command::Usage { by, days } => return usage(&config, cli.project.as_deref(), by, *days),
         Command::Backlog { all } => {
             let project = only_project(&config, cli.project.as_deref())?;
             return intake::show_backlog(&config, &project, *all).await;
@@ -325,6 +335,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         | Command::Lessons { .. }
         | Command::Create { .. }
         | Command::Backlog { .. }
+        | Command::Usage { .. }
         | Command::Groom { .. } => unreachable!("handled above"),
     }
 }
@@ -344,6 +355,61 @@ fn open_store(config: &ChumConfig) -> Result<chum_activities::store::LessonStore
     Ok(chum_activities::store::LessonStore::open(
         &config.state_dir.join("chum.db"),
     )?)
+}
+
+/// `chum usage`: spend from the store, against the caps.
+fn usage(config: &ChumConfig, project: Option<&str>, by: &str, days: Option<u32>) -> Result<ExitCode> {
+    use chum_activities::budget::utc_day_start;
+    use chum_activities::store::UsageFilter;
+    let store = open_store(config)?;
+    let now = chum_activities::shark::now_ms();
+    let since = days.map(|d| utc_day_start(now) - i64::from(d.saturating_sub(1)) * 86_400_000);
+    let filter = UsageFilter {
+        project,
+        bead_id: None,
+        since_ms: since,
+    };
+    let total = store.spent(filter)?;
+    let span = match days {
+        Some(1) => "today (UTC)".to_string(),
+        Some(d) => format!("the last {d} days (UTC)"),
+        None => "all time".to_string(),
+    };
+    let scope = project.map(|p| format!("project {p}, ")).unwrap_or_default();
+    println!(
+        "{scope}{span}: ${:.4}, {} tokens, {} agent run(s)",
+        total.cost_usd, total.tokens, total.runs
+    );
+    let column = if by == "bead" { "bead_id" } else { by };
+    for (key, spent) in store.spent_by(column, filter)? {
+        println!(
+            "  {:<24} ${:>10.4}  {:>10} tokens  {:>5} run(s)",
+            key, spent.cost_usd, spent.tokens, spent.runs
+        );
+    }
+    let b = &config.budget;
+    if chum_activities::budget::has_caps(b) {
+        let today = store.spent(UsageFilter {
+            since_ms: Some(utc_day_start(now)),
+            ..UsageFilter::default()
+        })?;
+        println!(
+            "caps ([budget]): per bead ${:.2} / {} tokens; per project per day ${:.2} / {} tokens; all projects per day ${:.2} / {} tokens (0 = none)",
+            b.per_bead_usd,
+            b.per_bead_tokens,
+            b.project_daily_usd,
+            b.project_daily_tokens,
+            b.global_daily_usd,
+            b.global_daily_tokens
+        );
+        println!(
+            "spent today, all projects: ${:.4}, {} tokens",
+            today.cost_usd, today.tokens
+        );
+    } else {
+        println!("no spending caps are set ([budget] in the config)");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `chum lessons search|show`.

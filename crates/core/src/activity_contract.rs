@@ -79,7 +79,10 @@ pub mod error_types {
     /// The request itself is invalid (bad bead id, repository missing).
     pub const INVALID_INPUT: &str = "InvalidInput";
 
-    pub const NON_RETRYABLE: [&str; 3] = [CONFIG, MISSING_BINARY, INVALID_INPUT];
+    /// A spending cap is reached ([budget]); the run stops with outcome `budget_exhausted`.
+    pub const BUDGET_EXHAUSTED: &str = "BudgetExhausted";
+
+    pub const NON_RETRYABLE: [&str; 4] = [CONFIG, MISSING_BINARY, INVALID_INPUT, BUDGET_EXHAUSTED];
 }
 
 /// The ContinuousLearner's activities.

@@ -239,6 +239,10 @@ pub struct ProviderConfig {
     pub model: String,
     /// Extra environment variables for the agent process.
     pub env: BTreeMap<String, String>,
+    /// Runs of this provider at once in one worker (0 = no limit).
+    pub max_concurrent: u32,
+    /// Least time between the starts of two runs of this provider (rate limits).
+    pub cooldown: Duration,
 }
 
 impl ProviderConfig {
@@ -266,6 +270,19 @@ pub struct ChumConfig {
     pub dispatcher: DispatcherSettings,
     pub groom: GroomSettings,
     pub api: ApiSettings,
+    pub budget: Budget,
+}
+
+/// Spending caps, checked before every agent call against the usage the agents reported
+/// (0 = no cap). A day is a UTC calendar day.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Budget {
+    pub per_bead_usd: f64,
+    pub per_bead_tokens: u64,
+    pub project_daily_usd: f64,
+    pub project_daily_tokens: u64,
+    pub global_daily_usd: f64,
+    pub global_daily_tokens: u64,
 }
 
 /// The worker's HTTP API.
@@ -404,6 +421,7 @@ struct RawConfig {
     dispatcher: RawDispatcher,
     groom: RawGroom,
     api: RawApi,
+    budget: RawBudget,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -496,6 +514,19 @@ struct RawProvider {
     output: Option<String>,
     model: Option<String>,
     env: BTreeMap<String, String>,
+    max_concurrent: Option<u32>,
+    cooldown: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawBudget {
+    per_bead_usd: Option<f64>,
+    per_bead_tokens: Option<u64>,
+    project_daily_usd: Option<f64>,
+    project_daily_tokens: Option<u64>,
+    global_daily_usd: Option<f64>,
+    global_daily_tokens: Option<u64>,
 }
 
 pub const DEFAULT_ADDRESS: &str = "http://127.0.0.1:7233";
@@ -709,6 +740,7 @@ impl Validator {
                     format!("{output_name:?} is not one of \"claude-json\", \"codex-jsonl\", \"text\""),
                 )
             })?;
+            let cooldown = self.duration(&key("cooldown"), p.cooldown.as_deref(), Duration::ZERO)?;
             providers.insert(
                 name.clone(),
                 ProviderConfig {
@@ -717,6 +749,8 @@ impl Validator {
                     output,
                     model: p.model.unwrap_or_default(),
                     env: p.env,
+                    max_concurrent: p.max_concurrent.unwrap_or(0),
+                    cooldown,
                 },
             );
         }
@@ -949,6 +983,23 @@ impl Validator {
                 "must be the name of an environment variable, e.g. CHUM_API_TOKENS",
             ));
         }
+        let usd = |key: &str, v: Option<f64>| -> Result<f64, ConfigError> {
+            match v {
+                Some(x) if !x.is_finite() || x < 0.0 => {
+                    Err(self.invalid(key, format!("{x} is not an amount of USD (0 = no cap)")))
+                }
+                Some(x) => Ok(x),
+                None => Ok(0.0),
+            }
+        };
+        let budget = Budget {
+            per_bead_usd: usd("budget.per_bead_usd", raw.budget.per_bead_usd)?,
+            per_bead_tokens: raw.budget.per_bead_tokens.unwrap_or(0),
+            project_daily_usd: usd("budget.project_daily_usd", raw.budget.project_daily_usd)?,
+            project_daily_tokens: raw.budget.project_daily_tokens.unwrap_or(0),
+            global_daily_usd: usd("budget.global_daily_usd", raw.budget.global_daily_usd)?,
+            global_daily_tokens: raw.budget.global_daily_tokens.unwrap_or(0),
+        };
         let api = ApiSettings {
             enabled: raw.api.enabled.unwrap_or(true),
             bind,
@@ -975,6 +1026,7 @@ impl Validator {
             dispatcher,
             groom,
             api,
+            budget,
         })
     }
 

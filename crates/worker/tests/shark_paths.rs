@@ -704,3 +704,90 @@ async fn an_invalid_rule_file_is_quarantined_and_the_bead_still_passes() {
         "{scan:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_budget_stops_the_run_before_the_next_agent_call_and_keeps_the_work() {
+    // Every scripted answer reports $0.01. The cap lets the planner and the executor run; the
+    // reviewer's call would go over it.
+    let scenario = format!(
+        "{}{}",
+        planner_step(None, GOOD_PLAN, ""),
+        executor_step(None, GOOD_CALC, "")
+    );
+    let options = HarnessOptions {
+        scenario,
+        extra_toml: "[budget]\nper_bead_usd = 0.015".into(),
+        ..Default::default()
+    };
+    let h = &Harness::start("budget", options).await;
+    let result = h.approve_plan("budget_exhausted", h.input(limits()), 1, "erin").await;
+    assert_eq!(result.outcome(), Outcome::BudgetExhausted, "{result:?}");
+    assert!(
+        result.reason.contains("bead tk-1 has spent $0.0200 of its $0.01 cap")
+            && result.reason.contains("per_bead_usd"),
+        "{}",
+        result.reason
+    );
+    // No reviewer ran: the cap was checked before its call.
+    assert!(!h.prompts.join("reviewer-tk-1-1-0.prompt.md").exists());
+    assert!(!result.gate_results.iter().any(|g| g.gate == "review" && g.passed));
+    // The partial work is on the bead's branch; the base branch is untouched.
+    assert!(!result.merged);
+    assert_eq!(h.commits_on("main"), 1);
+    let wip = git(&h.repo, &["log", "-1", "--format=%s", "chum/tk-1"]);
+    assert!(wip.starts_with("WIP tk-1"), "{wip}");
+    assert_eq!(git(&h.repo, &["show", "chum/tk-1:calc.py"]), GOOD_CALC.trim_end());
+    let bead = h.read_bead("tk-1");
+    assert_eq!(bead["status"], "blocked");
+    assert!(
+        bead["notes"].as_str().unwrap().contains("Raise the cap in [budget]"),
+        "{bead}"
+    );
+    // Spend is what the agents reported, per run.
+    let store = chum_activities::store::LessonStore::open(&h.config.state_dir.join("chum.db")).unwrap();
+    let spent = store
+        .spent(chum_activities::store::UsageFilter {
+            project: Some("demo"),
+            bead_id: Some("tk-1"),
+            since_ms: None,
+        })
+        .unwrap();
+    assert_eq!(spent.runs, 2, "planner and executor");
+    assert!((spent.cost_usd - 0.02).abs() < 1e-9);
+    assert_eq!(spent.tokens, 2400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_spent_in_planning_stops_the_replan_and_touches_no_code() {
+    let options = HarnessOptions {
+        scenario: happy_scenario(),
+        extra_toml: "[budget]\nper_bead_tokens = 1000".into(),
+        ..Default::default()
+    };
+    let h = &Harness::start("budget-plan", options).await;
+    let result = h
+        .with_worker(|client| async move {
+            let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
+            wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
+            send_approve(
+                &handle,
+                json!({"approved": false, "feedback": "smaller steps", "by": "hal"}),
+            )
+            .await;
+            finish(&handle, "budget_exhausted_while_planning").await
+        })
+        .await;
+    assert_eq!(result.outcome(), Outcome::BudgetExhausted, "{result:?}");
+    assert!(result.reason.contains("1200 of its 1000 tokens"), "{}", result.reason);
+    assert!(
+        !h.prompts.join("planner-tk-1-2-0.prompt.md").exists(),
+        "no second planner call"
+    );
+    h.assert_code_untouched();
+    let bead = h.read_bead("tk-1");
+    assert_eq!(bead["status"], "blocked");
+    assert!(
+        bead["notes"].as_str().unwrap().contains("no partial work to keep"),
+        "{bead}"
+    );
+}

@@ -125,6 +125,9 @@ impl SharkWorkflow {
                 let _ = update_bead(ctx, &run, "blocked", &note, "").await;
                 return Ok(ending.conclude(ctx, outcome, reason, None).await);
             }
+            Err(err) if is_budget_exhausted(&err) => {
+                return Ok(ending.stop_for_budget(ctx, &err, None).await);
+            }
             Err(err) => return fail(ctx, &run, err).await,
         };
 
@@ -156,6 +159,15 @@ impl SharkWorkflow {
                     .await
                 {
                     Ok(report) => report,
+                    Err(err) if is_budget_exhausted(&err) => {
+                        let partial = Partial {
+                            plan: &plan,
+                            worktree: &last_worktree,
+                            attempt,
+                            approved_by: &approved_by,
+                        };
+                        return Ok(ending.stop_for_budget(ctx, &err, Some(partial)).await);
+                    }
                     Err(err) => return fail(ctx, &run, err).await,
                 };
                 add_usage(ctx, report.agent.as_ref());
@@ -209,6 +221,15 @@ impl SharkWorkflow {
                     Ok(GatesVerdict::Failed { feedback: why }) => {
                         feedback = why;
                         break None;
+                    }
+                    Err(err) if is_budget_exhausted(&err) => {
+                        let partial = Partial {
+                            plan: &plan,
+                            worktree: &last_worktree,
+                            attempt,
+                            approved_by: &approved_by,
+                        };
+                        return Ok(ending.stop_for_budget(ctx, &err, Some(partial)).await);
                     }
                     Err(err) => return fail(ctx, &run, err).await,
                 }
@@ -923,6 +944,69 @@ impl Ending<'_> {
             // Grooming is a bonus too: it never fails the run.
             Err(err) => ctx.state_mut(|s| s.status.reason = format!("the groomer did not start: {err}")),
         }
+    }
+}
+
+/// The work done so far, to keep when a run stops early.
+struct Partial<'a> {
+    plan: &'a Plan,
+    worktree: &'a str,
+    attempt: u32,
+    approved_by: &'a str,
+}
+
+/// Whether an activity failed because a spending cap is reached.
+fn is_budget_exhausted(err: &ActivityExecutionError) -> bool {
+    let mut failure = err.failure();
+    while let Some(f) = failure {
+        if failure_type(f) == error_types::BUDGET_EXHAUSTED {
+            return true;
+        }
+        failure = f.cause.as_deref();
+    }
+    false
+}
+
+impl Ending<'_> {
+    /// A cap was reached before an agent call: keep the partial work on the bead's branch (as an
+    /// escalation does), block the bead with the reason, end with `budget_exhausted`.
+    async fn stop_for_budget(
+        &self,
+        ctx: &WorkflowContext<SharkWorkflow>,
+        err: &ActivityExecutionError,
+        partial: Option<Partial<'_>>,
+    ) -> SharkResult {
+        let why = activity_failure_text(err);
+        let mut kept = None;
+        if let Some(p) = partial.filter(|p| !p.worktree.is_empty()) {
+            enter_phase(ctx, Phase::Integrating, p.attempt);
+            if let Ok(wip) = integrate(
+                ctx,
+                self.run,
+                self.bead,
+                p.plan,
+                p.worktree,
+                p.attempt,
+                p.approved_by,
+                true,
+            )
+            .await
+            {
+                kept = Some(wip);
+            }
+        }
+        let branch_note = match &kept {
+            Some(k) if !k.commit.is_empty() => {
+                format!("partial work kept on branch {} at {}", k.branch, short(&k.commit))
+            }
+            _ => "no partial work to keep".to_string(),
+        };
+        let note = format!(
+            "CHUM run {} stopped: {why}; {branch_note}. Raise the cap in [budget] (or wait for the next day) and reopen the bead.",
+            self.run.workflow_id
+        );
+        let _ = update_bead(ctx, self.run, "blocked", &note, "").await;
+        self.conclude(ctx, Outcome::BudgetExhausted, why, kept.as_ref()).await
     }
 }
 

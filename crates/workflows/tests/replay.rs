@@ -18,7 +18,7 @@ use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
 
 /// Every Shark and ContinuousLearner path; each must have a recorded history.
-const PATHS: [&str; 28] = [
+const PATHS: [&str; 30] = [
     "approved_pass",
     "reject_replan_approve",
     "gate_timeout",
@@ -42,6 +42,8 @@ const PATHS: [&str; 28] = [
     "learned_from_dod_failure",
     "learned_rule_stops_mistake",
     "learner_rule_accepted",
+    "budget_exhausted",
+    "budget_exhausted_while_planning",
     "dispatcher_rounds",
     // Recorded before dispatchers took their interval and limits from each round: runs started
     // then must go on after the upgrade.
