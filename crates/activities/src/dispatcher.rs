@@ -1,7 +1,10 @@
 //! The Dispatcher's activity: one round of turning ready beads into Sharks.
 
+use crate::log_context::activity_span;
+use chum_core::live_config::LiveConfig;
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use tracing::Instrument;
 
 use chum_core::activity_contract::error_types;
 use chum_core::config::ChumConfig;
@@ -15,7 +18,13 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use crate::backlog::Backlog;
 use crate::shark::{permanent, retryable};
 
+/// The registered activities; each call takes the configuration in force when it starts.
 pub struct DispatcherActivitiesImpl {
+    live: LiveConfig,
+}
+
+/// The activity bodies with one configuration snapshot: what one activity sees from start to end.
+pub struct DispatcherSteps {
     config: Arc<ChumConfig>,
 }
 
@@ -37,10 +46,19 @@ pub async fn running_sharks(client: &Client, project: &str) -> Result<BTreeSet<S
 }
 
 impl DispatcherActivitiesImpl {
-    pub fn new(config: Arc<ChumConfig>) -> DispatcherActivitiesImpl {
-        DispatcherActivitiesImpl { config }
+    pub fn new(config: impl Into<LiveConfig>) -> DispatcherActivitiesImpl {
+        DispatcherActivitiesImpl { live: config.into() }
     }
 
+    /// The steps with the configuration in force now.
+    pub fn steps(&self) -> DispatcherSteps {
+        DispatcherSteps {
+            config: self.live.current(),
+        }
+    }
+}
+
+impl DispatcherSteps {
     /// One round: the ready beads in order, minus those with a running Shark, up to the free
     /// capacity, claimed (in_progress, assignee chum) for the Dispatcher to start.
     pub async fn dispatch_round_impl(
@@ -103,6 +121,13 @@ impl DispatcherActivitiesImpl {
         ctx: ActivityContext,
         req: DispatchRequest,
     ) -> Result<DispatchReport, ActivityError> {
-        self.dispatch_round_impl(&ctx.client(), req).await
+        let project = chum_core::proto::RunRef {
+            project: req.project.clone(),
+            ..Default::default()
+        };
+        let span = activity_span(&ctx, Some(&project));
+        async move { self.steps().dispatch_round_impl(&ctx.client(), req).await }
+            .instrument(span)
+            .await
     }
 }

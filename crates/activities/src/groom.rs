@@ -1,8 +1,11 @@
 //! The groomers' activities: a proposal from the groomer agent, validated mutations applied to the
 //! backlog (every outcome recorded), and the strategic briefing committed to the project.
 
+use crate::log_context::activity_span;
+use chum_core::live_config::LiveConfig;
 use std::fmt::Write as _;
 use std::sync::Arc;
+use tracing::Instrument;
 
 use chum_core::activity_contract::error_types;
 use chum_core::backlog::{Mutation, backlog_summary, parse_groom_answer, validate_mutations};
@@ -32,7 +35,13 @@ const REPO_MAP_CHARS: usize = 12_000;
 /// Lessons a groomer sees.
 const LESSONS_SHOWN: u32 = 8;
 
+/// The registered activities; each call takes the configuration in force when it starts.
 pub struct GroomActivitiesImpl {
+    live: LiveConfig,
+}
+
+/// The activity bodies with one configuration snapshot: what one activity sees from start to end.
+pub struct GroomSteps {
     config: Arc<ChumConfig>,
 }
 
@@ -66,10 +75,19 @@ pub fn diff_summary(diff: &str) -> String {
 }
 
 impl GroomActivitiesImpl {
-    pub fn new(config: Arc<ChumConfig>) -> GroomActivitiesImpl {
-        GroomActivitiesImpl { config }
+    pub fn new(config: impl Into<LiveConfig>) -> GroomActivitiesImpl {
+        GroomActivitiesImpl { live: config.into() }
     }
 
+    /// The steps with the configuration in force now.
+    pub fn steps(&self) -> GroomSteps {
+        GroomSteps {
+            config: self.live.current(),
+        }
+    }
+}
+
+impl GroomSteps {
     fn project(&self, groom: &RunRef) -> Result<&ProjectConfig, ActivityError> {
         if !groom.bead_id.is_empty() {
             chum_core::ids::check_bead_id(&groom.bead_id).map_err(|m| permanent(error_types::INVALID_INPUT, m))?;
@@ -392,25 +410,34 @@ impl GroomActivitiesImpl {
         ctx: ActivityContext,
         req: GroomRequest,
     ) -> Result<GroomProposal, ActivityError> {
-        self.propose_mutations_impl(req, &ctx).await
+        let span = activity_span(&ctx, req.groom.as_ref());
+        async move { self.steps().propose_mutations_impl(req, &ctx).await }
+            .instrument(span)
+            .await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::ApplyMutations)]
     pub async fn apply_mutations(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         req: ApplyMutationsRequest,
     ) -> Result<ApplyMutationsReport, ActivityError> {
-        self.apply_mutations_impl(req).await
+        let span = activity_span(&ctx, req.groom.as_ref());
+        async move { self.steps().apply_mutations_impl(req).await }
+            .instrument(span)
+            .await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::CommitBriefing)]
     pub async fn commit_briefing(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         req: BriefingRequest,
     ) -> Result<BriefingReport, ActivityError> {
-        self.commit_briefing_impl(req).await
+        let span = activity_span(&ctx, req.groom.as_ref());
+        async move { self.steps().commit_briefing_impl(req).await }
+            .instrument(span)
+            .await
     }
 }
 

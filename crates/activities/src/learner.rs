@@ -2,10 +2,13 @@
 //! crystallized from them. A rule is accepted only if real semgrep says it is valid, matches the
 //! lesson's bad example, does not match its good example, and finds nothing on the base branch.
 
+use crate::log_context::activity_span;
+use chum_core::live_config::LiveConfig;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use chum_core::activity_contract::error_types;
 use chum_core::config::{ChumConfig, ProjectConfig, Role, SemgrepSettings};
@@ -31,7 +34,13 @@ use crate::shark::{now_ms, permanent, repo_error, retryable, setup_error};
 use crate::store::{LessonStore, RuleRecord};
 use crate::workspace::{OwnChange, commit_own_change, prepare_plan_worktree, remove_worktree};
 
+/// The registered activities; each call takes the configuration in force when it starts.
 pub struct LearnerActivitiesImpl {
+    live: LiveConfig,
+}
+
+/// The activity bodies with one configuration snapshot: what one activity sees from start to end.
+pub struct LearnerSteps {
     config: Arc<ChumConfig>,
 }
 
@@ -236,10 +245,19 @@ pub async fn check_rule(
 }
 
 impl LearnerActivitiesImpl {
-    pub fn new(config: Arc<ChumConfig>) -> LearnerActivitiesImpl {
-        LearnerActivitiesImpl { config }
+    pub fn new(config: impl Into<LiveConfig>) -> LearnerActivitiesImpl {
+        LearnerActivitiesImpl { live: config.into() }
     }
 
+    /// The steps with the configuration in force now.
+    pub fn steps(&self) -> LearnerSteps {
+        LearnerSteps {
+            config: self.live.current(),
+        }
+    }
+}
+
+impl LearnerSteps {
     fn project(&self, run: &RunRef) -> Result<&ProjectConfig, ActivityError> {
         check_bead_id(&run.bead_id).map_err(|m| permanent(error_types::INVALID_INPUT, m))?;
         self.config
@@ -604,7 +622,10 @@ impl LearnerActivitiesImpl {
         ctx: ActivityContext,
         input: LearnerInput,
     ) -> Result<LessonsReport, ActivityError> {
-        self.extract_lessons_impl(input, &ctx).await
+        let span = activity_span(&ctx, input.run.as_ref());
+        async move { self.steps().extract_lessons_impl(input, &ctx).await }
+            .instrument(span)
+            .await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::CrystallizeRule)]
@@ -613,7 +634,10 @@ impl LearnerActivitiesImpl {
         ctx: ActivityContext,
         req: CrystallizeRequest,
     ) -> Result<RuleReport, ActivityError> {
-        self.crystallize_impl(req, &ctx).await
+        let span = activity_span(&ctx, req.run.as_ref());
+        async move { self.steps().crystallize_impl(req, &ctx).await }
+            .instrument(span)
+            .await
     }
 }
 

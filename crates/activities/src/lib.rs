@@ -15,6 +15,7 @@ pub mod dispatcher;
 pub mod git;
 pub mod groom;
 pub mod learner;
+pub mod log_context;
 pub mod process;
 pub mod repo_map;
 pub mod semgrep;

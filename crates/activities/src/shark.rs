@@ -5,9 +5,12 @@
 //! can fix (unknown project, missing agent program, not a git repository) are non-retryable
 //! errors of the types in `error_types`.
 
+use crate::log_context::activity_span;
+use chum_core::live_config::LiveConfig;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use crate::backlog::Backlog;
 use chum_core::activity_contract::error_types;
@@ -18,8 +21,8 @@ use chum_core::plan::parse_plan;
 use chum_core::prompt::{ReviewContext, executor_prompt, planner_prompt, reviewer_prompt};
 use chum_core::proto::{
     DodCheck, DodReport, DodRequest, ExecuteReport, ExecuteRequest, IntegrateRequest, IntegrationReport,
-    LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest, ProjectGates, ReviewReport, ReviewRequest, RunRef,
-    SemgrepReport, SemgrepRequest, UpdateBeadRequest, UpdateBeadResult,
+    LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest, ProjectGates, ReviewReport, ReviewRequest, RunRecord,
+    RunRecorded, RunRef, SemgrepReport, SemgrepRequest, UpdateBeadRequest, UpdateBeadResult,
 };
 use chum_core::review::parse_verdict;
 use chum_core::text::{excerpt, tail_excerpt};
@@ -44,9 +47,16 @@ const DOD_CAPTURE_LIMIT: u64 = 8 * 1024 * 1024;
 /// Characters of failing output carried in payloads and prompts.
 const DOD_EXCERPT_CHARS: usize = 3000;
 
+/// The registered activities; each call takes the configuration in force when it starts.
 pub struct SharkActivitiesImpl {
+    live: LiveConfig,
+    semgrep_cache: Arc<ValidationCache>,
+}
+
+/// The activity bodies with one configuration snapshot: what one activity sees from start to end.
+pub struct SharkSteps {
     config: Arc<ChumConfig>,
-    semgrep_cache: ValidationCache,
+    semgrep_cache: Arc<ValidationCache>,
 }
 
 pub(crate) fn permanent(kind: &str, message: impl Into<String>) -> ActivityError {
@@ -83,13 +93,23 @@ pub(crate) fn repo_error(err: RepoProblem) -> ActivityError {
 }
 
 impl SharkActivitiesImpl {
-    pub fn new(config: Arc<ChumConfig>) -> SharkActivitiesImpl {
+    pub fn new(config: impl Into<LiveConfig>) -> SharkActivitiesImpl {
         SharkActivitiesImpl {
-            config,
-            semgrep_cache: ValidationCache::default(),
+            live: config.into(),
+            semgrep_cache: Arc::new(ValidationCache::default()),
         }
     }
 
+    /// The steps with the configuration in force now.
+    pub fn steps(&self) -> SharkSteps {
+        SharkSteps {
+            config: self.live.current(),
+            semgrep_cache: self.semgrep_cache.clone(),
+        }
+    }
+}
+
+impl SharkSteps {
     fn project(&self, run: &RunRef) -> Result<&ProjectConfig, ActivityError> {
         check_bead_id(&run.bead_id).map_err(|m| permanent(error_types::INVALID_INPUT, m))?;
         self.config
@@ -539,15 +559,21 @@ impl SharkActivitiesImpl {
     #[activity(definition = chum_core::activity_contract::definitions::LoadBead)]
     pub async fn load_bead(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         req: LoadBeadRequest,
     ) -> Result<LoadBeadResult, ActivityError> {
-        self.load_bead_impl(req).await
+        let span = activity_span(&ctx, req.run.as_ref());
+        async move { self.steps().load_bead_impl(req).await }
+            .instrument(span)
+            .await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::Plan)]
     pub async fn plan(self: Arc<Self>, ctx: ActivityContext, req: PlanRequest) -> Result<PlanDraft, ActivityError> {
-        self.plan_impl(req, &ctx).await
+        let span = activity_span(&ctx, req.run.as_ref());
+        async move { self.steps().plan_impl(req, &ctx).await }
+            .instrument(span)
+            .await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::Execute)]
@@ -556,7 +582,10 @@ impl SharkActivitiesImpl {
         ctx: ActivityContext,
         req: ExecuteRequest,
     ) -> Result<ExecuteReport, ActivityError> {
-        self.execute_impl(req, &ctx).await
+        let span = activity_span(&ctx, req.run.as_ref());
+        async move { self.steps().execute_impl(req, &ctx).await }
+            .instrument(span)
+            .await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::Review)]
@@ -565,39 +594,74 @@ impl SharkActivitiesImpl {
         ctx: ActivityContext,
         req: ReviewRequest,
     ) -> Result<ReviewReport, ActivityError> {
-        self.review_impl(req, &ctx).await
+        let span = activity_span(&ctx, req.run.as_ref());
+        async move { self.steps().review_impl(req, &ctx).await }
+            .instrument(span)
+            .await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::Semgrep)]
     pub async fn semgrep(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         req: SemgrepRequest,
     ) -> Result<SemgrepReport, ActivityError> {
-        self.semgrep_impl(req).await
+        let span = activity_span(&ctx, req.run.as_ref());
+        async move { self.steps().semgrep_impl(req).await }
+            .instrument(span)
+            .await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::RunDod)]
     pub async fn run_dod(self: Arc<Self>, ctx: ActivityContext, req: DodRequest) -> Result<DodReport, ActivityError> {
-        self.run_dod_impl(req, &ctx).await
+        let span = activity_span(&ctx, req.run.as_ref());
+        async move { self.steps().run_dod_impl(req, &ctx).await }
+            .instrument(span)
+            .await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::Integrate)]
     pub async fn integrate(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         req: IntegrateRequest,
     ) -> Result<IntegrationReport, ActivityError> {
-        self.integrate_impl(req).await
+        let span = activity_span(&ctx, req.run.as_ref());
+        async move { self.steps().integrate_impl(req).await }
+            .instrument(span)
+            .await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::RecordRun)]
+    pub async fn record_run(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: RunRecord,
+    ) -> Result<RunRecorded, ActivityError> {
+        let span = activity_span(&ctx, req.run.as_ref());
+        async move {
+            let run = req.run.unwrap_or_default();
+            let result = req.result.unwrap_or_default();
+            let store = self.steps().store().map_err(|e| retryable(e.to_string()))?;
+            store
+                .record_run(&run, &result, now_ms())
+                .map_err(|e| retryable(e.to_string()))?;
+            Ok(RunRecorded {})
+        }
+        .instrument(span)
+        .await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::UpdateBead)]
     pub async fn update_bead(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         req: UpdateBeadRequest,
     ) -> Result<UpdateBeadResult, ActivityError> {
-        self.update_bead_impl(req).await
+        let span = activity_span(&ctx, req.run.as_ref());
+        async move { self.steps().update_bead_impl(req).await }
+            .instrument(span)
+            .await
     }
 }
 

@@ -6,11 +6,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use chum_core::lesson::{fingerprint, fts_query};
-use chum_core::proto::{Lesson, MutationOutcome, RunRef};
+use chum_core::proto::{EnumName, Lesson, MutationOutcome, RunRef, SharkResult};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// Schema migrations, applied in order; `user_version` says how many have run.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     r#"
     CREATE TABLE lessons (
         id INTEGER PRIMARY KEY,
@@ -104,6 +104,21 @@ const MIGRATIONS: [&str; 3] = [
     );
     CREATE INDEX agent_usage_by_bead ON agent_usage (project, bead_id);
     CREATE INDEX agent_usage_by_time ON agent_usage (created_ms);
+"#,
+    r#"
+    CREATE TABLE runs (
+        workflow_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        project TEXT NOT NULL,
+        bead_id TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        result TEXT NOT NULL,
+        finished_ms INTEGER NOT NULL,
+        PRIMARY KEY (workflow_id, run_id)
+    );
+    CREATE INDEX runs_by_project ON runs (project, finished_ms);
 "#,
 ];
 
@@ -508,6 +523,68 @@ impl LessonStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
+    /// Stores a finished run (the whole result as JSON); a second record of the same run
+    /// replaces the first.
+    pub fn record_run(&self, run: &RunRef, result: &SharkResult, now_ms: i64) -> Result<(), StoreError> {
+        let json = serde_json::to_string(result).unwrap_or_else(|_| "{}".to_string());
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO runs (workflow_id, run_id, project, bead_id, outcome, reason, attempts, result, \
+                 finished_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    run.workflow_id,
+                    run.run_id,
+                    run.project,
+                    run.bead_id,
+                    result.outcome().name(),
+                    result.reason,
+                    result.attempts,
+                    json,
+                    now_ms
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The finished runs, newest first, at most `limit`.
+    pub fn runs(&self, project: Option<&str>, limit: u32) -> Result<Vec<(RunRef, SharkResult)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT workflow_id, run_id, project, bead_id, result FROM runs WHERE (?1 IS NULL OR project = ?1) \
+                 ORDER BY finished_ms DESC LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![project, limit], |r| {
+                let json: String = r.get(4)?;
+                Ok((
+                    RunRef {
+                        workflow_id: r.get(0)?,
+                        run_id: r.get(1)?,
+                        project: r.get(2)?,
+                        bead_id: r.get(3)?,
+                    },
+                    serde_json::from_str::<SharkResult>(&json).unwrap_or_default(),
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// How many lessons the store holds (per project, or all).
+    pub fn lesson_count(&self, project: Option<&str>) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM lessons WHERE (?1 IS NULL OR project = ?1)",
+                params![project],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(|e| self.err(e))
+    }
+
     pub fn record_usage(&self, u: &UsageRecord) -> Result<(), StoreError> {
         self.conn
             .execute(
@@ -574,6 +651,31 @@ impl LessonStore {
                         cost_usd: r.get(1)?,
                         tokens: r.get::<_, i64>(2)?.max(0) as u64,
                         runs: r.get::<_, i64>(3)?.max(0) as u64,
+                    },
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// All usage, summed per (provider, role).
+    pub fn spent_by_provider_and_role(&self) -> Result<Vec<(String, String, Spent)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT provider, role, COALESCE(SUM(cost_usd), 0), COALESCE(SUM(input_tokens + output_tokens), 0), \
+                 COUNT(*) FROM agent_usage GROUP BY provider, role ORDER BY provider, role",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    Spent {
+                        cost_usd: r.get(2)?,
+                        tokens: r.get::<_, i64>(3)?.max(0) as u64,
+                        runs: r.get::<_, i64>(4)?.max(0) as u64,
                     },
                 ))
             })

@@ -247,7 +247,7 @@ answer = '{"approved": true, "findings": [], "criteria": [{"criterion": "multipl
 
 /// Runs an execute and a review phase through CHUM's activities; returns the executor's usage.
 async fn execute_and_review(config: Arc<ChumConfig>) -> AgentUsage {
-    let activities = SharkActivitiesImpl::new(config);
+    let activities = SharkActivitiesImpl::new(config).steps();
     let report = activities
         .execute_impl(execute_request(120), &Unsupervised)
         .await
@@ -342,6 +342,7 @@ fn processes_with(marker: &str) -> Vec<u32> {
 /// The agent's run timed out and none of its processes is left.
 async fn assert_killed(config: Arc<ChumConfig>, marker: &str) {
     let report = SharkActivitiesImpl::new(config)
+        .steps()
         .execute_impl(execute_request(4), &Unsupervised)
         .await
         .expect("execute returns");
@@ -403,6 +404,7 @@ async fn a_missing_agent_binary_is_a_clear_non_retryable_error() {
         &claude_providers(dir.path(), Path::new("/nonexistent/bin/claude"), 9, "missing"),
     );
     let err = SharkActivitiesImpl::new(config)
+        .steps()
         .execute_impl(execute_request(10), &Unsupervised)
         .await
         .expect_err("a missing program cannot run");

@@ -42,7 +42,7 @@ fn config(dir: &std::path::Path) -> Arc<ChumConfig> {
 #[tokio::test]
 async fn a_retried_apply_changes_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let activities = GroomActivitiesImpl::new(config(dir.path()));
+    let activities = GroomActivitiesImpl::new(config(dir.path())).steps();
     let request = ApplyMutationsRequest {
         groom: Some(RunRef {
             project: "demo".into(),

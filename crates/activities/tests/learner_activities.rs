@@ -94,7 +94,7 @@ async fn lessons_are_stored_with_provenance_once() {
     let scenario = format!(
         "[[step]]\nrole = \"learner\"\nexpect_prompt_contains = [\"ValueError: invalid literal\", \"## How the run ended\\nintegrated\"]\nanswer = '''{LESSONS}'''\n"
     );
-    let learner = LearnerActivitiesImpl::new(config(dir.path(), &scenario));
+    let learner = LearnerActivitiesImpl::new(config(dir.path(), &scenario)).steps();
     let first = learner.extract_lessons_impl(input(), &Unsupervised).await.unwrap();
     assert!(first.error.is_empty(), "{}", first.error);
     assert_eq!(first.stored.len(), 2);
@@ -122,7 +122,7 @@ async fn lessons_are_stored_with_provenance_once() {
 async fn garbage_twice_is_an_error_not_a_lesson() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = "[[step]]\nrole = \"learner\"\nanswer = \"I learned a lot today.\"\n";
-    let learner = LearnerActivitiesImpl::new(config(dir.path(), scenario));
+    let learner = LearnerActivitiesImpl::new(config(dir.path(), scenario)).steps();
     let report = learner.extract_lessons_impl(input(), &Unsupervised).await.unwrap();
     assert!(report.stored.is_empty());
     assert!(report.error.contains("no JSON array"), "{}", report.error);

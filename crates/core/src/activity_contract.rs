@@ -13,8 +13,8 @@ use crate::proto::{
     ApplyMutationsReport, ApplyMutationsRequest, BriefingReport, BriefingRequest, CrystallizeRequest, DispatchReport,
     DispatchRequest, DodReport, DodRequest, ExecuteReport, ExecuteRequest, GroomProposal, GroomRequest,
     IntegrateRequest, IntegrationReport, LearnerInput, LessonsReport, LoadBeadRequest, LoadBeadResult, PlanDraft,
-    PlanRequest, ReviewReport, ReviewRequest, RuleReport, SemgrepReport, SemgrepRequest, UpdateBeadRequest,
-    UpdateBeadResult,
+    PlanRequest, ReviewReport, ReviewRequest, RuleReport, RunRecord, RunRecorded, SemgrepReport, SemgrepRequest,
+    UpdateBeadRequest, UpdateBeadResult,
 };
 
 pub struct SharkActivities;
@@ -66,6 +66,12 @@ impl SharkActivities {
     /// Changes the bead's status and appends a note (once per run and note).
     #[activity(name = "update_bead")]
     pub fn update_bead(_req: UpdateBeadRequest) -> Result<UpdateBeadResult, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Stores the finished run (outcome, phases, gate results, usage), once per run.
+    #[activity(name = "record_run")]
+    pub fn record_run(_req: RunRecord) -> Result<RunRecorded, ActivityError> {
         unimplemented!()
     }
 }

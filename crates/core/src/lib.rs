@@ -12,6 +12,7 @@ pub mod config;
 pub mod gate;
 pub mod ids;
 pub mod lesson;
+pub mod live_config;
 pub mod plan;
 pub mod prompt;
 pub mod proto;

@@ -6,6 +6,7 @@
 //! loopback, where reads are open. On any other address tokens are required for every route but
 //! `/health` (and the worker refuses to start without them).
 
+use chum_core::live_config::LiveConfig;
 use std::convert::Infallible;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -96,15 +97,25 @@ pub fn check_bind(bind: SocketAddr, tokens: &Tokens, tokens_env: &str) -> Result
 
 pub struct ApiState {
     pub client: Client,
-    pub config: Arc<ChumConfig>,
+    /// The worker's configuration; a SIGHUP reload shows here too.
+    live: LiveConfig,
     tokens: Tokens,
     loopback: bool,
     audit: Mutex<std::fs::File>,
+    /// Where the SDK's Prometheus exporter listens (see `metrics::runtime_with_metrics`).
+    sdk_metrics: Option<SocketAddr>,
 }
 
 impl ApiState {
     /// Opens (creating) the audit log for appending.
-    pub fn new(client: Client, config: Arc<ChumConfig>, tokens: Tokens, bind: SocketAddr) -> Result<ApiState, String> {
+    pub fn new(
+        client: Client,
+        config: impl Into<LiveConfig>,
+        tokens: Tokens,
+        bind: SocketAddr,
+    ) -> Result<ApiState, String> {
+        let live: LiveConfig = config.into();
+        let config = live.current();
         let path = &config.api.audit_log;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -116,11 +127,23 @@ impl ApiState {
             .map_err(|e| format!("cannot open the audit log {}: {e}", path.display()))?;
         Ok(ApiState {
             client,
-            config,
+            live,
             tokens,
             loopback: bind.ip().is_loopback(),
             audit: Mutex::new(audit),
+            sdk_metrics: None,
         })
+    }
+
+    /// The configuration in force now.
+    pub fn config(&self) -> Arc<ChumConfig> {
+        self.live.current()
+    }
+
+    /// Serves the SDK's worker metrics (from its exporter at `addr`) on `/metrics` too.
+    pub fn with_sdk_metrics(mut self, addr: SocketAddr) -> ApiState {
+        self.sdk_metrics = Some(addr);
+        self
     }
 
     /// The name of the token the request carries, checked in constant time against every token.
@@ -164,7 +187,7 @@ impl ApiState {
                 "audit_unavailable",
                 format!(
                     "cannot write the audit log {}: {e}",
-                    self.config.api.audit_log.display()
+                    self.config().api.audit_log.display()
                 ),
             )
         })
@@ -191,7 +214,7 @@ impl ApiState {
                 "control_disabled",
                 format!(
                     "control routes are off: no API tokens are configured (set {}=\"<name>:<token>\" for the worker)",
-                    self.config.api.tokens_env
+                    self.config().api.tokens_env
                 ),
             ));
         }
@@ -301,6 +324,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/projects", get(projects))
         .route("/beads", post(create_bead))
         .route("/beads/{project}/{id}", get(bead))
@@ -354,12 +378,12 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
     check(
         "temporal",
         match temporal {
-            Ok(Ok(())) => Ok(format!("reachable at {}", state.config.temporal.address)),
-            Ok(Err(e)) => Err(format!("{}: {e}", state.config.temporal.address)),
-            Err(_) => Err(format!("{} did not answer within 3s", state.config.temporal.address)),
+            Ok(Ok(())) => Ok(format!("reachable at {}", state.config().temporal.address)),
+            Ok(Err(e)) => Err(format!("{}: {e}", state.config().temporal.address)),
+            Err(_) => Err(format!("{} did not answer within 3s", state.config().temporal.address)),
         },
     );
-    let db = state.config.state_dir.join("chum.db");
+    let db = state.config().state_dir.join("chum.db");
     check(
         "store",
         chum_activities::store::LessonStore::open(&db)
@@ -369,7 +393,7 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
     );
     check(
         "semgrep",
-        chum_activities::semgrep::locate_core(&state.config.semgrep).map(|p| p.display().to_string()),
+        chum_activities::semgrep::locate_core(&state.config().semgrep).map(|p| p.display().to_string()),
     );
     check(
         "git",
@@ -383,6 +407,24 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(json!({"ok": all_ok, "checks": checks}))).into_response()
+}
+
+/// Prometheus text: the SDK's worker metrics, then CHUM's.
+async fn metrics(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> ApiResult {
+    state.authorize_read(&headers)?;
+    let mut text = match state.sdk_metrics {
+        Some(addr) => crate::metrics::sdk_metrics(addr).await,
+        None => String::new(),
+    };
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&crate::metrics::chum_metrics(&state.client, &state.config()).await);
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response())
 }
 
 fn run_summary(id: &str, s: &SharkStatus) -> Value {
@@ -420,7 +462,7 @@ async fn status(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> ApiRe
 async fn projects(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> ApiResult {
     state.authorize_read(&headers)?;
     let mut out = Vec::new();
-    for p in state.config.projects.values() {
+    for p in state.config().projects.values() {
         let backlog = match Backlog::of(p).items().await {
             Ok(items) => {
                 let by_id = items.iter().map(|i| (i.id.as_str(), i)).collect();
@@ -468,8 +510,8 @@ async fn bead(
     Path((project, id)): Path<(String, String)>,
 ) -> ApiResult {
     state.authorize_read(&headers)?;
-    let p = state
-        .config
+    let config = state.config();
+    let p = config
         .project(&project)
         .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", e))?;
     chum_core::ids::check_bead_id(&id).map_err(ApiError::bad_request)?;
@@ -502,10 +544,10 @@ async fn run(State(state): State<Arc<ApiState>>, headers: HeaderMap, Path(id): P
     let s = control::status(&state.client, &id).await?;
     let ui = format!(
         "{}/namespaces/{}/workflows/{id}",
-        state.config.temporal.ui_url.trim_end_matches('/'),
-        state.config.temporal.namespace
+        state.config().temporal.ui_url.trim_end_matches('/'),
+        state.config().temporal.namespace
     );
-    let artifacts = state.config.state_dir.join("artifacts").join(&id);
+    let artifacts = state.config().state_dir.join("artifacts").join(&id);
     ok(json!({
         "workflow_id": id,
         "status": s,
@@ -733,8 +775,8 @@ async fn create_bead(
         let b: NewBeadBody = body(&bytes)?;
         let project = match &b.project {
             Some(p) => p.clone(),
-            None if state.config.projects.len() == 1 => {
-                state.config.projects.keys().next().cloned().unwrap_or_default()
+            None if state.config().projects.len() == 1 => {
+                state.config().projects.keys().next().cloned().unwrap_or_default()
             }
             None => {
                 return Err(ApiError::bad_request(
@@ -742,8 +784,8 @@ async fn create_bead(
                 ));
             }
         };
-        let p = state
-            .config
+        let config = state.config();
+        let p = config
             .project(&project)
             .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", e))?;
         if b.title.trim().is_empty() {
@@ -803,7 +845,7 @@ async fn create_bead(
         let by_id = items.iter().map(|i| (i.id.as_str(), i)).collect();
         let waiting = items.iter().find(|i| i.id == id).and_then(|i| blocker(i, &by_id));
         let workflow_id = match (&waiting, b.start) {
-            (None, true) => Some(control::start(&state.client, &state.config, &project, &id).await?),
+            (None, true) => Some(control::start(&state.client, &state.config(), &project, &id).await?),
             _ => None,
         };
         Ok(json!({"project": project, "id": id, "workflow_id": workflow_id, "waiting": waiting}))

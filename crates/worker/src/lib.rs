@@ -5,8 +5,9 @@
 
 pub mod api;
 pub mod control;
+pub mod metrics;
 
-use std::sync::Arc;
+use chum_core::live_config::LiveConfig;
 
 use chum_activities::{DispatcherActivitiesImpl, GroomActivitiesImpl, LearnerActivitiesImpl, SharkActivitiesImpl};
 use chum_core::config::ChumConfig;
@@ -19,8 +20,11 @@ use temporalio_client::{Client, WorkflowStartOptions};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 /// A worker polling the configured task queue with every CHUM workflow and activity registered.
-pub fn build_worker(runtime: &Runtime, client: Client, config: Arc<ChumConfig>) -> anyhow::Result<Worker> {
-    let options = WorkerOptions::new(config.temporal.task_queue.clone())
+/// Builds the worker. Its activities take the configuration in force when each one starts, so a
+/// `LiveConfig::reload` reaches the next activity of every run.
+pub fn build_worker(runtime: &Runtime, client: Client, config: impl Into<LiveConfig>) -> anyhow::Result<Worker> {
+    let config: LiveConfig = config.into();
+    let options = WorkerOptions::new(config.current().temporal.task_queue.clone())
         .register_workflow::<SharkWorkflow>()?
         .register_workflow::<LearnerWorkflow>()?
         .register_workflow::<DispatcherWorkflow>()?
@@ -32,6 +36,34 @@ pub fn build_worker(runtime: &Runtime, client: Client, config: Arc<ChumConfig>) 
         .register_activities(DispatcherActivitiesImpl::new(config))
         .build();
     Ok(Worker::new(runtime, client, options)?)
+}
+
+/// Re-reads the configuration file and puts in force what can change while the worker runs
+/// (SIGHUP). A file that does not load changes nothing: the error says why and the running
+/// configuration stays. Dispatchers of projects added by the reload are started; running
+/// dispatchers pick up new limits and intervals on their next round by themselves.
+pub async fn reload_config(
+    live: &LiveConfig,
+    path: &std::path::Path,
+    client: &Client,
+) -> Result<chum_core::live_config::ConfigChange, String> {
+    let loaded = chum_activities::settings::load_config(path)
+        .map_err(|e| format!("the configuration was not reloaded (the running one stays): {e}"))?;
+    let change = live.reload(loaded);
+    if change
+        .applied
+        .iter()
+        .any(|c| c.starts_with("[projects.") || c == "[dispatcher]")
+    {
+        let config = live.current();
+        for line in start_dispatchers(client, &config).await {
+            tracing::info!("{line}");
+        }
+        for line in ensure_strategic_schedules(client, &config).await {
+            tracing::info!("{line}");
+        }
+    }
+    Ok(change)
 }
 
 /// The Dispatcher workflow id of a project.

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use chum_core::live_config::LiveConfig;
 use clap::{Parser, ValueEnum};
-use temporalio_sdk::Runtime;
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -24,8 +24,15 @@ enum LogFormat {
         Configuration comes from --config (default configs/chum.toml), with environment overrides \
         named CHUM__<SECTION>__<KEY>, e.g. CHUM__TEMPORAL__ADDRESS=http://127.0.0.1:7233. Every key \
         is documented in configs/chum.example.toml.\n\n\
+        SIGHUP re-reads the configuration file: limits, budget, providers, tiers, roles, projects, \
+        Semgrep, learner, dispatcher and groom settings apply to the next activity of every run; \
+        [temporal], [api] and state_dir need a restart (the log line says which changed). A file \
+        that does not load changes nothing.\n\n\
         SIGTERM or Ctrl-C drains: running activities finish, then the worker exits; workflows \
-        continue on the next worker."
+        continue on the next worker.\n\n\
+        With [api] enabled, GET /metrics serves Prometheus metrics (CHUM's and the SDK's worker \
+        metrics); --log-format json writes one JSON object per line, and every line an activity \
+        writes carries its project, bead, workflow and run ids."
 )]
 struct Args {
     /// Path of the configuration file.
@@ -50,6 +57,27 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// SIGHUP re-reads the configuration file; the log line says what changed and what waits for a
+/// restart.
+async fn reload_on_sighup(live: LiveConfig, path: PathBuf, client: temporalio_client::Client) {
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler; configuration changes need a restart");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match worker::reload_config(&live, &path, &client).await {
+            Ok(change) => tracing::info!(
+                config = %path.display(),
+                applied = ?change.applied,
+                needs_restart = ?change.needs_restart,
+                "SIGHUP: configuration reloaded; {}",
+                change.summary()
+            ),
+            Err(e) => tracing::error!(config = %path.display(), "SIGHUP: {e}"),
+        }
     }
 }
 
@@ -104,6 +132,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for line in worker::ensure_strategic_schedules(&client, &config).await {
         tracing::info!("{line}");
     }
+    let live = LiveConfig::new(config.clone());
+    let (runtime, sdk_metrics) = worker::metrics::runtime_with_metrics()?;
     let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
     if config.api.enabled {
         let bind = config.api.bind;
@@ -112,8 +142,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "the HTTP API cannot listen on {bind} ([api] bind): {e}; choose another address, or set [api] enabled = false"
             )
         })?;
-        let state = worker::api::ApiState::new(client.clone(), config.clone(), tokens.clone(), bind)
-            .map_err(anyhow::Error::msg)?;
+        let state = worker::api::ApiState::new(client.clone(), live.clone(), tokens.clone(), bind)
+            .map_err(anyhow::Error::msg)?
+            .with_sdk_metrics(sdk_metrics);
         let control = if tokens.is_empty() {
             format!("control routes off (no tokens in {})", config.api.tokens_env)
         } else {
@@ -129,8 +160,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         });
     }
-    let runtime = Runtime::from_current_tokio(Default::default())?;
-    let mut worker = worker::build_worker(&runtime, client, config.clone())?;
+    let mut worker = worker::build_worker(&runtime, client.clone(), live.clone())?;
     let shutdown = worker.shutdown_handle();
     tokio::spawn(async move {
         let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
@@ -143,6 +173,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         shutdown();
     });
+    tokio::spawn(reload_on_sighup(live, args.config.clone(), client));
     tracing::info!(task_queue = %t.task_queue, "worker polling");
     worker.run().await?;
     let _ = api_stop.send(());

@@ -19,10 +19,15 @@ async fn start_api(
     h: &Harness,
     client: temporalio_client::Client,
     tokens: Tokens,
+    sdk_metrics: Option<SocketAddr>,
 ) -> (String, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
-    let state = Arc::new(ApiState::new(client, h.config.clone(), tokens, addr).expect("api state"));
+    let mut state = ApiState::new(client, h.config.clone(), tokens, addr).expect("api state");
+    if let Some(sdk) = sdk_metrics {
+        state = state.with_sdk_metrics(sdk);
+    }
+    let state = Arc::new(state);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(serve(listener, state, async {
         let _ = stopped.await;
@@ -36,6 +41,37 @@ fn audit_lines(h: &Harness) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
         .collect()
+}
+
+/// Scrapes `/metrics` and parses it with a Prometheus text parser.
+async fn scrape(http: &reqwest::Client, url: &str) -> prometheus_parse::Scrape {
+    let response = http.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    prometheus_parse::Scrape::parse(lines).unwrap_or_else(|e| panic!("not Prometheus text: {e}\n{text}"))
+}
+
+/// The sum of the samples of `name` whose labels include `labels`.
+fn metric(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
 }
 
 /// Reads Server-Sent Events until `done` (or the deadline), returning (event, data) pairs.
@@ -80,9 +116,9 @@ async fn an_operator_creates_approves_and_follows_a_bead_over_http() {
         executor_step(None, GOOD_CALC, "")
     );
     let h = &Harness::with_scenario("api", scenario).await;
-    h.with_worker(|client| async move {
+    h.with_metrics_worker(|client, sdk_metrics| async move {
         let tokens = vec![("alice".to_string(), TOKEN.to_string())];
-        let (base, _stop) = start_api(h, client.clone(), tokens).await;
+        let (base, _stop) = start_api(h, client.clone(), tokens, Some(sdk_metrics)).await;
         let http = reqwest::Client::new();
         let url = |path: &str| format!("{base}{path}");
 
@@ -94,6 +130,12 @@ async fn an_operator_creates_approves_and_follows_a_bead_over_http() {
         let projects: Value = http.get(url("/projects")).send().await.unwrap().json().await.unwrap();
         assert_eq!(projects["projects"][0]["name"], "demo");
         assert_eq!(projects["projects"][0]["backlog"]["ready"], 2, "{projects}");
+
+        let before = scrape(&http, &url("/metrics")).await;
+        assert_eq!(
+            metric(&before, "chum_sharks_finished_total", &[("outcome", "integrated")]),
+            0.0
+        );
 
         // Control without a token, or with a wrong one: refused, recorded.
         let refused = http
@@ -212,6 +254,36 @@ async fn an_operator_creates_approves_and_follows_a_bead_over_http() {
         assert_eq!(bead["bead"]["status"], "closed", "{bead}");
         assert_eq!(bead["runs"].as_array().unwrap().len(), 1, "{bead}");
 
+        // The metrics moved: one integrated run, its gates, its usage; the SDK's worker metrics too.
+        let after = scrape(&http, &url("/metrics")).await;
+        assert_eq!(
+            metric(
+                &after,
+                "chum_sharks_finished_total",
+                &[("project", "demo"), ("outcome", "integrated")]
+            ),
+            1.0
+        );
+        assert!(
+            metric(
+                &after,
+                "chum_gate_results_total",
+                &[("gate", "dod"), ("result", "pass")]
+            ) >= 1.0
+        );
+        assert!(metric(&after, "chum_agent_tokens_total", &[("phase", "executor")]) > 0.0);
+        assert!(metric(&after, "chum_agent_cost_usd_total", &[("phase", "planner")]) > 0.0);
+        assert!(metric(&after, "chum_phase_duration_seconds_count", &[("phase", "executing")]) >= 1.0);
+        assert_eq!(
+            metric(&after, "chum_queue_depth", &[("project", "demo")]),
+            2.0,
+            "the two ready demo beads nobody started"
+        );
+        assert!(
+            after.samples.iter().any(|s| s.metric.starts_with("temporal_")),
+            "the SDK's worker metrics are served too"
+        );
+
         // Deciding on a finished run is a conflict, recorded like everything else.
         let late = http
             .post(url(&format!("/runs/{run}/reject")))
@@ -289,7 +361,7 @@ async fn an_operator_creates_approves_and_follows_a_bead_over_http() {
 async fn without_tokens_control_routes_refuse_and_are_recorded() {
     let h = &Harness::with_scenario("api-no-tokens", String::new()).await;
     h.with_worker(|client| async move {
-        let (base, _stop) = start_api(h, client, Vec::new()).await;
+        let (base, _stop) = start_api(h, client, Vec::new(), None).await;
         let http = reqwest::Client::new();
         for path in [
             "/beads",

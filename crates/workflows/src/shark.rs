@@ -21,7 +21,8 @@ use chum_core::plan::validate_plan;
 use chum_core::proto::{
     Bead, DodReport, DodRequest, ExecuteReport, ExecuteRequest, GateDecision, GateResult, IntegrateRequest,
     IntegrationReport, LearnerInput, LoadBeadRequest, Outcome, Phase, PhaseSpan, Plan, PlanRequest, RejectedSignal,
-    ReviewRequest, RunRef, SemgrepRequest, SharkInput, SharkResult, SharkStatus, TacticalGroomInput, UpdateBeadRequest,
+    ReviewRequest, RunRecord, RunRef, SemgrepRequest, SharkInput, SharkResult, SharkStatus, TacticalGroomInput,
+    UpdateBeadRequest,
 };
 use chum_core::review::{findings_for_redo, rejection_reasons};
 use chum_core::text::{excerpt, tail_excerpt};
@@ -67,255 +68,25 @@ enum GateOutcome {
 impl SharkWorkflow {
     #[run(name = "Shark")]
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: SharkInput) -> WorkflowResult<SharkResult> {
-        let limits = Limits::from_proto(input.limits.as_ref());
         let run = RunRef {
             project: input.project.clone(),
             bead_id: input.bead_id.clone(),
             workflow_id: ctx.workflow_id().to_string(),
             run_id: ctx.run_id().to_string(),
         };
-        ctx.state_mut(|s| {
-            s.status.project = input.project.clone();
-            s.status.bead_id = input.bead_id.clone();
-            s.status.max_attempts = limits.max_attempts;
-            s.status.branch = bead_branch(&input.bead_id);
-        });
-
-        // LOAD
-        enter_phase(ctx, Phase::Loading, 0);
-        let loaded = match ctx
-            .execute_activity(
-                SharkActivities::load_bead,
-                LoadBeadRequest { run: Some(run.clone()) },
-                quick_options(),
-            )
-            .await
-        {
-            Ok(loaded) => loaded,
-            Err(err) => return fail(ctx, &run, err).await,
-        };
-        let Some(bead) = loaded.bead else {
-            return Ok(finish(ctx, Outcome::BeadUnavailable, loaded.problem, None));
-        };
-
-        // The project's gates, as the worker's config has them (recorded, so replay sees the same).
-        let project_gates = loaded.gates.unwrap_or_default();
-        let gates = if project_gates.order.is_empty() {
-            DEFAULT_GATES.iter().map(|g| g.to_string()).collect()
-        } else {
-            project_gates.order
-        };
-        let fail_open = project_gates.review_fail_open;
-        let ending = Ending {
-            run: &run,
-            bead: &bead,
-            learn: project_gates.learn,
-            groom: project_gates.groom,
-        };
-        ctx.state_mut(|s| {
-            s.status.gates = gates.clone();
-            s.status.review_fail_open = fail_open;
-        });
-
-        // PLAN -> GATE
-        let (plan, approved_by) = match plan_until_approved(ctx, &run, &bead, &limits).await {
-            Ok(GateOutcome::Approved { plan, by }) => (plan, by),
-            Ok(GateOutcome::Ended { outcome, reason }) => {
-                let note = format!("CHUM run {}: {outcome}: {reason}", run.workflow_id);
-                let _ = update_bead(ctx, &run, "blocked", &note, "").await;
-                return Ok(ending.conclude(ctx, outcome, reason, None).await);
-            }
-            Err(err) if is_budget_exhausted(&err) => {
-                return Ok(ending.stop_for_budget(ctx, &err, None).await);
-            }
-            Err(err) => return fail(ctx, &run, err).await,
-        };
-
-        // ATTEMPTS: EXECUTE -> gates in order; a review rejection or Semgrep findings send the work
-        // back within the attempt (a rejection swaps executor and reviewer), a failed DoD ends it.
-        let mut feedback = String::new();
-        let mut last_worktree = String::new();
-        for attempt in 1..=limits.max_attempts {
-            let mut handoff = 0;
-            let mut swapped = false;
-            let passed = loop {
-                ctx.state_mut(|s| {
-                    s.status.attempt = attempt;
-                    s.status.handoff = handoff;
-                });
-                enter_phase(ctx, Phase::Executing, attempt);
-                let execute = ExecuteRequest {
-                    run: Some(run.clone()),
-                    bead: Some(bead.clone()),
-                    plan: Some(plan.clone()),
-                    attempt,
-                    feedback: feedback.clone(),
-                    timeout_secs: limits.agent_timeout.as_secs(),
-                    handoff,
-                    swapped,
-                };
-                let report = match ctx
-                    .execute_activity(SharkActivities::execute, execute, agent_options(limits.agent_timeout))
-                    .await
-                {
-                    Ok(report) => report,
-                    Err(err) if is_budget_exhausted(&err) => {
-                        let partial = Partial {
-                            plan: &plan,
-                            worktree: &last_worktree,
-                            attempt,
-                            approved_by: &approved_by,
-                        };
-                        return Ok(ending.stop_for_budget(ctx, &err, Some(partial)).await);
-                    }
-                    Err(err) => return fail(ctx, &run, err).await,
-                };
-                add_usage(ctx, report.agent.as_ref());
-                last_worktree = report.worktree.clone();
-                ctx.state_mut(|s| s.diff_artifacts.push(report.diff_artifact.clone()));
-                let executor = report.agent.as_ref().map(|a| a.provider.clone()).unwrap_or_default();
-                if !report.problem.is_empty() {
-                    push_gate(
-                        ctx,
-                        GateResult {
-                            gate: "execute".into(),
-                            round: attempt,
-                            handoff,
-                            passed: false,
-                            excerpt: report.problem.clone(),
-                            artifact: report
-                                .agent
-                                .as_ref()
-                                .map(|a| a.stdout_artifact.clone())
-                                .unwrap_or_default(),
-                            provider: executor,
-                            ..GateResult::default()
-                        },
-                    );
-                    feedback = format!("The executor produced nothing usable: {}", report.problem);
-                    break None;
-                }
-                let step = Step {
-                    run: &run,
-                    bead: &bead,
-                    plan: &plan,
-                    report: &report,
-                    attempt,
-                    handoff,
-                    swapped,
-                };
-                match run_gates(ctx, &step, &gates, &limits, fail_open).await {
-                    Ok(GatesVerdict::Passed) => break Some(report),
-                    Ok(GatesVerdict::Redo {
-                        feedback: findings,
-                        swap,
-                    }) if handoff < limits.max_handoffs => {
-                        handoff += 1;
-                        swapped ^= swap;
-                        feedback = findings;
-                    }
-                    Ok(GatesVerdict::Redo { feedback: findings, .. }) => {
-                        feedback = format!("{findings}\n(attempt {attempt} used all {} redos)", limits.max_handoffs);
-                        break None;
-                    }
-                    Ok(GatesVerdict::Failed { feedback: why }) => {
-                        feedback = why;
-                        break None;
-                    }
-                    Err(err) if is_budget_exhausted(&err) => {
-                        let partial = Partial {
-                            plan: &plan,
-                            worktree: &last_worktree,
-                            attempt,
-                            approved_by: &approved_by,
-                        };
-                        return Ok(ending.stop_for_budget(ctx, &err, Some(partial)).await);
-                    }
-                    Err(err) => return fail(ctx, &run, err).await,
-                }
+        let result = run_shark(ctx, input).await?;
+        // Runs started before this step existed replay without it (the patch marker says which).
+        if ctx.patched("record-run") {
+            let record = RunRecord {
+                run: Some(run),
+                result: Some(result.clone()),
             };
-            let Some(report) = passed else { continue };
-
-            // INTEGRATE
-            enter_phase(ctx, Phase::Integrating, attempt);
-            let integration =
-                match integrate(ctx, &run, &bead, &plan, &report.worktree, attempt, &approved_by, false).await {
-                    Ok(integration) => integration,
-                    Err(err) => return fail(ctx, &run, err).await,
-                };
-            if !integration.problem.is_empty() {
-                let reason = format!(
-                    "the work passed its gates but was not integrated: {}",
-                    integration.problem
-                );
-                let note = format!(
-                    "CHUM run {}: integration failed: {}; the work is on branch {}",
-                    run.workflow_id, integration.problem, integration.branch
-                );
-                let _ = update_bead(ctx, &run, "blocked", &note, "").await;
-                return Ok(ending
-                    .conclude(ctx, Outcome::IntegrationFailed, reason, Some(&integration))
-                    .await);
-            }
-            let reason = if integration.merged {
-                format!(
-                    "commit {} merged into {}",
-                    short(&integration.commit),
-                    integration.base_branch
-                )
-            } else {
-                format!("commit {} on branch {}", short(&integration.commit), integration.branch)
-            };
-            let close_reason = format!(
-                "CHUM run {}: {reason}; plan: {}; definition of done passed on attempt {attempt}",
-                run.workflow_id, plan.summary
-            );
-            if let Err(err) = update_bead(ctx, &run, "closed", "", &close_reason).await {
-                return fail(ctx, &run, err).await;
-            }
-            return Ok(ending
-                .conclude(ctx, Outcome::Integrated, reason, Some(&integration))
-                .await);
+            // The record is for metrics and reports; the run's outcome never depends on it.
+            let _ = ctx
+                .execute_activity(SharkActivities::record_run, record, quick_options())
+                .await;
         }
-
-        // ESCALATE: keep the partial work on its branch, block the bead with the evidence.
-        let mut kept = None;
-        if !last_worktree.is_empty() {
-            enter_phase(ctx, Phase::Integrating, limits.max_attempts);
-            if let Ok(partial) = integrate(
-                ctx,
-                &run,
-                &bead,
-                &plan,
-                &last_worktree,
-                limits.max_attempts,
-                &approved_by,
-                true,
-            )
-            .await
-            {
-                kept = Some(partial);
-            }
-        }
-        let reason = format!(
-            "all {} attempts failed their gates; last failure: {}",
-            limits.max_attempts,
-            excerpt(&feedback, 600)
-        );
-        let branch_note = match &kept {
-            Some(k) if !k.commit.is_empty() => {
-                format!("partial work kept on branch {} at {}", k.branch, short(&k.commit))
-            }
-            _ => "no partial work to keep".to_string(),
-        };
-        let note = format!(
-            "CHUM run {}: escalated after {} attempts; {branch_note}.\nLast failure:\n{}",
-            run.workflow_id,
-            limits.max_attempts,
-            tail_excerpt(&feedback, EXCERPT_CHARS)
-        );
-        let _ = update_bead(ctx, &run, "blocked", &note, "").await;
-        Ok(ending.conclude(ctx, Outcome::Escalated, reason, kept.as_ref()).await)
+        Ok(result)
     }
 
     /// The human gate. The payloads are taken raw and validated here: a malformed payload (or none
@@ -845,6 +616,259 @@ async fn update_bead(
     ctx.execute_activity(SharkActivities::update_bead, request, quick_options())
         .await
         .map(|_| ())
+}
+
+/// The Shark's pipeline, from loading the bead to its outcome.
+async fn run_shark(ctx: &mut WorkflowContext<SharkWorkflow>, input: SharkInput) -> WorkflowResult<SharkResult> {
+    let limits = Limits::from_proto(input.limits.as_ref());
+    let run = RunRef {
+        project: input.project.clone(),
+        bead_id: input.bead_id.clone(),
+        workflow_id: ctx.workflow_id().to_string(),
+        run_id: ctx.run_id().to_string(),
+    };
+    ctx.state_mut(|s| {
+        s.status.project = input.project.clone();
+        s.status.bead_id = input.bead_id.clone();
+        s.status.max_attempts = limits.max_attempts;
+        s.status.branch = bead_branch(&input.bead_id);
+    });
+
+    // LOAD
+    enter_phase(ctx, Phase::Loading, 0);
+    let loaded = match ctx
+        .execute_activity(
+            SharkActivities::load_bead,
+            LoadBeadRequest { run: Some(run.clone()) },
+            quick_options(),
+        )
+        .await
+    {
+        Ok(loaded) => loaded,
+        Err(err) => return fail(ctx, &run, err).await,
+    };
+    let Some(bead) = loaded.bead else {
+        return Ok(finish(ctx, Outcome::BeadUnavailable, loaded.problem, None));
+    };
+
+    // The project's gates, as the worker's config has them (recorded, so replay sees the same).
+    let project_gates = loaded.gates.unwrap_or_default();
+    let gates = if project_gates.order.is_empty() {
+        DEFAULT_GATES.iter().map(|g| g.to_string()).collect()
+    } else {
+        project_gates.order
+    };
+    let fail_open = project_gates.review_fail_open;
+    let ending = Ending {
+        run: &run,
+        bead: &bead,
+        learn: project_gates.learn,
+        groom: project_gates.groom,
+    };
+    ctx.state_mut(|s| {
+        s.status.gates = gates.clone();
+        s.status.review_fail_open = fail_open;
+    });
+
+    // PLAN -> GATE
+    let (plan, approved_by) = match plan_until_approved(ctx, &run, &bead, &limits).await {
+        Ok(GateOutcome::Approved { plan, by }) => (plan, by),
+        Ok(GateOutcome::Ended { outcome, reason }) => {
+            let note = format!("CHUM run {}: {outcome}: {reason}", run.workflow_id);
+            let _ = update_bead(ctx, &run, "blocked", &note, "").await;
+            return Ok(ending.conclude(ctx, outcome, reason, None).await);
+        }
+        Err(err) if is_budget_exhausted(&err) => {
+            return Ok(ending.stop_for_budget(ctx, &err, None).await);
+        }
+        Err(err) => return fail(ctx, &run, err).await,
+    };
+
+    // ATTEMPTS: EXECUTE -> gates in order; a review rejection or Semgrep findings send the work
+    // back within the attempt (a rejection swaps executor and reviewer), a failed DoD ends it.
+    let mut feedback = String::new();
+    let mut last_worktree = String::new();
+    for attempt in 1..=limits.max_attempts {
+        let mut handoff = 0;
+        let mut swapped = false;
+        let passed = loop {
+            ctx.state_mut(|s| {
+                s.status.attempt = attempt;
+                s.status.handoff = handoff;
+            });
+            enter_phase(ctx, Phase::Executing, attempt);
+            let execute = ExecuteRequest {
+                run: Some(run.clone()),
+                bead: Some(bead.clone()),
+                plan: Some(plan.clone()),
+                attempt,
+                feedback: feedback.clone(),
+                timeout_secs: limits.agent_timeout.as_secs(),
+                handoff,
+                swapped,
+            };
+            let report = match ctx
+                .execute_activity(SharkActivities::execute, execute, agent_options(limits.agent_timeout))
+                .await
+            {
+                Ok(report) => report,
+                Err(err) if is_budget_exhausted(&err) => {
+                    let partial = Partial {
+                        plan: &plan,
+                        worktree: &last_worktree,
+                        attempt,
+                        approved_by: &approved_by,
+                    };
+                    return Ok(ending.stop_for_budget(ctx, &err, Some(partial)).await);
+                }
+                Err(err) => return fail(ctx, &run, err).await,
+            };
+            add_usage(ctx, report.agent.as_ref());
+            last_worktree = report.worktree.clone();
+            ctx.state_mut(|s| s.diff_artifacts.push(report.diff_artifact.clone()));
+            let executor = report.agent.as_ref().map(|a| a.provider.clone()).unwrap_or_default();
+            if !report.problem.is_empty() {
+                push_gate(
+                    ctx,
+                    GateResult {
+                        gate: "execute".into(),
+                        round: attempt,
+                        handoff,
+                        passed: false,
+                        excerpt: report.problem.clone(),
+                        artifact: report
+                            .agent
+                            .as_ref()
+                            .map(|a| a.stdout_artifact.clone())
+                            .unwrap_or_default(),
+                        provider: executor,
+                        ..GateResult::default()
+                    },
+                );
+                feedback = format!("The executor produced nothing usable: {}", report.problem);
+                break None;
+            }
+            let step = Step {
+                run: &run,
+                bead: &bead,
+                plan: &plan,
+                report: &report,
+                attempt,
+                handoff,
+                swapped,
+            };
+            match run_gates(ctx, &step, &gates, &limits, fail_open).await {
+                Ok(GatesVerdict::Passed) => break Some(report),
+                Ok(GatesVerdict::Redo {
+                    feedback: findings,
+                    swap,
+                }) if handoff < limits.max_handoffs => {
+                    handoff += 1;
+                    swapped ^= swap;
+                    feedback = findings;
+                }
+                Ok(GatesVerdict::Redo { feedback: findings, .. }) => {
+                    feedback = format!("{findings}\n(attempt {attempt} used all {} redos)", limits.max_handoffs);
+                    break None;
+                }
+                Ok(GatesVerdict::Failed { feedback: why }) => {
+                    feedback = why;
+                    break None;
+                }
+                Err(err) if is_budget_exhausted(&err) => {
+                    let partial = Partial {
+                        plan: &plan,
+                        worktree: &last_worktree,
+                        attempt,
+                        approved_by: &approved_by,
+                    };
+                    return Ok(ending.stop_for_budget(ctx, &err, Some(partial)).await);
+                }
+                Err(err) => return fail(ctx, &run, err).await,
+            }
+        };
+        let Some(report) = passed else { continue };
+
+        // INTEGRATE
+        enter_phase(ctx, Phase::Integrating, attempt);
+        let integration = match integrate(ctx, &run, &bead, &plan, &report.worktree, attempt, &approved_by, false).await
+        {
+            Ok(integration) => integration,
+            Err(err) => return fail(ctx, &run, err).await,
+        };
+        if !integration.problem.is_empty() {
+            let reason = format!(
+                "the work passed its gates but was not integrated: {}",
+                integration.problem
+            );
+            let note = format!(
+                "CHUM run {}: integration failed: {}; the work is on branch {}",
+                run.workflow_id, integration.problem, integration.branch
+            );
+            let _ = update_bead(ctx, &run, "blocked", &note, "").await;
+            return Ok(ending
+                .conclude(ctx, Outcome::IntegrationFailed, reason, Some(&integration))
+                .await);
+        }
+        let reason = if integration.merged {
+            format!(
+                "commit {} merged into {}",
+                short(&integration.commit),
+                integration.base_branch
+            )
+        } else {
+            format!("commit {} on branch {}", short(&integration.commit), integration.branch)
+        };
+        let close_reason = format!(
+            "CHUM run {}: {reason}; plan: {}; definition of done passed on attempt {attempt}",
+            run.workflow_id, plan.summary
+        );
+        if let Err(err) = update_bead(ctx, &run, "closed", "", &close_reason).await {
+            return fail(ctx, &run, err).await;
+        }
+        return Ok(ending
+            .conclude(ctx, Outcome::Integrated, reason, Some(&integration))
+            .await);
+    }
+
+    // ESCALATE: keep the partial work on its branch, block the bead with the evidence.
+    let mut kept = None;
+    if !last_worktree.is_empty() {
+        enter_phase(ctx, Phase::Integrating, limits.max_attempts);
+        if let Ok(partial) = integrate(
+            ctx,
+            &run,
+            &bead,
+            &plan,
+            &last_worktree,
+            limits.max_attempts,
+            &approved_by,
+            true,
+        )
+        .await
+        {
+            kept = Some(partial);
+        }
+    }
+    let reason = format!(
+        "all {} attempts failed their gates; last failure: {}",
+        limits.max_attempts,
+        excerpt(&feedback, 600)
+    );
+    let branch_note = match &kept {
+        Some(k) if !k.commit.is_empty() => {
+            format!("partial work kept on branch {} at {}", k.branch, short(&k.commit))
+        }
+        _ => "no partial work to keep".to_string(),
+    };
+    let note = format!(
+        "CHUM run {}: escalated after {} attempts; {branch_note}.\nLast failure:\n{}",
+        run.workflow_id,
+        limits.max_attempts,
+        tail_excerpt(&feedback, EXCERPT_CHARS)
+    );
+    let _ = update_bead(ctx, &run, "blocked", &note, "").await;
+    Ok(ending.conclude(ctx, Outcome::Escalated, reason, kept.as_ref()).await)
 }
 
 /// What the end of a run needs to start the ContinuousLearner.

@@ -18,8 +18,10 @@ use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
 
 /// Every Shark and ContinuousLearner path; each must have a recorded history.
-const PATHS: [&str; 30] = [
+const PATHS: [&str; 31] = [
     "approved_pass",
+    // Recorded before a finished Shark recorded its run for the metrics (patch "record-run").
+    "approved_pass_before_record_run",
     "reject_replan_approve",
     "gate_timeout",
     "gate_rejected",

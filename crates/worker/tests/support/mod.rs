@@ -158,6 +158,18 @@ pub struct Harness {
     pub prompts: PathBuf,
     pub config: Arc<ChumConfig>,
     pub task_queue: String,
+    /// The dev server's frontend, for a worker binary started by a test.
+    pub address: String,
+    /// The configuration `config` was parsed from (written to a file by `write_config`).
+    pub config_text: String,
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 pub struct HarnessOptions {
@@ -211,9 +223,11 @@ impl Harness {
     }
 
     pub async fn start(name: &str, options: HarnessOptions) -> Harness {
+        let port = free_port();
         let server = LocalWorkflowEnvironmentOptions::builder()
             .server_executable(EphemeralExe::ExistingPath(temporal_binary().display().to_string()))
             .log_level(DevServerLogLevel::Error)
+            .port(port)
             .build();
         let env = WorkflowEnvironment::start_local(server)
             .await
@@ -256,6 +270,7 @@ impl Harness {
             r#"
             state_dir = "state"
             [temporal]
+            address = "http://127.0.0.1:{port}"
             task_queue = "{task_queue}"
             [projects.demo]
             repo = "project"
@@ -299,7 +314,17 @@ impl Harness {
             prompts,
             config: Arc::new(config),
             task_queue,
+            address: format!("http://127.0.0.1:{port}"),
+            config_text: text,
         }
+    }
+
+    /// Writes `text` (usually `config_text`, edited) as the configuration file a worker binary
+    /// reads; relative paths in it start from the harness directory, as they do for `config`.
+    pub fn write_config(&self, text: &str) -> PathBuf {
+        let path = self.dir.path().join("chum.toml");
+        std::fs::write(&path, text).unwrap();
+        path
     }
 
     pub fn client(&self) -> Client {
@@ -319,6 +344,27 @@ impl Harness {
         let client = self.client();
         let body = async move {
             let out = body(client).await;
+            shutdown();
+            out
+        };
+        let (run, out) = tokio::join!(worker.run(), body);
+        run.expect("worker ran cleanly");
+        out
+    }
+
+    /// Like `with_worker`, with the SDK's metrics exported the way the worker binary does it; the
+    /// body gets the exporter's address.
+    pub async fn with_metrics_worker<F, Fut, T>(&self, body: F) -> T
+    where
+        F: FnOnce(Client, std::net::SocketAddr) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let (runtime, metrics) = worker::metrics::runtime_with_metrics().expect("runtime with metrics");
+        let mut worker = worker::build_worker(&runtime, self.client(), self.config.clone()).expect("worker builds");
+        let shutdown = worker.shutdown_handle();
+        let client = self.client();
+        let body = async move {
+            let out = body(client, metrics).await;
             shutdown();
             out
         };
