@@ -56,6 +56,9 @@ $CHUM demo init "$STATE/project" --force
 # A fresh lesson store too, so the demo learns its lesson anew.
 rm -f "$STATE/state/chum.db" "$STATE/state/chum.db-wal" "$STATE/state/chum.db-shm"
 
+say "chum doctor: what this machine gives CHUM (Temporal, tools, providers, the agent sandbox)"
+$CHUM doctor | sed 's/^/    /' || { echo "chum doctor found a problem (above)" >&2; exit 1; }
+
 say "starting the worker (log: $STATE/worker.log); it starts the project's dispatcher"
 "$CHUM_ROOT/target/debug/worker" --config "$CONFIG" >"$STATE/worker.log" 2>&1 &
 WORKER_PID=$!
@@ -89,6 +92,9 @@ approve_when_planned tk-1a "criteria are right, go"
 
 say "executing in a git worktree; review, Semgrep and the definition of done; integrating"
 $CHUM watch tk-1a --timeout 10m || { echo "the run did not integrate; worker log: $STATE/worker.log" >&2; exit 1; }
+
+echo "    where the agents and DoD commands ran (the sandbox), from the worker log:"
+grep -E '"?(agent|DoD command) starting' "$STATE/worker.log" | grep 'tk-1a' | head -n 3 | sed -E 's/^.*(agent|DoD command) starting/      \1 starting/' | cut -c1-160
 
 say "the ContinuousLearner (a child of the run that outlives it) turns the review's finding into a lesson and a rule"
 $CHUM learned tk-1a --timeout 5m

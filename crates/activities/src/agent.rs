@@ -14,6 +14,7 @@ use chum_core::text::{excerpt, tail_excerpt};
 use crate::artifacts::RunArtifacts;
 use crate::budget;
 use crate::process::{ProcessSpec, read_capped, read_tail, run_process};
+use crate::sandbox::{self, SandboxPolicy};
 use crate::store::{LessonStore, UsageRecord};
 
 /// Bytes of agent output kept per stream (the rest is counted and dropped with a note).
@@ -100,6 +101,18 @@ fn resolve_program(program: &str, config_dir: &Path) -> Result<PathBuf, String> 
     } else {
         which::which(program).map_err(|_| format!("`{program}` is not on PATH"))
     }
+}
+
+/// The program a provider runs, resolved (for `chum doctor`), or why it cannot be found.
+pub fn provider_program(config: &ChumConfig, provider: &ProviderConfig) -> Result<PathBuf, String> {
+    let program = expand_command(
+        &provider.command[..1],
+        &provider.model,
+        Path::new(""),
+        Path::new(""),
+        &config.config_dir,
+    );
+    resolve_program(&program[0], &config.config_dir)
 }
 
 /// A provider and the program it runs, resolved.
@@ -232,9 +245,54 @@ pub async fn run_agent(
         stdout_path: artifacts.path(&format!("{prefix}.stdout.log")),
         stderr_path: artifacts.path(&format!("{prefix}.stderr.log")),
         capture_limit: CAPTURE_LIMIT,
+        cgroup_procs: None,
     };
+    // The agent runs sandboxed as its project says (auto when the run names no project).
+    let mode = config
+        .projects
+        .get(&request.run.project)
+        .map(|p| p.sandbox)
+        .unwrap_or(chum_core::config::SandboxMode::Auto);
+    let expand = |paths: &[String]| -> Vec<PathBuf> {
+        expand_command(
+            paths,
+            &provider.model,
+            &prompt_path,
+            request.workdir,
+            &config.config_dir,
+        )
+        .into_iter()
+        .map(PathBuf::from)
+        .collect()
+    };
+    // Files the command names (prompt, scenario, config) are shown by `sandbox::wrap`; the config
+    // directory as a whole is not (it may sit beside things the agent has no business reading).
+    let mut readable = Vec::new();
+    if let Some(project) = config.projects.get(&request.run.project) {
+        // A worktree's `.git` file points into the repository's `.git`: git needs to read it.
+        readable.push(project.repo.join(".git"));
+    }
+    readable.extend(expand(&provider.readable));
+    let policy = SandboxPolicy {
+        workdir: request.workdir.to_path_buf(),
+        scratch: artifacts.path(&format!("{prefix}.sandbox")),
+        readable,
+        writable: expand(&provider.writable),
+        network: provider.network,
+    };
+    let prepared = sandbox::prepare(spec, mode, &config.sandbox, &policy).map_err(AgentSetupError::Config)?;
+    let spec = prepared.spec;
+    tracing::info!(
+        provider = %provider.name,
+        role = %request.role,
+        sandbox = %prepared.sandboxing.describe(),
+        pids_limit = prepared.pids.is_some(),
+        network = provider.network && prepared.sandboxing.is_sandboxed(),
+        "agent starting"
+    );
     let mut summary = AgentRunSummary {
         provider: provider.name.clone(),
+        sandbox: prepared.sandboxing.describe(),
         role: request.role.to_string(),
         prompt_artifact: prompt_path.display().to_string(),
         stdout_artifact: spec.stdout_path.display().to_string(),
@@ -243,7 +301,7 @@ pub async fn run_agent(
     };
     let outcome = match run_process(&spec, HEARTBEAT_EVERY, || liveness.heartbeat(), liveness.cancelled()).await {
         Ok(outcome) => outcome,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !prepared.sandboxing.is_sandboxed() => {
             return Err(AgentSetupError::MissingBinary(format!(
                 "agent program {} of provider `{}` could not be started: {e}",
                 spec.program.display(),
@@ -258,6 +316,10 @@ pub async fn run_agent(
             });
         }
     };
+    if let Some(pids) = &prepared.pids {
+        summary.process_limit_hit = pids.was_hit();
+    }
+    drop(prepared.pids);
     summary.exit_code = outcome.code();
     summary.timed_out = outcome.timed_out;
     summary.duration_ms = outcome.duration.as_millis() as u64;

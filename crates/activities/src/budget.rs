@@ -280,6 +280,9 @@ mod tests {
             env: Default::default(),
             max_concurrent: max,
             cooldown: Duration::from_millis(cooldown_ms),
+            network: false,
+            writable: Vec::new(),
+            readable: Vec::new(),
         }
     }
 

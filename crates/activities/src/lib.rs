@@ -18,6 +18,7 @@ pub mod learner;
 pub mod log_context;
 pub mod process;
 pub mod repo_map;
+pub mod sandbox;
 pub mod semgrep;
 pub mod settings;
 pub mod shark;

@@ -25,6 +25,8 @@ pub struct ProcessSpec {
     pub stderr_path: PathBuf,
     /// Bytes kept per stream; the rest is drained and counted, and a note is appended.
     pub capture_limit: u64,
+    /// A cgroup's `cgroup.procs`: the child joins it before it execs (see `sandbox::PidsLimit`).
+    pub cgroup_procs: Option<PathBuf>,
 }
 
 /// How it ended.
@@ -105,8 +107,39 @@ where
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    // Opened here, written by the child between fork and exec: the child is in the cgroup before
+    // it can start anything.
+    let cgroup = match &spec.cgroup_procs {
+        Some(path) => Some(std::fs::OpenOptions::new().write(true).open(path)?),
+        None => None,
+    };
+    if let Some(file) = &cgroup {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+        // SAFETY: the closure runs in the forked child before exec and only calls the
+        // async-signal-safe getpid and write, on a stack buffer.
+        unsafe {
+            command.pre_exec(move || {
+                let mut digits = [0u8; 12];
+                let mut pid = libc::getpid() as u32;
+                let mut start = digits.len();
+                loop {
+                    start -= 1;
+                    digits[start] = b'0' + (pid % 10) as u8;
+                    pid /= 10;
+                    if pid == 0 {
+                        break;
+                    }
+                }
+                if libc::write(fd, digits[start..].as_ptr().cast(), digits.len() - start) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     let started = Instant::now();
     let mut child = command.spawn()?;
+    drop(cgroup);
     let mut guard = GroupGuard(child.id().map(|pid| pid as i32));
 
     let stdout = child.stdout.take();
@@ -220,6 +253,7 @@ mod tests {
             stdout_path: dir.join("out/stdout.log"),
             stderr_path: dir.join("out/stderr.log"),
             capture_limit: 1024,
+            cgroup_procs: None,
         }
     }
 

@@ -176,6 +176,7 @@ async fn run_engine(
         stdout_path: stdout_path.clone(),
         stderr_path: stderr_path.clone(),
         capture_limit: 32 * 1024 * 1024,
+        cgroup_procs: None,
     };
     let outcome = run_process(&spec, Duration::from_secs(5), || async {}, std::future::pending::<()>())
         .await

@@ -6,6 +6,7 @@
 //! errors of the types in `error_types`.
 
 use crate::log_context::activity_span;
+use crate::sandbox::{self, SandboxPolicy};
 use chum_core::live_config::LiveConfig;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -467,7 +468,7 @@ impl SharkSteps {
                     output_excerpt: format!("the attempt's worktree {} is gone", worktree.display()),
                     ..DodCheck::default()
                 }],
-                duration_ms: 0,
+                ..DodReport::default()
             });
         }
         let artifacts = self.artifacts(&run);
@@ -481,7 +482,7 @@ impl SharkSteps {
             let remaining = budget.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
             let name = format!("dod-{}-{}", req.attempt, i + 1);
             let spec = ProcessSpec {
-                program: "sh".into(),
+                program: "/bin/sh".into(),
                 args: vec!["-c".into(), command.clone()],
                 cwd: worktree.clone(),
                 env: vec![("CHUM_WORKTREE".into(), worktree.display().to_string())],
@@ -490,7 +491,21 @@ impl SharkSteps {
                 stdout_path: artifacts.path(&format!("{name}.log")),
                 stderr_path: artifacts.path(&format!("{name}.stderr.log")),
                 capture_limit: DOD_CAPTURE_LIMIT,
+                cgroup_procs: None,
             };
+            // DoD commands run agent-written code: same sandbox as the agents, never a network.
+            let policy = SandboxPolicy {
+                workdir: worktree.clone(),
+                scratch: artifacts.path(&format!("{name}.sandbox")),
+                readable: vec![project.repo.join(".git")],
+                writable: Vec::new(),
+                network: false,
+            };
+            let prepared = sandbox::prepare(spec, project.sandbox, &self.config.sandbox, &policy)
+                .map_err(|m| permanent(error_types::CONFIG, m))?;
+            report.sandbox = prepared.sandboxing.describe();
+            tracing::info!(command = %command, sandbox = %report.sandbox, "DoD command starting");
+            let spec = prepared.spec;
             let outcome = run_process(
                 &spec,
                 Duration::from_secs(5),
@@ -499,6 +514,8 @@ impl SharkSteps {
             )
             .await
             .map_err(|e| retryable(format!("could not run DoD command `{command}`: {e}")))?;
+            let limit_hit = prepared.pids.as_ref().is_some_and(|p| p.was_hit());
+            drop(prepared.pids);
             if outcome.cancelled {
                 return Err(ActivityError::cancelled());
             }
@@ -512,6 +529,9 @@ impl SharkSteps {
             let mut output = tail_excerpt(&combined, DOD_EXCERPT_CHARS);
             if outcome.timed_out {
                 output.push_str(&format!("\n[chum: killed after {}s]", remaining.as_secs()));
+            }
+            if limit_hit {
+                output.push_str("\n[chum: the process limit ([sandbox] max_processes) was reached]");
             }
             let passed = outcome.success();
             report.passed &= passed;

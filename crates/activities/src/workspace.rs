@@ -491,6 +491,7 @@ mod tests {
             review_fail_open: false,
             backlog: chum_core::config::BacklogBackend::Native,
             concurrency: 1,
+            sandbox: chum_core::config::SandboxMode::None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! `chum`: the command line for people working with CHUM.
 
 mod demo;
+mod doctor;
 mod intake;
 mod render;
 
@@ -48,6 +49,9 @@ struct Cli {
 enum Command {
     /// Start the Shark for a bead (plan, then wait for your approval).
     Submit { bead: String },
+    /// Check this machine and configuration: Temporal, git, semgrep, the store, every provider's
+    /// program, every project's repository and sandbox (bwrap or why not), the process limit.
+    Doctor,
     /// Approve the plan waiting at the gate (sends the `approve` signal).
     Approve {
         /// Bead id or workflow id.
@@ -61,6 +65,7 @@ enum Command {
     },
     /// Reject the plan waiting at the gate; the planner gets your feedback and tries again.
     Reject {
+        /// Bead id (e.g. tk-1a) or Shark workflow id (shark-demo-tk-1a).
         target: String,
         /// What the planner should change (required).
         #[arg(long)]
@@ -70,6 +75,7 @@ enum Command {
     },
     /// Show a run's phase, plan, gate results and outcome (or list running Sharks).
     Status {
+        /// Bead id or Shark workflow id; without it, every running Shark with its phase.
         target: Option<String>,
         /// Print the raw status JSON.
         #[arg(long)]
@@ -77,6 +83,7 @@ enum Command {
     },
     /// Follow a run live until it ends (or reaches --until), then print its summary.
     Watch {
+        /// Bead id (e.g. tk-1a) or Shark workflow id (shark-demo-tk-1a).
         target: String,
         /// Stop when the run reaches this phase, e.g. awaiting_approval.
         #[arg(long)]
@@ -263,6 +270,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             return intake::create(&config, &project, args).await;
         }
         Command::Usage { by, days } => return usage(&config, cli.project.as_deref(), by, *days),
+        Command::Doctor => return doctor::doctor(&config).await,
         Command::Backlog { all } => {
             let project = only_project(&config, cli.project.as_deref())?;
             return intake::show_backlog(&config, &project, *all).await;
@@ -336,6 +344,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         | Command::Create { .. }
         | Command::Backlog { .. }
         | Command::Usage { .. }
+        | Command::Doctor
         | Command::Groom { .. } => unreachable!("handled above"),
     }
 }

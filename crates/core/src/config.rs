@@ -218,6 +218,42 @@ pub struct ProjectConfig {
     pub backlog: BacklogBackend,
     /// Sharks the dispatcher runs at once for this project.
     pub concurrency: u32,
+    /// Whether its agents and DoD commands run sandboxed (default auto).
+    pub sandbox: SandboxMode,
+}
+
+/// Whether agent and DoD processes run in a sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// bubblewrap when it works on this machine; otherwise unsandboxed, said loudly.
+    Auto,
+    /// bubblewrap, or the run fails with the reason.
+    Bwrap,
+    /// No sandbox.
+    None,
+}
+
+impl SandboxMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxMode::Auto => "auto",
+            SandboxMode::Bwrap => "bwrap",
+            SandboxMode::None => "none",
+        }
+    }
+}
+
+/// The sandbox, machine-wide.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SandboxSettings {
+    /// The bubblewrap program; found on PATH (or installed by `scripts/setup.sh`) when not set.
+    pub bwrap: Option<PathBuf>,
+    /// Processes a sandboxed run may have at once (a fork bomb hits this, then the timeout).
+    pub max_processes: u32,
+    /// Paths hidden from sandboxed processes (an empty directory is mounted over each), besides
+    /// the worker's home directory, which is always hidden. Paths CHUM needs inside them (the
+    /// worktree, the agent program, the prompt) are mounted back.
+    pub hide: Vec<PathBuf>,
 }
 
 /// How a project's backlog is read and written.
@@ -243,6 +279,13 @@ pub struct ProviderConfig {
     pub max_concurrent: u32,
     /// Least time between the starts of two runs of this provider (rate limits).
     pub cooldown: Duration,
+    /// Whether the sandboxed agent may use the network (`network = "allow"`): an agent that talks
+    /// to its model's API needs it, and then can reach anything else too.
+    pub network: bool,
+    /// More paths the sandboxed agent may write (placeholders as in `command`).
+    pub writable: Vec<String>,
+    /// More paths it may read when they are hidden (placeholders as in `command`).
+    pub readable: Vec<String>,
 }
 
 impl ProviderConfig {
@@ -271,6 +314,7 @@ pub struct ChumConfig {
     pub groom: GroomSettings,
     pub api: ApiSettings,
     pub budget: Budget,
+    pub sandbox: SandboxSettings,
 }
 
 /// Spending caps, checked before every agent call against the usage the agents reported
@@ -422,6 +466,15 @@ struct RawConfig {
     groom: RawGroom,
     api: RawApi,
     budget: RawBudget,
+    sandbox: RawSandbox,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawSandbox {
+    bwrap: Option<String>,
+    max_processes: Option<u32>,
+    hide: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -505,6 +558,7 @@ struct RawProject {
     integration: Option<String>,
     beads_file: Option<String>,
     enabled: Option<bool>,
+    sandbox: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -516,6 +570,9 @@ struct RawProvider {
     env: BTreeMap<String, String>,
     max_concurrent: Option<u32>,
     cooldown: Option<String>,
+    network: Option<String>,
+    writable: Vec<String>,
+    readable: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -741,6 +798,23 @@ impl Validator {
                 )
             })?;
             let cooldown = self.duration(&key("cooldown"), p.cooldown.as_deref(), Duration::ZERO)?;
+            let network = match p.network.as_deref().unwrap_or("deny") {
+                "deny" => false,
+                "allow" => true,
+                other => {
+                    return Err(self.invalid(key("network"), format!("{other:?} is not one of \"deny\", \"allow\"")));
+                }
+            };
+            for (field, paths) in [("writable", &p.writable), ("readable", &p.readable)] {
+                for path in paths.iter() {
+                    if path.trim().is_empty() {
+                        return Err(self.invalid(key(field), "an empty path"));
+                    }
+                    if let Some(bad) = unknown_placeholder(path) {
+                        return Err(self.invalid(key(field), format!("unknown placeholder {{{bad}}} in {path:?}")));
+                    }
+                }
+            }
             providers.insert(
                 name.clone(),
                 ProviderConfig {
@@ -751,6 +825,9 @@ impl Validator {
                     env: p.env,
                     max_concurrent: p.max_concurrent.unwrap_or(0),
                     cooldown,
+                    network,
+                    writable: p.writable,
+                    readable: p.readable,
                 },
             );
         }
@@ -872,6 +949,17 @@ impl Validator {
                 }
                 Some(n) => n,
             };
+            let sandbox = match p.sandbox.as_deref().unwrap_or("auto") {
+                "auto" => SandboxMode::Auto,
+                "bwrap" => SandboxMode::Bwrap,
+                "none" => SandboxMode::None,
+                other => {
+                    return Err(self.invalid(
+                        key("sandbox"),
+                        format!("{other:?} is not one of \"auto\", \"bwrap\", \"none\""),
+                    ));
+                }
+            };
             projects.insert(
                 name.clone(),
                 ProjectConfig {
@@ -886,6 +974,7 @@ impl Validator {
                     review_fail_open: p.review_fail_open.unwrap_or(false),
                     backlog,
                     concurrency,
+                    sandbox,
                 },
             );
         }
@@ -1000,6 +1089,33 @@ impl Validator {
             global_daily_usd: usd("budget.global_daily_usd", raw.budget.global_daily_usd)?,
             global_daily_tokens: raw.budget.global_daily_tokens.unwrap_or(0),
         };
+        let sandbox = SandboxSettings {
+            bwrap: match raw.sandbox.bwrap.as_deref() {
+                Some(p) if p.trim().is_empty() => return Err(self.invalid("sandbox.bwrap", "is empty")),
+                Some(p) => Some(self.path(p)),
+                None => None,
+            },
+            max_processes: match raw.sandbox.max_processes {
+                Some(n) if n < 8 => {
+                    return Err(self.invalid(
+                        "sandbox.max_processes",
+                        format!("{n} is too few to run an agent (at least 8)"),
+                    ));
+                }
+                Some(n) => n,
+                None => 512,
+            },
+            hide: {
+                let mut hide = Vec::new();
+                for p in &raw.sandbox.hide {
+                    if p.trim().is_empty() {
+                        return Err(self.invalid("sandbox.hide", "an empty path"));
+                    }
+                    hide.push(self.path(p));
+                }
+                hide
+            },
+        };
         let api = ApiSettings {
             enabled: raw.api.enabled.unwrap_or(true),
             bind,
@@ -1027,6 +1143,7 @@ impl Validator {
             groom,
             api,
             budget,
+            sandbox,
         })
     }
 

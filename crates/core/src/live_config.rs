@@ -106,7 +106,7 @@ pub fn reconcile(running: &ChumConfig, loaded: ChumConfig) -> (ChumConfig, Confi
         merged.api = running.api.clone();
     }
 
-    let sections: [(&str, bool); 8] = [
+    let sections: [(&str, bool); 9] = [
         ("[limits]", merged.limits != running.limits),
         ("[budget]", merged.budget != running.budget),
         ("[tiers]", merged.tiers != running.tiers),
@@ -115,6 +115,7 @@ pub fn reconcile(running: &ChumConfig, loaded: ChumConfig) -> (ChumConfig, Confi
         ("[learner]", merged.learner != running.learner),
         ("[dispatcher]", merged.dispatcher != running.dispatcher),
         ("[groom]", merged.groom != running.groom),
+        ("[sandbox]", merged.sandbox != running.sandbox),
     ];
     for (name, changed) in sections {
         if changed {

@@ -143,6 +143,24 @@ fn run(args: &Args) -> Result<ExitCode> {
     if step.sleep_ms > 0 {
         std::thread::sleep(std::time::Duration::from_millis(step.sleep_ms));
     }
+    let shell_report = match &step.shell {
+        Some(command) => {
+            let out = std::process::Command::new("sh")
+                .args(["-c", command])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .context("running the step's shell command")?;
+            let report = format!(
+                "\n[shell exit {}]\n{}{}",
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            eprintln!("chum-scripted-agent: shell{report}");
+            report
+        }
+        None => String::new(),
+    };
     match step.action()? {
         Action::Hang => hang(args.record_dir.as_deref(), &call),
         Action::Fail { exit_code, stderr } => {
@@ -165,7 +183,7 @@ fn run(args: &Args) -> Result<ExitCode> {
                 "is_error": is_error,
                 "duration_ms": started.elapsed().as_millis() as u64,
                 "num_turns": 1,
-                "result": text,
+                "result": format!("{text}{shell_report}"),
                 "stop_reason": "end_turn",
                 "session_id": format!("scripted-{}-{}-{}", or_any(&call.role), or_any(&call.bead), call.attempt),
                 "total_cost_usd": usage.cost_usd,

@@ -100,6 +100,10 @@ pub struct Step {
     pub hang: bool,
     pub garbage: Option<String>,
     pub usage: Option<Usage>,
+    /// A shell command run (`sh -c`, in the working directory) before the action, like a real
+    /// agent's shell tool; its exit code and output are appended to the answer. Tests use it to
+    /// try to break out of the sandbox.
+    pub shell: Option<String>,
 }
 
 /// Who is calling: from the flags or CHUM's environment variables.

@@ -401,6 +401,14 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
             .map(|p| p.display().to_string())
             .map_err(|_| "git is not on PATH".to_string()),
     );
+    // A project that requires bwrap cannot run without it; `auto` falling back is reported, not failed.
+    let config = state.config();
+    for project in config.projects.values() {
+        check(
+            &format!("sandbox:{}", project.name),
+            chum_activities::sandbox::resolve(project.sandbox, &config.sandbox).map(|s| s.describe()),
+        );
+    }
     let code = if all_ok {
         StatusCode::OK
     } else {

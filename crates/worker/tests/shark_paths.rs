@@ -383,6 +383,15 @@ async fn cancelling_a_run_kills_the_running_agent_and_reopens_the_bead() {
             send_approve(&handle, json!({"approved": true, "by": "ivy"})).await;
             wait_for_phase(&handle, Phase::Executing, 0).await;
             h.wait_for_file(&h.prompts.join("executor-tk-1-1-0.pids")).await;
+            // The check below can fail: while the agent hangs, its processes are found.
+            let markers = [
+                format!("CHUM_TEST_HARNESS={}", h.prompts.display()),
+                "CHUM_ROLE=executor".to_string(),
+            ];
+            assert!(
+                agent_processes(&markers).len() >= 2,
+                "the agent and its child are running"
+            );
             handle.cancel(Default::default()).await.expect("cancel delivered");
             let outcome = handle.get_result(WorkflowGetResultOptions::default()).await;
             record_history(&handle, "cancelled_while_executing").await;
@@ -478,6 +487,8 @@ async fn a_merge_conflict_at_integration_keeps_the_branch_and_blocks_the_bead() 
         HarnessOptions {
             scenario: happy_scenario(),
             dod: vec!["python3 -m unittest -q".into(), conflicting],
+            // The DoD plays a person committing to the main checkout, which a sandbox forbids.
+            extra_project_toml: "sandbox = \"none\"".into(),
             ..Default::default()
         },
     )

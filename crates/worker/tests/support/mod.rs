@@ -127,6 +127,21 @@ pub fn review_step(provider: Option<&str>, handoff: Option<u32>, answer: &str, e
 }
 
 /// The semgrep-core engine inside the semgrep that scripts/setup.sh installed.
+/// The bubblewrap setup installs (or the one on PATH); `None` where there is none, and then
+/// `CHUM_REQUIRE_SANDBOX=1` (set by CI) makes that a failure instead of unsandboxed tests.
+pub fn bwrap() -> Option<PathBuf> {
+    let local = workspace_root().join(".tools/bin/bwrap");
+    let found = if local.is_file() {
+        Some(local)
+    } else {
+        which::which("bwrap").ok()
+    };
+    if found.is_none() && std::env::var("CHUM_REQUIRE_SANDBOX").is_ok_and(|v| v == "1") {
+        panic!("CHUM_REQUIRE_SANDBOX=1 but there is no bwrap: run scripts/setup.sh");
+    }
+    found
+}
+
 pub fn semgrep_core() -> PathBuf {
     let lib = workspace_root().join(".tools/venv/lib");
     std::fs::read_dir(&lib)
@@ -164,6 +179,31 @@ pub struct Harness {
     pub config_text: String,
 }
 
+/// Live (not zombie) processes whose environment holds every marker (`NAME=value`).
+pub fn agent_processes(markers: &[String]) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                return false;
+            };
+            let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+            let has_all = markers.iter().all(|m| vars.contains(&m.as_bytes()));
+            has_all
+                && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                    !matches!(
+                        stat.rsplit(')').next().unwrap_or("").trim_start().chars().next(),
+                        Some('Z' | 'X')
+                    )
+                })
+        })
+        .collect()
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -190,6 +230,8 @@ pub struct HarnessOptions {
     pub beads: Option<String>,
     /// More top-level TOML, e.g. a `[dispatcher]` section.
     pub extra_toml: String,
+    /// More keys for `[sandbox]`, e.g. `max_processes = 64`.
+    pub sandbox_toml: String,
 }
 
 impl Default for HarnessOptions {
@@ -205,6 +247,7 @@ impl Default for HarnessOptions {
             groomer: false,
             beads: None,
             extra_toml: String::new(),
+            sandbox_toml: String::new(),
         }
     }
 }
@@ -248,6 +291,8 @@ impl Harness {
             git(&repo, &["commit", "-q", "-m", "project files for the test"]);
         }
         let prompts = dir.path().join("prompts");
+        // Made up front: the sandbox mounts it writable for the scripted agent's records.
+        std::fs::create_dir_all(&prompts).unwrap();
         // Every answer reports some usage, so the tests can check it is summed; a reviewer that
         // approves answers whatever review the test does not script itself.
         let scenario = format!(
@@ -280,9 +325,16 @@ impl Harness {
             [providers.scripted-a]
             command = ["{agent}", "-p", "--output-format", "json", "--scenario", "{{config_dir}}/scenario.toml", "--record-dir", "{prompts}"]
             output = "claude-json"
+            writable = ["{prompts}"]
+            env = {{ CHUM_TEST_HARNESS = "{prompts}" }}
             [providers.scripted-b]
             command = ["{agent}", "-p", "--output-format", "json", "--scenario", "{{config_dir}}/scenario.toml", "--record-dir", "{prompts}"]
             output = "claude-json"
+            writable = ["{prompts}"]
+            env = {{ CHUM_TEST_HARNESS = "{prompts}" }}
+            [sandbox]
+            {bwrap}
+            {sandbox_toml}
             [tiers]
             fast = ["scripted-a"]
             other = ["scripted-b"]
@@ -297,10 +349,14 @@ impl Harness {
             {extra_toml}
             "#,
             extra_toml = options.extra_toml,
+            sandbox_toml = options.sandbox_toml,
             extra_project = options.extra_project_toml,
             learner = if options.learner { "learner = \"fast\"" } else { "" },
             groomer = if options.groomer { "groomer = \"fast\"" } else { "" },
             core = semgrep_core().display(),
+            bwrap = bwrap()
+                .map(|p| format!("bwrap = {:?}", p.display().to_string()))
+                .unwrap_or_default(),
             dod = dod.join(", "),
             integration = options.integration,
             prompts = prompts.display(),
@@ -443,28 +499,26 @@ impl Harness {
         panic!("{} never appeared", path.display());
     }
 
-    /// The scripted agent records the pids of a hanging run (itself and its child); both must be
-    /// gone (a zombie awaiting its reaper counts as gone).
+    /// Every process of an agent run (the agent and anything it started) carries its provider's
+    /// environment, `CHUM_TEST_HARNESS` unique to this harness, and `CHUM_ROLE`/`CHUM_ATTEMPT`; all
+    /// must be gone (a zombie awaiting its reaper counts as gone). Looked up in /proc by
+    /// environment, since pids recorded inside a sandbox's PID namespace mean nothing outside it.
     pub async fn assert_agent_processes_gone(&self, role: &str, attempt: u32) {
-        let path = self.prompts.join(format!("{role}-tk-1-{attempt}-0.pids"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} missing", path.display()));
-        let pids: Vec<u32> = text.split_whitespace().map(|p| p.parse().unwrap()).collect();
-        let alive = |pid: &u32| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                !matches!(
-                    stat.rsplit(')').next().unwrap_or("").trim_start().chars().next(),
-                    Some('Z' | 'X')
-                )
-            })
-        };
+        let markers = [
+            format!("CHUM_TEST_HARNESS={}", self.prompts.display()),
+            format!("CHUM_ROLE={role}"),
+            format!("CHUM_ATTEMPT={attempt}"),
+        ];
+        let path = self.prompts.join(format!("{role}-tk-1-{attempt}-0.prompt.md"));
+        assert!(path.exists(), "{} missing: the agent never ran", path.display());
+        let live = || agent_processes(&markers);
         for _ in 0..100 {
-            if !pids.iter().any(alive) {
+            if live().is_empty() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let live: Vec<&u32> = pids.iter().filter(|p| alive(p)).collect();
-        panic!("agent processes outlived their run: {live:?}");
+        panic!("agent processes outlived their run: {:?}", live());
     }
 
     pub fn commits_on(&self, rev: &str) -> usize {
@@ -547,6 +601,41 @@ pub async fn finish(handle: &SharkHandle, name: &str) -> SharkResult {
 
 /// Saves the run's history for the replay tests when `CHUM_RECORD_HISTORIES=1`
 /// (scripts/record-histories.sh).
+/// The results of every completed `activity` of a run, decoded from its history (what the
+/// activity really reported, as Temporal stored it).
+pub async fn activity_results<W: temporalio_common::HasWorkflowDefinition>(
+    handle: &WorkflowHandle<Client, W>,
+    activity: &str,
+) -> Vec<serde_json::Value> {
+    use base64::Engine as _;
+    let json = handle
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .to_json()
+        .await
+        .expect("history fetched");
+    let history: serde_json::Value = serde_json::from_slice(&json).expect("history JSON");
+    let events = history["events"].as_array().cloned().unwrap_or_default();
+    let scheduled_as = |id: &serde_json::Value| {
+        events
+            .iter()
+            .find(|e| &e["event_id"] == id)
+            .and_then(|e| e["attributes"]["ActivityTaskScheduledEventAttributes"]["activity_type"]["name"].as_str())
+            .map(str::to_string)
+    };
+    events
+        .iter()
+        .filter_map(|e| e["attributes"].get("ActivityTaskCompletedEventAttributes"))
+        .filter(|done| scheduled_as(&done["scheduled_event_id"]).as_deref() == Some(activity))
+        .filter_map(|done| done["result"]["payloads"][0]["data"].as_str())
+        .map(|data| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .expect("base64 payload");
+            serde_json::from_slice(&bytes).expect("JSON payload")
+        })
+        .collect()
+}
+
 pub async fn record_history<W: temporalio_common::HasWorkflowDefinition>(
     handle: &WorkflowHandle<Client, W>,
     name: &str,
