@@ -94,7 +94,10 @@ say "executing in a git worktree; review, Semgrep and the definition of done; in
 $CHUM watch tk-1a --timeout 10m || { echo "the run did not integrate; worker log: $STATE/worker.log" >&2; exit 1; }
 
 echo "    where the agents and DoD commands ran (the sandbox), from the worker log:"
-grep -E '"?(agent|DoD command) starting' "$STATE/worker.log" | grep 'tk-1a' | head -n 3 | sed -E 's/^.*(agent|DoD command) starting/      \1 starting/' | cut -c1-160
+for kind in 'role=executor' 'role=reviewer' 'DoD command starting'; do
+    grep -E '(agent|DoD command) starting' "$STATE/worker.log" | grep 'bead=tk-1a' | grep -m1 -e "$kind" \
+        | sed -E 's/^.*((agent|DoD command) starting)/      \1/' | cut -c1-170
+done
 
 say "the ContinuousLearner (a child of the run that outlives it) turns the review's finding into a lesson and a rule"
 $CHUM learned tk-1a --timeout 5m

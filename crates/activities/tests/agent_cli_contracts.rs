@@ -43,6 +43,17 @@ fn agent_cli(name: &str) -> Option<PathBuf> {
     None
 }
 
+/// The bubblewrap setup installs: with it, the real CLIs run inside CHUM's sandbox (network
+/// allowed, as a real agent needs for its API; here the API is the local model server).
+fn bwrap() -> Option<PathBuf> {
+    let local = root().join(".tools/bin/bwrap");
+    if local.is_file() {
+        Some(local)
+    } else {
+        which::which("bwrap").ok()
+    }
+}
+
 fn scripted_agent() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let agent = exe.parent().and_then(Path::parent).unwrap().join("chum-scripted-agent");
@@ -131,6 +142,7 @@ fn setup(dir: &Path, providers: &str) -> Arc<ChumConfig> {
         [projects.demo]
         repo = "project"
         gates = ["dod"]
+        sandbox = "{sandbox}"
         {providers}
         [tiers]
         main = ["main"]
@@ -139,16 +151,24 @@ fn setup(dir: &Path, providers: &str) -> Arc<ChumConfig> {
         planner = "main"
         executor = "main"
         reviewer = "second"
-        "#
+        [sandbox]
+        {bwrap}
+        "#,
+        sandbox = if bwrap().is_some() { "bwrap" } else { "auto" },
+        bwrap = bwrap()
+            .map(|p| format!("bwrap = {:?}", p.display().to_string()))
+            .unwrap_or_default(),
     );
     Arc::new(ChumConfig::from_toml(&text, &dir.join("chum.toml"), Vec::new()).expect("config"))
 }
 
 /// The same command twice, as executor `main` and reviewer `other`.
-fn two_providers(command: &str, output: &str, env: &str) -> String {
+/// Both get the network (the model server) and their scratch home (`home`) writable in the sandbox.
+fn two_providers(command: &str, output: &str, env: &str, home: &Path) -> String {
+    let sandbox = format!("network = \"allow\"\nwritable = [{:?}]\n", home.display().to_string());
     format!(
-        "[providers.main]\ncommand = {command}\noutput = \"{output}\"\nenv = {env}\n\
-         [providers.other]\ncommand = {command}\noutput = \"{output}\"\nenv = {env}\n"
+        "[providers.main]\ncommand = {command}\noutput = \"{output}\"\nenv = {env}\n{sandbox}\
+         [providers.other]\ncommand = {command}\noutput = \"{output}\"\nenv = {env}\n{sandbox}"
     )
 }
 
@@ -166,7 +186,7 @@ fn claude_providers(dir: &Path, claude: &Path, port: u16, marker: &str) -> Strin
         r#"["{}", "-p", "--output-format", "json", "--permission-mode", "acceptEdits"]"#,
         claude.display()
     );
-    two_providers(&command, "claude-json", &env)
+    two_providers(&command, "claude-json", &env, &home)
 }
 
 /// Codex with a local Responses API provider (the model server on `port`), in its workspace-write
@@ -182,11 +202,18 @@ fn codex_providers(dir: &Path, codex: &Path, port: u16, marker: &str) -> String 
         "model_providers.local={{name='local',base_url='http://127.0.0.1:{port}/v1',wire_api='responses',\
          env_key='LOCAL_KEY',request_max_retries=0,stream_max_retries=0}}"
     );
+    // Codex's own workspace-write sandbox did not work nested inside bubblewrap here (its tool
+    // calls changed no file); inside CHUM's sandbox it runs without its own, as the README says.
+    let codex_sandbox = if bwrap().is_some() {
+        "danger-full-access"
+    } else {
+        "workspace-write"
+    };
     let command = format!(
-        r#"["{}", "exec", "--json", "--skip-git-repo-check", "-s", "workspace-write", "-c", "model_provider=local", "-c", "{provider}", "-m", "scripted", "-"]"#,
+        r#"["{}", "exec", "--json", "--skip-git-repo-check", "-s", "{codex_sandbox}", "-c", "model_provider=local", "-c", "{provider}", "-m", "scripted", "-"]"#,
         codex.display()
     );
-    two_providers(&command, "codex-jsonl", &env)
+    two_providers(&command, "codex-jsonl", &env, &home)
 }
 
 fn run_ref() -> RunRef {
@@ -255,6 +282,9 @@ async fn execute_and_review(config: Arc<ChumConfig>) -> AgentUsage {
     assert!(report.problem.is_empty(), "{report:?}");
     let agent = report.agent.clone().unwrap();
     assert_eq!(agent.provider, "main");
+    if bwrap().is_some() {
+        assert!(agent.sandbox.starts_with("bwrap ("), "the CLI ran sandboxed: {agent:?}");
+    }
     assert!(
         !agent.is_error && agent.result_excerpt.contains("Added multiply()"),
         "{agent:?}"
