@@ -69,6 +69,9 @@ pub struct AgentRequest<'a> {
     pub handoff: u32,
     /// Executor and reviewer have swapped (see [`choose_provider`]).
     pub swapped: bool,
+    /// Monte Carlo candidate (1-based; 0 without fanout): picks its executor from the tier
+    /// (candidate k takes the k-th installed provider, round robin) and is passed as `CHUM_CANDIDATE`.
+    pub candidate: u32,
     pub prompt: String,
     pub workdir: &'a Path,
     pub timeout: Duration,
@@ -150,7 +153,12 @@ fn not_installed(config: &ChumConfig, role: Role, missing: &[String]) -> AgentSe
 /// The provider that plays `role`: the first installed provider of its tier. The executor and the
 /// reviewer are chosen as a pair so that they differ (the reviewer is the first installed provider
 /// of its tier that is not the executor); `swapped` exchanges the two, after a review rejection.
-pub fn choose_provider(config: &ChumConfig, role: Role, swapped: bool) -> Result<Installed<'_>, AgentSetupError> {
+pub fn choose_provider(
+    config: &ChumConfig,
+    role: Role,
+    swapped: bool,
+    candidate: u32,
+) -> Result<Installed<'_>, AgentSetupError> {
     if !matches!(role, Role::Executor | Role::Reviewer) {
         let (found, missing) = installed(config, role)?;
         return found
@@ -159,9 +167,13 @@ pub fn choose_provider(config: &ChumConfig, role: Role, swapped: bool) -> Result
             .ok_or_else(|| not_installed(config, role, &missing));
     }
     let (executors, missing) = installed(config, Role::Executor)?;
+    if executors.is_empty() {
+        return Err(not_installed(config, Role::Executor, &missing));
+    }
+    let pick = (candidate.max(1) as usize - 1) % executors.len();
     let executor = executors
         .into_iter()
-        .next()
+        .nth(pick)
         .ok_or_else(|| not_installed(config, Role::Executor, &missing))?;
     if role == Role::Executor && !swapped {
         return Ok(executor);
@@ -189,7 +201,7 @@ pub async fn run_agent(
     request: AgentRequest<'_>,
     liveness: &impl Liveness,
 ) -> Result<AgentOutcome, AgentSetupError> {
-    let (provider, program) = choose_provider(config, request.role, request.swapped)?;
+    let (provider, program) = choose_provider(config, request.role, request.swapped, request.candidate)?;
     let store_path = config.state_dir.join("chum.db");
     if budget::has_caps(&config.budget) {
         let store = LessonStore::open(&store_path)
@@ -230,6 +242,7 @@ pub async fn run_agent(
         ("CHUM_HANDOFF".to_string(), request.handoff.to_string()),
         ("CHUM_PROVIDER".to_string(), provider.name.clone()),
         ("CHUM_WORKFLOW_ID".to_string(), request.run.workflow_id.clone()),
+        ("CHUM_CANDIDATE".to_string(), request.candidate.to_string()),
     ]);
     let spec = ProcessSpec {
         program,

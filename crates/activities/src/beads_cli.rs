@@ -105,6 +105,10 @@ impl BeadsCli {
         if let Some(id) = &new.id {
             args.extend(["--id", id.as_str()]);
         }
+        let labels = new.labels.join(",");
+        if !labels.is_empty() {
+            args.extend(["--labels", labels.as_str()]);
+        }
         let id = parse_created_id(&self.run(&args).await?)?;
         for (target, kind) in &new.dependencies {
             self.add_dependency(&id, target, kind).await?;

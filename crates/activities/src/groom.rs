@@ -184,6 +184,7 @@ impl GroomSteps {
                 round,
                 handoff: 0,
                 swapped: false,
+                candidate: 0,
                 prompt,
                 workdir: &workdir,
                 timeout: self.config.limits.agent_timeout,

@@ -308,6 +308,7 @@ impl LearnerSteps {
                 round,
                 handoff: 0,
                 swapped: false,
+                candidate: 0,
                 prompt,
                 workdir: &workdir,
                 timeout: self.config.limits.agent_timeout,
@@ -413,6 +414,7 @@ impl LearnerSteps {
                 round,
                 handoff: 0,
                 swapped: false,
+                candidate: 0,
                 prompt: rule_prompt(&lesson, &id, &retry_error),
                 workdir: &workdir,
                 timeout: self.config.limits.agent_timeout,
@@ -580,15 +582,31 @@ async fn journal(input: &LearnerInput) -> String {
         } else {
             format!(" [{}]", g.provider)
         };
+        let candidate = if g.candidate > 0 {
+            format!(" candidate {}", g.candidate)
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "- {} attempt {} redo {}{by}: {verdict}\n",
+            "- {} attempt {}{candidate} redo {}{by}: {verdict}\n",
             g.gate, g.round, g.handoff
         ));
         if !g.passed {
             let detail = if g.gate == "dod" && !g.artifact.is_empty() {
-                read_tail(Path::new(&g.artifact), 3000)
-                    .await
-                    .unwrap_or_else(|_| g.excerpt.clone())
+                // Test runners write to stdout or stderr (Python's unittest: stderr); the DoD
+                // keeps both, and the gate's own excerpt is the fallback.
+                let stdout = read_tail(Path::new(&g.artifact), 3000).await.unwrap_or_default();
+                let stderr_path = g.artifact.strip_suffix(".log").map(|stem| format!("{stem}.stderr.log"));
+                let stderr = match stderr_path {
+                    Some(path) => read_tail(Path::new(&path), 3000).await.unwrap_or_default(),
+                    None => String::new(),
+                };
+                let both = format!("{}\n{}", stdout.trim_end(), stderr.trim_end());
+                if both.trim().is_empty() {
+                    g.excerpt.clone()
+                } else {
+                    both.trim().to_string()
+                }
             } else {
                 g.excerpt.clone()
             };

@@ -21,9 +21,10 @@ use chum_core::lesson::lessons_section;
 use chum_core::plan::parse_plan;
 use chum_core::prompt::{ReviewContext, executor_prompt, planner_prompt, reviewer_prompt};
 use chum_core::proto::{
-    DodCheck, DodReport, DodRequest, ExecuteReport, ExecuteRequest, IntegrateRequest, IntegrationReport,
-    LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest, ProjectGates, ReviewReport, ReviewRequest, RunRecord,
-    RunRecorded, RunRef, SemgrepReport, SemgrepRequest, UpdateBeadRequest, UpdateBeadResult,
+    DiscardCandidatesReport, DiscardCandidatesRequest, DodCheck, DodReport, DodRequest, ExecuteReport, ExecuteRequest,
+    IntegrateRequest, IntegrationReport, LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest, ProjectGates,
+    ReviewReport, ReviewRequest, RunRecord, RunRecorded, RunRef, SemgrepReport, SemgrepRequest, UpdateBeadRequest,
+    UpdateBeadResult,
 };
 use chum_core::review::parse_verdict;
 use chum_core::text::{excerpt, tail_excerpt};
@@ -171,6 +172,8 @@ impl SharkSteps {
         }
         let claimed = backlog.claim(&run.bead_id).await.map_err(retryable)?;
         tracing::info!(project = %run.project, bead = %run.bead_id, "claimed bead");
+        let fanout = fanout_of(&claimed.labels, project.fanout);
+        let select = select_of(&claimed.labels, project.select).to_string();
         Ok(LoadBeadResult {
             bead: Some(claimed),
             problem: String::new(),
@@ -179,6 +182,8 @@ impl SharkSteps {
                 review_fail_open: project.review_fail_open,
                 learn: self.config.learning(),
                 groom: self.config.grooming(),
+                fanout,
+                select,
             }),
         })
     }
@@ -196,6 +201,7 @@ impl SharkSteps {
             round: req.round,
             handoff: 0,
             swapped: false,
+            candidate: 0,
             prompt: planner_prompt(
                 &bead,
                 req.round,
@@ -242,7 +248,7 @@ impl SharkSteps {
         let project = self.project(&run)?;
         // A redo continues the attempt's work; a new attempt starts from the base branch.
         let resumed = if req.handoff > 0 {
-            resume_worktree(project, &run.bead_id, req.attempt)
+            resume_worktree(project, &run.bead_id, req.attempt, req.candidate)
                 .await
                 .map_err(repo_error)?
         } else {
@@ -250,7 +256,7 @@ impl SharkSteps {
         };
         let worktree = match resumed {
             Some(worktree) => worktree,
-            None => prepare_worktree(project, &run.bead_id, req.attempt)
+            None => prepare_worktree(project, &run.bead_id, req.attempt, req.candidate)
                 .await
                 .map_err(repo_error)?,
         };
@@ -263,6 +269,7 @@ impl SharkSteps {
             round: req.attempt,
             handoff: req.handoff,
             swapped: req.swapped,
+            candidate: req.candidate,
             prompt: executor_prompt(
                 &bead,
                 &plan,
@@ -382,6 +389,7 @@ impl SharkSteps {
             round: req.attempt,
             handoff: req.handoff,
             swapped: req.swapped,
+            candidate: req.candidate,
             prompt,
             // The reviewer reads the attempt's worktree; what it might change there is not staged.
             workdir: &worktree,
@@ -672,6 +680,27 @@ impl SharkActivitiesImpl {
         .await
     }
 
+    #[activity(definition = chum_core::activity_contract::definitions::DiscardCandidates)]
+    pub async fn discard_candidates(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: DiscardCandidatesRequest,
+    ) -> Result<DiscardCandidatesReport, ActivityError> {
+        let span = activity_span(&ctx, req.run.as_ref());
+        async move {
+            let steps = self.steps();
+            let run = req.run.clone().unwrap_or_default();
+            let project = steps.project(&run)?;
+            let removed = crate::workspace::discard_candidates(project, &run.bead_id, req.attempt, &req.candidates)
+                .await
+                .map_err(repo_error)?;
+            tracing::info!(attempt = req.attempt, candidates = ?req.candidates, ?removed, "discarded losing candidates");
+            Ok(DiscardCandidatesReport { removed })
+        }
+        .instrument(span)
+        .await
+    }
+
     #[activity(definition = chum_core::activity_contract::definitions::UpdateBead)]
     pub async fn update_bead(
         self: Arc<Self>,
@@ -685,10 +714,58 @@ impl SharkActivitiesImpl {
     }
 }
 
+/// A bead's Monte Carlo fanout: its label `fanout:N` (1..=MAX_FANOUT), else the project's.
+pub fn fanout_of(labels: &[String], project_fanout: u32) -> u32 {
+    labels
+        .iter()
+        .filter_map(|l| l.strip_prefix("fanout:"))
+        .filter_map(|n| n.trim().parse::<u32>().ok())
+        .find(|n| (1..=chum_core::config::MAX_FANOUT).contains(n))
+        .unwrap_or(project_fanout)
+}
+
+/// A bead's winner selection: its label `select:first` / `select:best`, else the project's.
+pub fn select_of(labels: &[String], project_select: chum_core::config::SelectMode) -> &'static str {
+    use chum_core::config::SelectMode;
+    labels
+        .iter()
+        .find_map(|l| match l.as_str() {
+            "select:first" => Some(SelectMode::First),
+            "select:best" => Some(SelectMode::Best),
+            _ => None,
+        })
+        .unwrap_or(project_select)
+        .as_str()
+}
+
 /// Milliseconds since the Unix epoch (activities may read the clock; workflows may not).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chum_core::config::SelectMode;
+
+    fn labels(l: &[&str]) -> Vec<String> {
+        l.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_bead_label_overrides_the_projects_fanout_and_select_within_bounds() {
+        assert_eq!(fanout_of(&labels(&[]), 1), 1);
+        assert_eq!(fanout_of(&labels(&["ui", "fanout:3"]), 1), 3);
+        assert_eq!(
+            fanout_of(&labels(&["fanout:0", "fanout:99", "fanout:x"]), 2),
+            2,
+            "out of bounds is ignored"
+        );
+        assert_eq!(select_of(&labels(&[]), SelectMode::First), "first");
+        assert_eq!(select_of(&labels(&["select:best"]), SelectMode::First), "best");
+        assert_eq!(select_of(&labels(&["select:worst"]), SelectMode::Best), "best");
+    }
 }

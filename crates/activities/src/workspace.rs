@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use chum_core::config::{IntegrationPolicy, ProjectConfig};
-use chum_core::ids::bead_branch;
+use chum_core::ids::candidate_branch;
 use chum_core::proto::{IntegrateRequest, IntegrationReport};
 
 use crate::git::{GitError, git, git_ok, resolve, worktrees};
@@ -84,13 +84,14 @@ async fn exclude_chum_dir(repo: &Path) -> Result<(), RepoProblem> {
     Ok(())
 }
 
-pub fn worktree_path(project: &ProjectConfig, bead_id: &str, attempt: u32) -> PathBuf {
-    project
-        .repo
-        .join(".chum")
-        .join("worktrees")
-        .join(bead_id)
-        .join(attempt.to_string())
+/// `<repo>/.chum/worktrees/<bead>/<attempt>`, or `<attempt>-c<k>` for Monte Carlo candidate k.
+pub fn worktree_path(project: &ProjectConfig, bead_id: &str, attempt: u32, candidate: u32) -> PathBuf {
+    let name = if candidate == 0 {
+        attempt.to_string()
+    } else {
+        format!("{attempt}-c{candidate}")
+    };
+    project.repo.join(".chum").join("worktrees").join(bead_id).join(name)
 }
 
 /// A throwaway checkout of the base branch (detached, no branch) where the planner looks at the
@@ -144,13 +145,14 @@ pub async fn prepare_worktree(
     project: &ProjectConfig,
     bead_id: &str,
     attempt: u32,
+    candidate: u32,
 ) -> Result<AttemptWorktree, RepoProblem> {
     let base_commit = check_repository(project).await?;
     let repo = &project.repo;
     exclude_chum_dir(repo).await?;
-    let branch = bead_branch(bead_id);
+    let branch = candidate_branch(bead_id, candidate);
     let branch_ref = format!("refs/heads/{branch}");
-    let path = worktree_path(project, bead_id, attempt);
+    let path = worktree_path(project, bead_id, attempt, candidate);
     for entry in worktrees(repo).await? {
         if entry.branch.as_deref() == Some(branch_ref.as_str()) || entry.path == path {
             git(
@@ -193,8 +195,9 @@ pub async fn resume_worktree(
     project: &ProjectConfig,
     bead_id: &str,
     attempt: u32,
+    candidate: u32,
 ) -> Result<Option<AttemptWorktree>, RepoProblem> {
-    let path = worktree_path(project, bead_id, attempt);
+    let path = worktree_path(project, bead_id, attempt, candidate);
     if !path.join(".git").exists() {
         return Ok(None);
     }
@@ -204,7 +207,7 @@ pub async fn resume_worktree(
     };
     Ok(Some(AttemptWorktree {
         path,
-        branch: bead_branch(bead_id),
+        branch: candidate_branch(bead_id, candidate),
         base_commit,
     }))
 }
@@ -246,12 +249,47 @@ fn commit_message(req: &IntegrateRequest, key: &str) -> String {
 
 /// Commits the attempt on its branch (once per run and attempt) and, with the `merge` policy,
 /// brings it into the base branch.
+/// Removes Monte Carlo candidates' worktrees and branches (the losers of an attempt). Idempotent:
+/// what is already gone is skipped. Returns what was removed.
+pub async fn discard_candidates(
+    project: &ProjectConfig,
+    bead_id: &str,
+    attempt: u32,
+    candidates: &[u32],
+) -> Result<Vec<String>, RepoProblem> {
+    let repo = &project.repo;
+    let mut removed = Vec::new();
+    for &k in candidates.iter().filter(|k| **k > 0) {
+        let path = worktree_path(project, bead_id, attempt, k);
+        if path.exists() {
+            git(repo, &["worktree", "remove", "--force", &path.display().to_string()]).await?;
+            removed.push(path.display().to_string());
+        }
+        let branch = candidate_branch(bead_id, k);
+        if resolve(repo, &branch).await?.is_some() {
+            git(repo, &["branch", "-D", &branch]).await?;
+            removed.push(branch);
+        }
+    }
+    git(repo, &["worktree", "prune"]).await?;
+    Ok(removed)
+}
+
 pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Result<IntegrationReport, RepoProblem> {
     check_repository(project).await?;
     let run = req.run.clone().unwrap_or_default();
     let repo = &project.repo;
     let worktree = PathBuf::from(&req.worktree);
-    let branch = bead_branch(&run.bead_id);
+    // A candidate's work is on its own branch; otherwise the worktree's branch (the bead's, or a
+    // candidate's kept as partial work).
+    let branch = if req.candidate > 0 || !worktree.is_dir() {
+        candidate_branch(&run.bead_id, req.candidate)
+    } else {
+        match git_ok(&worktree, &["symbolic-ref", "--short", "HEAD"]).await? {
+            Some(b) if b.starts_with("chum/") => b,
+            _ => candidate_branch(&run.bead_id, 0),
+        }
+    };
     let key = format!("{}/{}/{}", run.workflow_id, run.run_id, req.attempt);
     let mut report = IntegrationReport {
         branch: branch.clone(),
@@ -492,6 +530,8 @@ mod tests {
             backlog: chum_core::config::BacklogBackend::Native,
             concurrency: 1,
             sandbox: chum_core::config::SandboxMode::None,
+            fanout: 1,
+            select: chum_core::config::SelectMode::First,
         }
     }
 
@@ -517,7 +557,36 @@ mod tests {
             attempt,
             approved_by: "alice".into(),
             partial: false,
+            candidate: 0,
         }
+    }
+
+    #[tokio::test]
+    async fn candidates_get_their_own_worktrees_and_branches_and_the_losers_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        init_repo(repo).await;
+        let p = project(repo, IntegrationPolicy::Merge);
+        let one = prepare_worktree(&p, "tk-1", 1, 1).await.unwrap();
+        let two = prepare_worktree(&p, "tk-1", 1, 2).await.unwrap();
+        assert_eq!(
+            (one.branch.as_str(), two.branch.as_str()),
+            ("chum/tk-1-c1", "chum/tk-1-c2")
+        );
+        assert!(one.path.ends_with("tk-1/1-c1") && two.path.ends_with("tk-1/1-c2"));
+        assert!(
+            one.path.join(".git").exists() && two.path.join(".git").exists(),
+            "both at once"
+        );
+        let removed = discard_candidates(&p, "tk-1", 1, &[2]).await.unwrap();
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert!(!two.path.exists());
+        assert!(resolve(repo, "chum/tk-1-c2").await.unwrap().is_none());
+        assert!(one.path.exists(), "the winner stays");
+        assert!(
+            discard_candidates(&p, "tk-1", 1, &[2]).await.unwrap().is_empty(),
+            "idempotent"
+        );
     }
 
     async fn count_commits(repo: &Path, rev: &str) -> usize {
@@ -530,7 +599,7 @@ mod tests {
         let repo = dir.path();
         init_repo(repo).await;
         let p = project(repo, IntegrationPolicy::Merge);
-        let wt = prepare_worktree(&p, "tk-1", 1).await.unwrap();
+        let wt = prepare_worktree(&p, "tk-1", 1, 0).await.unwrap();
         assert_eq!(wt.branch, "chum/tk-1");
         std::fs::write(wt.path.join("new.txt"), "new\n").unwrap();
         let changes = stage_changes(&wt.path, &wt.base_commit).await.unwrap();
@@ -571,7 +640,7 @@ mod tests {
         let repo = dir.path();
         init_repo(repo).await;
         let p = project(repo, IntegrationPolicy::Merge);
-        let wt = prepare_worktree(&p, "tk-1", 1).await.unwrap();
+        let wt = prepare_worktree(&p, "tk-1", 1, 0).await.unwrap();
         std::fs::write(wt.path.join("new.txt"), "new\n").unwrap();
         std::fs::write(repo.join("other.txt"), "other\n").unwrap();
         git(repo, &["add", "other.txt"]).await.unwrap();
@@ -587,9 +656,9 @@ mod tests {
         let repo = dir.path();
         init_repo(repo).await;
         let p = project(repo, IntegrationPolicy::Branch);
-        let wt1 = prepare_worktree(&p, "tk-1", 1).await.unwrap();
+        let wt1 = prepare_worktree(&p, "tk-1", 1, 0).await.unwrap();
         std::fs::write(wt1.path.join("junk.txt"), "junk\n").unwrap();
-        let wt2 = prepare_worktree(&p, "tk-1", 2).await.unwrap();
+        let wt2 = prepare_worktree(&p, "tk-1", 2, 0).await.unwrap();
         assert!(!wt1.path.exists(), "the earlier attempt's worktree is removed");
         assert!(!wt2.path.join("junk.txt").exists());
         std::fs::write(wt2.path.join("good.txt"), "good\n").unwrap();
@@ -606,7 +675,7 @@ mod tests {
         init_repo(repo).await;
         git(repo, &["checkout", "-q", "-b", "elsewhere"]).await.unwrap();
         let p = project(repo, IntegrationPolicy::Merge);
-        let wt = prepare_worktree(&p, "tk-1", 1).await.unwrap();
+        let wt = prepare_worktree(&p, "tk-1", 1, 0).await.unwrap();
         std::fs::write(wt.path.join("new.txt"), "new\n").unwrap();
         let report = integrate(&p, &request(&wt.path, 1)).await.unwrap();
         assert!(report.merged && report.problem.is_empty(), "{report:?}");
@@ -623,7 +692,7 @@ mod tests {
         let repo = dir.path();
         init_repo(repo).await;
         let p = project(repo, IntegrationPolicy::Merge);
-        let wt = prepare_worktree(&p, "tk-1", 1).await.unwrap();
+        let wt = prepare_worktree(&p, "tk-1", 1, 0).await.unwrap();
         std::fs::write(wt.path.join("README.md"), "ours\n").unwrap();
         std::fs::write(repo.join("README.md"), "theirs\n").unwrap();
         git(repo, &["commit", "-q", "-am", "someone else edits the same line"])
@@ -644,19 +713,19 @@ mod tests {
         let repo = dir.path();
         init_repo(repo).await;
         let p = project(repo, IntegrationPolicy::Merge);
-        let wt = prepare_worktree(&p, "tk-1", 1).await.unwrap();
+        let wt = prepare_worktree(&p, "tk-1", 1, 0).await.unwrap();
         std::fs::write(wt.path.join("work.txt"), "so far\n").unwrap();
         std::fs::write(repo.join("later.txt"), "x\n").unwrap();
         git(repo, &["add", "later.txt"]).await.unwrap();
         git(repo, &["commit", "-q", "-m", "the base moves on"]).await.unwrap();
-        let resumed = resume_worktree(&p, "tk-1", 1).await.unwrap().expect("still there");
+        let resumed = resume_worktree(&p, "tk-1", 1, 0).await.unwrap().expect("still there");
         assert_eq!(resumed.path, wt.path);
         assert_eq!(
             resumed.base_commit, wt.base_commit,
             "the attempt's base, not the moved branch"
         );
         assert!(resumed.path.join("work.txt").exists(), "the work so far stays");
-        assert!(resume_worktree(&p, "tk-1", 2).await.unwrap().is_none());
+        assert!(resume_worktree(&p, "tk-1", 2, 0).await.unwrap().is_none());
     }
 
     #[tokio::test]

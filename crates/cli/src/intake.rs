@@ -25,6 +25,8 @@ pub struct CreateArgs<'a> {
     pub priority: i64,
     pub issue_type: &'a str,
     pub depends_on: &'a [String],
+    /// Labels, e.g. `fanout:3` (Monte Carlo candidates) or `select:best`.
+    pub labels: &'a [String],
 }
 
 /// Adds a bead to the project's backlog (native file or the `bd`/`br` CLI).
@@ -54,6 +56,17 @@ pub async fn create(config: &ChumConfig, project: &str, args: CreateArgs<'_>) ->
             bail!("bead {id} already exists; `chum backlog` lists the beads");
         }
     }
+    for label in args.labels {
+        if let Some(n) = label.strip_prefix("fanout:") {
+            let max = chum_core::config::MAX_FANOUT;
+            if !n.parse::<u32>().is_ok_and(|n| (1..=max).contains(&n)) {
+                bail!("--label {label}: fanout takes a number of candidates from 1 to {max}, e.g. fanout:3");
+            }
+        }
+        if label.starts_with("select:") && label != "select:first" && label != "select:best" {
+            bail!("--label {label}: select is select:first or select:best");
+        }
+    }
     let new = NewBead {
         id: args.id.map(str::to_string),
         acceptance_criteria: args.acceptance.to_string(),
@@ -61,7 +74,7 @@ pub async fn create(config: &ChumConfig, project: &str, args: CreateArgs<'_>) ->
         description: args.description.to_string(),
         priority: args.priority,
         issue_type: args.issue_type.to_string(),
-        labels: Vec::new(),
+        labels: args.labels.to_vec(),
         dependencies: args
             .depends_on
             .iter()

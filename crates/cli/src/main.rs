@@ -131,6 +131,10 @@ enum Command {
         /// A bead this one waits for (repeat for several); it is ready only once they are closed.
         #[arg(long = "depends-on", value_name = "BEAD")]
         depends_on: Vec<String>,
+        /// A label (repeat for several). `fanout:N` runs N Monte Carlo candidates per attempt,
+        /// `select:first` / `select:best` picks how the winner is chosen.
+        #[arg(long = "label", value_name = "LABEL")]
+        labels: Vec<String>,
     },
     /// The backlog as the dispatcher sees it: ready, blocked (and by what), in progress.
     Backlog {
@@ -256,6 +260,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             priority,
             issue_type,
             depends_on,
+            labels,
         } => {
             let project = only_project(&config, cli.project.as_deref())?;
             let args = intake::CreateArgs {
@@ -266,6 +271,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 priority: *priority,
                 issue_type,
                 depends_on,
+                labels,
             };
             return intake::create(&config, &project, args).await;
         }

@@ -10,11 +10,11 @@ use temporalio_common::ActivityError;
 use temporalio_macros::activity_definitions;
 
 use crate::proto::{
-    ApplyMutationsReport, ApplyMutationsRequest, BriefingReport, BriefingRequest, CrystallizeRequest, DispatchReport,
-    DispatchRequest, DodReport, DodRequest, ExecuteReport, ExecuteRequest, GroomProposal, GroomRequest,
-    IntegrateRequest, IntegrationReport, LearnerInput, LessonsReport, LoadBeadRequest, LoadBeadResult, PlanDraft,
-    PlanRequest, ReviewReport, ReviewRequest, RuleReport, RunRecord, RunRecorded, SemgrepReport, SemgrepRequest,
-    UpdateBeadRequest, UpdateBeadResult,
+    ApplyMutationsReport, ApplyMutationsRequest, BriefingReport, BriefingRequest, CrystallizeRequest,
+    DiscardCandidatesReport, DiscardCandidatesRequest, DispatchReport, DispatchRequest, DodReport, DodRequest,
+    ExecuteReport, ExecuteRequest, GroomProposal, GroomRequest, IntegrateRequest, IntegrationReport, LearnerInput,
+    LessonsReport, LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest, ReviewReport, ReviewRequest, RuleReport,
+    RunRecord, RunRecorded, SemgrepReport, SemgrepRequest, UpdateBeadRequest, UpdateBeadResult,
 };
 
 pub struct SharkActivities;
@@ -72,6 +72,12 @@ impl SharkActivities {
     /// Stores the finished run (outcome, phases, gate results, usage), once per run.
     #[activity(name = "record_run")]
     pub fn record_run(_req: RunRecord) -> Result<RunRecorded, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Removes the losing Monte Carlo candidates' worktrees and branches (artifacts stay).
+    #[activity(name = "discard_candidates")]
+    pub fn discard_candidates(_req: DiscardCandidatesRequest) -> Result<DiscardCandidatesReport, ActivityError> {
         unimplemented!()
     }
 }

@@ -220,7 +220,33 @@ pub struct ProjectConfig {
     pub concurrency: u32,
     /// Whether its agents and DoD commands run sandboxed (default auto).
     pub sandbox: SandboxMode,
+    /// Monte Carlo execution: candidates per attempt (1 = none). A bead label `fanout:N` overrides.
+    pub fanout: u32,
+    /// How the winning candidate is chosen.
+    pub select: SelectMode,
 }
+
+/// How a Monte Carlo attempt picks its winner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelectMode {
+    /// The first candidate to pass every gate; the others are cancelled.
+    First,
+    /// After all candidates end, the best: gates passed, then fewest review findings, then the
+    /// smallest diff, then the quickest definition of done.
+    Best,
+}
+
+impl SelectMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SelectMode::First => "first",
+            SelectMode::Best => "best",
+        }
+    }
+}
+
+/// Most candidates one attempt may run.
+pub const MAX_FANOUT: u32 = 8;
 
 /// Whether agent and DoD processes run in a sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -559,6 +585,8 @@ struct RawProject {
     beads_file: Option<String>,
     enabled: Option<bool>,
     sandbox: Option<String>,
+    fanout: Option<u32>,
+    select: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -960,6 +988,20 @@ impl Validator {
                     ));
                 }
             };
+            let fanout = match p.fanout {
+                None => 1,
+                Some(n) if (1..=MAX_FANOUT).contains(&n) => n,
+                Some(n) => {
+                    return Err(self.invalid(key("fanout"), format!("{n} is not between 1 and {MAX_FANOUT}")));
+                }
+            };
+            let select = match p.select.as_deref().unwrap_or("first") {
+                "first" => SelectMode::First,
+                "best" => SelectMode::Best,
+                other => {
+                    return Err(self.invalid(key("select"), format!("{other:?} is not one of \"first\", \"best\"")));
+                }
+            };
             projects.insert(
                 name.clone(),
                 ProjectConfig {
@@ -975,6 +1017,8 @@ impl Validator {
                     backlog,
                     concurrency,
                     sandbox,
+                    fanout,
+                    select,
                 },
             );
         }

@@ -11,6 +11,21 @@ pub fn bead_branch(bead_id: &str) -> String {
     format!("chum/{bead_id}")
 }
 
+/// The branch of a Monte Carlo candidate's work (`chum/<bead>-c<k>`), or the bead's branch for 0.
+/// A sibling of `chum/<bead>`, not a child: git cannot have both `chum/x` and `chum/x/...`.
+pub fn candidate_branch(bead_id: &str, candidate: u32) -> String {
+    if candidate == 0 {
+        bead_branch(bead_id)
+    } else {
+        format!("chum/{bead_id}-c{candidate}")
+    }
+}
+
+/// The workflow id of a Monte Carlo candidate of a Shark run.
+pub fn candidate_workflow_id(project: &str, bead_id: &str, run_id: &str, attempt: u32, candidate: u32) -> String {
+    format!("candidate-{project}-{bead_id}-{run_id}-{attempt}-{candidate}")
+}
+
 /// Bead ids are `<prefix>-<suffix>` in Beads; we accept letters, digits, `-`, `_` and `.`, which
 /// keeps them safe in paths, git refs and workflow ids.
 pub fn check_bead_id(bead_id: &str) -> Result<(), String> {

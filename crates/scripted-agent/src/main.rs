@@ -46,6 +46,9 @@ struct Args {
     attempt: u32,
     #[arg(long, env = "CHUM_HANDOFF", default_value_t = 0)]
     handoff: u32,
+    /// The Monte Carlo candidate (`CHUM_CANDIDATE`, 0 = none).
+    #[arg(long, env = "CHUM_CANDIDATE", default_value_t = 0)]
+    candidate: u32,
     /// The provider name CHUM runs this program as (`CHUM_PROVIDER`).
     #[arg(long, env = "CHUM_PROVIDER", default_value = "")]
     provider: String,
@@ -109,6 +112,7 @@ fn run(args: &Args) -> Result<ExitCode> {
         attempt: args.attempt,
         handoff: args.handoff,
         provider: args.provider.clone(),
+        candidate: args.candidate,
     };
     if let Some(dir) = &args.record_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -116,7 +120,7 @@ fn run(args: &Args) -> Result<ExitCode> {
             "{}-{}-{}-{}.prompt.md",
             or_any(&call.role),
             or_any(&call.bead),
-            call.attempt,
+            attempt_name(&call),
             call.handoff
         );
         std::fs::write(dir.join(name), &prompt).context("recording the prompt")?;
@@ -202,6 +206,15 @@ fn run(args: &Args) -> Result<ExitCode> {
     }
 }
 
+/// The attempt in record names: `2`, or `2c3` for Monte Carlo candidate 3.
+fn attempt_name(call: &Invocation) -> String {
+    if call.candidate == 0 {
+        call.attempt.to_string()
+    } else {
+        format!("{}c{}", call.attempt, call.candidate)
+    }
+}
+
 fn or_any(s: &str) -> &str {
     if s.is_empty() { "any" } else { s }
 }
@@ -219,7 +232,7 @@ fn hang(record_dir: Option<&std::path::Path>, call: &Invocation) -> Result<ExitC
             "{}-{}-{}-{}.pids",
             or_any(&call.role),
             or_any(&call.bead),
-            call.attempt,
+            attempt_name(call),
             call.handoff
         );
         std::fs::write(dir.join(name), format!("{} {}\n", std::process::id(), child.id())).context("recording pids")?;

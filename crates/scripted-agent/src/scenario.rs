@@ -12,6 +12,7 @@
 //! attempt = 1                  # CHUM_ATTEMPT (the plan round for planners); omitted = any
 //! handoff = 0                  # CHUM_HANDOFF (redo number within the attempt); omitted = any
 //! provider = "scripted-a"      # CHUM_PROVIDER (the provider name in chum.toml); omitted = any
+//! candidate = 2                # CHUM_CANDIDATE (Monte Carlo candidate, 0 = none); omitted = any
 //! prompt_contains = ["..."]   # match only prompts containing all of these
 //! expect_prompt_contains = ["..."]   # fail (exit 4) if the prompt lacks one of these
 //! sleep_ms = 0                 # pretend to think
@@ -84,6 +85,7 @@ pub struct Step {
     pub attempt: Option<u32>,
     pub handoff: Option<u32>,
     pub provider: Option<String>,
+    pub candidate: Option<u32>,
     #[serde(default)]
     pub prompt_contains: Vec<String>,
     #[serde(default)]
@@ -114,6 +116,7 @@ pub struct Invocation {
     pub attempt: u32,
     pub handoff: u32,
     pub provider: String,
+    pub candidate: u32,
 }
 
 pub enum Action<'a> {
@@ -149,6 +152,7 @@ impl Scenario {
                 && s.attempt.is_none_or(|a| a == call.attempt)
                 && s.handoff.is_none_or(|h| h == call.handoff)
                 && s.provider.as_deref().is_none_or(|p| p == call.provider)
+                && s.candidate.is_none_or(|c| c == call.candidate)
                 && s.prompt_contains.iter().all(|needle| prompt.contains(needle.as_str()))
         })
     }
@@ -264,6 +268,7 @@ mod tests {
             attempt,
             handoff: 0,
             provider: "a".into(),
+            candidate: 0,
         }
     }
 

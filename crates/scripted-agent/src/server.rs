@@ -166,6 +166,7 @@ fn invocation(prompt: &str, provider: &str) -> Invocation {
         attempt,
         handoff,
         provider: provider.to_string(),
+        candidate: 0,
     }
 }
 

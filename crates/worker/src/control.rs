@@ -91,7 +91,10 @@ pub async fn running(client: &Client) -> Result<Vec<(String, Result<SharkStatus,
     let mut ids = Vec::new();
     while let Some(item) = stream.next().await {
         let info = item.map_err(|e| from_client("Sharks", "list", e))?;
-        ids.push(info.id().to_string());
+        // Monte Carlo candidates are Shark runs too, but they are part of their parent's run.
+        if !info.id().starts_with("candidate-") {
+            ids.push(info.id().to_string());
+        }
     }
     ids.sort();
     let mut out = Vec::new();
@@ -197,6 +200,7 @@ pub async fn start(client: &Client, config: &ChumConfig, project: &str, bead: &s
         project: project.to_string(),
         bead_id: bead.to_string(),
         limits: Some(config.limits.to_proto()),
+        candidate: None,
     };
     let options = WorkflowStartOptions::new(config.temporal.task_queue.clone(), id.clone()).build();
     match client.start_workflow(SharkWorkflow::run, input, options).await {

@@ -154,6 +154,7 @@ async fn dispatch(ctx: &WorkflowContext<DispatcherWorkflow>, input: &DispatcherI
             project: input.project.clone(),
             bead_id: bead.clone(),
             limits: report.limits.or(input.limits),
+            candidate: None,
         };
         let options = ChildWorkflowOptions::builder()
             .workflow_id(id.clone())

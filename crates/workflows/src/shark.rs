@@ -16,13 +16,13 @@ use crate::learner::LearnerWorkflow;
 use chum_core::activity_contract::{SharkActivities, error_types};
 use chum_core::config::Limits;
 use chum_core::gate::{MAX_SIGNAL_BYTES, parse_gate_decision};
-use chum_core::ids::bead_branch;
+use chum_core::ids::{bead_branch, candidate_branch, candidate_workflow_id};
 use chum_core::plan::validate_plan;
 use chum_core::proto::{
-    Bead, DodReport, DodRequest, ExecuteReport, ExecuteRequest, GateDecision, GateResult, IntegrateRequest,
-    IntegrationReport, LearnerInput, LoadBeadRequest, Outcome, Phase, PhaseSpan, Plan, PlanRequest, RejectedSignal,
-    ReviewRequest, RunRecord, RunRef, SemgrepRequest, SharkInput, SharkResult, SharkStatus, TacticalGroomInput,
-    UpdateBeadRequest,
+    Bead, CandidateInput, DiscardCandidatesRequest, DodReport, DodRequest, ExecuteReport, ExecuteRequest, GateDecision,
+    GateResult, IntegrateRequest, IntegrationReport, LearnerInput, LoadBeadRequest, Outcome, Phase, PhaseSpan, Plan,
+    PlanRequest, RejectedSignal, ReviewRequest, RunRecord, RunRef, SemgrepRequest, SharkInput, SharkResult,
+    SharkStatus, TacticalGroomInput, UpdateBeadRequest,
 };
 use chum_core::review::{findings_for_redo, rejection_reasons};
 use chum_core::text::{excerpt, tail_excerpt};
@@ -68,6 +68,10 @@ enum GateOutcome {
 impl SharkWorkflow {
     #[run(name = "Shark")]
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: SharkInput) -> WorkflowResult<SharkResult> {
+        // A Monte Carlo candidate of a parent Shark: one attempt of an approved plan, nothing else.
+        if input.candidate.is_some() {
+            return run_candidate(ctx, input).await;
+        }
         let run = RunRef {
             project: input.project.clone(),
             bead_id: input.bead_id.clone(),
@@ -327,6 +331,8 @@ struct Step<'a> {
     attempt: u32,
     handoff: u32,
     swapped: bool,
+    /// Monte Carlo candidate (0 without fanout).
+    candidate: u32,
 }
 
 /// Runs the project's gates in order on one execution; the first that fails decides.
@@ -395,6 +401,7 @@ async fn review_gate(
         gates_so_far: so_far.join("\n"),
         retry_error: String::new(),
         timeout_secs: limits.agent_timeout.as_secs(),
+        candidate: step.candidate,
     };
     let mut review = ctx
         .execute_activity(
@@ -578,6 +585,7 @@ async fn integrate(
     attempt: u32,
     approved_by: &str,
     partial: bool,
+    candidate: u32,
 ) -> Result<IntegrationReport, ActivityExecutionError> {
     let request = IntegrateRequest {
         run: Some(run.clone()),
@@ -587,6 +595,7 @@ async fn integrate(
         attempt,
         approved_by: approved_by.to_string(),
         partial,
+        candidate,
     };
     let report = ctx
         .execute_activity(SharkActivities::integrate, request, quick_options())
@@ -686,112 +695,56 @@ async fn run_shark(ctx: &mut WorkflowContext<SharkWorkflow>, input: SharkInput) 
 
     // ATTEMPTS: EXECUTE -> gates in order; a review rejection or Semgrep findings send the work
     // back within the attempt (a rejection swaps executor and reviewer), a failed DoD ends it.
+    // With fanout, each attempt runs its candidates as child Sharks and the winner goes on.
+    let fanout = project_gates.fanout;
+    let select_best = project_gates.select == "best";
     let mut feedback = String::new();
     let mut last_worktree = String::new();
     for attempt in 1..=limits.max_attempts {
-        let mut handoff = 0;
-        let mut swapped = false;
-        let passed = loop {
-            ctx.state_mut(|s| {
-                s.status.attempt = attempt;
-                s.status.handoff = handoff;
-            });
-            enter_phase(ctx, Phase::Executing, attempt);
-            let execute = ExecuteRequest {
-                run: Some(run.clone()),
-                bead: Some(bead.clone()),
-                plan: Some(plan.clone()),
-                attempt,
-                feedback: feedback.clone(),
-                timeout_secs: limits.agent_timeout.as_secs(),
-                handoff,
-                swapped,
-            };
-            let report = match ctx
-                .execute_activity(SharkActivities::execute, execute, agent_options(limits.agent_timeout))
-                .await
-            {
-                Ok(report) => report,
-                Err(err) if is_budget_exhausted(&err) => {
-                    let partial = Partial {
-                        plan: &plan,
-                        worktree: &last_worktree,
-                        attempt,
-                        approved_by: &approved_by,
-                    };
-                    return Ok(ending.stop_for_budget(ctx, &err, Some(partial)).await);
-                }
-                Err(err) => return fail(ctx, &run, err).await,
-            };
-            add_usage(ctx, report.agent.as_ref());
-            last_worktree = report.worktree.clone();
-            ctx.state_mut(|s| s.diff_artifacts.push(report.diff_artifact.clone()));
-            let executor = report.agent.as_ref().map(|a| a.provider.clone()).unwrap_or_default();
-            if !report.problem.is_empty() {
-                push_gate(
-                    ctx,
-                    GateResult {
-                        gate: "execute".into(),
-                        round: attempt,
-                        handoff,
-                        passed: false,
-                        excerpt: report.problem.clone(),
-                        artifact: report
-                            .agent
-                            .as_ref()
-                            .map(|a| a.stdout_artifact.clone())
-                            .unwrap_or_default(),
-                        provider: executor,
-                        ..GateResult::default()
-                    },
-                );
-                feedback = format!("The executor produced nothing usable: {}", report.problem);
-                break None;
-            }
-            let step = Step {
-                run: &run,
-                bead: &bead,
-                plan: &plan,
-                report: &report,
-                attempt,
-                handoff,
-                swapped,
-            };
-            match run_gates(ctx, &step, &gates, &limits, fail_open).await {
-                Ok(GatesVerdict::Passed) => break Some(report),
-                Ok(GatesVerdict::Redo {
-                    feedback: findings,
-                    swap,
-                }) if handoff < limits.max_handoffs => {
-                    handoff += 1;
-                    swapped ^= swap;
-                    feedback = findings;
-                }
-                Ok(GatesVerdict::Redo { feedback: findings, .. }) => {
-                    feedback = format!("{findings}\n(attempt {attempt} used all {} redos)", limits.max_handoffs);
-                    break None;
-                }
-                Ok(GatesVerdict::Failed { feedback: why }) => {
-                    feedback = why;
-                    break None;
-                }
-                Err(err) if is_budget_exhausted(&err) => {
-                    let partial = Partial {
-                        plan: &plan,
-                        worktree: &last_worktree,
-                        attempt,
-                        approved_by: &approved_by,
-                    };
-                    return Ok(ending.stop_for_budget(ctx, &err, Some(partial)).await);
-                }
-                Err(err) => return fail(ctx, &run, err).await,
-            }
+        let spec = AttemptSpec {
+            run: &run,
+            bead: &bead,
+            plan: &plan,
+            gates: &gates,
+            limits: &limits,
+            fail_open,
+            attempt,
+            candidate: 0,
         };
-        let Some(report) = passed else { continue };
+        let end = if fanout > 1 {
+            run_candidates(ctx, &spec, fanout, select_best, &mut feedback, &mut last_worktree).await
+        } else {
+            run_attempt(ctx, &spec, &mut feedback, &mut last_worktree).await
+        };
+        let (report, winner) = match end {
+            AttemptEnd::Passed { report, candidate } => (report, candidate),
+            AttemptEnd::Failed => continue,
+            AttemptEnd::BudgetExhausted(err) => {
+                let partial = Partial {
+                    plan: &plan,
+                    worktree: &last_worktree,
+                    attempt,
+                    approved_by: &approved_by,
+                };
+                return Ok(ending.stop_for_budget(ctx, &err, Some(partial)).await);
+            }
+            AttemptEnd::Error(err) => return fail(ctx, &run, err).await,
+        };
 
         // INTEGRATE
         enter_phase(ctx, Phase::Integrating, attempt);
-        let integration = match integrate(ctx, &run, &bead, &plan, &report.worktree, attempt, &approved_by, false).await
+        let integration = match integrate(
+            ctx,
+            &run,
+            &bead,
+            &plan,
+            &report.worktree,
+            attempt,
+            &approved_by,
+            false,
+            winner,
+        )
+        .await
         {
             Ok(integration) => integration,
             Err(err) => return fail(ctx, &run, err).await,
@@ -844,6 +797,7 @@ async fn run_shark(ctx: &mut WorkflowContext<SharkWorkflow>, input: SharkInput) 
             limits.max_attempts,
             &approved_by,
             true,
+            0,
         )
         .await
         {
@@ -869,6 +823,391 @@ async fn run_shark(ctx: &mut WorkflowContext<SharkWorkflow>, input: SharkInput) 
     );
     let _ = update_bead(ctx, &run, "blocked", &note, "").await;
     Ok(ending.conclude(ctx, Outcome::Escalated, reason, kept.as_ref()).await)
+}
+
+/// One attempt of the plan (or, with fanout, one candidate's attempt) as the workflow sees it.
+struct AttemptSpec<'a> {
+    run: &'a RunRef,
+    bead: &'a Bead,
+    plan: &'a Plan,
+    gates: &'a [String],
+    limits: &'a Limits,
+    fail_open: bool,
+    attempt: u32,
+    /// Monte Carlo candidate (1-based) when this run is one; 0 otherwise.
+    candidate: u32,
+}
+
+/// How an attempt ended.
+enum AttemptEnd {
+    /// The work passed every gate (`candidate`: whose work, 0 without fanout).
+    Passed {
+        report: ExecuteReport,
+        candidate: u32,
+    },
+    /// The gates failed it; the feedback says why.
+    Failed,
+    BudgetExhausted(ActivityExecutionError),
+    Error(ActivityExecutionError),
+}
+
+/// EXECUTE -> gates, with redos, for one attempt. `feedback` carries the previous failure in and
+/// this attempt's out; `last_worktree` the worktree of the last execution.
+async fn run_attempt(
+    ctx: &WorkflowContext<SharkWorkflow>,
+    spec: &AttemptSpec<'_>,
+    feedback: &mut String,
+    last_worktree: &mut String,
+) -> AttemptEnd {
+    let AttemptSpec {
+        run,
+        bead,
+        plan,
+        gates,
+        limits,
+        fail_open,
+        attempt,
+        ..
+    } = *spec;
+    let mut handoff = 0;
+    let mut swapped = false;
+    loop {
+        ctx.state_mut(|s| {
+            s.status.attempt = attempt;
+            s.status.handoff = handoff;
+        });
+        enter_phase(ctx, Phase::Executing, attempt);
+        let execute = ExecuteRequest {
+            run: Some(run.clone()),
+            bead: Some(bead.clone()),
+            plan: Some(plan.clone()),
+            attempt,
+            feedback: feedback.clone(),
+            timeout_secs: limits.agent_timeout.as_secs(),
+            handoff,
+            swapped,
+            candidate: spec.candidate,
+        };
+        let report = match ctx
+            .execute_activity(SharkActivities::execute, execute, agent_options(limits.agent_timeout))
+            .await
+        {
+            Ok(report) => report,
+            Err(err) if is_budget_exhausted(&err) => return AttemptEnd::BudgetExhausted(err),
+            Err(err) => return AttemptEnd::Error(err),
+        };
+        add_usage(ctx, report.agent.as_ref());
+        *last_worktree = report.worktree.clone();
+        ctx.state_mut(|s| s.diff_artifacts.push(report.diff_artifact.clone()));
+        let executor = report.agent.as_ref().map(|a| a.provider.clone()).unwrap_or_default();
+        if !report.problem.is_empty() {
+            push_gate(
+                ctx,
+                GateResult {
+                    gate: "execute".into(),
+                    round: attempt,
+                    handoff,
+                    passed: false,
+                    excerpt: report.problem.clone(),
+                    artifact: report
+                        .agent
+                        .as_ref()
+                        .map(|a| a.stdout_artifact.clone())
+                        .unwrap_or_default(),
+                    provider: executor,
+                    ..GateResult::default()
+                },
+            );
+            *feedback = format!("The executor produced nothing usable: {}", report.problem);
+            return AttemptEnd::Failed;
+        }
+        let step = Step {
+            run,
+            bead,
+            plan,
+            report: &report,
+            attempt,
+            handoff,
+            swapped,
+            candidate: spec.candidate,
+        };
+        match run_gates(ctx, &step, gates, limits, fail_open).await {
+            Ok(GatesVerdict::Passed) => {
+                return AttemptEnd::Passed {
+                    report,
+                    candidate: spec.candidate,
+                };
+            }
+            Ok(GatesVerdict::Redo {
+                feedback: findings,
+                swap,
+            }) if handoff < limits.max_handoffs => {
+                handoff += 1;
+                swapped ^= swap;
+                *feedback = findings;
+            }
+            Ok(GatesVerdict::Redo { feedback: findings, .. }) => {
+                *feedback = format!("{findings}\n(attempt {attempt} used all {} redos)", limits.max_handoffs);
+                return AttemptEnd::Failed;
+            }
+            Ok(GatesVerdict::Failed { feedback: why }) => {
+                *feedback = why;
+                return AttemptEnd::Failed;
+            }
+            Err(err) if is_budget_exhausted(&err) => return AttemptEnd::BudgetExhausted(err),
+            Err(err) => return AttemptEnd::Error(err),
+        }
+    }
+}
+
+/// Monte Carlo: the attempt's `fanout` candidates run as child Sharks at once, each in its own
+/// worktree (and with the next provider of the executor's tier). `first`: the first to pass every
+/// gate wins and the others are cancelled (their agents killed); `best`: all finish and the best
+/// passing one wins. Every candidate's gate results join this run's (for the learner); the losers'
+/// worktrees and branches are removed, their artifacts stay.
+async fn run_candidates(
+    ctx: &WorkflowContext<SharkWorkflow>,
+    spec: &AttemptSpec<'_>,
+    fanout: u32,
+    select_best: bool,
+    feedback: &mut String,
+    last_worktree: &mut String,
+) -> AttemptEnd {
+    ctx.state_mut(|s| {
+        s.status.attempt = spec.attempt;
+        s.status.handoff = 0;
+    });
+    enter_phase(ctx, Phase::Executing, spec.attempt);
+    let mut running = Vec::new();
+    for k in 1..=fanout {
+        let input = SharkInput {
+            project: spec.run.project.clone(),
+            bead_id: spec.run.bead_id.clone(),
+            limits: Some(spec.limits.to_proto()),
+            candidate: Some(CandidateInput {
+                index: k,
+                count: fanout,
+                attempt: spec.attempt,
+                bead: Some(spec.bead.clone()),
+                plan: Some(spec.plan.clone()),
+                feedback: feedback.clone(),
+                gates: spec.gates.to_vec(),
+                review_fail_open: spec.fail_open,
+            }),
+        };
+        let id = candidate_workflow_id(&spec.run.project, &spec.run.bead_id, &spec.run.run_id, spec.attempt, k);
+        let options = ChildWorkflowOptions::builder()
+            .workflow_id(id)
+            .parent_close_policy(ParentClosePolicy::RequestCancel)
+            .build();
+        match ctx.start_child_workflow(SharkWorkflow::run, input, options).await {
+            Ok(started) => running.push((k, Some(Box::pin(started.result())))),
+            Err(err) => push_gate(
+                ctx,
+                GateResult {
+                    gate: "execute".into(),
+                    round: spec.attempt,
+                    passed: false,
+                    excerpt: format!("candidate {k} did not start: {err}"),
+                    candidate: k,
+                    ..GateResult::default()
+                },
+            ),
+        }
+    }
+
+    // Collect results in the order they arrive (deterministic: the order of history events).
+    let mut results: Vec<(u32, SharkResult)> = Vec::new();
+    let mut winner: Option<u32> = None;
+    while running.iter().any(|(_, f)| f.is_some()) {
+        let (k, outcome) = std::future::poll_fn(|cx| {
+            for (k, slot) in running.iter_mut() {
+                if let Some(fut) = slot.as_mut()
+                    && let std::task::Poll::Ready(out) = fut.as_mut().poll(cx)
+                {
+                    *slot = None;
+                    return std::task::Poll::Ready((*k, out));
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await;
+        match outcome {
+            Ok(result) => {
+                if result.outcome() == Outcome::CandidatePassed && !select_best && winner.is_none() {
+                    winner = Some(k);
+                    for (_, slot) in running.iter() {
+                        if let Some(fut) = slot {
+                            fut.cancel();
+                        }
+                    }
+                }
+                results.push((k, result));
+            }
+            Err(err) => {
+                let lost = winner
+                    .map(|w| format!("cancelled: candidate {w} passed first"))
+                    .unwrap_or_else(|| format!("candidate {k} ended without a result: {err}"));
+                push_gate(
+                    ctx,
+                    GateResult {
+                        gate: "execute".into(),
+                        round: spec.attempt,
+                        passed: false,
+                        excerpt: lost,
+                        candidate: k,
+                        ..GateResult::default()
+                    },
+                );
+            }
+        }
+    }
+    if select_best {
+        winner = results
+            .iter()
+            .filter(|(_, r)| r.outcome() == Outcome::CandidatePassed)
+            .min_by_key(|(k, r)| candidate_score(*k, r))
+            .map(|(k, _)| *k);
+    }
+
+    // Every candidate's journal joins this run's: gate results (with their artifacts) and usage.
+    results.sort_by_key(|(k, _)| *k);
+    for (k, result) in &results {
+        ctx.state_mut(|s| {
+            for gate in &result.gate_results {
+                let mut gate = gate.clone();
+                gate.candidate = *k;
+                s.status.gate_results.push(gate);
+            }
+            let usage = result.usage.unwrap_or_default();
+            let total = s.status.usage.get_or_insert_with(Default::default);
+            total.input_tokens += usage.input_tokens;
+            total.output_tokens += usage.output_tokens;
+            total.cost_usd += usage.cost_usd;
+        });
+    }
+    let winning = winner.and_then(|w| results.iter().find(|(k, _)| *k == w));
+    // Without a winner the first candidate's work is kept (for the partial branch at the end).
+    let keep = winning
+        .map(|(k, _)| *k)
+        .or_else(|| results.iter().find(|(_, r)| !r.worktree.is_empty()).map(|(k, _)| *k));
+    let losers: Vec<u32> = (1..=fanout).filter(|k| Some(*k) != keep).collect();
+    if !losers.is_empty() {
+        let request = DiscardCandidatesRequest {
+            run: Some(spec.run.clone()),
+            attempt: spec.attempt,
+            candidates: losers,
+        };
+        // Leftover worktrees cost disk, not correctness: a failure here never fails the run.
+        let _ = ctx
+            .execute_activity(SharkActivities::discard_candidates, request, quick_options())
+            .await;
+    }
+    if let Some((_, kept)) = keep.and_then(|k| results.iter().find(|(c, _)| *c == k)) {
+        *last_worktree = kept.worktree.clone();
+    }
+    match winning {
+        Some((k, result)) => AttemptEnd::Passed {
+            report: ExecuteReport {
+                worktree: result.worktree.clone(),
+                branch: result.branch.clone(),
+                ..ExecuteReport::default()
+            },
+            candidate: *k,
+        },
+        None => {
+            let why: Vec<String> = results
+                .iter()
+                .map(|(k, r)| format!("Candidate {k}: {}", excerpt(&r.reason, 800)))
+                .collect();
+            *feedback = if why.is_empty() {
+                "no candidate produced a result".to_string()
+            } else {
+                why.join("\n")
+            };
+            AttemptEnd::Failed
+        }
+    }
+}
+
+/// The `best` order among passing candidates (smaller is better): fewest failed gate runs on the
+/// way (review rejections and Semgrep findings that forced redos), then the smallest diff, then
+/// the quickest definition of done, then the lowest number.
+fn candidate_score(k: u32, result: &SharkResult) -> (usize, u64, u64, u32) {
+    let failed = result.gate_results.iter().filter(|g| !g.passed).count();
+    let dod_ms = result
+        .gate_results
+        .iter()
+        .filter(|g| g.gate == "dod")
+        .map(|g| g.duration_ms)
+        .sum();
+    (failed, result.diff_lines, dod_ms, k)
+}
+
+/// A Monte Carlo candidate (a child Shark): one attempt of the approved plan, with its redos and
+/// gates, in its own worktree. It never plans, integrates or touches the bead; its parent does.
+async fn run_candidate(ctx: &mut WorkflowContext<SharkWorkflow>, input: SharkInput) -> WorkflowResult<SharkResult> {
+    let c = input.candidate.clone().unwrap_or_default();
+    let limits = Limits::from_proto(input.limits.as_ref());
+    let run = RunRef {
+        project: input.project.clone(),
+        bead_id: input.bead_id.clone(),
+        workflow_id: ctx.workflow_id().to_string(),
+        run_id: ctx.run_id().to_string(),
+    };
+    let bead = c.bead.clone().unwrap_or_default();
+    let plan = c.plan.clone().unwrap_or_default();
+    ctx.state_mut(|s| {
+        s.status.project = input.project.clone();
+        s.status.bead_id = input.bead_id.clone();
+        s.status.max_attempts = limits.max_attempts;
+        s.status.branch = candidate_branch(&input.bead_id, c.index);
+        s.status.plan = Some(plan.clone());
+        s.status.gates = c.gates.clone();
+        s.status.review_fail_open = c.review_fail_open;
+    });
+    let spec = AttemptSpec {
+        run: &run,
+        bead: &bead,
+        plan: &plan,
+        gates: &c.gates,
+        limits: &limits,
+        fail_open: c.review_fail_open,
+        attempt: c.attempt,
+        candidate: c.index,
+    };
+    let mut feedback = c.feedback.clone();
+    let mut worktree = String::new();
+    let (outcome, reason, report) = match run_attempt(ctx, &spec, &mut feedback, &mut worktree).await {
+        AttemptEnd::Passed { report, .. } => (
+            Outcome::CandidatePassed,
+            format!("candidate {} passed every gate", c.index),
+            Some(report),
+        ),
+        AttemptEnd::Failed => (Outcome::CandidateFailed, feedback.clone(), None),
+        AttemptEnd::BudgetExhausted(err) => (Outcome::BudgetExhausted, activity_failure_text(&err), None),
+        AttemptEnd::Error(err) => {
+            if matches!(err, ActivityExecutionError::Cancelled(_)) || ctx.cancellation_token().is_cancelled() {
+                return Err(WorkflowTermination::cancelled());
+            }
+            (Outcome::Failed, activity_failure_text(&err), None)
+        }
+    };
+    let mut result = finish(ctx, outcome, reason, None);
+    result.candidate = c.index;
+    result.worktree = report.as_ref().map(|r| r.worktree.clone()).unwrap_or(worktree);
+    result.diff_lines = report.map(|r| diff_lines(&r.diff_stat)).unwrap_or(0);
+    Ok(result)
+}
+
+/// Lines added plus removed, from `git diff --stat`'s summary line.
+fn diff_lines(stat: &str) -> u64 {
+    let summary = stat.lines().last().unwrap_or_default();
+    summary
+        .split(',')
+        .filter(|part| part.contains("insertion") || part.contains("deletion"))
+        .filter_map(|part| part.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+        .sum()
 }
 
 /// What the end of a run needs to start the ContinuousLearner.
@@ -1013,6 +1352,7 @@ impl Ending<'_> {
                 p.attempt,
                 p.approved_by,
                 true,
+                0,
             )
             .await
             {
@@ -1130,6 +1470,7 @@ fn finish(
             usage: status.usage,
             learner_workflow_id: status.learner_workflow_id.clone(),
             groom_workflow_id: status.groom_workflow_id.clone(),
+            ..SharkResult::default()
         }
     })
 }

@@ -18,7 +18,7 @@ use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
 
 /// Every Shark and ContinuousLearner path; each must have a recorded history.
-const PATHS: [&str; 31] = [
+const PATHS: [&str; 34] = [
     "approved_pass",
     // Recorded before a finished Shark recorded its run for the metrics (patch "record-run").
     "approved_pass_before_record_run",
@@ -46,6 +46,11 @@ const PATHS: [&str; 31] = [
     "learner_rule_accepted",
     "budget_exhausted",
     "budget_exhausted_while_planning",
+    // Monte Carlo: the parent with select "first" (a winner, a failure, a cancelled hang), with
+    // select "best", and one candidate child run.
+    "fanout_first",
+    "fanout_best",
+    "fanout_candidate",
     "dispatcher_rounds",
     // Recorded before dispatchers took their interval and limits from each round: runs started
     // then must go on after the upgrade.

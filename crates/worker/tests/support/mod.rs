@@ -455,6 +455,7 @@ impl Harness {
             project: "demo".into(),
             bead_id: "tk-1".into(),
             limits: Some(limits),
+            candidate: None,
         }
     }
 
