@@ -1,9 +1,10 @@
 # CHUM. `make demo` and `make test` are the two commands of the README's quick start.
-.PHONY: help setup demo test test-rust test-semgrep test-demo up lint fmt record-histories clean
+.PHONY: help setup demo test test-rust test-semgrep test-demo bench up lint fmt record-histories clean
 
 help:
 	@echo "make demo              three dependent beads through the factory, offline (scripted agent)"
 	@echo "make test              the whole test suite (what CI runs)"
+	@echo "make bench             the factory benchmark (release build; table in target/bench/factory.md)"
 	@echo "make up                Temporal dev server + worker on configs/chum.toml, for real use"
 	@echo "make lint              rustfmt check + clippy, warnings are errors"
 	@echo "make record-histories  re-record the replay tests' workflow histories (on purpose only)"
@@ -29,6 +30,12 @@ test-semgrep:
 
 test-demo:
 	CHUM_DEMO_PORT=17233 CHUM_DEMO_UI_PORT=18233 CHUM_DEMO_API_PORT=18900 CHUM_DEMO_STATE=.chum/test-demo bash scripts/demo.sh
+
+# The factory benchmark: overhead per bead, throughput, history size, RSS, Semgrep time. Release
+# build; not part of `make test`. docs/BENCHMARKS.md says what the numbers mean.
+bench: setup
+	cargo build --release -p chum-scripted-agent
+	CHUM_SCRIPTED_AGENT=$(CURDIR)/target/release/chum-scripted-agent cargo bench -p worker --bench factory
 
 up: setup
 	bash scripts/dev.sh

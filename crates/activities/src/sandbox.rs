@@ -158,17 +158,28 @@ pub fn hidden_paths(settings: &SandboxSettings) -> Vec<PathBuf> {
 }
 
 /// The program's own files: its directory and, when it is a link (npm's `bin/`), the directory
-/// of what it links to.
+/// of what it links to. A program installed by npm gets its whole `node_modules` tree: its
+/// dependencies (Codex's native binary is a sibling package) live beside it, not under it.
 pub fn program_paths(program: &Path) -> Vec<PathBuf> {
-    let mut paths = Vec::new();
-    if let Some(dir) = program.parent() {
-        paths.push(dir.to_path_buf());
+    let mut candidates = vec![program.to_path_buf()];
+    if let Ok(real) = std::fs::canonicalize(program) {
+        candidates.push(real);
     }
-    if let Ok(real) = std::fs::canonicalize(program)
-        && let Some(dir) = real.parent()
-        && !paths.iter().any(|p| p == dir)
-    {
-        paths.push(dir.to_path_buf());
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for path in candidates {
+        let node_modules = path
+            .ancestors()
+            .filter(|a| a.file_name().is_some_and(|n| n == "node_modules"))
+            .last()
+            .map(Path::to_path_buf);
+        for dir in [path.parent().map(Path::to_path_buf), node_modules]
+            .into_iter()
+            .flatten()
+        {
+            if !paths.contains(&dir) {
+                paths.push(dir);
+            }
+        }
     }
     paths
 }
@@ -356,6 +367,26 @@ mod tests {
             max_processes: 512,
             hide: vec![PathBuf::from("/srv/secrets")],
         }
+    }
+
+    #[test]
+    fn an_npm_program_brings_its_whole_node_modules_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("npm/node_modules/.bin");
+        let pkg = dir.path().join("npm/node_modules/@openai/codex/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&pkg).unwrap();
+        std::fs::write(pkg.join("codex.js"), "").unwrap();
+        std::os::unix::fs::symlink(pkg.join("codex.js"), bin.join("codex")).unwrap();
+        let paths = program_paths(&bin.join("codex"));
+        let root = std::fs::canonicalize(dir.path().join("npm/node_modules")).unwrap();
+        assert!(paths.contains(&dir.path().join("npm/node_modules")), "{paths:?}");
+        assert!(
+            paths.contains(&root) || paths.contains(&dir.path().join("npm/node_modules")),
+            "{paths:?}"
+        );
+        let plain = program_paths(Path::new("/usr/bin/git"));
+        assert_eq!(plain[0], PathBuf::from("/usr/bin"));
     }
 
     #[test]

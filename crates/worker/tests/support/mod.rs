@@ -45,6 +45,10 @@ pub fn temporal_binary() -> PathBuf {
 
 /// The scripted agent binary, built on demand when `cargo test` did not build it.
 pub fn scripted_agent() -> PathBuf {
+    // The benchmark (a release build) names its own.
+    if let Some(agent) = std::env::var_os("CHUM_SCRIPTED_AGENT") {
+        return PathBuf::from(agent);
+    }
     let exe = std::env::current_exe().expect("test exe");
     let target_dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
     let agent = target_dir.join("chum-scripted-agent");

@@ -1,0 +1,331 @@
+//! The factory benchmark (`make bench`): real dev server, real git, the sandboxed scripted agent
+//! answering at once, a trivial definition of done (`true`), the human gate approved by the
+//! benchmark as soon as it opens. Prints a table and writes it to `target/bench/factory.md`.
+//!
+//! - overhead per bead: wall time from start to integrated, minus the agents' own run time (as
+//!   they reported it, from the store), minus the Semgrep and DoD gate commands' time, minus the
+//!   time the plan waited at the human gate; p50/p95 over `CHUM_BENCH_BEADS` (50) beads, one at a
+//!   time;
+//! - throughput: `CHUM_BENCH_THROUGHPUT` (100) beads, 10 at once;
+//! - history events per Shark, activity schedule-to-start latency (the SDK's metric), the process's
+//!   peak RSS (worker + the benchmark driver), Semgrep time per attempt.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chum_core::proto::{Outcome, Phase, SharkInput, SharkLimits, SharkResult};
+use support::*;
+
+const EXECUTOR: &str = "[[step]]\nrole = \"executor\"\nshell = 'echo \"$CHUM_BEAD_ID\" > \"out-$CHUM_BEAD_ID.txt\"'\nanswer = \"done\"\n\n";
+
+fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn beads(count: usize) -> String {
+    (1..=count)
+        .map(|i| {
+            format!(
+                r#"{{"id":"bench-{i:03}","title":"Bench bead {i}","description":"write out-bench-{i:03}.txt","status":"open","priority":2,"issue_type":"task","created_at":"2026-11-22T00:00:00Z","updated_at":"2026-11-22T00:00:00Z"}}"#
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+fn bench_limits() -> SharkLimits {
+    SharkLimits {
+        gate_timeout_secs: 120,
+        ..limits()
+    }
+}
+
+/// One bead through the factory, approved the moment its plan waits; (wall time, result).
+async fn one_bead(
+    client: &temporalio_client::Client,
+    task_queue: &str,
+    bead: &str,
+) -> (Duration, SharkResult, SharkHandle) {
+    let input = SharkInput {
+        project: "demo".into(),
+        bead_id: bead.into(),
+        limits: Some(bench_limits()),
+        candidate: None,
+    };
+    let started = Instant::now();
+    let handle = start_shark(client, task_queue, input).await;
+    loop {
+        let s = status(&handle).await;
+        if s.phase() == Phase::AwaitingApproval {
+            break;
+        }
+        assert!(s.phase() != Phase::Done, "{bead} ended before its gate: {s:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    send_approve(&handle, serde_json::json!({"approved": true, "by": "bench"})).await;
+    let result = handle
+        .get_result(temporalio_client::WorkflowGetResultOptions::default())
+        .await
+        .expect("the run ends");
+    (started.elapsed(), result, handle)
+}
+
+/// Milliseconds of the run spent outside CHUM: agents (from the store), Semgrep and DoD commands,
+/// and the plan's wait at the human gate.
+fn outside_ms(h: &Harness, workflow_id: &str, result: &SharkResult) -> u64 {
+    let db = rusqlite::Connection::open(h.config.state_dir.join("chum.db")).expect("store");
+    let agents: i64 = db
+        .query_row(
+            "SELECT COALESCE(SUM(duration_ms), 0) FROM agent_usage WHERE workflow_id = ?1",
+            [workflow_id],
+            |r| r.get(0),
+        )
+        .expect("agent time");
+    let commands: u64 = result
+        .gate_results
+        .iter()
+        .filter(|g| g.gate == "semgrep" || g.gate == "dod")
+        .map(|g| g.duration_ms)
+        .sum();
+    let waiting: i64 = result
+        .phases
+        .iter()
+        .filter(|p| p.phase() == Phase::AwaitingApproval)
+        .map(|p| p.ended_ms - p.started_ms)
+        .sum();
+    agents as u64 + commands + waiting.max(0) as u64
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// Mean of a Prometheus histogram (sum / count) across its label sets, in the metric's unit.
+fn histogram_mean(text: &str, name: &str) -> Option<f64> {
+    let value = |suffix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{suffix}")))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
+    };
+    let count = value("_count");
+    (count > 0.0).then(|| value("_sum") / count)
+}
+
+struct Row {
+    what: String,
+    measured: String,
+    target: String,
+    met: Option<bool>,
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let sequential = env_count("CHUM_BENCH_BEADS", 50);
+    let parallel = env_count("CHUM_BENCH_THROUGHPUT", 100);
+    let concurrency = 10;
+    let h = Arc::new(
+        Harness::start(
+            "bench",
+            HarnessOptions {
+                scenario: format!("{}{EXECUTOR}", planner_step(None, GOOD_PLAN, "")),
+                dod: vec!["true".into()],
+                integration: "branch",
+                beads: Some(beads(sequential + parallel)),
+                extra_toml: "[dispatcher]\nenabled = false".into(),
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    eprintln!("bench: dev server up; {sequential} beads one at a time, then {parallel} beads {concurrency} at once");
+    let hh = h.clone();
+    let rows = h
+        .with_metrics_worker(|client, sdk_metrics| async move {
+            let h = hh;
+            // Warm-up: the first run pays for process and connection start-up.
+            let (_, warm, _) = one_bead(&client, &h.task_queue, "bench-001").await;
+            assert_eq!(warm.outcome(), Outcome::Integrated, "{warm:?}");
+
+            let mut overheads = Vec::new();
+            let mut walls = Vec::new();
+            let mut events = Vec::new();
+            let mut semgrep_ms = Vec::new();
+            for i in 2..=sequential {
+                let bead = format!("bench-{i:03}");
+                let (wall, result, handle) = one_bead(&client, &h.task_queue, &bead).await;
+                assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+                let id = chum_core::ids::shark_workflow_id("demo", &bead);
+                let outside = outside_ms(&h, &id, &result);
+                overheads.push(wall.as_millis() as f64 - outside as f64);
+                walls.push(wall.as_millis() as f64);
+                semgrep_ms.extend(
+                    result
+                        .gate_results
+                        .iter()
+                        .filter(|g| g.gate == "semgrep")
+                        .map(|g| g.duration_ms as f64),
+                );
+                let history = handle
+                    .fetch_history(temporalio_client::WorkflowFetchHistoryOptions::default())
+                    .into_events()
+                    .await
+                    .expect("history");
+                events.push(history.len() as f64);
+                if i % 10 == 0 {
+                    eprintln!("bench: {i}/{sequential} sequential beads");
+                }
+            }
+
+            let started = Instant::now();
+            let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in sequential + 1..=sequential + parallel {
+                let client = client.clone();
+                let task_queue = h.task_queue.clone();
+                let permit = semaphore.clone().acquire_owned().await.expect("semaphore");
+                tasks.spawn(async move {
+                    let (_, result, _) = one_bead(&client, &task_queue, &format!("bench-{i:03}")).await;
+                    drop(permit);
+                    result.outcome() == Outcome::Integrated
+                });
+            }
+            let mut integrated = 0;
+            while let Some(done) = tasks.join_next().await {
+                integrated += usize::from(done.unwrap_or(false));
+            }
+            let throughput_s = started.elapsed().as_secs_f64();
+            assert_eq!(integrated, parallel, "every throughput bead integrated");
+
+            let sdk = worker::metrics::sdk_metrics(sdk_metrics).await;
+            let schedule_to_start = histogram_mean(&sdk, "temporal_activity_schedule_to_start_latency");
+
+            overheads.sort_by(f64::total_cmp);
+            walls.sort_by(f64::total_cmp);
+            semgrep_ms.sort_by(f64::total_cmp);
+            let max_events = events.iter().cloned().fold(0.0, f64::max);
+            let rss = peak_rss_mb();
+            let p50 = percentile(&overheads, 0.5);
+            let p95 = percentile(&overheads, 0.95);
+            let semgrep_p50 = percentile(&semgrep_ms, 0.5);
+            vec![
+                Row {
+                    what: format!("orchestration overhead per bead, p50 ({} beads)", overheads.len()),
+                    measured: format!("{p50:.0} ms"),
+                    target: "≤ 300 ms (then ≤ 50 ms)".into(),
+                    met: Some(p50 <= 300.0),
+                },
+                Row {
+                    what: "orchestration overhead per bead, p95".into(),
+                    measured: format!("{p95:.0} ms"),
+                    target: "-".into(),
+                    met: None,
+                },
+                Row {
+                    what: "wall time per bead, p50 (agents + gates + overhead)".into(),
+                    measured: format!("{:.0} ms", percentile(&walls, 0.5)),
+                    target: "-".into(),
+                    met: None,
+                },
+                Row {
+                    what: format!("throughput: {parallel} beads, {concurrency} at once"),
+                    measured: format!("{throughput_s:.1} s ({:.2} beads/s)", parallel as f64 / throughput_s),
+                    target: "≤ 60 s".into(),
+                    met: Some(throughput_s <= 60.0),
+                },
+                Row {
+                    what: "history events per Shark (max)".into(),
+                    measured: format!("{max_events:.0}"),
+                    target: "≤ 200".into(),
+                    met: Some(max_events <= 200.0),
+                },
+                Row {
+                    what: "activity schedule-to-start latency (mean, SDK metric)".into(),
+                    measured: schedule_to_start
+                        .map(|v| format!("{v:.1} ms"))
+                        .unwrap_or_else(|| "not reported".into()),
+                    target: "-".into(),
+                    met: None,
+                },
+                Row {
+                    what: "peak RSS (worker + benchmark driver, one process)".into(),
+                    measured: format!("{rss:.0} MB"),
+                    target: "≤ 60 MB".into(),
+                    met: Some(rss <= 60.0),
+                },
+                Row {
+                    what: "Semgrep gate per attempt, p50 / max".into(),
+                    measured: format!(
+                        "{semgrep_p50:.0} ms / {:.0} ms",
+                        semgrep_ms.last().copied().unwrap_or(f64::NAN)
+                    ),
+                    target: "≤ 300 ms".into(),
+                    met: Some(semgrep_p50 <= 300.0),
+                },
+            ]
+        })
+        .await;
+
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "CHUM factory benchmark, {} ({} cores)\n",
+        chrono_like_now(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    let _ = writeln!(table, "| measure | result | target | met |\n|---|---|---|---|");
+    for r in &rows {
+        let met = match r.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "",
+        };
+        let _ = writeln!(table, "| {} | {} | {} | {met} |", r.what, r.measured, r.target);
+    }
+    println!("{table}");
+    let out = workspace_root().join("target/bench");
+    let _ = std::fs::create_dir_all(&out);
+    let path = out.join("factory.md");
+    match std::fs::write(&path, &table) {
+        Ok(()) => println!("written to {}", path.display()),
+        Err(e) => eprintln!("bench: could not write {}: {e}", path.display()),
+    }
+}
+
+/// The date for the table's title, from `date` (no time crate for one line).
+fn chrono_like_now() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
