@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use chum_core::proto::{Outcome, Phase, SharkInput, SharkLimits, SharkResult};
 use support::*;
 
-const EXECUTOR: &str = "[[step]]\nrole = \"executor\"\nshell = 'echo \"$CHUM_BEAD_ID\" > \"out-$CHUM_BEAD_ID.txt\"'\nanswer = \"done\"\n\n";
+/// The executor writes one Python file, so the Semgrep gate has something to scan.
+const EXECUTOR: &str = "[[step]]\nrole = \"executor\"\nshell = 'echo \"NAME = \\\"$CHUM_BEAD_ID\\\"\" > \"out_$(echo $CHUM_BEAD_ID | tr - _).py\"'\nanswer = \"done\"\n\n";
 
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -227,6 +228,12 @@ async fn run() {
             assert_eq!(integrated, parallel, "every throughput bead integrated");
 
             let sdk = worker::metrics::sdk_metrics(sdk_metrics).await;
+            let names: std::collections::BTreeSet<&str> = sdk
+                .lines()
+                .filter(|l| l.contains("schedule_to_start"))
+                .filter_map(|l| l.split(['{', ' ']).next())
+                .collect();
+            eprintln!("bench: SDK schedule-to-start series: {names:?}");
             let schedule_to_start = histogram_mean(&sdk, "temporal_activity_schedule_to_start_latency");
 
             overheads.sort_by(f64::total_cmp);
