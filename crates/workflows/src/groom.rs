@@ -11,33 +11,16 @@
 //! Neither ever fails its parent or the backlog: an unusable answer ends the groom with an error
 //! in its result and nothing applied.
 
-use std::time::Duration;
-
-use chum_core::activity_contract::{GroomActivities, error_types};
+use crate::learner::background_agent_options;
+use chum_core::activity_contract::GroomActivities;
 use chum_core::proto::{
     ApplyMutationsRequest, BriefingRequest, GroomRequest, GroomResult, RunRef, StrategicGroomInput, TacticalGroomInput,
 };
-use temporalio_common::RetryPolicy;
 use temporalio_sdk::workflows::{workflow, workflow_methods};
-use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
+use temporalio_sdk::{WorkflowContext, WorkflowResult};
 
 pub const TACTICAL: &str = "tactical";
 pub const STRATEGIC: &str = "strategic";
-
-fn groom_options() -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(45 * 60))
-        .heartbeat_timeout(Duration::from_secs(30))
-        .retry_policy(
-            RetryPolicy::builder()
-                .initial_interval(Duration::from_secs(2))
-                .backoff_coefficient(2.0)
-                .maximum_interval(Duration::from_secs(60))
-                .maximum_attempts(3)
-                .non_retryable_error_types(error_types::NON_RETRYABLE)
-                .build(),
-        )
-        .build()
-}
 
 /// Proposes, then applies; the shared middle of both grooms.
 async fn propose_and_apply<W>(
@@ -53,7 +36,7 @@ async fn propose_and_apply<W>(
         finished,
     };
     let proposal = match ctx
-        .execute_activity(GroomActivities::propose_mutations, request, groom_options())
+        .execute_activity(GroomActivities::propose_mutations, request, background_agent_options())
         .await
     {
         Ok(proposal) => proposal,
@@ -74,7 +57,7 @@ async fn propose_and_apply<W>(
             kind: kind.to_string(),
         };
         match ctx
-            .execute_activity(GroomActivities::apply_mutations, request, groom_options())
+            .execute_activity(GroomActivities::apply_mutations, request, background_agent_options())
             .await
         {
             Ok(report) => result.outcomes = report.outcomes,
@@ -139,7 +122,7 @@ impl StrategicGroomWorkflow {
             outcomes: result.outcomes.clone(),
         };
         match ctx
-            .execute_activity(GroomActivities::commit_briefing, request, groom_options())
+            .execute_activity(GroomActivities::commit_briefing, request, background_agent_options())
             .await
         {
             Ok(report) => result.briefing = Some(report),

@@ -21,7 +21,9 @@ use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
 #[derive(Default)]
 pub struct LearnerWorkflow;
 
-fn learner_options() -> ActivityOptions {
+/// Options of the learner's and the groomers' activities: long agent runs in the background,
+/// retried a few times, never for errors only a person can fix.
+pub(crate) fn background_agent_options() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(45 * 60))
         .heartbeat_timeout(Duration::from_secs(30))
         .retry_policy(
@@ -45,7 +47,11 @@ impl LearnerWorkflow {
             ..LearnerResult::default()
         };
         let lessons = match ctx
-            .execute_activity(LearnerActivities::extract_lessons, input.clone(), learner_options())
+            .execute_activity(
+                LearnerActivities::extract_lessons,
+                input.clone(),
+                background_agent_options(),
+            )
             .await
         {
             Ok(lessons) => lessons,
@@ -67,7 +73,7 @@ impl LearnerWorkflow {
                 lesson_id: lesson.id,
             };
             match ctx
-                .execute_activity(LearnerActivities::crystallize_rule, request, learner_options())
+                .execute_activity(LearnerActivities::crystallize_rule, request, background_agent_options())
                 .await
             {
                 Ok(report) => result.rules.push(report),
