@@ -195,6 +195,76 @@ pub fn choose_provider(
     })
 }
 
+/// What [`ask_with_one_retry`] got: the last run's summary, and the parsed answer or why there is
+/// none.
+pub struct Asked<T> {
+    pub summary: AgentRunSummary,
+    pub answer: Result<T, String>,
+    /// The activity was cancelled during a run; the caller reports that.
+    pub cancelled: bool,
+}
+
+/// Runs `role`'s agent on `prompt`; when its answer cannot be used (`parse` says why), once more
+/// with the reason under "Your previous answer could not be used". The runs are rounds 1 and 2,
+/// their artifacts `<prefix>-1` and `<prefix>-2`.
+#[allow(clippy::too_many_arguments)]
+pub async fn ask_with_one_retry<T>(
+    config: &ChumConfig,
+    artifacts: &RunArtifacts,
+    role: Role,
+    run: &RunRef,
+    workdir: &Path,
+    prompt: &str,
+    prefix: &str,
+    liveness: &impl Liveness,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Asked<T>, AgentSetupError> {
+    let mut retry_error = String::new();
+    let mut summary = AgentRunSummary::default();
+    for round in 1..=2u32 {
+        let mut text = prompt.to_string();
+        if !retry_error.is_empty() {
+            text.push_str(&format!("\n## Your previous answer could not be used\n{retry_error}\n"));
+        }
+        let request = AgentRequest {
+            role,
+            run,
+            round,
+            handoff: 0,
+            swapped: false,
+            candidate: 0,
+            prompt: text,
+            workdir,
+            timeout: config.limits.agent_timeout,
+            artifact_prefix: format!("{prefix}-{round}"),
+        };
+        let outcome = run_agent(config, artifacts, request, liveness).await?;
+        summary = outcome.summary;
+        if outcome.cancelled {
+            return Ok(Asked {
+                summary,
+                answer: Err("cancelled".into()),
+                cancelled: true,
+            });
+        }
+        match outcome.answer.and_then(|a| parse(&a.text)) {
+            Ok(answer) => {
+                return Ok(Asked {
+                    summary,
+                    answer: Ok(answer),
+                    cancelled: false,
+                });
+            }
+            Err(e) => retry_error = e,
+        }
+    }
+    Ok(Asked {
+        summary,
+        answer: Err(retry_error),
+        cancelled: false,
+    })
+}
+
 pub async fn run_agent(
     config: &ChumConfig,
     artifacts: &RunArtifacts,

@@ -12,14 +12,14 @@ use chum_core::backlog::{Mutation, backlog_summary, parse_groom_answer, validate
 use chum_core::config::{ChumConfig, ProjectConfig, Role};
 use chum_core::prompt::{groomer_prompt, strategist_prompt};
 use chum_core::proto::{
-    AgentRunSummary, ApplyMutationsReport, ApplyMutationsRequest, BriefingReport, BriefingRequest, EnumName,
-    GroomProposal, GroomRequest, MutationOutcome, RunRef, TacticalGroomInput,
+    ApplyMutationsReport, ApplyMutationsRequest, BriefingReport, BriefingRequest, EnumName, GroomProposal,
+    GroomRequest, MutationOutcome, RunRef, TacticalGroomInput,
 };
 use chum_core::text::excerpt;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-use crate::agent::{AgentRequest, Liveness, run_agent};
+use crate::agent::{Liveness, ask_with_one_retry};
 use crate::artifacts::RunArtifacts;
 use crate::backlog::Backlog;
 use crate::beads::NewBead;
@@ -171,58 +171,49 @@ impl GroomSteps {
         std::fs::create_dir_all(&workdir)
             .map_err(|e| retryable(format!("cannot create {}: {e}", workdir.display())))?;
         let artifacts = RunArtifacts::new(&self.config.state_dir, &groom);
-        let mut retry_error = String::new();
-        let mut agent = AgentRunSummary::default();
-        for round in 1..=2u32 {
-            let mut prompt = base_prompt.clone();
-            if !retry_error.is_empty() {
-                let _ = write!(prompt, "\n## Your previous answer could not be used\n{retry_error}\n");
+        let asked = ask_with_one_retry(
+            &self.config,
+            &artifacts,
+            Role::Groomer,
+            &groom,
+            &workdir,
+            &base_prompt,
+            "groom",
+            liveness,
+            |text| parse_groom_answer(text, strategic),
+        )
+        .await
+        .map_err(setup_error)?;
+        if asked.cancelled {
+            return Err(ActivityError::cancelled());
+        }
+        let agent = asked.summary;
+        match asked.answer {
+            Ok(answer) => {
+                let mutations = answer
+                    .mutations
+                    .iter()
+                    .map(|m| serde_json::to_string(m).map_err(|e| retryable(e.to_string())))
+                    .collect::<Result<Vec<_>, _>>()?;
+                tracing::info!(project = %project.name, kind = %req.kind, proposed = mutations.len(), "groomer proposed");
+                Ok(GroomProposal {
+                    mutations,
+                    briefing: answer.briefing,
+                    error: String::new(),
+                    agent: Some(agent),
+                    context_summary,
+                })
             }
-            let request = AgentRequest {
-                role: Role::Groomer,
-                run: &groom,
-                round,
-                handoff: 0,
-                swapped: false,
-                candidate: 0,
-                prompt,
-                workdir: &workdir,
-                timeout: self.config.limits.agent_timeout,
-                artifact_prefix: format!("groom-{round}"),
-            };
-            let outcome = run_agent(&self.config, &artifacts, request, liveness)
-                .await
-                .map_err(setup_error)?;
-            if outcome.cancelled {
-                return Err(ActivityError::cancelled());
-            }
-            agent = outcome.summary;
-            match outcome.answer.and_then(|a| parse_groom_answer(&a.text, strategic)) {
-                Ok(answer) => {
-                    let mutations = answer
-                        .mutations
-                        .iter()
-                        .map(|m| serde_json::to_string(m).map_err(|e| retryable(e.to_string())))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    tracing::info!(project = %project.name, kind = %req.kind, proposed = mutations.len(), "groomer proposed");
-                    return Ok(GroomProposal {
-                        mutations,
-                        briefing: answer.briefing,
-                        error: String::new(),
-                        agent: Some(agent),
-                        context_summary,
-                    });
-                }
-                Err(e) => retry_error = e,
+            Err(retry_error) => {
+                tracing::warn!(project = %project.name, "no usable groom: {retry_error}");
+                Ok(GroomProposal {
+                    error: format!("the groomer's answer could not be used: {retry_error}"),
+                    agent: Some(agent),
+                    context_summary,
+                    ..GroomProposal::default()
+                })
             }
         }
-        tracing::warn!(project = %project.name, "no usable groom: {retry_error}");
-        Ok(GroomProposal {
-            error: format!("the groomer's answer could not be used: {retry_error}"),
-            agent: Some(agent),
-            context_summary,
-            ..GroomProposal::default()
-        })
     }
 
     pub async fn apply_mutations_impl(

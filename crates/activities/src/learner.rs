@@ -17,16 +17,14 @@ use chum_core::lesson::{
     crystallizable, extract_rule_yaml, parse_lessons, rule_fixture, rule_id, with_lesson_metadata,
 };
 use chum_core::prompt::{learner_prompt, rule_prompt};
-use chum_core::proto::{
-    AgentRunSummary, CrystallizeRequest, EnumName, LearnerInput, Lesson, LessonsReport, RuleReport, RunRef,
-};
+use chum_core::proto::{CrystallizeRequest, EnumName, LearnerInput, Lesson, LessonsReport, RuleReport, RunRef};
 use chum_core::text::{excerpt, tail_excerpt};
 use serde_json::Value;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use tokio::process::Command;
 
-use crate::agent::{AgentRequest, Liveness, run_agent};
+use crate::agent::{AgentRequest, Liveness, ask_with_one_retry, run_agent};
 use crate::artifacts::RunArtifacts;
 use crate::process::read_tail;
 use crate::semgrep::locate_core;
@@ -295,72 +293,60 @@ impl LearnerSteps {
         let max = self.config.learner.max_lessons_per_run as usize;
         let workdir = self.scratch(&run, "learner")?;
         let artifacts = RunArtifacts::new(&self.config.state_dir, &run);
-        let mut retry_error = String::new();
-        let mut agent = AgentRunSummary::default();
-        for round in 1..=2u32 {
-            let mut prompt = learner_prompt(&journal, &known, max);
-            if !retry_error.is_empty() {
-                prompt.push_str(&format!("\n## Your previous answer could not be used\n{retry_error}\n"));
+        let asked = ask_with_one_retry(
+            &self.config,
+            &artifacts,
+            Role::Learner,
+            &run,
+            &workdir,
+            &learner_prompt(&journal, &known, max),
+            "learn",
+            liveness,
+            |text| parse_lessons(text, max),
+        )
+        .await
+        .map_err(setup_error)?;
+        if asked.cancelled {
+            return Err(ActivityError::cancelled());
+        }
+        let drafts = match asked.answer {
+            Ok(drafts) => drafts,
+            Err(retry_error) => {
+                tracing::warn!(bead = %run.bead_id, "no lessons: {retry_error}");
+                return Ok(LessonsReport {
+                    error: retry_error,
+                    agent: Some(asked.summary),
+                    ..LessonsReport::default()
+                });
             }
-            let request = AgentRequest {
-                role: Role::Learner,
-                run: &run,
-                round,
-                handoff: 0,
-                swapped: false,
-                candidate: 0,
-                prompt,
-                workdir: &workdir,
-                timeout: self.config.limits.agent_timeout,
-                artifact_prefix: format!("learn-{round}"),
-            };
-            let outcome = run_agent(&self.config, &artifacts, request, liveness)
-                .await
-                .map_err(setup_error)?;
-            if outcome.cancelled {
-                return Err(ActivityError::cancelled());
-            }
-            agent = outcome.summary;
-            let parsed = outcome.answer.and_then(|a| parse_lessons(&a.text, max));
-            match parsed {
-                Err(e) => retry_error = e,
-                Ok(drafts) => {
-                    let mut report = LessonsReport {
-                        agent: Some(agent),
-                        ..LessonsReport::default()
-                    };
-                    let attempt = first_failure_attempt(&input);
-                    for mut lesson in drafts {
-                        lesson.project = run.project.clone();
-                        lesson.bead_id = run.bead_id.clone();
-                        lesson.workflow_id = run.workflow_id.clone();
-                        lesson.run_id = run.run_id.clone();
-                        lesson.attempt = attempt;
-                        lesson.commit = input.commit.clone();
-                        let now = now_ms();
-                        match store
-                            .insert_lesson(&lesson, now)
-                            .map_err(|e| retryable(e.to_string()))?
-                        {
-                            Some(id) => {
-                                lesson.id = id;
-                                lesson.created_ms = now;
-                                report.stored.push(lesson);
-                            }
-                            None => report.duplicates_skipped += 1,
-                        }
-                    }
-                    tracing::info!(bead = %run.bead_id, stored = report.stored.len(), duplicates = report.duplicates_skipped, "lessons learned");
-                    return Ok(report);
+        };
+        let mut report = LessonsReport {
+            agent: Some(asked.summary),
+            ..LessonsReport::default()
+        };
+        let attempt = first_failure_attempt(&input);
+        for mut lesson in drafts {
+            lesson.project = run.project.clone();
+            lesson.bead_id = run.bead_id.clone();
+            lesson.workflow_id = run.workflow_id.clone();
+            lesson.run_id = run.run_id.clone();
+            lesson.attempt = attempt;
+            lesson.commit = input.commit.clone();
+            let now = now_ms();
+            match store
+                .insert_lesson(&lesson, now)
+                .map_err(|e| retryable(e.to_string()))?
+            {
+                Some(id) => {
+                    lesson.id = id;
+                    lesson.created_ms = now;
+                    report.stored.push(lesson);
                 }
+                None => report.duplicates_skipped += 1,
             }
         }
-        tracing::warn!(bead = %run.bead_id, "no lessons: {retry_error}");
-        Ok(LessonsReport {
-            error: retry_error,
-            agent: Some(agent),
-            ..LessonsReport::default()
-        })
+        tracing::info!(bead = %run.bead_id, stored = report.stored.len(), duplicates = report.duplicates_skipped, "lessons learned");
+        Ok(report)
     }
 
     pub async fn crystallize_impl(
