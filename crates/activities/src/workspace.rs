@@ -261,8 +261,10 @@ pub async fn discard_candidates(
     let mut removed = Vec::new();
     for &k in candidates.iter().filter(|k| **k > 0) {
         let path = worktree_path(project, bead_id, attempt, k);
-        if path.exists() {
-            git(repo, &["worktree", "remove", "--force", &path.display().to_string()]).await?;
+        let existed = path.exists();
+        // Also prunes a registration whose directory is gone, so the branch can be deleted.
+        remove_worktree(repo, &path).await?;
+        if existed {
             removed.push(path.display().to_string());
         }
         let branch = candidate_branch(bead_id, k);
@@ -271,7 +273,6 @@ pub async fn discard_candidates(
             removed.push(branch);
         }
     }
-    git(repo, &["worktree", "prune"]).await?;
     Ok(removed)
 }
 
