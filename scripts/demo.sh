@@ -94,9 +94,11 @@ say "executing in a git worktree; review, Semgrep and the definition of done; in
 $CHUM watch tk-1a --timeout 10m || { echo "the run did not integrate; worker log: $STATE/worker.log" >&2; exit 1; }
 
 echo "    where the agents and DoD commands ran (the sandbox), from the worker log:"
+# One awk over the whole log: a `grep -m1` at the end of a pipe stops reading early, the grep
+# before it dies of SIGPIPE and `pipefail` turns that into a failed demo (it did, once, in CI).
 for kind in 'role=executor' 'role=reviewer' 'DoD command starting'; do
-    grep -E '(agent|DoD command) starting' "$STATE/worker.log" | grep 'bead=tk-1a' | grep -m1 -e "$kind" \
-        | sed -E 's/^.*((agent|DoD command) starting)/      \1/' | cut -c1-170
+    awk -v kind="$kind" '!done && /(agent|DoD command) starting/ && /bead=tk-1a/ && index($0, kind) {
+        match($0, /(agent|DoD command) starting/); print "      " substr($0, RSTART, 164); done = 1 }' "$STATE/worker.log"
 done
 
 say "the ContinuousLearner (a child of the run that outlives it) turns the review's finding into a lesson and a rule"
@@ -118,7 +120,8 @@ $CHUM watch tk-3c --timeout 10m || { echo "the run did not integrate; worker log
 
 say "the groomer after each bead (a child of each run): what it changed, and what validation refused"
 for _ in $(seq 1 60); do
-    $CHUM groom log | grep -q "Transliterate" && break
+    # grep without -q reads all of chum's output: an early exit would SIGPIPE chum under pipefail
+    $CHUM groom log | grep "Transliterate" >/dev/null && break
     sleep 0.5
 done
 $CHUM groom log | sed 's/^/    /'
