@@ -58,6 +58,10 @@ pub enum AgentSetupError {
     /// A spending cap is reached; no agent was started.
     #[error("budget exhausted: {0}")]
     Budget(String),
+    /// The state directory could not be written or read (disk full, read-only, gone): worth
+    /// retrying once someone frees space, unlike a configuration mistake.
+    #[error("{0}")]
+    Storage(String),
 }
 
 pub struct AgentRequest<'a> {
@@ -275,7 +279,7 @@ pub async fn run_agent(
     let store_path = config.state_dir.join("chum.db");
     if budget::has_caps(&config.budget) {
         let store = LessonStore::open(&store_path)
-            .map_err(|e| AgentSetupError::Config(format!("cannot check the budget: {e}")))?;
+            .map_err(|e| AgentSetupError::Storage(format!("cannot check the budget: {e}")))?;
         budget::affordable(
             &config.budget,
             &store,
@@ -291,7 +295,7 @@ pub async fn run_agent(
         .write(&format!("{prefix}.prompt.md"), request.prompt.as_bytes())
         .await
         .map_err(|e| {
-            AgentSetupError::Config(format!(
+            AgentSetupError::Storage(format!(
                 "cannot write to the artifact store {}: {e}",
                 artifacts.dir().display()
             ))
@@ -363,6 +367,13 @@ pub async fn run_agent(
         writable: expand(&provider.writable),
         network: provider.network,
     };
+    // Made here so a full or read-only disk is a storage error; `prepare` fails only on settings.
+    std::fs::create_dir_all(&policy.scratch).map_err(|e| {
+        AgentSetupError::Storage(format!(
+            "cannot make the agent's scratch directory {}: {e}",
+            policy.scratch.display()
+        ))
+    })?;
     let prepared = sandbox::prepare(spec, mode, &config.sandbox, &policy).map_err(AgentSetupError::Config)?;
     let spec = prepared.spec;
     tracing::info!(
@@ -389,6 +400,12 @@ pub async fn run_agent(
                 "agent program {} of provider `{}` could not be started: {e}",
                 spec.program.display(),
                 provider.name
+            )));
+        }
+        Err(e) if is_storage_error(&e) => {
+            return Err(AgentSetupError::Storage(format!(
+                "cannot write the agent's output to the artifact store {}: {e}",
+                artifacts.dir().display()
             )));
         }
         Err(e) => {
@@ -467,4 +484,12 @@ pub async fn run_agent(
         answer,
         cancelled: outcome.cancelled,
     })
+}
+
+/// A full or read-only disk (the artifact store), as opposed to a program that cannot run.
+pub(crate) fn is_storage_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::QuotaExceeded
+    )
 }

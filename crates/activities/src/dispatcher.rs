@@ -1,10 +1,9 @@
 //! The Dispatcher's activity: one round of turning ready beads into Sharks.
 
-use crate::log_context::activity_span;
+use crate::log_context::{activity_span, supervised};
 use chum_core::live_config::LiveConfig;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use tracing::Instrument;
 
 use chum_core::activity_contract::error_types;
 use chum_core::config::ChumConfig;
@@ -126,8 +125,10 @@ impl DispatcherActivitiesImpl {
             ..Default::default()
         };
         let span = activity_span(&ctx, Some(&project));
-        async move { self.steps().dispatch_round_impl(&ctx.client(), req).await }
-            .instrument(span)
-            .await
+        let client = ctx.client();
+        supervised(&ctx, span, async move {
+            self.steps().dispatch_round_impl(&client, req).await
+        })
+        .await
     }
 }

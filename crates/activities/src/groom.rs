@@ -1,7 +1,7 @@
 //! The groomers' activities: a proposal from the groomer agent, validated mutations applied to the
 //! backlog (every outcome recorded), and the strategic briefing committed to the project.
 
-use crate::log_context::activity_span;
+use crate::log_context::{activity_span, supervised};
 use chum_core::live_config::LiveConfig;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -415,9 +415,7 @@ impl GroomActivitiesImpl {
         req: ApplyMutationsRequest,
     ) -> Result<ApplyMutationsReport, ActivityError> {
         let span = activity_span(&ctx, req.groom.as_ref());
-        async move { self.steps().apply_mutations_impl(req).await }
-            .instrument(span)
-            .await
+        supervised(&ctx, span, async move { self.steps().apply_mutations_impl(req).await }).await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::CommitBriefing)]
@@ -427,9 +425,7 @@ impl GroomActivitiesImpl {
         req: BriefingRequest,
     ) -> Result<BriefingReport, ActivityError> {
         let span = activity_span(&ctx, req.groom.as_ref());
-        async move { self.steps().commit_briefing_impl(req).await }
-            .instrument(span)
-            .await
+        supervised(&ctx, span, async move { self.steps().commit_briefing_impl(req).await }).await
     }
 }
 

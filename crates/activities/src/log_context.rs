@@ -3,8 +3,13 @@
 //! them on each line inside it.
 
 use chum_core::proto::RunRef;
+use std::future::Future;
+use std::time::Duration;
 use temporalio_sdk::activities::ActivityContext;
-use tracing::Span;
+use tracing::{Instrument as _, Span};
+
+/// How often `supervised` heartbeats: well inside the workflows' heartbeat timeouts (10 s).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);
 
 /// The span one activity call runs in. `run` is the Shark run it works for, when its input names
 /// one (a learner or groomer names the run it learns from or grooms after); without it the
@@ -31,4 +36,23 @@ pub fn activity_span(ctx: &ActivityContext, run: Option<&RunRef>) -> Span {
         workflow = %workflow,
         run = %run_id,
     )
+}
+
+/// Runs an activity's work in its span and heartbeats while it runs. The workflows give every
+/// activity a heartbeat timeout, so a worker killed in the middle of one (SIGKILL, OOM, a lost
+/// machine) is noticed in seconds and the activity retried on another worker, instead of after
+/// its whole start-to-close timeout. Activities that run agents heartbeat from their process loop.
+pub async fn supervised<F: Future>(ctx: &ActivityContext, span: Span, work: F) -> F::Output {
+    let work = work.instrument(span);
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick() => {
+                let _ = ctx.record_heartbeat(()).await;
+            }
+        }
+    }
 }

@@ -194,8 +194,14 @@ where
 
 /// Copies a stream into a file, keeping at most `limit` bytes and draining the rest.
 async fn capture<R: AsyncRead + Unpin>(stream: Option<R>, path: PathBuf, limit: u64) -> std::io::Result<u64> {
-    let mut file = File::create(&path).await?;
-    let Some(mut stream) = stream else { return Ok(0) };
+    // A file that cannot be created or written (disk full, read-only) does not stop the reading:
+    // a pipe nobody drains would block the process until its time limit. The error is returned
+    // once the stream ends.
+    let mut file = File::create(&path).await;
+    let mut write_error: Option<std::io::Error> = None;
+    let Some(mut stream) = stream else {
+        return file.map(|_| 0);
+    };
     let mut total: u64 = 0;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -203,11 +209,19 @@ async fn capture<R: AsyncRead + Unpin>(stream: Option<R>, path: PathBuf, limit: 
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if total < limit {
+        if total < limit && write_error.is_none() {
             let keep = ((limit - total) as usize).min(n);
-            file.write_all(&buf[..keep]).await?;
+            if let Ok(f) = &mut file
+                && let Err(e) = f.write_all(&buf[..keep]).await
+            {
+                write_error = Some(e);
+            }
         }
         total += n as u64;
+    }
+    let mut file = file?;
+    if let Some(e) = write_error {
+        return Err(e);
     }
     if total > limit {
         let note = format!("\n[chum: output truncated: kept {limit} of {total} bytes]\n");

@@ -5,7 +5,7 @@
 //! can fix (unknown project, missing agent program, not a git repository) are non-retryable
 //! errors of the types in `error_types`.
 
-use crate::log_context::activity_span;
+use crate::log_context::{activity_span, supervised};
 use crate::sandbox::{self, SandboxPolicy};
 use chum_core::live_config::LiveConfig;
 use std::path::{Path, PathBuf};
@@ -83,6 +83,7 @@ pub(crate) fn setup_error(err: AgentSetupError) -> ActivityError {
         AgentSetupError::Config(m) => permanent(error_types::CONFIG, m),
         AgentSetupError::MissingBinary(m) => permanent(error_types::MISSING_BINARY, m),
         AgentSetupError::Budget(m) => permanent(error_types::BUDGET_EXHAUSTED, format!("budget exhausted: {m}")),
+        AgentSetupError::Storage(m) => retryable(m),
     }
 }
 
@@ -591,9 +592,7 @@ impl SharkActivitiesImpl {
         req: LoadBeadRequest,
     ) -> Result<LoadBeadResult, ActivityError> {
         let span = activity_span(&ctx, req.run.as_ref());
-        async move { self.steps().load_bead_impl(req).await }
-            .instrument(span)
-            .await
+        supervised(&ctx, span, async move { self.steps().load_bead_impl(req).await }).await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::Plan)]
@@ -635,9 +634,7 @@ impl SharkActivitiesImpl {
         req: SemgrepRequest,
     ) -> Result<SemgrepReport, ActivityError> {
         let span = activity_span(&ctx, req.run.as_ref());
-        async move { self.steps().semgrep_impl(req).await }
-            .instrument(span)
-            .await
+        supervised(&ctx, span, async move { self.steps().semgrep_impl(req).await }).await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::RunDod)]
@@ -655,9 +652,7 @@ impl SharkActivitiesImpl {
         req: IntegrateRequest,
     ) -> Result<IntegrationReport, ActivityError> {
         let span = activity_span(&ctx, req.run.as_ref());
-        async move { self.steps().integrate_impl(req).await }
-            .instrument(span)
-            .await
+        supervised(&ctx, span, async move { self.steps().integrate_impl(req).await }).await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::RecordRun)]
@@ -667,7 +662,7 @@ impl SharkActivitiesImpl {
         req: RunRecord,
     ) -> Result<RunRecorded, ActivityError> {
         let span = activity_span(&ctx, req.run.as_ref());
-        async move {
+        supervised(&ctx, span, async move {
             let run = req.run.unwrap_or_default();
             let result = req.result.unwrap_or_default();
             let store = self.steps().store().map_err(|e| retryable(e.to_string()))?;
@@ -675,8 +670,7 @@ impl SharkActivitiesImpl {
                 .record_run(&run, &result, now_ms())
                 .map_err(|e| retryable(e.to_string()))?;
             Ok(RunRecorded {})
-        }
-        .instrument(span)
+        })
         .await
     }
 
@@ -687,7 +681,7 @@ impl SharkActivitiesImpl {
         req: DiscardCandidatesRequest,
     ) -> Result<DiscardCandidatesReport, ActivityError> {
         let span = activity_span(&ctx, req.run.as_ref());
-        async move {
+        supervised(&ctx, span, async move {
             let steps = self.steps();
             let run = req.run.clone().unwrap_or_default();
             let project = steps.project(&run)?;
@@ -696,8 +690,7 @@ impl SharkActivitiesImpl {
                 .map_err(repo_error)?;
             tracing::info!(attempt = req.attempt, candidates = ?req.candidates, ?removed, "discarded losing candidates");
             Ok(DiscardCandidatesReport { removed })
-        }
-        .instrument(span)
+        })
         .await
     }
 
@@ -708,9 +701,7 @@ impl SharkActivitiesImpl {
         req: UpdateBeadRequest,
     ) -> Result<UpdateBeadResult, ActivityError> {
         let span = activity_span(&ctx, req.run.as_ref());
-        async move { self.steps().update_bead_impl(req).await }
-            .instrument(span)
-            .await
+        supervised(&ctx, span, async move { self.steps().update_bead_impl(req).await }).await
     }
 }
 

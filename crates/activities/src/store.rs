@@ -329,7 +329,8 @@ impl LessonStore {
     }
 
     /// Stores a lesson with its provenance. `None` when the project already has the exact same
-    /// lesson (same fingerprint): a retried learner, or a lesson learned twice.
+    /// lesson (same fingerprint) from another run: a lesson learned twice. A retry by the run that
+    /// stored it gets its id again.
     pub fn insert_lesson(&self, lesson: &Lesson, now_ms: i64) -> Result<Option<u64>, StoreError> {
         let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".to_string());
         let inserted = self
@@ -358,7 +359,20 @@ impl LessonStore {
                 ],
             )
             .map_err(|e| self.err(e))?;
-        Ok((inserted == 1).then(|| self.conn.last_insert_rowid() as u64))
+        if inserted == 1 {
+            return Ok(Some(self.conn.last_insert_rowid() as u64));
+        }
+        // The same run storing it again is a retried learner whose first try stored it and then
+        // died (a killed worker): it gets the id back, so the lesson is still crystallized.
+        self.conn
+            .query_row(
+                "SELECT id FROM lessons WHERE project = ?1 AND fingerprint = ?2 AND workflow_id = ?3 AND run_id = ?4",
+                params![lesson.project, fingerprint(lesson), lesson.workflow_id, lesson.run_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|id| id.map(|id| id as u64))
+            .map_err(|e| self.err(e))
     }
 
     pub fn lesson(&self, id: u64) -> Result<Option<Lesson>, StoreError> {
@@ -726,12 +740,21 @@ mod tests {
             .insert_lesson(&lesson("split on single spaces breaks slugs"), 1_000)
             .unwrap()
             .unwrap();
+        let from_another_run = Lesson {
+            run_id: "r2".into(),
+            ..lesson("Split on  single spaces breaks SLUGS")
+        };
         assert_eq!(
-            store
-                .insert_lesson(&lesson("Split on  single spaces breaks SLUGS"), 2_000)
-                .unwrap(),
+            store.insert_lesson(&from_another_run, 2_000).unwrap(),
             None,
             "exact duplicate"
+        );
+        assert_eq!(
+            store
+                .insert_lesson(&lesson("split on single spaces breaks slugs"), 2_500)
+                .unwrap(),
+            Some(id),
+            "the run that stored it, retried, gets it back"
         );
         store
             .insert_lesson(

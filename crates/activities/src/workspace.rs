@@ -326,7 +326,10 @@ pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Resul
         return Ok(report);
     }
 
-    // 2. Merge. Already in the base branch (a retry after the merge): done.
+    // 2. Merge, one integration of this repository at a time (other runs, the learner's and the
+    // groomer's own commits, other workers): the base branch must not move between the merge and
+    // the fast-forward. Already in the base branch (a retry after the merge): done.
+    let _lock = BaseBranchLock::acquire(repo).await?;
     let base_ref = format!("refs/heads/{}", project.base_branch);
     let tip = resolve(repo, &branch).await?.unwrap_or(commit.clone());
     if git_ok(repo, &["merge-base", "--is-ancestor", &tip, &base_ref])
@@ -350,6 +353,15 @@ pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Resul
                 project.base_branch
             );
             return Ok(report);
+        }
+        // A merge a killed worker left half done (its git died with the worker's pipes) is ours
+        // to throw away: the retry merges again from the start.
+        if git_ok(&worktree, &["rev-parse", "-q", "--verify", "MERGE_HEAD"])
+            .await?
+            .is_some()
+        {
+            tracing::warn!(worktree = %worktree.display(), "aborting a merge an earlier try left unfinished");
+            let _ = git(&worktree, &["merge", "--abort"]).await;
         }
         let merge_msg = format!("Merge {} into {branch}", project.base_branch);
         if let Err(e) = git(
@@ -387,6 +399,13 @@ async fn fast_forward_base(project: &ProjectConfig, tip: &str, from: &str) -> Re
     match checkout {
         Some(entry) => {
             if let Err(e) = git(&entry.path, &["merge", "--ff-only", "-q", tip]).await {
+                let now = resolve(repo, &base_ref).await?.unwrap_or_default();
+                if now != from {
+                    return Ok(Err(format!(
+                        "{} moved on (to {now}) while merging, outside CHUM",
+                        project.base_branch
+                    )));
+                }
                 return Ok(Err(format!(
                     "could not fast-forward {} in {}: {e}. Commit or stash the local changes there",
                     project.base_branch,
@@ -478,6 +497,7 @@ pub async fn commit_own_change(change: OwnChange<'_>) -> Result<OwnChangeOutcome
     if project.integration == IntegrationPolicy::Branch {
         return Ok(outcome);
     }
+    let _lock = BaseBranchLock::acquire(repo).await?;
     if git_ok(repo, &["merge-base", "--is-ancestor", &commit, &base_ref])
         .await?
         .is_some()
@@ -501,6 +521,38 @@ pub async fn commit_own_change(change: OwnChange<'_>) -> Result<OwnChangeOutcome
         Err(problem) => outcome.problem = problem,
     }
     Ok(outcome)
+}
+
+/// An exclusive lock on moving a repository's base branch: an advisory file lock on
+/// `.git/chum-base.lock`, so it holds across the worker's tasks and across worker processes,
+/// and the kernel drops it when its holder dies (a SIGKILLed worker leaves no stale lock).
+struct BaseBranchLock {
+    _file: Option<std::fs::File>,
+}
+
+impl BaseBranchLock {
+    async fn acquire(repo: &Path) -> Result<BaseBranchLock, RepoProblem> {
+        let git_dir = repo.join(".git");
+        if !git_dir.is_dir() {
+            // Not a main checkout (check_repository said it is a repository): nothing to share.
+            return Ok(BaseBranchLock { _file: None });
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(git_dir.join("chum-base.lock"))
+            .map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(BaseBranchLock { _file: Some(file) }),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(25)).await
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(RepoProblem::Git(GitError::Spawn(e))),
+            }
+        }
+    }
 }
 
 fn worktree_or_repo(worktree: &Path, repo: &Path) -> PathBuf {

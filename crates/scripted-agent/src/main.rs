@@ -165,6 +165,9 @@ fn run(args: &Args) -> Result<ExitCode> {
         }
         None => String::new(),
     };
+    if let Some(flood) = &step.flood {
+        flood_output(flood)?;
+    }
     match step.action()? {
         Action::Hang => hang(args.record_dir.as_deref(), &call),
         Action::Fail { exit_code, stderr } => {
@@ -240,4 +243,23 @@ fn hang(record_dir: Option<&std::path::Path>, call: &Invocation) -> Result<ExitC
     loop {
         std::thread::sleep(std::time::Duration::from_secs(3600));
     }
+}
+
+/// Writes `flood.bytes` of `x` to the flood's stream in 1 MiB writes.
+fn flood_output(flood: &scenario::Flood) -> Result<()> {
+    use std::io::Write as _;
+    let chunk = vec![b'x'; 1 << 20];
+    let mut out: Box<dyn std::io::Write> = match flood.stream.as_str() {
+        "stdout" => Box::new(std::io::stdout().lock()),
+        "stderr" => Box::new(std::io::stderr().lock()),
+        other => bail!("flood stream {other:?} is not stdout or stderr"),
+    };
+    let mut left = flood.bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        out.write_all(&chunk[..n]).context("flooding")?;
+        left -= n as u64;
+    }
+    out.flush().context("flooding")?;
+    Ok(())
 }

@@ -106,6 +106,21 @@ pub struct Step {
     /// agent's shell tool; its exit code and output are appended to the answer. Tests use it to
     /// try to break out of the sandbox.
     pub shell: Option<String>,
+    /// Output to write before the action, like an agent gone haywire: `bytes` of `x` on
+    /// `stream` ("stdout" or "stderr"). Tests use it to check that captures are bounded.
+    pub flood: Option<Flood>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flood {
+    pub bytes: u64,
+    #[serde(default = "default_flood_stream")]
+    pub stream: String,
+}
+
+fn default_flood_stream() -> String {
+    "stdout".to_string()
 }
 
 /// Who is calling: from the flags or CHUM's environment variables.

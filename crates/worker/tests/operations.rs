@@ -5,93 +5,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
 use chum_core::proto::{Outcome, Phase};
 use serde_json::{Value, json};
 use support::*;
-
-/// The worker binary with its stderr (the log) collected line by line.
-struct WorkerProcess {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl WorkerProcess {
-    fn start(config: &Path) -> WorkerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
-            .arg("--config")
-            .arg(config)
-            .args(["--log-format", "json"])
-            .env("CHUM__API__BIND", format!("127.0.0.1:{}", free_port()))
-            .env("CHUM__DISPATCHER__ENABLED", "false")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the worker binary starts");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        WorkerProcess { child, lines }
-    }
-
-    fn log(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{name}"), self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{name}");
-    }
-
-    /// Waits for a log line containing `needle` that was not there before (`seen` lines).
-    async fn wait_for_line(&self, needle: &str, seen: usize) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(line) = self.log().iter().skip(seen).find(|l| l.contains(needle)) {
-                return serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {needle:?}: {:#?}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn stop(mut self) -> Vec<String> {
-        self.signal("TERM");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "the worker did not drain after SIGTERM");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // Let the reader thread take the last lines.
-        std::thread::sleep(Duration::from_millis(200));
-        self.log()
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_name_the_run_and_sighup_reloads_what_can_change() {

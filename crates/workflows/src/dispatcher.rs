@@ -46,8 +46,11 @@ fn keep_last(list: &mut Vec<String>, item: String) {
     list.push(item);
 }
 
+/// A round heartbeats while it runs (`supervised`): a worker that dies in one is noticed after
+/// 10 s, not after the 120 s start-to-close timeout.
 fn round_options() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(120))
+        .heartbeat_timeout(Duration::from_secs(10))
         .retry_policy(
             RetryPolicy::builder()
                 .initial_interval(Duration::from_secs(1))

@@ -1597,9 +1597,11 @@ fn retry(maximum_attempts: u32) -> RetryPolicy {
         .build()
 }
 
-/// Bead and git bookkeeping: quick, retried a few times.
+/// Bead and git bookkeeping: quick, retried a few times. The activities heartbeat while they run
+/// (`supervised`), so a worker that dies in one is noticed after the heartbeat timeout.
 fn quick_options() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(120))
+        .heartbeat_timeout(HEARTBEAT_TIMEOUT)
         .retry_policy(retry(5))
         .build()
 }

@@ -4,10 +4,13 @@
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Arc;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use chum_core::config::ChumConfig;
 use chum_core::proto::{Phase, SharkInput, SharkLimits, SharkResult, SharkStatus};
@@ -171,7 +174,9 @@ pub fn planner_step(round: Option<u32>, answer: &str, extra: &str) -> String {
 
 /// One test's world: a dev server, a project repository, a config pointing at both.
 pub struct Harness {
-    pub env: WorkflowEnvironment<LocalServer>,
+    /// `None` only while `restart_server` swaps it.
+    env: Option<WorkflowEnvironment<LocalServer>>,
+    server_options: LocalWorkflowEnvironmentOptions,
     pub dir: tempfile::TempDir,
     pub repo: PathBuf,
     pub prompts: PathBuf,
@@ -236,6 +241,8 @@ pub struct HarnessOptions {
     pub extra_toml: String,
     /// More keys for `[sandbox]`, e.g. `max_processes = 64`.
     pub sandbox_toml: String,
+    /// Keep the dev server's state in a SQLite file, so `restart_server` keeps the runs.
+    pub persistent_server: bool,
 }
 
 impl Default for HarnessOptions {
@@ -252,6 +259,7 @@ impl Default for HarnessOptions {
             beads: None,
             extra_toml: String::new(),
             sandbox_toml: String::new(),
+            persistent_server: false,
         }
     }
 }
@@ -271,15 +279,16 @@ impl Harness {
 
     pub async fn start(name: &str, options: HarnessOptions) -> Harness {
         let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
         let server = LocalWorkflowEnvironmentOptions::builder()
             .server_executable(EphemeralExe::ExistingPath(temporal_binary().display().to_string()))
             .log_level(DevServerLogLevel::Error)
             .port(port)
+            .maybe_database_filename(options.persistent_server.then(|| dir.path().join("temporal.db")))
             .build();
-        let env = WorkflowEnvironment::start_local(server)
+        let env = WorkflowEnvironment::start_local(server.clone())
             .await
             .expect("dev server starts");
-        let dir = tempfile::tempdir().unwrap();
         let repo = make_project(dir.path());
         if let Some(beads) = &options.beads {
             std::fs::write(repo.join(".beads/issues.jsonl"), beads).unwrap();
@@ -368,7 +377,8 @@ impl Harness {
         let config =
             ChumConfig::from_toml(&text, &dir.path().join("chum.toml"), Vec::new()).expect("test config is valid");
         Harness {
-            env,
+            env: Some(env),
+            server_options: server,
             dir,
             repo,
             prompts,
@@ -388,7 +398,21 @@ impl Harness {
     }
 
     pub fn client(&self) -> Client {
-        self.env.client().clone()
+        self.env.as_ref().expect("the dev server is running").client().clone()
+    }
+
+    /// Stops the dev server and starts it again on the same port (with `persistent_server`, on
+    /// the same database); `down` runs while it is stopped. Clients made before keep working once
+    /// it is back (their connections reconnect).
+    pub async fn restart_server<F: Future<Output = ()>>(&mut self, down: F) {
+        if let Some(env) = self.env.take() {
+            env.shutdown().await.expect("dev server stops");
+        }
+        down.await;
+        let env = WorkflowEnvironment::start_local(self.server_options.clone())
+            .await
+            .expect("dev server starts again");
+        self.env = Some(env);
     }
 
     /// Runs `body` while a real worker polls, then stops the worker (gracefully; workflows stay
@@ -657,4 +681,90 @@ pub async fn record_history<W: temporalio_common::HasWorkflowDefinition>(
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(format!("{name}.json")), json).unwrap();
     eprintln!("recorded history {name}");
+}
+
+/// The worker binary with its stderr (the log) collected line by line.
+pub struct WorkerProcess {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl WorkerProcess {
+    pub fn start(config: &Path) -> WorkerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
+            .arg("--config")
+            .arg(config)
+            .args(["--log-format", "json"])
+            .env("CHUM__API__BIND", format!("127.0.0.1:{}", free_port()))
+            .env("CHUM__DISPATCHER__ENABLED", "false")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the worker binary starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        WorkerProcess { child, lines }
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// Waits for a log line containing `needle` that was not there before (`seen` lines).
+    pub async fn wait_for_line(&self, needle: &str, seen: usize) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(line) = self.log().iter().skip(seen).find(|l| l.contains(needle)) {
+                return serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needle:?}: {:#?}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL, as an OOM killer or a lost machine would: no drain, no cleanup.
+    pub fn kill(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(200));
+        self.log()
+    }
+
+    pub fn stop(mut self) -> Vec<String> {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the worker did not drain after SIGTERM");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Let the reader thread take the last lines.
+        std::thread::sleep(Duration::from_millis(200));
+        self.log()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

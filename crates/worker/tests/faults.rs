@@ -1,0 +1,400 @@
+//! The fault suite: the factory on a real dev server, real git and the sandboxed scripted agent,
+//! with things going wrong on purpose.
+//!
+//! - The worker binary SIGKILLed in every phase (planning, at the gate, executing, each gate,
+//!   integrating, while the learner and groomer children start), restarted each time: every
+//!   bead ends integrated with exactly one commit, no lesson, rule or follow-up bead twice, and no
+//!   agent, DoD or git process outlives the worker that started it.
+//! - The dev server stopped and started again (same database) while an agent runs: the worker
+//!   reconnects and the run completes once.
+//! - Agents that flood gigabytes of output, delete their worktree or exit non-zero: each fails
+//!   its attempt with a reason that says so, captures stay bounded, the next attempt integrates.
+//! - A full disk under the artifact store: the run fails with the device's error after its
+//!   retries, nothing in the repository or the backlog is touched, and once space is back the
+//!   bead integrates.
+//!
+//! An agent that hangs is in shark_paths.rs (`a_hanging_executor_is_killed_and_the_next_attempt_runs`).
+
+mod support;
+
+use std::time::Duration;
+
+use chum_core::proto::{Outcome, Phase, SharkInput, SharkResult};
+use chum_workflows::{LearnerRun, SharkRun, SharkWorkflow, TacticalGroomRun};
+use serde_json::json;
+use support::*;
+use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowSignalOptions};
+
+/// Live processes whose command line contains `needle`.
+fn processes_running(needle: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(needle))
+                && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                    !matches!(
+                        stat.rsplit(')').next().unwrap_or("").trim_start().chars().next(),
+                        Some('Z' | 'X')
+                    )
+                })
+        })
+        .collect()
+}
+
+async fn eventually(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "{what} (waited {secs}s)");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn shark_input(bead: &str) -> SharkInput {
+    SharkInput {
+        project: "demo".into(),
+        bead_id: bead.into(),
+        limits: Some(limits()),
+        candidate: None,
+    }
+}
+
+fn shark(client: &Client, bead: &str) -> SharkHandle {
+    client.get_workflow_handle::<SharkRun>(chum_core::ids::shark_workflow_id("demo", bead))
+}
+
+/// The phase of a run, or `None` while no worker answers (a killed worker's runs).
+async fn phase_of(handle: &SharkHandle) -> Option<Phase> {
+    let query = handle.query(SharkWorkflow::status, (), WorkflowQueryOptions::default());
+    match tokio::time::timeout(Duration::from_secs(5), query).await {
+        Ok(Ok(status)) => Some(status.phase()),
+        _ => None,
+    }
+}
+
+async fn wait_for(handle: &SharkHandle, phase: Phase) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let now = phase_of(handle).await;
+        if now == Some(phase) {
+            return;
+        }
+        assert!(now != Some(Phase::Done), "the run ended before {phase}");
+        assert!(tokio::time::Instant::now() < deadline, "never reached {phase}: {now:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A person who approves the run's plan whenever it waits at the gate, through worker deaths
+/// (queries that time out are tried again).
+fn approver(client: Client, bead: &str) -> tokio::task::JoinHandle<()> {
+    let handle = shark(&client, bead);
+    tokio::spawn(async move {
+        loop {
+            match phase_of(&handle).await {
+                Some(Phase::Done) => return,
+                Some(Phase::AwaitingApproval) => {
+                    let payload = chum_workflows::approve_payload(&json!({"approved": true, "by": "ops"}));
+                    let _ = handle
+                        .signal(SharkWorkflow::approve, payload, WorkflowSignalOptions::default())
+                        .await;
+                    // Give the workflow time to take it before asking again.
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    })
+}
+
+fn executor_writes(bead: &str, extra: &str) -> String {
+    let module = bead.replace('-', "_");
+    format!(
+        "[[step]]\nrole = \"executor\"\nbead = \"{bead}\"\n{extra}answer = \"Added {module}.\"\nedits = [{{ path = \"{module}.py\", write = \"VALUE = 1\\n\" }}]\n\n"
+    )
+}
+
+const KILL_POINTS: [(&str, Phase); 7] = [
+    ("fk-plan", Phase::Planning),
+    ("fk-gate", Phase::AwaitingApproval),
+    ("fk-exec", Phase::Executing),
+    ("fk-review", Phase::Review),
+    ("fk-semgrep", Phase::Semgrep),
+    ("fk-merge", Phase::Integrating),
+    ("fk-dod", Phase::Dod),
+];
+/// Killed right after its run ends, while its learner and groomer children start.
+const KIDS: &str = "fk-kids";
+
+fn fault_beads() -> String {
+    KILL_POINTS
+        .iter()
+        .map(|(b, _)| *b)
+        .chain([KIDS])
+        .map(|id| {
+            format!(
+                "{}\n",
+                json!({"id": id, "title": format!("Work item {id}"), "description": "add a module", "status": "open",
+                       "priority": 2, "issue_type": "task", "created_at": "2026-11-22T00:00:00Z", "updated_at": "2026-11-22T00:00:00Z"})
+            )
+        })
+        .collect()
+}
+
+fn fault_scenario() -> String {
+    let mut s = String::new();
+    let slow = "sleep_ms = 6000\n";
+    for (bead, _) in KILL_POINTS.iter().chain([&(KIDS, Phase::Done)]) {
+        let extra = if *bead == "fk-plan" { slow } else { "" };
+        s.push_str(&format!(
+            "[[step]]\nrole = \"planner\"\nbead = \"{bead}\"\n{extra}answer = '''{GOOD_PLAN}'''\n\n"
+        ));
+        let extra = match *bead {
+            "fk-exec" => slow.to_string(),
+            _ => String::new(),
+        };
+        s.push_str(&executor_writes(bead, &extra));
+    }
+    // fk-dod's DoD is slow: its executor leaves the marker the DoD command looks for.
+    s = s.replace(
+        "edits = [{ path = \"fk_dod.py\"",
+        "edits = [{ path = \"slow_dod\", write = \"\" }, { path = \"fk_dod.py\"",
+    );
+    s.push_str(&review_step(
+        None,
+        None,
+        REVIEW_APPROVE,
+        "bead = \"fk-review\"\nsleep_ms = 6000\n",
+    ));
+    // Only fk-kids teaches something and files a follow-up; its learner is slow to answer.
+    let lesson = json!([{
+        "category": "antipattern",
+        "summary": "str.split(\" \") keeps empty strings when words are separated by several spaces",
+        "detail": "Split on any whitespace with str.split().",
+        "file_paths": ["fk_kids.py"], "labels": ["python"],
+        "bad_example": "parts = line.split(\" \")",
+        "good_example": "parts = line.split()",
+        "language": "python"
+    }]);
+    let rule = "```yaml\nrules:\n  - id: chum-1\n    languages: [python]\n    severity: ERROR\n    message: split(\" \") keeps empty strings for repeated spaces; use split() with no argument\n    pattern: $S.split(\" \")\n```\n";
+    s.push_str(&format!(
+        "[[step]]\nrole = \"learner\"\nbead = \"{KIDS}\"\nprompt_contains = [\"Extract lessons\"]\nsleep_ms = 3000\nanswer = '''{lesson}'''\n\n\
+         [[step]]\nrole = \"learner\"\nbead = \"{KIDS}\"\nprompt_contains = [\"Write one Semgrep rule\"]\nanswer = '''{rule}'''\n\n\
+         [[step]]\nrole = \"learner\"\nanswer = \"[]\"\n\n"
+    ));
+    let follow_up = json!([{"op": "create", "title": "Follow-up found by fk-kids", "description": "found while adding fk_kids", "priority": 3, "issue_type": "task"}]);
+    s.push_str(&format!(
+        "[[step]]\nrole = \"groomer\"\nbead = \"{KIDS}\"\nanswer = '''{follow_up}'''\n\n[[step]]\nrole = \"groomer\"\nanswer = \"[]\"\n\n"
+    ));
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_in_every_phase_finishes_every_bead_exactly_once() {
+    let markers = tempfile::tempdir().unwrap();
+    let slow_semgrep = markers.path().join("slow-semgrep");
+    let slow_merge = markers.path().join("slow-merge");
+    let options = HarnessOptions {
+        scenario: fault_scenario(),
+        dod: vec!["sh -c 'if [ -e slow_dod ]; then sleep 6; fi; python3 -m unittest -q'".to_string()],
+        beads: Some(fault_beads()),
+        learner: true,
+        groomer: true,
+        // A rule for the Semgrep gate to run (it never matches).
+        extra_files: vec![(
+            ".semgrep/never.yaml".to_string(),
+            "rules:\n  - id: never\n    languages: [python]\n    severity: ERROR\n    message: never\n    pattern: chum_fault_suite_never_called()\n"
+                .to_string(),
+        )],
+        ..Default::default()
+    };
+    let h = &Harness::start("faults-kill", options).await;
+
+    // Semgrep and the merge are quick; markers make them slow enough to be killed in.
+    let wrapper = h.dir.path().join("semgrep-core-slow");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ -e {m} ]; then sleep 6; fi\nexec {core} \"$@\"\n",
+            m = slow_semgrep.display(),
+            core = semgrep_core().display()
+        ),
+    )
+    .unwrap();
+    let hook = h.repo.join(".git/hooks/post-merge");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\nif [ -e {} ]; then sleep 6; fi\n", slow_merge.display()),
+    )
+    .unwrap();
+    for script in [&wrapper, &hook] {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // The CLI (which the learner validates rules with) is named, since it is no longer beside core.
+    let config_text = h.config_text.replace(
+        &format!("core = \"{}\"", semgrep_core().display()),
+        &format!(
+            "core = \"{}\"\ncli = \"{}\"",
+            wrapper.display(),
+            workspace_root().join(".tools/venv/bin/semgrep").display()
+        ),
+    );
+    assert_ne!(config_text, h.config_text);
+    let config = h.write_config(&config_text);
+    let harness_marker = format!("CHUM_TEST_HARNESS={}", h.prompts.display());
+
+    let client = h.client();
+    let mut worker = WorkerProcess::start(&config);
+    worker.wait_for_line("worker polling", 0).await;
+    let mut approvers = Vec::new();
+    for (bead, phase) in KILL_POINTS {
+        match phase {
+            Phase::Semgrep => std::fs::write(&slow_semgrep, "").unwrap(),
+            Phase::Integrating => std::fs::write(&slow_merge, "").unwrap(),
+            _ => {}
+        }
+        let handle = start_shark(&client, &h.task_queue, shark_input(bead)).await;
+        if phase != Phase::AwaitingApproval {
+            approvers.push(approver(client.clone(), bead));
+        }
+        wait_for(&handle, phase).await;
+        // What is in flight when the worker dies: the phase's agent, tool, command or hook.
+        let bead_marker = format!("CHUM_BEAD_ID={bead}");
+        let in_flight: Box<dyn Fn() -> Vec<u32>> = match phase {
+            Phase::Planning | Phase::Executing | Phase::Review => {
+                let markers = [harness_marker.clone(), bead_marker];
+                Box::new(move || agent_processes(&markers))
+            }
+            Phase::Semgrep => {
+                let needle = wrapper.display().to_string();
+                Box::new(move || processes_running(&needle))
+            }
+            Phase::Integrating => Box::new(|| processes_running("hooks/post-merge")),
+            Phase::Dod => Box::new(|| processes_running("if [ -e slow_dod ]")),
+            _ => Box::new(Vec::new),
+        };
+        if phase != Phase::AwaitingApproval {
+            eventually(&format!("{bead}: nothing running in {phase}"), 60, || {
+                !in_flight().is_empty()
+            })
+            .await;
+        }
+        worker.kill();
+        let _ = std::fs::remove_file(&slow_semgrep);
+        let _ = std::fs::remove_file(&slow_merge);
+        // Agents and DoD commands run sandboxed and die with the worker; semgrep-core and git
+        // hooks are not sandboxed and may finish what they were doing (never more than the 6 s
+        // the markers make them sleep).
+        let grace = if matches!(phase, Phase::Semgrep | Phase::Integrating) {
+            15
+        } else {
+            5
+        };
+        eventually(
+            &format!(
+                "{bead}: processes of {phase} outlived the killed worker: {:?}",
+                in_flight()
+            ),
+            grace,
+            || in_flight().is_empty(),
+        )
+        .await;
+        if phase == Phase::AwaitingApproval {
+            approvers.push(approver(client.clone(), bead));
+        }
+        worker = WorkerProcess::start(&config);
+        worker.wait_for_line("worker polling", 0).await;
+    }
+
+    // fk-kids: killed the moment its run ends, as the learner and groomer start.
+    let kids = start_shark(&client, &h.task_queue, shark_input(KIDS)).await;
+    approvers.push(approver(client.clone(), KIDS));
+    let kids_result = kids
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .expect("fk-kids ends");
+    worker.kill();
+    let worker = WorkerProcess::start(&config);
+    worker.wait_for_line("worker polling", 0).await;
+
+    let mut results: Vec<(String, SharkResult)> = Vec::new();
+    for bead in KILL_POINTS.iter().map(|(b, _)| *b) {
+        let result = tokio::time::timeout(
+            Duration::from_secs(300),
+            shark(&client, bead).get_result(WorkflowGetResultOptions::default()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{bead} did not finish"))
+        .expect("the run ends");
+        results.push((bead.to_string(), result));
+    }
+    results.push((KIDS.to_string(), kids_result));
+    for (bead, result) in &results {
+        let learner = client.get_workflow_handle::<LearnerRun>(result.learner_workflow_id.clone());
+        let learned = learner.get_result(WorkflowGetResultOptions::default());
+        let learned = tokio::time::timeout(Duration::from_secs(300), learned)
+            .await
+            .unwrap_or_else(|_| panic!("{bead}'s learner did not finish"))
+            .expect("learner result");
+        let groomer = client.get_workflow_handle::<TacticalGroomRun>(result.groom_workflow_id.clone());
+        let groomed = groomer.get_result(WorkflowGetResultOptions::default());
+        let groomed = tokio::time::timeout(Duration::from_secs(300), groomed)
+            .await
+            .unwrap_or_else(|_| panic!("{bead}'s groomer did not finish"))
+            .expect("groom result");
+        assert!(
+            learned.error.is_empty(),
+            "{bead}: {learned:?}\n{:#?}",
+            worker
+                .log()
+                .iter()
+                .filter(|l| l.contains("\"ERROR\""))
+                .collect::<Vec<_>>()
+        );
+        assert!(groomed.error.is_empty(), "{bead}: {groomed:?}");
+    }
+    let log = worker.stop();
+    for handle in approvers {
+        handle.abort();
+    }
+
+    // Every bead integrated once: one commit each on main, closed in the backlog.
+    let subjects = git(&h.repo, &["log", "main", "--format=%s"]);
+    for (bead, result) in &results {
+        assert_eq!(result.outcome(), Outcome::Integrated, "{bead}: {result:?}");
+        let commits = subjects.lines().filter(|s| s.starts_with(&format!("{bead}: "))).count();
+        assert_eq!(commits, 1, "{bead} has {commits} commits on main:\n{subjects}");
+        assert_eq!(h.read_bead(bead)["status"], "closed", "{bead}");
+        let module = h.repo.join(format!("{}.py", bead.replace('-', "_")));
+        assert!(module.is_file(), "{} not merged", module.display());
+    }
+    // fk-kids taught one lesson and one rule, and filed one follow-up: each exactly once.
+    let store = chum_activities::store::LessonStore::open(&h.config.state_dir.join("chum.db")).unwrap();
+    let lessons = store.search(Some("demo"), "split", 50, None).unwrap();
+    assert_eq!(lessons.len(), 1, "{lessons:#?}");
+    let rules = store.rules(Some("demo")).unwrap();
+    assert_eq!(rules.len(), 1, "{rules:#?}");
+    let rule_files: Vec<_> = std::fs::read_dir(h.repo.join(".semgrep"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("chum-") && n.ends_with(".yaml"))
+        .collect();
+    assert_eq!(rule_files.len(), 1, "{rule_files:?}");
+    let backlog = std::fs::read_to_string(h.repo.join(".beads/issues.jsonl")).unwrap();
+    assert_eq!(backlog.matches("Follow-up found by fk-kids").count(), 1, "{backlog}");
+    // Nothing any worker started is left, and the repository is sound.
+    assert!(agent_processes(std::slice::from_ref(&harness_marker)).is_empty());
+    git(&h.repo, &["fsck", "--no-progress"]);
+    assert!(
+        log.iter().any(|l| l.contains("worker polling")),
+        "the last worker's log: {log:#?}"
+    );
+}
