@@ -433,6 +433,14 @@ pub async fn run_agent(
             "the agent did not finish within {}s and was killed with its process group",
             request.timeout.as_secs()
         ))
+    } else if outcome.stdout_bytes > CAPTURE_LIMIT {
+        // Its answer comes last, past what was kept: say so instead of a confusing parse error.
+        Err(format!(
+            "the agent wrote {} bytes to stdout, more than the {} kept; its answer was lost ({} ends with a truncation note)",
+            outcome.stdout_bytes,
+            CAPTURE_LIMIT,
+            spec.stdout_path.display()
+        ))
     } else {
         match parse_agent_output(provider.output, &stdout) {
             Ok(answer) if answer.is_error => {

@@ -307,8 +307,13 @@ impl SharkSteps {
             agent: Some(outcome.summary),
             ..ExecuteReport::default()
         };
-        if !worktree.path.is_dir() {
-            report.problem = "the agent deleted its worktree".to_string();
+        // Inside the sandbox the worktree is a mount point: an agent that runs `rm -rf` on it
+        // leaves an empty directory, not a missing one.
+        if !worktree.path.join(".git").exists() {
+            report.problem = format!(
+                "the agent deleted its worktree {}; the next attempt starts from a fresh one",
+                worktree.path.display()
+            );
             return Ok(report);
         }
         let changes = stage_changes(&worktree.path, &worktree.base_commit)

@@ -155,11 +155,15 @@ pub async fn prepare_worktree(
     let path = worktree_path(project, bead_id, attempt, candidate);
     for entry in worktrees(repo).await? {
         if entry.branch.as_deref() == Some(branch_ref.as_str()) || entry.path == path {
-            git(
-                repo,
-                &["worktree", "remove", "--force", &entry.path.display().to_string()],
-            )
-            .await?;
+            let shown = entry.path.display().to_string();
+            // An agent may have emptied it (its `.git` file gone): git no longer calls it a
+            // worktree, so the directory goes by hand and `prune` forgets it.
+            if git_ok(repo, &["worktree", "remove", "--force", &shown])
+                .await?
+                .is_none()
+            {
+                let _ = std::fs::remove_dir_all(&entry.path);
+            }
         }
     }
     if path.exists() {

@@ -48,6 +48,26 @@ fn processes_running(needle: &str) -> Vec<u32> {
         .collect()
 }
 
+/// Pid, parent, state and command line of each process, for failure messages.
+fn describe(pids: &[u32]) -> String {
+    pids.iter()
+        .map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with(name))
+                    .map(|l| l[name.len()..].trim().to_string())
+                    .unwrap_or_default()
+            };
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                .unwrap_or_default();
+            format!("\n  {pid} (parent {}, {}): {cmdline}", field("PPid:"), field("State:"))
+        })
+        .collect()
+}
+
 async fn eventually(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     while !check() {
@@ -299,8 +319,8 @@ async fn a_worker_killed_in_every_phase_finishes_every_bead_exactly_once() {
         };
         eventually(
             &format!(
-                "{bead}: processes of {phase} outlived the killed worker: {:?}",
-                in_flight()
+                "{bead}: processes of {phase} outlived the killed worker: {}",
+                describe(&in_flight())
             ),
             grace,
             || in_flight().is_empty(),
@@ -397,4 +417,199 @@ async fn a_worker_killed_in_every_phase_finishes_every_bead_exactly_once() {
         log.iter().any(|l| l.contains("worker polling")),
         "the last worker's log: {log:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dev_server_restarted_mid_run_loses_nothing() {
+    let scenario = format!(
+        "{}{}",
+        planner_step(None, GOOD_PLAN, ""),
+        executor_step(None, GOOD_CALC, "sleep_ms = 6000\n")
+    );
+    let options = HarnessOptions {
+        scenario,
+        persistent_server: true,
+        ..Default::default()
+    };
+    let mut h = Harness::start("faults-server", options).await;
+    let config = h.write_config(&h.config_text);
+    let mut worker = WorkerProcess::start(&config);
+    worker.wait_for_line("worker polling", 0).await;
+    let handle = start_shark(&h.client(), &h.task_queue, h.input(limits())).await;
+    wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
+    send_approve(&handle, json!({"approved": true, "by": "ops"})).await;
+    wait_for_phase(&handle, Phase::Executing, 0).await;
+    let executor = [
+        format!("CHUM_TEST_HARNESS={}", h.prompts.display()),
+        "CHUM_ROLE=executor".to_string(),
+    ];
+    eventually("the executor never started", 30, || {
+        !agent_processes(&executor).is_empty()
+    })
+    .await;
+
+    // Down for a few seconds while the agent works; the worker keeps running and reconnects.
+    h.restart_server(tokio::time::sleep(Duration::from_secs(3))).await;
+    assert!(worker.is_running(), "the worker exited while the server was down");
+
+    let handle = shark(&h.client(), "tk-1");
+    let result = tokio::time::timeout(
+        Duration::from_secs(120),
+        handle.get_result(WorkflowGetResultOptions::default()),
+    )
+    .await
+    .expect("the run finishes after the restart")
+    .expect("the run ends");
+    assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+    let subjects = git(&h.repo, &["log", "main", "--format=%s"]);
+    assert_eq!(
+        subjects.lines().filter(|s| s.starts_with("tk-1: ")).count(),
+        1,
+        "{subjects}"
+    );
+    assert_eq!(h.read_bead("tk-1")["status"], "closed");
+    assert!(worker.is_running(), "the worker exited after the restart");
+    worker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_that_flood_delete_their_worktree_or_exit_non_zero_fail_only_their_attempt() {
+    let flood_bytes: u64 = 2_000_000_000;
+    let scenario = format!(
+        "{}{}{}{}{}",
+        planner_step(None, GOOD_PLAN, ""),
+        executor_step(Some(1), GOOD_CALC, &format!("flood = {{ bytes = {flood_bytes} }}\n")),
+        executor_step(Some(2), GOOD_CALC, "shell = 'rm -rf \"$PWD\"/* \"$PWD\"/.[!.]*'\n"),
+        "[[step]]\nrole = \"executor\"\nattempt = 3\nfail = { exit_code = 3, stderr = \"agent crashed: segmentation fault\" }\n\n",
+        executor_step(Some(4), GOOD_CALC, ""),
+    );
+    let h = &Harness::with_scenario("faults-agents", scenario).await;
+    let mut lim = limits();
+    lim.max_attempts = 4;
+    let (result, executes) = h
+        .with_worker(|client| async move {
+            let handle = start_shark(&client, &h.task_queue, h.input(lim)).await;
+            wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
+            send_approve(&handle, json!({"approved": true, "by": "ops"})).await;
+            let result = finish(&handle, "agent_faults").await;
+            (result, activity_results(&handle, "execute").await)
+        })
+        .await;
+    assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+    assert_eq!(result.attempts, 4, "{result:?}");
+    let problems: Vec<&str> = executes.iter().map(|e| e["problem"].as_str().unwrap_or("")).collect();
+    assert_eq!(problems.len(), 4, "{executes:#?}");
+    // The flood, then the answer (a few hundred bytes) the flood pushed out of the capture.
+    let wrote: u64 = problems[0]
+        .strip_prefix("the agent wrote ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{problems:?}"));
+    assert!((flood_bytes..flood_bytes + 4096).contains(&wrote), "{problems:?}");
+    assert!(problems[0].contains("answer was lost"), "{problems:?}");
+    assert!(problems[1].contains("the agent deleted its worktree"), "{problems:?}");
+    assert!(
+        problems[2].contains("exited with code 3") && problems[2].contains("segmentation fault"),
+        "{problems:?}"
+    );
+    assert_eq!(problems[3], "", "{problems:?}");
+    // The flood's capture is bounded and says what it dropped.
+    let stdout = std::path::PathBuf::from(executes[0]["agent"]["stdout_artifact"].as_str().unwrap());
+    let size = std::fs::metadata(&stdout).unwrap().len();
+    assert!(size < 17 * 1024 * 1024, "{} is {size} bytes", stdout.display());
+    let tail = chum_activities::process::read_tail(&stdout, 200).await.unwrap();
+    assert!(
+        tail.contains(&format!("[chum: output truncated: kept 16777216 of {wrote} bytes]")),
+        "{tail}"
+    );
+    assert_eq!(
+        h.commits_on("main"),
+        2,
+        "one commit for the bead on top of the initial one"
+    );
+    git(&h.repo, &["fsck", "--no-progress"]);
+}
+
+/// A tmpfs of `kib` KiB mounted on `path`, unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(path: &std::path::Path, kib: u32) -> Option<SmallDisk> {
+        std::fs::create_dir_all(path).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then(|| SmallDisk(path.to_path_buf()))
+    }
+
+    /// Writes a file until the device is full.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write as _;
+        let junk = self.0.join("junk");
+        let mut file = std::fs::File::create(&junk).unwrap();
+        let block = vec![0u8; 4096];
+        while file.write_all(&block).is_ok() {}
+        junk
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_artifact_disk_fails_the_run_clearly_and_loses_nothing() {
+    let scenario = format!(
+        "{}{}",
+        planner_step(None, GOOD_PLAN, ""),
+        executor_step(None, GOOD_CALC, "")
+    );
+    let h = &Harness::with_scenario("faults-disk", scenario).await;
+    let Some(disk) = SmallDisk::mount(&h.config.state_dir.join("artifacts"), 256) else {
+        assert!(
+            std::env::var("CHUM_REQUIRE_SANDBOX").as_deref() != Ok("1"),
+            "cannot mount a small tmpfs (needs root); CI requires it"
+        );
+        eprintln!("SKIPPED: mounting a tmpfs needs root");
+        return;
+    };
+    let junk = disk.fill();
+
+    let (failed, history, integrated) = h
+        .with_worker(|client| async move {
+            let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
+            let failed = finish(&handle, "disk_full").await;
+            let history = handle
+                .fetch_history(Default::default())
+                .to_json()
+                .await
+                .expect("history");
+            let history = String::from_utf8_lossy(&history).into_owned();
+
+            // Space is back: the same bead, started again, goes through.
+            std::fs::remove_file(&junk).unwrap();
+            let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
+            wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
+            send_approve(&handle, json!({"approved": true, "by": "ops"})).await;
+            (failed, history, finish(&handle, "after_disk_full").await)
+        })
+        .await;
+
+    assert_eq!(failed.outcome(), Outcome::Failed, "{failed:?}");
+    assert!(
+        failed.reason.contains("cannot write to the artifact store")
+            && failed.reason.contains("No space left on device"),
+        "{failed:?}"
+    );
+    // Retried (by Temporal, with backoff) before giving up: the last try was the third.
+    assert!(history.contains("\"attempt\":3"), "no third attempt in the history");
+    assert!(failed.approved_by.is_empty(), "{failed:?}");
+    assert_eq!(integrated.outcome(), Outcome::Integrated, "{integrated:?}");
+    assert_eq!(h.commits_on("main"), 2, "exactly the one commit of the second run");
+    git(&h.repo, &["fsck", "--no-progress"]);
+    drop(disk);
 }

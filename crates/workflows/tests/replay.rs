@@ -18,7 +18,7 @@ use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
 
 /// Every Shark and ContinuousLearner path; each must have a recorded history.
-const PATHS: [&str; 34] = [
+const PATHS: [&str; 37] = [
     "approved_pass",
     // Recorded before a finished Shark recorded its run for the metrics (patch "record-run").
     "approved_pass_before_record_run",
@@ -58,6 +58,10 @@ const PATHS: [&str; 34] = [
     "shark_then_groom",
     "tactical_groom",
     "strategic_groom",
+    // The fault suite: agents that flood, delete their worktree, exit non-zero; a full disk.
+    "agent_faults",
+    "disk_full",
+    "after_disk_full",
 ];
 
 fn history_path(name: &str) -> PathBuf {

@@ -741,6 +741,10 @@ impl WorkerProcess {
         }
     }
 
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().map(|s| s.is_none()).unwrap_or(false)
+    }
+
     /// SIGKILL, as an OOM killer or a lost machine would: no drain, no cleanup.
     pub fn kill(mut self) -> Vec<String> {
         let _ = self.child.kill();
