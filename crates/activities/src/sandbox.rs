@@ -339,27 +339,96 @@ impl PidsLimit {
 
 impl Drop for PidsLimit {
     fn drop(&mut self) {
-        for _ in 0..50 {
-            let procs = std::fs::read_to_string(self.procs_file()).unwrap_or_default();
-            let pids: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
-            if pids.is_empty() {
-                break;
-            }
-            for pid in pids {
-                // SAFETY: kill only sends a signal; a pid that is already gone gives ESRCH.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let _ = std::fs::remove_dir(&self.dir);
+        empty_and_remove(&self.dir);
     }
+}
+
+/// Kills every process in a cgroup (until it stays empty, at most ~1 s) and removes it.
+/// Returns how many processes were signalled.
+fn empty_and_remove(dir: &Path) -> usize {
+    let mut killed = 0;
+    for _ in 0..50 {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        let pids: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        if pids.is_empty() {
+            break;
+        }
+        for pid in pids {
+            // SAFETY: kill only sends a signal; a pid that is already gone gives ESRCH.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            killed += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_dir(dir);
+    killed
+}
+
+/// Kills what runs of a dead worker left behind: the pids cgroups named after a worker process
+/// that no longer exists (`chum-<pid>-<n>`). bwrap's `--die-with-parent` stops a sandbox whose
+/// worker dies, except in the instant while bwrap is still setting itself up; the cgroup, joined
+/// before bwrap even starts, catches those too. Called when a worker starts; returns one line
+/// per cgroup emptied, for the log.
+pub fn reap_orphans() -> Vec<String> {
+    let mut reaped = Vec::new();
+    for root in ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"] {
+        let Ok(entries) = std::fs::read_dir(root) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(owner) = name
+                .strip_prefix("chum-")
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if owner == std::process::id() || Path::new(&format!("/proc/{owner}")).exists() {
+                continue;
+            }
+            let killed = empty_and_remove(&entry.path());
+            if killed == 0 {
+                continue;
+            }
+            reaped.push(format!(
+                "killed {killed} process(es) an earlier worker (pid {owner}) left in {}",
+                entry.path().display()
+            ));
+        }
+    }
+    reaped
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_workers_cgroup_is_emptied_and_removed() {
+        let Some(limit) = PidsLimit::create(16) else {
+            eprintln!("SKIPPED: no writable pids cgroup here");
+            return;
+        };
+        // A pid that existed and is gone: the "dead worker" the cgroup is named after.
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let dead = gone.id();
+        gone.wait().unwrap();
+        let orphan_dir = limit.dir.with_file_name(format!("chum-{dead}-0"));
+        std::fs::rename(&limit.dir, &orphan_dir).unwrap();
+        std::mem::forget(limit);
+        let mut sleeper = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        std::fs::write(orphan_dir.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+
+        let reaped = reap_orphans();
+        assert!(
+            reaped.iter().any(|l| l.contains(&format!("(pid {dead})")) && l.contains("killed 1")),
+            "{reaped:?}"
+        );
+        let status = sleeper.wait().unwrap();
+        assert!(!status.success(), "the orphan was killed");
+        assert!(!orphan_dir.exists());
+    }
 
     fn settings() -> SandboxSettings {
         SandboxSettings {

@@ -132,6 +132,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for line in worker::ensure_strategic_schedules(&client, &config).await {
         tracing::info!("{line}");
     }
+    for line in chum_activities::sandbox::reap_orphans() {
+        tracing::warn!("{line}");
+    }
     let live = LiveConfig::new(config.clone());
     let (runtime, sdk_metrics) = worker::metrics::runtime_with_metrics()?;
     let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -25,6 +25,16 @@ use serde_json::json;
 use support::*;
 use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowSignalOptions};
 
+/// Whether the process exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !matches!(
+            stat.rsplit(')').next().unwrap_or("").trim_start().chars().next(),
+            Some('Z' | 'X')
+        )
+    })
+}
+
 /// Live processes whose command line contains `needle`.
 fn processes_running(needle: &str) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -38,12 +48,7 @@ fn processes_running(needle: &str) -> Vec<u32> {
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
                 .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(needle))
-                && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                    !matches!(
-                        stat.rsplit(')').next().unwrap_or("").trim_start().chars().next(),
-                        Some('Z' | 'X')
-                    )
-                })
+                && alive(*pid)
         })
         .collect()
 }
@@ -306,31 +311,35 @@ async fn a_worker_killed_in_every_phase_finishes_every_bead_exactly_once() {
             })
             .await;
         }
+        // Exactly these must go: a retry by the next worker starts new ones.
+        let doomed = in_flight();
         worker.kill();
         let _ = std::fs::remove_file(&slow_semgrep);
         let _ = std::fs::remove_file(&slow_merge);
-        // Agents and DoD commands run sandboxed and die with the worker; semgrep-core and git
-        // hooks are not sandboxed and may finish what they were doing (never more than the 6 s
-        // the markers make them sleep).
-        let grace = if matches!(phase, Phase::Semgrep | Phase::Integrating) {
-            15
-        } else {
-            5
-        };
-        eventually(
-            &format!(
-                "{bead}: processes of {phase} outlived the killed worker: {}",
-                describe(&in_flight())
-            ),
-            grace,
-            || in_flight().is_empty(),
-        )
-        .await;
         if phase == Phase::AwaitingApproval {
             approvers.push(approver(client.clone(), bead));
         }
         worker = WorkerProcess::start(&config);
         worker.wait_for_line("worker polling", 0).await;
+        // Agents and DoD commands run sandboxed and die with the worker (or, killed in the
+        // instant bwrap sets itself up, are reaped from their cgroup by the next worker);
+        // semgrep-core and git hooks are not sandboxed and may finish what they were doing
+        // (never more than the 6 s the markers make them sleep).
+        let grace = if matches!(phase, Phase::Semgrep | Phase::Integrating) {
+            15
+        } else {
+            5
+        };
+        let survivors = || -> Vec<u32> { doomed.iter().copied().filter(|pid| alive(*pid)).collect() };
+        eventually(
+            &format!(
+                "{bead}: processes of {phase} outlived the killed worker: {}",
+                describe(&survivors())
+            ),
+            grace,
+            || survivors().is_empty(),
+        )
+        .await;
     }
 
     // fk-kids: killed the moment its run ends, as the learner and groomer start.
