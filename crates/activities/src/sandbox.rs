@@ -422,7 +422,9 @@ mod tests {
 
         let reaped = reap_orphans();
         assert!(
-            reaped.iter().any(|l| l.contains(&format!("(pid {dead})")) && l.contains("killed 1")),
+            reaped
+                .iter()
+                .any(|l| l.contains(&format!("(pid {dead})")) && l.contains("killed 1")),
             "{reaped:?}"
         );
         let status = sleeper.wait().unwrap();
