@@ -391,15 +391,12 @@ async fn a_shark_started_by_hand_with_a_bad_bead_id_fails_clearly_and_touches_no
 }
 
 fn project_config(repo: &Path, base_branch: &str) -> chum_core::config::ProjectConfig {
-    let text = format!(
-        "{}",
-        BASE_CONFIG.replace(
-            "repo = \"project\"",
-            &format!(
-                "repo = {:?}\nbase_branch = {base_branch:?}\nintegration = \"merge\"\nsandbox = \"none\"",
-                repo.display().to_string()
-            )
-        )
+    let text = BASE_CONFIG.replace(
+        "repo = \"project\"",
+        &format!(
+            "repo = {:?}\nbase_branch = {base_branch:?}\nintegration = \"merge\"\nsandbox = \"none\"",
+            repo.display().to_string()
+        ),
     );
     let config = ChumConfig::from_toml(&text, &repo.with_file_name("chum.toml"), Vec::new()).expect("valid");
     config.projects["demo"].clone()
@@ -441,8 +438,7 @@ async fn bad_repositories_get_an_error_that_says_what_to_do_and_lose_no_work() {
     std::fs::create_dir_all(&plain).unwrap();
     let err = prepare_worktree(&project_config(&plain, "main"), "tk-1", 1, 0)
         .await
-        .err()
-        .expect("not a repository");
+        .expect_err("not a repository");
     assert!(err.is_permanent());
     assert!(
         err.to_string().contains("is not a git repository") && err.to_string().contains("set `repo`"),
@@ -453,8 +449,7 @@ async fn bad_repositories_get_an_error_that_says_what_to_do_and_lose_no_work() {
     let repo = make_project(dir.path());
     let err = prepare_worktree(&project_config(&repo, "trunk"), "tk-1", 1, 0)
         .await
-        .err()
-        .expect("no trunk");
+        .expect_err("no trunk");
     assert!(
         err.to_string().contains("base branch `trunk` does not exist") && err.to_string().contains("base_branch"),
         "{err}"
