@@ -105,10 +105,20 @@ async fn lessons_are_stored_with_provenance_once() {
         ("tk-1", 2, "abc123")
     );
     let again = learner.extract_lessons_impl(input(), &Unsupervised).await.unwrap();
+    // A retried learner (the same run: its first try may have died after storing) gets the same
+    // lessons back, stored once, so they are still crystallized.
+    let ids = |r: &chum_core::proto::LessonsReport| r.stored.iter().map(|l| l.id).collect::<Vec<_>>();
+    assert_eq!(ids(&again), ids(&first), "a retried learner stores nothing twice");
+    assert_eq!(again.duplicates_skipped, 0);
+    let mut other_run = input();
+    if let Some(run) = other_run.run.as_mut() {
+        run.run_id = "another-run".into();
+    }
+    let elsewhere = learner.extract_lessons_impl(other_run, &Unsupervised).await.unwrap();
     assert_eq!(
-        (again.stored.len(), again.duplicates_skipped),
+        (elsewhere.stored.len(), elsewhere.duplicates_skipped),
         (0, 2),
-        "a retried learner stores nothing twice"
+        "another run learning the same lessons stores nothing"
     );
     // The second time, the known lessons were in the prompt, to avoid duplicates.
     let prompt = std::fs::read_to_string(dir.path().join("prompts/learner-tk-1-1-0.prompt.md")).unwrap();

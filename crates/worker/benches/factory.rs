@@ -8,7 +8,10 @@
 //!   time;
 //! - throughput: `CHUM_BENCH_THROUGHPUT` (100) beads, 10 at once;
 //! - history events per Shark, activity schedule-to-start latency (the SDK's metric), the process's
-//!   peak RSS (worker + the benchmark driver), Semgrep time per attempt.
+//!   peak RSS (worker + the benchmark driver), Semgrep time per attempt;
+//! - the crystallization payoff: what one repeated mistake costs (from the end of the execution
+//!   that made it to the start of the one that fixes it) when the definition of done catches it,
+//!   and when a learned Semgrep rule catches it first.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -302,6 +305,9 @@ async fn run() {
         })
         .await;
 
+    let mut rows = rows;
+    rows.extend(crystallization_payoff().await);
+
     let mut table = String::new();
     let _ = writeln!(
         table,
@@ -335,4 +341,131 @@ fn chrono_like_now() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
+}
+
+const PARSE_TEST: &str = "import unittest\nfrom calc import parse_numbers\n\n\nclass ParseTest(unittest.TestCase):\n    def test_repeated_spaces(self):\n        self.assertEqual(parse_numbers('1  2'), [1, 2])\n";
+const LEARNED_RULE: &str = "rules:\n  - id: chum-1\n    languages: [python]\n    severity: ERROR\n    message: split(\" \") keeps empty strings for repeated spaces; use split() with no argument\n    pattern: $S.split(\" \")\n";
+
+fn parse_calc(split: &str) -> String {
+    format!(
+        "def add(a, b):\n    return a + b\n\n\ndef parse_numbers(line):\n    return [int(x) for x in line.{split}]\n"
+    )
+}
+
+fn parse_executor(bead: &str, selector: &str, split: &str) -> String {
+    format!(
+        "[[step]]\nrole = \"executor\"\nbead = \"{bead}\"\n{selector}answer = \"done\"\nedits = [{{ path = \"calc.py\", write = '''{}''' }}, {{ path = \"test_parse.py\", write = '''{PARSE_TEST}''' }}]\n\n",
+        parse_calc(split)
+    )
+}
+
+/// Milliseconds from the end of the first execution to the start of the second: what the
+/// mistake cost before the executor heard about it and started fixing it.
+fn mistake_cost_ms(result: &SharkResult) -> Option<i64> {
+    let executions: Vec<_> = result.phases.iter().filter(|p| p.phase() == Phase::Executing).collect();
+    match executions.as_slice() {
+        [first, second, ..] => Some(second.started_ms - first.ended_ms),
+        _ => None,
+    }
+}
+
+/// The same mistake (`split(" ")` where the test has repeated spaces), caught by the project's
+/// unit tests (the DoD gate), then by the rule the learner makes of it (the Semgrep gate).
+async fn crystallization_payoff() -> Vec<Row> {
+    let runs = env_count("CHUM_BENCH_PAYOFF_RUNS", 5);
+    let mut scenario = planner_step(None, GOOD_PLAN, "");
+    for i in 1..=runs {
+        let dod = format!("pay-dod-{i}");
+        let semgrep = format!("pay-semgrep-{i}");
+        scenario.push_str(&parse_executor(&dod, "attempt = 1\n", "split(\" \")"));
+        scenario.push_str(&parse_executor(&dod, "attempt = 2\n", "split()"));
+        scenario.push_str(&parse_executor(&semgrep, "handoff = 0\n", "split(\" \")"));
+        scenario.push_str(&parse_executor(&semgrep, "handoff = 1\n", "split()"));
+    }
+    let backlog: String = (1..=runs)
+        .flat_map(|i| [format!("pay-dod-{i}"), format!("pay-semgrep-{i}")])
+        .map(|id| {
+            format!(
+                "{{\"id\":\"{id}\",\"title\":\"Parse numbers ({id})\",\"status\":\"open\",\"priority\":2,\"issue_type\":\"task\",\"created_at\":\"2026-11-22T00:00:00Z\",\"updated_at\":\"2026-11-22T00:00:00Z\"}}\n"
+            )
+        })
+        .collect();
+    let h = Harness::start(
+        "bench-payoff",
+        HarnessOptions {
+            scenario,
+            integration: "branch",
+            beads: Some(backlog),
+            extra_toml: "[dispatcher]\nenabled = false".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    eprintln!("bench: crystallization payoff, {runs} beads caught by the DoD, {runs} by a learned rule");
+    let hh = &h;
+    let failed_gate_ms = |result: &SharkResult, gate: &str| -> Vec<f64> {
+        result
+            .gate_results
+            .iter()
+            .filter(|g| g.gate == gate && !g.passed)
+            .map(|g| g.duration_ms as f64)
+            .collect()
+    };
+    let (by_dod, by_semgrep, dod_gate, semgrep_gate) = h
+        .with_worker(|client| async move {
+            let h = hh;
+            let (mut by_dod, mut dod_gate) = (Vec::new(), Vec::new());
+            for i in 1..=runs {
+                let (_, result, _) = one_bead(&client, &h.task_queue, &format!("pay-dod-{i}")).await;
+                assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+                let failed = failed_gate_ms(&result, "dod");
+                assert!(!failed.is_empty(), "the DoD did not catch it: {result:?}");
+                by_dod.extend(mistake_cost_ms(&result).map(|ms| ms as f64));
+                dod_gate.extend(failed);
+            }
+            // What the learner commits after the first catch (tests/learning.rs proves that part).
+            std::fs::create_dir_all(h.repo.join(".semgrep")).expect("rules dir");
+            std::fs::write(h.repo.join(".semgrep/chum-1.yaml"), LEARNED_RULE).expect("rule");
+            git(&h.repo, &["add", ".semgrep"]);
+            git(&h.repo, &["commit", "-q", "-m", "the learned rule"]);
+            let (mut by_semgrep, mut semgrep_gate) = (Vec::new(), Vec::new());
+            for i in 1..=runs {
+                let (_, result, _) = one_bead(&client, &h.task_queue, &format!("pay-semgrep-{i}")).await;
+                assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+                let failed = failed_gate_ms(&result, "semgrep");
+                assert!(
+                    !failed.is_empty() && failed_gate_ms(&result, "dod").is_empty(),
+                    "Semgrep did not catch it first: {result:?}"
+                );
+                by_semgrep.extend(mistake_cost_ms(&result).map(|ms| ms as f64));
+                semgrep_gate.extend(failed);
+            }
+            (by_dod, by_semgrep, dod_gate, semgrep_gate)
+        })
+        .await;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        percentile(&v, 0.5)
+    };
+    let (dod_ms, semgrep_ms) = (median(by_dod), median(by_semgrep));
+    vec![
+        Row {
+            what: format!(
+                "a repeated mistake caught by the DoD (unit tests): execution end → fix starts, p50 of {runs}"
+            ),
+            measured: format!("{dod_ms:.0} ms (DoD gate {:.0} ms)", median(dod_gate)),
+            target: "-".into(),
+            met: None,
+        },
+        Row {
+            what: format!("the same mistake caught by its learned Semgrep rule, p50 of {runs}"),
+            measured: format!(
+                "{semgrep_ms:.0} ms (Semgrep gate {:.0} ms): {:.0} ms saved",
+                median(semgrep_gate),
+                dod_ms - semgrep_ms
+            ),
+            target: "-".into(),
+            met: None,
+        },
+    ]
 }

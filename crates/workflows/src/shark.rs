@@ -26,16 +26,17 @@ use chum_core::proto::{
 };
 use chum_core::review::{findings_for_redo, rejection_reasons};
 use chum_core::text::{excerpt, tail_excerpt};
-use temporalio_common::RetryPolicy;
 use temporalio_common::data_converters::RawValue;
+use temporalio_common::data_converters::TemporalDeserializable;
 use temporalio_common::protos::temporal::api::common::v1::Payload;
 use temporalio_common::protos::temporal::api::failure::v1::Failure;
+use temporalio_common::{ActivityDefinition, RetryPolicy};
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{
     ActivityCancellationType, ActivityExecutionError, ActivityOptions, CancellableFuture, ChildWorkflowOptions,
-    ParentClosePolicy, SyncWorkflowContext, WorkflowCancellationToken, WorkflowContext, WorkflowContextView,
-    WorkflowResult, WorkflowTermination,
+    LocalActivityOptions, ParentClosePolicy, SyncWorkflowContext, WorkflowCancellationToken, WorkflowContext,
+    WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
 /// The gates when the project does not say (`projects.<name>.gates`).
@@ -52,6 +53,8 @@ const EXCERPT_CHARS: usize = 1500;
 #[derive(Default)]
 pub struct SharkWorkflow {
     status: SharkStatus,
+    /// Quick bookkeeping runs as local activities (runs started after patch "local-bookkeeping").
+    local_bookkeeping: bool,
     /// The diff artifact of every execution, for the learner.
     diff_artifacts: Vec<String>,
     /// A person's decision on the plan currently at the gate, taken by the run loop.
@@ -68,6 +71,9 @@ enum GateOutcome {
 impl SharkWorkflow {
     #[run(name = "Shark")]
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: SharkInput) -> WorkflowResult<SharkResult> {
+        // Runs started before this patch replay with the regular activities they recorded.
+        let local = ctx.patched("local-bookkeeping");
+        ctx.state_mut(|s| s.local_bookkeeping = local);
         // A Monte Carlo candidate of a parent Shark: one attempt of an approved plan, nothing else.
         if input.candidate.is_some() {
             return run_candidate(ctx, input).await;
@@ -86,9 +92,7 @@ impl SharkWorkflow {
                 result: Some(result.clone()),
             };
             // The record is for metrics and reports; the run's outcome never depends on it.
-            let _ = ctx
-                .execute_activity(SharkActivities::record_run, record, quick_options())
-                .await;
+            let _ = quick(ctx, SharkActivities::record_run, record).await;
         }
         Ok(result)
     }
@@ -478,9 +482,7 @@ async fn semgrep_gate(
         attempt: step.attempt,
         handoff: step.handoff,
     };
-    let scan = ctx
-        .execute_activity(SharkActivities::semgrep, request, quick_options())
-        .await?;
+    let scan = quick(ctx, SharkActivities::semgrep, request).await?;
     ctx.state_mut(|s| {
         for q in &scan.quarantined {
             if !s.status.quarantined_rules.iter().any(|known| known.file == q.file) {
@@ -597,9 +599,7 @@ async fn integrate(
         partial,
         candidate,
     };
-    let report = ctx
-        .execute_activity(SharkActivities::integrate, request, quick_options())
-        .await?;
+    let report = quick(ctx, SharkActivities::integrate, request).await?;
     ctx.state_mut(|s| {
         s.status.commit = report.commit.clone();
         if !report.branch.is_empty() {
@@ -622,9 +622,7 @@ async fn update_bead(
         note: note.to_string(),
         close_reason: close_reason.to_string(),
     };
-    ctx.execute_activity(SharkActivities::update_bead, request, quick_options())
-        .await
-        .map(|_| ())
+    quick(ctx, SharkActivities::update_bead, request).await.map(|_| ())
 }
 
 /// The Shark's pipeline, from loading the bead to its outcome.
@@ -645,13 +643,12 @@ async fn run_shark(ctx: &mut WorkflowContext<SharkWorkflow>, input: SharkInput) 
 
     // LOAD
     enter_phase(ctx, Phase::Loading, 0);
-    let loaded = match ctx
-        .execute_activity(
-            SharkActivities::load_bead,
-            LoadBeadRequest { run: Some(run.clone()) },
-            quick_options(),
-        )
-        .await
+    let loaded = match quick(
+        ctx,
+        SharkActivities::load_bead,
+        LoadBeadRequest { run: Some(run.clone()) },
+    )
+    .await
     {
         Ok(loaded) => loaded,
         Err(err) => return fail(ctx, &run, err).await,
@@ -1594,6 +1591,33 @@ fn retry(maximum_attempts: u32) -> RetryPolicy {
         .maximum_interval(Duration::from_secs(30))
         .maximum_attempts(maximum_attempts)
         .non_retryable_error_types(error_types::NON_RETRYABLE)
+        .build()
+}
+
+/// Quick bookkeeping (the bead, Semgrep, git, the run record): a local activity for runs started
+/// after patch "local-bookkeeping", which saves the server round trip (~50 ms) each of these costs
+/// as a regular activity; older runs replay with the regular activities they recorded. The steps
+/// are idempotent, so a local activity a dead worker did not finish simply runs again.
+async fn quick<AD>(
+    ctx: &WorkflowContext<SharkWorkflow>,
+    activity: AD,
+    input: impl Into<AD::Input>,
+) -> Result<AD::Output, ActivityExecutionError>
+where
+    AD: ActivityDefinition,
+    AD::Output: TemporalDeserializable,
+{
+    if ctx.state(|s| s.local_bookkeeping) {
+        ctx.execute_local_activity(activity, input, local_options()).await
+    } else {
+        ctx.execute_activity(activity, input, quick_options()).await
+    }
+}
+
+fn local_options() -> LocalActivityOptions {
+    LocalActivityOptions::builder()
+        .start_to_close_timeout(Duration::from_secs(120))
+        .retry_policy(retry(5))
         .build()
 }
 

@@ -18,7 +18,7 @@ use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
 
 /// Every Shark and ContinuousLearner path; each must have a recorded history.
-const PATHS: [&str; 37] = [
+const PATHS: [&str; 41] = [
     "approved_pass",
     // Recorded before a finished Shark recorded its run for the metrics (patch "record-run").
     "approved_pass_before_record_run",
@@ -62,6 +62,12 @@ const PATHS: [&str; 37] = [
     "agent_faults",
     "disk_full",
     "after_disk_full",
+    // Recorded before quick bookkeeping became local activities (patch "local-bookkeeping"):
+    // a plain pass, Monte Carlo candidates, a Semgrep catch, an integration that failed.
+    "approved_pass_before_local_bookkeeping",
+    "fanout_first_before_local_bookkeeping",
+    "learned_rule_stops_mistake_before_local_bookkeeping",
+    "integration_failed_before_local_bookkeeping",
 ];
 
 fn history_path(name: &str) -> PathBuf {
