@@ -251,8 +251,14 @@ async fn run() {
                 Row {
                     what: format!("orchestration overhead per bead, p50 ({} beads)", overheads.len()),
                     measured: format!("{p50:.0} ms"),
-                    target: "≤ 300 ms (then ≤ 50 ms)".into(),
+                    target: "≤ 300 ms".into(),
                     met: Some(p50 <= 300.0),
+                },
+                Row {
+                    what: "orchestration overhead per bead, p50, against the stretch target".into(),
+                    measured: format!("{p50:.0} ms"),
+                    target: "≤ 50 ms".into(),
+                    met: Some(p50 <= 50.0),
                 },
                 Row {
                     what: "orchestration overhead per bead, p95".into(),
