@@ -240,6 +240,16 @@ async fn a_worker_killed_in_every_phase_finishes_every_bead_exactly_once() {
         ..Default::default()
     };
     let h = &Harness::start("faults-kill", options).await;
+    // Agents die with a killed worker because they run in bwrap (--die-with-parent, a pids cgroup
+    // the next worker reaps); unsandboxed, they would outlive it. CI requires the sandbox.
+    if let Err(why) = chum_activities::sandbox::resolve(chum_core::config::SandboxMode::Bwrap, &h.config.sandbox) {
+        assert!(
+            std::env::var("CHUM_REQUIRE_SANDBOX").as_deref() != Ok("1"),
+            "CHUM_REQUIRE_SANDBOX=1 but the sandbox cannot run: {why}"
+        );
+        eprintln!("SKIPPED: bwrap cannot run here ({why}), so agents would outlive a killed worker");
+        return;
+    }
 
     // Semgrep and the merge are quick; markers make them slow enough to be killed in.
     let wrapper = h.dir.path().join("semgrep-core-slow");
@@ -594,13 +604,14 @@ impl Drop for SmallDisk {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_artifact_disk_fails_the_run_clearly_and_loses_nothing() {
+async fn a_full_or_read_only_artifact_disk_fails_the_run_clearly_and_loses_nothing() {
     let scenario = format!(
         "{}{}",
         planner_step(None, GOOD_PLAN, ""),
         executor_step(None, GOOD_CALC, "")
     );
     let h = &Harness::with_scenario("faults-disk", scenario).await;
+    // Mounted before the worker starts and dropped (unmounted) at the end, also on failure.
     let Some(disk) = SmallDisk::mount(&h.config.state_dir.join("artifacts"), 256) else {
         assert!(
             std::env::var("CHUM_REQUIRE_SANDBOX").as_deref() != Ok("1"),
@@ -610,6 +621,7 @@ async fn a_full_artifact_disk_fails_the_run_clearly_and_loses_nothing() {
         return;
     };
     let junk = disk.fill();
+    let artifacts = disk.0.clone();
 
     let (failed, history, integrated) = h
         .with_worker(|client| async move {
@@ -627,9 +639,31 @@ async fn a_full_artifact_disk_fails_the_run_clearly_and_loses_nothing() {
             let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
             wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
             send_approve(&handle, json!({"approved": true, "by": "ops"})).await;
-            (failed, history, finish(&handle, "after_disk_full").await)
+            let integrated = finish(&handle, "after_disk_full").await;
+
+            // A read-only artifact store: the same clear failure, for another bead.
+            let remounted = std::process::Command::new("mount")
+                .args(["-o", "remount,ro"])
+                .arg(&artifacts)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(remounted, "remounting the tmpfs read-only");
+            let input = SharkInput {
+                bead_id: "tk-3".into(),
+                ..h.input(limits())
+            };
+            let read_only = finish(&start_shark(&client, &h.task_queue, input).await, "read_only_artifacts").await;
+            (failed, history, (integrated, read_only))
         })
         .await;
+    let (integrated, read_only) = integrated;
+    assert_eq!(read_only.outcome(), Outcome::Failed, "{read_only:?}");
+    assert!(
+        read_only.reason.contains("cannot write to the artifact store")
+            && read_only.reason.contains("Read-only file system"),
+        "{read_only:?}"
+    );
+    assert_eq!(h.read_bead("tk-3")["status"], "blocked", "the bead says why it stopped");
 
     assert_eq!(failed.outcome(), Outcome::Failed, "{failed:?}");
     assert!(

@@ -18,7 +18,7 @@ use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
 
 /// Every Shark and ContinuousLearner path; each must have a recorded history.
-const PATHS: [&str; 41] = [
+const PATHS: [&str; 42] = [
     "approved_pass",
     // Recorded before a finished Shark recorded its run for the metrics (patch "record-run").
     "approved_pass_before_record_run",
@@ -58,10 +58,12 @@ const PATHS: [&str; 41] = [
     "shark_then_groom",
     "tactical_groom",
     "strategic_groom",
-    // The fault suite: agents that flood, delete their worktree, exit non-zero; a full disk.
+    // The fault suite: agents that flood, delete their worktree, exit non-zero; a full disk, then
+    // space back, then a read-only artifact store.
     "agent_faults",
     "disk_full",
     "after_disk_full",
+    "read_only_artifacts",
     // Recorded before quick bookkeeping became local activities (patch "local-bookkeeping"):
     // a plain pass, Monte Carlo candidates, a Semgrep catch, an integration that failed.
     "approved_pass_before_local_bookkeeping",
