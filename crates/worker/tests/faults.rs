@@ -25,16 +25,6 @@ use serde_json::json;
 use support::*;
 use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowSignalOptions};
 
-/// Whether the process exists and is not a zombie.
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !matches!(
-            stat.rsplit(')').next().unwrap_or("").trim_start().chars().next(),
-            Some('Z' | 'X')
-        )
-    })
-}
-
 /// Live processes whose command line contains `needle`.
 fn processes_running(needle: &str) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {

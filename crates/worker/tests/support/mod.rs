@@ -201,16 +201,19 @@ pub fn agent_processes(markers: &[String]) -> Vec<u32> {
                 return false;
             };
             let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
-            let has_all = markers.iter().all(|m| vars.contains(&m.as_bytes()));
-            has_all
-                && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                    !matches!(
-                        stat.rsplit(')').next().unwrap_or("").trim_start().chars().next(),
-                        Some('Z' | 'X')
-                    )
-                })
+            markers.iter().all(|m| vars.contains(&m.as_bytes())) && alive(*pid)
         })
         .collect()
+}
+
+/// Whether the process exists and is not a zombie awaiting its reaper.
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !matches!(
+            stat.rsplit(')').next().unwrap_or("").trim_start().chars().next(),
+            Some('Z' | 'X')
+        )
+    })
 }
 
 /// A port nobody listens on right now.
