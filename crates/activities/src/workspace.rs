@@ -22,10 +22,21 @@ pub enum RepoProblem {
 }
 
 impl RepoProblem {
-    /// Problems a retry cannot fix.
+    /// Problems a retry cannot fix. A lock file another git holds (or a git killed with its
+    /// worker left behind, until git or a person clears it) is worth retrying; so is git not
+    /// starting at all.
     pub fn is_permanent(&self) -> bool {
-        !matches!(self, RepoProblem::Git(GitError::Spawn(_)))
+        match self {
+            RepoProblem::Git(GitError::Spawn(_)) => false,
+            RepoProblem::Git(GitError::Failed { stderr, .. }) => !is_lock_contention(stderr),
+            _ => true,
+        }
     }
+}
+
+fn is_lock_contention(stderr: &str) -> bool {
+    (stderr.contains(".lock") && (stderr.contains("File exists") || stderr.contains("Unable to create")))
+        || stderr.contains("cannot lock ref")
 }
 
 /// The worktree of one attempt.
@@ -572,6 +583,19 @@ mod tests {
     use super::*;
     use crate::git::testing::init_repo;
     use chum_core::proto::{Bead, Plan, RunRef};
+
+    #[tokio::test]
+    async fn a_held_index_lock_is_worth_retrying_a_missing_branch_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        init_repo(dir.path()).await;
+        std::fs::write(dir.path().join(".git/index.lock"), "").unwrap();
+        std::fs::write(dir.path().join("new.txt"), "x").unwrap();
+        let locked = RepoProblem::from(git(dir.path(), &["add", "new.txt"]).await.unwrap_err());
+        assert!(!locked.is_permanent(), "{locked}");
+        std::fs::remove_file(dir.path().join(".git/index.lock")).unwrap();
+        let missing = RepoProblem::from(git(dir.path(), &["checkout", "no-such-branch"]).await.unwrap_err());
+        assert!(missing.is_permanent(), "{missing}");
+    }
 
     fn project(repo: &Path, integration: IntegrationPolicy) -> ProjectConfig {
         ProjectConfig {
