@@ -344,9 +344,9 @@ impl Drop for PidsLimit {
 }
 
 /// Kills every process in a cgroup (until it stays empty, at most ~1 s) and removes it.
-/// Returns how many processes were signalled.
+/// Returns how many distinct processes were signalled.
 fn empty_and_remove(dir: &Path) -> usize {
-    let mut killed = 0;
+    let mut killed = std::collections::BTreeSet::new();
     for _ in 0..50 {
         let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
         let pids: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
@@ -358,12 +358,12 @@ fn empty_and_remove(dir: &Path) -> usize {
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
             }
-            killed += 1;
+            killed.insert(pid);
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let _ = std::fs::remove_dir(dir);
-    killed
+    killed.len()
 }
 
 /// Kills what runs of a dead worker left behind: the pids cgroups named after a worker process

@@ -110,11 +110,7 @@ async fn read_events(response: reqwest::Response, on_event: impl Fn(&str, &Value
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_creates_approves_and_follows_a_bead_over_http() {
-    let scenario = format!(
-        "{}{}",
-        planner_step(None, GOOD_PLAN, ""),
-        executor_step(None, GOOD_CALC, "")
-    );
+    let scenario = good_work_scenario("");
     let h = &Harness::with_scenario("api", scenario).await;
     h.with_metrics_worker(|client, sdk_metrics| async move {
         let tokens = vec![("alice".to_string(), TOKEN.to_string())];

@@ -16,7 +16,6 @@
 mod support;
 
 use std::path::Path;
-use std::time::Duration;
 
 use chum_core::config::{ChumConfig, OutputFormat};
 use chum_core::proto::{Bead, IntegrateRequest, Outcome, Phase, Plan, RunRef, SharkInput};
@@ -165,11 +164,7 @@ fn raw_payload(encoding: &str, data: &[u8]) -> Payload {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_signal_payloads_are_refused_on_record_and_never_approve() {
-    let scenario = format!(
-        "{}{}",
-        planner_step(None, GOOD_PLAN, ""),
-        executor_step(None, GOOD_CALC, "sleep_ms = 3000\n")
-    );
+    let scenario = good_work_scenario("sleep_ms = 3000\n");
     let h = &Harness::with_scenario("bad-signals", scenario).await;
     // (case, payload, what the refusal must say)
     let cases: Vec<(&str, RawValue, &str)> = vec![
@@ -232,14 +227,7 @@ async fn bad_signal_payloads_are_refused_on_record_and_never_approve() {
             for (_, payload, _) in cases.iter() {
                 send_raw_approve(&handle, payload.clone()).await;
             }
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            let at_gate = loop {
-                let s = status(&handle).await;
-                if s.rejected_signals.len() >= expected || tokio::time::Instant::now() > deadline {
-                    break s;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            };
+            let at_gate = wait_for_refusals(&handle, expected).await;
             for ((case, _, needle), refused) in cases.iter().zip(&at_gate.rejected_signals) {
                 reasons.push((case.to_string(), needle.to_string(), refused.reason.clone()));
             }
@@ -251,14 +239,7 @@ async fn bad_signal_payloads_are_refused_on_record_and_never_approve() {
             wait_for_phase(&handle, Phase::Executing, 0).await;
             send_approve(&handle, json!({"approved": false, "by": "late", "feedback": "wait"})).await;
             let result = finish(&handle, "bad_signals_suite").await;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            let end = loop {
-                let s = status(&handle).await;
-                if s.rejected_signals.len() >= expected + 2 || tokio::time::Instant::now() > deadline {
-                    break s;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            };
+            let end = wait_for_refusals(&handle, expected + 2).await;
             ((at_gate, reasons), end, result.outcome(), result.approved_by)
         })
         .await;

@@ -27,20 +27,10 @@ use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowQueryOptions, 
 
 /// Live processes whose command line contains `needle`.
 fn processes_running(needle: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let me = std::process::id();
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(needle))
-                && alive(*pid)
-        })
-        .collect()
+    live_processes(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(needle))
+    })
 }
 
 /// Pid, parent, state and command line of each process, for failure messages.
@@ -71,17 +61,15 @@ async fn eventually(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
     }
 }
 
-fn shark_input(bead: &str) -> SharkInput {
-    SharkInput {
-        project: "demo".into(),
-        bead_id: bead.into(),
-        limits: Some(limits()),
-        candidate: None,
-    }
-}
-
 fn shark(client: &Client, bead: &str) -> SharkHandle {
     client.get_workflow_handle::<SharkRun>(chum_core::ids::shark_workflow_id("demo", bead))
+}
+
+fn bead_input(h: &Harness, bead: &str) -> SharkInput {
+    SharkInput {
+        bead_id: bead.into(),
+        ..h.input(limits())
+    }
 }
 
 /// The phase of a run, or `None` while no worker answers (a killed worker's runs).
@@ -285,7 +273,7 @@ async fn a_worker_killed_in_every_phase_finishes_every_bead_exactly_once() {
             Phase::Integrating => std::fs::write(&slow_merge, "").unwrap(),
             _ => {}
         }
-        let handle = start_shark(&client, &h.task_queue, shark_input(bead)).await;
+        let handle = start_shark(&client, &h.task_queue, bead_input(h, bead)).await;
         if phase != Phase::AwaitingApproval {
             approvers.push(approver(client.clone(), bead));
         }
@@ -362,7 +350,7 @@ async fn a_worker_killed_in_every_phase_finishes_every_bead_exactly_once() {
     }
 
     // fk-kids: killed the moment its run ends, as the learner and groomer start.
-    let kids = start_shark(&client, &h.task_queue, shark_input(KIDS)).await;
+    let kids = start_shark(&client, &h.task_queue, bead_input(h, KIDS)).await;
     approvers.push(approver(client.clone(), KIDS));
     let kids_result = kids
         .get_result(WorkflowGetResultOptions::default())
@@ -453,11 +441,7 @@ async fn a_worker_killed_in_every_phase_finishes_every_bead_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dev_server_restarted_mid_run_loses_nothing() {
-    let scenario = format!(
-        "{}{}",
-        planner_step(None, GOOD_PLAN, ""),
-        executor_step(None, GOOD_CALC, "sleep_ms = 6000\n")
-    );
+    let scenario = good_work_scenario("sleep_ms = 6000\n");
     let options = HarnessOptions {
         scenario,
         persistent_server: true,
@@ -595,11 +579,7 @@ impl Drop for SmallDisk {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_or_read_only_artifact_disk_fails_the_run_clearly_and_loses_nothing() {
-    let scenario = format!(
-        "{}{}",
-        planner_step(None, GOOD_PLAN, ""),
-        executor_step(None, GOOD_CALC, "")
-    );
+    let scenario = good_work_scenario("");
     let h = &Harness::with_scenario("faults-disk", scenario).await;
     // Mounted before the worker starts and dropped (unmounted) at the end, also on failure.
     let Some(disk) = SmallDisk::mount(&h.config.state_dir.join("artifacts"), 256) else {

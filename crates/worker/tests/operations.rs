@@ -11,11 +11,7 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_name_the_run_and_sighup_reloads_what_can_change() {
-    let scenario = format!(
-        "{}{}",
-        planner_step(None, GOOD_PLAN, ""),
-        executor_step(None, GOOD_CALC, "")
-    );
+    let scenario = good_work_scenario("");
     let h = &Harness::with_scenario("operations", scenario).await;
     let path = h.write_config(&h.config_text);
     let worker = WorkerProcess::start(&path);

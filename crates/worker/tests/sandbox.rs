@@ -194,11 +194,7 @@ async fn definition_of_done_commands_are_sandboxed_too() {
     let h = &Harness::start(
         "sandbox-dod",
         sandboxed(HarnessOptions {
-            scenario: format!(
-                "{}{}",
-                planner_step(None, GOOD_PLAN, ""),
-                executor_step(None, GOOD_CALC, "")
-            ),
+            scenario: good_work_scenario(""),
             dod: vec![
                 "python3 -m unittest -q".into(),
                 "echo pwned > {repo}/dod-pwned.txt".into(),

@@ -7,8 +7,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use chum_core::proto::{Outcome, Phase};
 use serde_json::json;
 use support::*;
@@ -16,17 +14,9 @@ use temporalio_client::WorkflowGetResultOptions;
 use temporalio_common::data_converters::RawValue;
 use temporalio_common::protos::temporal::api::common::v1::Payload;
 
-fn happy_scenario() -> String {
-    format!(
-        "{}{}",
-        planner_step(None, GOOD_PLAN, ""),
-        executor_step(None, GOOD_CALC, "")
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approved_plan_is_executed_verified_and_merged_once() {
-    let h = &Harness::with_scenario("approved", happy_scenario()).await;
+    let h = &Harness::with_scenario("approved", good_work_scenario("")).await;
     let base_before = h.commits_on("main");
     let result = h
         .with_worker(|client| async move {
@@ -142,7 +132,7 @@ async fn a_rejected_plan_is_replanned_with_the_feedback_then_approved() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_decision_before_the_gate_timeout_ends_the_run_without_touching_code() {
-    let h = &Harness::with_scenario("timeout", happy_scenario()).await;
+    let h = &Harness::with_scenario("timeout", good_work_scenario("")).await;
     let input = h.input(chum_core::proto::SharkLimits {
         gate_timeout_secs: 2,
         ..limits()
@@ -276,7 +266,7 @@ async fn no_valid_plan_within_the_bound_fails_the_run_with_the_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_signals_never_approve_and_do_not_wedge_the_run() {
-    let h = &Harness::with_scenario("badsignal", happy_scenario()).await;
+    let h = &Harness::with_scenario("badsignal", good_work_scenario("")).await;
     let result = h
         .with_worker(|client| async move {
             let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
@@ -301,14 +291,7 @@ async fn malformed_signals_never_approve_and_do_not_wedge_the_run() {
             protobuf.metadata.insert("encoding".into(), b"binary/protobuf".to_vec());
             send_raw_approve(&handle, RawValue::new(vec![protobuf])).await;
             // The run stays at the gate, healthy: queries answer and every payload is on record.
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-            let s = loop {
-                let s = status(&handle).await;
-                if s.rejected_signals.len() == 8 || tokio::time::Instant::now() > deadline {
-                    break s;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            };
+            let s = wait_for_refusals(&handle, 8).await;
             assert_eq!(s.phase(), Phase::AwaitingApproval);
             assert_eq!(s.rejected_signals.len(), 8, "{:?}", s.rejected_signals);
             assert!(s.rejected_signals[1].reason.contains("\"approved\" is missing"));
@@ -418,7 +401,7 @@ async fn a_missing_agent_program_fails_the_run_with_a_clear_reason() {
     let h = &Harness::start(
         "missing",
         HarnessOptions {
-            scenario: happy_scenario(),
+            scenario: good_work_scenario(""),
             agent_program: Some("/nonexistent/claude".into()),
             ..Default::default()
         },
@@ -440,7 +423,7 @@ async fn a_missing_agent_program_fails_the_run_with_a_clear_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_bead_is_not_worked_on() {
-    let h = &Harness::with_scenario("closed", happy_scenario()).await;
+    let h = &Harness::with_scenario("closed", good_work_scenario("")).await;
     let mut input = h.input(limits());
     input.bead_id = "tk-2".into();
     let result = h.run_unattended("bead_unavailable", input).await;
@@ -450,7 +433,7 @@ async fn a_closed_bead_is_not_worked_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_rejections_end_the_run_as_gate_rejected() {
-    let h = &Harness::with_scenario("rejected", happy_scenario()).await;
+    let h = &Harness::with_scenario("rejected", good_work_scenario("")).await;
     let result = h
         .with_worker(|client| async move {
             let input = h.input(chum_core::proto::SharkLimits {
@@ -485,7 +468,7 @@ async fn a_merge_conflict_at_integration_keeps_the_branch_and_blocks_the_bead() 
     let h = &Harness::start(
         "conflict",
         HarnessOptions {
-            scenario: happy_scenario(),
+            scenario: good_work_scenario(""),
             dod: vec!["python3 -m unittest -q".into(), conflicting],
             // The DoD plays a person committing to the main checkout, which a sandbox forbids.
             extra_project_toml: "sandbox = \"none\"".into(),
@@ -685,7 +668,7 @@ async fn an_invalid_rule_file_is_quarantined_and_the_bead_still_passes() {
     let broken = "rules:\n  - id: broken\n    languages: [python]\n    severity: ERROR\n    message: m\n    pattern: multiply(\n";
     let fine = "rules:\n  - id: no-subtract\n    languages: [python]\n    severity: ERROR\n    message: no subtraction here\n    pattern: $A - $B\n";
     let options = HarnessOptions {
-        scenario: happy_scenario(),
+        scenario: good_work_scenario(""),
         extra_files: vec![
             (".semgrep/broken.yaml".into(), broken.into()),
             (".semgrep/fine.yaml".into(), fine.into()),
@@ -720,11 +703,7 @@ async fn an_invalid_rule_file_is_quarantined_and_the_bead_still_passes() {
 async fn a_spent_budget_stops_the_run_before_the_next_agent_call_and_keeps_the_work() {
     // Every scripted answer reports $0.01. The cap lets the planner and the executor run; the
     // reviewer's call would go over it.
-    let scenario = format!(
-        "{}{}",
-        planner_step(None, GOOD_PLAN, ""),
-        executor_step(None, GOOD_CALC, "")
-    );
+    let scenario = good_work_scenario("");
     let options = HarnessOptions {
         scenario,
         extra_toml: "[budget]\nper_bead_usd = 0.015".into(),
@@ -771,7 +750,7 @@ async fn a_spent_budget_stops_the_run_before_the_next_agent_call_and_keeps_the_w
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_spent_in_planning_stops_the_replan_and_touches_no_code() {
     let options = HarnessOptions {
-        scenario: happy_scenario(),
+        scenario: good_work_scenario(""),
         extra_toml: "[budget]\nper_bead_tokens = 1000".into(),
         ..Default::default()
     };

@@ -167,6 +167,16 @@ pub fn executor_step(attempt: Option<u32>, calc: &str, extra: &str) -> String {
     )
 }
 
+/// The common scenario: the planner answers GOOD_PLAN, the executor writes GOOD_CALC with its
+/// test (`executor_extra`: more keys for its step, e.g. `sleep_ms = 3000\n`).
+pub fn good_work_scenario(executor_extra: &str) -> String {
+    format!(
+        "{}{}",
+        planner_step(None, GOOD_PLAN, ""),
+        executor_step(None, GOOD_CALC, executor_extra)
+    )
+}
+
 pub fn planner_step(round: Option<u32>, answer: &str, extra: &str) -> String {
     let round = round.map(|a| format!("attempt = {a}\n")).unwrap_or_default();
     format!("[[step]]\nrole = \"planner\"\n{round}{extra}answer = '''{answer}'''\n\n")
@@ -190,19 +200,25 @@ pub struct Harness {
 
 /// Live (not zombie) processes whose environment holds every marker (`NAME=value`).
 pub fn agent_processes(markers: &[String]) -> Vec<u32> {
+    live_processes(|pid| {
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            return false;
+        };
+        let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+        markers.iter().all(|m| vars.contains(&m.as_bytes()))
+    })
+}
+
+/// Live (not zombie) processes other than this one for which `wanted(pid)` holds.
+pub fn live_processes(wanted: impl Fn(u32) -> bool) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
+    let me = std::process::id();
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|pid| {
-            let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-                return false;
-            };
-            let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
-            markers.iter().all(|m| vars.contains(&m.as_bytes())) && alive(*pid)
-        })
+        .filter(|pid| *pid != me && wanted(*pid) && alive(*pid))
         .collect()
 }
 
@@ -605,6 +621,19 @@ pub async fn wait_for_phase(handle: &SharkHandle, phase: Phase, round: u32) -> S
             tokio::time::Instant::now() < deadline,
             "run never reached {phase} (round {round}); status: {s:?}"
         );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls the status query until at least `count` signals were refused (or 20 s passed) and
+/// returns the status then.
+pub async fn wait_for_refusals(handle: &SharkHandle, count: usize) -> SharkStatus {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = status(handle).await;
+        if s.rejected_signals.len() >= count || tokio::time::Instant::now() > deadline {
+            return s;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
