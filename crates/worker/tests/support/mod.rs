@@ -297,17 +297,26 @@ impl Harness {
     }
 
     pub async fn start(name: &str, options: HarnessOptions) -> Harness {
-        let port = free_port();
         let dir = tempfile::tempdir().unwrap();
-        let server = LocalWorkflowEnvironmentOptions::builder()
-            .server_executable(EphemeralExe::ExistingPath(temporal_binary().display().to_string()))
-            .log_level(DevServerLogLevel::Error)
-            .port(port)
-            .maybe_database_filename(options.persistent_server.then(|| dir.path().join("temporal.db")))
-            .build();
-        let env = WorkflowEnvironment::start_local(server.clone())
-            .await
-            .expect("dev server starts");
+        // The SDK gives the dev server 5 s to answer; on a loaded 2-core machine running several
+        // tests at once it sometimes needs longer, so a start that times out is tried again (on
+        // a fresh port) before the test fails.
+        let mut tries = 0;
+        let (env, server, port) = loop {
+            tries += 1;
+            let port = free_port();
+            let server = LocalWorkflowEnvironmentOptions::builder()
+                .server_executable(EphemeralExe::ExistingPath(temporal_binary().display().to_string()))
+                .log_level(DevServerLogLevel::Error)
+                .port(port)
+                .maybe_database_filename(options.persistent_server.then(|| dir.path().join("temporal.db")))
+                .build();
+            match WorkflowEnvironment::start_local(server.clone()).await {
+                Ok(env) => break (env, server, port),
+                Err(e) if tries < 3 => eprintln!("dev server did not start (try {tries} of 3): {e:?}"),
+                Err(e) => panic!("dev server starts: {e:?}"),
+            }
+        };
         let repo = make_project(dir.path());
         if let Some(beads) = &options.beads {
             std::fs::write(repo.join(".beads/issues.jsonl"), beads).unwrap();
