@@ -30,6 +30,8 @@ pub async fn git(dir: &Path, args: &[&str]) -> Result<String, GitError> {
     let output = Command::new("git")
         .args(args)
         .current_dir(dir)
+        // Messages in English: some are told apart by their text (lock contention, conflicts).
+        .env("LC_ALL", "C")
         .env("GIT_TERMINAL_PROMPT", "0")
         .envs(IDENTITY)
         .stdin(std::process::Stdio::null())

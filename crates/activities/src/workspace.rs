@@ -37,6 +37,9 @@ impl RepoProblem {
 fn is_lock_contention(stderr: &str) -> bool {
     (stderr.contains(".lock") && (stderr.contains("File exists") || stderr.contains("Unable to create")))
         || stderr.contains("cannot lock ref")
+        // Worktree bookkeeping (`.git/worktrees/<name>/...`) that another git changed under this
+        // one (CHUM serializes its own, see `RepoLock::worktrees`; a person's git may not).
+        || stderr.contains(".git/worktrees/")
 }
 
 /// The worktree of one attempt.
@@ -118,7 +121,8 @@ pub async fn prepare_plan_worktree(project: &ProjectConfig, bead_id: &str, round
         .join("plans")
         .join(bead_id)
         .join(round.to_string());
-    remove_worktree(repo, &path).await?;
+    let _lock = RepoLock::worktrees(repo).await?;
+    remove_worktree_locked(repo, &path).await?;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
     }
@@ -139,6 +143,12 @@ pub async fn prepare_plan_worktree(project: &ProjectConfig, bead_id: &str, round
 
 /// Removes a worktree and its directory, if they exist.
 pub async fn remove_worktree(repo: &Path, path: &Path) -> Result<(), RepoProblem> {
+    let _lock = RepoLock::worktrees(repo).await?;
+    remove_worktree_locked(repo, path).await
+}
+
+/// [`remove_worktree`] for a caller that holds the repository's worktree lock.
+async fn remove_worktree_locked(repo: &Path, path: &Path) -> Result<(), RepoProblem> {
     if worktrees(repo).await?.iter().any(|w| w.path == path) {
         git(repo, &["worktree", "remove", "--force", &path.display().to_string()]).await?;
     }
@@ -164,6 +174,7 @@ pub async fn prepare_worktree(
     let branch = candidate_branch(bead_id, candidate);
     let branch_ref = format!("refs/heads/{branch}");
     let path = worktree_path(project, bead_id, attempt, candidate);
+    let _lock = RepoLock::worktrees(repo).await?;
     for entry in worktrees(repo).await? {
         if entry.branch.as_deref() == Some(branch_ref.as_str()) || entry.path == path {
             let shown = entry.path.display().to_string();
@@ -344,7 +355,7 @@ pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Resul
     // 2. Merge, one integration of this repository at a time (other runs, the learner's and the
     // groomer's own commits, other workers): the base branch must not move between the merge and
     // the fast-forward. Already in the base branch (a retry after the merge): done.
-    let _lock = BaseBranchLock::acquire(repo).await?;
+    let _lock = RepoLock::base_branch(repo).await?;
     let base_ref = format!("refs/heads/{}", project.base_branch);
     let tip = resolve(repo, &branch).await?.unwrap_or(commit.clone());
     if git_ok(repo, &["merge-base", "--is-ancestor", &tip, &base_ref])
@@ -467,7 +478,8 @@ pub async fn commit_own_change(change: OwnChange<'_>) -> Result<OwnChangeOutcome
         existing
     } else {
         let path = repo.join(".chum").join("own").join(change.branch.replace('/', "-"));
-        remove_worktree(repo, &path).await?;
+        let lock = RepoLock::worktrees(repo).await?;
+        remove_worktree_locked(repo, &path).await?;
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
         }
@@ -484,6 +496,7 @@ pub async fn commit_own_change(change: OwnChange<'_>) -> Result<OwnChangeOutcome
             ],
         )
         .await?;
+        drop(lock);
         for (file, content) in &change.files {
             let target = path.join(file);
             match content {
@@ -512,7 +525,7 @@ pub async fn commit_own_change(change: OwnChange<'_>) -> Result<OwnChangeOutcome
     if project.integration == IntegrationPolicy::Branch {
         return Ok(outcome);
     }
-    let _lock = BaseBranchLock::acquire(repo).await?;
+    let _lock = RepoLock::base_branch(repo).await?;
     if git_ok(repo, &["merge-base", "--is-ancestor", &commit, &base_ref])
         .await?
         .is_some()
@@ -538,31 +551,44 @@ pub async fn commit_own_change(change: OwnChange<'_>) -> Result<OwnChangeOutcome
     Ok(outcome)
 }
 
-/// An exclusive lock on moving a repository's base branch: an advisory file lock on
-/// `.git/chum-base.lock`, so it holds across the worker's tasks and across worker processes,
-/// and the kernel drops it when its holder dies (a SIGKILLed worker leaves no stale lock).
-struct BaseBranchLock {
+/// An exclusive advisory file lock on one kind of change to a repository, in its `.git`, so it
+/// holds across the worker's tasks and across worker processes, and the kernel drops it when
+/// its holder dies (a SIGKILLed worker leaves no stale lock). Not reentrant: a task that holds
+/// one must not ask for the same one again.
+struct RepoLock {
     _file: Option<std::fs::File>,
 }
 
-impl BaseBranchLock {
-    async fn acquire(repo: &Path) -> Result<BaseBranchLock, RepoProblem> {
+impl RepoLock {
+    /// Moving the base branch: it must not move between a merge and the fast-forward.
+    async fn base_branch(repo: &Path) -> Result<RepoLock, RepoProblem> {
+        RepoLock::acquire(repo, "chum-base.lock").await
+    }
+
+    /// Adding, removing and pruning worktrees: git keeps their bookkeeping in
+    /// `.git/worktrees/<name>/`, and a `prune` or `add` running beside another `add` finds a
+    /// half-made entry (`could not open '.git/worktrees/155/locked'`) or takes the same name.
+    async fn worktrees(repo: &Path) -> Result<RepoLock, RepoProblem> {
+        RepoLock::acquire(repo, "chum-worktrees.lock").await
+    }
+
+    async fn acquire(repo: &Path, name: &str) -> Result<RepoLock, RepoProblem> {
         let git_dir = repo.join(".git");
         if !git_dir.is_dir() {
             // Not a main checkout (check_repository said it is a repository): nothing to share.
-            return Ok(BaseBranchLock { _file: None });
+            return Ok(RepoLock { _file: None });
         }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(git_dir.join("chum-base.lock"))
+            .open(git_dir.join(name))
             .map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
         loop {
             match file.try_lock() {
-                Ok(()) => return Ok(BaseBranchLock { _file: Some(file) }),
+                Ok(()) => return Ok(RepoLock { _file: Some(file) }),
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(25)).await
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await
                 }
                 Err(std::fs::TryLockError::Error(e)) => return Err(RepoProblem::Git(GitError::Spawn(e))),
             }
@@ -667,6 +693,41 @@ mod tests {
         assert!(
             discard_candidates(&p, "tk-1", 1, &[2]).await.unwrap().is_empty(),
             "idempotent"
+        );
+    }
+
+    /// Twenty Sharks planning and starting their attempts at once on one repository: git's
+    /// worktree bookkeeping is not safe against itself, so CHUM serializes it (`make bench` lost
+    /// beads to "could not open '.git/worktrees/155/locked'" before).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn twenty_beads_at_once_all_get_their_checkouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().to_path_buf();
+        init_repo(&repo).await;
+        let p = std::sync::Arc::new(project(&repo, IntegrationPolicy::Merge));
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let p = p.clone();
+                tokio::spawn(async move {
+                    let bead = format!("b-{i}");
+                    let plan = prepare_plan_worktree(&p, &bead, 1).await?;
+                    remove_worktree(&p.repo, &plan).await?;
+                    let attempt = prepare_worktree(&p, &bead, 1, 0).await?;
+                    let again = prepare_worktree(&p, &bead, 2, 0).await?;
+                    Ok::<_, RepoProblem>((attempt, again))
+                })
+            })
+            .collect();
+        for (i, task) in tasks.into_iter().enumerate() {
+            let (first, second) = task.await.unwrap().unwrap_or_else(|e| panic!("bead b-{i} failed: {e}"));
+            assert!(!first.path.exists(), "attempt 1 of b-{i} was replaced by attempt 2");
+            assert!(second.path.join(".git").is_file(), "b-{i} has its worktree");
+        }
+        let listed = worktrees(&repo).await.unwrap();
+        assert_eq!(
+            listed.len(),
+            21,
+            "the main checkout and one worktree per bead: {listed:?}"
         );
     }
 

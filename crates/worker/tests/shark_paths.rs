@@ -781,3 +781,60 @@ async fn a_budget_spent_in_planning_stops_the_replan_and_touches_no_code() {
         "{bead}"
     );
 }
+
+/// Twenty Sharks started together on one repository all plan and wait at their gates: their
+/// throwaway planning checkouts (git worktrees) are made and removed at the same time, which git
+/// does not make safe by itself (`make bench` lost beads to it). A correctness test, not a timed one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_sharks_started_at_once_on_one_repository_all_plan() {
+    let beads: String = (1..=20)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"id": format!("many-{i:02}"), "title": format!("Task {i}"), "status": "open",
+                       "priority": 2, "issue_type": "task", "created_at": "2026-12-01T00:00:00Z",
+                       "updated_at": "2026-12-01T00:00:00Z"})
+            )
+        })
+        .collect();
+    let h = &Harness::start(
+        "twenty-at-once",
+        HarnessOptions {
+            scenario: planner_step(None, GOOD_PLAN, ""),
+            beads: Some(beads),
+            ..Default::default()
+        },
+    )
+    .await;
+    h.with_worker(|client| async move {
+        let starts = (1..=20).map(|i| {
+            let input = chum_core::proto::SharkInput {
+                bead_id: format!("many-{i:02}"),
+                ..h.input(limits())
+            };
+            start_shark(&client, &h.task_queue, input)
+        });
+        let handles = futures::future::join_all(starts).await;
+        for handle in &handles {
+            let at_gate = wait_for_phase(handle, Phase::AwaitingApproval, 1).await;
+            assert_eq!(
+                at_gate.plan.as_ref().map(|p| p.summary.as_str()),
+                Some("Add multiply(a, b) to calc with a unit test"),
+                "{at_gate:?}"
+            );
+        }
+        for handle in &handles {
+            handle
+                .terminate(temporalio_client::WorkflowTerminateOptions::default())
+                .await
+                .expect("terminated");
+        }
+    })
+    .await;
+    let listed = git(&h.repo, &["worktree", "list", "--porcelain"]);
+    assert_eq!(
+        listed.lines().filter(|l| l.starts_with("worktree ")).count(),
+        1,
+        "every planning checkout is gone again: {listed}"
+    );
+}
