@@ -7,14 +7,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chum_core::agent_output::{AgentAnswer, parse_agent_output};
-use chum_core::config::{ChumConfig, ProviderConfig, Role, expand_command};
+use chum_core::config::{ChumConfig, ProviderConfig, Role, expand_command, show_size};
 use chum_core::proto::{AgentRunSummary, RunRef};
 use chum_core::text::{excerpt, tail_excerpt};
 
 use crate::artifacts::RunArtifacts;
 use crate::budget;
+use crate::child_env::ChildEnv;
+use crate::egress::EgressClient;
 use crate::process::{ProcessSpec, read_capped, read_tail, run_process};
-use crate::sandbox::{self, SandboxPolicy};
+use crate::sandbox::{self, Network, SandboxPolicy};
 use crate::store::{LessonStore, UsageRecord};
 
 /// Bytes of agent output kept per stream (the rest is counted and dropped with a note).
@@ -307,22 +309,58 @@ pub async fn run_agent(
         request.workdir,
         &config.config_dir,
     );
-    let mut env: Vec<(String, String)> = provider.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    env.extend([
-        ("CHUM_ROLE".to_string(), request.role.to_string()),
-        ("CHUM_BEAD_ID".to_string(), request.run.bead_id.clone()),
-        ("CHUM_PROJECT".to_string(), request.run.project.clone()),
-        ("CHUM_ATTEMPT".to_string(), request.round.to_string()),
-        ("CHUM_HANDOFF".to_string(), request.handoff.to_string()),
-        ("CHUM_PROVIDER".to_string(), provider.name.clone()),
-        ("CHUM_WORKFLOW_ID".to_string(), request.run.workflow_id.clone()),
-        ("CHUM_CANDIDATE".to_string(), request.candidate.to_string()),
-    ]);
+    let project = config.projects.get(&request.run.project);
+    // Made first so a full or read-only disk is a storage error, not a sandbox one.
+    let scratch = artifacts.path(&format!("{prefix}.sandbox"));
+    let (home, tmp) = sandbox::scratch_dirs(&scratch).map_err(|e| {
+        AgentSetupError::Storage(format!(
+            "cannot make the agent's scratch directory {}: {e}",
+            scratch.display()
+        ))
+    })?;
+    // The agent's whole environment: nothing of the worker's but what is listed (child_env).
+    let mut env = ChildEnv::new(&home, &tmp);
+    for (name, value) in &provider.env {
+        env.set(name.clone(), value.clone());
+    }
+    let missing = env.pass(&provider.pass_env);
+    if !missing.is_empty() {
+        tracing::warn!(provider = %provider.name, ?missing, "pass_env names variables the worker's environment does not have; the agent runs without them");
+    }
+    let contract = [
+        ("CHUM_ROLE", request.role.to_string()),
+        ("CHUM_BEAD_ID", request.run.bead_id.clone()),
+        ("CHUM_PROJECT", request.run.project.clone()),
+        ("CHUM_ATTEMPT", request.round.to_string()),
+        ("CHUM_HANDOFF", request.handoff.to_string()),
+        ("CHUM_PROVIDER", provider.name.clone()),
+        ("CHUM_WORKFLOW_ID", request.run.workflow_id.clone()),
+        ("CHUM_CANDIDATE", request.candidate.to_string()),
+    ];
+    for (name, value) in contract {
+        env.set(name, value);
+    }
+    // MCP servers: the CLI's configuration for this run, and their variables by name.
+    let mcp_servers = crate::mcp::servers_for(provider, project);
+    let mut mcp_config = String::new();
+    if !mcp_servers.is_empty() || provider.command.iter().any(|a| a.contains("{mcp_config}")) {
+        let written = crate::mcp::write_configs(&mcp_servers, &home, &scratch)
+            .map_err(|e| AgentSetupError::Storage(format!("cannot write the agent's MCP configuration: {e}")))?;
+        mcp_config = written.display().to_string();
+        env.set("CHUM_MCP_CONFIG", mcp_config.clone());
+        let missing = env.pass(&crate::mcp::env_names(&mcp_servers));
+        if !missing.is_empty() {
+            tracing::warn!(provider = %provider.name, ?missing, "MCP servers name variables the worker's environment does not have");
+        }
+    }
     let spec = ProcessSpec {
         program,
-        args: argv[1..].to_vec(),
+        args: argv[1..]
+            .iter()
+            .map(|a| a.replace("{mcp_config}", &mcp_config))
+            .collect(),
         cwd: request.workdir.to_path_buf(),
-        env,
+        env: env.into_vec(),
         stdin: if provider.takes_prompt_file() {
             None
         } else {
@@ -332,12 +370,10 @@ pub async fn run_agent(
         stdout_path: artifacts.path(&format!("{prefix}.stdout.log")),
         stderr_path: artifacts.path(&format!("{prefix}.stderr.log")),
         capture_limit: CAPTURE_LIMIT,
-        cgroup_procs: None,
+        cgroup_procs: Vec::new(),
     };
     // The agent runs sandboxed as its project says (auto when the run names no project).
-    let mode = config
-        .projects
-        .get(&request.run.project)
+    let mode = project
         .map(|p| p.sandbox)
         .unwrap_or(chum_core::config::SandboxMode::Auto);
     let expand = |paths: &[String]| -> Vec<PathBuf> {
@@ -355,38 +391,47 @@ pub async fn run_agent(
     // Files the command names (prompt, scenario, config) are shown by `sandbox::wrap`; the config
     // directory as a whole is not (it may sit beside things the agent has no business reading).
     let mut readable = Vec::new();
-    if let Some(project) = config.projects.get(&request.run.project) {
+    if let Some(project) = project {
         // A worktree's `.git` file points into the repository's `.git`: git needs to read it.
         readable.push(project.repo.join(".git"));
     }
     readable.extend(expand(&provider.readable));
+    readable.extend(mcp_servers.iter().flat_map(crate::mcp::server_paths));
+    let (toolchains, caches) = project
+        .map(|p| sandbox::project_mounts(&p.environment))
+        .unwrap_or_default();
     let policy = SandboxPolicy {
         workdir: request.workdir.to_path_buf(),
-        scratch: artifacts.path(&format!("{prefix}.sandbox")),
+        scratch,
         readable,
         writable: expand(&provider.writable),
-        network: provider.network,
+        toolchains,
+        caches,
     };
-    // Made here so a full or read-only disk is a storage error; `prepare` fails only on settings.
-    std::fs::create_dir_all(&policy.scratch).map_err(|e| {
-        AgentSetupError::Storage(format!(
-            "cannot make the agent's scratch directory {}: {e}",
-            policy.scratch.display()
-        ))
-    })?;
-    let prepared = sandbox::prepare(spec, mode, &config.sandbox, &policy).map_err(AgentSetupError::Config)?;
-    let spec = prepared.spec;
+    let sandboxing = sandbox::resolve(mode, &config.sandbox).map_err(AgentSetupError::Config)?;
+    let network = Network {
+        allow: &provider.allow_hosts,
+        around: crate::egress::surroundings(config).await,
+        client: EgressClient {
+            name: provider.name.clone(),
+            log_file: artifacts.path(&format!("{prefix}.egress.log")),
+        },
+    };
+    let prepared = sandbox::prepare(spec, &sandboxing, &config.sandbox, &policy, Some(network))
+        .map_err(AgentSetupError::Config)?;
+    let spec = prepared.spec.clone();
     tracing::info!(
         provider = %provider.name,
         role = %request.role,
         sandbox = %prepared.sandboxing.describe(),
-        pids_limit = prepared.pids.is_some(),
-        network = provider.network && prepared.sandboxing.is_sandboxed(),
+        network = %prepared.network,
+        limits = ?prepared.cgroups.as_ref().map(|c| c.enforced()),
         "agent starting"
     );
     let mut summary = AgentRunSummary {
         provider: provider.name.clone(),
         sandbox: prepared.sandboxing.describe(),
+        network: prepared.network.clone(),
         role: request.role.to_string(),
         prompt_artifact: prompt_path.display().to_string(),
         stdout_artifact: spec.stdout_path.display().to_string(),
@@ -416,10 +461,11 @@ pub async fn run_agent(
             });
         }
     };
-    if let Some(pids) = &prepared.pids {
-        summary.process_limit_hit = pids.was_hit();
-    }
-    drop(prepared.pids);
+    summary.process_limit_hit = prepared.process_limit_hit();
+    summary.memory_limit_hit = prepared.memory_limit_hit();
+    summary.egress_refused = prepared.egress_refused();
+    // The run is over: its cgroups (and whatever is left in them) and its proxy go.
+    drop(prepared);
     summary.exit_code = outcome.code();
     summary.timed_out = outcome.timed_out;
     summary.duration_ms = outcome.duration.as_millis() as u64;
@@ -428,6 +474,11 @@ pub async fn run_agent(
     let stderr_tail = read_tail(&spec.stderr_path, 4096).await.unwrap_or_default();
     let answer = if outcome.cancelled {
         Err("the agent run was cancelled".to_string())
+    } else if summary.memory_limit_hit {
+        Err(format!(
+            "the agent was killed at its memory limit ([sandbox] max_memory = {})",
+            config.sandbox.limits.max_memory.map(show_size).unwrap_or_default()
+        ))
     } else if outcome.timed_out {
         Err(format!(
             "the agent did not finish within {}s and was killed with its process group",

@@ -280,7 +280,9 @@ mod tests {
             env: Default::default(),
             max_concurrent: max,
             cooldown: Duration::from_millis(cooldown_ms),
-            network: false,
+            pass_env: vec![],
+            allow_hosts: Default::default(),
+            mcp_servers: vec![],
             writable: Vec::new(),
             readable: Vec::new(),
         }

@@ -1,4 +1,15 @@
-//! The git CLI, run as a subprocess. Errors carry the command and git's own stderr.
+//! The git CLI, run as a subprocess, pinned so that nothing an agent wrote runs with the worker's
+//! rights. Errors carry the command and git's own stderr.
+//!
+//! Every CHUM git call:
+//! - has no system or global configuration (`GIT_CONFIG_NOSYSTEM`, `GIT_CONFIG_GLOBAL=/dev/null`)
+//!   and an environment of its own (nothing of the worker's but PATH);
+//! - runs no hook (`core.hooksPath=/dev/null`, and `--no-verify` where git has it), no fsmonitor,
+//!   no clean/smudge/process filter, textconv, external diff or merge driver, no signing program,
+//!   whatever the repository's configuration says (each such key is overridden on the command line);
+//! - in a worktree, names the worktree's git directory and work tree explicitly, as CHUM recorded
+//!   them when it made the worktree ([`WorktreeGit`]); the worktree's own `.git` file, which the
+//!   agent can write, is only checked, never followed.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +26,12 @@ pub enum GitError {
         stderr: String,
         code: i32,
     },
+    /// The worktree's link to its repository is not what CHUM made: an agent (or someone) changed
+    /// its `.git` pointer or the git directory it names.
+    #[error(
+        "the worktree {worktree} was tampered with: {what}; CHUM does not run git there, the attempt's work is discarded"
+    )]
+    Tampered { worktree: String, what: String },
 }
 
 /// The identity CHUM commits with.
@@ -25,18 +42,51 @@ const IDENTITY: [(&str, &str); 4] = [
     ("GIT_COMMITTER_EMAIL", "chum@localhost"),
 ];
 
-/// Runs `git <args>` in `dir` and returns its trimmed stdout.
-pub async fn git(dir: &Path, args: &[&str]) -> Result<String, GitError> {
-    let output = Command::new("git")
-        .args(args)
-        .current_dir(dir)
+/// Options that switch off everything git could run on its own.
+const PINNED: [&str; 14] = [
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "core.sshCommand=false",
+    "core.pager=cat",
+    "core.editor=false",
+    "core.askPass=",
+    "diff.external=",
+    "commit.gpgSign=false",
+    "tag.gpgSign=false",
+    "merge.verifySignatures=false",
+    "gpg.program=false",
+    "credential.helper=",
+    "protocol.ext.allow=never",
+    "submodule.recurse=false",
+];
+
+/// Driver keys a repository's configuration can point at programs (`filter.<name>.clean`, ...).
+const DRIVER_KEYS: &str = r"^(filter|diff|merge)\..*\.(clean|smudge|process|textconv|command|driver)$";
+
+fn command(dir: &Path, extra: &[String], args: &[&str]) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.current_dir(dir).env_clear();
+    if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd
         // Messages in English: some are told apart by their text (lock contention, conflicts).
         .env("LC_ALL", "C")
         .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_ATTR_NOSYSTEM", "1")
         .envs(IDENTITY)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await?;
+        .stdin(std::process::Stdio::null());
+    for option in PINNED {
+        cmd.args(["-c", option]);
+    }
+    cmd.args(extra).args(args);
+    cmd
+}
+
+async fn run(dir: &Path, extra: &[String], args: &[&str]) -> Result<String, GitError> {
+    let output = command(dir, extra, args).output().await?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).trim_end().to_string())
     } else {
@@ -53,6 +103,38 @@ pub async fn git(dir: &Path, args: &[&str]) -> Result<String, GitError> {
     }
 }
 
+/// `-c <key>=` for every program-running driver the repository's own configuration defines.
+async fn neutralized_drivers(dir: &Path, git_dir: Option<&Path>) -> Result<Vec<String>, GitError> {
+    let mut extra = Vec::new();
+    if let Some(g) = git_dir {
+        extra.push(format!("--git-dir={}", g.display()));
+    }
+    let listing = match run(dir, &extra, &["config", "--get-regexp", DRIVER_KEYS]).await {
+        Ok(listing) => listing,
+        // Exit 1: no such key. Anything else (not a repository yet) has nothing to neutralize.
+        Err(GitError::Failed { .. }) => String::new(),
+        Err(e) => return Err(e),
+    };
+    let mut options = Vec::new();
+    for key in listing.lines().filter_map(|l| l.split_whitespace().next()) {
+        options.extend(["-c".to_string(), format!("{key}=")]);
+        if let Some(name) = key
+            .strip_prefix("filter.")
+            .and_then(|k| k.rsplit_once('.'))
+            .map(|(n, _)| n)
+        {
+            options.extend(["-c".to_string(), format!("filter.{name}.required=false")]);
+        }
+    }
+    Ok(options)
+}
+
+/// Runs `git <args>` in `dir` (a repository or its main checkout) and returns its trimmed stdout.
+pub async fn git(dir: &Path, args: &[&str]) -> Result<String, GitError> {
+    let drivers = neutralized_drivers(dir, None).await?;
+    run(dir, &drivers, args).await
+}
+
 /// Like [`git`], but a failure is an answer (`None`), not an error.
 pub async fn git_ok(dir: &Path, args: &[&str]) -> Result<Option<String>, GitError> {
     match git(dir, args).await {
@@ -65,6 +147,140 @@ pub async fn git_ok(dir: &Path, args: &[&str]) -> Result<Option<String>, GitErro
 /// The commit a ref points at, if it exists.
 pub async fn resolve(dir: &Path, rev: &str) -> Result<Option<String>, GitError> {
     git_ok(dir, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")]).await
+}
+
+/// A worktree CHUM made, and the git directory git keeps for it in the repository
+/// (`.git/worktrees/<name>/`), found from the repository's side. CHUM's git calls in a worktree go
+/// through this, naming both explicitly, so a `.git` file an agent rewrote is never followed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorktreeGit {
+    pub work_tree: PathBuf,
+    pub git_dir: PathBuf,
+}
+
+/// The file in a worktree's git directory listing paths CHUM never stages there (files copied
+/// from the main checkout, what setup commands made): its `core.excludesFile`.
+const EXCLUDES: &str = "chum-excludes";
+
+impl WorktreeGit {
+    /// The worktree at `work_tree` of `repo`, checked: some git directory of the repository must
+    /// claim it (its `gitdir` file names `<work_tree>/.git`), and the worktree's `.git` must be
+    /// the plain file git wrote, pointing back at that directory. Anything else is
+    /// [`GitError::Tampered`], saying what changed.
+    pub async fn open(repo: &Path, work_tree: &Path) -> Result<WorktreeGit, GitError> {
+        let tampered = |what: String| GitError::Tampered {
+            worktree: work_tree.display().to_string(),
+            what,
+        };
+        let common = common_dir(repo).await?;
+        let pointer = work_tree.join(".git");
+        let claimed = std::fs::read_dir(common.join("worktrees"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|admin| {
+                std::fs::read_to_string(admin.join("gitdir")).is_ok_and(|g| same_path(&admin.join(g.trim()), &pointer))
+            });
+        let Some(git_dir) = claimed else {
+            return Err(tampered(format!(
+                "no git directory of {} belongs to it any more",
+                repo.display()
+            )));
+        };
+        let meta = std::fs::symlink_metadata(&pointer).map_err(|e| tampered(format!("its .git is gone ({e})")))?;
+        if !meta.file_type().is_file() {
+            let kind = if meta.file_type().is_symlink() {
+                "a symbolic link"
+            } else {
+                "a directory"
+            };
+            return Err(tampered(format!("its .git is {kind}, not the file git wrote")));
+        }
+        let text = std::fs::read_to_string(&pointer).map_err(|e| tampered(format!("its .git cannot be read ({e})")))?;
+        let target = text
+            .trim()
+            .strip_prefix("gitdir:")
+            .map(str::trim)
+            .unwrap_or(text.trim());
+        if !same_path(&work_tree.join(target), &git_dir) {
+            return Err(tampered(format!(
+                "its .git points to {target:?} instead of {}",
+                git_dir.display()
+            )));
+        }
+        Ok(WorktreeGit {
+            work_tree: work_tree.to_path_buf(),
+            git_dir,
+        })
+    }
+
+    fn pinned(&self) -> Vec<String> {
+        let mut extra = vec![
+            format!("--git-dir={}", self.git_dir.display()),
+            format!("--work-tree={}", self.work_tree.display()),
+        ];
+        let excludes = self.git_dir.join(EXCLUDES);
+        if excludes.is_file() {
+            extra.extend(["-c".to_string(), format!("core.excludesFile={}", excludes.display())]);
+        }
+        extra
+    }
+
+    /// Runs `git <args>` in the worktree, pinned to its recorded git directory.
+    pub async fn git(&self, args: &[&str]) -> Result<String, GitError> {
+        let mut extra = self.pinned();
+        extra.extend(neutralized_drivers(&self.work_tree, Some(&self.git_dir)).await?);
+        run(&self.work_tree, &extra, args).await
+    }
+
+    /// Like [`WorktreeGit::git`], but a failure is an answer (`None`), not an error.
+    pub async fn git_ok(&self, args: &[&str]) -> Result<Option<String>, GitError> {
+        match self.git(args).await {
+            Ok(out) => Ok(Some(out)),
+            Err(GitError::Failed { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds `paths` (relative to the worktree) to what git never stages in this worktree.
+    pub fn exclude(&self, paths: &[String]) -> std::io::Result<()> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.git_dir.join(EXCLUDES))?;
+        for path in paths {
+            // Anchored at the worktree's root, literal (no glob characters are special here).
+            let escaped: String = path
+                .chars()
+                .flat_map(|c| match c {
+                    '*' | '?' | '[' | '\\' | '!' | '#' => vec!['\\', c],
+                    c => vec![c],
+                })
+                .collect();
+            writeln!(file, "/{escaped}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether two paths name the same file (links and relative parts resolved; as written when one
+/// does not exist).
+fn same_path(a: &Path, b: &Path) -> bool {
+    let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    real(a) == real(b)
+}
+
+/// The repository's common git directory (its `.git`).
+pub async fn common_dir(repo: &Path) -> Result<PathBuf, GitError> {
+    let common = run(repo, &[], &["rev-parse", "--git-common-dir"]).await?;
+    let path = PathBuf::from(&common);
+    let absolute = if path.is_absolute() { path } else { repo.join(path) };
+    Ok(std::fs::canonicalize(&absolute).unwrap_or(absolute))
 }
 
 /// A worktree as listed by `git worktree list --porcelain`.

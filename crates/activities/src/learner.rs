@@ -26,6 +26,7 @@ use tokio::process::Command;
 
 use crate::agent::{AgentRequest, Liveness, ask_with_one_retry, run_agent};
 use crate::artifacts::RunArtifacts;
+use crate::child_env::ChildEnv;
 use crate::process::read_tail;
 use crate::semgrep::locate_core;
 use crate::shark::{now_ms, permanent, repo_error, retryable, setup_error};
@@ -75,6 +76,9 @@ async fn semgrep_cli(cli: &Path, args: &[&str], cwd: &Path, timeout: Duration) -
         .args(["--metrics=off", "--disable-version-check", "--quiet"])
         .args(args)
         .current_dir(cwd)
+        // It runs agent-written rules: the child allow-list, with its HOME in the scratch directory.
+        .env_clear()
+        .envs(ChildEnv::new(cwd, cwd).into_vec())
         .env("SEMGREP_ENABLE_VERSION_CHECK", "0")
         .stdin(Stdio::null())
         .kill_on_drop(true);

@@ -17,6 +17,7 @@ pub struct ProcessSpec {
     pub program: PathBuf,
     pub args: Vec<String>,
     pub cwd: PathBuf,
+    /// The whole environment of the process: it inherits nothing from the worker (see `child_env`).
     pub env: Vec<(String, String)>,
     /// Written to the process's stdin, which is then closed. `None` gives it no stdin.
     pub stdin: Option<Vec<u8>>,
@@ -25,8 +26,8 @@ pub struct ProcessSpec {
     pub stderr_path: PathBuf,
     /// Bytes kept per stream; the rest is drained and counted, and a note is appended.
     pub capture_limit: u64,
-    /// A cgroup's `cgroup.procs`: the child joins it before it execs (see `sandbox::PidsLimit`).
-    pub cgroup_procs: Option<PathBuf>,
+    /// Cgroups' `cgroup.procs` files: the child joins them before it execs (`sandbox::RunCgroups`).
+    pub cgroup_procs: Vec<PathBuf>,
 }
 
 /// How it ended.
@@ -97,6 +98,7 @@ where
     command
         .args(&spec.args)
         .current_dir(&spec.cwd)
+        .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(if spec.stdin.is_some() {
             Stdio::piped()
@@ -107,16 +109,17 @@ where
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    // Opened here, written by the child between fork and exec: the child is in the cgroup before
+    // Opened here, written by the child between fork and exec: the child is in the cgroups before
     // it can start anything.
-    let cgroup = match &spec.cgroup_procs {
-        Some(path) => Some(std::fs::OpenOptions::new().write(true).open(path)?),
-        None => None,
-    };
-    if let Some(file) = &cgroup {
-        let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+    let cgroups = spec
+        .cgroup_procs
+        .iter()
+        .map(|path| std::fs::OpenOptions::new().write(true).open(path))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    if !cgroups.is_empty() {
+        let fds: Vec<i32> = cgroups.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
         // SAFETY: the closure runs in the forked child before exec and only calls the
-        // async-signal-safe getpid and write, on a stack buffer.
+        // async-signal-safe getpid and write, on a stack buffer (`fds` was allocated before fork).
         unsafe {
             command.pre_exec(move || {
                 let mut digits = [0u8; 12];
@@ -130,8 +133,10 @@ where
                         break;
                     }
                 }
-                if libc::write(fd, digits[start..].as_ptr().cast(), digits.len() - start) < 0 {
-                    return Err(std::io::Error::last_os_error());
+                for fd in &fds {
+                    if libc::write(*fd, digits[start..].as_ptr().cast(), digits.len() - start) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });
@@ -139,7 +144,7 @@ where
     }
     let started = Instant::now();
     let mut child = command.spawn()?;
-    drop(cgroup);
+    drop(cgroups);
     let mut guard = GroupGuard(child.id().map(|pid| pid as i32));
 
     let stdout = child.stdout.take();
@@ -261,13 +266,16 @@ mod tests {
             program: "sh".into(),
             args: vec!["-c".into(), script.into()],
             cwd: dir.to_path_buf(),
-            env: vec![("CHUM_TEST_VAR".into(), "from-env".into())],
+            env: vec![
+                ("CHUM_TEST_VAR".into(), "from-env".into()),
+                ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
+            ],
             stdin: Some(b"prompt text".to_vec()),
             timeout,
             stdout_path: dir.join("out/stdout.log"),
             stderr_path: dir.join("out/stderr.log"),
             capture_limit: 1024,
-            cgroup_procs: None,
+            cgroup_procs: vec![],
         }
     }
 

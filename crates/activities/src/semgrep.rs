@@ -17,6 +17,7 @@ use chum_core::config::SemgrepSettings;
 use chum_core::proto::{QuarantinedRule, SemgrepFinding};
 use serde_json::Value;
 
+use crate::child_env::ChildEnv;
 use crate::process::{ProcessSpec, read_capped, run_process};
 
 /// CHUM's shipped rule pack, compiled in (the `semgrep --test` fixtures stay in `semgrep/`).
@@ -170,13 +171,14 @@ async fn run_engine(
         program: core.to_path_buf(),
         args,
         cwd: cwd.to_path_buf(),
-        env: Vec::new(),
+        // It scans agent-written files: the child allow-list, nothing of the worker's secrets.
+        env: ChildEnv::new(work, work).into_vec(),
         stdin: None,
         timeout,
         stdout_path: stdout_path.clone(),
         stderr_path: stderr_path.clone(),
         capture_limit: 32 * 1024 * 1024,
-        cgroup_procs: None,
+        cgroup_procs: Vec::new(),
     };
     let outcome = run_process(&spec, Duration::from_secs(5), || async {}, std::future::pending::<()>())
         .await

@@ -6,7 +6,6 @@
 //! errors of the types in `error_types`.
 
 use crate::log_context::{activity_span, supervised};
-use crate::sandbox::{self, SandboxPolicy};
 use chum_core::live_config::LiveConfig;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,27 +26,24 @@ use chum_core::proto::{
     UpdateBeadResult,
 };
 use chum_core::review::parse_verdict;
-use chum_core::text::{excerpt, tail_excerpt};
+use chum_core::text::excerpt;
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::agent::{AgentRequest, AgentSetupError, Liveness, run_agent};
 use crate::artifacts::RunArtifacts;
-use crate::git::git;
-use crate::process::{ProcessSpec, read_tail, run_process};
+use crate::git::{GitError, WorktreeGit};
+use crate::project_command::{CommandError, ProjectCommand, run_project_command};
 use crate::semgrep::{ValidationCache, locate_core, rule_files, scan};
 use crate::store::{LessonStore, StoreError};
 use crate::workspace::{
-    RepoProblem, prepare_plan_worktree, prepare_worktree, remove_worktree, resume_worktree, stage_changes,
+    AttemptWorktree, RepoProblem, prepare_plan_worktree, prepare_worktree, remove_worktree, resume_worktree,
+    stage_changes,
 };
 
 /// Characters of diff a reviewer sees in its prompt; the whole diff is an artifact.
 const REVIEW_DIFF_CHARS: usize = 60_000;
-/// Bytes of DoD output kept per command in the artifact store.
-const DOD_CAPTURE_LIMIT: u64 = 8 * 1024 * 1024;
-/// Characters of failing output carried in payloads and prompts.
-const DOD_EXCERPT_CHARS: usize = 3000;
 
 /// The registered activities; each call takes the configuration in force when it starts.
 pub struct SharkActivitiesImpl {
@@ -84,6 +80,13 @@ pub(crate) fn setup_error(err: AgentSetupError) -> ActivityError {
         AgentSetupError::MissingBinary(m) => permanent(error_types::MISSING_BINARY, m),
         AgentSetupError::Budget(m) => permanent(error_types::BUDGET_EXHAUSTED, format!("budget exhausted: {m}")),
         AgentSetupError::Storage(m) => retryable(m),
+    }
+}
+
+pub(crate) fn command_error(err: CommandError) -> ActivityError {
+    match err {
+        CommandError::Config(m) => permanent(error_types::CONFIG, m),
+        CommandError::Storage(m) | CommandError::Start(m) => retryable(m),
     }
 }
 
@@ -240,6 +243,72 @@ impl SharkSteps {
         })
     }
 
+    /// Runs the project's setup commands in a fresh worktree (its own network: the project's
+    /// `setup_allow_hosts`), then keeps git from staging what they made. `Some(problem)` when a
+    /// command failed: the attempt fails with its output.
+    async fn set_up(
+        &self,
+        project: &ProjectConfig,
+        worktree: &AttemptWorktree,
+        artifacts: &RunArtifacts,
+        attempt: u32,
+        liveness: &impl Liveness,
+    ) -> Result<Option<String>, ActivityError> {
+        let env = &project.environment;
+        if env.setup.is_empty() {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        for (i, command) in env.setup.iter().enumerate() {
+            let remaining = env
+                .setup_timeout
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_secs(1));
+            let run = run_project_command(
+                &self.config,
+                project,
+                artifacts,
+                ProjectCommand {
+                    command,
+                    worktree: &worktree.path,
+                    name: format!("setup-{attempt}-{}", i + 1),
+                    timeout: remaining,
+                    allow_hosts: Some(&env.setup_allow_hosts),
+                },
+                liveness,
+            )
+            .await
+            .map_err(command_error)?;
+            if run.outcome.cancelled {
+                return Err(ActivityError::cancelled());
+            }
+            tracing::info!(command = %command, passed = run.passed(), ms = run.outcome.duration.as_millis() as u64, "setup command ran");
+            if !run.passed() {
+                return Ok(Some(format!(
+                    "setup command `{command}` failed (exit {}); the agent did not run. Output:\n{}",
+                    run.outcome.code(),
+                    run.output
+                )));
+            }
+        }
+        // What setup made (a venv, node_modules) is the project's environment, not the bead's work.
+        let made = worktree
+            .git
+            .git(&["ls-files", "--others", "--exclude-standard", "--directory", "-z"])
+            .await
+            .map_err(|e| repo_error(e.into()))?;
+        let made: Vec<String> = made
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.trim_end_matches('/').to_string())
+            .collect();
+        worktree
+            .git
+            .exclude(&made)
+            .map_err(|e| retryable(format!("cannot record what setup made: {e}")))?;
+        Ok(None)
+    }
+
     pub async fn execute_impl(
         &self,
         req: ExecuteRequest,
@@ -248,18 +317,38 @@ impl SharkSteps {
         let run = req.run.unwrap_or_default();
         let project = self.project(&run)?;
         // A redo continues the attempt's work; a new attempt starts from the base branch.
+        let artifacts = self.artifacts(&run);
         let resumed = if req.handoff > 0 {
-            resume_worktree(project, &run.bead_id, req.attempt, req.candidate)
-                .await
-                .map_err(repo_error)?
+            match resume_worktree(project, &run.bead_id, req.attempt, req.candidate).await {
+                Err(RepoProblem::Git(tampered @ GitError::Tampered { .. })) => {
+                    return Ok(ExecuteReport {
+                        problem: tampered.to_string(),
+                        ..ExecuteReport::default()
+                    });
+                }
+                other => other.map_err(repo_error)?,
+            }
         } else {
             None
         };
         let worktree = match resumed {
             Some(worktree) => worktree,
-            None => prepare_worktree(project, &run.bead_id, req.attempt, req.candidate)
-                .await
-                .map_err(repo_error)?,
+            None => {
+                let fresh = prepare_worktree(project, &run.bead_id, req.attempt, req.candidate)
+                    .await
+                    .map_err(repo_error)?;
+                // A fresh worktree gets the project's setup before the agent sees it.
+                if let Some(problem) = self.set_up(project, &fresh, &artifacts, req.attempt, liveness).await? {
+                    return Ok(ExecuteReport {
+                        worktree: fresh.path.display().to_string(),
+                        branch: fresh.branch.clone(),
+                        base_commit: fresh.base_commit.clone(),
+                        problem,
+                        ..ExecuteReport::default()
+                    });
+                }
+                fresh
+            }
         };
         let bead = req.bead.unwrap_or_default();
         let plan = req.plan.unwrap_or_default();
@@ -293,7 +382,6 @@ impl SharkSteps {
             timeout: Duration::from_secs(req.timeout_secs.max(1)),
             artifact_prefix: name.clone(),
         };
-        let artifacts = self.artifacts(&run);
         let outcome = run_agent(&self.config, &artifacts, request, liveness)
             .await
             .map_err(setup_error)?;
@@ -316,9 +404,17 @@ impl SharkSteps {
             );
             return Ok(report);
         }
-        let changes = stage_changes(&worktree.path, &worktree.base_commit)
-            .await
-            .map_err(repo_error)?;
+        // The agent could write its worktree's `.git`: CHUM checks it is still what CHUM made
+        // before it runs git there (see `git::WorktreeGit`).
+        let git = match WorktreeGit::open(&project.repo, &worktree.path).await {
+            Ok(git) => git,
+            Err(tampered @ GitError::Tampered { .. }) => {
+                report.problem = tampered.to_string();
+                return Ok(report);
+            }
+            Err(e) => return Err(repo_error(e.into())),
+        };
+        let changes = stage_changes(&git, &worktree.base_commit).await.map_err(repo_error)?;
         let diff_path = artifacts
             .write(&format!("{name}.diff"), changes.diff.as_bytes())
             .await
@@ -355,7 +451,18 @@ impl SharkSteps {
                 ..ReviewReport::default()
             });
         }
-        let diff = git(&worktree, &["diff", "--cached", &req.base_commit])
+        let git = match WorktreeGit::open(&project.repo, &worktree).await {
+            Ok(git) => git,
+            Err(tampered @ GitError::Tampered { .. }) => {
+                return Ok(ReviewReport {
+                    error: tampered.to_string(),
+                    ..ReviewReport::default()
+                });
+            }
+            Err(e) => return Err(retryable(e.to_string())),
+        };
+        let diff = git
+            .git(&["diff", "--cached", "--no-textconv", "--no-ext-diff", &req.base_commit])
             .await
             .map_err(|e| retryable(e.to_string()))?;
         let diff_path = artifacts
@@ -494,69 +601,35 @@ impl SharkSteps {
         };
         for (i, command) in project.dod.iter().enumerate() {
             let remaining = budget.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
-            let name = format!("dod-{}-{}", req.attempt, i + 1);
-            let spec = ProcessSpec {
-                program: "/bin/sh".into(),
-                args: vec!["-c".into(), command.clone()],
-                cwd: worktree.clone(),
-                env: vec![("CHUM_WORKTREE".into(), worktree.display().to_string())],
-                stdin: None,
-                timeout: remaining,
-                stdout_path: artifacts.path(&format!("{name}.log")),
-                stderr_path: artifacts.path(&format!("{name}.stderr.log")),
-                capture_limit: DOD_CAPTURE_LIMIT,
-                cgroup_procs: None,
-            };
-            // DoD commands run agent-written code: same sandbox as the agents, never a network.
-            let policy = SandboxPolicy {
-                workdir: worktree.clone(),
-                scratch: artifacts.path(&format!("{name}.sandbox")),
-                readable: vec![project.repo.join(".git")],
-                writable: Vec::new(),
-                network: false,
-            };
-            let prepared = sandbox::prepare(spec, project.sandbox, &self.config.sandbox, &policy)
-                .map_err(|m| permanent(error_types::CONFIG, m))?;
-            report.sandbox = prepared.sandboxing.describe();
-            tracing::info!(command = %command, sandbox = %report.sandbox, "DoD command starting");
-            let spec = prepared.spec;
-            let outcome = run_process(
-                &spec,
-                Duration::from_secs(5),
-                || liveness.heartbeat(),
-                liveness.cancelled(),
+            let run = run_project_command(
+                &self.config,
+                project,
+                &artifacts,
+                ProjectCommand {
+                    command,
+                    worktree: &worktree,
+                    name: format!("dod-{}-{}", req.attempt, i + 1),
+                    timeout: remaining,
+                    allow_hosts: None,
+                },
+                liveness,
             )
             .await
-            .map_err(|e| retryable(format!("could not run DoD command `{command}`: {e}")))?;
-            let limit_hit = prepared.pids.as_ref().is_some_and(|p| p.was_hit());
-            drop(prepared.pids);
-            if outcome.cancelled {
+            .map_err(command_error)?;
+            report.sandbox = run.sandbox.clone();
+            if run.outcome.cancelled {
                 return Err(ActivityError::cancelled());
             }
-            let stdout = read_tail(&spec.stdout_path, 64 * 1024).await.unwrap_or_default();
-            let stderr = read_tail(&spec.stderr_path, 64 * 1024).await.unwrap_or_default();
-            let combined = match (stdout.trim().is_empty(), stderr.trim().is_empty()) {
-                (_, true) => stdout,
-                (true, false) => stderr,
-                (false, false) => format!("{stdout}\n[stderr]\n{stderr}"),
-            };
-            let mut output = tail_excerpt(&combined, DOD_EXCERPT_CHARS);
-            if outcome.timed_out {
-                output.push_str(&format!("\n[chum: killed after {}s]", remaining.as_secs()));
-            }
-            if limit_hit {
-                output.push_str("\n[chum: the process limit ([sandbox] max_processes) was reached]");
-            }
-            let passed = outcome.success();
+            let passed = run.passed();
             report.passed &= passed;
             report.checks.push(DodCheck {
                 command: command.clone(),
-                exit_code: outcome.code(),
+                exit_code: run.outcome.code(),
                 passed,
-                timed_out: outcome.timed_out,
-                duration_ms: outcome.duration.as_millis() as u64,
-                output_excerpt: output,
-                artifact: spec.stdout_path.display().to_string(),
+                timed_out: run.outcome.timed_out,
+                duration_ms: run.outcome.duration.as_millis() as u64,
+                output_excerpt: run.output,
+                artifact: run.stdout_path.display().to_string(),
             });
             if !passed {
                 // Later commands usually depend on earlier ones (build before test); stop here.

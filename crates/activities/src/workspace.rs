@@ -8,7 +8,7 @@ use chum_core::config::{IntegrationPolicy, ProjectConfig};
 use chum_core::ids::candidate_branch;
 use chum_core::proto::{IntegrateRequest, IntegrationReport};
 
-use crate::git::{GitError, git, git_ok, resolve, worktrees};
+use crate::git::{GitError, WorktreeGit, git, git_ok, resolve, worktrees};
 
 /// Why the repository cannot be worked in. Not retried: a person has to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +17,10 @@ pub enum RepoProblem {
     NotARepository(String),
     #[error("base branch `{branch}` does not exist in {repo}; create it or set `base_branch` of the project")]
     MissingBaseBranch { branch: String, repo: String },
+    #[error(
+        "copy_files names {file}, which is not a file in {repo}; create it there or remove it from the project's copy_files"
+    )]
+    MissingCopyFile { file: String, repo: String },
     #[error(transparent)]
     Git(#[from] GitError),
 }
@@ -48,6 +52,8 @@ pub struct AttemptWorktree {
     pub path: PathBuf,
     pub branch: String,
     pub base_commit: String,
+    /// CHUM's own git in it, pinned to the git directory it was made with.
+    pub git: WorktreeGit,
 }
 
 /// The changes an attempt made, staged in its worktree.
@@ -149,8 +155,10 @@ pub async fn remove_worktree(repo: &Path, path: &Path) -> Result<(), RepoProblem
 
 /// [`remove_worktree`] for a caller that holds the repository's worktree lock.
 async fn remove_worktree_locked(repo: &Path, path: &Path) -> Result<(), RepoProblem> {
+    // git refuses a worktree whose `.git` was changed (or emptied): the directory then goes by
+    // hand and `prune` forgets it.
     if worktrees(repo).await?.iter().any(|w| w.path == path) {
-        git(repo, &["worktree", "remove", "--force", &path.display().to_string()]).await?;
+        git_ok(repo, &["worktree", "remove", "--force", &path.display().to_string()]).await?;
     }
     if path.exists() {
         std::fs::remove_dir_all(path).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
@@ -159,9 +167,10 @@ async fn remove_worktree_locked(repo: &Path, path: &Path) -> Result<(), RepoProb
     Ok(())
 }
 
-/// A fresh worktree for this attempt on branch `chum/<bead>`, reset to the base branch. Earlier
-/// attempts' worktrees of the bead are removed (their branch is the same one); a retried
-/// activity simply gets a clean worktree again.
+/// A fresh worktree for this attempt on branch `chum/<bead>`, reset to the base branch, with the
+/// project's `copy_files` copied in from the main checkout (and never staged). Earlier attempts'
+/// worktrees of the bead are removed (their branch is the same one); a retried activity simply
+/// gets a clean worktree again.
 pub async fn prepare_worktree(
     project: &ProjectConfig,
     bead_id: &str,
@@ -208,11 +217,35 @@ pub async fn prepare_worktree(
         ],
     )
     .await?;
+    let git = WorktreeGit::open(repo, &path).await?;
+    copy_files(project, &git)?;
     Ok(AttemptWorktree {
         path,
         branch,
         base_commit,
+        git,
     })
+}
+
+/// Copies the project's `copy_files` from the main checkout into a fresh worktree and keeps git
+/// from staging them there.
+fn copy_files(project: &ProjectConfig, git: &WorktreeGit) -> Result<(), RepoProblem> {
+    let files = &project.environment.copy_files;
+    for file in files {
+        let from = project.repo.join(file);
+        let to = git.work_tree.join(file);
+        if !from.is_file() {
+            return Err(RepoProblem::MissingCopyFile {
+                file: file.clone(),
+                repo: project.repo.display().to_string(),
+            });
+        }
+        if let Some(dir) = to.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
+        }
+        std::fs::copy(&from, &to).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
+    }
+    git.exclude(files).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))
 }
 
 /// The worktree of an attempt in progress, for a redo: the work so far stays. `None` when it is
@@ -224,29 +257,40 @@ pub async fn resume_worktree(
     candidate: u32,
 ) -> Result<Option<AttemptWorktree>, RepoProblem> {
     let path = worktree_path(project, bead_id, attempt, candidate);
-    if !path.join(".git").exists() {
+    if !path.join(".git").exists() && std::fs::symlink_metadata(path.join(".git")).is_err() {
         return Ok(None);
     }
+    let git = WorktreeGit::open(&project.repo, &path).await?;
     let base_ref = format!("refs/heads/{}", project.base_branch);
-    let Some(base_commit) = git_ok(&path, &["merge-base", "HEAD", &base_ref]).await? else {
+    let Some(base_commit) = git.git_ok(&["merge-base", "HEAD", &base_ref]).await? else {
         return Ok(None);
     };
     Ok(Some(AttemptWorktree {
         path,
         branch: candidate_branch(bead_id, candidate),
         base_commit,
+        git,
     }))
 }
 
 /// Stages everything the agent changed (except the backlog, which CHUM manages) and describes it
 /// relative to the attempt's base commit. Agents that commit on their own are covered too.
-pub async fn stage_changes(worktree: &Path, base_commit: &str) -> Result<AttemptChanges, RepoProblem> {
-    git(worktree, &["add", "-A", "--", ".", ":(exclude).beads"]).await?;
-    let names = git(worktree, &["diff", "--cached", "--name-only", base_commit]).await?;
+pub async fn stage_changes(worktree: &WorktreeGit, base_commit: &str) -> Result<AttemptChanges, RepoProblem> {
+    worktree.git(&["add", "-A", "--", ".", ":(exclude).beads"]).await?;
+    // -z: file names as they are (non-ASCII ones are not quoted).
+    let names = worktree
+        .git(&["diff", "--cached", "--name-only", "-z", base_commit])
+        .await?;
     Ok(AttemptChanges {
-        files: names.lines().map(str::to_string).filter(|l| !l.is_empty()).collect(),
-        stat: git(worktree, &["diff", "--cached", "--stat", base_commit]).await?,
-        diff: git(worktree, &["diff", "--cached", base_commit]).await?,
+        files: names
+            .split('\0')
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect(),
+        stat: worktree.git(&["diff", "--cached", "--stat", base_commit]).await?,
+        diff: worktree
+            .git(&["diff", "--cached", "--no-textconv", "--no-ext-diff", base_commit])
+            .await?,
     })
 }
 
@@ -307,22 +351,35 @@ pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Resul
     let run = req.run.clone().unwrap_or_default();
     let repo = &project.repo;
     let worktree = PathBuf::from(&req.worktree);
-    // A candidate's work is on its own branch; otherwise the worktree's branch (the bead's, or a
-    // candidate's kept as partial work).
-    let branch = if req.candidate > 0 || !worktree.is_dir() {
-        candidate_branch(&run.bead_id, req.candidate)
-    } else {
-        match git_ok(&worktree, &["symbolic-ref", "--short", "HEAD"]).await? {
-            Some(b) if b.starts_with("chum/") => b,
-            _ => candidate_branch(&run.bead_id, 0),
-        }
-    };
-    let key = format!("{}/{}/{}", run.workflow_id, run.run_id, req.attempt);
     let mut report = IntegrationReport {
-        branch: branch.clone(),
         base_branch: project.base_branch.clone(),
         ..IntegrationReport::default()
     };
+    // CHUM's git in the worktree, checked first: a worktree whose link to the repository was
+    // changed is a problem of the run (nothing of it is committed), not an error of git's.
+    let wt = if worktree.is_dir() {
+        match WorktreeGit::open(repo, &worktree).await {
+            Ok(g) => Some(g),
+            Err(e @ GitError::Tampered { .. }) => {
+                report.problem = e.to_string();
+                return Ok(report);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        None
+    };
+    // A candidate's work is on its own branch; otherwise the worktree's branch (the bead's, or a
+    // candidate's kept as partial work).
+    let branch = match (&wt, req.candidate) {
+        (Some(wt), 0) => match wt.git_ok(&["symbolic-ref", "--short", "HEAD"]).await? {
+            Some(b) if b.starts_with("chum/") => b,
+            _ => candidate_branch(&run.bead_id, 0),
+        },
+        _ => candidate_branch(&run.bead_id, req.candidate),
+    };
+    report.branch = branch.clone();
+    let key = format!("{}/{}/{}", run.workflow_id, run.run_id, req.attempt);
 
     // 1. Commit once. The trailer `Chum-Run: <workflow>/<run>/<attempt>` finds an earlier commit.
     let grep = format!("--grep=^Chum-Run: {key}$");
@@ -331,21 +388,20 @@ pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Resul
         report.already_committed = true;
         existing
     } else {
-        if !worktree.is_dir() {
+        let Some(wt) = &wt else {
             report.problem = format!(
                 "the attempt's worktree {} is gone; nothing to commit",
                 worktree.display()
             );
             return Ok(report);
-        }
-        git(&worktree, &["add", "-A", "--", ".", ":(exclude).beads"]).await?;
+        };
+        // The index as the attempt's execution staged it (`stage_changes`): what the reviewer
+        // saw and the gates checked. Whatever the review or the DoD left in the worktree since
+        // (build output, caches, edits) is not added.
         let message = commit_message(req, &key);
-        git(
-            &worktree,
-            &["commit", "-q", "--allow-empty", "--no-verify", "-m", &message],
-        )
-        .await?;
-        git(&worktree, &["rev-parse", "HEAD"]).await?
+        wt.git(&["commit", "-q", "--allow-empty", "--no-verify", "-m", &message])
+            .await?;
+        wt.git(&["rev-parse", "HEAD"]).await?
     };
     report.commit = commit.clone();
     if req.partial || project.integration == IntegrationPolicy::Branch {
@@ -373,35 +429,34 @@ pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Resul
         .await?
         .is_none()
     {
-        if !worktree.is_dir() {
+        let Some(wt) = &wt else {
             report.problem = format!(
                 "{} moved on and the worktree to merge it in is gone",
                 project.base_branch
             );
             return Ok(report);
-        }
+        };
         // A merge a killed worker left half done (its git died with the worker's pipes) is ours
         // to throw away: the retry merges again from the start.
-        if git_ok(&worktree, &["rev-parse", "-q", "--verify", "MERGE_HEAD"])
+        if wt
+            .git_ok(&["rev-parse", "-q", "--verify", "MERGE_HEAD"])
             .await?
             .is_some()
         {
             tracing::warn!(worktree = %worktree.display(), "aborting a merge an earlier try left unfinished");
-            let _ = git(&worktree, &["merge", "--abort"]).await;
+            let _ = wt.git(&["merge", "--abort"]).await;
         }
         let merge_msg = format!("Merge {} into {branch}", project.base_branch);
-        if let Err(e) = git(
-            &worktree,
-            &["merge", "--no-edit", "--no-verify", "-m", &merge_msg, &base_commit],
-        )
-        .await
+        if let Err(e) = wt
+            .git(&["merge", "--no-edit", "--no-verify", "-m", &merge_msg, &base_commit])
+            .await
         {
-            let _ = git(&worktree, &["merge", "--abort"]).await;
+            let _ = wt.git(&["merge", "--abort"]).await;
             report.problem = format!("merging {} into {branch} conflicts: {e}", project.base_branch);
             return Ok(report);
         }
     }
-    let tip = git(&worktree_or_repo(&worktree, repo), &["rev-parse", &branch]).await?;
+    let tip = resolve(repo, &branch).await?.unwrap_or_default();
 
     if let Err(problem) = fast_forward_base(project, &tip, &base_commit).await? {
         report.problem = format!("{problem}, then merge {branch} by hand");
@@ -511,10 +566,12 @@ pub async fn commit_own_change(change: OwnChange<'_>) -> Result<OwnChangeOutcome
                 }
             }
         }
-        git(&path, &["add", "-A", "--", "."]).await?;
+        let own = WorktreeGit::open(repo, &path).await?;
+        own.git(&["add", "-A", "--", "."]).await?;
         let message = format!("{}\n\n{}\n", change.message.trim_end(), change.trailer);
-        git(&path, &["commit", "-q", "--allow-empty", "--no-verify", "-m", &message]).await?;
-        let commit = git(&path, &["rev-parse", "HEAD"]).await?;
+        own.git(&["commit", "-q", "--allow-empty", "--no-verify", "-m", &message])
+            .await?;
+        let commit = own.git(&["rev-parse", "HEAD"]).await?;
         remove_worktree(repo, &path).await?;
         commit
     };
@@ -596,18 +653,11 @@ impl RepoLock {
     }
 }
 
-fn worktree_or_repo(worktree: &Path, repo: &Path) -> PathBuf {
-    if worktree.is_dir() {
-        worktree.to_path_buf()
-    } else {
-        repo.to_path_buf()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::git::testing::init_repo;
+    use crate::git::{GitError, WorktreeGit};
     use chum_core::proto::{Bead, Plan, RunRef};
 
     #[tokio::test]
@@ -639,6 +689,7 @@ mod tests {
             sandbox: chum_core::config::SandboxMode::None,
             fanout: 1,
             select: chum_core::config::SelectMode::First,
+            environment: Default::default(),
         }
     }
 
@@ -744,7 +795,7 @@ mod tests {
         let wt = prepare_worktree(&p, "tk-1", 1, 0).await.unwrap();
         assert_eq!(wt.branch, "chum/tk-1");
         std::fs::write(wt.path.join("new.txt"), "new\n").unwrap();
-        let changes = stage_changes(&wt.path, &wt.base_commit).await.unwrap();
+        let changes = stage_changes(&wt.git, &wt.base_commit).await.unwrap();
         assert_eq!(changes.files, vec!["new.txt"]);
         assert!(changes.diff.contains("+new"));
 
@@ -787,6 +838,7 @@ mod tests {
         std::fs::write(repo.join("other.txt"), "other\n").unwrap();
         git(repo, &["add", "other.txt"]).await.unwrap();
         git(repo, &["commit", "-q", "-m", "someone else"]).await.unwrap();
+        stage_changes(&wt.git, &wt.base_commit).await.unwrap();
         let report = integrate(&p, &request(&wt.path, 1)).await.unwrap();
         assert!(report.merged, "{report:?}");
         assert!(repo.join("new.txt").exists() && repo.join("other.txt").exists());
@@ -804,6 +856,7 @@ mod tests {
         assert!(!wt1.path.exists(), "the earlier attempt's worktree is removed");
         assert!(!wt2.path.join("junk.txt").exists());
         std::fs::write(wt2.path.join("good.txt"), "good\n").unwrap();
+        stage_changes(&wt2.git, &wt2.base_commit).await.unwrap();
         let report = integrate(&p, &request(&wt2.path, 2)).await.unwrap();
         assert!(!report.merged && !report.commit.is_empty());
         assert_eq!(count_commits(repo, "main").await, 1);
@@ -819,6 +872,7 @@ mod tests {
         let p = project(repo, IntegrationPolicy::Merge);
         let wt = prepare_worktree(&p, "tk-1", 1, 0).await.unwrap();
         std::fs::write(wt.path.join("new.txt"), "new\n").unwrap();
+        stage_changes(&wt.git, &wt.base_commit).await.unwrap();
         let report = integrate(&p, &request(&wt.path, 1)).await.unwrap();
         assert!(report.merged && report.problem.is_empty(), "{report:?}");
         assert_eq!(git(repo, &["rev-parse", "main"]).await.unwrap(), report.commit);
@@ -840,6 +894,7 @@ mod tests {
         git(repo, &["commit", "-q", "-am", "someone else edits the same line"])
             .await
             .unwrap();
+        stage_changes(&wt.git, &wt.base_commit).await.unwrap();
         let report = integrate(&p, &request(&wt.path, 1)).await.unwrap();
         assert!(!report.merged && report.problem.contains("conflicts"), "{report:?}");
         assert!(
@@ -868,6 +923,103 @@ mod tests {
         );
         assert!(resumed.path.join("work.txt").exists(), "the work so far stays");
         assert!(resume_worktree(&p, "tk-1", 2, 0).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn what_is_left_in_the_worktree_after_staging_is_not_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        init_repo(repo).await;
+        let p = project(repo, IntegrationPolicy::Merge);
+        let wt = prepare_worktree(&p, "tk-1", 1, 0).await.unwrap();
+        std::fs::write(wt.path.join("work.txt"), "reviewed\n").unwrap();
+        stage_changes(&wt.git, &wt.base_commit).await.unwrap();
+        // What a reviewer or a DoD command does afterwards: build output, an edit.
+        std::fs::create_dir_all(wt.path.join("__pycache__")).unwrap();
+        std::fs::write(wt.path.join("__pycache__/work.pyc"), "junk").unwrap();
+        std::fs::write(wt.path.join("work.txt"), "changed after review\n").unwrap();
+        let report = integrate(&p, &request(&wt.path, 1)).await.unwrap();
+        assert!(report.merged, "{report:?}");
+        assert_eq!(git(repo, &["show", "main:work.txt"]).await.unwrap(), "reviewed");
+        let files = git(repo, &["ls-tree", "-r", "--name-only", "main"]).await.unwrap();
+        assert!(!files.contains("__pycache__"), "{files}");
+    }
+
+    #[tokio::test]
+    async fn a_worktree_whose_git_pointer_was_rewritten_is_refused_and_its_hooks_never_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        init_repo(&repo).await;
+        let p = project(&repo, IntegrationPolicy::Merge);
+        let wt = prepare_worktree(&p, "tk-1", 1, 0).await.unwrap();
+        std::fs::write(wt.path.join("work.txt"), "x\n").unwrap();
+        // An agent plants a git directory of its own, with a hook and an fsmonitor, and points
+        // the worktree at it.
+        let marker = dir.path().join("pwned");
+        let evil = wt.path.join("evil");
+        git(&wt.path, &["init", "-q", &evil.display().to_string()])
+            .await
+            .unwrap();
+        let run = format!("touch {}", marker.display());
+        std::fs::write(evil.join(".git/hooks/post-commit"), format!("#!/bin/sh\n{run}\n")).unwrap();
+        std::fs::write(evil.join(".git/hooks/pre-commit"), format!("#!/bin/sh\n{run}\n")).unwrap();
+        for hook in ["post-commit", "pre-commit"] {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(
+                evil.join(".git/hooks").join(hook),
+                std::fs::Permissions::from_mode(0o755),
+            )
+            .unwrap();
+        }
+        let mut config = std::fs::read_to_string(evil.join(".git/config")).unwrap();
+        config.push_str(&format!("[core]\n\tfsmonitor = \"{run}; false\"\n"));
+        std::fs::write(evil.join(".git/config"), config).unwrap();
+        std::fs::write(
+            wt.path.join(".git"),
+            format!("gitdir: {}\n", evil.join(".git").display()),
+        )
+        .unwrap();
+
+        let err = WorktreeGit::open(&repo, &wt.path).await.unwrap_err();
+        assert!(matches!(err, GitError::Tampered { .. }), "{err}");
+        assert!(err.to_string().contains("points to"), "{err}");
+        let report = integrate(&p, &request(&wt.path, 1)).await.unwrap();
+        assert!(!report.merged && report.problem.contains("tampered"), "{report:?}");
+        // A new attempt clears it away without running anything of it.
+        let fresh = prepare_worktree(&p, "tk-1", 2, 0).await.unwrap();
+        assert!(fresh.path.join(".git").is_file());
+        assert!(!marker.exists(), "CHUM's git ran something the agent planted");
+        assert_eq!(count_commits(&repo, "main").await, 1);
+    }
+
+    #[tokio::test]
+    async fn the_repositorys_own_hooks_and_filters_never_run_in_chums_git() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        init_repo(&repo).await;
+        let marker = dir.path().join("ran");
+        let run = format!("touch {}", marker.display());
+        for hook in ["post-checkout", "pre-commit", "post-commit", "post-merge"] {
+            use std::os::unix::fs::PermissionsExt as _;
+            let path = repo.join(".git/hooks").join(hook);
+            std::fs::write(&path, format!("#!/bin/sh\n{run}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        git(&repo, &["config", "filter.evil.clean", &format!("{run}; cat")])
+            .await
+            .unwrap();
+        git(&repo, &["config", "filter.evil.required", "true"]).await.unwrap();
+        let p = project(&repo, IntegrationPolicy::Merge);
+        let wt = prepare_worktree(&p, "tk-1", 1, 0).await.unwrap();
+        // The agent asks for the repository's filter on its files.
+        std::fs::write(wt.path.join(".gitattributes"), "* filter=evil\n").unwrap();
+        std::fs::write(wt.path.join("work.txt"), "x\n").unwrap();
+        stage_changes(&wt.git, &wt.base_commit).await.unwrap();
+        let report = integrate(&p, &request(&wt.path, 1)).await.unwrap();
+        assert!(report.merged, "{report:?}");
+        assert!(!marker.exists(), "a hook or filter of the repository ran");
     }
 
     #[tokio::test]

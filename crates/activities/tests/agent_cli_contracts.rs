@@ -54,22 +54,37 @@ fn bwrap() -> Option<PathBuf> {
     }
 }
 
-fn scripted_agent() -> PathBuf {
+/// A binary of this workspace, built next to the test executables.
+fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let agent = exe.parent().and_then(Path::parent).unwrap().join("chum-scripted-agent");
+    let binary = exe.parent().and_then(Path::parent).unwrap().join(name);
     let status = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "chum-scripted-agent"])
+        .args(["build", "-q", "-p", name])
         .current_dir(root())
         .status()
         .unwrap();
-    assert!(status.success());
-    agent
+    assert!(status.success(), "building {name}");
+    binary
+}
+
+fn scripted_agent() -> PathBuf {
+    workspace_binary("chum-scripted-agent")
+}
+
+/// This machine's own non-loopback address: the model server listens there, because the egress
+/// proxy refuses loopback whatever a provider's allow_hosts says.
+fn host_address() -> std::net::IpAddr {
+    chum_activities::egress::own_addresses()
+        .into_iter()
+        .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+        .expect("these tests need a non-loopback IPv4 address on this machine for the model server")
 }
 
 /// The scripted model server, stopped when dropped.
 struct ModelServer {
     child: Child,
-    port: u16,
+    /// `host:port`, the only entry of the providers' allow_hosts.
+    addr: String,
 }
 
 impl Drop for ModelServer {
@@ -86,7 +101,9 @@ fn model_server(dir: &Path, scenario: &str, provider: &str) -> ModelServer {
     let mut child = Command::new(scripted_agent())
         .arg("--scenario")
         .arg(&scenario_path)
-        .args(["--serve", "127.0.0.1:0", "--provider", provider, "--port-file"])
+        .arg("--serve")
+        .arg(format!("{}:0", host_address()))
+        .args(["--provider", provider, "--port-file"])
         .arg(&port_file)
         .arg("--record-dir")
         .arg(dir.join("prompts"))
@@ -96,7 +113,7 @@ fn model_server(dir: &Path, scenario: &str, provider: &str) -> ModelServer {
         if let Ok(text) = std::fs::read_to_string(&port_file) {
             return ModelServer {
                 child,
-                port: text.trim().parse().unwrap(),
+                addr: format!("{}:{}", host_address(), text.trim()),
             };
         }
         std::thread::sleep(Duration::from_millis(25));
@@ -153,19 +170,24 @@ fn setup(dir: &Path, providers: &str) -> Arc<ChumConfig> {
         reviewer = "second"
         [sandbox]
         {bwrap}
+        netbridge = "{netbridge}"
         "#,
         sandbox = if bwrap().is_some() { "bwrap" } else { "auto" },
         bwrap = bwrap()
             .map(|p| format!("bwrap = {:?}", p.display().to_string()))
             .unwrap_or_default(),
+        netbridge = workspace_binary("chum-netbridge").display(),
     );
     Arc::new(ChumConfig::from_toml(&text, &dir.join("chum.toml"), Vec::new()).expect("config"))
 }
 
-/// The same command twice, as executor `main` and reviewer `other`.
-/// Both get the network (the model server) and their scratch home (`home`) writable in the sandbox.
-fn two_providers(command: &str, output: &str, env: &str, home: &Path) -> String {
-    let sandbox = format!("network = \"allow\"\nwritable = [{:?}]\n", home.display().to_string());
+/// The same command twice, as executor `main` and reviewer `other`. Both reach the model server
+/// at `addr` and nothing else (through the egress proxy), with their scratch home writable.
+fn two_providers(command: &str, output: &str, env: &str, home: &Path, addr: &str) -> String {
+    let sandbox = format!(
+        "allow_hosts = [\"{addr}\"]\nwritable = [{:?}]\n",
+        home.display().to_string()
+    );
     format!(
         "[providers.main]\ncommand = {command}\noutput = \"{output}\"\nenv = {env}\n{sandbox}\
          [providers.other]\ncommand = {command}\noutput = \"{output}\"\nenv = {env}\n{sandbox}"
@@ -173,11 +195,11 @@ fn two_providers(command: &str, output: &str, env: &str, home: &Path) -> String 
 }
 
 /// Claude Code against the model server on `port`, in a scratch HOME, tagged with `marker`.
-fn claude_providers(dir: &Path, claude: &Path, port: u16, marker: &str) -> String {
+fn claude_providers(dir: &Path, claude: &Path, addr: &str, marker: &str) -> String {
     let home = dir.join("claude-home");
     std::fs::create_dir_all(&home).unwrap();
     let env = format!(
-        "{{ ANTHROPIC_BASE_URL = \"http://127.0.0.1:{port}\", ANTHROPIC_API_KEY = \"dummy\", \
+        "{{ ANTHROPIC_BASE_URL = \"http://{addr}\", ANTHROPIC_API_KEY = \"dummy\", \
          CLAUDE_CODE_MAX_RETRIES = \"0\", CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = \"1\", \
          DISABLE_AUTOUPDATER = \"1\", HOME = \"{home}\", CLAUDE_CONFIG_DIR = \"{home}/.claude\", {MARKER} = \"{marker}\" }}",
         home = home.display()
@@ -186,12 +208,12 @@ fn claude_providers(dir: &Path, claude: &Path, port: u16, marker: &str) -> Strin
         r#"["{}", "-p", "--output-format", "json", "--permission-mode", "acceptEdits"]"#,
         claude.display()
     );
-    two_providers(&command, "claude-json", &env, &home)
+    two_providers(&command, "claude-json", &env, &home, addr)
 }
 
 /// Codex with a local Responses API provider (the model server on `port`), in its workspace-write
 /// sandbox, with a scratch CODEX_HOME.
-fn codex_providers(dir: &Path, codex: &Path, port: u16, marker: &str) -> String {
+fn codex_providers(dir: &Path, codex: &Path, addr: &str, marker: &str) -> String {
     let home = dir.join("codex-home");
     std::fs::create_dir_all(&home).unwrap();
     let env = format!(
@@ -199,7 +221,7 @@ fn codex_providers(dir: &Path, codex: &Path, port: u16, marker: &str) -> String 
         home = home.display()
     );
     let provider = format!(
-        "model_providers.local={{name='local',base_url='http://127.0.0.1:{port}/v1',wire_api='responses',\
+        "model_providers.local={{name='local',base_url='http://{addr}/v1',wire_api='responses',\
          env_key='LOCAL_KEY',request_max_retries=0,stream_max_retries=0}}"
     );
     // Codex's own workspace-write sandbox did not work nested inside bubblewrap here (its tool
@@ -213,7 +235,7 @@ fn codex_providers(dir: &Path, codex: &Path, port: u16, marker: &str) -> String 
         r#"["{}", "exec", "--json", "--skip-git-repo-check", "-s", "{codex_sandbox}", "-c", "model_provider=local", "-c", "{provider}", "-m", "scripted", "-"]"#,
         codex.display()
     );
-    two_providers(&command, "codex-jsonl", &env, &home)
+    two_providers(&command, "codex-jsonl", &env, &home, addr)
 }
 
 fn run_ref() -> RunRef {
@@ -284,6 +306,20 @@ async fn execute_and_review(config: Arc<ChumConfig>) -> AgentUsage {
     assert_eq!(agent.provider, "main");
     if bwrap().is_some() {
         assert!(agent.sandbox.starts_with("bwrap ("), "the CLI ran sandboxed: {agent:?}");
+        // Its only way out was the egress proxy, and it reached the model server through it.
+        assert!(agent.network.starts_with("egress proxy: "), "{agent:?}");
+        let egress_log = agent.stdout_artifact.replace(".stdout.log", ".egress.log");
+        let log = std::fs::read_to_string(&egress_log).unwrap_or_default();
+        assert!(
+            log.contains("allowed "),
+            "no connection went through the proxy: {log:?}"
+        );
+        // Anything else it tried was refused (Codex asks github.com and chatgpt.com on its own).
+        let allowed = agent.network.trim_start_matches("egress proxy: ");
+        assert!(
+            agent.egress_refused.iter().all(|r| !r.starts_with(allowed)),
+            "{agent:?}"
+        );
     }
     assert!(
         !agent.is_error && agent.result_excerpt.contains("Added multiply()"),
@@ -334,7 +370,7 @@ async fn claude_code_executes_and_reviews_through_chum() {
     let server = model_server(dir.path(), SCENARIO, "claude");
     let config = setup(
         dir.path(),
-        &claude_providers(dir.path(), &claude, server.port, "claude-execute"),
+        &claude_providers(dir.path(), &claude, &server.addr, "claude-execute"),
     );
     let usage = execute_and_review(config).await;
     // Claude Code computes the cost from the tokens the model server reported.
@@ -348,7 +384,7 @@ async fn codex_executes_and_reviews_through_chum() {
     let server = model_server(dir.path(), SCENARIO, "codex");
     let config = setup(
         dir.path(),
-        &codex_providers(dir.path(), &codex, server.port, "codex-execute"),
+        &codex_providers(dir.path(), &codex, &server.addr, "codex-execute"),
     );
     execute_and_review(config).await;
 }
@@ -404,7 +440,7 @@ async fn a_hanging_claude_is_killed_with_its_process_group() {
     assert_killed(
         setup(
             dir.path(),
-            &claude_providers(dir.path(), &claude, server.port, "claude-hang"),
+            &claude_providers(dir.path(), &claude, &server.addr, "claude-hang"),
         ),
         "claude-hang",
     )
@@ -419,7 +455,7 @@ async fn a_hanging_codex_is_killed_with_its_process_group() {
     assert_killed(
         setup(
             dir.path(),
-            &codex_providers(dir.path(), &codex, server.port, "codex-hang"),
+            &codex_providers(dir.path(), &codex, &server.addr, "codex-hang"),
         ),
         "codex-hang",
     )
@@ -431,7 +467,12 @@ async fn a_missing_agent_binary_is_a_clear_non_retryable_error() {
     let dir = tempfile::tempdir().unwrap();
     let config = setup(
         dir.path(),
-        &claude_providers(dir.path(), Path::new("/nonexistent/bin/claude"), 9, "missing"),
+        &claude_providers(
+            dir.path(),
+            Path::new("/nonexistent/bin/claude"),
+            "192.0.2.1:9",
+            "missing",
+        ),
     );
     let err = SharkActivitiesImpl::new(config)
         .steps()

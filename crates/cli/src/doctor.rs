@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
-use chum_activities::sandbox::{PidsLimit, Sandboxing};
+use chum_activities::sandbox::{RunCgroups, RunLimits, Sandboxing};
 use chum_core::config::ChumConfig;
 
 #[derive(PartialEq)]
@@ -78,18 +78,50 @@ pub async fn doctor(config: &ChumConfig) -> Result<ExitCode> {
 
     for provider in config.providers.values() {
         let used = config.tiers.values().any(|names| names.contains(&provider.name));
-        let network = if provider.network {
-            "network allowed"
-        } else {
-            "no network"
-        };
         r.check(
             &format!("provider {}", provider.name),
             chum_activities::agent::provider_program(config, provider)
-                .map(|p| format!("{} ({network})", p.display()))
+                .map(|p| p.display().to_string())
                 .map_err(|e| format!("{e}; install it or fix [providers.{}] command", provider.name)),
             if used { Level::Fail } else { Level::Warn },
         );
+        let hosts: Vec<String> = provider.allow_hosts.rules().iter().map(ToString::to_string).collect();
+        let network = match hosts.as_slice() {
+            [] => "none (no allow_hosts)".to_string(),
+            [any] if any == "*" => "ANY host through the egress proxy (allow_hosts = [\"*\"])".to_string(),
+            listed => format!("egress proxy to {}", listed.join(", ")),
+        };
+        r.line(
+            if provider.allow_hosts.allows_any() {
+                Level::Warn
+            } else {
+                Level::Ok
+            },
+            "  network",
+            network,
+        );
+        // Names only, never values; whether this shell has them (the worker's may differ).
+        let mut names: Vec<String> = provider.pass_env.clone();
+        names.extend(chum_activities::mcp::env_names(&provider.mcp_servers));
+        if !names.is_empty() {
+            let shown: Vec<String> = names
+                .iter()
+                .map(|n| match std::env::var_os(n) {
+                    Some(_) => format!("{n} (set here)"),
+                    None => format!("{n} (NOT set here)"),
+                })
+                .collect();
+            let level = if names.iter().all(|n| std::env::var_os(n).is_some()) {
+                Level::Ok
+            } else {
+                Level::Warn
+            };
+            r.line(level, "  passed variables", shown.join(", "));
+        }
+        if !provider.mcp_servers.is_empty() {
+            let servers: Vec<&str> = provider.mcp_servers.iter().map(|s| s.name.as_str()).collect();
+            r.line(Level::Ok, "  MCP servers", servers.join(", "));
+        }
     }
 
     for project in config.projects.values() {
@@ -121,14 +153,79 @@ pub async fn doctor(config: &ChumConfig) -> Result<ExitCode> {
             Ok(Sandboxing::Unsandboxed(why)) => r.line(Level::Warn, &what, format!("UNSANDBOXED: {why}")),
             Err(why) => r.line(Level::Fail, &what, why),
         }
+        let env = &project.environment;
+        for path in env.toolchains.iter().chain(&env.caches) {
+            let real = chum_activities::sandbox::machine_path(path);
+            r.check(
+                "  mount",
+                if real.exists() {
+                    Ok(format!("{path} ({})", real.display()))
+                } else {
+                    Err(format!(
+                        "{path}: {} does not exist; install the toolchain or fix [projects.{}]",
+                        real.display(),
+                        project.name
+                    ))
+                },
+                Level::Warn,
+            );
+        }
+        for file in &env.copy_files {
+            r.check(
+                "  copy_files",
+                if project.repo.join(file).is_file() {
+                    Ok(file.clone())
+                } else {
+                    Err(format!(
+                        "{file} is not in {}; every attempt would fail",
+                        project.repo.display()
+                    ))
+                },
+                Level::Fail,
+            );
+        }
+        for command in env.setup.iter().chain(&project.dod) {
+            r.check(
+                &format!("  starts: {}", chum_core::text::excerpt(command, 14)),
+                chum_activities::project_command::can_start(config, project, command).await,
+                Level::Fail,
+            );
+        }
+        if !env.setup_allow_hosts.is_empty() {
+            let hosts: Vec<String> = env.setup_allow_hosts.rules().iter().map(ToString::to_string).collect();
+            r.line(
+                Level::Ok,
+                "  setup network",
+                format!("egress proxy to {}", hosts.join(", ")),
+            );
+        }
+    }
+    let needs_bridge = config.providers.values().any(|p| !p.allow_hosts.is_empty())
+        || config
+            .projects
+            .values()
+            .any(|p| !p.environment.setup_allow_hosts.is_empty());
+    if needs_bridge {
+        r.check(
+            "netbridge",
+            chum_activities::sandbox::locate_netbridge(&config.sandbox).map(|p| p.display().to_string()),
+            Level::Fail,
+        );
     }
     if config
         .projects
         .values()
         .any(|p| p.sandbox != chum_core::config::SandboxMode::None)
     {
-        match PidsLimit::create(config.sandbox.max_processes) {
-            Some(_) => r.line(
+        let cgroups = RunCgroups::create(RunLimits {
+            max_processes: config.sandbox.max_processes,
+            resources: config.sandbox.limits,
+        });
+        let enforced = cgroups.enforced();
+        drop(cgroups);
+        let limits = config.sandbox.limits;
+        match enforced.processes {
+            true => r.line(
                 Level::Ok,
                 "process limit",
                 format!(
@@ -136,11 +233,40 @@ pub async fn doctor(config: &ChumConfig) -> Result<ExitCode> {
                     config.sandbox.max_processes
                 ),
             ),
-            None => r.line(
+            false => r.line(
                 Level::Warn,
                 "process limit",
                 "no writable pids cgroup: a fork bomb is stopped only by its PID namespace and the time limit",
             ),
+        }
+        if let Some(max) = limits.max_memory {
+            let shown = chum_core::config::show_size(max);
+            match enforced.memory {
+                true => r.line(
+                    Level::Ok,
+                    "memory limit",
+                    format!("{shown} per sandboxed run (memory cgroup)"),
+                ),
+                false => r.line(
+                    Level::Warn,
+                    "memory limit",
+                    format!("max_memory = {shown} is NOT enforced: no writable memory cgroup here"),
+                ),
+            }
+        }
+        if let Some(quota) = limits.cpu_quota {
+            match enforced.cpu {
+                true => r.line(
+                    Level::Ok,
+                    "cpu limit",
+                    format!("{quota} CPU per sandboxed run (cpu cgroup)"),
+                ),
+                false => r.line(
+                    Level::Warn,
+                    "cpu limit",
+                    format!("cpu_quota = {quota} is NOT enforced: no writable cpu cgroup here"),
+                ),
+            }
         }
     }
     Ok(if r.failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })

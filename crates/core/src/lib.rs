@@ -9,6 +9,7 @@ pub mod activity_contract;
 pub mod agent_output;
 pub mod backlog;
 pub mod config;
+pub mod egress;
 pub mod gate;
 pub mod ids;
 pub mod lesson;

@@ -108,6 +108,20 @@ pub async fn chum_metrics(client: &Client, config: &ChumConfig) -> String {
         out.sample("chum_sharks_running", &[("phase", phase)], *n as f64);
     }
 
+    // Connections the egress proxies refused since this worker started.
+    out.family(
+        "chum_egress_refused_total",
+        "counter",
+        "Connections from sandboxed agents and commands that the egress proxy refused, by who asked and why.",
+    );
+    for ((client, reason), n) in chum_activities::egress::refused_counts() {
+        out.sample(
+            "chum_egress_refused_total",
+            &[("client", &client), ("reason", &reason)],
+            n as f64,
+        );
+    }
+
     let store = LessonStore::open(&config.state_dir.join("chum.db"));
     let runs = store
         .as_ref()

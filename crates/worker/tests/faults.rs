@@ -240,13 +240,21 @@ async fn a_worker_killed_in_every_phase_finishes_every_bead_exactly_once() {
         ),
     )
     .unwrap();
-    let hook = h.repo.join(".git/hooks/post-merge");
+    // CHUM runs no repository hook, so the merge is slowed by a `git` first on the worker's PATH.
+    let slow_git_dir = h.dir.path().join("slow-git");
+    std::fs::create_dir_all(&slow_git_dir).unwrap();
+    let slow_git = slow_git_dir.join("git");
+    let real_git = which::which("git").unwrap();
     std::fs::write(
-        &hook,
-        format!("#!/bin/sh\nif [ -e {} ]; then sleep 6; fi\n", slow_merge.display()),
+        &slow_git,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *--ff-only*) if [ -e {m} ]; then sleep 6; fi;; esac\nexec {git} \"$@\"\n",
+            m = slow_merge.display(),
+            git = real_git.display()
+        ),
     )
     .unwrap();
-    for script in [&wrapper, &hook] {
+    for script in [&wrapper, &slow_git] {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
@@ -264,7 +272,12 @@ async fn a_worker_killed_in_every_phase_finishes_every_bead_exactly_once() {
     let harness_marker = format!("CHUM_TEST_HARNESS={}", h.prompts.display());
 
     let client = h.client();
-    let mut worker = WorkerProcess::start(&config);
+    let path = format!(
+        "{}:{}",
+        slow_git_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut worker = WorkerProcess::start_with(&config, &[("PATH", path.as_str())]);
     worker.wait_for_line("worker polling", 0).await;
     let mut approvers = Vec::new();
     for (bead, phase) in KILL_POINTS {
@@ -293,7 +306,10 @@ async fn a_worker_killed_in_every_phase_finishes_every_bead_exactly_once() {
                 let needle = wrapper.display().to_string();
                 Box::new(move || processes_running(&needle))
             }
-            Phase::Integrating => Box::new(|| processes_running("hooks/post-merge")),
+            Phase::Integrating => {
+                let needle = slow_git.display().to_string();
+                Box::new(move || processes_running(&needle))
+            }
             Phase::Dod => Box::new(|| processes_running("if [ -e slow_dod ]")),
             _ => Box::new(Vec::new),
         };
@@ -311,11 +327,11 @@ async fn a_worker_killed_in_every_phase_finishes_every_bead_exactly_once() {
         if phase == Phase::AwaitingApproval {
             approvers.push(approver(client.clone(), bead));
         }
-        worker = WorkerProcess::start(&config);
+        worker = WorkerProcess::start_with(&config, &[("PATH", path.as_str())]);
         worker.wait_for_line("worker polling", 0).await;
         // Agents and DoD commands run sandboxed and die with the worker (or, killed in the
         // instant bwrap sets itself up, are reaped from their cgroup by the next worker);
-        // semgrep-core and git hooks are not sandboxed and may finish what they were doing
+        // semgrep-core and git are not sandboxed and may finish what they were doing
         // (never more than the 6 s the markers make them sleep).
         let grace = if matches!(phase, Phase::Semgrep | Phase::Integrating) {
             15

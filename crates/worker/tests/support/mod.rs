@@ -52,20 +52,36 @@ pub fn scripted_agent() -> PathBuf {
     if let Some(agent) = std::env::var_os("CHUM_SCRIPTED_AGENT") {
         return PathBuf::from(agent);
     }
+    workspace_binary("chum-scripted-agent")
+}
+
+/// The bridge that carries a sandbox's traffic to its egress proxy, built on demand.
+pub fn netbridge() -> PathBuf {
+    if let Some(bridge) = std::env::var_os("CHUM_NETBRIDGE") {
+        return PathBuf::from(bridge);
+    }
+    workspace_binary("chum-netbridge")
+}
+
+/// A binary of this workspace (package and binary of the same name) next to the test
+/// executables, built once per test process when `cargo test` did not build it.
+fn workspace_binary(name: &'static str) -> PathBuf {
+    static BUILT: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
     let exe = std::env::current_exe().expect("test exe");
     let target_dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
-    let agent = target_dir.join("chum-scripted-agent");
-    static BUILD: std::sync::Once = std::sync::Once::new();
-    BUILD.call_once(|| {
+    let binary = target_dir.join(name);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !built.contains(&name) {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "chum-scripted-agent"])
+            .args(["build", "-q", "-p", name])
             .current_dir(workspace_root())
             .status()
-            .expect("running cargo build for the scripted agent");
-        assert!(status.success(), "building chum-scripted-agent failed");
-    });
-    assert!(agent.exists(), "{} missing after build", agent.display());
-    agent
+            .unwrap_or_else(|e| panic!("running cargo build for {name}: {e}"));
+        assert!(status.success(), "building {name} failed");
+        built.push(name);
+    }
+    assert!(binary.exists(), "{} missing after build", binary.display());
+    binary
 }
 
 pub fn git(dir: &Path, args: &[&str]) -> String {
@@ -232,6 +248,48 @@ pub fn alive(pid: u32) -> bool {
     })
 }
 
+/// This machine's own non-loopback IPv4 address. Tests put what a sandboxed agent may reach
+/// there, because the egress proxy refuses loopback whatever an allow-list says.
+pub fn host_address() -> std::net::IpAddr {
+    chum_activities::egress::own_addresses()
+        .into_iter()
+        .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+        .expect("the egress tests need a non-loopback IPv4 address on this machine")
+}
+
+/// A tiny HTTP server on `ip` answering every request with `body`; counts the requests.
+pub struct HttpStub {
+    pub addr: std::net::SocketAddr,
+    pub requests: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HttpStub {
+    pub fn start(ip: std::net::IpAddr, body: &'static str) -> HttpStub {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind((ip, 0)).expect("stub listens");
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = requests.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        HttpStub { addr, requests }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -260,6 +318,8 @@ pub struct HarnessOptions {
     pub extra_toml: String,
     /// More keys for `[sandbox]`, e.g. `max_processes = 64`.
     pub sandbox_toml: String,
+    /// More keys for both scripted providers, e.g. `allow_hosts = ["192.0.2.2:8080"]`.
+    pub provider_toml: String,
     /// Keep the dev server's state in a SQLite file, so `restart_server` keeps the runs.
     pub persistent_server: bool,
 }
@@ -278,6 +338,7 @@ impl Default for HarnessOptions {
             beads: None,
             extra_toml: String::new(),
             sandbox_toml: String::new(),
+            provider_toml: String::new(),
             persistent_server: false,
         }
     }
@@ -368,13 +429,16 @@ impl Harness {
             output = "claude-json"
             writable = ["{prompts}"]
             env = {{ CHUM_TEST_HARNESS = "{prompts}" }}
+            {provider_toml}
             [providers.scripted-b]
             command = ["{agent}", "-p", "--output-format", "json", "--scenario", "{{config_dir}}/scenario.toml", "--record-dir", "{prompts}"]
             output = "claude-json"
             writable = ["{prompts}"]
             env = {{ CHUM_TEST_HARNESS = "{prompts}" }}
+            {provider_toml}
             [sandbox]
             {bwrap}
+            netbridge = "{netbridge}"
             {sandbox_toml}
             [tiers]
             fast = ["scripted-a"]
@@ -391,10 +455,12 @@ impl Harness {
             "#,
             extra_toml = options.extra_toml,
             sandbox_toml = options.sandbox_toml,
+            provider_toml = options.provider_toml,
             extra_project = options.extra_project_toml,
             learner = if options.learner { "learner = \"fast\"" } else { "" },
             groomer = if options.groomer { "groomer = \"fast\"" } else { "" },
             core = semgrep_core().display(),
+            netbridge = netbridge().display(),
             bwrap = bwrap()
                 .map(|p| format!("bwrap = {:?}", p.display().to_string()))
                 .unwrap_or_default(),
@@ -732,6 +798,11 @@ pub struct WorkerProcess {
 
 impl WorkerProcess {
     pub fn start(config: &Path) -> WorkerProcess {
+        WorkerProcess::start_with(config, &[])
+    }
+
+    /// [`WorkerProcess::start`] with more environment variables for the worker.
+    pub fn start_with(config: &Path, env: &[(&str, &str)]) -> WorkerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
             .arg("--config")
             .arg(config)
@@ -739,6 +810,7 @@ impl WorkerProcess {
             .env("CHUM__API__BIND", format!("127.0.0.1:{}", free_port()))
             .env("CHUM__DISPATCHER__ENABLED", "false")
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -12,7 +12,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::egress::AllowList;
 use crate::proto::SharkLimits;
+
+pub mod world;
+use world::RawMcpServer;
+pub use world::{McpServer, ProjectEnvironment, ResourceLimits, parse_size, show_size};
 
 /// Agent roles. Each maps to a tier, each tier to an ordered list of providers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -224,6 +229,8 @@ pub struct ProjectConfig {
     pub fanout: u32,
     /// How the winning candidate is chosen.
     pub select: SelectMode,
+    /// Setup commands, toolchains, caches, copied files and MCP servers of its sandboxes.
+    pub environment: ProjectEnvironment,
 }
 
 /// How a Monte Carlo attempt picks its winner.
@@ -280,6 +287,11 @@ pub struct SandboxSettings {
     /// the worker's home directory, which is always hidden. Paths CHUM needs inside them (the
     /// worktree, the agent program, the prompt) are mounted back.
     pub hide: Vec<PathBuf>,
+    /// Memory and CPU per run, enforced with cgroups where the machine lets CHUM create them.
+    pub limits: ResourceLimits,
+    /// The `chum-netbridge` program that carries a sandbox's proxy traffic to the worker; found
+    /// next to the worker binary or on PATH when not set.
+    pub netbridge: Option<PathBuf>,
 }
 
 /// How a project's backlog is read and written.
@@ -299,15 +311,20 @@ pub struct ProviderConfig {
     pub command: Vec<String>,
     pub output: OutputFormat,
     pub model: String,
-    /// Extra environment variables for the agent process.
+    /// Extra environment variables for the agent process (values written in the config).
     pub env: BTreeMap<String, String>,
+    /// Variables passed from the worker's environment by name (API keys): nothing else of the
+    /// worker's environment reaches the agent.
+    pub pass_env: Vec<String>,
     /// Runs of this provider at once in one worker (0 = no limit).
     pub max_concurrent: u32,
     /// Least time between the starts of two runs of this provider (rate limits).
     pub cooldown: Duration,
-    /// Whether the sandboxed agent may use the network (`network = "allow"`): an agent that talks
-    /// to its model's API needs it, and then can reach anything else too.
-    pub network: bool,
+    /// The hosts the sandboxed agent may reach, through the worker's egress proxy (empty: no
+    /// network at all).
+    pub allow_hosts: AllowList,
+    /// MCP servers the agent may use (written into its CLI's configuration for each run).
+    pub mcp_servers: Vec<McpServer>,
     /// More paths the sandboxed agent may write (placeholders as in `command`).
     pub writable: Vec<String>,
     /// More paths it may read when they are hidden (placeholders as in `command`).
@@ -501,6 +518,9 @@ struct RawSandbox {
     bwrap: Option<String>,
     max_processes: Option<u32>,
     hide: Vec<String>,
+    max_memory: Option<String>,
+    cpu_quota: Option<f64>,
+    netbridge: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -587,6 +607,13 @@ struct RawProject {
     sandbox: Option<String>,
     fanout: Option<u32>,
     select: Option<String>,
+    setup: Vec<String>,
+    setup_allow_hosts: Vec<String>,
+    setup_timeout: Option<String>,
+    toolchains: Vec<String>,
+    caches: Vec<String>,
+    copy_files: Vec<String>,
+    mcp_servers: BTreeMap<String, RawMcpServer>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -596,9 +623,12 @@ struct RawProvider {
     output: Option<String>,
     model: Option<String>,
     env: BTreeMap<String, String>,
+    pass_env: Vec<String>,
     max_concurrent: Option<u32>,
     cooldown: Option<String>,
     network: Option<String>,
+    allow_hosts: Vec<String>,
+    mcp_servers: BTreeMap<String, RawMcpServer>,
     writable: Vec<String>,
     readable: Vec<String>,
 }
@@ -619,7 +649,8 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 pub const DEFAULT_TASK_QUEUE: &str = "chum";
 pub const DEFAULT_UI_URL: &str = "http://127.0.0.1:8233";
 pub const ENV_PREFIX: &str = "CHUM";
-const PLACEHOLDERS: [&str; 4] = ["model", "prompt_file", "workdir", "config_dir"];
+/// `{mcp_config}` is filled in per run by the activities (the MCP configuration file CHUM writes).
+const PLACEHOLDERS: [&str; 5] = ["model", "prompt_file", "workdir", "config_dir", "mcp_config"];
 
 impl ChumConfig {
     /// Whether runs end with the ContinuousLearner: enabled and a learner role configured.
@@ -801,6 +832,17 @@ impl Validator {
             dod_timeout: self.duration("limits.dod_timeout", raw.limits.dod_timeout.as_deref(), d.dod_timeout)?,
         };
 
+        let tokens_env = raw
+            .api
+            .tokens_env
+            .clone()
+            .unwrap_or_else(|| "CHUM_API_TOKENS".to_string());
+        if tokens_env.is_empty() || !tokens_env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(self.invalid(
+                "api.tokens_env",
+                "must be the name of an environment variable, e.g. CHUM_API_TOKENS",
+            ));
+        }
         let mut providers = BTreeMap::new();
         for (name, p) in raw.providers {
             let key = |k: &str| format!("providers.{name}.{k}");
@@ -814,7 +856,7 @@ impl Validator {
                 if let Some(bad) = unknown_placeholder(arg) {
                     return Err(self.invalid(
                         key("command"),
-                        format!("unknown placeholder {{{bad}}} in {arg:?}; known: {{model}}, {{prompt_file}}, {{workdir}}, {{config_dir}}"),
+                        format!("unknown placeholder {{{bad}}} in {arg:?}; known: {{model}}, {{prompt_file}}, {{workdir}}, {{config_dir}}, {{mcp_config}}"),
                     ));
                 }
             }
@@ -826,13 +868,40 @@ impl Validator {
                 )
             })?;
             let cooldown = self.duration(&key("cooldown"), p.cooldown.as_deref(), Duration::ZERO)?;
-            let network = match p.network.as_deref().unwrap_or("deny") {
-                "deny" => false,
-                "allow" => true,
-                other => {
-                    return Err(self.invalid(key("network"), format!("{other:?} is not one of \"deny\", \"allow\"")));
+            match p.network.as_deref() {
+                None | Some("deny") => {}
+                Some("allow") => {
+                    return Err(self.invalid(
+                        key("network"),
+                        "\"allow\" shared the worker's whole network with the agent and is gone: list the hosts it needs instead, e.g. `allow_hosts = [\"api.anthropic.com\"]` (or [\"*\"] for any host, logged loudly), and remove `network`",
+                    ));
                 }
-            };
+                Some(other) => {
+                    return Err(self.invalid(
+                        key("network"),
+                        format!(
+                            "{other:?} is not \"deny\" (the default); to let the agent reach hosts, use allow_hosts"
+                        ),
+                    ));
+                }
+            }
+            let allow_hosts = self.allow_hosts(&key("allow_hosts"), &p.allow_hosts)?;
+            if p.network.is_some() && !allow_hosts.is_empty() {
+                return Err(self.invalid(
+                    key("network"),
+                    "network = \"deny\" and allow_hosts contradict each other; remove one",
+                ));
+            }
+            for var in p.env.keys() {
+                if *var == tokens_env {
+                    return Err(self.invalid(
+                        key("env"),
+                        format!("{var} holds the API's tokens and is never given to an agent"),
+                    ));
+                }
+            }
+            let pass_env = self.env_names(&key("pass_env"), &p.pass_env, &tokens_env)?;
+            let mcp_servers = self.mcp_servers(&key("mcp_servers"), p.mcp_servers, &tokens_env)?;
             for (field, paths) in [("writable", &p.writable), ("readable", &p.readable)] {
                 for path in paths.iter() {
                     if path.trim().is_empty() {
@@ -851,9 +920,11 @@ impl Validator {
                     output,
                     model: p.model.unwrap_or_default(),
                     env: p.env,
+                    pass_env,
                     max_concurrent: p.max_concurrent.unwrap_or(0),
                     cooldown,
-                    network,
+                    allow_hosts,
+                    mcp_servers,
                     writable: p.writable,
                     readable: p.readable,
                 },
@@ -1002,6 +1073,22 @@ impl Validator {
                     return Err(self.invalid(key("select"), format!("{other:?} is not one of \"first\", \"best\"")));
                 }
             };
+            if let Some(i) = p.setup.iter().position(|c| c.trim().is_empty()) {
+                return Err(self.invalid(format!("{}[{i}]", key("setup")), "an empty command"));
+            }
+            let environment = ProjectEnvironment {
+                setup: p.setup,
+                setup_allow_hosts: self.allow_hosts(&key("setup_allow_hosts"), &p.setup_allow_hosts)?,
+                setup_timeout: self.duration(
+                    &key("setup_timeout"),
+                    p.setup_timeout.as_deref(),
+                    Duration::from_secs(600),
+                )?,
+                toolchains: self.machine_paths(&key("toolchains"), &p.toolchains)?,
+                caches: self.machine_paths(&key("caches"), &p.caches)?,
+                copy_files: self.repo_files(&key("copy_files"), &p.copy_files)?,
+                mcp_servers: self.mcp_servers(&key("mcp_servers"), p.mcp_servers, &tokens_env)?,
+            };
             projects.insert(
                 name.clone(),
                 ProjectConfig {
@@ -1019,6 +1106,7 @@ impl Validator {
                     sandbox,
                     fanout,
                     select,
+                    environment,
                 },
             );
         }
@@ -1109,13 +1197,6 @@ impl Validator {
                 format!("{bind_text:?} is not an address with a port, e.g. \"127.0.0.1:8900\" or \"0.0.0.0:8900\""),
             )
         })?;
-        let tokens_env = raw.api.tokens_env.unwrap_or_else(|| "CHUM_API_TOKENS".to_string());
-        if tokens_env.is_empty() || !tokens_env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(self.invalid(
-                "api.tokens_env",
-                "must be the name of an environment variable, e.g. CHUM_API_TOKENS",
-            ));
-        }
         let usd = |key: &str, v: Option<f64>| -> Result<f64, ConfigError> {
             match v {
                 Some(x) if !x.is_finite() || x < 0.0 => {
@@ -1158,6 +1239,12 @@ impl Validator {
                     hide.push(self.path(p));
                 }
                 hide
+            },
+            limits: self.resource_limits(raw.sandbox.max_memory.as_deref(), raw.sandbox.cpu_quota)?,
+            netbridge: match raw.sandbox.netbridge.as_deref() {
+                Some(p) if p.trim().is_empty() => return Err(self.invalid("sandbox.netbridge", "is empty")),
+                Some(p) => Some(self.path(p)),
+                None => None,
             },
         };
         let api = ApiSettings {
@@ -1540,11 +1627,11 @@ mod tests {
         for (path, text) in [
             (
                 "configs/chum.example.toml",
-                include_str!("../../../configs/chum.example.toml"),
+                include_str!("../../../../configs/chum.example.toml"),
             ),
             (
                 "configs/demo/chum.toml",
-                include_str!("../../../configs/demo/chum.toml"),
+                include_str!("../../../../configs/demo/chum.toml"),
             ),
         ] {
             let c = ChumConfig::from_toml(text, Path::new(path), Vec::new()).unwrap_or_else(|e| panic!("{e}"));
