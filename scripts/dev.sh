@@ -14,7 +14,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 bash scripts/setup.sh
-cargo build -p worker -p chum-cli
+cargo build -p worker -p chum-cli -p chum-netbridge
 "$CHUM_ROOT/target/debug/worker" --config "$CONFIG" --check
 start_dev_server "$STATE" 7233 8233
 say "worker running against $CONFIG; Temporal UI: http://127.0.0.1:8233. Ctrl-C stops."

@@ -9,6 +9,8 @@ SEMGREP_VERSION="1.182.0"
 # Node 20. Codex: its native binary comes as an npm optional dependency, nothing else to fetch.
 CLAUDE_CODE_VERSION="2.1.197"
 CODEX_VERSION="0.169.0"
+# A real MCP server for the MCP contract test (Claude Code starts it inside the agent's sandbox).
+MCP_EVERYTHING_VERSION="2026.8.31"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$root/.tools"
@@ -34,21 +36,23 @@ if ! python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)'; 
     exit 1
 fi
 
-# Claude Code and Codex for the contract tests, into .tools/npm. Optional: without npm those tests
-# are skipped (and fail in CI, which sets CHUM_REQUIRE_AGENT_CLIS=1).
+# Claude Code, Codex and an MCP server for the contract tests, into .tools/npm. Optional: without
+# npm those tests are skipped (and fail in CI, which sets CHUM_REQUIRE_AGENT_CLIS=1).
 install_agent_clis() {
-    local npm_stamp="$tools/.installed-agent-clis-claude-$CLAUDE_CODE_VERSION-codex-$CODEX_VERSION"
-    if [[ -f "$npm_stamp" && -x "$tools/npm/node_modules/.bin/claude" && -x "$tools/npm/node_modules/.bin/codex" ]]; then
+    local npm_stamp="$tools/.installed-agent-clis-claude-$CLAUDE_CODE_VERSION-codex-$CODEX_VERSION-mcp-$MCP_EVERYTHING_VERSION"
+    local bin="$tools/npm/node_modules/.bin"
+    if [[ -f "$npm_stamp" && -x "$bin/claude" && -x "$bin/codex" && -x "$bin/mcp-server-everything" ]]; then
         return 0
     fi
     if ! command -v npm >/dev/null 2>&1; then
         say "npm not found: the agent CLIs are not installed, so their contract tests will be skipped (install Node.js + npm to run them)"
         return 0
     fi
-    say "installing @anthropic-ai/claude-code@$CLAUDE_CODE_VERSION and @openai/codex@$CODEX_VERSION into $tools/npm"
+    say "installing @anthropic-ai/claude-code@$CLAUDE_CODE_VERSION, @openai/codex@$CODEX_VERSION and @modelcontextprotocol/server-everything@$MCP_EVERYTHING_VERSION into $tools/npm"
     mkdir -p "$tools/npm"
     npm install --prefix "$tools/npm" --no-audit --no-fund --loglevel=error \
-        "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" "@openai/codex@$CODEX_VERSION" >/dev/null
+        "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" "@openai/codex@$CODEX_VERSION" \
+        "@modelcontextprotocol/server-everything@$MCP_EVERYTHING_VERSION" >/dev/null
     "$tools/npm/node_modules/.bin/claude" --version >/dev/null
     "$tools/npm/node_modules/.bin/codex" --version >/dev/null
     rm -f "$tools"/.installed-agent-clis-* "$tools"/.installed-claude-code-*

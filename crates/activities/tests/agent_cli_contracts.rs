@@ -486,3 +486,80 @@ async fn a_missing_agent_binary_is_a_clear_non_retryable_error() {
     );
     assert!(text.contains("/nonexistent/bin/claude"), "{text}");
 }
+
+const MCP_SCENARIO: &str = r#"
+[[step]]
+role = "executor"
+tool_calls = [
+  { name = "mcp__everything__echo", input = { message = "hello from chum" } },
+  { name = "mcp__everything__get-env", input = {} },
+]
+answer = "The MCP server said: {tool_results}"
+edits = [{ path = "calc.py", find = "    return a + b\n", replace = "    return a + b\n\n\ndef multiply(a, b):\n    return a * b\n" }]
+"#;
+
+/// Claude Code uses a real MCP server (npm `@modelcontextprotocol/server-everything`) that CHUM
+/// configured for the run: the model asks for two of its tools, the CLI starts the server inside
+/// the agent's sandbox and calls them, and their real answers come back in the transcript and the
+/// run's artifacts. The server gets the variable it names (by name, from the worker's
+/// environment) and none of the worker's other secrets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_calls_a_real_mcp_server_inside_the_sandbox() {
+    let Some(claude) = agent_cli("claude") else { return };
+    let server_bin = root().join(".tools/npm/node_modules/.bin/mcp-server-everything");
+    assert!(
+        server_bin.exists(),
+        "{} missing: run scripts/setup.sh",
+        server_bin.display()
+    );
+    // SAFETY: set before any agent runs; read by this process's children only.
+    unsafe {
+        std::env::set_var("MCP_CONTRACT_VALUE", "mcp-value-7731");
+        std::env::set_var("MCP_CONTRACT_SECRET", "never-7731");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = model_server(dir.path(), MCP_SCENARIO, "claude");
+    let providers = claude_providers(dir.path(), &claude, &server.addr, "claude-mcp").replace(
+        "\"--permission-mode\", \"acceptEdits\"]",
+        "\"--permission-mode\", \"acceptEdits\", \"--mcp-config\", \"{mcp_config}\", \"--allowedTools\", \"mcp__everything__echo mcp__everything__get-env Read Edit Write\"]",
+    );
+    let providers = providers.replace(
+        "[providers.other]",
+        &format!(
+            "[providers.main.mcp_servers.everything]\ncommand = {:?}\nenv = [\"MCP_CONTRACT_VALUE\"]\n[providers.other]",
+            server_bin.display().to_string()
+        ),
+    );
+    let config = setup(dir.path(), &providers);
+    let report = SharkActivitiesImpl::new(config)
+        .steps()
+        .execute_impl(execute_request(120), &Unsupervised)
+        .await
+        .expect("execute runs");
+    assert!(report.problem.is_empty(), "{report:?}");
+    let agent = report.agent.unwrap();
+    if bwrap().is_some() {
+        assert!(agent.sandbox.starts_with("bwrap ("), "{agent:?}");
+    }
+    // The tools' real answers: in the CLI's final answer (the run's stdout artifact) ...
+    let stdout = std::fs::read_to_string(&agent.stdout_artifact).unwrap();
+    assert!(stdout.contains("Echo: hello from chum"), "{stdout}");
+    assert!(
+        stdout.contains("mcp-value-7731"),
+        "the server got its variable: {stdout}"
+    );
+    assert!(
+        !stdout.contains("never-7731"),
+        "a secret reached the MCP server: {stdout}"
+    );
+    // ... and in the transcript the model server recorded.
+    let transcript = std::fs::read_to_string(dir.path().join("prompts/executor-tk-1-1-0.tool-results.txt")).unwrap();
+    assert!(transcript.contains("Echo: hello from chum"), "{transcript}");
+    // CHUM wrote the CLI's MCP configuration for this run, naming the variable, not its value.
+    let mcp = std::fs::read_to_string(Path::new(&agent.prompt_artifact).with_file_name("execute-1-0.sandbox/mcp.json"))
+        .unwrap();
+    assert!(
+        mcp.contains("${MCP_CONTRACT_VALUE}") && !mcp.contains("mcp-value-7731"),
+        "{mcp}"
+    );
+}

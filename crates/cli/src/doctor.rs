@@ -145,7 +145,7 @@ pub async fn doctor(config: &ChumConfig) -> Result<ExitCode> {
                 Level::Ok,
                 &what,
                 format!(
-                    "bwrap {} (sandbox = \"{}\"): agents and DoD commands see the system read-only, write only their worktree, no network unless their provider allows it",
+                    "bwrap {} (sandbox = \"{}\"): agents, setup and DoD commands see the system read-only, write only their worktree, reach only their allow_hosts",
                     path.display(),
                     project.sandbox.as_str()
                 ),
@@ -184,10 +184,18 @@ pub async fn doctor(config: &ChumConfig) -> Result<ExitCode> {
                 Level::Fail,
             );
         }
-        for command in env.setup.iter().chain(&project.dod) {
+        let commands = env
+            .setup
+            .iter()
+            .map(|c| ("setup", c))
+            .chain(project.dod.iter().map(|c| ("dod", c)));
+        for (i, (kind, command)) in commands.enumerate() {
+            let started = chum_activities::project_command::can_start(config, project, command).await;
             r.check(
-                &format!("  starts: {}", chum_core::text::excerpt(command, 14)),
-                chum_activities::project_command::can_start(config, project, command).await,
+                &format!("  {kind} command {}", i + 1),
+                started
+                    .map(|found| format!("`{command}` can start: {found}"))
+                    .map_err(|why| format!("`{command}` cannot start in its sandbox: {why}")),
                 Level::Fail,
             );
         }

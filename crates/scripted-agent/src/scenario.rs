@@ -25,6 +25,9 @@
 //! fail = { exit_code = 2, stderr = "boom" }   # exit non-zero without an answer
 //! hang = true                  # never answer (and hold a child process)
 //! garbage = "not json"         # print this instead of the JSON contract
+//! tool_calls = [{ name = "mcp__everything__echo", input = { message = "hi" } }]
+//!                              # model server only: call these tools first; `{tool_results}` in
+//!                              # the answer is replaced by what they returned
 //! ```
 //! The first matching step wins, so put specific steps before general ones.
 
@@ -109,6 +112,22 @@ pub struct Step {
     /// Output to write before the action, like an agent gone haywire: `bytes` of `x` on
     /// `stream` ("stdout" or "stderr"). Tests use it to check that captures are bounded.
     pub flood: Option<Flood>,
+    /// Model server only: tools to call (one per turn) before the edits, e.g. an MCP server's
+    /// `mcp__everything__echo`. `{tool_results}` in the answer is replaced by what they returned.
+    #[serde(default)]
+    pub tool_calls: Vec<ToolCall>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolCall {
+    pub name: String,
+    #[serde(default = "empty_input")]
+    pub input: serde_json::Value,
+}
+
+fn empty_input() -> serde_json::Value {
+    serde_json::json!({})
 }
 
 #[derive(Debug, Clone, Deserialize)]

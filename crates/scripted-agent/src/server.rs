@@ -266,7 +266,13 @@ async fn answer(st: &Served, api: Api, request: &Value) -> Response {
         Ok(Action::Garbage(text)) => api.stream(request, &usage, Reply::Text(text)),
         Ok(Action::Answer { text, edits, .. }) => match api.calls(edits, request) {
             Err(e) => api_error(StatusCode::BAD_REQUEST, &e),
-            Ok(calls) => match calls.into_iter().nth(turn) {
+            Ok(edit_calls) => match step
+                .tool_calls
+                .iter()
+                .map(|c| (c.name.clone(), c.input.clone()))
+                .chain(edit_calls)
+                .nth(turn)
+            {
                 Some((name, input)) => api.stream(
                     request,
                     &usage,
@@ -276,10 +282,40 @@ async fn answer(st: &Served, api: Api, request: &Value) -> Response {
                         input,
                     },
                 ),
-                None => api.stream(request, &usage, Reply::Text(text)),
+                None => {
+                    let results = tool_results(request);
+                    if let (false, Some(dir)) = (step.tool_calls.is_empty(), &st.record_dir) {
+                        let name = format!(
+                            "{}-{}-{}-{}.tool-results.txt",
+                            call.role, call.bead, call.attempt, call.handoff
+                        );
+                        let _ = std::fs::write(dir.join(name), &results);
+                    }
+                    api.stream(request, &usage, Reply::Text(text.replace("{tool_results}", &results)))
+                }
             },
         },
     }
+}
+
+/// The text of every tool result the CLI sent back so far (Messages API), in order.
+fn tool_results(request: &Value) -> String {
+    let blocks = request["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .filter(|b| b["type"] == "tool_result");
+    let mut out = Vec::new();
+    for block in blocks {
+        match &block["content"] {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(parts) => out.extend(parts.iter().filter_map(|p| p["text"].as_str()).map(str::to_string)),
+            _ => {}
+        }
+    }
+    out.join("\n")
 }
 
 /// Shell commands that carry out the edits (for CLIs whose tool is a shell). The path and the

@@ -235,6 +235,141 @@ pub fn show_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ChumConfig;
+
+    const BASE: &str = r#"
+        [projects.demo]
+        repo = "demo"
+        gates = ["dod"]
+        PROJECT
+        [providers.a]
+        command = ["agent"]
+        PROVIDER
+        [tiers]
+        t = ["a"]
+        [roles]
+        planner = "t"
+        executor = "t"
+        [sandbox]
+        SANDBOX
+    "#;
+
+    fn load(provider: &str, project: &str, sandbox: &str) -> Result<ChumConfig, ConfigError> {
+        let text = BASE
+            .replace("PROVIDER", provider)
+            .replace("PROJECT", project)
+            .replace("SANDBOX", sandbox);
+        ChumConfig::from_toml(&text, Path::new("/etc/chum/chum.toml"), Vec::new())
+    }
+
+    fn refused(provider: &str, project: &str, sandbox: &str, key: &str, says: &str) {
+        let err = load(provider, project, sandbox).expect_err("refused");
+        assert_eq!(err.key(), Some(key), "{err}");
+        assert!(err.to_string().contains(says), "{err}");
+    }
+
+    #[test]
+    fn the_agents_world_loads_from_the_config() {
+        let c = load(
+            "pass_env = [\"ANTHROPIC_API_KEY\"]\nallow_hosts = [\"api.anthropic.com\", \"192.0.2.7:8080\"]\n[providers.a.mcp_servers.docs]\ncommand = \"docs-mcp\"\nenv = [\"DOCS_TOKEN\"]",
+            "toolchains = [\"~/.cargo\"]\ncaches = [\"/var/cache/pip\"]\nsetup = [\"make deps\"]\nsetup_allow_hosts = [\"pypi.org\"]\ncopy_files = [\".env.local\"]",
+            "max_memory = \"2GiB\"\ncpu_quota = 1.5",
+        )
+        .unwrap();
+        let a = &c.providers["a"];
+        assert_eq!(a.pass_env, vec!["ANTHROPIC_API_KEY"]);
+        assert_eq!(a.allow_hosts.rules().len(), 2);
+        assert_eq!(a.mcp_servers[0].env, vec!["DOCS_TOKEN"]);
+        let env = &c.projects["demo"].environment;
+        assert_eq!(env.toolchains, vec!["~/.cargo"]);
+        assert_eq!(env.setup_timeout, Duration::from_secs(600));
+        assert_eq!(c.sandbox.limits.max_memory, Some(2 << 30));
+        assert_eq!(c.sandbox.limits.cpu_quota, Some(1.5));
+    }
+
+    #[test]
+    fn what_would_open_the_sandbox_is_refused_with_its_key() {
+        refused("network = \"allow\"", "", "", "providers.a.network", "allow_hosts = [");
+        refused(
+            "pass_env = [\"CHUM_API_TOKENS\"]",
+            "",
+            "",
+            "providers.a.pass_env",
+            "never passed",
+        );
+        refused(
+            "pass_env = [\"sk-ant-123=x\"]",
+            "",
+            "",
+            "providers.a.pass_env",
+            "names only",
+        );
+        refused("pass_env = [\"HOME\"]", "", "", "providers.a.pass_env", "set by CHUM");
+        refused(
+            "env = { CHUM_API_TOKENS = \"x\" }",
+            "",
+            "",
+            "providers.a.env",
+            "never given",
+        );
+        refused(
+            "allow_hosts = [\"https://api.anthropic.com\"]",
+            "",
+            "",
+            "providers.a.allow_hosts",
+            "is a URL",
+        );
+        refused(
+            "allow_hosts = [\"*\", \"a.com\"]",
+            "",
+            "",
+            "providers.a.allow_hosts",
+            "alone",
+        );
+        refused(
+            "network = \"deny\"\nallow_hosts = [\"a.com\"]",
+            "",
+            "",
+            "providers.a.network",
+            "contradict",
+        );
+        refused(
+            "[providers.a.mcp_servers.x]\nargs = []",
+            "",
+            "",
+            "providers.a.mcp_servers.x.command",
+            "required",
+        );
+        refused(
+            "",
+            "toolchains = [\"cargo\"]",
+            "",
+            "projects.demo.toolchains",
+            "absolute path",
+        );
+        refused(
+            "",
+            "copy_files = [\"../secret\"]",
+            "",
+            "projects.demo.copy_files",
+            "inside the repository",
+        );
+        refused(
+            "",
+            "setup_allow_hosts = [\"*.pypi.org\"]",
+            "",
+            "projects.demo.setup_allow_hosts",
+            "wildcards",
+        );
+        refused("", "", "max_memory = \"1MiB\"", "sandbox.max_memory", "too little");
+        refused(
+            "",
+            "",
+            "cpu_quota = -1.0",
+            "sandbox.cpu_quota",
+            "not a number of CPU cores",
+        );
+    }
 
     #[test]
     fn sizes_read_like_cgroups_write_them() {
