@@ -15,5 +15,5 @@ for file in crates/workflows/tests/histories/*.json; do
     name="$(basename "$file")"
     [[ " ${KEEP[*]} " == *" $name "* ]] || rm -f "$file"
 done
-CHUM_RECORD_HISTORIES=1 cargo test -p worker --test shark_paths --test learning --test dispatcher --test grooming --test monte_carlo --test faults --no-fail-fast -- --test-threads 2
+CHUM_RECORD_HISTORIES=1 cargo test -p worker --test shark_paths --test learning --test dispatcher --test grooming --test monte_carlo --test faults --test bad_input --test sandbox --no-fail-fast -- --test-threads 2
 ls -1 crates/workflows/tests/histories/

@@ -184,17 +184,27 @@ pub fn choose_provider(
     if role == Role::Executor && !swapped {
         return Ok(executor);
     }
+    // Cross-model: another model, not only another provider name (unless the configuration
+    // says `allow_same_model_review`).
     let (reviewers, mut missing) = installed(config, Role::Reviewer)?;
-    let reviewer = reviewers
-        .into_iter()
-        .find(|(p, _)| p.name != executor.0.name)
-        .ok_or_else(|| {
-            missing.push(format!(
-                "the executor is `{}` and the reviewer must differ",
-                executor.0.name
-            ));
-            not_installed(config, Role::Reviewer, &missing)
-        })?;
+    let differs = |p: &ProviderConfig| {
+        if config.allow_same_model_review {
+            p.name != executor.0.name
+        } else {
+            p.model_identity() != executor.0.model_identity()
+        }
+    };
+    let reviewer = reviewers.into_iter().find(|(p, _)| differs(p)).ok_or_else(|| {
+        missing.push(format!(
+            "the executor is `{}` and the reviewer must be another model",
+            executor.0.name
+        ));
+        not_installed(config, Role::Reviewer, &missing)
+    })?;
+    if config.allow_same_model_review && reviewer.0.model_identity() == executor.0.model_identity() {
+        tracing::warn!(executor = %executor.0.name, reviewer = %reviewer.0.name,
+            "allow_same_model_review = true: the reviewer runs the same model as the executor");
+    }
     Ok(match (role, swapped) {
         (Role::Reviewer, false) | (Role::Executor, true) => reviewer,
         _ => executor,

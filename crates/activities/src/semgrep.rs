@@ -6,6 +6,11 @@
 //! that does not validate is quarantined (reported, left out, never failing the bead), and one
 //! engine call scans every changed file with every valid rule. Offline by construction: the
 //! engine does no network I/O (no metrics, no version check, no login).
+//!
+//! The gate fails closed: a file the engine could not scan (a timeout, an error, missing from
+//! what it scanned) is a failure with the reason, and so is a scan with every rule quarantined.
+//! Findings count only on lines the attempt added or changed (a baseline against its base commit,
+//! like `semgrep --baseline-commit`); the others are counted and left out.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -191,6 +196,88 @@ async fn run_engine(
     Ok((stdout, stderr, outcome.success()))
 }
 
+/// The changed files that exist (deleted ones are not scanned) and that the engine has an
+/// analyzer for.
+fn targets_of<'a>(changed_files: &'a [String], worktree: &Path) -> Vec<&'a String> {
+    changed_files
+        .iter()
+        .filter(|f| worktree.join(f).is_file() && language_of(f).is_some())
+        .collect()
+}
+
+/// Targets the engine did not scan in full: a per-file error (a timeout, out of memory, a parse
+/// failure: anything but partial parsing, which still scans the rest of the file) or missing
+/// from `paths.scanned`. Each is a reason the gate fails closed.
+fn unscanned(json: &Value, targets: &[&String]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for e in json["errors"].as_array().into_iter().flatten() {
+        let kind = e["error_type"].as_str().unwrap_or("error");
+        let Some(path) = e.pointer("/location/path").and_then(Value::as_str) else {
+            continue;
+        };
+        if kind == "PartialParsing" || out.iter().any(|(p, _)| p == path) {
+            continue;
+        }
+        let message = e["message"].as_str().unwrap_or_default().trim();
+        let why = if message.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}: {}", chum_core::text::excerpt(message, 200))
+        };
+        out.push((path.to_string(), why));
+    }
+    let scanned: Vec<&str> = json
+        .pointer("/paths/scanned")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    for target in targets {
+        if !scanned.contains(&target.as_str()) && !out.iter().any(|(p, _)| p == *target) {
+            out.push((target.to_string(), "the engine did not scan it".into()));
+        }
+    }
+    out
+}
+
+/// The lines each file's new version adds or changes relative to the base (from
+/// `git diff --unified=0`): `file -> [(first, last)]`, 1-based and inclusive.
+pub fn added_lines(unified_zero_diff: &str) -> HashMap<String, Vec<(u32, u32)>> {
+    let mut out: HashMap<String, Vec<(u32, u32)>> = HashMap::new();
+    let mut file: Option<String> = None;
+    for line in unified_zero_diff.lines() {
+        if let Some(path) = line.strip_prefix("+++ ") {
+            file = path.strip_prefix("b/").map(str::to_string);
+        } else if let (Some(hunk), Some(f)) = (line.strip_prefix("@@ "), &file) {
+            // "@@ -a,b +c,d @@": the new side starts at c and spans d lines (1 when absent).
+            let Some(new_side) = hunk.split_whitespace().find(|p| p.starts_with('+')) else {
+                continue;
+            };
+            let mut parts = new_side[1..].split(',');
+            let start: u32 = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            let count: u32 = parts.next().and_then(|n| n.parse().ok()).unwrap_or(1);
+            if count > 0 {
+                out.entry(f.clone()).or_default().push((start, start + count - 1));
+            }
+        }
+    }
+    out
+}
+
+/// Findings on lines the attempt added or changed; the rest were there before (returned second).
+pub fn only_new_findings(
+    findings: Vec<SemgrepFinding>,
+    added: &HashMap<String, Vec<(u32, u32)>>,
+) -> (Vec<SemgrepFinding>, usize) {
+    let (new, old): (Vec<_>, Vec<_>) = findings.into_iter().partition(|f| {
+        added
+            .get(&f.file)
+            .is_some_and(|ranges| ranges.iter().any(|(a, b)| (*a..=*b).contains(&f.line)))
+    });
+    (new, old.len())
+}
+
 /// Rule validation results by content, so each file is checked once per worker.
 #[derive(Default)]
 pub struct ValidationCache {
@@ -289,10 +376,17 @@ pub struct ScanOutcome {
     pub duration: Duration,
     /// The engine's raw JSON, for the artifact store.
     pub raw: String,
+    /// Targets the engine did not scan, and why (a timeout, an error, left out of `paths.scanned`).
+    pub not_scanned: Vec<(String, String)>,
 }
 
+/// The engine's limit per file and rule (a file it reaches is not scanned: the gate fails).
+pub const FILE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Validates the rule files (quarantining the invalid ones) and scans `changed_files` (relative
-/// to `worktree`) with the rest, in one engine call.
+/// to `worktree`) with the rest, in one engine call, within `timeout` in all and `file_timeout`
+/// per file.
+#[allow(clippy::too_many_arguments)]
 pub async fn scan(
     core: &Path,
     cache: &ValidationCache,
@@ -301,6 +395,7 @@ pub async fn scan(
     changed_files: &[String],
     work: &Path,
     timeout: Duration,
+    file_timeout: Duration,
 ) -> Result<ScanOutcome, String> {
     let started = Instant::now();
     std::fs::create_dir_all(work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
@@ -317,9 +412,8 @@ pub async fn scan(
         }
     }
     outcome.rule_files = valid.len();
-    let targets: Vec<Value> = changed_files
-        .iter()
-        .filter(|f| worktree.join(f).is_file())
+    let targets: Vec<Value> = targets_of(changed_files, worktree)
+        .into_iter()
         .filter_map(|f| language_of(f).map(|lang| (f, lang)))
         .map(|(f, lang)| {
             serde_json::json!(["CodeTarget", {"path": {"fpath": f, "ppath": format!("/{f}")}, "analyzer": lang, "products": ["sast"]}])
@@ -343,11 +437,18 @@ pub async fn scan(
         targets_file.display().to_string(),
         "-json".to_string(),
     ]);
-    args.extend(["-timeout".to_string(), "10".to_string()]);
+    args.extend(["-timeout".to_string(), format!("{}", file_timeout.as_secs_f64())]);
     // Targets are relative to the worktree, so the engine runs there; its output goes to `work`.
-    let (stdout, stderr, _) = run_engine(core, args, worktree, work, timeout).await?;
+    let (stdout, stderr, exited_ok) = run_engine(core, args, worktree, work, timeout).await?;
     let json = engine_json(&stdout)
         .ok_or_else(|| format!("semgrep-core gave no JSON: {}", chum_core::text::excerpt(&stderr, 300)))?;
+    if !exited_ok {
+        return Err(format!(
+            "semgrep-core failed: {}",
+            chum_core::text::tail_excerpt(&stderr, 300)
+        ));
+    }
+    outcome.not_scanned = unscanned(&json, &targets_of(changed_files, worktree));
     for r in json["results"].as_array().into_iter().flatten() {
         outcome.findings.push(SemgrepFinding {
             rule_id: r["check_id"].as_str().unwrap_or_default().to_string(),
@@ -369,4 +470,57 @@ pub async fn scan(
     outcome.raw = stdout;
     outcome.duration = started.elapsed();
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(file: &str, line: u32) -> SemgrepFinding {
+        SemgrepFinding {
+            rule_id: "r".into(),
+            file: file.into(),
+            line,
+            ..SemgrepFinding::default()
+        }
+    }
+
+    #[test]
+    fn only_findings_on_added_or_changed_lines_count() {
+        let diff = "diff --git a/calc.py b/calc.py\n--- a/calc.py\n+++ b/calc.py\n@@ -3,0 +4,2 @@ def add\n+x\n+y\n@@ -9 +11 @@\n-a\n+b\ndiff --git a/new.py b/new.py\n--- /dev/null\n+++ b/new.py\n@@ -0,0 +1,3 @@\n+1\n+2\n+3\ndiff --git a/gone.py b/gone.py\n--- a/gone.py\n+++ /dev/null\n@@ -1,2 +0,0 @@\n-a\n-b\n";
+        let added = added_lines(diff);
+        assert_eq!(added["calc.py"], vec![(4, 5), (11, 11)]);
+        assert_eq!(added["new.py"], vec![(1, 3)]);
+        assert!(!added.contains_key("gone.py"));
+        let (new, old) = only_new_findings(
+            vec![
+                finding("calc.py", 4),
+                finding("calc.py", 2),
+                finding("calc.py", 11),
+                finding("new.py", 3),
+                finding("other.py", 1),
+            ],
+            &added,
+        );
+        assert_eq!(
+            new.iter().map(|f| (f.file.as_str(), f.line)).collect::<Vec<_>>(),
+            [("calc.py", 4), ("calc.py", 11), ("new.py", 3)]
+        );
+        assert_eq!(old, 2, "pre-existing findings are counted");
+    }
+
+    #[test]
+    fn a_file_the_engine_timed_out_on_or_did_not_scan_is_unscanned() {
+        // What semgrep-core 1.182 printed for a per-file timeout (recorded here).
+        let json: Value = serde_json::from_str(r#"{"results": [], "errors": [{"error_type": "Timeout", "severity": "warn", "message": "", "location": {"path": "big.py", "start": {"line": 1, "col": 1, "offset": 0}, "end": {"line": 1, "col": 1, "offset": 0}}, "rule_id": "chum.python.eval-exec"}, {"error_type": "PartialParsing", "severity": "warn", "message": "", "location": {"path": "ok.py"}}], "paths": {"scanned": ["big.py", "ok.py"]}}"#).unwrap();
+        let (big, ok, lost) = ("big.py".to_string(), "ok.py".to_string(), "lost.py".to_string());
+        let out = unscanned(&json, &[&big, &ok, &lost]);
+        assert_eq!(
+            out,
+            vec![
+                ("big.py".to_string(), "Timeout".to_string()),
+                ("lost.py".to_string(), "the engine did not scan it".to_string())
+            ]
+        );
+    }
 }

@@ -25,7 +25,7 @@ use chum_core::proto::{
     ReviewReport, ReviewRequest, RunRecord, RunRecorded, RunRef, SemgrepReport, SemgrepRequest, UpdateBeadRequest,
     UpdateBeadResult,
 };
-use chum_core::review::parse_verdict;
+use chum_core::review::{AddedLines, check_evidence, parse_verdict};
 use chum_core::text::excerpt;
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
@@ -35,11 +35,11 @@ use crate::agent::{AgentRequest, AgentSetupError, Liveness, run_agent};
 use crate::artifacts::RunArtifacts;
 use crate::git::{GitError, WorktreeGit};
 use crate::project_command::{CommandError, ProjectCommand, run_project_command};
-use crate::semgrep::{ValidationCache, locate_core, rule_files, scan};
+use crate::semgrep::{ValidationCache, added_lines, locate_core, only_new_findings, rule_files, scan};
 use crate::store::{LessonStore, StoreError};
 use crate::workspace::{
-    AttemptWorktree, RepoProblem, prepare_plan_worktree, prepare_worktree, remove_worktree, resume_worktree,
-    stage_changes,
+    AttemptWorktree, RepoProblem, hold_to_tree, prepare_plan_worktree, prepare_worktree, record_candidate,
+    remove_worktree, resume_worktree, stage_changes,
 };
 
 /// Characters of diff a reviewer sees in its prompt; the whole diff is an artifact.
@@ -415,6 +415,16 @@ impl SharkSteps {
             Err(e) => return Err(repo_error(e.into())),
         };
         let changes = stage_changes(&git, &worktree.base_commit).await.map_err(repo_error)?;
+        report.tree = record_candidate(
+            &git,
+            &run.bead_id,
+            req.attempt,
+            req.handoff,
+            req.candidate,
+            &worktree.base_commit,
+        )
+        .await
+        .map_err(repo_error)?;
         let diff_path = artifacts
             .write(&format!("{name}.diff"), changes.diff.as_bytes())
             .await
@@ -451,6 +461,17 @@ impl SharkSteps {
                 ..ReviewReport::default()
             });
         }
+        // The reviewer sees exactly the tree the execution staged.
+        let mut discarded = match hold_to_tree(&project.repo, &worktree, &req.tree).await {
+            Ok(changed) => changed,
+            Err(RepoProblem::Git(tampered @ GitError::Tampered { .. })) => {
+                return Ok(ReviewReport {
+                    error: tampered.to_string(),
+                    ..ReviewReport::default()
+                });
+            }
+            Err(e) => return Err(repo_error(e)),
+        };
         let git = match WorktreeGit::open(&project.repo, &worktree).await {
             Ok(git) => git,
             Err(tampered @ GitError::Tampered { .. }) => {
@@ -515,9 +536,31 @@ impl SharkSteps {
         if outcome.cancelled {
             return Err(ActivityError::cancelled());
         }
+        // What the reviewer wrote in the worktree is not part of the work: discarded, reported.
+        match hold_to_tree(&project.repo, &worktree, &req.tree).await {
+            Ok(changed) => discarded.extend(changed),
+            Err(RepoProblem::Git(tampered @ GitError::Tampered { .. })) => {
+                return Ok(ReviewReport {
+                    error: tampered.to_string(),
+                    agent: Some(outcome.summary),
+                    ..ReviewReport::default()
+                });
+            }
+            Err(e) => return Err(repo_error(e)),
+        }
+        if !discarded.is_empty() {
+            tracing::warn!(
+                ?discarded,
+                "the reviewer changed the worktree; its changes are discarded"
+            );
+        }
         let (verdict, error) = match outcome.answer {
+            // Each criterion's evidence is checked against the real diff (fail-closed).
             Ok(answer) => match parse_verdict(&answer.text) {
-                Ok(v) => (Some(v), String::new()),
+                Ok(v) => (
+                    Some(check_evidence(v, &plan, &AddedLines::from_diff(&diff))),
+                    String::new(),
+                ),
                 Err(e) => (None, e),
             },
             Err(e) => (None, e),
@@ -530,10 +573,13 @@ impl SharkSteps {
             agent: Some(outcome.summary),
             diff_artifact: diff_path.display().to_string(),
             diff_trimmed: !trimmed_note.is_empty(),
+            discarded,
         })
     }
 
     /// Scans the files the attempt changed with the valid rules; invalid rule files are quarantined.
+    /// Fails closed: a file the engine could not scan (after one retry) and a scan with every rule
+    /// quarantined are findings; findings on lines the attempt did not touch are left out.
     pub async fn semgrep_impl(&self, req: SemgrepRequest) -> Result<SemgrepReport, ActivityError> {
         let run = req.run.clone().unwrap_or_default();
         let project = self.project(&run)?;
@@ -541,18 +587,43 @@ impl SharkSteps {
         let artifacts = self.artifacts(&run);
         let rules = rule_files(&self.config.state_dir, &project.repo)
             .map_err(|e| retryable(format!("cannot prepare the rule files: {e}")))?;
+        let worktree = Path::new(&req.worktree);
+        // Semgrep scans exactly the tree the execution staged.
+        match hold_to_tree(&project.repo, worktree, &req.tree).await {
+            Ok(changed) if !changed.is_empty() => {
+                tracing::warn!(
+                    ?changed,
+                    "the worktree had changed since the execution; put back before scanning"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => return Err(repo_error(e)),
+        }
         let work = artifacts.dir().join(format!("semgrep-{}-{}", req.attempt, req.handoff));
-        let scan = scan(
-            &core,
-            &self.semgrep_cache,
-            &rules,
-            Path::new(&req.worktree),
-            &req.changed_files,
-            &work,
-            self.config.semgrep.timeout,
-        )
-        .await
-        .map_err(retryable)?;
+        let changed_files = &req.changed_files;
+        let run_scan = |work: PathBuf| {
+            let (core, rules) = (core.clone(), rules.clone());
+            async move {
+                scan(
+                    &core,
+                    &self.semgrep_cache,
+                    &rules,
+                    worktree,
+                    changed_files,
+                    &work,
+                    self.config.semgrep.timeout,
+                    crate::semgrep::FILE_TIMEOUT,
+                )
+                .await
+                .map_err(retryable)
+            }
+        };
+        let mut scan = run_scan(work.clone()).await?;
+        if !scan.not_scanned.is_empty() {
+            // Once more: a timeout on a loaded machine may not happen twice.
+            tracing::warn!(not_scanned = ?scan.not_scanned, "semgrep could not scan some files; scanning again");
+            scan = run_scan(work.join("retry")).await?;
+        }
         let artifact = artifacts
             .write(
                 &format!("semgrep-{}-{}.json", req.attempt, req.handoff),
@@ -563,17 +634,69 @@ impl SharkSteps {
         for q in &scan.quarantined {
             tracing::warn!(file = %q.file, reason = %q.reason, "semgrep rule file quarantined");
         }
-        tracing::info!(bead = %run.bead_id, findings = scan.findings.len(), files = scan.files_scanned,
+        let (mut findings, preexisting) = match self.lines_added(project, worktree).await {
+            Ok(added) => only_new_findings(std::mem::take(&mut scan.findings), &added),
+            Err(problem) => {
+                let mut all = std::mem::take(&mut scan.findings);
+                all.push(closed_finding("", &problem));
+                (all, 0)
+            }
+        };
+        for (file, why) in &scan.not_scanned {
+            findings.push(closed_finding(
+                file,
+                &format!("Semgrep could not scan this file ({why}), so the gate fails closed; make the file smaller or simpler, or raise [semgrep] timeout"),
+            ));
+        }
+        if scan.rule_files == 0 && !rules.is_empty() {
+            findings.push(closed_finding(
+                "",
+                "every rule file is quarantined, so the gate checked nothing and fails closed; fix the rule files named in the run's quarantine list",
+            ));
+        }
+        tracing::info!(bead = %run.bead_id, findings = findings.len(), preexisting, files = scan.files_scanned,
             ms = scan.duration.as_millis() as u64, "semgrep scanned");
         Ok(SemgrepReport {
-            passed: scan.findings.is_empty(),
-            findings: scan.findings,
+            passed: findings.is_empty(),
+            findings,
             quarantined: scan.quarantined,
             duration_ms: scan.duration.as_millis() as u64,
             rule_files: scan.rule_files as u32,
             files_scanned: scan.files_scanned as u32,
             artifact: artifact.display().to_string(),
+            preexisting_ignored: preexisting as u32,
+            not_scanned: scan.not_scanned.iter().map(|(f, why)| format!("{f}: {why}")).collect(),
         })
+    }
+
+    /// What the attempt's staged changes add or change, per file, relative to where its branch
+    /// left the base (the Semgrep baseline). `Err` when it cannot be told: then every finding counts.
+    async fn lines_added(
+        &self,
+        project: &ProjectConfig,
+        worktree: &Path,
+    ) -> Result<std::collections::HashMap<String, Vec<(u32, u32)>>, String> {
+        let git = WorktreeGit::open(&project.repo, worktree)
+            .await
+            .map_err(|e| e.to_string())?;
+        let base_ref = format!("refs/heads/{}", project.base_branch);
+        let base = git
+            .git(&["merge-base", "HEAD", &base_ref])
+            .await
+            .map_err(|e| e.to_string())?;
+        let diff = git
+            .git(&[
+                "diff",
+                "--cached",
+                "--unified=0",
+                "--no-color",
+                "--no-textconv",
+                "--no-ext-diff",
+                &base,
+            ])
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(added_lines(&diff))
     }
 
     pub async fn run_dod_impl(&self, req: DodRequest, liveness: &impl Liveness) -> Result<DodReport, ActivityError> {
@@ -599,6 +722,19 @@ impl SharkSteps {
             passed: true,
             ..DodReport::default()
         };
+        // The DoD tests exactly the tree the execution staged (and the review saw).
+        let held = hold_to_tree(&project.repo, &worktree, &req.tree).await;
+        if let Err(RepoProblem::Git(tampered @ GitError::Tampered { .. })) = &held {
+            report.passed = false;
+            report.checks.push(DodCheck {
+                command: "(worktree)".into(),
+                exit_code: -1,
+                output_excerpt: tampered.to_string(),
+                ..DodCheck::default()
+            });
+            return Ok(report);
+        }
+        report.discarded = held.map_err(repo_error)?;
         for (i, command) in project.dod.iter().enumerate() {
             let remaining = budget.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
             let run = run_project_command(
@@ -637,7 +773,21 @@ impl SharkSteps {
             }
         }
         report.duration_ms = started.elapsed().as_millis() as u64;
-        tracing::info!(bead = %run.bead_id, attempt = req.attempt, passed = report.passed, "definition of done ran");
+        // What the commands wrote in the worktree is not part of the work: discarded, reported.
+        match hold_to_tree(&project.repo, &worktree, &req.tree).await {
+            Ok(changed) => report.discarded.extend(changed),
+            Err(RepoProblem::Git(tampered @ GitError::Tampered { .. })) => {
+                report.passed = false;
+                report.checks.push(DodCheck {
+                    command: "(worktree)".into(),
+                    exit_code: -1,
+                    output_excerpt: tampered.to_string(),
+                    ..DodCheck::default()
+                });
+            }
+            Err(e) => return Err(repo_error(e)),
+        }
+        tracing::info!(bead = %run.bead_id, attempt = req.attempt, passed = report.passed, discarded = ?report.discarded, "definition of done ran");
         Ok(report)
     }
 
@@ -780,6 +930,17 @@ impl SharkActivitiesImpl {
     ) -> Result<UpdateBeadResult, ActivityError> {
         let span = activity_span(&ctx, req.run.as_ref());
         supervised(&ctx, span, async move { self.steps().update_bead_impl(req).await }).await
+    }
+}
+
+/// A Semgrep finding that fails the gate closed (the engine could not check something).
+fn closed_finding(file: &str, message: &str) -> chum_core::proto::SemgrepFinding {
+    chum_core::proto::SemgrepFinding {
+        rule_id: "chum.semgrep-fails-closed".into(),
+        file: file.to_string(),
+        line: 0,
+        message: message.to_string(),
+        severity: "ERROR".into(),
     }
 }
 

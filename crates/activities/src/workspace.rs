@@ -82,6 +82,10 @@ pub async fn check_repository(project: &ProjectConfig) -> Result<String, RepoPro
         })
 }
 
+fn short_hash(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
+
 /// Keeps CHUM's own directory out of the project's `git status` without touching tracked files.
 async fn exclude_chum_dir(repo: &Path) -> Result<(), RepoProblem> {
     let common = git(repo, &["rev-parse", "--git-common-dir"]).await?;
@@ -294,6 +298,95 @@ pub async fn stage_changes(worktree: &WorktreeGit, base_commit: &str) -> Result<
     })
 }
 
+/// Records the tree the attempt's execution staged: a commit of it on top of the base, under
+/// `refs/chum/candidates/<bead>/...` (so the tree outlives the worktree), and returns the tree's
+/// hash. The gates check exactly this tree and integration commits exactly it.
+pub async fn record_candidate(
+    wt: &WorktreeGit,
+    bead_id: &str,
+    attempt: u32,
+    handoff: u32,
+    candidate: u32,
+    base_commit: &str,
+) -> Result<String, RepoProblem> {
+    let tree = wt.git(&["write-tree"]).await?;
+    let message = format!("CHUM candidate: {bead_id} attempt {attempt} redo {handoff}");
+    let commit = wt
+        .git(&["commit-tree", &tree, "-p", base_commit, "-m", &message])
+        .await?;
+    let name = format!("refs/chum/candidates/{bead_id}/{attempt}-{handoff}-c{candidate}");
+    wt.git(&["update-ref", &name, &commit]).await?;
+    Ok(tree)
+}
+
+/// What differs between the worktree and `tree`: changed, deleted and new paths (what git
+/// ignores, CHUM's `.beads/` and the project's excluded files aside). Empty when it is the tree.
+pub async fn drift(wt: &WorktreeGit, tree: &str) -> Result<Vec<String>, RepoProblem> {
+    let mut changed = Vec::new();
+    if wt.git(&["write-tree"]).await? != tree {
+        changed.push("(the staged index)".to_string());
+    }
+    let status = wt
+        .git(&[
+            "status",
+            "--porcelain=v1",
+            "-z",
+            "--untracked-files=all",
+            "--no-renames",
+            "--",
+            ".",
+        ])
+        .await?;
+    for entry in status.split('\0').filter(|e| e.len() > 3) {
+        let path = &entry[3..];
+        if !path.starts_with(".beads/") {
+            changed.push(path.to_string());
+        }
+    }
+    // Against the tree, not only the index (the index itself may have moved).
+    let diff = wt
+        .git(&[
+            "diff",
+            "--name-only",
+            "-z",
+            "--no-renames",
+            "--no-textconv",
+            "--no-ext-diff",
+            tree,
+        ])
+        .await?;
+    for path in diff.split('\0').filter(|p| !p.is_empty() && !p.starts_with(".beads/")) {
+        if !changed.iter().any(|c| c == path) {
+            changed.push(path.to_string());
+        }
+    }
+    Ok(changed)
+}
+
+/// Puts the worktree back to `tree`: index and tracked files from it, new files removed (what git
+/// ignores and what CHUM excludes, e.g. a setup's venv, stay).
+pub async fn restore(wt: &WorktreeGit, tree: &str) -> Result<(), RepoProblem> {
+    wt.git(&["read-tree", "--reset", "-u", tree]).await?;
+    wt.git(&["checkout-index", "-a", "-f"]).await?;
+    wt.git(&["clean", "-f", "-d", "-q", "--", ".", ":(exclude).beads"])
+        .await?;
+    Ok(())
+}
+
+/// Checks the worktree is `tree` and, where it is not, says what differed and puts it back. An
+/// empty `tree` (a run recorded before trees were kept) is not checked.
+pub async fn hold_to_tree(repo: &Path, worktree: &Path, tree: &str) -> Result<Vec<String>, RepoProblem> {
+    if tree.is_empty() || !worktree.is_dir() {
+        return Ok(Vec::new());
+    }
+    let wt = WorktreeGit::open(repo, worktree).await?;
+    let changed = drift(&wt, tree).await?;
+    if !changed.is_empty() {
+        restore(&wt, tree).await?;
+    }
+    Ok(changed)
+}
+
 fn commit_message(req: &IntegrateRequest, key: &str) -> String {
     let bead = req.bead.clone().unwrap_or_default();
     let plan = req.plan.clone().unwrap_or_default();
@@ -395,13 +488,30 @@ pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Resul
             );
             return Ok(report);
         };
+        // The merged tree is the reviewed tree is the tested tree: the index must still be it.
+        if !req.tree.is_empty() {
+            let staged = wt.git(&["write-tree"]).await?;
+            if staged != req.tree {
+                report.problem = format!(
+                    "the staged tree {} is not the tree the gates passed ({}); nothing was committed",
+                    short_hash(&staged),
+                    short_hash(&req.tree)
+                );
+                return Ok(report);
+            }
+        }
         // The index as the attempt's execution staged it (`stage_changes`): what the reviewer
         // saw and the gates checked. Whatever the review or the DoD left in the worktree since
         // (build output, caches, edits) is not added.
         let message = commit_message(req, &key);
         wt.git(&["commit", "-q", "--allow-empty", "--no-verify", "-m", &message])
             .await?;
-        wt.git(&["rev-parse", "HEAD"]).await?
+        let commit = wt.git(&["rev-parse", "HEAD"]).await?;
+        if !req.tree.is_empty() && wt.git(&["rev-parse", "HEAD^{tree}"]).await? != req.tree {
+            report.problem = format!("commit {commit} does not hold the tree the gates passed");
+            return Ok(report);
+        }
+        commit
     };
     report.commit = commit.clone();
     if req.partial || project.integration == IntegrationPolicy::Branch {
@@ -716,6 +826,7 @@ mod tests {
             approved_by: "alice".into(),
             partial: false,
             candidate: 0,
+            tree: String::new(),
         }
     }
 

@@ -189,8 +189,8 @@ fn two_providers(command: &str, output: &str, env: &str, home: &Path, addr: &str
         home.display().to_string()
     );
     format!(
-        "[providers.main]\ncommand = {command}\noutput = \"{output}\"\nenv = {env}\n{sandbox}\
-         [providers.other]\ncommand = {command}\noutput = \"{output}\"\nenv = {env}\n{sandbox}"
+        "[providers.main]\ncommand = {command}\noutput = \"{output}\"\nmodel = \"scripted-main\"\nenv = {env}\n{sandbox}\
+         [providers.other]\ncommand = {command}\noutput = \"{output}\"\nmodel = \"scripted-other\"\nenv = {env}\n{sandbox}"
     )
 }
 
@@ -291,7 +291,7 @@ edits = [
 [[step]]
 role = "reviewer"
 expect_prompt_contains = ["+def multiply(a, b):"]
-answer = '{"approved": true, "findings": [], "criteria": [{"criterion": "multiply(3, 4) == 12", "met": true, "evidence": "test_multiply.py asserts it"}]}'
+answer = '{"approved": true, "findings": [], "criteria": [{"index": 1, "criterion": "multiply(3, 4) == 12", "met": true, "evidence": "test_multiply.py:3"}]}'
 "#;
 
 /// Runs an execute and a review phase through CHUM's activities; returns the executor's usage.

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use chum_activities::semgrep::{SHIPPED_RULES, ValidationCache, rule_files, scan, validate_rule_file};
+use chum_activities::semgrep::{FILE_TIMEOUT, SHIPPED_RULES, ValidationCache, rule_files, scan, validate_rule_file};
 
 fn core() -> PathBuf {
     let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/venv/lib");
@@ -88,6 +88,7 @@ async fn a_scan_reports_findings_on_changed_files_only_and_quarantines_bad_rules
         &changed,
         &dir.path().join("w1"),
         TIMEOUT,
+        FILE_TIMEOUT,
     )
     .await
     .unwrap();
@@ -118,6 +119,7 @@ async fn a_scan_reports_findings_on_changed_files_only_and_quarantines_bad_rules
         &changed,
         &dir.path().join("w2"),
         TIMEOUT,
+        FILE_TIMEOUT,
     )
     .await
     .unwrap();
@@ -128,4 +130,37 @@ async fn a_scan_reports_findings_on_changed_files_only_and_quarantines_bad_rules
         started.elapsed()
     );
     assert_eq!(second.findings.len(), 2);
+}
+
+/// A file the engine cannot scan within its per-file limit is reported as not scanned (the gate
+/// then fails closed) instead of silently passing: here the limit is made tiny for a large file.
+#[tokio::test]
+async fn a_file_the_engine_times_out_on_is_not_scanned_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let big: String = (0..20_000)
+        .map(|i| format!("def f{i}(a):\n    return eval(a) + f{}(a)\n", i + 1))
+        .collect();
+    std::fs::write(repo.join("big.py"), big).unwrap();
+    let rules = rule_files(&dir.path().join("state"), &repo).unwrap();
+    let outcome = scan(
+        &core(),
+        &ValidationCache::default(),
+        &rules,
+        &repo,
+        &["big.py".to_string()],
+        &dir.path().join("w"),
+        TIMEOUT,
+        Duration::from_millis(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.not_scanned.len(), 1, "{:?}", outcome.not_scanned);
+    assert_eq!(outcome.not_scanned[0].0, "big.py");
+    assert!(
+        outcome.not_scanned[0].1.contains("Timeout"),
+        "{:?}",
+        outcome.not_scanned
+    );
 }

@@ -80,7 +80,7 @@ pub async fn create(config: &ChumConfig, project: &str, args: CreateArgs<'_>) ->
             .iter()
             .map(|d| (d.clone(), "blocks".to_string()))
             .collect(),
-        created_by: std::env::var("USER").unwrap_or_else(|_| "chum".to_string()),
+        created_by: crate::os_user(),
     };
     let id = backlog.create(&new).await.map_err(anyhow::Error::msg)?;
     println!("created {id}: {title}");
@@ -196,7 +196,7 @@ pub async fn pause_or_resume(client: &Client, config: &ChumConfig, project: &str
     // Fails with a clear message when there is no dispatcher.
     dispatcher_status(client, config, project).await?;
     let handle = client.get_workflow_handle::<DispatcherRun>(id.clone());
-    let by = serde_json::json!({"by": std::env::var("USER").unwrap_or_else(|_| "cli".into())});
+    let by = serde_json::json!({"by": crate::os_user()});
     let sent = if pause {
         handle
             .signal(

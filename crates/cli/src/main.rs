@@ -56,7 +56,7 @@ enum Command {
     Approve {
         /// Bead id or workflow id.
         target: String,
-        /// Who approves (default: $USER).
+        /// Who approves, when not the OS user running `chum` (that user is recorded either way).
         #[arg(long)]
         by: Option<String>,
         /// A note for the record.
@@ -648,9 +648,12 @@ impl Session {
 
     async fn decide(&self, target: &str, approved: bool, feedback: String, by: Option<String>) -> Result<ExitCode> {
         let id = self.workflow_id(target)?;
-        let by = by
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "cli".to_string());
+        // The OS account deciding is on record whatever --by says (it is free text).
+        let user = os_user();
+        let by = match by.map(|b| b.trim().to_string()).filter(|b| !b.is_empty()) {
+            Some(name) if name != user => format!("{name} (OS user {user})"),
+            _ => user,
+        };
         let decision = worker::control::Decision {
             approved,
             feedback,
@@ -810,5 +813,23 @@ impl Session {
         } else {
             ExitCode::from(1)
         })
+    }
+}
+
+/// The OS user running this command, from the password database (not `$USER`, which anyone can
+/// set); the numeric uid when it has no entry.
+pub(crate) fn os_user() -> String {
+    // SAFETY: getpwuid_r writes the entry into `entry` and its strings into `buf`, both ours and
+    // alive for the call; `found` is null or points at `entry`.
+    unsafe {
+        let uid = libc::geteuid();
+        let mut entry: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found);
+        if rc == 0 && !found.is_null() && !entry.pw_name.is_null() {
+            return std::ffi::CStr::from_ptr(entry.pw_name).to_string_lossy().into_owned();
+        }
+        format!("uid {uid}")
     }
 }

@@ -39,9 +39,9 @@ pub fn parse_gate_decision(raw: &Value) -> Result<GateDecision, String> {
     };
     let text = |key: &str| -> Result<String, String> {
         match map.get(key) {
-            None | Some(Value::Null) => Ok(String::new()),
+            None => Ok(String::new()),
             Some(Value::String(s)) => Ok(s.trim().to_string()),
-            Some(other) => Err(format!("\"{key}\" must be a string, got {}", kind(other))),
+            Some(other) => Err(format!("\"{key}\" must be a string (or left out), got {}", kind(other))),
         }
     };
     Ok(GateDecision {
@@ -49,6 +49,41 @@ pub fn parse_gate_decision(raw: &Value) -> Result<GateDecision, String> {
         feedback: text("feedback")?,
         by: text("by")?,
     })
+}
+
+/// The strict form of a decision, for what a JSON map cannot see: a key given twice.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct StrictDecision {
+    approved: bool,
+    #[serde(default)]
+    feedback: String,
+    #[serde(default)]
+    by: String,
+}
+
+/// Checks an `approve` payload as sent, byte for byte: valid UTF-8 JSON, no key twice (a map
+/// keeps the last value, so `{"approved": false, "approved": true}` would approve), then
+/// [`parse_gate_decision`]'s rules.
+pub fn parse_gate_payload(bytes: &[u8]) -> Result<GateDecision, String> {
+    if bytes.len() > MAX_SIGNAL_BYTES {
+        return Err(format!(
+            "payload is {} bytes; the limit is {MAX_SIGNAL_BYTES}",
+            bytes.len()
+        ));
+    }
+    let json: Value = serde_json::from_slice(bytes).map_err(|e| format!("payload is not valid JSON: {e}"))?;
+    let decision = parse_gate_decision(&json)?;
+    if let Err(e) = serde_json::from_slice::<StrictDecision>(bytes) {
+        let text = e.to_string();
+        if text.starts_with("duplicate field") {
+            let field = text.split('`').nth(1).unwrap_or("a field");
+            return Err(format!("\"{field}\" is given twice; send each field once"));
+        }
+        return Err(format!("payload is not a decision: {text}"));
+    }
+    Ok(decision)
 }
 
 fn kind(v: &Value) -> String {
@@ -88,6 +123,14 @@ mod tests {
             (json!({"approved": "true"}), "must be true or false"),
             (json!({"approved": 1}), "must be true or false"),
             (json!({"approved": true, "by": 7}), "\"by\" must be a string"),
+            (
+                json!({"approved": true, "by": null}),
+                "\"by\" must be a string (or left out), got null",
+            ),
+            (
+                json!({"approved": true, "feedback": null}),
+                "\"feedback\" must be a string",
+            ),
             (json!({"approved": true, "aproved": true}), "unknown field \"aproved\""),
             (
                 json!({"approved": true, "feedback": "x".repeat(MAX_SIGNAL_BYTES)}),
@@ -98,5 +141,21 @@ mod tests {
             let err = parse_gate_decision(&payload).expect_err("must be refused");
             assert!(err.contains(reason), "{payload}: {err}");
         }
+    }
+
+    #[test]
+    fn payloads_are_checked_as_sent_so_a_repeated_key_never_approves() {
+        let err = parse_gate_payload(br#"{"approved": false, "approved": true}"#).unwrap_err();
+        assert!(err.contains("\"approved\" is given twice"), "{err}");
+        let err = parse_gate_payload(br#"{"approved": true, "by": "a", "by": "b"}"#).unwrap_err();
+        assert!(err.contains("\"by\" is given twice"), "{err}");
+        let err = parse_gate_payload(b"{\"approved\": true, \"by\": \"\xff\xfe\"}").unwrap_err();
+        assert!(err.contains("not valid JSON"), "{err}");
+        let err = parse_gate_payload(br#"{"approved": true, "by": null}"#).unwrap_err();
+        assert!(err.contains("got null"), "{err}");
+        let err = parse_gate_payload(br#"{"approved": true, "by": 12}"#).unwrap_err();
+        assert!(err.contains("must be a string"), "{err}");
+        let ok = parse_gate_payload(br#"{"approved": true, "by": "alice"}"#).unwrap();
+        assert!(ok.approved && ok.by == "alice");
     }
 }

@@ -127,7 +127,10 @@ pub fn reviewer_prompt(c: &ReviewContext<'_>) -> String {
     bead_section(&mut out, c.bead);
     let _ = writeln!(out, "\n## Approved plan\n{}", c.plan.summary);
     list(&mut out, "Steps", &c.plan.steps);
-    list(&mut out, "Acceptance criteria", &c.plan.acceptance_criteria);
+    let _ = writeln!(out, "\n### Acceptance criteria");
+    for (i, criterion) in c.plan.acceptance_criteria.iter().enumerate() {
+        let _ = writeln!(out, "{}. {criterion}", i + 1);
+    }
     list(&mut out, "Files", &c.plan.files);
     if !c.gates_so_far.trim().is_empty() {
         let _ = writeln!(out, "\n## Checks so far in this attempt\n{}", c.gates_so_far.trim());
@@ -150,10 +153,13 @@ pub fn reviewer_prompt(c: &ReviewContext<'_>) -> String {
     out.push_str(
         "\n## Answer format\nAnswer with exactly one JSON object and nothing else:\n\
          {\"approved\": true, \"findings\": [{\"severity\": \"error|warning|info\", \"file\": \"path\", \
-         \"line\": 1, \"message\": \"...\"}], \"criteria\": [{\"criterion\": \"<each acceptance criterion, \
-         copied exactly>\", \"met\": true, \"evidence\": \"where the diff shows it\"}]}\n\
-         Approve only when every acceptance criterion is met and you can point to the evidence in the diff. \
-         Report real problems as findings with severity \"error\"; they are sent back to be fixed.\n",
+         \"line\": 1, \"message\": \"...\"}], \"criteria\": [{\"index\": 1, \"criterion\": \"<the criterion>\", \
+         \"met\": true, \"evidence\": \"calc.py:6\"}]}\n\
+         List every acceptance criterion by its number, each with evidence of its own: a file:line of a \
+         line the diff adds or changes (e.g. calc.py:6 or calc.py:6-9), or one of its added lines quoted \
+         in backticks. Evidence is checked against the diff; a criterion without evidence that checks out \
+         counts as not met. Approve only when every criterion is met. Report real problems as findings \
+         with severity \"error\"; they are sent back to be fixed.\n",
     );
     out
 }
@@ -362,7 +368,7 @@ mod tests {
             retry_error: "the answer contains no JSON object",
         });
         for needle in [
-            "- slugify('A B') == 'a-b'",
+            "1. slugify('A B') == 'a-b'",
             "+def slugify(t):",
             "[diff trimmed",
             "semgrep: pass",

@@ -190,7 +190,7 @@ fn run(args: &Args) -> Result<ExitCode> {
                 "is_error": is_error,
                 "duration_ms": started.elapsed().as_millis() as u64,
                 "num_turns": 1,
-                "result": format!("{text}{shell_report}"),
+                "result": format!("{}{shell_report}", scenario::fill_from_prompt(&text, &prompt)),
                 "stop_reason": "end_turn",
                 "session_id": format!("scripted-{}-{}-{}", or_any(&call.role), or_any(&call.bead), call.attempt),
                 "total_cost_usd": usage.cost_usd,

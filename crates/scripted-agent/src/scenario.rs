@@ -29,6 +29,10 @@
 //!                              # model server only: call these tools first; `{tool_results}` in
 //!                              # the answer is replaced by what they returned
 //! ```
+//! `{added_line:N}` in an answer stands for the N-th line the diff in the prompt adds (counting
+//! lines of at least 8 non-blank characters), JSON-escaped: a scripted reviewer quotes the change
+//! it sees, as a model would, whatever the executor of the test wrote.
+//!
 //! The first matching step wins, so put specific steps before general ones.
 
 use std::path::{Component, Path};
@@ -284,6 +288,31 @@ impl Edit {
     }
 }
 
+/// Fills `{added_line:N}` in an answer from the diff in the prompt (see the module docs).
+pub fn fill_from_prompt(answer: &str, prompt: &str) -> String {
+    if !answer.contains("{added_line:") {
+        return answer.to_string();
+    }
+    let diff = prompt
+        .split("```diff")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap_or_default();
+    let added: Vec<&str> = diff
+        .lines()
+        .filter(|l| l.starts_with('+') && !l.starts_with("+++"))
+        .map(|l| l[1..].trim())
+        .filter(|l| l.chars().filter(|c| !c.is_whitespace()).count() >= 8)
+        .collect();
+    let mut out = answer.to_string();
+    for (i, line) in added.iter().enumerate() {
+        let escaped = serde_json::to_string(line).unwrap_or_default();
+        let escaped = escaped.trim_matches('"');
+        out = out.replace(&format!("{{added_line:{}}}", i + 1), escaped);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,5 +414,12 @@ mod tests {
         std::fs::write(&path, "[[step]]\nanswer = \"x\"\nhang = true\n").unwrap();
         let err = Scenario::load(&path).unwrap_err();
         assert!(format!("{err:#}").contains("exactly one"), "{err:#}");
+    }
+
+    #[test]
+    fn an_answer_quotes_the_lines_the_diff_in_the_prompt_adds() {
+        let prompt = "## The change\n```diff\n+++ b/calc.py\n+x = 1\n+def multiply(a, b):\n+    return \"a\" * b\n```\n";
+        let answer = fill_from_prompt(r#"{"e": "`{added_line:1}`", "f": "`{added_line:2}`"}"#, prompt);
+        assert_eq!(answer, r#"{"e": "`def multiply(a, b):`", "f": "`return \"a\" * b`"}"#);
     }
 }

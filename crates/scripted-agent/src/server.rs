@@ -291,6 +291,7 @@ async fn answer(st: &Served, api: Api, request: &Value) -> Response {
                         );
                         let _ = std::fs::write(dir.join(name), &results);
                     }
+                    let text = crate::scenario::fill_from_prompt(&text, &prompt);
                     api.stream(request, &usage, Reply::Text(text.replace("{tool_results}", &results)))
                 }
             },

@@ -181,16 +181,20 @@ impl ApiState {
                 "the audit log lock is poisoned",
             )
         })?;
-        writeln!(file, "{line}").and_then(|_| file.flush()).map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "audit_unavailable",
-                format!(
-                    "cannot write the audit log {}: {e}",
-                    self.config().api.audit_log.display()
-                ),
-            )
-        })
+        // On disk before the action it records is taken (see `audited`).
+        writeln!(file, "{line}")
+            .and_then(|_| file.flush())
+            .and_then(|_| file.sync_data())
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "audit_unavailable",
+                    format!(
+                        "cannot write the audit log {}: {e}",
+                        self.config().api.audit_log.display()
+                    ),
+                )
+            })
     }
 
     /// The caller of a control route: a valid token, or the refusal (recorded).
@@ -652,40 +656,42 @@ async fn decide(
 ) -> ApiResult {
     let action = if approved { "approve" } else { "reject" };
     let who = state.authorize_control(&headers, action, &id, remote)?;
-    let outcome = async {
-        let id = run_path(&id)?;
+    audited(&state, &who, action, &id, remote, async {
+        let run = run_path(&id)?;
         let parsed: DecisionBody = body(&body_bytes)?;
         let decision = Decision {
             approved,
             feedback: parsed.feedback,
             by: who.clone(),
         };
-        let receipt = control::decide(&state.client, &id, &decision).await?;
-        Ok::<_, ApiError>(json!({"workflow_id": id, "decision": action, "by": who, "plan_round": receipt.round, "confirmed": receipt.confirmed}))
-    }
-    .await;
-    audited(&state, &who, action, &id, remote, outcome)
+        let receipt = control::decide(&state.client, &run, &decision).await?;
+        Ok::<_, ApiError>(json!({"workflow_id": run, "decision": action, "by": who, "plan_round": receipt.round, "confirmed": receipt.confirmed}))
+    })
+    .await
 }
 
-/// Records the action's result, then answers with it.
-fn audited(
+/// Audit first: the request is written to the audit log (and synced) before the action is
+/// taken, and a log that cannot be written refuses the action, so no decision is ever taken
+/// unrecorded. The result follows in a second line; if that one cannot be written, the action
+/// stands (its request is on record) and the failure is logged.
+async fn audited(
     state: &ApiState,
     who: &str,
     action: &str,
     target: &str,
     remote: SocketAddr,
-    outcome: Result<Value, ApiError>,
+    act: impl std::future::Future<Output = Result<Value, ApiError>>,
 ) -> ApiResult {
-    match outcome {
-        Ok(value) => {
-            state.record(who, action, target, "ok", remote)?;
-            ok(value)
-        }
-        Err(e) => {
-            state.record(who, action, target, &format!("{}: {}", e.error, e.detail), remote)?;
-            Err(e)
-        }
+    state.record(who, action, target, "requested", remote)?;
+    let outcome = act.await;
+    let result = match &outcome {
+        Ok(_) => "ok".to_string(),
+        Err(e) => format!("{}: {}", e.error, e.detail),
+    };
+    if let Err(e) = state.record(who, action, target, &result, remote) {
+        tracing::error!(%action, %target, "the result of a recorded request could not be audited: {}", e.detail);
     }
+    outcome.and_then(ok)
 }
 
 async fn approve(
@@ -723,19 +729,18 @@ async fn cancel(
     bytes: Bytes,
 ) -> ApiResult {
     let who = state.authorize_control(&headers, "cancel", &id, remote)?;
-    let outcome = async {
-        let id = run_path(&id)?;
+    audited(&state, &who, "cancel", &id, remote, async {
+        let run = run_path(&id)?;
         let parsed: CancelBody = body(&bytes)?;
         let reason = if parsed.reason.trim().is_empty() {
             format!("cancelled by {who} through the API")
         } else {
             format!("cancelled by {who}: {}", parsed.reason.trim())
         };
-        control::cancel(&state.client, &id, &reason).await?;
-        Ok::<_, ApiError>(json!({"workflow_id": id, "cancel_requested": true, "reason": reason}))
-    }
-    .await;
-    audited(&state, &who, "cancel", &id, remote, outcome)
+        control::cancel(&state.client, &run, &reason).await?;
+        Ok::<_, ApiError>(json!({"workflow_id": run, "cancel_requested": true, "reason": reason}))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -779,6 +784,8 @@ async fn create_bead(
     bytes: Bytes,
 ) -> ApiResult {
     let who = state.authorize_control(&headers, "create_bead", "-", remote)?;
+    // Audit first (see `audited`): the bead's id is known only once it exists.
+    state.record(&who, "create_bead", "-", "requested", remote)?;
     let outcome = async {
         let b: NewBeadBody = body(&bytes)?;
         let project = match &b.project {
@@ -859,17 +866,14 @@ async fn create_bead(
         Ok(json!({"project": project, "id": id, "workflow_id": workflow_id, "waiting": waiting}))
     }
     .await;
-    match outcome {
-        Ok(value) => {
-            let target = value["id"].as_str().unwrap_or("-").to_string();
-            state.record(&who, "create_bead", &target, "ok", remote)?;
-            Ok((StatusCode::CREATED, Json(value)).into_response())
-        }
-        Err(e) => {
-            state.record(&who, "create_bead", "-", &format!("{}: {}", e.error, e.detail), remote)?;
-            Err(e)
-        }
+    let (target, result) = match &outcome {
+        Ok(value) => (value["id"].as_str().unwrap_or("-").to_string(), "ok".to_string()),
+        Err(e) => ("-".to_string(), format!("{}: {}", e.error, e.detail)),
+    };
+    if let Err(e) = state.record(&who, "create_bead", &target, &result, remote) {
+        tracing::error!(%target, "the result of a recorded request could not be audited: {}", e.detail);
     }
+    outcome.map(|value| (StatusCode::CREATED, Json(value)).into_response())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chum_core::proto::Phase;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use support::*;
@@ -332,8 +333,12 @@ async fn an_operator_creates_approves_and_follows_a_bead_over_http() {
 
         // Every control request is in the audit log, with who, what, when and the result.
         let audit = audit_lines(h);
-        let controls = 2 + 1 + 2 + 1 + 6; // refused x2, create, approve x2 (bad body + ok), reject, 6 POSTs above
-        assert_eq!(audit.len(), controls, "{audit:#?}");
+        // Audit first: each authorized control request is on record before it is acted on (create,
+        // approve x2 (bad body + ok), reject, the 6 POSTs above), then its result; the 2 refused
+        // requests have their refusal only.
+        let requested = audit.iter().filter(|l| l["result"] == "requested").count();
+        assert_eq!(requested, 1 + 2 + 1 + 6, "{audit:#?}");
+        assert_eq!(audit.len() - requested, 2 + 1 + 2 + 1 + 6, "{audit:#?}");
         for line in &audit {
             for key in ["ts", "who", "action", "target", "result", "remote"] {
                 assert!(line[key].is_string(), "{key} missing: {line}");
@@ -388,6 +393,48 @@ async fn without_tokens_control_routes_refuse_and_are_recorded() {
         // Nothing was started.
         let runs = worker::control::running(&h.client()).await.unwrap();
         assert!(runs.is_empty());
+    })
+    .await;
+}
+
+/// A decision whose audit line cannot be written is not taken: the audit log goes to a device
+/// that is always full, the approval is refused with the reason, and the Shark still waits at its
+/// gate with no decision (before, the signal was sent first and the audit failed after it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_that_cannot_be_audited_is_not_taken() {
+    let h = &Harness::start(
+        "api-audit-full",
+        HarnessOptions {
+            scenario: good_work_scenario(""),
+            extra_toml: "[api]\naudit_log = \"/dev/full\"".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    h.with_worker(|client| async move {
+        let tokens = vec![("alice".to_string(), TOKEN.to_string())];
+        let (base, _stop) = start_api(h, client.clone(), tokens, None).await;
+        let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
+        wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
+        let response = reqwest::Client::new()
+            .post(format!("{base}/runs/shark-demo-tk-1/approve"))
+            .bearer_auth(TOKEN)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 503);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "audit_unavailable", "{body}");
+        assert!(body["detail"].as_str().unwrap().contains("/dev/full"), "{body}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let still = status(&handle).await;
+        assert_eq!(still.phase(), Phase::AwaitingApproval, "{still:?}");
+        assert!(still.decisions.is_empty(), "an unaudited decision was taken: {still:?}");
+        handle
+            .terminate(temporalio_client::WorkflowTerminateOptions::default())
+            .await
+            .unwrap();
     })
     .await;
 }

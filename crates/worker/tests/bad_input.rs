@@ -31,8 +31,10 @@ repo = "project"
 dod = ["true"]
 [providers.a]
 command = ["/bin/true"]
+model = "model-a"
 [providers.b]
 command = ["/bin/true"]
+model = "model-b"
 [tiers]
 fast = ["a"]
 other = ["b"]
@@ -104,6 +106,12 @@ fn config_cases() -> Vec<ConfigCase> {
             replaced("reviewer = \"other\"", "reviewer = \"fast\""),
             vec![],
             vec!["reviewer must be a different provider"],
+        ),
+        (
+            "reviewer is another name for the executor's model",
+            replaced("model = \"model-b\"", "model = \"model-a\""),
+            vec![],
+            vec!["roles.reviewer", "runs the same model", "allow_same_model_review"],
         ),
         (
             "role names an undefined tier",
@@ -402,6 +410,7 @@ fn integrate_request(worktree: &Path) -> IntegrateRequest {
             ..Plan::default()
         }),
         worktree: worktree.display().to_string(),
+        tree: String::new(),
         attempt: 1,
         approved_by: "alice".into(),
         partial: false,
@@ -411,7 +420,7 @@ fn integrate_request(worktree: &Path) -> IntegrateRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_repositories_get_an_error_that_says_what_to_do_and_lose_no_work() {
-    use chum_activities::workspace::{integrate, prepare_worktree};
+    use chum_activities::workspace::{integrate, prepare_worktree, stage_changes};
     let dir = tempfile::tempdir().unwrap();
 
     // Not a git repository.
@@ -441,6 +450,7 @@ async fn bad_repositories_get_an_error_that_says_what_to_do_and_lose_no_work() {
     let project = project_config(&repo, "main");
     let attempt = prepare_worktree(&project, "tk-1", 1, 0).await.expect("worktree");
     std::fs::write(attempt.path.join("calc.py"), GOOD_CALC).unwrap();
+    stage_changes(&attempt.git, &attempt.base_commit).await.expect("staged");
     let local_edit = "def add(a, b):\n    return a + b  # someone is editing this\n";
     std::fs::write(repo.join("calc.py"), local_edit).unwrap();
     let report = integrate(&project, &integrate_request(&attempt.path))
@@ -473,4 +483,66 @@ async fn bad_repositories_get_an_error_that_says_what_to_do_and_lose_no_work() {
         detached_at,
         "the detached checkout was left alone"
     );
+}
+
+/// The gate through the real `temporal` CLI, as a person at a terminal uses it: a repeated key, a
+/// null name and a bare string are refused on record; a misspelled signal name is accepted by the
+/// server but reaches no handler (the Rust SDK has no catch-all, README says so) and changes
+/// nothing; the well-formed approval decides, with its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_temporal_cli_approves_only_with_a_well_formed_decision() {
+    let h = &Harness::with_scenario("cli-signals", good_work_scenario("")).await;
+    let address = h.address.trim_start_matches("http://").to_string();
+    let signal = |name: &str, input: &str| {
+        let out = std::process::Command::new(temporal_binary())
+            .args([
+                "workflow",
+                "signal",
+                "--address",
+                &address,
+                "--workflow-id",
+                "shark-demo-tk-1",
+            ])
+            .args(["--name", name, "--input", input])
+            .output()
+            .expect("the temporal CLI runs");
+        assert!(
+            out.status.success(),
+            "temporal workflow signal {name} {input}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (refusals, after_typo, result) = h
+        .with_worker(|client| async move {
+            let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
+            wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
+            signal("approve", r#"{"approved": false, "approved": true}"#);
+            signal("approve", r#"{"approved": true, "by": null}"#);
+            signal("approve", r#""yes""#);
+            let refusals = wait_for_refusals(&handle, 3).await;
+            signal("aprove", r#"{"approved": true, "by": "typo"}"#);
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let after_typo = status(&handle).await;
+            signal("approve", r#"{"approved": true, "by": "cli-user"}"#);
+            (refusals, after_typo, finish(&handle, "cli_signals").await)
+        })
+        .await;
+    let reasons: Vec<&str> = refusals.rejected_signals.iter().map(|r| r.reason.as_str()).collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reasons[0].contains("\"approved\" is given twice"), "{reasons:?}");
+    assert!(
+        reasons[1].contains("\"by\" must be a string (or left out), got null"),
+        "{reasons:?}"
+    );
+    assert!(reasons[2].contains("must be a JSON object"), "{reasons:?}");
+    assert_eq!(refusals.phase(), Phase::AwaitingApproval);
+    assert!(refusals.decisions.is_empty(), "{:?}", refusals.decisions);
+    assert_eq!(
+        after_typo.phase(),
+        Phase::AwaitingApproval,
+        "a misspelled signal moved the gate"
+    );
+    assert_eq!(after_typo.rejected_signals.len(), 3);
+    assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+    assert_eq!(result.approved_by, "cli-user");
 }

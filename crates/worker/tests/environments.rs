@@ -1,7 +1,7 @@
 //! Real project environments in the sandbox: a Rust project whose definition of done builds and
 //! tests with cargo and a crate dependency (from the machine's registry cache, offline), and a
 //! Python project whose setup makes a virtualenv and installs a package from PyPI through the
-//! egress proxy. Setup, the agent and the DoD all run sandboxed; the sandbox hides the worker's
+//! egress proxy, and whose DoD reads a local settings file copied in from the main checkout. Setup, the agent and the DoD all run sandboxed; the sandbox hides the worker's
 //! home, so the toolchains come in by the project's `toolchains` and `caches` mounts, and without
 //! them the DoD fails with an error that names the hidden path.
 
@@ -142,7 +142,10 @@ async fn a_python_project_gets_its_virtualenv_from_setup_through_the_egress_prox
                 planner_step(None, GOOD_PLAN, ""),
                 executor_step(None, GOOD_CALC, "shell = \".venv/bin/python -c 'import six; print(\\\"six\\\", six.__version__)'\"\n")
             ),
-            dod: vec![".venv/bin/python -m unittest -q".into()],
+            dod: vec![
+                ".venv/bin/python -m unittest -q".into(),
+                "grep -q 'SETTING=from-the-main-checkout' .env.local".into(),
+            ],
             extra_files: vec![
                 (".gitignore".into(), ".venv/\n__pycache__/\n".into()),
                 ("test_six.py".into(), test_six.into()),
@@ -151,7 +154,8 @@ async fn a_python_project_gets_its_virtualenv_from_setup_through_the_egress_prox
                 "sandbox = \"bwrap\"\n",
                 "setup = [\"python3 -m venv .venv\", \".venv/bin/pip install --no-cache-dir --disable-pip-version-check -q six==1.16.0\"]\n",
                 "setup_allow_hosts = [\"pypi.org\", \"files.pythonhosted.org\"]\n",
-                "setup_timeout = \"5m\"\n"
+                "setup_timeout = \"5m\"\n",
+                "copy_files = [\".env.local\"]\n"
             )
             .into(),
             ..Default::default()
@@ -161,6 +165,9 @@ async fn a_python_project_gets_its_virtualenv_from_setup_through_the_egress_prox
     if !sandbox_works(h) {
         return;
     }
+    // A local settings file of the main checkout that the DoD needs; nothing ignores it in git,
+    // CHUM keeps it out of the commit.
+    std::fs::write(h.repo.join(".env.local"), "SETTING=from-the-main-checkout\n").unwrap();
     let (result, executions) = run_approved(h, "env_python", limits()).await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
     let answer = std::fs::read_to_string(executions[0]["agent"]["stdout_artifact"].as_str().unwrap()).unwrap();
@@ -180,4 +187,5 @@ async fn a_python_project_gets_its_virtualenv_from_setup_through_the_egress_prox
     );
     let files = git(&h.repo, &["ls-tree", "-r", "--name-only", "main"]);
     assert!(!files.contains(".venv"), "the venv was committed: {files}");
+    assert!(!files.contains(".env.local"), "the copied file was committed: {files}");
 }

@@ -119,7 +119,7 @@ fn approver(client: Client, bead: &str) -> tokio::task::JoinHandle<()> {
 fn executor_writes(bead: &str, extra: &str) -> String {
     let module = bead.replace('-', "_");
     format!(
-        "[[step]]\nrole = \"executor\"\nbead = \"{bead}\"\n{extra}answer = \"Added {module}.\"\nedits = [{{ path = \"{module}.py\", write = \"VALUE = 1\\n\" }}]\n\n"
+        "[[step]]\nrole = \"executor\"\nbead = \"{bead}\"\n{extra}answer = \"Added {module}.\"\nedits = [{{ path = \"{module}.py\", write = \"FAULT_SUITE_VALUE = 1\\nFAULT_SUITE_MODULE = '{module}'\\n\" }}]\n\n"
     )
 }
 

@@ -37,7 +37,7 @@ fn edits(files: &[(&str, &str)]) -> String {
 }
 
 fn review(criterion: &str, bead: &str) -> String {
-    let verdict = json!({"approved": true, "findings": [], "criteria": [{"criterion": criterion, "met": true, "evidence": "the new unit test asserts it"}]});
+    let verdict = json!({"approved": true, "findings": [], "criteria": [{"index": 1, "criterion": criterion, "met": true, "evidence": "`{added_line:1}`"}]});
     format!("[[step]]\nrole = \"reviewer\"\nbead = \"{bead}\"\nanswer = '''{verdict}'''\n\n")
 }
 
@@ -251,4 +251,7 @@ async fn a_mistake_caught_by_the_dod_becomes_a_rule_that_stops_it_next_time() {
     // The lesson reached the second bead's planner, with its provenance.
     let plan_prompt = std::fs::read_to_string(h.prompts.join("planner-tk-3-1-0.prompt.md")).unwrap();
     assert!(plan_prompt.contains("lesson #1 from bead tk-1"), "{plan_prompt}");
+    // And its executor's.
+    let execute_prompt = std::fs::read_to_string(h.prompts.join("executor-tk-3-1-0.prompt.md")).unwrap();
+    assert!(execute_prompt.contains("lesson #1 from bead tk-1"), "{execute_prompt}");
 }

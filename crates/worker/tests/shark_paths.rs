@@ -16,15 +16,29 @@ use temporalio_common::protos::temporal::api::common::v1::Payload;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approved_plan_is_executed_verified_and_merged_once() {
-    let h = &Harness::with_scenario("approved", good_work_scenario("")).await;
+    // The planner is told not to edit files; this one tries anyway (an edit and a shell write).
+    let scenario = format!(
+        "{}{}",
+        planner_step(
+            None,
+            GOOD_PLAN,
+            "shell = \"echo planner >> test_calc.py\"\nedits = [{ path = \"calc.py\", write = \"planner was here\\n\" }]\n"
+        ),
+        executor_step(None, GOOD_CALC, "")
+    );
+    let h = &Harness::with_scenario("approved", scenario).await;
     let base_before = h.commits_on("main");
     let result = h
         .with_worker(|client| async move {
             let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
             let at_gate = wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
             assert_eq!(at_gate.plan.as_ref().map(|p| p.acceptance_criteria.len()), Some(2));
-            // The planner tried to edit calc.py; it ran in a throwaway checkout.
+            // The planner edited calc.py and test_calc.py; it ran in a throwaway checkout, gone now.
             h.assert_code_untouched();
+            assert!(
+                !h.repo.join(".chum/plans/tk-1/1").exists(),
+                "the planning checkout is removed"
+            );
             send_approve(&handle, json!({"approved": true, "feedback": "ship it", "by": "alice"})).await;
             finish(&handle, "approved_pass").await
         })
@@ -660,6 +674,35 @@ async fn semgrep_findings_send_the_work_back_and_the_redo_is_clean() {
         !std::fs::read_to_string(h.repo.join("calc.py"))
             .unwrap()
             .contains("eval")
+    );
+}
+
+/// A mistake that was in a file before the bead touched it is not the bead's: Semgrep counts only
+/// findings on lines the attempt added or changed (a baseline against its base commit), and the
+/// gate says how many it left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn findings_that_were_there_before_the_bead_do_not_bounce_it() {
+    let legacy = "def add(a, b):\n    return a + b\n\n\ndef legacy(x):\n    return eval(x)\n";
+    let with_multiply = format!("{legacy}\n\ndef multiply(a, b):\n    return a * b\n");
+    let options = HarnessOptions {
+        scenario: format!(
+            "{}{}",
+            planner_step(None, GOOD_PLAN, ""),
+            executor_step(None, &with_multiply, "")
+        ),
+        extra_files: vec![("calc.py".into(), legacy.into())],
+        ..Default::default()
+    };
+    let h = &Harness::start("semgrep-baseline", options).await;
+    let result = h.approve_plan("semgrep_baseline", h.input(limits()), 1, "oli").await;
+    assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+    let scan = result.gate_results.iter().find(|g| g.gate == "semgrep").unwrap();
+    assert!(
+        scan.passed
+            && scan
+                .excerpt
+                .contains("1 pre-existing finding(s) on untouched lines ignored"),
+        "{scan:?}"
     );
 }
 

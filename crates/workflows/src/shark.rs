@@ -15,7 +15,7 @@ use crate::groom::TacticalGroomWorkflow;
 use crate::learner::LearnerWorkflow;
 use chum_core::activity_contract::{SharkActivities, error_types};
 use chum_core::config::Limits;
-use chum_core::gate::{MAX_SIGNAL_BYTES, parse_gate_decision};
+use chum_core::gate::{MAX_SIGNAL_BYTES, parse_gate_payload};
 use chum_core::ids::{bead_branch, candidate_branch, candidate_workflow_id};
 use chum_core::plan::validate_plan;
 use chum_core::proto::{
@@ -103,7 +103,7 @@ impl SharkWorkflow {
     #[signal(name = "approve")]
     pub fn approve(&mut self, _ctx: &mut SyncWorkflowContext<Self>, raw: RawValue) {
         let shown = signal_excerpt(&raw);
-        let refusal = match signal_json(&raw).and_then(|json| parse_gate_decision(&json)) {
+        let refusal = match signal_bytes(&raw).and_then(parse_gate_payload) {
             Err(reason) => Some(reason),
             Ok(_) if self.status.phase() != Phase::AwaitingApproval => Some(format!(
                 "no plan is waiting for approval (phase: {}); nothing was approved",
@@ -136,8 +136,8 @@ impl SharkWorkflow {
     }
 }
 
-/// The JSON an `approve` signal carries: exactly one `json/plain` payload.
-fn signal_json(raw: &RawValue) -> Result<serde_json::Value, String> {
+/// The JSON an `approve` signal carries, as sent: exactly one `json/plain` payload.
+fn signal_bytes(raw: &RawValue) -> Result<&[u8], String> {
     let payload = match raw.payloads.as_slice() {
         [] => {
             return Err(
@@ -164,8 +164,8 @@ fn signal_json(raw: &RawValue) -> Result<serde_json::Value, String> {
         .map(|e| String::from_utf8_lossy(e).into_owned())
         .unwrap_or_default();
     match encoding.as_str() {
-        "json/plain" => serde_json::from_slice(&payload.data).map_err(|e| format!("payload is not valid JSON: {e}")),
-        "binary/null" => Ok(serde_json::Value::Null),
+        "json/plain" => Ok(&payload.data),
+        "binary/null" => Ok(b"null"),
         other => Err(format!(
             "payload encoding {other:?} is not supported; send a JSON object"
         )),
@@ -406,6 +406,7 @@ async fn review_gate(
         retry_error: String::new(),
         timeout_secs: limits.agent_timeout.as_secs(),
         candidate: step.candidate,
+        tree: step.report.tree.clone(),
     };
     let mut review = ctx
         .execute_activity(
@@ -449,10 +450,11 @@ async fn review_gate(
         }));
     };
     let reasons = rejection_reasons(&verdict, step.plan);
+    let discarded = discarded_note("the reviewer", &review.discarded);
     if reasons.is_empty() {
         result.passed = true;
         result.excerpt = format!(
-            "approved by {}: {} criteria met, {} finding(s)",
+            "approved by {}: {} criteria met, {} finding(s){discarded}",
             agent.provider,
             verdict.criteria.len(),
             verdict.findings.len()
@@ -461,7 +463,7 @@ async fn review_gate(
         return Ok(None);
     }
     let findings = findings_for_redo(&verdict, &reasons);
-    result.excerpt = format!("rejected by {}\n{findings}", agent.provider);
+    result.excerpt = format!("rejected by {}{discarded}\n{findings}", agent.provider);
     push_gate(ctx, result);
     Ok(Some(GatesVerdict::Redo {
         feedback: findings,
@@ -481,6 +483,7 @@ async fn semgrep_gate(
         changed_files: step.report.changed_files.clone(),
         attempt: step.attempt,
         handoff: step.handoff,
+        tree: step.report.tree.clone(),
     };
     let scan = quick(ctx, SharkActivities::semgrep, request).await?;
     ctx.state_mut(|s| {
@@ -490,11 +493,18 @@ async fn semgrep_gate(
             }
         }
     });
-    let quarantine = if scan.quarantined.is_empty() {
+    let mut quarantine = if scan.quarantined.is_empty() {
         String::new()
     } else {
         format!("; {} rule file(s) quarantined", scan.quarantined.len())
     };
+    // Runs recorded before the baseline report 0 here, so their excerpts are unchanged.
+    if scan.preexisting_ignored > 0 {
+        quarantine.push_str(&format!(
+            "; {} pre-existing finding(s) on untouched lines ignored",
+            scan.preexisting_ignored
+        ));
+    }
     let mut result = GateResult {
         gate: "semgrep".into(),
         round: step.attempt,
@@ -536,11 +546,14 @@ async fn dod_gate(
         worktree: step.report.worktree.clone(),
         attempt: step.attempt,
         timeout_secs: limits.dod_timeout.as_secs(),
+        tree: step.report.tree.clone(),
     };
     let dod = ctx
         .execute_activity(SharkActivities::run_dod, request, dod_options(limits.dod_timeout))
         .await?;
-    let (summary, artifact) = dod_summary(&dod);
+    let (mut summary, artifact) = dod_summary(&dod);
+    // Runs recorded before trees were kept discard nothing, so their excerpts are unchanged.
+    summary.push_str(&discarded_note("the DoD", &dod.discarded));
     push_gate(
         ctx,
         GateResult {
@@ -577,27 +590,35 @@ async fn wait_for_decision(ctx: &WorkflowContext<SharkWorkflow>, timeout: Durati
     ctx.state_mut(|s| s.decision.take())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What an integration commits: the attempt's staged work in `worktree`, which must be `tree`
+/// (the tree its gates passed) when it is known.
+struct Work<'a> {
+    worktree: &'a str,
+    tree: &'a str,
+    attempt: u32,
+    candidate: u32,
+    /// Kept on its branch only: it did not pass its gates.
+    partial: bool,
+}
+
 async fn integrate(
     ctx: &WorkflowContext<SharkWorkflow>,
     run: &RunRef,
     bead: &Bead,
     plan: &Plan,
-    worktree: &str,
-    attempt: u32,
     approved_by: &str,
-    partial: bool,
-    candidate: u32,
+    work: Work<'_>,
 ) -> Result<IntegrationReport, ActivityExecutionError> {
     let request = IntegrateRequest {
         run: Some(run.clone()),
         bead: Some(bead.clone()),
         plan: Some(plan.clone()),
-        worktree: worktree.to_string(),
-        attempt,
+        worktree: work.worktree.to_string(),
+        attempt: work.attempt,
         approved_by: approved_by.to_string(),
-        partial,
-        candidate,
+        partial: work.partial,
+        candidate: work.candidate,
+        tree: work.tree.to_string(),
     };
     let report = quick(ctx, SharkActivities::integrate, request).await?;
     ctx.state_mut(|s| {
@@ -730,19 +751,14 @@ async fn run_shark(ctx: &mut WorkflowContext<SharkWorkflow>, input: SharkInput) 
 
         // INTEGRATE
         enter_phase(ctx, Phase::Integrating, attempt);
-        let integration = match integrate(
-            ctx,
-            &run,
-            &bead,
-            &plan,
-            &report.worktree,
+        let work = Work {
+            worktree: &report.worktree,
+            tree: &report.tree,
             attempt,
-            &approved_by,
-            false,
-            winner,
-        )
-        .await
-        {
+            candidate: winner,
+            partial: false,
+        };
+        let integration = match integrate(ctx, &run, &bead, &plan, &approved_by, work).await {
             Ok(integration) => integration,
             Err(err) => return fail(ctx, &run, err).await,
         };
@@ -785,19 +801,14 @@ async fn run_shark(ctx: &mut WorkflowContext<SharkWorkflow>, input: SharkInput) 
     let mut kept = None;
     if !last_worktree.is_empty() {
         enter_phase(ctx, Phase::Integrating, limits.max_attempts);
-        if let Ok(partial) = integrate(
-            ctx,
-            &run,
-            &bead,
-            &plan,
-            &last_worktree,
-            limits.max_attempts,
-            &approved_by,
-            true,
-            0,
-        )
-        .await
-        {
+        let work = Work {
+            worktree: &last_worktree,
+            tree: "",
+            attempt: limits.max_attempts,
+            candidate: 0,
+            partial: true,
+        };
+        if let Ok(partial) = integrate(ctx, &run, &bead, &plan, &approved_by, work).await {
             kept = Some(partial);
         }
     }
@@ -1340,19 +1351,14 @@ impl Ending<'_> {
         let mut kept = None;
         if let Some(p) = partial.filter(|p| !p.worktree.is_empty()) {
             enter_phase(ctx, Phase::Integrating, p.attempt);
-            if let Ok(wip) = integrate(
-                ctx,
-                self.run,
-                self.bead,
-                p.plan,
-                p.worktree,
-                p.attempt,
-                p.approved_by,
-                true,
-                0,
-            )
-            .await
-            {
+            let work = Work {
+                worktree: p.worktree,
+                tree: "",
+                attempt: p.attempt,
+                candidate: 0,
+                partial: true,
+            };
+            if let Ok(wip) = integrate(ctx, self.run, self.bead, p.plan, p.approved_by, work).await {
                 kept = Some(wip);
             }
         }
@@ -1560,6 +1566,23 @@ fn dod_summary(dod: &DodReport) -> (String, String) {
         summary.push_str(&tail_excerpt(&failed.output_excerpt, 800));
     }
     (summary, artifact)
+}
+
+/// "; discarded what <who> changed: a, b (+3 more)" for an excerpt, or nothing.
+fn discarded_note(who: &str, paths: &[String]) -> String {
+    if paths.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<&str> = paths.iter().take(3).map(String::as_str).collect();
+    let more = if paths.len() > 3 {
+        format!(" (+{} more)", paths.len() - 3)
+    } else {
+        String::new()
+    };
+    format!(
+        "; discarded what {who} changed in the worktree: {}{more}",
+        shown.join(", ")
+    )
 }
 
 /// What the next attempt's executor is told: each failing command and its real output.

@@ -335,6 +335,14 @@ impl ProviderConfig {
     pub fn takes_prompt_file(&self) -> bool {
         self.command.iter().any(|a| a.contains("{prompt_file}"))
     }
+
+    /// The model this provider runs, as far as the configuration tells: its program (by name) and
+    /// its `model`. Two providers with the same identity are the same model, whatever their names.
+    pub fn model_identity(&self) -> (String, String) {
+        let program = self.command.first().map(String::as_str).unwrap_or_default();
+        let name = program.rsplit('/').next().unwrap_or(program).to_string();
+        (name, self.model.trim().to_ascii_lowercase())
+    }
 }
 
 /// A validated configuration.
@@ -358,6 +366,9 @@ pub struct ChumConfig {
     pub api: ApiSettings,
     pub budget: Budget,
     pub sandbox: SandboxSettings,
+    /// Let the reviewer be the same model as the executor (another provider name running the same
+    /// program and model). Off: cross-model review means another model.
+    pub allow_same_model_review: bool,
 }
 
 /// Spending caps, checked before every agent call against the usage the agents reported
@@ -498,6 +509,7 @@ impl ConfigError {
 struct RawConfig {
     temporal: RawTemporal,
     state_dir: Option<String>,
+    allow_same_model_review: Option<bool>,
     limits: RawLimits,
     projects: BTreeMap<String, RawProject>,
     providers: BTreeMap<String, RawProvider>,
@@ -1111,8 +1123,9 @@ impl Validator {
             );
         }
 
+        let allow_same_model_review = raw.allow_same_model_review.unwrap_or(false);
         if let Some(project) = projects.values().find(|p| p.gates.contains(&Gate::Review)) {
-            self.check_reviewer(&roles, &raw.tiers, &project.name)?;
+            self.check_reviewer(&roles, &raw.tiers, &providers, &project.name, allow_same_model_review)?;
         }
 
         let semgrep = SemgrepSettings {
@@ -1275,15 +1288,20 @@ impl Validator {
             api,
             budget,
             sandbox,
+            allow_same_model_review,
         })
     }
 
-    /// Cross-model review needs a reviewer that can be a different provider from the executor.
+    /// Cross-model review needs a reviewer that can be a different model from the executor: another
+    /// program or another `model` (another provider name is not enough, unless
+    /// `allow_same_model_review = true`).
     fn check_reviewer(
         &self,
         roles: &BTreeMap<Role, String>,
         tiers: &BTreeMap<String, Vec<String>>,
+        providers: &BTreeMap<String, ProviderConfig>,
         project: &str,
+        allow_same_model: bool,
     ) -> Result<(), ConfigError> {
         let Some(reviewer_tier) = roles.get(&Role::Reviewer) else {
             return Err(self.invalid(
@@ -1302,6 +1320,24 @@ impl Validator {
                 format!(
                     "the reviewer must be a different provider from the executor, but tiers `{executor_tier}` (executor) and `{reviewer_tier}` (reviewer) only offer {}; add another provider to tier `{reviewer_tier}`",
                     reviewers.join(", ")
+                ),
+            ));
+        }
+        let identity = |name: &String| providers.get(name).map(ProviderConfig::model_identity);
+        let other_model = executors
+            .iter()
+            .any(|e| reviewers.iter().any(|r| identity(r) != identity(e)));
+        if !other_model && !allow_same_model {
+            let (program, model) = identity(&executors[0]).unwrap_or_default();
+            let model = if model.is_empty() {
+                "(no model set)".to_string()
+            } else {
+                model
+            };
+            return Err(self.invalid(
+                "roles.reviewer",
+                format!(
+                    "every reviewer in tier `{reviewer_tier}` runs the same model as an executor in `{executor_tier}` ({program}, model {model}); cross-model review needs another program or another `model`. Set a different model on one provider, add one, or set allow_same_model_review = true to accept same-model review (it is logged)"
                 ),
             ));
         }

@@ -136,8 +136,9 @@ pub const GOOD_CALC: &str = "def add(a, b):\n    return a + b\n\n\ndef multiply(
 pub const BAD_CALC: &str = "def add(a, b):\n    return a + b\n\n\ndef multiply(a, b):\n    return a + b\n";
 pub const MULTIPLY_TEST: &str = "import unittest\nfrom calc import multiply\n\n\nclass MultiplyTest(unittest.TestCase):\n    def test_multiply(self):\n        self.assertEqual(multiply(3, 4), 12)\n\n\nif __name__ == '__main__':\n    unittest.main()\n";
 
-/// A reviewer verdict that approves GOOD_PLAN with evidence for both criteria.
-pub const REVIEW_APPROVE: &str = r#"{"approved": true, "findings": [], "criteria": [{"criterion": "multiply(3, 4) == 12", "met": true, "evidence": "test_multiply.py asserts multiply(3, 4) == 12"}, {"criterion": "python3 -m unittest passes", "met": true, "evidence": "the diff adds a unittest case"}]}"#;
+/// A reviewer verdict that approves GOOD_PLAN's two criteria, each with evidence of its own: a
+/// line the diff it is shown adds, quoted (the scripted agent fills in `{added_line:N}`).
+pub const REVIEW_APPROVE: &str = r#"{"approved": true, "findings": [], "criteria": [{"index": 1, "criterion": "multiply(3, 4) == 12", "met": true, "evidence": "`{added_line:1}`"}, {"index": 2, "criterion": "python3 -m unittest passes", "met": true, "evidence": "`{added_line:2}`"}]}"#;
 
 /// A reviewer verdict that rejects with one error finding.
 pub const REVIEW_REJECT: &str = r#"{"approved": false, "findings": [{"severity": "error", "file": "calc.py", "line": 6, "message": "multiply adds instead of multiplying"}], "criteria": [{"criterion": "multiply(3, 4) == 12", "met": false, "evidence": "multiply returns a + b"}]}"#;
@@ -427,12 +428,14 @@ impl Harness {
             [providers.scripted-a]
             command = ["{agent}", "-p", "--output-format", "json", "--scenario", "{{config_dir}}/scenario.toml", "--record-dir", "{prompts}"]
             output = "claude-json"
+            model = "scripted-model-a"
             writable = ["{prompts}"]
             env = {{ CHUM_TEST_HARNESS = "{prompts}" }}
             {provider_toml}
             [providers.scripted-b]
             command = ["{agent}", "-p", "--output-format", "json", "--scenario", "{{config_dir}}/scenario.toml", "--record-dir", "{prompts}"]
             output = "claude-json"
+            model = "scripted-model-b"
             writable = ["{prompts}"]
             env = {{ CHUM_TEST_HARNESS = "{prompts}" }}
             {provider_toml}
