@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chum_core::agent_output::{AgentAnswer, parse_agent_output};
 use chum_core::config::{ChumConfig, ProviderConfig, Role, expand_command, show_size};
-use chum_core::proto::{AgentRunSummary, RunRef};
+use chum_core::proto::{AgentRunSummary, AgentUsage, RunRef};
 use chum_core::text::{excerpt, tail_excerpt};
 
 use crate::artifacts::RunArtifacts;
@@ -289,18 +289,8 @@ pub async fn run_agent(
 ) -> Result<AgentOutcome, AgentSetupError> {
     let (provider, program) = choose_provider(config, request.role, request.swapped, request.candidate)?;
     let store_path = config.state_dir.join("chum.db");
-    if budget::has_caps(&config.budget) {
-        let store = LessonStore::open(&store_path)
-            .map_err(|e| AgentSetupError::Storage(format!("cannot check the budget: {e}")))?;
-        budget::affordable(
-            &config.budget,
-            &store,
-            &request.run.project,
-            &request.run.bead_id,
-            crate::shark::now_ms(),
-        )
-        .map_err(AgentSetupError::Budget)?;
-    }
+    // Checked and reserved in one step, so runs starting at once cannot all take the last dollar.
+    let reservation = budget::reserve(config, provider, request.role, request.run, crate::shark::now_ms())?;
     let _turn = budget::provider_turn(provider, || liveness.heartbeat()).await;
     let prefix = &request.artifact_prefix;
     let prompt_path = artifacts
@@ -482,6 +472,10 @@ pub async fn run_agent(
 
     let stdout = read_capped(&spec.stdout_path, PARSE_LIMIT).await.unwrap_or_default();
     let stderr_tail = read_tail(&spec.stderr_path, 4096).await.unwrap_or_default();
+    // Read whatever it printed, even when it failed: an error answer still reports what it cost.
+    let parsed = (!outcome.cancelled && outcome.stdout_bytes <= CAPTURE_LIMIT)
+        .then(|| parse_agent_output(provider.output, &stdout));
+    let reported = parsed.as_ref().and_then(|p| p.as_ref().ok()).map(|a| a.usage);
     let answer = if outcome.cancelled {
         Err("the agent run was cancelled".to_string())
     } else if summary.memory_limit_hit {
@@ -503,33 +497,35 @@ pub async fn run_agent(
             spec.stdout_path.display()
         ))
     } else {
-        match parse_agent_output(provider.output, &stdout) {
-            Ok(answer) if answer.is_error => {
+        match parsed {
+            Some(Ok(answer)) if answer.is_error => {
                 Err(format!("the agent reported an error: {}", excerpt(&answer.text, 500)))
             }
-            Ok(answer) if outcome.exit_code != Some(0) && answer.text.trim().is_empty() => Err(format!(
+            Some(Ok(answer)) if outcome.exit_code != Some(0) && answer.text.trim().is_empty() => Err(format!(
                 "the agent exited with code {} and gave no answer; stderr: {}",
                 outcome.code(),
                 tail_excerpt(&stderr_tail, 500)
             )),
-            Ok(answer) => Ok(answer),
-            Err(parse_error) if outcome.exit_code != Some(0) => Err(format!(
+            Some(Ok(answer)) => Ok(answer),
+            Some(Err(parse_error)) if outcome.exit_code != Some(0) => Err(format!(
                 "the agent exited with code {}; stderr: {}; {parse_error}",
                 outcome.code(),
                 tail_excerpt(&stderr_tail, 500)
             )),
-            Err(parse_error) => Err(parse_error),
+            Some(Err(parse_error)) => Err(parse_error),
+            None => Err("the agent gave no answer".to_string()),
         }
     };
     if let Ok(a) = &answer {
         summary.is_error = false;
-        summary.usage = Some(a.usage);
         summary.result_excerpt = excerpt(&a.text, 500);
     } else {
         summary.is_error = true;
     }
-    // What the run cost, as the agent reported it, for budgets, `chum usage` and /metrics.
-    let usage = summary.usage.unwrap_or_default();
+    // What the run cost, as the agent reported it (errors included), for budgets, `chum usage`
+    // and /metrics; a provider that reports no cost is estimated from its time when it has a rate.
+    let (usage, estimated) = cost_of(provider, reported, summary.duration_ms);
+    summary.usage = (reported.is_some() || estimated).then_some(usage);
     let record = UsageRecord {
         project: request.run.project.clone(),
         bead_id: request.run.bead_id.clone(),
@@ -544,8 +540,13 @@ pub async fn run_agent(
         cost_usd: usage.cost_usd,
         duration_ms: summary.duration_ms,
         created_ms: crate::shark::now_ms(),
+        estimated,
     };
-    if let Err(e) = LessonStore::open(&store_path).and_then(|s| s.record_usage(&record)) {
+    let recorded = match reservation {
+        Some(reservation) => reservation.settle(&record),
+        None => LessonStore::open(&store_path).and_then(|s| s.record_usage(&record)),
+    };
+    if let Err(e) = recorded {
         tracing::warn!(provider = %provider.name, "usage not recorded: {e}");
     }
     Ok(AgentOutcome {
@@ -553,6 +554,17 @@ pub async fn run_agent(
         answer,
         cancelled: outcome.cancelled,
     })
+}
+
+/// What a run cost: what the agent reported (an error answer included), or, when it reported no
+/// cost and its provider has a rate, its time at that rate, marked as estimated (`true`).
+pub fn cost_of(provider: &ProviderConfig, reported: Option<AgentUsage>, duration_ms: u64) -> (AgentUsage, bool) {
+    let mut usage = reported.unwrap_or_default();
+    let estimated = usage.cost_usd == 0.0 && provider.cost_per_minute_usd > 0.0;
+    if estimated {
+        usage.cost_usd = provider.cost_per_minute_usd * duration_ms as f64 / 60_000.0;
+    }
+    (usage, estimated)
 }
 
 /// A full or read-only disk (the artifact store), as opposed to a program that cannot run.

@@ -10,11 +10,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use chum_core::config::{Budget, ProviderConfig};
+use std::path::PathBuf;
+
+use chum_core::config::{Budget, ChumConfig, ProviderConfig, Role};
+use chum_core::proto::RunRef;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::store::{LessonStore, Spent, UsageFilter};
+use crate::agent::AgentSetupError;
+use crate::store::{LessonStore, Spent, StoreError, UsageFilter, UsageRecord};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
@@ -95,6 +99,76 @@ pub fn affordable(budget: &Budget, store: &LessonStore, project: &str, bead: &st
         }
     }
     Ok(())
+}
+
+/// A run's budget reservation: counted against the caps from before its agent starts until
+/// [`Reservation::settle`] puts the real figures in its place; dropped unsettled (the run never
+/// started), it is removed.
+pub struct Reservation {
+    store: PathBuf,
+    id: i64,
+    settled: bool,
+}
+
+impl Reservation {
+    pub fn settle(mut self, record: &UsageRecord) -> Result<(), StoreError> {
+        self.settled = true;
+        LessonStore::open(&self.store)?.settle_usage(self.id, record)
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.settled
+            && let Err(e) = LessonStore::open(&self.store).and_then(|s| s.drop_reservation(self.id))
+        {
+            tracing::warn!("a budget reservation was not removed: {e}");
+        }
+    }
+}
+
+/// Checks every cap and reserves this run's typical cost (its provider's average for the role)
+/// in one transaction. `None` when no cap is set. A reservation a dead worker left stops counting
+/// after twice the agent timeout.
+pub fn reserve(
+    config: &ChumConfig,
+    provider: &ProviderConfig,
+    role: Role,
+    run: &RunRef,
+    now_ms: i64,
+) -> Result<Option<Reservation>, AgentSetupError> {
+    if !has_caps(&config.budget) {
+        return Ok(None);
+    }
+    let path = config.state_dir.join("chum.db");
+    let storage = |e: StoreError| AgentSetupError::Storage(format!("cannot check the budget: {e}"));
+    let mut store = LessonStore::open(&path).map_err(storage)?;
+    let (cost_usd, tokens) = store.typical_usage(&provider.name, role.as_str()).map_err(storage)?;
+    let estimate = UsageRecord {
+        project: run.project.clone(),
+        bead_id: run.bead_id.clone(),
+        workflow_id: run.workflow_id.clone(),
+        run_id: run.run_id.clone(),
+        role: role.to_string(),
+        provider: provider.name.clone(),
+        input_tokens: tokens,
+        cost_usd,
+        created_ms: now_ms,
+        estimated: true,
+        ..UsageRecord::default()
+    };
+    let stale_before = now_ms - 2 * config.limits.agent_timeout.as_millis() as i64;
+    let id = store
+        .reserve_usage(&estimate, stale_before, |s| {
+            affordable(&config.budget, s, &run.project, &run.bead_id, now_ms)
+        })
+        .map_err(storage)?
+        .map_err(AgentSetupError::Budget)?;
+    Ok(Some(Reservation {
+        store: path,
+        id,
+        settled: false,
+    }))
 }
 
 /// Whether any cap is set (otherwise no check is needed).
@@ -281,6 +355,7 @@ mod tests {
             max_concurrent: max,
             cooldown: Duration::from_millis(cooldown_ms),
             pass_env: vec![],
+            cost_per_minute_usd: 0.0,
             allow_hosts: Default::default(),
             mcp_servers: vec![],
             writable: Vec::new(),
@@ -314,5 +389,63 @@ mod tests {
         let t1 = Instant::now();
         let _d = provider_turn(&free, || async {}).await;
         assert!(t1.elapsed() < Duration::from_millis(50));
+    }
+
+    #[test]
+    fn runs_that_check_at_once_see_each_others_reservations() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LessonStore::open(&dir.path().join("chum.db")).unwrap();
+        let spent = |cost: f64| UsageRecord {
+            project: "demo".into(),
+            bead_id: "tk-1".into(),
+            provider: "claude".into(),
+            role: "executor".into(),
+            cost_usd: cost,
+            created_ms: 1_000,
+            ..UsageRecord::default()
+        };
+        store.record_usage(&spent(0.4)).unwrap();
+        let budget = Budget {
+            per_bead_usd: 1.0,
+            ..Budget::default()
+        };
+        let (typical, _) = store.typical_usage("claude", "executor").unwrap();
+        assert!((typical - 0.4).abs() < 1e-9);
+        let reserve = |store: &mut LessonStore| {
+            store
+                .reserve_usage(&spent(typical), 0, |s| affordable(&budget, s, "demo", "tk-1", 2_000))
+                .unwrap()
+        };
+        // Three runs start together: without reservations each would see $0.40 of $1.00 spent.
+        let first = reserve(&mut store).expect("0.40 spent");
+        let second = reserve(&mut store).expect("0.80 spent or reserved");
+        let third = reserve(&mut store).expect_err("1.20 spent or reserved");
+        assert!(third.contains("per_bead_usd"), "{third}");
+        // The real figures replace the reservations; a run that never started frees its place.
+        store.settle_usage(first, &spent(0.1)).unwrap();
+        store.drop_reservation(second).unwrap();
+        let now = store.spent(UsageFilter::default()).unwrap();
+        assert!((now.cost_usd - 0.5).abs() < 1e-9, "{now:?}");
+    }
+
+    #[test]
+    fn an_error_answer_costs_what_it_reported_and_a_silent_provider_its_time_at_its_rate() {
+        let mut provider = provider("text-agent", 0, 0);
+        let reported = chum_core::proto::AgentUsage {
+            input_tokens: 10,
+            output_tokens: 5,
+            cost_usd: 0.25,
+        };
+        assert_eq!(
+            crate::agent::cost_of(&provider, Some(reported), 1000),
+            (reported, false)
+        );
+        assert!(
+            !crate::agent::cost_of(&provider, None, 60_000).1,
+            "no rate, no estimate"
+        );
+        provider.cost_per_minute_usd = 0.5;
+        let (usage, estimated) = crate::agent::cost_of(&provider, None, 90_000);
+        assert!(estimated && (usage.cost_usd - 0.75).abs() < 1e-9, "{usage:?}");
     }
 }

@@ -337,7 +337,8 @@ pub async fn drift(wt: &WorktreeGit, tree: &str) -> Result<Vec<String>, RepoProb
             ".",
         ])
         .await?;
-    for entry in status.split('\0').filter(|e| e.len() > 3) {
+    // New files (the staged work shows as index-vs-HEAD changes, which are not drift).
+    for entry in status.split('\0').filter(|e| e.len() > 3 && e.starts_with("??")) {
         let path = &entry[3..];
         if !path.starts_with(".beads/") {
             changed.push(path.to_string());
@@ -360,6 +361,7 @@ pub async fn drift(wt: &WorktreeGit, tree: &str) -> Result<Vec<String>, RepoProb
             changed.push(path.to_string());
         }
     }
+    changed.sort();
     Ok(changed)
 }
 

@@ -391,14 +391,27 @@ fn usage(config: &ChumConfig, project: Option<&str>, by: &str, days: Option<u32>
         None => "all time".to_string(),
     };
     let scope = project.map(|p| format!("project {p}, ")).unwrap_or_default();
+    let estimated = if total.estimated > 0 {
+        format!(
+            " ({} run(s) estimated from their time: their provider reports no cost)",
+            total.estimated
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "{scope}{span}: ${:.4}, {} tokens, {} agent run(s)",
+        "{scope}{span}: ${:.4}, {} tokens, {} agent run(s){estimated}",
         total.cost_usd, total.tokens, total.runs
     );
     let column = if by == "bead" { "bead_id" } else { by };
     for (key, spent) in store.spent_by(column, filter)? {
+        let estimated = if spent.estimated > 0 {
+            format!("  ({} estimated)", spent.estimated)
+        } else {
+            String::new()
+        };
         println!(
-            "  {:<24} ${:>10.4}  {:>10} tokens  {:>5} run(s)",
+            "  {:<24} ${:>10.4}  {:>10} tokens  {:>5} run(s){estimated}",
             key, spent.cost_usd, spent.tokens, spent.runs
         );
     }

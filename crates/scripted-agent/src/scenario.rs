@@ -306,8 +306,9 @@ pub fn fill_from_prompt(answer: &str, prompt: &str) -> String {
         .collect();
     let mut out = answer.to_string();
     for (i, line) in added.iter().enumerate() {
-        let escaped = serde_json::to_string(line).unwrap_or_default();
-        let escaped = escaped.trim_matches('"');
+        // A JSON string's inside: the quotes at each end go, any inside stay escaped.
+        let quoted = serde_json::to_string(line).unwrap_or_default();
+        let escaped = quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or_default();
         out = out.replace(&format!("{{added_line:{}}}", i + 1), escaped);
     }
     out
@@ -418,8 +419,16 @@ mod tests {
 
     #[test]
     fn an_answer_quotes_the_lines_the_diff_in_the_prompt_adds() {
-        let prompt = "## The change\n```diff\n+++ b/calc.py\n+x = 1\n+def multiply(a, b):\n+    return \"a\" * b\n```\n";
-        let answer = fill_from_prompt(r#"{"e": "`{added_line:1}`", "f": "`{added_line:2}`"}"#, prompt);
-        assert_eq!(answer, r#"{"e": "`def multiply(a, b):`", "f": "`return \"a\" * b`"}"#);
+        let prompt = "## The change\n```diff\n+++ b/calc.py\n+x = 1\n+def multiply(a, b):\n+    return \"a\" * b\n+NAME = \"bench-001\"\n```\n";
+        let answer = fill_from_prompt(
+            r#"{"e": "`{added_line:1}`", "f": "`{added_line:2}`", "g": "`{added_line:3}`"}"#,
+            prompt,
+        );
+        assert_eq!(
+            answer,
+            r#"{"e": "`def multiply(a, b):`", "f": "`return \"a\" * b`", "g": "`NAME = \"bench-001\"`"}"#
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&answer).expect("still JSON");
+        assert_eq!(parsed["g"], "`NAME = \"bench-001\"`");
     }
 }

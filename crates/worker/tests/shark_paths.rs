@@ -677,6 +677,60 @@ async fn semgrep_findings_send_the_work_back_and_the_redo_is_clean() {
     );
 }
 
+/// What merges is exactly what was reviewed and tested: a reviewer and a DoD command that each
+/// change a file and leave one behind get their changes discarded (and the run says so), and
+/// main holds the executor's work only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_reviewer_or_the_dod_writes_never_reaches_main() {
+    let scenario = format!(
+        "{}{}{}",
+        planner_step(None, GOOD_PLAN, ""),
+        executor_step(None, GOOD_CALC, ""),
+        review_step(
+            None,
+            None,
+            REVIEW_APPROVE,
+            "shell = \"echo '# the reviewer was here' >> calc.py; echo x > reviewer_junk.py\"\n"
+        )
+    );
+    let h = &Harness::start(
+        "tree-integrity",
+        HarnessOptions {
+            scenario,
+            dod: vec![
+                "python3 -m unittest -q".into(),
+                "echo '# the DoD was here' >> test_multiply.py && echo x > dod_junk.txt".into(),
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
+    let result = h.approve_plan("tree_integrity", h.input(limits()), 1, "ivy").await;
+    assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+    assert_eq!(git(&h.repo, &["show", "main:calc.py"]), GOOD_CALC.trim_end());
+    assert_eq!(
+        git(&h.repo, &["show", "main:test_multiply.py"]),
+        MULTIPLY_TEST.trim_end()
+    );
+    let files = git(&h.repo, &["ls-tree", "-r", "--name-only", "main"]);
+    assert!(!files.contains("junk"), "{files}");
+    let review = result.gate_results.iter().find(|g| g.gate == "review").unwrap();
+    assert!(
+        review.passed
+            && review
+                .excerpt
+                .contains("discarded what the reviewer changed in the worktree: calc.py, reviewer_junk.py"),
+        "{review:?}"
+    );
+    let dod = result.gate_results.iter().find(|g| g.gate == "dod").unwrap();
+    assert!(
+        dod.passed
+            && dod.excerpt.contains("discarded what the DoD changed in the worktree")
+            && dod.excerpt.contains("test_multiply.py"),
+        "{dod:?}"
+    );
+}
+
 /// A mistake that was in a file before the bead touched it is not the bead's: Semgrep counts only
 /// findings on lines the attempt added or changed (a baseline against its base commit), and the
 /// gate says how many it left out.

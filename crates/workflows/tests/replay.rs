@@ -18,7 +18,7 @@ use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
 
 /// Every Shark and ContinuousLearner path; each must have a recorded history.
-const PATHS: [&str; 46] = [
+const PATHS: [&str; 47] = [
     "approved_pass",
     // Recorded before a finished Shark recorded its run for the metrics (patch "record-run").
     "approved_pass_before_record_run",
@@ -65,10 +65,12 @@ const PATHS: [&str; 46] = [
     "after_disk_full",
     "read_only_artifacts",
     // The gates cannot be fooled: the real `temporal` CLI at the gate (a repeated key, a null
-    // name, a misspelled signal, then an approval), a pre-existing Semgrep finding left out,
+    // name, a misspelled signal, then an approval), a pre-existing Semgrep finding left out, a
+    // reviewer and a DoD whose writes are discarded,
     // and the agent's world: a rewritten .git pointer, a memory hog killed at its limit.
     "cli_signals",
     "semgrep_baseline",
+    "tree_integrity",
     "sandbox_git_tamper",
     "sandbox_memory_hog",
     // Recorded before quick bookkeeping became local activities (patch "local-bookkeeping"):

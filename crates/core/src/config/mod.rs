@@ -320,6 +320,9 @@ pub struct ProviderConfig {
     pub max_concurrent: u32,
     /// Least time between the starts of two runs of this provider (rate limits).
     pub cooldown: Duration,
+    /// What a minute of this provider costs, for budgets, when it reports no cost itself (a
+    /// `text` provider); such figures are marked estimated. 0 = not estimated.
+    pub cost_per_minute_usd: f64,
     /// The hosts the sandboxed agent may reach, through the worker's egress proxy (empty: no
     /// network at all).
     pub allow_hosts: AllowList,
@@ -638,6 +641,7 @@ struct RawProvider {
     pass_env: Vec<String>,
     max_concurrent: Option<u32>,
     cooldown: Option<String>,
+    cost_per_minute_usd: Option<f64>,
     network: Option<String>,
     allow_hosts: Vec<String>,
     mcp_servers: BTreeMap<String, RawMcpServer>,
@@ -913,6 +917,12 @@ impl Validator {
                 }
             }
             let pass_env = self.env_names(&key("pass_env"), &p.pass_env, &tokens_env)?;
+            let cost_per_minute_usd = match p.cost_per_minute_usd {
+                Some(c) if !c.is_finite() || c < 0.0 => {
+                    return Err(self.invalid(key("cost_per_minute_usd"), format!("{c} is not an amount of USD")));
+                }
+                other => other.unwrap_or(0.0),
+            };
             let mcp_servers = self.mcp_servers(&key("mcp_servers"), p.mcp_servers, &tokens_env)?;
             for (field, paths) in [("writable", &p.writable), ("readable", &p.readable)] {
                 for path in paths.iter() {
@@ -935,6 +945,7 @@ impl Validator {
                     pass_env,
                     max_concurrent: p.max_concurrent.unwrap_or(0),
                     cooldown,
+                    cost_per_minute_usd,
                     allow_hosts,
                     mcp_servers,
                     writable: p.writable,
