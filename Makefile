@@ -34,8 +34,8 @@ test-demo:
 # The factory benchmark: overhead per bead, throughput, history size, RSS, Semgrep time. Release
 # build; not part of `make test`. docs/BENCHMARKS.md says what the numbers mean.
 bench: setup
-	cargo build --release -p chum-scripted-agent
-	CHUM_SCRIPTED_AGENT=$(CURDIR)/target/release/chum-scripted-agent cargo bench -p worker --bench factory
+	cargo build --release -p chum-scripted-agent -p chum-netbridge
+	CHUM_SCRIPTED_AGENT=$(CURDIR)/target/release/chum-scripted-agent CHUM_NETBRIDGE=$(CURDIR)/target/release/chum-netbridge cargo bench -p worker --bench factory
 
 up: setup
 	bash scripts/dev.sh

@@ -103,8 +103,46 @@ async fn run(dir: &Path, extra: &[String], args: &[&str]) -> Result<String, GitE
     }
 }
 
+/// The repository configuration file a git call in `dir` (or with `git_dir`) reads, when it can be
+/// told without running git: `<dir>/.git/config`, or the common directory's of a worktree.
+fn config_file(dir: &Path, git_dir: Option<&Path>) -> Option<PathBuf> {
+    let git_dir = match git_dir {
+        Some(g) => g.to_path_buf(),
+        None => dir.join(".git"),
+    };
+    // A per-worktree configuration (extensions.worktreeConfig) is not in the key: read it every time.
+    if !git_dir.is_dir() || git_dir.join("config.worktree").exists() {
+        return None;
+    }
+    let common = match std::fs::read_to_string(git_dir.join("commondir")) {
+        Ok(rel) => git_dir.join(rel.trim()),
+        Err(_) => git_dir,
+    };
+    Some(common.join("config"))
+}
+
 /// `-c <key>=` for every program-running driver the repository's own configuration defines.
+/// Cached per configuration file and its modification time: it is read before every git call.
 async fn neutralized_drivers(dir: &Path, git_dir: Option<&Path>) -> Result<Vec<String>, GitError> {
+    type Cache = std::sync::Mutex<std::collections::HashMap<PathBuf, (std::time::SystemTime, Vec<String>)>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key =
+        config_file(dir, git_dir).and_then(|f| std::fs::metadata(&f).and_then(|m| m.modified()).ok().map(|t| (f, t)));
+    if let Some((file, modified)) = &key
+        && let Some((at, options)) = cache.lock().ok().and_then(|c| c.get(file).cloned())
+        && at == *modified
+    {
+        return Ok(options);
+    }
+    let options = read_drivers(dir, git_dir).await?;
+    if let (Some((file, modified)), Ok(mut c)) = (key, cache.lock()) {
+        c.insert(file, (modified, options.clone()));
+    }
+    Ok(options)
+}
+
+async fn read_drivers(dir: &Path, git_dir: Option<&Path>) -> Result<Vec<String>, GitError> {
     let mut extra = Vec::new();
     if let Some(g) = git_dir {
         extra.push(format!("--git-dir={}", g.display()));
@@ -277,6 +315,11 @@ fn same_path(a: &Path, b: &Path) -> bool {
 
 /// The repository's common git directory (its `.git`).
 pub async fn common_dir(repo: &Path) -> Result<PathBuf, GitError> {
+    // A main checkout's is its `.git` (no git process needed).
+    let dot_git = repo.join(".git");
+    if dot_git.is_dir() {
+        return Ok(std::fs::canonicalize(&dot_git).unwrap_or(dot_git));
+    }
     let common = run(repo, &[], &["rev-parse", "--git-common-dir"]).await?;
     let path = PathBuf::from(&common);
     let absolute = if path.is_absolute() { path } else { repo.join(path) };

@@ -164,3 +164,81 @@ async fn a_file_the_engine_times_out_on_is_not_scanned_and_says_why() {
         outcome.not_scanned
     );
 }
+
+/// With every rule file quarantined (here: an engine that cannot read any of them), the gate has
+/// checked nothing and fails closed, saying so, instead of passing.
+#[tokio::test]
+async fn a_scan_with_every_rule_quarantined_fails_closed() {
+    use chum_activities::SharkActivitiesImpl;
+    use chum_core::config::ChumConfig;
+    use chum_core::proto::{RunRef, SemgrepRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("project");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&repo)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@localhost")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@localhost")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    std::fs::write(repo.join("calc.py"), "def add(a, b):\n    return a + b\n").unwrap();
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "initial"]);
+    // An engine that understands no rule file: every one is quarantined.
+    let broken = dir.path().join("semgrep-core");
+    std::fs::write(&broken, "#!/bin/sh\necho 'cannot load rules' >&2\nexit 2\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let text = format!(
+        "state_dir = \"state\"\n[projects.demo]\nrepo = \"project\"\ngates = [\"semgrep\"]\nsandbox = \"none\"\n\
+         [providers.a]\ncommand = [\"/bin/true\"]\n[tiers]\nt = [\"a\"]\n[roles]\nplanner = \"t\"\nexecutor = \"t\"\n\
+         [semgrep]\ncore = {:?}\n",
+        broken.display().to_string()
+    );
+    let config = ChumConfig::from_toml(&text, &dir.path().join("chum.toml"), Vec::new()).unwrap();
+    let project = config.project("demo").unwrap().clone();
+    let wt = chum_activities::workspace::prepare_worktree(&project, "tk-1", 1, 0)
+        .await
+        .unwrap();
+    std::fs::write(wt.path.join("calc.py"), "def add(a, b):\n    return eval('a + b')\n").unwrap();
+    chum_activities::workspace::stage_changes(&wt.git, &wt.base_commit)
+        .await
+        .unwrap();
+    let report = SharkActivitiesImpl::new(config)
+        .steps()
+        .semgrep_impl(SemgrepRequest {
+            run: Some(RunRef {
+                project: "demo".into(),
+                bead_id: "tk-1".into(),
+                workflow_id: "w".into(),
+                run_id: "r".into(),
+            }),
+            worktree: wt.path.display().to_string(),
+            changed_files: vec!["calc.py".into()],
+            attempt: 1,
+            ..SemgrepRequest::default()
+        })
+        .await
+        .expect("the gate answers");
+    assert!(!report.passed, "{report:?}");
+    assert_eq!(report.rule_files, 0);
+    assert!(!report.quarantined.is_empty());
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.message.contains("every rule file is quarantined")),
+        "{:?}",
+        report.findings
+    );
+}

@@ -135,6 +135,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for line in chum_activities::sandbox::reap_orphans() {
         tracing::warn!("{line}");
     }
+    if config.allow_same_model_review {
+        tracing::warn!("allow_same_model_review = true: a reviewer may run the same model as the executor it reviews");
+    }
     let live = LiveConfig::new(config.clone());
     let (runtime, sdk_metrics) = worker::metrics::runtime_with_metrics()?;
     let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();

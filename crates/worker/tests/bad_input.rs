@@ -3,15 +3,17 @@
 //! a file, the file and the key), lose nothing, and approve nothing.
 //!
 //! - configuration files (what the worker and `chum` load), through `settings::load_config`;
-//! - `approve` signal payloads, sent to a real Shark waiting at its gate on a real dev server;
+//! - `approve` signal payloads, sent to a real Shark waiting at its gate on a real dev server, by
+//!   the Temporal client and by the real `temporal` CLI (a repeated key, a null name, a bare
+//!   string, a misspelled signal name);
 //! - agent answers, through the parsers the activities use;
 //! - bead ids, through the check every entry point (CLI, API, activities) applies, and one Shark
 //!   started directly with a bad id;
 //! - repositories (not git, missing base branch, a dirty checkout, a detached HEAD), through the
 //!   workspace code the execute and integrate activities run, on real git.
 //!
-//! 43 cases: 10 configuration files, 12 signals (10 payloads, approving twice, approving after
-//! the gate closed), 8 agent answers, 9 bead ids, 4 repositories.
+//! 48 cases: 11 configuration files, 12 signals (10 payloads, approving twice, approving after
+//! the gate closed), 4 through the `temporal` CLI, 8 agent answers, 9 bead ids, 4 repositories.
 
 mod support;
 

@@ -72,8 +72,11 @@ fn workspace_binary(name: &'static str) -> PathBuf {
     let binary = target_dir.join(name);
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
     if !built.contains(&name) {
+        // The profile of this executable (the benchmark is a release build).
+        let release = target_dir.file_name().is_some_and(|d| d == "release");
         let status = Command::new(env!("CARGO"))
             .args(["build", "-q", "-p", name])
+            .args(release.then_some("--release"))
             .current_dir(workspace_root())
             .status()
             .unwrap_or_else(|e| panic!("running cargo build for {name}: {e}"));
