@@ -176,8 +176,10 @@ impl SharkSteps {
         }
         let claimed = backlog.claim(&run.bead_id).await.map_err(retryable)?;
         tracing::info!(project = %run.project, bead = %run.bead_id, "claimed bead");
-        let fanout = fanout_of(&claimed.labels, project.fanout);
-        let select = select_of(&claimed.labels, project.select).to_string();
+        let fanout = chum_core::candidate::fanout_of(&claimed.labels, project.fanout);
+        let select = chum_core::candidate::select_of(&claimed.labels, project.select)
+            .as_str()
+            .to_string();
         Ok(LoadBeadResult {
             bead: Some(claimed),
             problem: String::new(),
@@ -944,58 +946,10 @@ fn closed_finding(file: &str, message: &str) -> chum_core::proto::SemgrepFinding
     }
 }
 
-/// A bead's Monte Carlo fanout: its label `fanout:N` (1..=MAX_FANOUT), else the project's.
-pub fn fanout_of(labels: &[String], project_fanout: u32) -> u32 {
-    labels
-        .iter()
-        .filter_map(|l| l.strip_prefix("fanout:"))
-        .filter_map(|n| n.trim().parse::<u32>().ok())
-        .find(|n| (1..=chum_core::config::MAX_FANOUT).contains(n))
-        .unwrap_or(project_fanout)
-}
-
-/// A bead's winner selection: its label `select:first` / `select:best`, else the project's.
-pub fn select_of(labels: &[String], project_select: chum_core::config::SelectMode) -> &'static str {
-    use chum_core::config::SelectMode;
-    labels
-        .iter()
-        .find_map(|l| match l.as_str() {
-            "select:first" => Some(SelectMode::First),
-            "select:best" => Some(SelectMode::Best),
-            _ => None,
-        })
-        .unwrap_or(project_select)
-        .as_str()
-}
-
 /// Milliseconds since the Unix epoch (activities may read the clock; workflows may not).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chum_core::config::SelectMode;
-
-    fn labels(l: &[&str]) -> Vec<String> {
-        l.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn a_bead_label_overrides_the_projects_fanout_and_select_within_bounds() {
-        assert_eq!(fanout_of(&labels(&[]), 1), 1);
-        assert_eq!(fanout_of(&labels(&["ui", "fanout:3"]), 1), 3);
-        assert_eq!(
-            fanout_of(&labels(&["fanout:0", "fanout:99", "fanout:x"]), 2),
-            2,
-            "out of bounds is ignored"
-        );
-        assert_eq!(select_of(&labels(&[]), SelectMode::First), "first");
-        assert_eq!(select_of(&labels(&["select:best"]), SelectMode::First), "best");
-        assert_eq!(select_of(&labels(&["select:worst"]), SelectMode::Best), "best");
-    }
 }

@@ -57,15 +57,7 @@ pub async fn create(config: &ChumConfig, project: &str, args: CreateArgs<'_>) ->
         }
     }
     for label in args.labels {
-        if let Some(n) = label.strip_prefix("fanout:") {
-            let max = chum_core::config::MAX_FANOUT;
-            if !n.parse::<u32>().is_ok_and(|n| (1..=max).contains(&n)) {
-                bail!("--label {label}: fanout takes a number of candidates from 1 to {max}, e.g. fanout:3");
-            }
-        }
-        if label.starts_with("select:") && label != "select:first" && label != "select:best" {
-            bail!("--label {label}: select is select:first or select:best");
-        }
+        chum_core::candidate::check_candidate_label(label).map_err(|e| anyhow::anyhow!("--label {e}"))?;
     }
     let new = NewBead {
         id: args.id.map(str::to_string),

@@ -5,6 +5,7 @@
 //! that is not exactly a decision is refused with a reason and never approves.
 
 use serde_json::Value;
+use temporalio_common::protos::temporal::api::common::v1::Payload;
 
 use crate::proto::GateDecision;
 
@@ -86,6 +87,61 @@ pub fn parse_gate_payload(bytes: &[u8]) -> Result<GateDecision, String> {
     Ok(decision)
 }
 
+/// The JSON an `approve` signal carries, as sent: exactly one `json/plain` payload (a
+/// `binary/null` one reads as `null`, which [`parse_gate_payload`] then refuses with its reason).
+pub fn signal_json(payloads: &[Payload]) -> Result<&[u8], String> {
+    let payload = match payloads {
+        [] => {
+            return Err(
+                "the signal carried no payload; send --input '{\"approved\": true, \"by\": \"<you>\"}'".to_string(),
+            );
+        }
+        [one] => one,
+        many => {
+            return Err(format!(
+                "the signal carried {} payloads; send exactly one JSON object",
+                many.len()
+            ));
+        }
+    };
+    if payload.data.len() > MAX_SIGNAL_BYTES {
+        return Err(format!(
+            "payload is {} bytes; the limit is {MAX_SIGNAL_BYTES}",
+            payload.data.len()
+        ));
+    }
+    let encoding = payload
+        .metadata
+        .get("encoding")
+        .map(|e| String::from_utf8_lossy(e).into_owned())
+        .unwrap_or_default();
+    match encoding.as_str() {
+        "json/plain" => Ok(&payload.data),
+        "binary/null" => Ok(b"null"),
+        other => Err(format!(
+            "payload encoding {other:?} is not supported; send a JSON object"
+        )),
+    }
+}
+
+/// What a refused signal carried, short enough for the status query.
+pub fn signal_excerpt(payloads: &[Payload]) -> String {
+    match payloads {
+        [] => "(no payload)".to_string(),
+        [one, ..] => crate::text::excerpt(&String::from_utf8_lossy(&one.data), 200),
+    }
+}
+
+/// One `json/plain` payload carrying `value`, as clients send it (`chum approve`, tests).
+pub fn json_payload(value: &Value) -> Payload {
+    let mut payload = Payload {
+        data: value.to_string().into_bytes(),
+        ..Payload::default()
+    };
+    payload.metadata.insert("encoding".to_string(), b"json/plain".to_vec());
+    payload
+}
+
 fn kind(v: &Value) -> String {
     match v {
         Value::Null => "null".to_string(),
@@ -141,6 +197,31 @@ mod tests {
             let err = parse_gate_decision(&payload).expect_err("must be refused");
             assert!(err.contains(reason), "{payload}: {err}");
         }
+    }
+
+    #[test]
+    fn a_signal_carries_exactly_one_json_payload() {
+        let one = json_payload(&json!({"approved": true}));
+        assert_eq!(
+            signal_json(std::slice::from_ref(&one)).unwrap(),
+            br#"{"approved":true}"#
+        );
+        let err = signal_json(&[]).unwrap_err();
+        assert!(err.contains("no payload") && err.contains("--input"), "{err}");
+        let err = signal_json(&[one.clone(), one.clone()]).unwrap_err();
+        assert!(err.contains("2 payloads"), "{err}");
+        let mut binary = one.clone();
+        binary.metadata.insert("encoding".into(), b"binary/plain".to_vec());
+        let err = signal_json(std::slice::from_ref(&binary)).unwrap_err();
+        assert!(err.contains("\"binary/plain\" is not supported"), "{err}");
+        let mut null = Payload::default();
+        null.metadata.insert("encoding".into(), b"binary/null".to_vec());
+        assert_eq!(signal_json(std::slice::from_ref(&null)).unwrap(), b"null");
+        let mut huge = one.clone();
+        huge.data = vec![b' '; MAX_SIGNAL_BYTES + 1];
+        assert!(signal_json(&[huge]).unwrap_err().contains("the limit is"));
+        assert_eq!(signal_excerpt(&[]), "(no payload)");
+        assert_eq!(signal_excerpt(&[one]), r#"{"approved":true}"#);
     }
 
     #[test]

@@ -26,6 +26,17 @@ pub fn candidate_workflow_id(project: &str, bead_id: &str, run_id: &str, attempt
     format!("candidate-{project}-{bead_id}-{run_id}-{attempt}-{candidate}")
 }
 
+/// The ContinuousLearner a Shark run starts as it ends (derived from the run, so a replayed or
+/// retried start is the same child).
+pub fn learner_workflow_id(project: &str, bead_id: &str, run_id: &str) -> String {
+    format!("learner-{project}-{bead_id}-{run_id}")
+}
+
+/// The TacticalGroom a Shark run starts as it ends.
+pub fn groom_workflow_id(project: &str, bead_id: &str, run_id: &str) -> String {
+    format!("groom-{project}-{bead_id}-{run_id}")
+}
+
 /// Bead ids are `<prefix>-<suffix>` in Beads; we accept letters, digits, `-`, `_` and `.`, which
 /// keeps them safe in paths, git refs and workflow ids.
 pub fn check_bead_id(bead_id: &str) -> Result<(), String> {

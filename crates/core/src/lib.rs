@@ -8,9 +8,11 @@
 pub mod activity_contract;
 pub mod agent_output;
 pub mod backlog;
+pub mod candidate;
 pub mod config;
 pub mod egress;
 pub mod gate;
+pub mod gate_text;
 pub mod ids;
 pub mod lesson;
 pub mod live_config;

@@ -935,3 +935,45 @@ async fn twenty_sharks_started_at_once_on_one_repository_all_plan() {
         "every planning checkout is gone again: {listed}"
     );
 }
+
+/// A follow-up that cannot start never fails the run, and the run says so: here the
+/// ContinuousLearner's workflow id is already taken (started by hand with the real `temporal`
+/// CLI while the Shark waits at its gate), so the integrated run's result and status name it.
+/// Before the Shark got rooms, the run's own reason overwrote that message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_that_cannot_start_is_named_in_the_result_and_the_status() {
+    let options = HarnessOptions {
+        scenario: good_work_scenario(""),
+        learner: true,
+        ..Default::default()
+    };
+    let h = &Harness::start("learner-taken", options).await;
+    let address = h.address.trim_start_matches("http://").to_string();
+    let (result, after) = h
+        .with_worker(|client| async move {
+            let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
+            wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
+            let run_id = handle.run_id().expect("the run id of a started Shark").to_string();
+            let learner_id = chum_core::ids::learner_workflow_id("demo", "tk-1", &run_id);
+            let out = std::process::Command::new(temporal_binary())
+                .args(["workflow", "start", "--address", &address, "--workflow-id", &learner_id])
+                .args(["--type", "SomethingElse", "--task-queue", "nobody-polls-this"])
+                .output()
+                .expect("the temporal CLI runs");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            send_approve(&handle, json!({"approved": true, "by": "olga"})).await;
+            let result = finish(&handle, "learner_did_not_start").await;
+            (result, status(&handle).await)
+        })
+        .await;
+    assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+    assert!(result.reason.starts_with("commit "), "{}", result.reason);
+    assert!(
+        result.reason.contains("(the learner did not start: "),
+        "the result names the learner that did not start: {}",
+        result.reason
+    );
+    assert!(result.learner_workflow_id.is_empty(), "{result:?}");
+    assert_eq!(after.reason, result.reason, "the status says the same");
+    assert_eq!(h.read_bead("tk-1")["status"], "closed");
+}

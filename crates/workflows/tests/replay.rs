@@ -18,7 +18,7 @@ use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
 
 /// Every Shark and ContinuousLearner path; each must have a recorded history.
-const PATHS: [&str; 47] = [
+const PATHS: [&str; 48] = [
     "approved_pass",
     // Recorded before a finished Shark recorded its run for the metrics (patch "record-run").
     "approved_pass_before_record_run",
@@ -73,6 +73,8 @@ const PATHS: [&str; 47] = [
     "tree_integrity",
     "sandbox_git_tamper",
     "sandbox_memory_hog",
+    // A ContinuousLearner whose id was taken: the start fails, the run goes on and says so.
+    "learner_did_not_start",
     // Recorded before quick bookkeeping became local activities (patch "local-bookkeeping"):
     // a plain pass, Monte Carlo candidates, a Semgrep catch, an integration that failed.
     "approved_pass_before_local_bookkeeping",

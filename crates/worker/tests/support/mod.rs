@@ -364,8 +364,8 @@ impl Harness {
     pub async fn start(name: &str, options: HarnessOptions) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         // The SDK gives the dev server 5 s to answer; on a loaded 2-core machine running several
-        // tests at once it sometimes needs longer, so a start that times out is tried again (on
-        // a fresh port) before the test fails.
+        // tests at once (or while something else compiles) it sometimes needs longer, so a start
+        // that times out is tried again (on a fresh port) before the test fails.
         let mut tries = 0;
         let (env, server, port) = loop {
             tries += 1;
@@ -378,7 +378,7 @@ impl Harness {
                 .build();
             match WorkflowEnvironment::start_local(server.clone()).await {
                 Ok(env) => break (env, server, port),
-                Err(e) if tries < 3 => eprintln!("dev server did not start (try {tries} of 3): {e:?}"),
+                Err(e) if tries < 6 => eprintln!("dev server did not start (try {tries} of 6): {e:?}"),
                 Err(e) => panic!("dev server starts: {e:?}"),
             }
         };

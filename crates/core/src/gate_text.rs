@@ -1,0 +1,176 @@
+//! The texts the Shark's gates leave behind: one line per DoD check for the status, the failing
+//! commands' real output for the next attempt, and a note on what a gate's writes cost it.
+//!
+//! They end up in workflow state and history, so they are a function of the reports only (and
+//! their wording is part of what recorded histories show; change it knowingly).
+
+use crate::proto::DodReport;
+use crate::text::tail_excerpt;
+
+/// Length of the excerpts kept in workflow state and history.
+pub const EXCERPT_CHARS: usize = 1500;
+
+/// One line per check for the status, then the first failing check's output tail.
+pub fn dod_summary(dod: &DodReport) -> String {
+    let lines: Vec<String> = dod
+        .checks
+        .iter()
+        .map(|c| {
+            let verdict = if c.passed {
+                "ok".to_string()
+            } else if c.timed_out {
+                "timed out".to_string()
+            } else {
+                format!("failed (exit {})", c.exit_code)
+            };
+            format!("{}: {verdict} in {} ms", c.command, c.duration_ms)
+        })
+        .collect();
+    let mut summary = lines.join("\n");
+    if let Some(failed) = dod.checks.iter().find(|c| !c.passed) {
+        summary.push_str("\n---\n");
+        summary.push_str(&tail_excerpt(&failed.output_excerpt, 800));
+    }
+    summary
+}
+
+/// The artifact a person opens first: the first failing check's, else the last check's.
+pub fn dod_artifact(dod: &DodReport) -> String {
+    dod.checks
+        .iter()
+        .find(|c| !c.passed)
+        .or(dod.checks.last())
+        .map(|c| c.artifact.clone())
+        .unwrap_or_default()
+}
+
+/// What the next attempt's executor is told: each failing command and its real output.
+pub fn dod_feedback(dod: &DodReport) -> String {
+    let mut out = String::from("The definition of done failed.\n");
+    for check in dod.checks.iter().filter(|c| !c.passed) {
+        let why = if check.timed_out {
+            "timed out".to_string()
+        } else {
+            format!("exited with {}", check.exit_code)
+        };
+        out.push_str(&format!(
+            "\n$ {}\n({why})\n{}\n",
+            check.command,
+            tail_excerpt(&check.output_excerpt, EXCERPT_CHARS)
+        ));
+    }
+    out
+}
+
+/// "; discarded what <who> changed in the worktree: a, b, c (+3 more)" for an excerpt, or nothing
+/// (runs recorded before trees were kept discard nothing, so their excerpts are unchanged).
+pub fn discarded_note(who: &str, paths: &[String]) -> String {
+    if paths.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<&str> = paths.iter().take(3).map(String::as_str).collect();
+    let more = if paths.len() > 3 {
+        format!(" (+{} more)", paths.len() - 3)
+    } else {
+        String::new()
+    };
+    format!(
+        "; discarded what {who} changed in the worktree: {}{more}",
+        shown.join(", ")
+    )
+}
+
+/// The first 12 characters of a commit id, as people quote them.
+pub fn short_commit(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::DodCheck;
+
+    fn check(command: &str, exit_code: i32, timed_out: bool, output: &str) -> DodCheck {
+        DodCheck {
+            command: command.into(),
+            exit_code,
+            passed: exit_code == 0 && !timed_out,
+            timed_out,
+            duration_ms: 12,
+            output_excerpt: output.into(),
+            artifact: format!("{command}.log"),
+        }
+    }
+
+    fn report(checks: Vec<DodCheck>) -> DodReport {
+        DodReport {
+            passed: checks.iter().all(|c| c.passed),
+            checks,
+            ..DodReport::default()
+        }
+    }
+
+    #[test]
+    fn the_summary_has_a_line_per_check_and_the_first_failures_output() {
+        let dod = report(vec![
+            check("make lint", 0, false, "fine"),
+            check("make test", 2, false, "assertion failed: 1 == 2"),
+            check("make slow", 0, true, "still going"),
+        ]);
+        let summary = dod_summary(&dod);
+        assert_eq!(
+            summary,
+            "make lint: ok in 12 ms\nmake test: failed (exit 2) in 12 ms\nmake slow: timed out in 12 ms\n---\nassertion failed: 1 == 2"
+        );
+        assert_eq!(dod_artifact(&dod), "make test.log");
+        assert_eq!(
+            dod_artifact(&report(vec![check("a", 0, false, ""), check("b", 0, false, "")])),
+            "b.log"
+        );
+        assert_eq!(dod_artifact(&report(vec![])), "");
+    }
+
+    #[test]
+    fn the_feedback_quotes_every_failing_command_with_its_output() {
+        let dod = report(vec![
+            check("make lint", 0, false, "fine"),
+            check("make test", 2, false, "assertion failed"),
+            check("make slow", 0, true, "still going"),
+        ]);
+        let feedback = dod_feedback(&dod);
+        assert!(feedback.starts_with("The definition of done failed.\n"));
+        assert!(
+            feedback.contains("$ make test\n(exited with 2)\nassertion failed\n"),
+            "{feedback}"
+        );
+        assert!(
+            feedback.contains("$ make slow\n(timed out)\nstill going\n"),
+            "{feedback}"
+        );
+        assert!(
+            !feedback.contains("make lint"),
+            "a passing check is not feedback: {feedback}"
+        );
+    }
+
+    #[test]
+    fn the_discarded_note_names_three_paths_and_counts_the_rest() {
+        assert_eq!(discarded_note("the DoD", &[]), "");
+        let paths: Vec<String> = ["a", "b", "c", "d", "e"].iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            discarded_note("the reviewer", &paths),
+            "; discarded what the reviewer changed in the worktree: a, b, c (+2 more)"
+        );
+        assert_eq!(
+            discarded_note("the DoD", &paths[..1]),
+            "; discarded what the DoD changed in the worktree: a"
+        );
+    }
+
+    #[test]
+    fn a_short_commit_is_twelve_characters_or_the_whole_id() {
+        assert_eq!(short_commit("0123456789abcdef"), "0123456789ab");
+        assert_eq!(short_commit("abc"), "abc");
+        assert_eq!(short_commit(""), "");
+    }
+}

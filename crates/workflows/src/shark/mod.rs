@@ -1,0 +1,268 @@
+//! The Shark: one durable workflow per bead.
+//!
+//! ```text
+//! LOAD the bead and the project's gates
+//!   -> PLAN -> validate -> human GATE (signal `approve` | durable timeout)     gate.rs
+//!   -> attempts (fanout > 1: candidates as child Sharks, one winner)         fanout.rs
+//!        EXECUTE in a worktree -> REVIEW -> SEMGREP -> DOD, in the           attempt.rs
+//!        project's order; a rejection or findings redo within the attempt,   checks.rs
+//!        a failed DoD ends it and the next starts with the real output
+//!   -> INTEGRATE the gated tree (commit once, merge per policy) -> close     ending.rs
+//!   -> LEARN and GROOM as child workflows that outlive the run               ending.rs
+//! ```
+//!
+//! `status.rs` keeps the state the `status` query shows (phases, gate results, usage) and builds
+//! the result from it; `options.rs` holds every activity option and retry policy.
+//!
+//! Everything here is deterministic: all I/O happens in the activities declared in
+//! `chum_core::activity_contract`. The status query reads only workflow state. Every path has a
+//! recorded history in `tests/histories/`; a change to which activities run, or in what order,
+//! goes behind a `ctx.patched(..)` marker (docs/ARCHITECTURE.md lists them).
+
+mod attempt;
+mod checks;
+mod ending;
+mod fanout;
+mod gate;
+mod options;
+mod status;
+
+use chum_core::config::Limits;
+use chum_core::gate::{parse_gate_payload, signal_excerpt, signal_json};
+use chum_core::ids::bead_branch;
+use chum_core::proto::{
+    Bead, GateDecision, LoadBeadRequest, Outcome, Phase, Plan, RejectedSignal, RunRecord, RunRef, SharkInput,
+    SharkResult, SharkStatus,
+};
+use temporalio_common::data_converters::RawValue;
+use temporalio_sdk::workflows::{workflow, workflow_methods};
+use temporalio_sdk::{SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult};
+
+use attempt::{AttemptEnd, AttemptSpec};
+use ending::{Partial, is_budget_exhausted};
+use gate::GateOutcome;
+pub use gate::{approve_payload, json_payload};
+
+use chum_core::activity_contract::SharkActivities;
+
+/// The gates when the project does not say (`projects.<name>.gates`).
+const DEFAULT_GATES: [&str; 3] = ["review", "semgrep", "dod"];
+/// Refused signals kept for the status query; older ones are dropped.
+const MAX_REJECTED_SIGNALS: usize = 20;
+
+#[workflow]
+#[derive(Default)]
+pub struct SharkWorkflow {
+    status: SharkStatus,
+    /// Quick bookkeeping runs as local activities (runs started after patch "local-bookkeeping").
+    local_bookkeeping: bool,
+    /// The diff artifact of every execution, for the learner.
+    diff_artifacts: Vec<String>,
+    /// A person's decision on the plan currently at the gate, taken by the run loop.
+    decision: Option<GateDecision>,
+}
+
+/// One Shark run as its steps see it: the workflow context, which run, its limits. In the style of
+/// the SDK's saga sample, steps are methods on this instead of functions of nine arguments.
+struct Shark<'a> {
+    ctx: &'a WorkflowContext<SharkWorkflow>,
+    run: RunRef,
+    limits: Limits,
+}
+
+/// The bead and what the project says about running it (recorded by `load_bead`, so a replay
+/// sees what the run saw).
+struct Setup {
+    bead: Bead,
+    gates: Vec<String>,
+    fail_open: bool,
+    /// Start the ContinuousLearner / the TacticalGroom when the run ends.
+    learn: bool,
+    groom: bool,
+    /// Monte Carlo candidates per attempt (1: none) and whether the best one wins, not the first.
+    fanout: u32,
+    select_best: bool,
+}
+
+/// The plan a person approved, and who.
+struct Approved {
+    plan: Plan,
+    by: String,
+}
+
+#[workflow_methods]
+impl SharkWorkflow {
+    #[run(name = "Shark")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: SharkInput) -> WorkflowResult<SharkResult> {
+        // Runs started before this patch replay with the regular activities they recorded.
+        let local = ctx.patched("local-bookkeeping");
+        ctx.state_mut(|s| s.local_bookkeeping = local);
+        // A Monte Carlo candidate of a parent Shark: one attempt of an approved plan, nothing else.
+        if input.candidate.is_some() {
+            return fanout::run_candidate(ctx, input).await;
+        }
+        let result = run_shark(&Shark::new(ctx, &input)).await?;
+        // Runs started before this step existed replay without it (the patch marker says which).
+        if ctx.patched("record-run") {
+            let shark = Shark::new(ctx, &input);
+            let record = RunRecord {
+                run: Some(shark.run.clone()),
+                result: Some(result.clone()),
+            };
+            // The record is for metrics and reports; the run's outcome never depends on it.
+            let _ = shark.quick(SharkActivities::record_run, record).await;
+        }
+        Ok(result)
+    }
+
+    /// The human gate. The payloads are taken raw and validated here: a malformed payload (or none
+    /// at all) is recorded (see `status`) and never approves. A typed handler would fail to decode
+    /// it on every workflow task and wedge the run instead.
+    #[signal(name = "approve")]
+    pub fn approve(&mut self, _ctx: &mut SyncWorkflowContext<Self>, raw: RawValue) {
+        let shown = signal_excerpt(&raw.payloads);
+        let refusal = match signal_json(&raw.payloads).and_then(parse_gate_payload) {
+            Err(reason) => Some(reason),
+            Ok(_) if self.status.phase() != Phase::AwaitingApproval => Some(format!(
+                "no plan is waiting for approval (phase: {}); nothing was approved",
+                self.status.phase()
+            )),
+            Ok(_) if self.decision.is_some() => {
+                Some("a decision on this plan was already received; this one was ignored".to_string())
+            }
+            Ok(decision) => {
+                self.decision = Some(decision);
+                None
+            }
+        };
+        if let Some(reason) = refusal {
+            let rejected = &mut self.status.rejected_signals;
+            if rejected.len() >= MAX_REJECTED_SIGNALS {
+                rejected.remove(0);
+            }
+            rejected.push(RejectedSignal {
+                payload_excerpt: shown,
+                reason,
+            });
+        }
+    }
+
+    /// Phase, plan, attempt, gate results so far, refused signals, outcome.
+    #[query(name = "status")]
+    pub fn status(&self, _ctx: &WorkflowContextView) -> SharkStatus {
+        self.status.clone()
+    }
+}
+
+impl<'a> Shark<'a> {
+    fn new(ctx: &'a WorkflowContext<SharkWorkflow>, input: &SharkInput) -> Self {
+        Shark {
+            ctx,
+            run: RunRef {
+                project: input.project.clone(),
+                bead_id: input.bead_id.clone(),
+                workflow_id: ctx.workflow_id().to_string(),
+                run_id: ctx.run_id().to_string(),
+            },
+            limits: Limits::from_proto(input.limits.as_ref()),
+        }
+    }
+}
+
+/// The Shark's pipeline, from loading the bead to its outcome.
+async fn run_shark(shark: &Shark<'_>) -> WorkflowResult<SharkResult> {
+    shark.begin(bead_branch(&shark.run.bead_id));
+
+    // LOAD
+    let setup = match shark.load().await {
+        Ok(Ok(setup)) => setup,
+        Ok(Err(problem)) => return Ok(shark.finish(Outcome::BeadUnavailable, problem, None)),
+        Err(err) => return shark.fail(err).await,
+    };
+
+    // PLAN -> GATE: nothing touches the code until a person approves.
+    let approved = match shark.plan_until_approved(&setup.bead).await {
+        Ok(GateOutcome::Approved(approved)) => approved,
+        Ok(GateOutcome::Ended { outcome, reason }) => {
+            let note = format!("CHUM run {}: {outcome}: {reason}", shark.run.workflow_id);
+            let _ = shark.update_bead("blocked", &note, "").await;
+            return Ok(shark.conclude(&setup, outcome, reason, None).await);
+        }
+        Err(err) if is_budget_exhausted(&err) => return Ok(shark.stop_for_budget(&setup, &err, None).await),
+        Err(err) => return shark.fail(err).await,
+    };
+
+    // ATTEMPTS: EXECUTE -> gates in order; a review rejection or Semgrep findings send the work
+    // back within the attempt (a rejection swaps executor and reviewer), a failed DoD ends it.
+    // With fanout, each attempt runs its candidates as child Sharks and the winner goes on.
+    let mut feedback = String::new();
+    let mut last_worktree = String::new();
+    for attempt in 1..=shark.limits.max_attempts {
+        let spec = AttemptSpec {
+            setup: &setup,
+            plan: &approved.plan,
+            attempt,
+            candidate: 0,
+        };
+        let end = if setup.fanout > 1 {
+            shark.run_candidates(&spec, &mut feedback, &mut last_worktree).await
+        } else {
+            shark.run_attempt(&spec, &mut feedback, &mut last_worktree).await
+        };
+        match end {
+            // INTEGRATE -> close the bead -> learn, groom
+            AttemptEnd::Passed { report, candidate } => {
+                return shark
+                    .integrate_and_close(&setup, &approved, &report, attempt, candidate)
+                    .await;
+            }
+            AttemptEnd::Failed => continue,
+            AttemptEnd::BudgetExhausted(err) => {
+                let partial = Partial {
+                    approved: &approved,
+                    worktree: &last_worktree,
+                    attempt,
+                };
+                return Ok(shark.stop_for_budget(&setup, &err, Some(partial)).await);
+            }
+            AttemptEnd::Error(err) => return shark.fail(err).await,
+        }
+    }
+
+    // ESCALATE: keep the partial work on its branch, block the bead with the evidence.
+    Ok(shark.escalate(&setup, &approved, &last_worktree, &feedback).await)
+}
+
+impl Shark<'_> {
+    /// LOAD: the bead and the project's gates, as the worker's config has them (recorded, so a
+    /// replay sees the same). `Ok(Err(problem))`: the bead cannot be worked on.
+    async fn load(&self) -> Result<Result<Setup, String>, temporalio_sdk::ActivityExecutionError> {
+        self.enter_phase(Phase::Loading, 0);
+        let request = LoadBeadRequest {
+            run: Some(self.run.clone()),
+        };
+        let loaded = self.quick(SharkActivities::load_bead, request).await?;
+        let Some(bead) = loaded.bead else {
+            return Ok(Err(loaded.problem));
+        };
+        let project = loaded.gates.unwrap_or_default();
+        let gates = if project.order.is_empty() {
+            DEFAULT_GATES.iter().map(|g| g.to_string()).collect()
+        } else {
+            project.order
+        };
+        self.ctx.state_mut(|s| {
+            s.status.gates = gates.clone();
+            s.status.review_fail_open = project.review_fail_open;
+        });
+        Ok(Ok(Setup {
+            bead,
+            gates,
+            fail_open: project.review_fail_open,
+            learn: project.learn,
+            groom: project.groom,
+            fanout: project.fanout,
+            select_best: project.select == "best",
+        }))
+    }
+}
