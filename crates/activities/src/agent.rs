@@ -348,6 +348,12 @@ pub async fn run_agent(
             .map_err(|e| AgentSetupError::Storage(format!("cannot write the agent's MCP configuration: {e}")))?;
         mcp_config = written.display().to_string();
         env.set("CHUM_MCP_CONFIG", mcp_config.clone());
+        // Claude Code connects MCP servers in the background in `-p` mode, so a model's first
+        // turns can find the tools "still connecting"; a headless run waits for them instead
+        // (the provider's `env` can say otherwise).
+        if !mcp_servers.is_empty() && env.get("MCP_CONNECTION_NONBLOCKING").is_none() {
+            env.set("MCP_CONNECTION_NONBLOCKING", "false");
+        }
         let missing = env.pass(&crate::mcp::env_names(&mcp_servers));
         if !missing.is_empty() {
             tracing::warn!(provider = %provider.name, ?missing, "MCP servers name variables the worker's environment does not have");

@@ -230,6 +230,12 @@ enum DemoCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // `chum backlog | head`: a closed pipe ends chum quietly, as it ends every Unix tool (Rust
+    // ignores SIGPIPE, so println! would panic on the write error instead).
+    // SAFETY: setting one signal's disposition to its default has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match run(cli).await {
         Ok(code) => code,

@@ -880,6 +880,23 @@ async fn create_bead(
 mod tests {
     use super::*;
 
+    /// docs/API.md is where the 404 sends people: every route the router serves is in it.
+    #[test]
+    fn every_route_is_documented_in_docs_api_md() {
+        let doc = include_str!("../../../docs/API.md");
+        let source = include_str!("api.rs");
+        let mut routes = 0;
+        for line in source.lines().map(str::trim).filter(|l| l.starts_with(".route(\"")) {
+            let path = line.split('"').nth(1).unwrap_or_default();
+            let method = if line.contains("post(") { "POST" } else { "GET" };
+            let documented =
+                doc.contains(&format!("`{method} {path}`")) || doc.contains(&format!("{method} {path}` and"));
+            assert!(documented, "docs/API.md does not document {method} {path}");
+            routes += 1;
+        }
+        assert!(routes >= 10, "found only {routes} routes in api.rs");
+    }
+
     #[test]
     fn tokens_are_named_long_and_unique() {
         let t = parse_tokens("alice:0123456789abcdef, ci:fedcba9876543210xyz").unwrap();
