@@ -15,11 +15,9 @@ use chum_core::proto::{
 };
 use chum_core::text::{excerpt, tail_excerpt};
 use temporalio_common::protos::temporal::api::failure::v1::Failure;
-use temporalio_sdk::{
-    ActivityExecutionError, ChildWorkflowOptions, ParentClosePolicy, WorkflowResult, WorkflowTermination,
-};
+use temporalio_sdk::{ActivityExecutionError, WorkflowResult, WorkflowTermination};
 
-use super::options::detached_options;
+use super::options::{detached_options, follow_up_options};
 use super::{Approved, Setup, Shark};
 
 /// What an integration commits: the attempt's staged work in `worktree`, which must be `tree`
@@ -268,10 +266,7 @@ impl Shark<'_> {
             decisions: s.status.decisions.clone(),
             commit: integration.map(|i| i.commit.clone()).unwrap_or_default(),
         });
-        let options = ChildWorkflowOptions::builder()
-            .workflow_id(id.clone())
-            .parent_close_policy(ParentClosePolicy::Abandon)
-            .build();
+        let options = follow_up_options(&id);
         match self
             .ctx
             .start_child_workflow(LearnerWorkflow::run, input, options)
@@ -302,10 +297,7 @@ impl Shark<'_> {
             commit: integration.map(|i| i.commit.clone()).unwrap_or_default(),
             diff_artifacts: s.diff_artifacts.clone(),
         });
-        let options = ChildWorkflowOptions::builder()
-            .workflow_id(id.clone())
-            .parent_close_policy(ParentClosePolicy::Abandon)
-            .build();
+        let options = follow_up_options(&id);
         match self
             .ctx
             .start_child_workflow(TacticalGroomWorkflow::run, input, options)

@@ -12,14 +12,11 @@ use chum_core::proto::{
     CandidateInput, DiscardCandidatesRequest, ExecuteReport, GateResult, Outcome, Phase, SharkInput, SharkResult,
 };
 use chum_core::text::excerpt;
-use temporalio_sdk::{
-    ActivityExecutionError, CancellableFuture, ChildWorkflowOptions, ParentClosePolicy, WorkflowContext,
-    WorkflowResult, WorkflowTermination,
-};
+use temporalio_sdk::{ActivityExecutionError, CancellableFuture, WorkflowContext, WorkflowResult, WorkflowTermination};
 
 use super::attempt::{AttemptEnd, AttemptSpec};
 use super::ending::activity_failure_text;
-use super::options::quick_options;
+use super::options::{candidate_options, quick_options};
 use super::{Setup, Shark, SharkWorkflow};
 
 impl Shark<'_> {
@@ -55,11 +52,11 @@ impl Shark<'_> {
                 }),
             };
             let id = candidate_workflow_id(&self.run.project, &self.run.bead_id, &self.run.run_id, spec.attempt, k);
-            let options = ChildWorkflowOptions::builder()
-                .workflow_id(id)
-                .parent_close_policy(ParentClosePolicy::RequestCancel)
-                .build();
-            match self.ctx.start_child_workflow(SharkWorkflow::run, input, options).await {
+            match self
+                .ctx
+                .start_child_workflow(SharkWorkflow::run, input, candidate_options(id))
+                .await
+            {
                 Ok(started) => running.push((k, Some(Box::pin(started.result())))),
                 Err(err) => self.push_gate(GateResult {
                     gate: "execute".into(),

@@ -1,4 +1,4 @@
-//! Every activity option and retry policy of the Shark, in one place. Changing a timeout or a
+//! Every activity and child workflow option and retry policy of the Shark, in one place. Changing a timeout or a
 //! retry count changes no command, so recorded histories still replay; changing which kind of
 //! activity a step is (regular or local) does, and goes behind a patch marker (see `quick`).
 
@@ -8,7 +8,8 @@ use chum_core::activity_contract::error_types;
 use temporalio_common::data_converters::TemporalDeserializable;
 use temporalio_common::{ActivityDefinition, RetryPolicy};
 use temporalio_sdk::{
-    ActivityCancellationType, ActivityExecutionError, ActivityOptions, LocalActivityOptions, WorkflowCancellationToken,
+    ActivityCancellationType, ActivityExecutionError, ActivityOptions, ChildWorkflowOptions, LocalActivityOptions,
+    ParentClosePolicy, WorkflowCancellationToken,
 };
 
 use super::Shark;
@@ -90,5 +91,21 @@ pub(super) fn detached_options() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60))
         .retry_policy(retry(3))
         .cancellation_token(WorkflowCancellationToken::new())
+        .build()
+}
+
+/// A follow-up (the ContinuousLearner, the TacticalGroom): a child that outlives the run.
+pub(super) fn follow_up_options(id: &str) -> ChildWorkflowOptions {
+    ChildWorkflowOptions::builder()
+        .workflow_id(id.to_string())
+        .parent_close_policy(ParentClosePolicy::Abandon)
+        .build()
+}
+
+/// A Monte Carlo candidate: a child Shark cancelled with its parent.
+pub(super) fn candidate_options(id: String) -> ChildWorkflowOptions {
+    ChildWorkflowOptions::builder()
+        .workflow_id(id)
+        .parent_close_policy(ParentClosePolicy::RequestCancel)
         .build()
 }
