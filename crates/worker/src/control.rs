@@ -9,8 +9,12 @@ use chum_core::ids::{check_bead_id, shark_workflow_id};
 use chum_core::proto::{Phase, SharkInput, SharkStatus};
 use chum_workflows::{SharkRun, SharkWorkflow, approve_payload};
 use futures::StreamExt;
+use temporalio_client::errors::{
+    ClientError, WorkflowInteractionError, WorkflowQueryError, WorkflowStartError, WorkflowUpdateError,
+};
 use temporalio_client::{
-    Client, WorkflowCancelOptions, WorkflowHandle, WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
+    Client, WorkflowCancelOptions, WorkflowExecuteUpdateOptions, WorkflowHandle, WorkflowQueryOptions,
+    WorkflowSignalOptions, WorkflowStartOptions,
 };
 
 /// Why a control call did not do what was asked. The kind decides the HTTP status.
@@ -43,21 +47,83 @@ impl ControlError {
     }
 }
 
-fn from_client(workflow_id: &str, what: &str, err: impl std::fmt::Display) -> ControlError {
-    let text = err.to_string();
-    let lower = text.to_lowercase();
-    if lower.contains("not found") {
-        ControlError::new(ControlErrorKind::NotFound, format!("there is no run {workflow_id}"))
-    } else if lower.contains("timeout") || lower.contains("timed out") || lower.contains("deadline") {
-        ControlError::new(
+/// What a Temporal client error means here, read from its type and gRPC code (never its text).
+enum ClientFault<'a> {
+    NotFound,
+    Rpc(&'a temporalio_client::tonic::Status),
+    Other,
+}
+
+/// The client errors this module meets, as a [`ClientFault`].
+trait ClientFaultOf: std::fmt::Display {
+    fn fault(&self) -> ClientFault<'_>;
+}
+
+impl ClientFaultOf for WorkflowQueryError {
+    fn fault(&self) -> ClientFault<'_> {
+        match self {
+            WorkflowQueryError::NotFound(_) => ClientFault::NotFound,
+            WorkflowQueryError::Rpc(status) => ClientFault::Rpc(status),
+            _ => ClientFault::Other,
+        }
+    }
+}
+
+impl ClientFaultOf for WorkflowInteractionError {
+    fn fault(&self) -> ClientFault<'_> {
+        match self {
+            WorkflowInteractionError::NotFound(_) => ClientFault::NotFound,
+            WorkflowInteractionError::Rpc(status) => ClientFault::Rpc(status),
+            _ => ClientFault::Other,
+        }
+    }
+}
+
+impl ClientFaultOf for WorkflowUpdateError {
+    fn fault(&self) -> ClientFault<'_> {
+        match self {
+            WorkflowUpdateError::NotFound(_) => ClientFault::NotFound,
+            WorkflowUpdateError::Rpc(status) => ClientFault::Rpc(status),
+            _ => ClientFault::Other,
+        }
+    }
+}
+
+impl ClientFaultOf for ClientError {
+    fn fault(&self) -> ClientFault<'_> {
+        match self {
+            ClientError::Rpc(status) => ClientFault::Rpc(status),
+            _ => ClientFault::Other,
+        }
+    }
+}
+
+fn from_client(workflow_id: &str, what: &str, err: impl ClientFaultOf) -> ControlError {
+    use temporalio_client::tonic::Code;
+    match err.fault() {
+        ClientFault::NotFound => {
+            ControlError::new(ControlErrorKind::NotFound, format!("there is no run {workflow_id}"))
+        }
+        ClientFault::Rpc(status) if status.code() == Code::NotFound => {
+            ControlError::new(ControlErrorKind::NotFound, format!("there is no run {workflow_id}"))
+        }
+        ClientFault::Rpc(status) if matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled) => {
+            ControlError::new(
+                ControlErrorKind::Unavailable,
+                format!("no worker answered the {what} of {workflow_id}; is a worker running?"),
+            )
+        }
+        ClientFault::Rpc(status) if status.code() == Code::Unavailable => ControlError::new(
             ControlErrorKind::Unavailable,
-            format!("no worker answered the {what} of {workflow_id}; is a worker running?"),
-        )
-    } else {
-        ControlError::new(
+            format!(
+                "Temporal did not answer the {what} of {workflow_id}: {}",
+                status.message()
+            ),
+        ),
+        _ => ControlError::new(
             ControlErrorKind::Unavailable,
-            format!("cannot {what} {workflow_id}: {text}"),
-        )
+            format!("cannot {what} {workflow_id}: {err}"),
+        ),
     }
 }
 
@@ -122,8 +188,13 @@ pub struct DecisionReceipt {
     pub confirmed: bool,
 }
 
-/// Sends `approve` with the decision, if the run is at the gate, and waits until the run has
-/// recorded it or said why not.
+/// How long `decide` waits for the run to take a decision sent as the update.
+const UPDATE_WAIT: Duration = Duration::from_secs(20);
+
+/// Sends the decision, if the run is at the gate, and says whether the run took it. Runs started
+/// after patch "approve-update" get the `approve` update: its validator refuses a malformed or
+/// out-of-gate decision at once, with the reason, before anything is written to history. Older
+/// runs get the signal, and the run's status is read until it shows the decision or a refusal.
 pub async fn decide(client: &Client, workflow_id: &str, decision: &Decision) -> Result<DecisionReceipt, ControlError> {
     if !decision.approved && decision.feedback.trim().is_empty() {
         return Err(ControlError::new(
@@ -141,17 +212,33 @@ pub async fn decide(client: &Client, workflow_id: &str, decision: &Decision) -> 
             ),
         ));
     }
-    let payload = serde_json::json!({
+    let payload = approve_payload(&serde_json::json!({
         "approved": decision.approved,
         "feedback": decision.feedback,
         "by": decision.by,
-    });
+    }));
+    if before.approve_update {
+        let handle = shark(client, workflow_id);
+        let update = handle.execute_update(SharkWorkflow::decide, payload, WorkflowExecuteUpdateOptions::default());
+        return match tokio::time::timeout(UPDATE_WAIT, update).await {
+            Ok(Ok(receipt)) => Ok(DecisionReceipt {
+                round: receipt.round,
+                confirmed: true,
+            }),
+            Ok(Err(WorkflowUpdateError::Failed(failure))) => Err(ControlError::new(
+                ControlErrorKind::Conflict,
+                format!("the run refused the decision: {}", failure.message),
+            )),
+            Ok(Err(e)) => Err(from_client(workflow_id, "approve update", e)),
+            // Sent, but no worker took it yet: it is applied when one does (see `chum status`).
+            Err(_) => Ok(DecisionReceipt {
+                round: before.plan_round,
+                confirmed: false,
+            }),
+        };
+    }
     shark(client, workflow_id)
-        .signal(
-            SharkWorkflow::approve,
-            approve_payload(&payload),
-            WorkflowSignalOptions::default(),
-        )
+        .signal(SharkWorkflow::approve, payload, WorkflowSignalOptions::default())
         .await
         .map_err(|e| from_client(workflow_id, "signal", e))?;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -205,12 +292,10 @@ pub async fn start(client: &Client, config: &ChumConfig, project: &str, bead: &s
     let options = WorkflowStartOptions::new(config.temporal.task_queue.clone(), id.clone()).build();
     match client.start_workflow(SharkWorkflow::run, input, options).await {
         Ok(_) => Ok(id),
-        Err(e) if format!("{e:?}").contains("AlreadyExists") || e.to_string().to_lowercase().contains("already") => {
-            Err(ControlError::new(
-                ControlErrorKind::Conflict,
-                format!("a Shark for bead {bead} is already running ({id})"),
-            ))
-        }
+        Err(WorkflowStartError::AlreadyStarted { .. }) => Err(ControlError::new(
+            ControlErrorKind::Conflict,
+            format!("a Shark for bead {bead} is already running ({id})"),
+        )),
         Err(e) => Err(ControlError::new(
             ControlErrorKind::Unavailable,
             format!("could not start {id}: {e}"),

@@ -91,9 +91,7 @@ pub async fn start_dispatchers(client: &Client, config: &ChumConfig) -> Vec<Stri
         let options = WorkflowStartOptions::new(config.temporal.task_queue.clone(), id.clone()).build();
         let line = match client.start_workflow(DispatcherWorkflow::run, input, options).await {
             Ok(_) => format!("started {id}"),
-            Err(e)
-                if format!("{e:?}").contains("AlreadyStarted") || e.to_string().to_lowercase().contains("already") =>
-            {
+            Err(temporalio_client::errors::WorkflowStartError::AlreadyStarted { .. }) => {
                 format!("{id} is already running")
             }
             Err(e) => format!("could not start {id}: {e}"),
@@ -144,7 +142,9 @@ pub async fn ensure_strategic_schedules(client: &Client, config: &ChumConfig) ->
             .build();
         let line = match client.create_schedule(id.clone(), options).await {
             Ok(_) => format!("created schedule {id}: {when}"),
-            Err(e) if e.to_string().to_lowercase().contains("already") => {
+            Err(temporalio_client::schedules::ScheduleError::Rpc(status))
+                if status.code() == temporalio_client::tonic::Code::AlreadyExists =>
+            {
                 let spec = strategic_spec(config);
                 let action = strategic_action(config, &project.name);
                 let handle = client.get_schedule_handle(id.clone());

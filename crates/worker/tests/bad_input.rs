@@ -487,10 +487,11 @@ async fn bad_repositories_get_an_error_that_says_what_to_do_and_lose_no_work() {
     );
 }
 
-/// The gate through the real `temporal` CLI, as a person at a terminal uses it: a repeated key, a
-/// null name and a bare string are refused on record; a misspelled signal name is accepted by the
-/// server but reaches no handler (the Rust SDK has no catch-all, README says so) and changes
-/// nothing; the well-formed approval decides, with its name.
+/// The gate through the real `temporal` CLI, as a person at a terminal uses it: a malformed update
+/// is refused at the terminal; a repeated key, a null name and a bare string as signals are refused
+/// on record; a misspelled signal name is accepted by the server but reaches no handler (the Rust
+/// SDK has no catch-all, README says so) and changes nothing; the well-formed approval (an update)
+/// decides, with its name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_temporal_cli_approves_only_with_a_well_formed_decision() {
     let h = &Harness::with_scenario("cli-signals", good_work_scenario("")).await;
@@ -514,10 +515,20 @@ async fn the_temporal_cli_approves_only_with_a_well_formed_decision() {
             String::from_utf8_lossy(&out.stderr)
         );
     };
+    // `temporal workflow update execute`: the answer (or the refusal) comes back to the terminal.
+    // It waits for the worker, which runs in this same task: off the async thread, then.
+    let update = |input: &'static str| {
+        let address = address.clone();
+        tokio::task::spawn_blocking(move || update_with_cli(&address, input))
+    };
     let (refusals, after_typo, result) = h
         .with_worker(|client| async move {
             let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
             wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
+            // A malformed decision as an update fails at the terminal, with the reason, and leaves
+            // nothing behind (not even a refusal in the status: it never reached the history).
+            let (ok, said) = update(r#"{"approved": "yes"}"#).await.expect("the CLI ran");
+            assert!(!ok && said.contains("\"approved\" must be true or false"), "{said}");
             signal("approve", r#"{"approved": false, "approved": true}"#);
             signal("approve", r#"{"approved": true, "by": null}"#);
             signal("approve", r#""yes""#);
@@ -525,7 +536,13 @@ async fn the_temporal_cli_approves_only_with_a_well_formed_decision() {
             signal("aprove", r#"{"approved": true, "by": "typo"}"#);
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             let after_typo = status(&handle).await;
-            signal("approve", r#"{"approved": true, "by": "cli-user"}"#);
+            // The well-formed decision as an update: the run answers with the round it decided.
+            let (ok, said) = update(r#"{"approved": true, "by": "cli-user"}"#)
+                .await
+                .expect("the CLI ran");
+            assert!(ok && said.contains("round"), "{said}");
+            // The gate has closed: the same decision as a signal is refused on record.
+            signal("approve", r#"{"approved": true, "by": "too-late"}"#);
             (refusals, after_typo, finish(&handle, "cli_signals").await)
         })
         .await;
@@ -547,4 +564,30 @@ async fn the_temporal_cli_approves_only_with_a_well_formed_decision() {
     assert_eq!(after_typo.rejected_signals.len(), 3);
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
     assert_eq!(result.approved_by, "cli-user");
+}
+
+/// `temporal workflow update execute --name approve --input <input>`: (succeeded, what it printed).
+fn update_with_cli(address: &str, input: &str) -> (bool, String) {
+    let out = std::process::Command::new(temporal_binary())
+        .args([
+            "workflow",
+            "update",
+            "execute",
+            "--address",
+            address,
+            "--workflow-id",
+            "shark-demo-tk-1",
+            "--name",
+            "approve",
+            "--input",
+            input,
+        ])
+        .output()
+        .expect("the temporal CLI runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }

@@ -161,7 +161,7 @@ async fn ready_beads_run_in_dependency_order_once_each_across_a_worker_restart()
                 .await
                 .unwrap();
             std::fs::write(
-                workspace_root().join("crates/workflows/tests/histories/dispatcher_rounds.json"),
+                workspace_root().join("crates/workflows/tests/histories/current/dispatcher_rounds.json"),
                 json,
             )
             .unwrap();

@@ -120,7 +120,7 @@ async fn a_mistake_caught_by_the_dod_becomes_a_rule_that_stops_it_next_time() {
                     .await
                     .unwrap();
                 std::fs::write(
-                    workspace_root().join("crates/workflows/tests/histories/learner_rule_accepted.json"),
+                    workspace_root().join("crates/workflows/tests/histories/current/learner_rule_accepted.json"),
                     json,
                 )
                 .unwrap();

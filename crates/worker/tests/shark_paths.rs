@@ -335,6 +335,85 @@ async fn malformed_signals_never_approve_and_do_not_wedge_the_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approve_update_is_answered_at_once_and_a_refused_one_leaves_no_trace() {
+    use chum_workflows::{SharkWorkflow, json_payload};
+    use temporalio_client::WorkflowExecuteUpdateOptions;
+    use temporalio_client::errors::WorkflowUpdateError;
+    use worker::control::{ControlErrorKind, Decision, decide};
+
+    let h = &Harness::with_scenario("update", good_work_scenario("")).await;
+    let (result, events) = h
+        .with_worker(|client| async move {
+            let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
+            let at_gate = wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
+            assert!(at_gate.approve_update, "a new run takes decisions as an update");
+            // A malformed decision is refused by the validator, with the reason, to the caller.
+            for (bad, reason) in [
+                (json!({"approved": "yes"}), "\"approved\" must be true or false"),
+                (json!({"approved": true, "extra": 1}), "unknown field \"extra\""),
+                (json!(null), "must be a JSON object"),
+            ] {
+                let refused = handle
+                    .execute_update(
+                        SharkWorkflow::decide,
+                        json_payload(&bad),
+                        WorkflowExecuteUpdateOptions::default(),
+                    )
+                    .await;
+                match refused {
+                    Err(WorkflowUpdateError::Failed(failure)) => {
+                        assert!(failure.message.contains(reason), "{bad}: {}", failure.message)
+                    }
+                    other => panic!("{bad}: expected a refusal, got {other:?}"),
+                }
+            }
+            let s = status(&handle).await;
+            assert_eq!(s.phase(), Phase::AwaitingApproval);
+            assert!(s.decisions.is_empty() && s.rejected_signals.is_empty(), "{s:?}");
+            // `chum approve` and the API: the receipt says the run took it, and which round.
+            let decision = Decision {
+                approved: true,
+                feedback: "ship it".into(),
+                by: "uma".into(),
+            };
+            let receipt = decide(&client, handle.info().workflow_id.as_str(), &decision)
+                .await
+                .expect("taken");
+            assert!(receipt.confirmed);
+            assert_eq!(receipt.round, 1);
+            // A second decision: the gate has closed (or is closing) — refused, with the reason.
+            let again = decide(&client, handle.info().workflow_id.as_str(), &decision)
+                .await
+                .expect_err("refused");
+            assert_eq!(again.kind, ControlErrorKind::Conflict, "{again}");
+            let result = finish(&handle, "approved_by_update").await;
+            let json = handle
+                .fetch_history(temporalio_client::WorkflowFetchHistoryOptions::default())
+                .to_json()
+                .await
+                .expect("history");
+            let history: serde_json::Value = serde_json::from_slice(&json).expect("history JSON");
+            let events: Vec<String> = history["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|e| e["attributes"].as_object()?.keys().next().cloned())
+                .collect();
+            (result, events)
+        })
+        .await;
+    assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+    assert_eq!(result.approved_by, "uma");
+    // Only the decision taken is in the history; the refusals never reached it.
+    let accepted = events
+        .iter()
+        .filter(|e| e.as_str() == "WorkflowExecutionUpdateAcceptedEventAttributes")
+        .count();
+    assert_eq!(accepted, 1, "{events:?}");
+    assert!(!events.iter().any(|e| e.contains("UpdateRejected")), "{events:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_executor_is_killed_and_the_next_attempt_runs() {
     let scenario = format!(
         "{}[[step]]\nrole = \"executor\"\nattempt = 1\nhang = true\n\n{}",

@@ -1,10 +1,11 @@
 //! Replay tests: every recorded Shark, learner, dispatcher and groom path must replay against the current workflow code.
 //!
-//! The histories in `tests/histories/` were recorded from real runs by
-//! `scripts/record-histories.sh`. A change to the Shark that would break runs already in flight
-//! (a different activity, order or timer) fails here. Re-record only on purpose, with the change.
+//! The histories in `tests/histories/current/` were recorded from real runs by
+//! `scripts/record-histories.sh`; `legacy/` keeps runs of older workflow versions. A change to
+//! the Shark that would break runs already in flight (a different activity, order or timer) fails
+//! here. Re-record only on purpose, with the change, behind a patch marker.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chum_core::activity_contract::SharkActivities;
@@ -17,87 +18,50 @@ use temporalio_sdk::workflow_replayer::{WorkflowReplayFailure, WorkflowReplayer,
 use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
 
-/// Every Shark and ContinuousLearner path; each must have a recorded history.
-const PATHS: [&str; 48] = [
-    "approved_pass",
-    // Recorded before a finished Shark recorded its run for the metrics (patch "record-run").
-    "approved_pass_before_record_run",
-    "reject_replan_approve",
-    "gate_timeout",
-    "gate_rejected",
-    "dod_fail_retry_pass",
-    "escalated",
-    "bad_plan_replan",
-    "plan_failed",
-    "bad_signals_then_approve",
-    "hang_then_pass",
-    "agent_missing",
-    "bead_unavailable",
-    "cancelled_while_executing",
-    "integration_failed",
-    "review_swap_redo_approve",
-    "review_unavailable",
-    "review_fail_open",
-    "handoffs_exhausted",
-    "semgrep_redo",
-    "semgrep_quarantine",
-    "learned_from_dod_failure",
-    "learned_rule_stops_mistake",
-    "learner_rule_accepted",
-    "budget_exhausted",
-    "budget_exhausted_while_planning",
-    // Monte Carlo: the parent with select "first" (a winner, a failure, a cancelled hang), with
-    // select "best", and one candidate child run.
-    "fanout_first",
-    "fanout_best",
-    "fanout_candidate",
-    "dispatcher_rounds",
-    // Recorded before dispatchers took their interval and limits from each round: runs started
-    // then must go on after the upgrade.
-    "dispatcher_rounds_fixed_settings",
-    "shark_then_groom",
-    "tactical_groom",
-    "strategic_groom",
-    // The fault suite: agents that flood, delete their worktree, exit non-zero; a full disk, then
-    // space back, then a read-only artifact store.
-    "agent_faults",
-    "disk_full",
-    "after_disk_full",
-    "read_only_artifacts",
-    // The gates cannot be fooled: the real `temporal` CLI at the gate (a repeated key, a null
-    // name, a misspelled signal, then an approval), a pre-existing Semgrep finding left out, a
-    // reviewer and a DoD whose writes are discarded,
-    // and the agent's world: a rewritten .git pointer, a memory hog killed at its limit.
-    "cli_signals",
-    "semgrep_baseline",
-    "tree_integrity",
-    "sandbox_git_tamper",
-    "sandbox_memory_hog",
-    // A ContinuousLearner whose id was taken: the start fails, the run goes on and says so.
-    "learner_did_not_start",
-    // Recorded before quick bookkeeping became local activities (patch "local-bookkeeping"):
-    // a plain pass, Monte Carlo candidates, a Semgrep catch, an integration that failed.
-    "approved_pass_before_local_bookkeeping",
-    "fanout_first_before_local_bookkeeping",
-    "learned_rule_stops_mistake_before_local_bookkeeping",
-    "integration_failed_before_local_bookkeeping",
-];
-
-fn history_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/histories")
-        .join(format!("{name}.json"))
+/// Where the histories live: `current/` holds one per path of today's workflows, re-recorded by
+/// `scripts/record-histories.sh`; `legacy/<what changed>/` holds runs recorded by older versions
+/// (before a patch marker), which prove a run in flight during an upgrade goes on after it. Those
+/// cannot be re-recorded and are never deleted by the script.
+fn histories_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/histories")
 }
 
-fn load(name: &str) -> WorkflowHistory {
-    let path = history_path(name);
-    let bytes = std::fs::read(&path)
+/// Every `*.json` under `dir`, as (name relative to the histories folder, path), sorted.
+fn histories_under(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).unwrap_or_else(|e| panic!("{}: {e}", next.display())) {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "json") {
+                let name = path
+                    .strip_prefix(histories_dir())
+                    .expect("under the histories folder")
+                    .with_extension("")
+                    .display()
+                    .to_string();
+                found.push((name, path));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+fn load_path(path: &Path) -> WorkflowHistory {
+    let bytes = std::fs::read(path)
         .unwrap_or_else(|e| panic!("{}: {e}; record it with scripts/record-histories.sh", path.display()));
     WorkflowHistory::from_json(&bytes).unwrap_or_else(|e| panic!("{}: not a history: {e}", path.display()))
 }
 
+fn load(name: &str) -> WorkflowHistory {
+    load_path(&histories_dir().join(format!("{name}.json")))
+}
+
 #[tokio::test]
-async fn every_recorded_shark_path_replays_deterministically() {
+async fn every_recorded_history_replays_deterministically() {
     let options = WorkflowReplayerOptions::new()
         .register_workflow::<SharkWorkflow>()
         .expect("registers")
@@ -111,12 +75,18 @@ async fn every_recorded_shark_path_replays_deterministically() {
         .expect("registers")
         .build();
     let replayer = WorkflowReplayer::new(options).expect("replayer");
+    let all = histories_under(&histories_dir());
+    let current = all.iter().filter(|(name, _)| name.starts_with("current/")).count();
+    // One per path of the Shark, the learner, the dispatcher and the groomers; a recording that
+    // lost most of its files must not pass as "everything replays".
+    assert!(current >= 40, "only {current} histories in current/; run scripts/record-histories.sh");
+    assert!(all.len() > current, "the legacy histories are gone");
     let results = replayer
-        .replay_workflows(PATHS.iter().map(|n| load(n)))
+        .replay_workflows(all.iter().map(|(_, path)| load_path(path)))
         .await
         .expect("replay runs");
-    assert_eq!(results.len(), PATHS.len());
-    for (name, result) in PATHS.iter().zip(&results) {
+    assert_eq!(results.len(), all.len());
+    for ((name, _), result) in all.iter().zip(&results) {
         assert!(
             result.history.events().len() > 5,
             "{name}: history too short to mean anything"
@@ -126,18 +96,12 @@ async fn every_recorded_shark_path_replays_deterministically() {
 }
 
 #[test]
-fn no_history_is_left_without_a_path() {
-    let dir = history_path("x").parent().unwrap().to_path_buf();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let name = entry
-            .unwrap()
-            .file_name()
-            .to_string_lossy()
-            .trim_end_matches(".json")
-            .to_string();
+fn histories_are_only_in_current_or_legacy() {
+    for entry in std::fs::read_dir(histories_dir()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
         assert!(
-            PATHS.contains(&name.as_str()),
-            "history {name} is not replayed; add it to PATHS"
+            name == "current" || name == "legacy",
+            "tests/histories/{name}: put a history in current/ (recorded by scripts/record-histories.sh) or legacy/<what changed>/"
         );
     }
 }
@@ -170,7 +134,7 @@ async fn a_changed_workflow_is_reported_as_nondeterministic() {
         .build();
     let replayer = WorkflowReplayer::new(options).expect("replayer");
     let results = replayer
-        .replay_workflows([load("approved_pass")])
+        .replay_workflows([load("current/approved_pass")])
         .await
         .expect("replay runs");
     match &results[0].replay_failure {

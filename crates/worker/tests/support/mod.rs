@@ -790,7 +790,7 @@ pub async fn record_history<W: temporalio_common::HasWorkflowDefinition>(
         .to_json()
         .await
         .expect("history fetched");
-    let dir = workspace_root().join("crates/workflows/tests/histories");
+    let dir = workspace_root().join("crates/workflows/tests/histories/current");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(format!("{name}.json")), json).unwrap();
     eprintln!("recorded history {name}");

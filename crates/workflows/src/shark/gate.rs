@@ -84,8 +84,11 @@ impl Shark<'_> {
             self.record_gate("plan_validation", round, true, 0, &plan.summary, &artifact);
 
             // GATE: nothing touches the code until a person approves this plan.
+            // Runs started before this patch take decisions only as the signal.
+            let update = self.ctx.patched("approve-update");
             self.ctx.state_mut(|s| {
                 s.status.plan = Some(plan.clone());
+                s.status.approve_update = update;
                 s.decision = None;
             });
             self.enter_phase(Phase::AwaitingApproval, round);

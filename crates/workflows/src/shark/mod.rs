@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! LOAD the bead and the project's gates
-//!   -> PLAN -> validate -> human GATE (signal `approve` | durable timeout)     gate.rs
+//!   -> PLAN -> validate -> human GATE (`approve` update or signal | timeout)  gate.rs
 //!   -> attempts (fanout > 1: candidates as child Sharks, one winner)         fanout.rs
 //!        EXECUTE in a worktree -> REVIEW -> SEMGREP -> DOD, in the           attempt.rs
 //!        project's order; a rejection or findings redo within the attempt,   checks.rs
@@ -16,7 +16,7 @@
 //!
 //! Everything here is deterministic: all I/O happens in the activities declared in
 //! `chum_core::activity_contract`. The status query reads only workflow state. Every path has a
-//! recorded history in `tests/histories/`; a change to which activities run, or in what order,
+//! recorded history in `tests/histories/current/`; a change to which activities run, or in what order,
 //! goes behind a `ctx.patched(..)` marker (docs/ARCHITECTURE.md lists them).
 
 mod attempt;
@@ -27,11 +27,13 @@ mod gate;
 mod options;
 mod status;
 
+use std::error::Error;
+
 use chum_core::config::Limits;
 use chum_core::gate::{parse_gate_payload, signal_excerpt, signal_json};
 use chum_core::ids::bead_branch;
 use chum_core::proto::{
-    Bead, GateDecision, LoadBeadRequest, Outcome, Phase, Plan, RejectedSignal, RunRecord, RunRef, SharkInput,
+    Bead, GateDecision, GateReceipt, LoadBeadRequest, Outcome, Phase, Plan, RejectedSignal, RunRecord, RunRef, SharkInput,
     SharkResult, SharkStatus,
 };
 use temporalio_common::data_converters::RawValue;
@@ -115,42 +117,77 @@ impl SharkWorkflow {
         Ok(result)
     }
 
-    /// The human gate. The payloads are taken raw and validated here: a malformed payload (or none
-    /// at all) is recorded (see `status`) and never approves. A typed handler would fail to decode
-    /// it on every workflow task and wedge the run instead.
+    /// The human gate as a signal (for the Temporal UI and CLI). The payloads are taken raw and
+    /// validated here: a malformed payload (or none at all) is recorded (see `status`) and never
+    /// approves. A typed handler would fail to decode it on every workflow task and wedge the run.
     #[signal(name = "approve")]
     pub fn approve(&mut self, _ctx: &mut SyncWorkflowContext<Self>, raw: RawValue) {
-        let shown = signal_excerpt(&raw.payloads);
-        let refusal = match signal_json(&raw.payloads).and_then(parse_gate_payload) {
-            Err(reason) => Some(reason),
-            Ok(_) if self.status.phase() != Phase::AwaitingApproval => Some(format!(
-                "no plan is waiting for approval (phase: {}); nothing was approved",
-                self.status.phase()
-            )),
-            Ok(_) if self.decision.is_some() => {
-                Some("a decision on this plan was already received; this one was ignored".to_string())
+        match self.check_decision(&raw) {
+            Ok(decision) => self.decision = Some(decision),
+            Err(reason) => {
+                let rejected = &mut self.status.rejected_signals;
+                if rejected.len() >= MAX_REJECTED_SIGNALS {
+                    rejected.remove(0);
+                }
+                rejected.push(RejectedSignal {
+                    payload_excerpt: signal_excerpt(&raw.payloads),
+                    reason,
+                });
             }
-            Ok(decision) => {
-                self.decision = Some(decision);
-                None
-            }
-        };
-        if let Some(reason) = refusal {
-            let rejected = &mut self.status.rejected_signals;
-            if rejected.len() >= MAX_REJECTED_SIGNALS {
-                rejected.remove(0);
-            }
-            rejected.push(RejectedSignal {
-                payload_excerpt: shown,
-                reason,
-            });
         }
+    }
+
+    /// Refuses a malformed or out-of-gate decision before anything is written to history: the
+    /// caller of the `approve` update gets the reason at once.
+    #[update_validator(decide)]
+    fn validate_decide(&self, _ctx: &WorkflowContextView, raw: &RawValue) -> Result<(), Box<dyn Error + Send + Sync>> {
+        if !self.status.approve_update {
+            return Err("this run started before CHUM took decisions as an update; send the `approve` signal".into());
+        }
+        self.check_decision(raw).map(|_| ()).map_err(Into::into)
+    }
+
+    /// The human gate as an update (`chum approve`, the API): the same decision as the signal,
+    /// answered with the round it decided once the run has taken it.
+    #[update(name = "approve")]
+    pub fn decide(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        raw: RawValue,
+    ) -> Result<GateReceipt, Box<dyn Error + Send + Sync>> {
+        // The validator ran before this (it is skipped on replay, where the same state gives the
+        // same answer).
+        let decision = self.check_decision(&raw)?;
+        let receipt = GateReceipt {
+            round: self.status.plan_round,
+            approved: decision.approved,
+        };
+        self.decision = Some(decision);
+        Ok(receipt)
     }
 
     /// Phase, plan, attempt, gate results so far, refused signals, outcome.
     #[query(name = "status")]
     pub fn status(&self, _ctx: &WorkflowContextView) -> SharkStatus {
         self.status.clone()
+    }
+}
+
+impl SharkWorkflow {
+    /// A decision the gate can take now, or why not: a well-formed payload, a plan waiting, no
+    /// decision on it yet.
+    fn check_decision(&self, raw: &RawValue) -> Result<GateDecision, String> {
+        let decision = signal_json(&raw.payloads).and_then(parse_gate_payload)?;
+        if self.status.phase() != Phase::AwaitingApproval {
+            return Err(format!(
+                "no plan is waiting for approval (phase: {}); nothing was approved",
+                self.status.phase()
+            ));
+        }
+        if self.decision.is_some() {
+            return Err("a decision on this plan was already received; this one was ignored".to_string());
+        }
+        Ok(decision)
     }
 }
 
