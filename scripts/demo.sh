@@ -3,7 +3,7 @@
 # scripted agent. Starts a Temporal dev server (persistent, UI on :8233) and the worker, creates the
 # demo project, adds three beads with `chum create` (tk-2b waits for tk-1a, tk-3c for tk-2b) and
 # lets the dispatcher start their Sharks in dependency order: nobody starts a run by hand. Each
-# plan is approved through the signal (`chum approve`) as a person would; each run is followed live
+# plan is approved with `chum approve` (the `approve` update) as a person would; each run is followed live
 # to its merged commit. The learner turns a review finding into a Semgrep rule that stops the same
 # mistake in the next bead; the groomer tends the backlog after every bead, and the strategic groom
 # commits a briefing. Everything it starts is stopped on exit.

@@ -1,6 +1,6 @@
 //! Reading `chum.toml` from disk (the schema and validation live in `chum_core::config`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chum_core::config::{ChumConfig, ConfigError};
 
@@ -23,9 +23,64 @@ pub fn load_config(path: &Path) -> Result<ChumConfig, ConfigError> {
     ChumConfig::from_toml(&text, &absolute, std::env::vars())
 }
 
+/// The configuration file to use: `explicit` (`--config`, or `CHUM_CONFIG` through clap), else
+/// the first that exists of `./configs/chum.toml` and `$XDG_CONFIG_HOME/chum/chum.toml`
+/// (`~/.config/chum/chum.toml` when XDG_CONFIG_HOME is unset).
+pub fn discover_config(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
+    if let Some(path) = explicit {
+        return Ok(path.to_path_buf());
+    }
+    let candidates = config_candidates(
+        std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from),
+        std::env::var_os("HOME").map(PathBuf::from),
+    );
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| ConfigError::NotFound {
+            tried: candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+fn config_candidates(xdg_config_home: Option<PathBuf>, home: Option<PathBuf>) -> Vec<PathBuf> {
+    let mut out = vec![PathBuf::from("configs/chum.toml")];
+    // An empty or relative XDG_CONFIG_HOME is invalid by the spec and is ignored.
+    match xdg_config_home.filter(|p| p.is_absolute()) {
+        Some(dir) => out.push(dir.join("chum/chum.toml")),
+        None => {
+            if let Some(home) = home {
+                out.push(home.join(".config/chum/chum.toml"));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_config_is_looked_for_here_then_in_the_users_config_dir() {
+        assert_eq!(
+            config_candidates(Some("/x".into()), Some("/home/u".into())),
+            [PathBuf::from("configs/chum.toml"), PathBuf::from("/x/chum/chum.toml")]
+        );
+        assert_eq!(
+            config_candidates(Some("relative".into()), Some("/home/u".into())),
+            [
+                PathBuf::from("configs/chum.toml"),
+                PathBuf::from("/home/u/.config/chum/chum.toml")
+            ]
+        );
+        let given = discover_config(Some(Path::new("/etc/chum.toml"))).unwrap();
+        assert_eq!(given, PathBuf::from("/etc/chum.toml"));
+    }
 
     #[test]
     fn a_missing_file_says_how_to_make_one() {

@@ -129,7 +129,7 @@ const MIGRATIONS: [&str; 5] = [
 ];
 
 /// One groom outcome with where it came from.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct GroomRecord {
     pub groom_workflow_id: String,
     pub project: String,
@@ -184,7 +184,7 @@ pub struct UsageRecord {
 }
 
 /// What is summed for a budget check or a report.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
 pub struct Spent {
     pub cost_usd: f64,
     pub tokens: u64,
@@ -210,7 +210,7 @@ pub enum StoreError {
 }
 
 /// A rule crystallized from a lesson, whatever became of it.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct RuleRecord {
     pub rule_id: String,
     pub lesson_id: u64,

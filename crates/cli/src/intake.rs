@@ -5,10 +5,11 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use crate::output::Out;
 use anyhow::{Context, Result, bail};
 use chum_activities::backlog::Backlog;
 use chum_activities::beads::NewBead;
-use chum_core::backlog::backlog_listing;
+use chum_core::backlog::{backlog_listing, backlog_rows};
 use chum_core::config::ChumConfig;
 use chum_core::ids::check_bead_id;
 use chum_core::proto::{DispatcherStatus, GroomResult};
@@ -94,19 +95,44 @@ pub async fn create(config: &ChumConfig, project: &str, args: CreateArgs<'_>) ->
 }
 
 /// Prints the backlog as the dispatcher sees it (with `all`, closed beads and their evidence too).
-pub async fn show_backlog(config: &ChumConfig, project: &str, all: bool) -> Result<ExitCode> {
-    let project = config.project(project).map_err(anyhow::Error::msg)?;
-    let items = Backlog::of(project).items().await.map_err(anyhow::Error::msg)?;
+pub async fn show_backlog(config: &ChumConfig, out: Out, project: &str, all: bool) -> Result<ExitCode> {
+    let project = config.project(project).map_err(crate::output::usage)?;
+    let items = Backlog::of(project).items().await.map_err(crate::output::failed)?;
+    if !out.text() {
+        let rows: Vec<_> = backlog_rows(&items)
+            .into_iter()
+            .filter(|r| all || r.state != "closed")
+            .collect();
+        out.list(&rows)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     print!("{}", backlog_listing(&items, all));
+    let closed = items.iter().filter(|i| i.status == "closed").count();
+    if !all && closed > 0 {
+        println!("({closed} closed bead(s) not shown; `chum backlog --all` lists them with their evidence)");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// The recent groom outcomes from the store.
-pub fn groom_log(config: &ChumConfig, project: &str, limit: u32) -> Result<ExitCode> {
+pub fn groom_log(config: &ChumConfig, out: Out, project: &str, limit: u32) -> Result<ExitCode> {
     let store = chum_activities::store::LessonStore::open(&config.state_dir.join("chum.db"))?;
     let records = store.recent_groom_outcomes(Some(project), limit)?;
+    if !out.text() {
+        out.list(&records)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if records.is_empty() {
-        println!("no grooming yet; runs are groomed when a groomer role is configured ([roles] groomer)");
+        if config.grooming() {
+            println!(
+                "no groom outcomes for {project} yet: a TacticalGroom runs after each Shark ends, and `chum groom now` runs the strategic one"
+            );
+        } else {
+            println!(
+                "grooming is off for {}: set [roles] groomer (and [groom] enabled) to groom the backlog after each run",
+                config.source.display()
+            );
+        }
     }
     for r in records {
         let after = if r.bead_id.is_empty() {
@@ -124,7 +150,12 @@ pub fn groom_log(config: &ChumConfig, project: &str, limit: u32) -> Result<ExitC
         } else {
             format!("REFUSED  {}: {}", r.outcome.description, r.outcome.reason)
         };
-        println!("[{}{after}] {verdict}", r.kind);
+        let when = std::time::UNIX_EPOCH + Duration::from_millis(r.created_ms.max(0).unsigned_abs());
+        println!(
+            "{} [{}{after}] {verdict}",
+            humantime::format_rfc3339_seconds(when),
+            r.kind
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -89,3 +89,182 @@ fn a_closed_pipe_ends_chum_quietly() {
         out.status
     );
 }
+
+/// `chum` with `args`, run in `dir` with no CHUM_CONFIG: (exit code, stdout, stderr).
+fn chum_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chum"));
+    command.current_dir(dir).args(args).env_remove("CHUM_CONFIG");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().expect("chum runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A small backlog: one closed bead, one ready, one waiting for the ready one.
+fn small_project(dir: &Path) -> std::path::PathBuf {
+    let config = project_with_a_long_backlog(dir);
+    let beads = concat!(
+        "{\"id\":\"tk-a\",\"title\":\"Done\",\"status\":\"closed\",\"priority\":1,\"issue_type\":\"task\",\"created_at\":\"2026-12-01T00:00:00Z\",\"close_reason\":\"merged in commit abcdef1\"}\n",
+        "{\"id\":\"tk-b\",\"title\":\"Ready\",\"status\":\"open\",\"priority\":1,\"issue_type\":\"task\",\"created_at\":\"2026-12-01T00:00:01Z\"}\n",
+        "{\"id\":\"tk-c\",\"title\":\"Waits\",\"status\":\"open\",\"priority\":2,\"issue_type\":\"task\",\"created_at\":\"2026-12-01T00:00:02Z\",\"dependencies\":[{\"depends_on_id\":\"tk-b\",\"type\":\"blocks\"}]}\n",
+    );
+    std::fs::write(dir.join("project/.beads/issues.jsonl"), beads).unwrap();
+    config
+}
+
+#[test]
+fn read_commands_print_json_and_json_lines_for_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_project(dir.path());
+    let config = config.to_str().unwrap();
+    let (code, text, _) = chum_in(dir.path(), &["--config", config, "backlog"], &[]);
+    assert_eq!(code, 0);
+    // The counts add up to the beads, and the hidden closed one is named as such.
+    assert!(
+        text.starts_with("3 beads: 1 ready, 1 blocked, 0 in progress, 1 closed.\n"),
+        "{text}"
+    );
+    assert!(text.contains("(1 closed bead(s) not shown"), "{text}");
+
+    let (code, json, err) = chum_in(
+        dir.path(),
+        &["--config", config, "--output", "json", "backlog", "--all"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&json).expect("one JSON document");
+    let states: Vec<(&str, &str)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap(), r["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [("tk-b", "ready"), ("tk-c", "blocked"), ("tk-a", "closed")]);
+    assert_eq!(rows[1]["blocked_by"], "it waits for tk-b (open)");
+
+    let (code, lines, _) = chum_in(dir.path(), &["--config", config, "-o", "jsonl", "backlog"], &[]);
+    assert_eq!(code, 0);
+    let ids: Vec<String> = lines
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("each line is JSON")["id"].to_string())
+        .collect();
+    assert_eq!(ids, ["\"tk-b\"", "\"tk-c\""], "open beads only without --all");
+
+    // Lessons, with several words (no quoting needed), as text and as JSON.
+    let (code, text, err) = chum_in(
+        dir.path(),
+        &["--config", config, "lessons", "search", "worktree", "lock"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(text.trim(), "no lesson mentions all of: worktree lock");
+    let (code, json, _) = chum_in(
+        dir.path(),
+        &["--config", config, "-o", "json", "lessons", "search", "x"],
+        &[],
+    );
+    assert_eq!((code, json.trim()), (0, "[]"));
+    let (code, json, _) = chum_in(dir.path(), &["--config", config, "-o", "json", "usage"], &[]);
+    assert_eq!(code, 0);
+    let usage: serde_json::Value = serde_json::from_str(&json).expect("usage JSON");
+    assert_eq!(usage["total"]["runs"], 0);
+}
+
+#[test]
+fn exit_codes_say_what_kind_of_failure_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_project(dir.path());
+    let config = config.to_str().unwrap();
+    // 2: usage and configuration errors, each naming what to fix.
+    let (code, _, err) = chum_in(dir.path(), &["--config", config, "--project", "nope", "backlog"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("nope"), "{err}");
+    let (code, _, err) = chum_in(dir.path(), &["--config", "/nonexistent/chum.toml", "backlog"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("/nonexistent/chum.toml"), "{err}");
+    let (code, _, _) = chum_in(dir.path(), &["backlog", "--no-such-flag"], &[]);
+    assert_eq!(code, 2);
+    // 1: what was asked about is not there.
+    let (code, _, err) = chum_in(dir.path(), &["--config", config, "lessons", "show", "42"], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no lesson #42"), "{err}");
+    // 3: Temporal does not answer (nothing listens on this port).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("http://127.0.0.1:{port}");
+    let (code, _, err) = chum_in(
+        dir.path(),
+        &["--config", config, "status", "tk-b"],
+        &[("CHUM__TEMPORAL__ADDRESS", address.as_str())],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains(&address), "says which server: {err}");
+}
+
+#[test]
+fn the_config_is_found_where_people_keep_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_project(dir.path());
+    // Nowhere: the error lists where it looked and how to make one.
+    let empty = tempfile::tempdir().unwrap();
+    let (code, _, err) = chum_in(
+        empty.path(),
+        &["backlog"],
+        &[("XDG_CONFIG_HOME", empty.path().join("xdg").to_str().unwrap())],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("configs/chum.toml") && err.contains("xdg/chum/chum.toml"),
+        "{err}"
+    );
+    // $XDG_CONFIG_HOME/chum/chum.toml (the project path in it is absolute).
+    let xdg = empty.path().join("xdg");
+    std::fs::create_dir_all(xdg.join("chum")).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "repo = \"project\"",
+        &format!("repo = \"{}\"", dir.path().join("project").display()),
+    );
+    std::fs::write(xdg.join("chum/chum.toml"), &text).unwrap();
+    let (code, out, err) = chum_in(
+        empty.path(),
+        &["backlog"],
+        &[("XDG_CONFIG_HOME", xdg.to_str().unwrap())],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("tk-b"), "{out}");
+    // ./configs/chum.toml comes first.
+    std::fs::create_dir_all(dir.path().join("configs")).unwrap();
+    std::fs::write(dir.path().join("configs/chum.toml"), &text).unwrap();
+    let (code, out, err) = chum_in(
+        dir.path(),
+        &["-o", "jsonl", "backlog"],
+        &[("XDG_CONFIG_HOME", "/nonexistent")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+}
+
+#[test]
+fn completions_and_a_man_page_come_from_the_same_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, bash, _) = chum_in(dir.path(), &["completions", "bash"], &[]);
+    assert_eq!(code, 0);
+    assert!(bash.contains("complete -F _chum") && bash.contains("approve"), "{bash}");
+    let (code, zsh, _) = chum_in(dir.path(), &["completions", "zsh"], &[]);
+    assert_eq!(code, 0);
+    assert!(zsh.starts_with("#compdef chum"), "{zsh}");
+    let (code, man, _) = chum_in(dir.path(), &["man"], &[]);
+    assert_eq!(code, 0);
+    assert!(man.contains(".TH chum 1") && man.contains("Exit codes"), "{man}");
+    let (code, help, _) = chum_in(dir.path(), &["--help"], &[]);
+    assert_eq!(code, 0);
+    assert!(help.contains("3  Temporal (or a worker) did not answer"), "{help}");
+}

@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::backlog_view::{BacklogRow, backlog_listing, backlog_rows, backlog_summary};
+
 /// What CHUM needs of one issue to reason about the DAG.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct BacklogItem {
@@ -235,68 +237,6 @@ pub fn parse_groom_answer(answer: &str, strategic: bool) -> Result<GroomAnswer, 
         mutations: shape.mutations,
         briefing: shape.briefing,
     })
-}
-
-/// The state of the backlog for a groomer: what is ready, what is blocked and by what, what is in
-/// progress, one line per open bead (closed ones are counted).
-pub fn backlog_summary(items: &[BacklogItem]) -> String {
-    backlog_listing(items, false)
-}
-
-/// [`backlog_summary`], and with `closed` the closed beads too, each with its close reason.
-pub fn backlog_listing(items: &[BacklogItem], closed_too: bool) -> String {
-    use std::fmt::Write as _;
-    let by_id: BTreeMap<&str, &BacklogItem> = items.iter().map(|i| (i.id.as_str(), i)).collect();
-    let ready_ids: BTreeSet<&str> = ready(items).into_iter().map(|i| i.id.as_str()).collect();
-    let closed = items.iter().filter(|i| i.status == "closed").count();
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{} beads: {} ready, {} in progress, {} closed.",
-        items.len(),
-        ready_ids.len(),
-        items.iter().filter(|i| i.status == "in_progress").count(),
-        closed
-    );
-    let mut open: Vec<&BacklogItem> = items
-        .iter()
-        .filter(|i| i.status != "closed" && i.status != "tombstone")
-        .collect();
-    open.sort_by(|a, b| (a.priority, &a.created_at, &a.id).cmp(&(b.priority, &b.created_at, &b.id)));
-    for item in open {
-        let state = if ready_ids.contains(item.id.as_str()) {
-            "ready".to_string()
-        } else {
-            match blocker(item, &by_id) {
-                Some(why) if item.status == "open" => format!("blocked: {why}"),
-                _ => item.status.clone(),
-            }
-        };
-        let deps: Vec<String> = item.dependencies.iter().map(|(t, k)| format!("{k} {t}")).collect();
-        let _ = write!(
-            out,
-            "- {} [P{} {}] {} ({state})",
-            item.id, item.priority, item.issue_type, item.title
-        );
-        if !deps.is_empty() {
-            let _ = write!(out, "; depends: {}", deps.join(", "));
-        }
-        out.push('\n');
-    }
-    if closed_too {
-        for item in items.iter().filter(|i| i.status == "closed") {
-            let _ = writeln!(
-                out,
-                "- {} [P{} {}] {} (closed: {})",
-                item.id,
-                item.priority,
-                item.issue_type,
-                item.title,
-                crate::text::clip(&item.close_reason, 160)
-            );
-        }
-    }
-    out
 }
 
 /// Evidence a close must cite: a commit, a bead, a test or a merge, something a person can check.
@@ -563,26 +503,5 @@ mod tests {
         let verdicts = validate_mutations(&items, vec![close(), close()], 5);
         assert!(verdicts[0].1.is_ok());
         assert!(verdicts[1].1.as_ref().unwrap_err().contains("already closed"));
-    }
-
-    #[test]
-    fn the_summary_names_ready_blocked_and_in_progress_beads() {
-        let items = vec![
-            item("a", "closed", 1, "1", &[]),
-            item("b", "open", 2, "2", &["c"]),
-            item("c", "in_progress", 1, "3", &[]),
-            item("d", "open", 0, "4", &["a"]),
-        ];
-        let summary = backlog_summary(&items);
-        assert!(
-            summary.starts_with("4 beads: 1 ready, 1 in progress, 1 closed."),
-            "{summary}"
-        );
-        assert!(summary.contains("- d [P0 task] title of d (ready)"), "{summary}");
-        assert!(
-            summary.contains("- b [P2 task] title of b (blocked: it waits for c (in_progress)); depends: blocks c"),
-            "{summary}"
-        );
-        assert!(!summary.contains("- a "), "{summary}");
     }
 }

@@ -8,6 +8,7 @@
 pub mod activity_contract;
 pub mod agent_output;
 pub mod backlog;
+pub mod backlog_view;
 pub mod candidate;
 pub mod config;
 pub mod egress;

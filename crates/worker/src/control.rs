@@ -6,15 +6,15 @@ use std::time::{Duration, Instant};
 
 use chum_core::config::ChumConfig;
 use chum_core::ids::{check_bead_id, shark_workflow_id};
-use chum_core::proto::{Phase, SharkInput, SharkStatus};
+use chum_core::proto::{Phase, SharkInput, SharkResult, SharkStatus};
 use chum_workflows::{SharkRun, SharkWorkflow, approve_payload};
 use futures::StreamExt;
 use temporalio_client::errors::{
     ClientError, WorkflowInteractionError, WorkflowQueryError, WorkflowStartError, WorkflowUpdateError,
 };
 use temporalio_client::{
-    Client, WorkflowCancelOptions, WorkflowExecuteUpdateOptions, WorkflowHandle, WorkflowQueryOptions,
-    WorkflowSignalOptions, WorkflowStartOptions,
+    Client, WorkflowCancelOptions, WorkflowExecuteUpdateOptions, WorkflowExecutionStatus, WorkflowGetResultOptions,
+    WorkflowHandle, WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
 };
 
 /// Why a control call did not do what was asked. The kind decides the HTTP status.
@@ -169,6 +169,102 @@ pub async fn running(client: &Client) -> Result<Vec<(String, Result<SharkStatus,
         out.push((id, s));
     }
     Ok(out)
+}
+
+/// One Shark run as Temporal's visibility lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunSummary {
+    pub workflow_id: String,
+    pub run_id: String,
+    /// Temporal's execution status, lower case: running, completed, failed, canceled, terminated,
+    /// timed_out, ...
+    pub status: String,
+    /// Milliseconds since the epoch (0: unknown).
+    pub started_ms: i64,
+    /// 0 while the run is open.
+    pub closed_ms: i64,
+}
+
+fn epoch_ms(time: Option<std::time::SystemTime>) -> i64 {
+    time.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn status_name(status: WorkflowExecutionStatus) -> &'static str {
+    match status {
+        WorkflowExecutionStatus::Running => "running",
+        WorkflowExecutionStatus::Completed => "completed",
+        WorkflowExecutionStatus::Failed => "failed",
+        WorkflowExecutionStatus::Canceled => "canceled",
+        WorkflowExecutionStatus::Terminated => "terminated",
+        WorkflowExecutionStatus::ContinuedAsNew => "continued_as_new",
+        WorkflowExecutionStatus::TimedOut => "timed_out",
+        WorkflowExecutionStatus::Paused => "paused",
+        _ => "unknown",
+    }
+}
+
+/// The Shark runs Temporal knows (running only, or all), newest first, at most `limit`; Monte
+/// Carlo candidates are left out (they are part of their parent's run).
+pub async fn runs(client: &Client, all: bool, limit: usize) -> Result<Vec<RunSummary>, ControlError> {
+    let query = if all {
+        "WorkflowType = 'Shark'"
+    } else {
+        "WorkflowType = 'Shark' AND ExecutionStatus = 'Running'"
+    };
+    let mut stream = client.list_workflows(query, Default::default());
+    let mut out = Vec::new();
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|e| from_client("Sharks", "list", e))?;
+        if info.id().starts_with("candidate-") {
+            continue;
+        }
+        out.push(RunSummary {
+            workflow_id: info.id().to_string(),
+            run_id: info.run_id().to_string(),
+            status: status_name(info.status()).to_string(),
+            started_ms: epoch_ms(info.start_time()),
+            closed_ms: epoch_ms(info.close_time()),
+        });
+    }
+    out.sort_by(|a, b| {
+        b.started_ms
+            .cmp(&a.started_ms)
+            .then_with(|| a.workflow_id.cmp(&b.workflow_id))
+    });
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// How a run ended, from the server alone (no worker needed): its result, or why there is none.
+pub enum Closed {
+    Result(Box<SharkResult>),
+    /// Failed, cancelled, terminated or timed out: the workflow's own status and message.
+    Without {
+        status: String,
+        message: String,
+    },
+}
+
+/// `None` while the run is open; how it ended once it is closed (from its result and history,
+/// which the server keeps: no worker has to answer a query).
+pub async fn closed(client: &Client, workflow_id: &str) -> Result<Option<Closed>, ControlError> {
+    let handle = shark(client, workflow_id);
+    let described = handle
+        .describe(Default::default())
+        .await
+        .map_err(|e| from_client(workflow_id, "description", e))?;
+    let status = described.status();
+    if status == WorkflowExecutionStatus::Running {
+        return Ok(None);
+    }
+    match handle.get_result(WorkflowGetResultOptions::default()).await {
+        Ok(result) => Ok(Some(Closed::Result(Box::new(result)))),
+        Err(e) => Ok(Some(Closed::Without {
+            status: status_name(status).to_string(),
+            message: e.to_string(),
+        })),
+    }
 }
 
 /// A person's decision on the plan at the gate.

@@ -21,7 +21,8 @@ enum LogFormat {
     about = "The CHUM worker: runs the Shark workflow and its activities",
     long_about = "The CHUM worker: connects to Temporal and runs one Shark workflow per submitted bead \
         (plan, human gate, execute, definition of done, integrate).\n\n\
-        Configuration comes from --config (default configs/chum.toml), with environment overrides \
+        Configuration comes from --config (else $CHUM_CONFIG, ./configs/chum.toml, then \
+        $XDG_CONFIG_HOME/chum/chum.toml), with environment overrides \
         named CHUM__<SECTION>__<KEY>, e.g. CHUM__TEMPORAL__ADDRESS=http://127.0.0.1:7233. Every key \
         is documented in configs/chum.example.toml.\n\n\
         SIGHUP re-reads the configuration file: limits, budget, providers, tiers, roles, projects, \
@@ -35,9 +36,10 @@ enum LogFormat {
         writes carries its project, bead, workflow and run ids."
 )]
 struct Args {
-    /// Path of the configuration file.
-    #[arg(long, short, env = "CHUM_CONFIG", default_value = "configs/chum.toml")]
-    config: PathBuf,
+    /// Path of the configuration file. Without it: $CHUM_CONFIG, then ./configs/chum.toml, then
+    /// $XDG_CONFIG_HOME/chum/chum.toml (~/.config/chum/chum.toml).
+    #[arg(long, short, env = "CHUM_CONFIG")]
+    config: Option<PathBuf>,
     /// Log line format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -52,7 +54,8 @@ fn init_logging(format: LogFormat) {
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+        // https://no-color.org: a set, non-empty NO_COLOR turns colours off even on a terminal.
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -95,7 +98,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let config = Arc::new(chum_activities::settings::load_config(&args.config)?);
+    let config_path = chum_activities::settings::discover_config(args.config.as_deref())?;
+    let config = Arc::new(chum_activities::settings::load_config(&config_path)?);
     // The API's tokens and address are checked before anything starts.
     let tokens = if config.api.enabled {
         let tokens = worker::api::tokens_from_env(&config).map_err(anyhow::Error::msg)?;
@@ -179,7 +183,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         shutdown();
     });
-    tokio::spawn(reload_on_sighup(live, args.config.clone(), client));
+    tokio::spawn(reload_on_sighup(live, config_path.clone(), client));
     tracing::info!(task_queue = %t.task_queue, "worker polling");
     worker.run().await?;
     let _ = api_stop.send(());

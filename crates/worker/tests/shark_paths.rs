@@ -411,6 +411,44 @@ async fn an_approve_update_is_answered_at_once_and_a_refused_one_leaves_no_trace
         .count();
     assert_eq!(accepted, 1, "{events:?}");
     assert!(!events.iter().any(|e| e.contains("UpdateRejected")), "{events:?}");
+
+    // The worker is gone now. A closed run's state comes from the server (its result and
+    // history), so `chum` still answers at once, and with the documented exit codes.
+    let config = h.write_config(&h.config_text);
+    chum_cli(); // built before the clock starts
+    let started = std::time::Instant::now();
+    let (code, json, err) = run_chum(&config, &["status", "tk-1", "--output", "json"]);
+    assert_eq!(code, 0, "an integrated run: {err}");
+    let shown: serde_json::Value = serde_json::from_str(&json).expect("status JSON");
+    assert_eq!(shown["outcome"], "integrated", "{json}");
+    assert_eq!(shown["approved_by"], "uma", "{json}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "no query to a worker that is not there"
+    );
+    let (code, text, _) = run_chum(&config, &["status", "tk-1"]);
+    assert_eq!(code, 0);
+    assert!(text.contains("integrated"), "{text}");
+    let (code, lines, err) = run_chum(&config, &["runs", "--all", "-o", "jsonl"]);
+    assert_eq!(code, 0, "{err}");
+    let runs: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(runs.len(), 1, "{lines}");
+    assert_eq!(runs[0]["workflow_id"], "shark-demo-tk-1");
+    assert_eq!(runs[0]["status"], "completed");
+    let (code, text, _) = run_chum(&config, &["runs"]);
+    assert_eq!(code, 0);
+    assert!(text.contains("no Shark runs running"), "{text}");
+    // Cancelling a run that has ended is refused (1), with what to do instead.
+    let (code, _, err) = run_chum(&config, &["cancel", "tk-1"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("already ended"), "{err}");
+    // Approving it is refused too: there is no plan waiting.
+    let (code, _, err) = run_chum(&config, &["approve", "tk-1"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("already ended"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

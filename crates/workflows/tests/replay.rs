@@ -79,7 +79,10 @@ async fn every_recorded_history_replays_deterministically() {
     let current = all.iter().filter(|(name, _)| name.starts_with("current/")).count();
     // One per path of the Shark, the learner, the dispatcher and the groomers; a recording that
     // lost most of its files must not pass as "everything replays".
-    assert!(current >= 40, "only {current} histories in current/; run scripts/record-histories.sh");
+    assert!(
+        current >= 40,
+        "only {current} histories in current/; run scripts/record-histories.sh"
+    );
     assert!(all.len() > current, "the legacy histories are gone");
     let results = replayer
         .replay_workflows(all.iter().map(|(_, path)| load_path(path)))

@@ -376,7 +376,7 @@ pub struct ChumConfig {
 
 /// Spending caps, checked before every agent call against the usage the agents reported
 /// (0 = no cap). A day is a UTC calendar day.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct Budget {
     pub per_bead_usd: f64,
     pub per_bead_tokens: u64,
@@ -489,6 +489,10 @@ pub fn check_cron(expr: &str) -> Result<(), String> {
 pub enum ConfigError {
     #[error("config file {file} not found. Copy configs/chum.example.toml to {file} or pass --config <path>")]
     Missing { file: String },
+    #[error(
+        "no configuration file: looked for {tried}. Copy configs/chum.example.toml to configs/chum.toml, or pass --config <path> (or set CHUM_CONFIG)"
+    )]
+    NotFound { tried: String },
     #[error("{file}: {detail}")]
     Syntax { file: String, detail: String },
     #[error("{file}: unknown key `{key}`; see configs/chum.example.toml for every valid key")]

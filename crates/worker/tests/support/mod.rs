@@ -63,25 +63,56 @@ pub fn netbridge() -> PathBuf {
     workspace_binary("chum-netbridge")
 }
 
-/// A binary of this workspace (package and binary of the same name) next to the test
-/// executables, built once per test process when `cargo test` did not build it.
-fn workspace_binary(name: &'static str) -> PathBuf {
-    static BUILT: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+/// The `chum` CLI (package chum-cli), built on demand.
+pub fn chum_cli() -> PathBuf {
+    workspace_binary("chum")
+}
+
+/// `chum --config <config> <args>`: (exit code, stdout, stderr).
+pub fn run_chum(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(chum_cli())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("chum runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The binary `bin` of this workspace next to the test executables; the workspace's binaries are
+/// built (or found up to date) once per test process, when `cargo test` did not build them.
+fn workspace_binary(bin: &'static str) -> PathBuf {
+    static BUILT: Mutex<bool> = Mutex::new(false);
     let exe = std::env::current_exe().expect("test exe");
     let target_dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
-    let binary = target_dir.join(name);
+    let binary = target_dir.join(bin);
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    if !built.contains(&name) {
+    if !*built {
         // The profile of this executable (the benchmark is a release build).
         let release = target_dir.file_name().is_some_and(|d| d == "release");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", name])
+        // The whole workspace's binaries, as `make test` builds them: a `-p` build would unify
+        // features differently and compile the Temporal crates a second time.
+        let mut cargo = Command::new(env!("CARGO"));
+        // Without the variables cargo set for this test (CARGO_PKG_*, CARGO_MANIFEST_DIR, ...):
+        // build scripts that watch them would see a change and rebuild, twice per run.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy().into_owned();
+            if key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_TARGET_DIR" {
+                cargo.env_remove(&key);
+            }
+        }
+        let status = cargo
+            .args(["build", "-q", "--workspace", "--bins"])
             .args(release.then_some("--release"))
             .current_dir(workspace_root())
             .status()
-            .unwrap_or_else(|e| panic!("running cargo build for {name}: {e}"));
-        assert!(status.success(), "building {name} failed");
-        built.push(name);
+            .unwrap_or_else(|e| panic!("running cargo build for {bin}: {e}"));
+        assert!(status.success(), "building the workspace's binaries failed");
+        *built = true;
     }
     assert!(binary.exists(), "{} missing after build", binary.display());
     binary

@@ -33,8 +33,8 @@ use chum_core::config::Limits;
 use chum_core::gate::{parse_gate_payload, signal_excerpt, signal_json};
 use chum_core::ids::bead_branch;
 use chum_core::proto::{
-    Bead, GateDecision, GateReceipt, LoadBeadRequest, Outcome, Phase, Plan, RejectedSignal, RunRecord, RunRef, SharkInput,
-    SharkResult, SharkStatus,
+    Bead, GateDecision, GateReceipt, LoadBeadRequest, Outcome, Phase, Plan, RejectedSignal, RunRecord, RunRef,
+    SharkInput, SharkResult, SharkStatus,
 };
 use temporalio_common::data_converters::RawValue;
 use temporalio_sdk::workflows::{workflow, workflow_methods};
