@@ -1,9 +1,10 @@
 # CHUM. `make demo` and `make test` are the two commands of the README's quick start.
-.PHONY: help setup demo test test-rust test-semgrep test-demo bench up lint fmt record-histories clean
+.PHONY: help setup demo test test-fast test-rust test-semgrep test-demo bench up lint fmt record-histories clean
 
 help:
 	@echo "make demo              three dependent beads through the factory, offline (scripted agent)"
 	@echo "make test              the whole test suite (what CI runs)"
+	@echo "make test-fast         unit tests, replay of every recorded history, the CLI at the terminal (no dev server)"
 	@echo "make bench             the factory benchmark (release build; table in target/bench/factory.md)"
 	@echo "make up                Temporal dev server + worker on configs/chum.toml, for real use"
 	@echo "make lint              rustfmt check + clippy, warnings are errors"
@@ -19,6 +20,13 @@ demo: setup
 # Unit, replay and end-to-end tests, then the demo itself on its own ports and state directory,
 # so the README's first command is tested too.
 test: setup lint test-semgrep test-rust test-demo
+
+# What a change to pure code or a workflow needs first: every crate's unit tests, every recorded
+# history replayed, the `chum` binary at the terminal. No dev server; under a minute after a build.
+test-fast:
+	cargo test --workspace --lib --bins
+	cargo test -p chum-workflows --test replay
+	cargo test -p chum-cli --test terminal
 
 test-rust:
 	cargo build --workspace --bins
