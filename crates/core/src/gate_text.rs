@@ -4,7 +4,7 @@
 //! They end up in workflow state and history, so they are a function of the reports only (and
 //! their wording is part of what recorded histories show; change it knowingly).
 
-use crate::proto::DodReport;
+use crate::proto::{DodReport, Phase};
 use crate::text::tail_excerpt;
 
 /// Length of the excerpts kept in workflow state and history.
@@ -83,6 +83,22 @@ pub fn discarded_note(who: &str, paths: &[String]) -> String {
 /// The first 12 characters of a commit id, as people quote them.
 pub fn short_commit(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
+}
+
+/// The line the Temporal UI shows for a run (its "current details", answered by the SDK to the
+/// UI's metadata query): where the run is, and at the gate what a person can do. Not part of the
+/// history: it writes no command.
+pub fn phase_details(phase: Phase, round: u32, bead_id: &str) -> String {
+    match phase {
+        Phase::Planning => format!("planning (round {round})"),
+        Phase::AwaitingApproval => format!(
+            "waiting for a person: the plan of round {round} is at the gate. `chum approve {bead_id}` or `chum reject {bead_id} --feedback ...`; or the `approve` update or signal with {{\"approved\": true, \"by\": \"name\"}}; the plan is in the `status` query"
+        ),
+        Phase::Loading => "loading the bead and the project's gates".to_string(),
+        Phase::Executing => format!("executing attempt {round} in its worktree"),
+        Phase::Done => "done; the result says how it ended".to_string(),
+        other => format!("{other} (attempt {round})"),
+    }
 }
 
 #[cfg(test)]
@@ -172,5 +188,12 @@ mod tests {
         assert_eq!(short_commit("0123456789abcdef"), "0123456789ab");
         assert_eq!(short_commit("abc"), "abc");
         assert_eq!(short_commit(""), "");
+    }
+
+    #[test]
+    fn the_ui_line_at_the_gate_says_what_a_person_can_do() {
+        let line = phase_details(Phase::AwaitingApproval, 2, "tk-1");
+        assert!(line.contains("round 2") && line.contains("chum approve tk-1"), "{line}");
+        assert_eq!(phase_details(Phase::Dod, 1, "tk-1"), "dod (attempt 1)");
     }
 }

@@ -521,10 +521,21 @@ async fn the_temporal_cli_approves_only_with_a_well_formed_decision() {
         let address = address.clone();
         tokio::task::spawn_blocking(move || update_with_cli(&address, input))
     };
+    let metadata = || {
+        let address = address.clone();
+        tokio::task::spawn_blocking(move || temporal_cli(&address, &["workflow", "metadata"]))
+    };
     let (refusals, after_typo, result) = h
         .with_worker(|client| async move {
             let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
             wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
+            // The Temporal UI's line for the run (the metadata query the SDK answers): at the gate
+            // it says what a person can do.
+            let (ok, meta) = metadata().await.expect("the CLI ran");
+            assert!(
+                ok && meta.contains("waiting for a person") && meta.contains("chum approve tk-1"),
+                "{meta}"
+            );
             // A malformed decision as an update fails at the terminal, with the reason, and leaves
             // nothing behind (not even a refusal in the status: it never reached the history).
             let (ok, said) = update(r#"{"approved": "yes"}"#).await.expect("the CLI ran");
@@ -564,6 +575,21 @@ async fn the_temporal_cli_approves_only_with_a_well_formed_decision() {
     assert_eq!(after_typo.rejected_signals.len(), 3);
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
     assert_eq!(result.approved_by, "cli-user");
+}
+
+/// `temporal <args> --address <address> --workflow-id shark-demo-tk-1`: (succeeded, what it printed).
+fn temporal_cli(address: &str, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(temporal_binary())
+        .args(args)
+        .args(["--address", address, "--workflow-id", "shark-demo-tk-1"])
+        .output()
+        .expect("the temporal CLI runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
 
 /// `temporal workflow update execute --name approve --input <input>`: (succeeded, what it printed).

@@ -3,7 +3,7 @@
 
 use std::time::UNIX_EPOCH;
 
-use chum_core::gate_text::EXCERPT_CHARS;
+use chum_core::gate_text::{EXCERPT_CHARS, phase_details};
 use chum_core::proto::{AgentRunSummary, GateResult, IntegrationReport, Outcome, Phase, PhaseSpan, SharkResult};
 use chum_core::text::excerpt;
 
@@ -48,6 +48,9 @@ impl Shark<'_> {
                 s.status.phases.push(span);
             }
         });
+        // For the Temporal UI (no command, so no marker): where the run is, what a person can do.
+        self.ctx
+            .set_current_details(phase_details(phase, round, &self.run.bead_id));
     }
 
     pub(super) fn record_gate(
