@@ -150,10 +150,9 @@ pub fn groom_log(config: &ChumConfig, out: Out, project: &str, limit: u32) -> Re
         } else {
             format!("REFUSED  {}: {}", r.outcome.description, r.outcome.reason)
         };
-        let when = std::time::UNIX_EPOCH + Duration::from_millis(r.created_ms.max(0).unsigned_abs());
         println!(
             "{} [{}{after}] {verdict}",
-            humantime::format_rfc3339_seconds(when),
+            crate::render::utc_time(r.created_ms),
             r.kind
         );
     }

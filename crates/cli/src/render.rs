@@ -14,6 +14,15 @@ pub fn ui_link(config: &ChumConfig, workflow_id: &str) -> String {
     )
 }
 
+/// A time in milliseconds since the epoch as UTC RFC 3339 to the second; "-" when unknown (0).
+pub fn utc_time(ms: i64) -> String {
+    if ms <= 0 {
+        return "-".to_string();
+    }
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.unsigned_abs());
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
 fn mark(passed: bool) -> &'static str {
     if passed { "pass" } else { "FAIL" }
 }

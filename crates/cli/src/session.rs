@@ -225,20 +225,12 @@ impl Session {
             println!("no Shark runs{which}");
         }
         for r in &runs {
-            let when = |ms: i64| {
-                if ms <= 0 {
-                    "-".to_string()
-                } else {
-                    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.unsigned_abs());
-                    humantime::format_rfc3339_seconds(t).to_string()
-                }
-            };
             println!(
                 "{:<32} {:<11} started {}  closed {}",
                 r.workflow_id,
                 r.status,
-                when(r.started_ms),
-                when(r.closed_ms)
+                render::utc_time(r.started_ms),
+                render::utc_time(r.closed_ms)
             );
         }
         Ok(ExitCode::SUCCESS)

@@ -373,10 +373,10 @@ pub fn validate_mutations(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn item(id: &str, status: &str, priority: i64, created: &str, deps: &[&str]) -> BacklogItem {
+    pub(crate) fn item(id: &str, status: &str, priority: i64, created: &str, deps: &[&str]) -> BacklogItem {
         BacklogItem {
             id: id.into(),
             title: format!("title of {id}"),

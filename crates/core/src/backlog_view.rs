@@ -123,24 +123,15 @@ pub fn backlog_listing(items: &[BacklogItem], closed_too: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn item(id: &str, status: &str, priority: i64, created: &str, deps: &[&str]) -> BacklogItem {
-        BacklogItem {
-            id: id.into(),
-            title: format!("title of {id}"),
-            status: status.into(),
-            priority,
-            issue_type: "task".into(),
-            created_at: created.into(),
-            assignee: String::new(),
-            close_reason: "done in commit abcdef1".into(),
-            dependencies: deps.iter().map(|d| (d.to_string(), "blocks".to_string())).collect(),
-        }
-    }
+    use crate::backlog::tests::item;
 
     fn items() -> Vec<BacklogItem> {
+        let closed = BacklogItem {
+            close_reason: "done in commit abcdef1".into(),
+            ..item("a", "closed", 1, "1", &[])
+        };
         vec![
-            item("a", "closed", 1, "1", &[]),
+            closed,
             item("b", "open", 2, "2", &["c"]),
             item("c", "in_progress", 1, "3", &[]),
             item("d", "open", 0, "4", &["a"]),

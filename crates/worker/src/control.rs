@@ -100,11 +100,13 @@ impl ClientFaultOf for ClientError {
 
 fn from_client(workflow_id: &str, what: &str, err: impl ClientFaultOf) -> ControlError {
     use temporalio_client::tonic::Code;
-    match err.fault() {
+    // Some calls report a missing run as a plain RPC status.
+    let fault = match err.fault() {
+        ClientFault::Rpc(status) if status.code() == Code::NotFound => ClientFault::NotFound,
+        fault => fault,
+    };
+    match fault {
         ClientFault::NotFound => {
-            ControlError::new(ControlErrorKind::NotFound, format!("there is no run {workflow_id}"))
-        }
-        ClientFault::Rpc(status) if status.code() == Code::NotFound => {
             ControlError::new(ControlErrorKind::NotFound, format!("there is no run {workflow_id}"))
         }
         ClientFault::Rpc(status) if matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled) => {
@@ -150,18 +152,11 @@ pub async fn status(client: &Client, workflow_id: &str) -> Result<SharkStatus, C
 
 /// The running Sharks with their status (or why it could not be read), by workflow id.
 pub async fn running(client: &Client) -> Result<Vec<(String, Result<SharkStatus, ControlError>)>, ControlError> {
-    let mut stream = client.list_workflows(
-        "WorkflowType = 'Shark' AND ExecutionStatus = 'Running'",
-        Default::default(),
-    );
-    let mut ids = Vec::new();
-    while let Some(item) = stream.next().await {
-        let info = item.map_err(|e| from_client("Sharks", "list", e))?;
-        // Monte Carlo candidates are Shark runs too, but they are part of their parent's run.
-        if !info.id().starts_with("candidate-") {
-            ids.push(info.id().to_string());
-        }
-    }
+    let mut ids: Vec<String> = runs(client, false, usize::MAX)
+        .await?
+        .into_iter()
+        .map(|r| r.workflow_id)
+        .collect();
     ids.sort();
     let mut out = Vec::new();
     for id in ids {
@@ -216,6 +211,7 @@ pub async fn runs(client: &Client, all: bool, limit: usize) -> Result<Vec<RunSum
     let mut out = Vec::new();
     while let Some(item) = stream.next().await {
         let info = item.map_err(|e| from_client("Sharks", "list", e))?;
+        // Monte Carlo candidates are Shark runs too, but they are part of their parent's run.
         if info.id().starts_with("candidate-") {
             continue;
         }

@@ -497,23 +497,8 @@ async fn the_temporal_cli_approves_only_with_a_well_formed_decision() {
     let h = &Harness::with_scenario("cli-signals", good_work_scenario("")).await;
     let address = h.address.trim_start_matches("http://").to_string();
     let signal = |name: &str, input: &str| {
-        let out = std::process::Command::new(temporal_binary())
-            .args([
-                "workflow",
-                "signal",
-                "--address",
-                &address,
-                "--workflow-id",
-                "shark-demo-tk-1",
-            ])
-            .args(["--name", name, "--input", input])
-            .output()
-            .expect("the temporal CLI runs");
-        assert!(
-            out.status.success(),
-            "temporal workflow signal {name} {input}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (ok, said) = temporal_cli(&address, &["workflow", "signal", "--name", name, "--input", input]);
+        assert!(ok, "temporal workflow signal {name} {input}: {said}");
     };
     // `temporal workflow update execute`: the answer (or the refusal) comes back to the terminal.
     // It waits for the worker, which runs in this same task: off the async thread, then.
@@ -594,26 +579,8 @@ fn temporal_cli(address: &str, args: &[&str]) -> (bool, String) {
 
 /// `temporal workflow update execute --name approve --input <input>`: (succeeded, what it printed).
 fn update_with_cli(address: &str, input: &str) -> (bool, String) {
-    let out = std::process::Command::new(temporal_binary())
-        .args([
-            "workflow",
-            "update",
-            "execute",
-            "--address",
-            address,
-            "--workflow-id",
-            "shark-demo-tk-1",
-            "--name",
-            "approve",
-            "--input",
-            input,
-        ])
-        .output()
-        .expect("the temporal CLI runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    temporal_cli(
+        address,
+        &["workflow", "update", "execute", "--name", "approve", "--input", input],
+    )
 }
