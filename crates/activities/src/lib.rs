@@ -24,10 +24,8 @@ pub mod project_command;
 pub mod repo_map;
 pub mod sandbox;
 pub mod semgrep;
-pub mod settings;
 pub mod shark;
 pub mod store;
-pub mod temporal_client;
 pub mod workspace;
 
 pub use dispatcher::DispatcherActivitiesImpl;

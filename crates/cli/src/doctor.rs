@@ -43,7 +43,7 @@ pub async fn doctor(config: &ChumConfig) -> Result<ExitCode> {
     r.line(Level::Ok, "config", config.source.display().to_string());
 
     let t = &config.temporal;
-    let temporal = chum_activities::temporal_client::connect(t, "chum-doctor", Duration::from_secs(3), |_, _, _| {})
+    let temporal = chum_client::connect::connect(t, "chum-doctor", Duration::from_secs(3), |_, _, _| {})
         .await
         .map(|_| format!("reachable at {}", t.address))
         .map_err(|e| e.to_string());

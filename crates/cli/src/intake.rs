@@ -9,13 +9,14 @@ use crate::output::Out;
 use anyhow::{Context, Result, bail};
 use chum_activities::backlog::Backlog;
 use chum_activities::beads::NewBead;
+use chum_client::control::{ControlError, ControlErrorKind};
 use chum_core::backlog::{backlog_listing, backlog_rows};
 use chum_core::config::ChumConfig;
 use chum_core::ids::check_bead_id;
 use chum_core::proto::{DispatcherStatus, GroomResult};
-use chum_workflows::{DispatcherRun, DispatcherWorkflow, StrategicGroomRun, json_payload};
+use chum_workflows::StrategicGroomRun;
 use temporalio_client::schedules::ScheduleOverlapPolicy;
-use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowSignalOptions};
+use temporalio_client::{Client, WorkflowGetResultOptions};
 
 /// What `chum create` takes.
 pub struct CreateArgs<'a> {
@@ -159,30 +160,23 @@ pub fn groom_log(config: &ChumConfig, out: Out, project: &str, limit: u32) -> Re
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn dispatcher_id(project: &str) -> String {
-    format!("dispatcher-{project}")
-}
-
-fn no_dispatcher(config: &ChumConfig, id: &str, e: impl std::fmt::Display) -> anyhow::Error {
-    let text = e.to_string();
-    if text.contains("not found") {
-        anyhow::anyhow!(
+/// A dispatcher call's error, with what to do when the worker never started one.
+fn no_dispatcher(config: &ChumConfig, project: &str, e: ControlError) -> anyhow::Error {
+    let id = chum_core::ids::dispatcher_workflow_id(project);
+    match e.kind {
+        ControlErrorKind::NotFound => anyhow::anyhow!(
             "there is no dispatcher {id}: the worker starts one per enabled project when it starts \
              ([dispatcher] enabled = {}); is the worker running (`make up`)?",
             config.dispatcher.enabled
-        )
-    } else {
-        anyhow::anyhow!("cannot reach {id}: {text}")
+        ),
+        _ => anyhow::anyhow!("cannot reach {id}: {e}"),
     }
 }
 
 pub async fn dispatcher_status(client: &Client, config: &ChumConfig, project: &str) -> Result<DispatcherStatus> {
-    let id = dispatcher_id(project);
-    client
-        .get_workflow_handle::<DispatcherRun>(id.clone())
-        .query(DispatcherWorkflow::status, (), WorkflowQueryOptions::default())
+    chum_client::dispatcher::status(client, project)
         .await
-        .map_err(|e| no_dispatcher(config, &id, e))
+        .map_err(|e| no_dispatcher(config, project, e))
 }
 
 pub fn render_dispatcher(s: &DispatcherStatus) -> String {
@@ -214,29 +208,12 @@ pub fn render_dispatcher(s: &DispatcherStatus) -> String {
 
 /// `chum pause` / `chum resume`: signals the project's dispatcher and confirms it took effect.
 pub async fn pause_or_resume(client: &Client, config: &ChumConfig, project: &str, pause: bool) -> Result<ExitCode> {
-    let id = dispatcher_id(project);
+    let id = chum_core::ids::dispatcher_workflow_id(project);
     // Fails with a clear message when there is no dispatcher.
     dispatcher_status(client, config, project).await?;
-    let handle = client.get_workflow_handle::<DispatcherRun>(id.clone());
-    let by = serde_json::json!({"by": crate::os_user()});
-    let sent = if pause {
-        handle
-            .signal(
-                DispatcherWorkflow::pause,
-                json_payload(&by),
-                WorkflowSignalOptions::default(),
-            )
-            .await
-    } else {
-        handle
-            .signal(
-                DispatcherWorkflow::resume,
-                json_payload(&by),
-                WorkflowSignalOptions::default(),
-            )
-            .await
-    };
-    sent.map_err(|e| no_dispatcher(config, &id, e))?;
+    chum_client::dispatcher::set_paused(client, project, pause, &crate::os_user())
+        .await
+        .map_err(|e| no_dispatcher(config, project, e))?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let status = dispatcher_status(client, config, project).await?;
@@ -258,7 +235,7 @@ pub async fn pause_or_resume(client: &Client, config: &ChumConfig, project: &str
 
 /// `chum groom now`: triggers the project's StrategicGroom schedule and waits for the groom.
 pub async fn groom_now(client: &Client, project: &str, timeout: Duration) -> Result<ExitCode> {
-    let id = format!("strategic-groom-{project}");
+    let id = chum_core::ids::strategic_schedule_id(project);
     let schedule = client.get_schedule_handle(id.clone());
     let before = schedule.describe(Default::default()).await.map_err(|e| {
         anyhow::anyhow!(

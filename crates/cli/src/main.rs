@@ -66,8 +66,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         _ => {}
     }
-    let path = chum_activities::settings::discover_config(cli.config.as_deref())?;
-    let config = chum_activities::settings::load_config(&path)?;
+    let path = chum_client::settings::discover_config(cli.config.as_deref())?;
+    let config = chum_client::settings::load_config(&path)?;
     let project = cli.project.as_deref();
     match &cli.command {
         Command::Rules { command } => return reports::rules(&config, out, project, command.as_ref()).await,

@@ -5,12 +5,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use chum_client::control::{Closed, ControlError, ControlErrorKind};
 use chum_core::config::ChumConfig;
 use chum_core::ids::{check_bead_id, shark_workflow_id};
 use chum_core::proto::{EnumName, Outcome, Phase, SharkStatus};
 use chum_workflows::SharkRun;
 use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowHandle};
-use worker::control::{Closed, ControlError, ControlErrorKind};
 
 use crate::output::{Exit, Out, failed, not_answered, usage};
 use crate::render;
@@ -26,14 +26,9 @@ type SharkHandle = WorkflowHandle<Client, SharkRun>;
 
 impl Session {
     pub async fn connect(config: ChumConfig, project: Option<String>, out: Out) -> Result<Session> {
-        let client = chum_activities::temporal_client::connect(
-            &config.temporal,
-            "chum-cli",
-            Duration::from_secs(5),
-            |_, _, _| {},
-        )
-        .await
-        .map_err(|e| not_answered(format!("{e:#}")))?;
+        let client = chum_client::connect::connect(&config.temporal, "chum-cli", Duration::from_secs(5), |_, _, _| {})
+            .await
+            .map_err(|e| not_answered(format!("{e:#}")))?;
         Ok(Session {
             config,
             project,
@@ -59,7 +54,7 @@ impl Session {
 
     /// A bead id or a workflow id, as a workflow id.
     fn workflow_id(&self, target: &str) -> Result<String> {
-        if target.starts_with("shark-") {
+        if chum_core::ids::is_shark_workflow_id(target) {
             return Ok(target.to_string());
         }
         check_bead_id(target).map_err(usage)?;
@@ -72,7 +67,7 @@ impl Session {
 
     async fn query(&self, handle: &SharkHandle) -> Result<SharkStatus> {
         let id = &handle.info().workflow_id;
-        worker::control::status(&self.client, id)
+        chum_client::control::status(&self.client, id)
             .await
             .map_err(|e| self.explain(e))
     }
@@ -102,7 +97,7 @@ impl Session {
         if found.status == "closed" {
             return Err(failed(format!("bead {bead} is already closed; nothing to do")));
         }
-        let id = worker::control::start(&self.client, &self.config, &project, bead)
+        let id = chum_client::control::start(&self.client, &self.config, &project, bead)
             .await
             .map_err(|e| match e.kind {
                 ControlErrorKind::Conflict => failed(format!("{}; follow it with `chum watch {bead}`", e.message)),
@@ -127,12 +122,12 @@ impl Session {
             Some(name) if name != user => format!("{name} (OS user {user})"),
             _ => user,
         };
-        let decision = worker::control::Decision {
+        let decision = chum_client::control::Decision {
             approved,
             feedback,
             by: by.clone(),
         };
-        let receipt = worker::control::decide(&self.client, &id, &decision)
+        let receipt = chum_client::control::decide(&self.client, &id, &decision)
             .await
             .map_err(|e| self.explain(e))?;
         if receipt.confirmed {
@@ -151,7 +146,7 @@ impl Session {
     pub async fn status(&self, target: &str) -> Result<ExitCode> {
         let handle = self.handle(target)?;
         let id = handle.info().workflow_id.clone();
-        match worker::control::closed(&self.client, &id)
+        match chum_client::control::closed(&self.client, &id)
             .await
             .map_err(|e| self.explain(e))?
         {
@@ -187,7 +182,7 @@ impl Session {
     /// A closed run takes no decision and no cancel; say so from the server alone (a query would
     /// wait for a worker that may not be running).
     async fn refuse_if_ended(&self, id: &str, target: &str) -> Result<()> {
-        match worker::control::closed(&self.client, id)
+        match chum_client::control::closed(&self.client, id)
             .await
             .map_err(|e| self.explain(e))?
         {
@@ -202,7 +197,7 @@ impl Session {
     pub async fn cancel(&self, target: &str, reason: &str) -> Result<ExitCode> {
         let id = self.workflow_id(target)?;
         self.refuse_if_ended(&id, target).await?;
-        worker::control::cancel(&self.client, &id, reason)
+        chum_client::control::cancel(&self.client, &id, reason)
             .await
             .map_err(|e| self.explain(e))?;
         println!(
@@ -213,7 +208,7 @@ impl Session {
 
     /// `chum runs`: the Shark runs Temporal knows, newest first.
     pub async fn runs(&self, all: bool, limit: usize) -> Result<ExitCode> {
-        let runs = worker::control::runs(&self.client, all, limit)
+        let runs = chum_client::control::runs(&self.client, all, limit)
             .await
             .map_err(|e| self.explain(e))?;
         if !self.out.text() {
@@ -238,7 +233,7 @@ impl Session {
 
     /// `chum status` without a target: every running Shark with its phase.
     pub async fn list(&self) -> Result<ExitCode> {
-        let running = worker::control::running(&self.client)
+        let running = chum_client::control::running(&self.client)
             .await
             .map_err(|e| self.explain(e))?;
         if !self.out.text() {

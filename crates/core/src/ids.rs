@@ -1,9 +1,34 @@
 //! Names derived from a bead: workflow ids, branches, worktree paths. Bead ids end up in all of
 //! them, so they are checked before use.
 
+/// Every Shark workflow id starts with this; nothing else CHUM starts does.
+const SHARK_PREFIX: &str = "shark-";
+/// Every Monte Carlo candidate's workflow id starts with this.
+const CANDIDATE_PREFIX: &str = "candidate-";
+
 /// The Shark workflow id of a bead. One running Shark per bead and project.
 pub fn shark_workflow_id(project: &str, bead_id: &str) -> String {
-    format!("shark-{project}-{bead_id}")
+    format!("{SHARK_PREFIX}{project}-{bead_id}")
+}
+
+/// Whether a workflow id names a Shark run (`shark-<project>-<bead>`).
+pub fn is_shark_workflow_id(id: &str) -> bool {
+    id.starts_with(SHARK_PREFIX)
+}
+
+/// Whether a workflow id names a Monte Carlo candidate (a child of a Shark, not a run of its own).
+pub fn is_candidate_workflow_id(id: &str) -> bool {
+    id.starts_with(CANDIDATE_PREFIX)
+}
+
+/// The Dispatcher workflow id of a project (one per project, started by the worker).
+pub fn dispatcher_workflow_id(project: &str) -> String {
+    format!("dispatcher-{project}")
+}
+
+/// The id of a project's StrategicGroom schedule (and the prefix of the workflows it starts).
+pub fn strategic_schedule_id(project: &str) -> String {
+    format!("strategic-groom-{project}")
 }
 
 /// The branch a bead's work is committed on.
@@ -23,7 +48,7 @@ pub fn candidate_branch(bead_id: &str, candidate: u32) -> String {
 
 /// The workflow id of a Monte Carlo candidate of a Shark run.
 pub fn candidate_workflow_id(project: &str, bead_id: &str, run_id: &str, attempt: u32, candidate: u32) -> String {
-    format!("candidate-{project}-{bead_id}-{run_id}-{attempt}-{candidate}")
+    format!("{CANDIDATE_PREFIX}{project}-{bead_id}-{run_id}-{attempt}-{candidate}")
 }
 
 /// The ContinuousLearner a Shark run starts as it ends (derived from the run, so a replayed or

@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use temporalio_client::Client;
 
-use crate::control::{self, ControlError, ControlErrorKind, Decision};
+use chum_client::control::{self, ControlError, ControlErrorKind, Decision};
 
 /// Shortest token accepted: anything shorter is guessable.
 const MIN_TOKEN_LEN: usize = 16;
@@ -303,7 +303,7 @@ fn ok(value: Value) -> ApiResult {
 
 /// A run's workflow id from the path: `shark-<project>-<bead>`; nothing else is a run.
 fn run_path(id: &str) -> Result<String, ApiError> {
-    if !id.starts_with("shark-") || id.len() > 200 || id.chars().any(|c| c.is_control() || c == '/') {
+    if !chum_core::ids::is_shark_workflow_id(id) || id.len() > 200 || id.chars().any(|c| c.is_control() || c == '/') {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -488,16 +488,7 @@ async fn projects(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Api
             }
             Err(e) => json!({"error": e}),
         };
-        let dispatcher = match state
-            .client
-            .get_workflow_handle::<chum_workflows::DispatcherRun>(crate::dispatcher_id(&p.name))
-            .query(
-                chum_workflows::DispatcherWorkflow::status,
-                (),
-                temporalio_client::WorkflowQueryOptions::default(),
-            )
-            .await
-        {
+        let dispatcher = match chum_client::dispatcher::status(&state.client, &p.name).await {
             Ok(s) => json!({"paused": s.paused, "rounds": s.rounds, "started": s.started}),
             Err(_) => Value::Null,
         };

@@ -4,7 +4,6 @@
 //! handling); logic lives in core, workflows and activities.
 
 pub mod api;
-pub mod control;
 pub mod metrics;
 
 use chum_core::live_config::LiveConfig;
@@ -47,7 +46,7 @@ pub async fn reload_config(
     path: &std::path::Path,
     client: &Client,
 ) -> Result<chum_core::live_config::ConfigChange, String> {
-    let loaded = chum_activities::settings::load_config(path)
+    let loaded = chum_client::settings::load_config(path)
         .map_err(|e| format!("the configuration was not reloaded (the running one stays): {e}"))?;
     let change = live.reload(loaded);
     if change
@@ -66,11 +65,6 @@ pub async fn reload_config(
     Ok(change)
 }
 
-/// The Dispatcher workflow id of a project.
-pub fn dispatcher_id(project: &str) -> String {
-    format!("dispatcher-{project}")
-}
-
 /// Starts the Dispatcher of every enabled project (one that is already running is left as it is).
 /// Returns one line per project for the log.
 pub async fn start_dispatchers(client: &Client, config: &ChumConfig) -> Vec<String> {
@@ -87,7 +81,7 @@ pub async fn start_dispatchers(client: &Client, config: &ChumConfig) -> Vec<Stri
             paused: false,
             rounds_before: 0,
         };
-        let id = dispatcher_id(&project.name);
+        let id = chum_core::ids::dispatcher_workflow_id(&project.name);
         let options = WorkflowStartOptions::new(config.temporal.task_queue.clone(), id.clone()).build();
         let line = match client.start_workflow(DispatcherWorkflow::run, input, options).await {
             Ok(_) => format!("started {id}"),
@@ -99,11 +93,6 @@ pub async fn start_dispatchers(client: &Client, config: &ChumConfig) -> Vec<Stri
         lines.push(line);
     }
     lines
-}
-
-/// The id of a project's StrategicGroom schedule (and the prefix of the workflows it starts).
-pub fn strategic_schedule_id(project: &str) -> String {
-    format!("strategic-groom-{project}")
 }
 
 fn strategic_spec(config: &ChumConfig) -> ScheduleSpec {
@@ -120,7 +109,7 @@ fn strategic_action(config: &ChumConfig, project: &str) -> ScheduleAction {
             project: project.to_string(),
         },
         config.temporal.task_queue.clone(),
-        strategic_schedule_id(project),
+        chum_core::ids::strategic_schedule_id(project),
     )
 }
 
@@ -132,7 +121,7 @@ pub async fn ensure_strategic_schedules(client: &Client, config: &ChumConfig) ->
     }
     let mut lines = Vec::new();
     for project in config.projects.values().filter(|p| p.enabled) {
-        let id = strategic_schedule_id(&project.name);
+        let id = chum_core::ids::strategic_schedule_id(&project.name);
         let when = format!("\"{}\" ({})", config.groom.schedule, config.groom.timezone);
         let options = CreateScheduleOptions::builder()
             .action(strategic_action(config, &project.name))

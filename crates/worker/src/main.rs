@@ -98,8 +98,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let config_path = chum_activities::settings::discover_config(args.config.as_deref())?;
-    let config = Arc::new(chum_activities::settings::load_config(&config_path)?);
+    let config_path = chum_client::settings::discover_config(args.config.as_deref())?;
+    let config = Arc::new(chum_client::settings::load_config(&config_path)?);
     // The API's tokens and address are checked before anything starts.
     let tokens = if config.api.enabled {
         let tokens = worker::api::tokens_from_env(&config).map_err(anyhow::Error::msg)?;
@@ -120,7 +120,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let t = &config.temporal;
     tracing::info!(address = %t.address, namespace = %t.namespace, task_queue = %t.task_queue, config = %config.source.display(), "starting CHUM worker");
     let identity = format!("chum-worker@{}", std::process::id());
-    let client = chum_activities::temporal_client::connect(t, &identity, t.connect_timeout, |attempt, error, delay| {
+    let client = chum_client::connect::connect(t, &identity, t.connect_timeout, |attempt, error, delay| {
         tracing::warn!(
             attempt,
             retry_in_ms = delay.as_millis() as u64,

@@ -94,7 +94,7 @@ pub async fn chum_metrics(client: &Client, config: &ChumConfig) -> String {
     let mut out = Exposition::default();
 
     // Running Sharks by phase (visibility + their status queries).
-    let running = crate::control::running(client).await.unwrap_or_default();
+    let running = chum_client::control::running(client).await.unwrap_or_default();
     let mut by_phase: BTreeMap<String, u64> = BTreeMap::new();
     for (_, status) in &running {
         let phase = status

@@ -391,7 +391,7 @@ async fn without_tokens_control_routes_refuse_and_are_recorded() {
                 .all(|l| l["result"].as_str().unwrap().contains("no API tokens"))
         );
         // Nothing was started.
-        let runs = worker::control::running(&h.client()).await.unwrap();
+        let runs = chum_client::control::running(&h.client()).await.unwrap();
         assert!(runs.is_empty());
     })
     .await;

@@ -140,7 +140,7 @@ fn bad_configuration_files_name_the_file_and_the_key() {
     for (case, text, env, expected) in config_cases() {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let result = match &text {
-            None => chum_activities::settings::load_config(&dir.path().join("absent.toml")),
+            None => chum_client::settings::load_config(&dir.path().join("absent.toml")),
             Some(text) => {
                 std::fs::write(&path, text).unwrap();
                 // What load_config does, with this case's environment instead of the process's.

@@ -336,10 +336,10 @@ async fn malformed_signals_never_approve_and_do_not_wedge_the_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approve_update_is_answered_at_once_and_a_refused_one_leaves_no_trace() {
+    use chum_client::control::{ControlErrorKind, Decision, decide};
     use chum_workflows::{SharkWorkflow, json_payload};
     use temporalio_client::WorkflowExecuteUpdateOptions;
     use temporalio_client::errors::WorkflowUpdateError;
-    use worker::control::{ControlErrorKind, Decision, decide};
 
     let h = &Harness::with_scenario("update", good_work_scenario("")).await;
     let (result, events) = h
@@ -449,6 +449,11 @@ async fn an_approve_update_is_answered_at_once_and_a_refused_one_leaves_no_trace
     let (code, _, err) = run_chum(&config, &["approve", "tk-1"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("already ended"), "{err}");
+    // This harness starts no dispatcher: pausing one says why there is none and what to check.
+    let (code, _, err) = run_chum(&config, &["pause"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("there is no dispatcher dispatcher-demo"), "{err}");
+    assert!(err.contains("is the worker running"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

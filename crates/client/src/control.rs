@@ -39,7 +39,7 @@ pub enum ControlErrorKind {
 }
 
 impl ControlError {
-    fn new(kind: ControlErrorKind, message: impl Into<String>) -> ControlError {
+    pub(crate) fn new(kind: ControlErrorKind, message: impl Into<String>) -> ControlError {
         ControlError {
             kind,
             message: message.into(),
@@ -48,14 +48,14 @@ impl ControlError {
 }
 
 /// What a Temporal client error means here, read from its type and gRPC code (never its text).
-enum ClientFault<'a> {
+pub(crate) enum ClientFault<'a> {
     NotFound,
     Rpc(&'a temporalio_client::tonic::Status),
     Other,
 }
 
 /// The client errors this module meets, as a [`ClientFault`].
-trait ClientFaultOf: std::fmt::Display {
+pub(crate) trait ClientFaultOf: std::fmt::Display {
     fn fault(&self) -> ClientFault<'_>;
 }
 
@@ -98,7 +98,7 @@ impl ClientFaultOf for ClientError {
     }
 }
 
-fn from_client(workflow_id: &str, what: &str, err: impl ClientFaultOf) -> ControlError {
+pub(crate) fn from_client(workflow_id: &str, what: &str, err: impl ClientFaultOf) -> ControlError {
     use temporalio_client::tonic::Code;
     // Some calls report a missing run as a plain RPC status.
     let fault = match err.fault() {
@@ -131,7 +131,7 @@ fn from_client(workflow_id: &str, what: &str, err: impl ClientFaultOf) -> Contro
 
 /// A run's workflow id from a bead id (in `project`) or a workflow id (`shark-...`).
 pub fn run_id_of(project: &str, target: &str) -> Result<String, ControlError> {
-    if target.starts_with("shark-") {
+    if chum_core::ids::is_shark_workflow_id(target) {
         return Ok(target.to_string());
     }
     check_bead_id(target).map_err(|e| ControlError::new(ControlErrorKind::Invalid, e))?;
@@ -212,7 +212,7 @@ pub async fn runs(client: &Client, all: bool, limit: usize) -> Result<Vec<RunSum
     while let Some(item) = stream.next().await {
         let info = item.map_err(|e| from_client("Sharks", "list", e))?;
         // Monte Carlo candidates are Shark runs too, but they are part of their parent's run.
-        if info.id().starts_with("candidate-") {
+        if chum_core::ids::is_candidate_workflow_id(info.id()) {
             continue;
         }
         out.push(RunSummary {
