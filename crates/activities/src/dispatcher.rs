@@ -15,7 +15,7 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::backlog::Backlog;
-use crate::shark::{permanent, retryable};
+use crate::error::{permanent, retryable};
 
 /// The registered activities; each call takes the configuration in force when it starts.
 pub struct DispatcherActivitiesImpl {

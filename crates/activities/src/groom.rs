@@ -20,13 +20,14 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::agent::{Liveness, ask_with_one_retry};
-use crate::artifacts::RunArtifacts;
 use crate::backlog::Backlog;
-use crate::beads::NewBead;
-use crate::repo_map::repo_map;
-use crate::shark::{now_ms, permanent, repo_error, retryable, setup_error};
-use crate::store::LessonStore;
-use crate::workspace::{OwnChange, commit_own_change};
+use crate::backlog::NewBead;
+use crate::clock::now_ms;
+use crate::error::{permanent, repo_error, retryable, setup_error};
+use crate::repo::repo_map;
+use crate::repo::{OwnChange, commit_own_change};
+use crate::store::RunArtifacts;
+use crate::store::Store;
 
 /// Where the strategic briefing lives in the project.
 pub const BRIEFING_PATH: &str = ".beads/briefing.md";
@@ -97,8 +98,8 @@ impl GroomSteps {
             .map_err(|m| permanent(error_types::CONFIG, m))
     }
 
-    fn store(&self) -> Result<LessonStore, ActivityError> {
-        LessonStore::open(&self.config.state_dir.join("chum.db")).map_err(|e| retryable(e.to_string()))
+    fn store(&self) -> Result<Store, ActivityError> {
+        Store::open(&self.config.state_dir.join("chum.db")).map_err(|e| retryable(e.to_string()))
     }
 
     fn max(&self, kind: &str) -> u32 {

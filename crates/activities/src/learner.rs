@@ -25,13 +25,14 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use tokio::process::Command;
 
 use crate::agent::{AgentRequest, Liveness, ask_with_one_retry, run_agent};
-use crate::artifacts::RunArtifacts;
-use crate::child_env::ChildEnv;
-use crate::process::read_tail;
+use crate::clock::now_ms;
+use crate::error::{permanent, repo_error, retryable, setup_error};
+use crate::exec::ChildEnv;
+use crate::exec::read_tail;
+use crate::repo::{OwnChange, commit_own_change, prepare_plan_worktree, remove_worktree};
 use crate::semgrep::locate_core;
-use crate::shark::{now_ms, permanent, repo_error, retryable, setup_error};
-use crate::store::{LessonStore, RuleRecord};
-use crate::workspace::{OwnChange, commit_own_change, prepare_plan_worktree, remove_worktree};
+use crate::store::RunArtifacts;
+use crate::store::{RuleRecord, Store};
 
 /// The registered activities; each call takes the configuration in force when it starts.
 pub struct LearnerActivitiesImpl {
@@ -267,8 +268,8 @@ impl LearnerSteps {
             .map_err(|m| permanent(error_types::CONFIG, m))
     }
 
-    fn store(&self) -> Result<LessonStore, ActivityError> {
-        LessonStore::open(&self.config.state_dir.join("chum.db")).map_err(|e| retryable(e.to_string()))
+    fn store(&self) -> Result<Store, ActivityError> {
+        Store::open(&self.config.state_dir.join("chum.db")).map_err(|e| retryable(e.to_string()))
     }
 
     /// A scratch directory for the learner agent (it reads the prompt, it changes nothing).
@@ -663,7 +664,7 @@ pub async fn retire_rule(config: &ChumConfig, rule_id: &str, reason: &str) -> Re
     if reason.trim().is_empty() {
         return Err("say why the rule is retired (--reason)".to_string());
     }
-    let store = LessonStore::open(&config.state_dir.join("chum.db")).map_err(|e| e.to_string())?;
+    let store = Store::open(&config.state_dir.join("chum.db")).map_err(|e| e.to_string())?;
     let mut record = store
         .rule(rule_id)
         .map_err(|e| e.to_string())?

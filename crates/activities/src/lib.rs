@@ -6,27 +6,18 @@
 //! instead of doing it twice. Payloads carry artifact paths and short excerpts, never whole logs.
 
 pub mod agent;
-pub mod artifacts;
 pub mod backlog;
-pub mod beads;
-pub mod beads_cli;
-pub mod budget;
-pub mod child_env;
+pub mod clock;
 pub mod dispatcher;
-pub mod egress;
-pub mod git;
+mod error;
+pub mod exec;
 pub mod groom;
 pub mod learner;
 pub mod log_context;
-pub mod mcp;
-pub mod process;
-pub mod project_command;
-pub mod repo_map;
-pub mod sandbox;
+pub mod repo;
 pub mod semgrep;
 pub mod shark;
 pub mod store;
-pub mod workspace;
 
 pub use dispatcher::DispatcherActivitiesImpl;
 pub use groom::GroomActivitiesImpl;

@@ -22,8 +22,8 @@ use chum_core::config::SemgrepSettings;
 use chum_core::proto::{QuarantinedRule, SemgrepFinding};
 use serde_json::Value;
 
-use crate::child_env::ChildEnv;
-use crate::process::{ProcessSpec, read_capped, run_process};
+use crate::exec::ChildEnv;
+use crate::exec::{ProcessSpec, read_capped, run_process};
 
 /// CHUM's shipped rule pack, compiled in (the `semgrep --test` fixtures stay in `semgrep/`).
 pub const SHIPPED_RULES: [(&str, &str); 7] = [

@@ -5,6 +5,8 @@
 //! can fix (unknown project, missing agent program, not a git repository) are non-retryable
 //! errors of the types in `error_types`.
 
+use crate::clock::now_ms;
+use crate::error::{command_error, permanent, repo_error, retryable, setup_error};
 use crate::log_context::{activity_span, supervised};
 use chum_core::live_config::LiveConfig;
 use std::path::{Path, PathBuf};
@@ -28,19 +30,18 @@ use chum_core::proto::{
 use chum_core::review::{AddedLines, check_evidence, parse_verdict};
 use chum_core::text::excerpt;
 use temporalio_macros::activities;
-use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-use crate::agent::{AgentRequest, AgentSetupError, Liveness, run_agent};
-use crate::artifacts::RunArtifacts;
-use crate::git::{GitError, WorktreeGit};
-use crate::project_command::{CommandError, ProjectCommand, run_project_command};
-use crate::semgrep::{ValidationCache, added_lines, locate_core, only_new_findings, rule_files, scan};
-use crate::store::{LessonStore, StoreError};
-use crate::workspace::{
+use crate::agent::{AgentRequest, Liveness, run_agent};
+use crate::exec::{ProjectCommand, run_project_command};
+use crate::repo::{
     AttemptWorktree, RepoProblem, hold_to_tree, prepare_plan_worktree, prepare_worktree, record_candidate,
     remove_worktree, resume_worktree, stage_changes,
 };
+use crate::repo::{GitError, WorktreeGit};
+use crate::semgrep::{ValidationCache, added_lines, locate_core, only_new_findings, rule_files, scan};
+use crate::store::RunArtifacts;
+use crate::store::{Store, StoreError};
 
 /// Characters of diff a reviewer sees in its prompt; the whole diff is an artifact.
 const REVIEW_DIFF_CHARS: usize = 60_000;
@@ -55,47 +56,6 @@ pub struct SharkActivitiesImpl {
 pub struct SharkSteps {
     config: Arc<ChumConfig>,
     semgrep_cache: Arc<ValidationCache>,
-}
-
-pub(crate) fn permanent(kind: &str, message: impl Into<String>) -> ActivityError {
-    let message = message.into();
-    tracing::error!(kind, "{message}");
-    ActivityError::application(
-        ApplicationFailure::builder(anyhow::anyhow!(message))
-            .type_name(kind.to_string())
-            .non_retryable(true)
-            .build(),
-    )
-}
-
-pub(crate) fn retryable(message: impl Into<String>) -> ActivityError {
-    let message = message.into();
-    tracing::warn!("{message}");
-    anyhow::anyhow!(message).into()
-}
-
-pub(crate) fn setup_error(err: AgentSetupError) -> ActivityError {
-    match err {
-        AgentSetupError::Config(m) => permanent(error_types::CONFIG, m),
-        AgentSetupError::MissingBinary(m) => permanent(error_types::MISSING_BINARY, m),
-        AgentSetupError::Budget(m) => permanent(error_types::BUDGET_EXHAUSTED, format!("budget exhausted: {m}")),
-        AgentSetupError::Storage(m) => retryable(m),
-    }
-}
-
-pub(crate) fn command_error(err: CommandError) -> ActivityError {
-    match err {
-        CommandError::Config(m) => permanent(error_types::CONFIG, m),
-        CommandError::Storage(m) | CommandError::Start(m) => retryable(m),
-    }
-}
-
-pub(crate) fn repo_error(err: RepoProblem) -> ActivityError {
-    if err.is_permanent() {
-        permanent(error_types::INVALID_INPUT, err.to_string())
-    } else {
-        retryable(err.to_string())
-    }
 }
 
 impl SharkActivitiesImpl {
@@ -124,8 +84,8 @@ impl SharkSteps {
     }
 
     /// The lesson store of this worker.
-    pub fn store(&self) -> Result<LessonStore, StoreError> {
-        LessonStore::open(&self.config.state_dir.join("chum.db"))
+    pub fn store(&self) -> Result<Store, StoreError> {
+        Store::open(&self.config.state_dir.join("chum.db"))
     }
 
     /// The lessons relevant to `text`, as a prompt section, marked as used. A store that cannot be
@@ -796,7 +756,7 @@ impl SharkSteps {
     pub async fn integrate_impl(&self, req: IntegrateRequest) -> Result<IntegrationReport, ActivityError> {
         let run = req.run.clone().unwrap_or_default();
         let project = self.project(&run)?;
-        let report = crate::workspace::integrate(project, &req).await.map_err(repo_error)?;
+        let report = crate::repo::integrate(project, &req).await.map_err(repo_error)?;
         tracing::info!(bead = %run.bead_id, commit = %report.commit, merged = report.merged, problem = %report.problem, "integrated");
         Ok(report)
     }
@@ -915,7 +875,7 @@ impl SharkActivitiesImpl {
             let steps = self.steps();
             let run = req.run.clone().unwrap_or_default();
             let project = steps.project(&run)?;
-            let removed = crate::workspace::discard_candidates(project, &run.bead_id, req.attempt, &req.candidates)
+            let removed = crate::repo::discard_candidates(project, &run.bead_id, req.attempt, &req.candidates)
                 .await
                 .map_err(repo_error)?;
             tracing::info!(attempt = req.attempt, candidates = ?req.candidates, ?removed, "discarded losing candidates");
@@ -944,12 +904,4 @@ fn closed_finding(file: &str, message: &str) -> chum_core::proto::SemgrepFinding
         message: message.to_string(),
         severity: "ERROR".into(),
     }
-}
-
-/// Milliseconds since the Unix epoch (activities may read the clock; workflows may not).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

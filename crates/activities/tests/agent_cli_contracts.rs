@@ -74,7 +74,7 @@ fn scripted_agent() -> PathBuf {
 /// This machine's own non-loopback address: the model server listens there, because the egress
 /// proxy refuses loopback whatever a provider's allow_hosts says.
 fn host_address() -> std::net::IpAddr {
-    chum_activities::egress::own_addresses()
+    chum_activities::exec::own_addresses()
         .into_iter()
         .find(|ip| ip.is_ipv4() && !ip.is_loopback())
         .expect("these tests need a non-loopback IPv4 address on this machine for the model server")

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use chum_activities::beads::{BeadsFile, NewBead};
-use chum_activities::beads_cli::{parse_created_id, parse_issue_list};
+use chum_activities::backlog::{BeadsFile, NewBead};
+use chum_activities::backlog::{parse_created_id, parse_issue_list};
 use chum_core::backlog::ready;
 use serde_json::Value;
 

@@ -207,11 +207,11 @@ async fn a_scan_with_every_rule_quarantined_fails_closed() {
     );
     let config = ChumConfig::from_toml(&text, &dir.path().join("chum.toml"), Vec::new()).unwrap();
     let project = config.project("demo").unwrap().clone();
-    let wt = chum_activities::workspace::prepare_worktree(&project, "tk-1", 1, 0)
+    let wt = chum_activities::repo::prepare_worktree(&project, "tk-1", 1, 0)
         .await
         .unwrap();
     std::fs::write(wt.path.join("calc.py"), "def add(a, b):\n    return eval('a + b')\n").unwrap();
-    chum_activities::workspace::stage_changes(&wt.git, &wt.base_commit)
+    chum_activities::repo::stage_changes(&wt.git, &wt.base_commit)
         .await
         .unwrap();
     let report = SharkActivitiesImpl::new(config)

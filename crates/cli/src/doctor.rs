@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
-use chum_activities::sandbox::{RunCgroups, RunLimits, Sandboxing};
+use chum_activities::exec::{RunCgroups, RunLimits, Sandboxing};
 use chum_core::config::ChumConfig;
 
 #[derive(PartialEq)]
@@ -69,7 +69,7 @@ pub async fn doctor(config: &ChumConfig) -> Result<ExitCode> {
     let db = config.state_dir.join("chum.db");
     r.check(
         "store",
-        chum_activities::store::LessonStore::open(&db)
+        chum_activities::store::Store::open(&db)
             .and_then(|s| s.schema_version())
             .map(|v| format!("{} writable (schema {v})", db.display()))
             .map_err(|e| format!("{e}; check [state_dir] and its permissions")),
@@ -102,7 +102,7 @@ pub async fn doctor(config: &ChumConfig) -> Result<ExitCode> {
         );
         // Names only, never values; whether this shell has them (the worker's may differ).
         let mut names: Vec<String> = provider.pass_env.clone();
-        names.extend(chum_activities::mcp::env_names(&provider.mcp_servers));
+        names.extend(chum_activities::agent::env_names(&provider.mcp_servers));
         if !names.is_empty() {
             let shown: Vec<String> = names
                 .iter()
@@ -140,7 +140,7 @@ pub async fn doctor(config: &ChumConfig) -> Result<ExitCode> {
             Level::Fail,
         );
         let what = format!("sandbox {}", project.name);
-        match chum_activities::sandbox::resolve(project.sandbox, &config.sandbox) {
+        match chum_activities::exec::resolve(project.sandbox, &config.sandbox) {
             Ok(Sandboxing::Bwrap(path)) => r.line(
                 Level::Ok,
                 &what,
@@ -155,7 +155,7 @@ pub async fn doctor(config: &ChumConfig) -> Result<ExitCode> {
         }
         let env = &project.environment;
         for path in env.toolchains.iter().chain(&env.caches) {
-            let real = chum_activities::sandbox::machine_path(path);
+            let real = chum_activities::exec::machine_path(path);
             r.check(
                 "  mount",
                 if real.exists() {
@@ -190,7 +190,7 @@ pub async fn doctor(config: &ChumConfig) -> Result<ExitCode> {
             .map(|c| ("setup", c))
             .chain(project.dod.iter().map(|c| ("dod", c)));
         for (i, (kind, command)) in commands.enumerate() {
-            let started = chum_activities::project_command::can_start(config, project, command).await;
+            let started = chum_activities::exec::can_start(config, project, command).await;
             r.check(
                 &format!("  {kind} command {}", i + 1),
                 started
@@ -216,7 +216,7 @@ pub async fn doctor(config: &ChumConfig) -> Result<ExitCode> {
     if needs_bridge {
         r.check(
             "netbridge",
-            chum_activities::sandbox::locate_netbridge(&config.sandbox).map(|p| p.display().to_string()),
+            chum_activities::exec::locate_netbridge(&config.sandbox).map(|p| p.display().to_string()),
             Level::Fail,
         );
     }

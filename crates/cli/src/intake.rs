@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::output::Out;
 use anyhow::{Context, Result, bail};
 use chum_activities::backlog::Backlog;
-use chum_activities::beads::NewBead;
+use chum_activities::backlog::NewBead;
 use chum_client::control::{ControlError, ControlErrorKind};
 use chum_core::backlog::{backlog_listing, backlog_rows};
 use chum_core::config::ChumConfig;
@@ -117,7 +117,7 @@ pub async fn show_backlog(config: &ChumConfig, out: Out, project: &str, all: boo
 
 /// The recent groom outcomes from the store.
 pub fn groom_log(config: &ChumConfig, out: Out, project: &str, limit: u32) -> Result<ExitCode> {
-    let store = chum_activities::store::LessonStore::open(&config.state_dir.join("chum.db"))?;
+    let store = chum_activities::store::Store::open(&config.state_dir.join("chum.db"))?;
     let records = store.recent_groom_outcomes(Some(project), limit)?;
     if !out.text() {
         out.list(&records)?;

@@ -26,10 +26,8 @@ pub fn only_project(config: &ChumConfig, project: Option<&str>) -> Result<String
     }
 }
 
-pub fn open_store(config: &ChumConfig) -> Result<chum_activities::store::LessonStore> {
-    Ok(chum_activities::store::LessonStore::open(
-        &config.state_dir.join("chum.db"),
-    )?)
+pub fn open_store(config: &ChumConfig) -> Result<chum_activities::store::Store> {
+    Ok(chum_activities::store::Store::open(&config.state_dir.join("chum.db"))?)
 }
 
 #[derive(Serialize)]
@@ -52,10 +50,10 @@ struct UsageReport {
 
 /// `chum usage`: spend from the store, against the caps.
 pub fn usage(config: &ChumConfig, out: Out, project: Option<&str>, by: &str, days: Option<u32>) -> Result<ExitCode> {
-    use chum_activities::budget::utc_day_start;
+    use chum_activities::agent::utc_day_start;
     use chum_activities::store::UsageFilter;
     let store = open_store(config)?;
-    let now = chum_activities::shark::now_ms();
+    let now = chum_activities::clock::now_ms();
     let since = days.map(|d| utc_day_start(now) - i64::from(d.saturating_sub(1)) * 86_400_000);
     let filter = UsageFilter {
         project,
@@ -70,7 +68,7 @@ pub fn usage(config: &ChumConfig, out: Out, project: Option<&str>, by: &str, day
         .map(|(key, spent)| UsageRow { key, spent })
         .collect();
     let b = &config.budget;
-    let capped = chum_activities::budget::has_caps(b);
+    let capped = chum_activities::agent::has_caps(b);
     let today = store.spent(UsageFilter {
         since_ms: Some(utc_day_start(now)),
         ..UsageFilter::default()

@@ -83,8 +83,8 @@ async fn one_bead(
 /// What starting one sandboxed process costs here (bubblewrap, its mounts, the cgroups): the
 /// median of 20 sandboxed `/bin/true` runs, through the same code agents and DoD commands use.
 async fn sandbox_startup_ms(h: &Harness) -> f64 {
-    use chum_activities::process::{ProcessSpec, run_process};
-    use chum_activities::sandbox::{self, SandboxPolicy};
+    use chum_activities::exec::{self as sandbox, SandboxPolicy};
+    use chum_activities::exec::{ProcessSpec, run_process};
     let Ok(sandboxing) = sandbox::resolve(chum_core::config::SandboxMode::Auto, &h.config.sandbox) else {
         return 0.0;
     };

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chum_activities::backlog::Backlog;
-use chum_activities::beads::{NewBead, now_rfc3339};
+use chum_activities::backlog::{NewBead, now_rfc3339};
 use chum_core::backlog::{blocker, ready};
 use chum_core::config::ChumConfig;
 use chum_core::proto::{EnumName, Phase, SharkStatus};
@@ -390,7 +390,7 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
     let db = state.config().state_dir.join("chum.db");
     check(
         "store",
-        chum_activities::store::LessonStore::open(&db)
+        chum_activities::store::Store::open(&db)
             .and_then(|s| s.schema_version())
             .map(|v| format!("{} writable (schema {v})", db.display()))
             .map_err(|e| e.to_string()),
@@ -410,7 +410,7 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
     for project in config.projects.values() {
         check(
             &format!("sandbox:{}", project.name),
-            chum_activities::sandbox::resolve(project.sandbox, &config.sandbox).map(|s| s.describe()),
+            chum_activities::exec::resolve(project.sandbox, &config.sandbox).map(|s| s.describe()),
         );
     }
     let code = if all_ok {

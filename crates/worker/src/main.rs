@@ -136,7 +136,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for line in worker::ensure_strategic_schedules(&client, &config).await {
         tracing::info!("{line}");
     }
-    for line in chum_activities::sandbox::reap_orphans() {
+    for line in chum_activities::exec::reap_orphans() {
         tracing::warn!("{line}");
     }
     if config.allow_same_model_review {

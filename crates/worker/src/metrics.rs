@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chum_activities::backlog::Backlog;
-use chum_activities::store::LessonStore;
+use chum_activities::store::Store;
 use chum_core::backlog::ready;
 use chum_core::config::ChumConfig;
 use chum_core::proto::EnumName;
@@ -114,7 +114,7 @@ pub async fn chum_metrics(client: &Client, config: &ChumConfig) -> String {
         "counter",
         "Connections from sandboxed agents and commands that the egress proxy refused, by who asked and why.",
     );
-    for ((client, reason), n) in chum_activities::egress::refused_counts() {
+    for ((client, reason), n) in chum_activities::exec::refused_counts() {
         out.sample(
             "chum_egress_refused_total",
             &[("client", &client), ("reason", &reason)],
@@ -122,7 +122,7 @@ pub async fn chum_metrics(client: &Client, config: &ChumConfig) -> String {
         );
     }
 
-    let store = LessonStore::open(&config.state_dir.join("chum.db"));
+    let store = Store::open(&config.state_dir.join("chum.db"));
     let runs = store
         .as_ref()
         .ok()

@@ -422,7 +422,7 @@ fn integrate_request(worktree: &Path) -> IntegrateRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_repositories_get_an_error_that_says_what_to_do_and_lose_no_work() {
-    use chum_activities::workspace::{integrate, prepare_worktree, stage_changes};
+    use chum_activities::repo::{integrate, prepare_worktree, stage_changes};
     let dir = tempfile::tempdir().unwrap();
 
     // Not a git repository.

@@ -15,7 +15,7 @@ use support::*;
 /// Whether bwrap works here; otherwise the reason is printed and the test returns early (CI sets
 /// CHUM_REQUIRE_SANDBOX=1, which makes that a failure).
 fn sandbox_works(h: &Harness) -> bool {
-    match chum_activities::sandbox::resolve(SandboxMode::Bwrap, &h.config.sandbox) {
+    match chum_activities::exec::resolve(SandboxMode::Bwrap, &h.config.sandbox) {
         Ok(_) => true,
         Err(why) => {
             assert!(

@@ -220,7 +220,7 @@ async fn a_worker_killed_in_every_phase_finishes_every_bead_exactly_once() {
     let h = &Harness::start("faults-kill", options).await;
     // Agents die with a killed worker because they run in bwrap (--die-with-parent, a pids cgroup
     // the next worker reaps); unsandboxed, they would outlive it. CI requires the sandbox.
-    if let Err(why) = chum_activities::sandbox::resolve(chum_core::config::SandboxMode::Bwrap, &h.config.sandbox) {
+    if let Err(why) = chum_activities::exec::resolve(chum_core::config::SandboxMode::Bwrap, &h.config.sandbox) {
         assert!(
             std::env::var("CHUM_REQUIRE_SANDBOX").as_deref() != Ok("1"),
             "CHUM_REQUIRE_SANDBOX=1 but the sandbox cannot run: {why}"
@@ -432,7 +432,7 @@ async fn a_worker_killed_in_every_phase_finishes_every_bead_exactly_once() {
         assert!(module.is_file(), "{} not merged", module.display());
     }
     // fk-kids taught one lesson and one rule, and filed one follow-up: each exactly once.
-    let store = chum_activities::store::LessonStore::open(&h.config.state_dir.join("chum.db")).unwrap();
+    let store = chum_activities::store::Store::open(&h.config.state_dir.join("chum.db")).unwrap();
     let lessons = store.search(Some("demo"), "split", 50, None).unwrap();
     assert_eq!(lessons.len(), 1, "{lessons:#?}");
     let rules = store.rules(Some("demo")).unwrap();
@@ -549,7 +549,7 @@ async fn agents_that_flood_delete_their_worktree_or_exit_non_zero_fail_only_thei
     let stdout = std::path::PathBuf::from(executes[0]["agent"]["stdout_artifact"].as_str().unwrap());
     let size = std::fs::metadata(&stdout).unwrap().len();
     assert!(size < 17 * 1024 * 1024, "{} is {size} bytes", stdout.display());
-    let tail = chum_activities::process::read_tail(&stdout, 200).await.unwrap();
+    let tail = chum_activities::exec::read_tail(&stdout, 200).await.unwrap();
     assert!(
         tail.contains(&format!("[chum: output truncated: kept 16777216 of {wrote} bytes]")),
         "{tail}"

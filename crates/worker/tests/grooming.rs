@@ -4,7 +4,7 @@
 
 mod support;
 
-use chum_activities::store::LessonStore;
+use chum_activities::store::Store;
 use chum_core::proto::{GroomResult, Outcome, Phase};
 use chum_workflows::{StrategicGroomRun, TacticalGroomRun};
 use serde_json::json;
@@ -106,7 +106,7 @@ async fn a_finished_bead_is_groomed_and_only_valid_changes_reach_the_backlog() {
     assert_eq!(bead_ids(h).len(), 4, "one bead created, none lost");
 
     // Every outcome is in the store, the refused ones with their reason.
-    let store = LessonStore::open(&h.config.state_dir.join("chum.db")).unwrap();
+    let store = Store::open(&h.config.state_dir.join("chum.db")).unwrap();
     let log = store.recent_groom_outcomes(Some("demo"), 50).unwrap();
     assert_eq!(log.len(), 7);
     assert!(log.iter().all(|r| r.kind == "tactical" && r.bead_id == "tk-1"));

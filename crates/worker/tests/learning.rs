@@ -246,7 +246,7 @@ async fn a_mistake_caught_by_the_dod_becomes_a_rule_that_stops_it_next_time() {
         .await
         .unwrap();
     assert_eq!(again.commit, retired.commit, "retiring twice makes one commit");
-    let store = chum_activities::store::LessonStore::open(&h.config.state_dir.join("chum.db")).unwrap();
+    let store = chum_activities::store::Store::open(&h.config.state_dir.join("chum.db")).unwrap();
     assert_eq!(store.rule("chum-1").unwrap().unwrap().status, "retired");
     // The lesson reached the second bead's planner, with its provenance.
     let plan_prompt = std::fs::read_to_string(h.prompts.join("planner-tk-3-1-0.prompt.md")).unwrap();

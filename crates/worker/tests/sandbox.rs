@@ -18,7 +18,7 @@ use support::*;
 
 /// Whether bwrap works here; otherwise the reason is printed and the test returns early.
 fn sandbox_works(h: &Harness) -> bool {
-    match chum_activities::sandbox::resolve(SandboxMode::Bwrap, &h.config.sandbox) {
+    match chum_activities::exec::resolve(SandboxMode::Bwrap, &h.config.sandbox) {
         Ok(_) => true,
         Err(why) => {
             assert!(
@@ -137,7 +137,7 @@ python3 -c 'import socket; socket.create_connection(("127.0.0.1", {port}), timeo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fork_bomb_hits_the_process_limit_and_dies_with_its_time_limit() {
-    let probe = chum_activities::sandbox::RunCgroups::create(chum_activities::sandbox::RunLimits {
+    let probe = chum_activities::exec::RunCgroups::create(chum_activities::exec::RunLimits {
         max_processes: 64,
         resources: Default::default(),
     });
@@ -420,7 +420,7 @@ echo "== icmp"; python3 -c 'import socket; s = socket.socket(socket.AF_INET, soc
 /// its attempt fails with a reason that says so and the next attempt integrates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_hog_is_killed_at_its_limit_and_the_next_attempt_integrates() {
-    let probe = chum_activities::sandbox::RunCgroups::create(chum_activities::sandbox::RunLimits {
+    let probe = chum_activities::exec::RunCgroups::create(chum_activities::exec::RunLimits {
         max_processes: 64,
         resources: chum_core::config::ResourceLimits {
             max_memory: Some(64 << 20),

@@ -953,7 +953,7 @@ async fn a_spent_budget_stops_the_run_before_the_next_agent_call_and_keeps_the_w
         "{bead}"
     );
     // Spend is what the agents reported, per run.
-    let store = chum_activities::store::LessonStore::open(&h.config.state_dir.join("chum.db")).unwrap();
+    let store = chum_activities::store::Store::open(&h.config.state_dir.join("chum.db")).unwrap();
     let spent = store
         .spent(chum_activities::store::UsageFilter {
             project: Some("demo"),

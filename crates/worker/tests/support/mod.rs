@@ -286,7 +286,7 @@ pub fn alive(pid: u32) -> bool {
 /// This machine's own non-loopback IPv4 address. Tests put what a sandboxed agent may reach
 /// there, because the egress proxy refuses loopback whatever an allow-list says.
 pub fn host_address() -> std::net::IpAddr {
-    chum_activities::egress::own_addresses()
+    chum_activities::exec::own_addresses()
         .into_iter()
         .find(|ip| ip.is_ipv4() && !ip.is_loopback())
         .expect("the egress tests need a non-loopback IPv4 address on this machine")

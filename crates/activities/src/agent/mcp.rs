@@ -46,8 +46,8 @@ pub fn server_paths(server: &McpServer) -> Vec<PathBuf> {
     } else {
         which::which(&server.command).ok()
     };
-    let mut paths: Vec<PathBuf> = program.map(|p| crate::sandbox::program_paths(&p)).unwrap_or_default();
-    paths.extend(crate::sandbox::argument_paths(&server.args));
+    let mut paths: Vec<PathBuf> = program.map(|p| crate::exec::program_paths(&p)).unwrap_or_default();
+    paths.extend(crate::exec::argument_paths(&server.args));
     paths
 }
 

@@ -18,7 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::agent::AgentSetupError;
-use crate::store::{LessonStore, Spent, StoreError, UsageFilter, UsageRecord};
+use crate::store::{Spent, Store, StoreError, UsageFilter, UsageRecord};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
@@ -45,7 +45,7 @@ fn over(what: &str, spent: Spent, usd_cap: f64, token_cap: u64, usd_key: &str, t
 
 /// Whether the budget has room for another agent run of `bead` in `project`. `Err` says which cap
 /// is reached (or that the store could not be read: no spend is allowed unchecked).
-pub fn affordable(budget: &Budget, store: &LessonStore, project: &str, bead: &str, now_ms: i64) -> Result<(), String> {
+pub fn affordable(budget: &Budget, store: &Store, project: &str, bead: &str, now_ms: i64) -> Result<(), String> {
     let day = utc_day_start(now_ms);
     let sum = |filter: UsageFilter<'_>| store.spent(filter).map_err(|e| e.to_string());
     if !bead.is_empty() && (budget.per_bead_usd > 0.0 || budget.per_bead_tokens > 0) {
@@ -113,14 +113,14 @@ pub struct Reservation {
 impl Reservation {
     pub fn settle(mut self, record: &UsageRecord) -> Result<(), StoreError> {
         self.settled = true;
-        LessonStore::open(&self.store)?.settle_usage(self.id, record)
+        Store::open(&self.store)?.settle_usage(self.id, record)
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         if !self.settled
-            && let Err(e) = LessonStore::open(&self.store).and_then(|s| s.drop_reservation(self.id))
+            && let Err(e) = Store::open(&self.store).and_then(|s| s.drop_reservation(self.id))
         {
             tracing::warn!("a budget reservation was not removed: {e}");
         }
@@ -142,7 +142,7 @@ pub fn reserve(
     }
     let path = config.state_dir.join("chum.db");
     let storage = |e: StoreError| AgentSetupError::Storage(format!("cannot check the budget: {e}"));
-    let mut store = LessonStore::open(&path).map_err(storage)?;
+    let mut store = Store::open(&path).map_err(storage)?;
     let (cost_usd, tokens) = store.typical_usage(&provider.name, role.as_str()).map_err(storage)?;
     let estimate = UsageRecord {
         project: run.project.clone(),
@@ -266,7 +266,7 @@ mod tests {
     #[test]
     fn each_cap_stops_at_its_own_limit() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LessonStore::open(&dir.path().join("chum.db")).unwrap();
+        let store = Store::open(&dir.path().join("chum.db")).unwrap();
         let now = 10 * DAY_MS + 1000;
         let spend = |project: &str, bead: &str, cost: f64, at: i64| {
             store
@@ -394,7 +394,7 @@ mod tests {
     #[test]
     fn runs_that_check_at_once_see_each_others_reservations() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = LessonStore::open(&dir.path().join("chum.db")).unwrap();
+        let mut store = Store::open(&dir.path().join("chum.db")).unwrap();
         let spent = |cost: f64| UsageRecord {
             project: "demo".into(),
             bead_id: "tk-1".into(),
@@ -411,7 +411,7 @@ mod tests {
         };
         let (typical, _) = store.typical_usage("claude", "executor").unwrap();
         assert!((typical - 0.4).abs() < 1e-9);
-        let reserve = |store: &mut LessonStore| {
+        let reserve = |store: &mut Store| {
             store
                 .reserve_usage(&spent(typical), 0, |s| affordable(&budget, s, "demo", "tk-1", 2_000))
                 .unwrap()

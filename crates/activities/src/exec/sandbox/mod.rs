@@ -14,8 +14,8 @@ use std::sync::{Mutex, OnceLock};
 use chum_core::config::{SandboxMode, SandboxSettings};
 use chum_core::egress::{AllowList, Surroundings};
 
-use crate::egress::{EgressClient, EgressProxy};
-use crate::process::ProcessSpec;
+use crate::exec::ProcessSpec;
+use crate::exec::{EgressClient, EgressProxy};
 
 pub mod cgroups;
 pub use cgroups::{Enforced, RunCgroups, RunLimits, reap_orphans};
@@ -389,7 +389,7 @@ pub fn wrap(
         args.extend([
             path_arg(bridge),
             "--listen".into(),
-            format!("127.0.0.1:{}", crate::egress::BRIDGE_PORT),
+            format!("127.0.0.1:{}", crate::exec::BRIDGE_PORT),
             "--connect".into(),
             path_arg(socket),
             "--".into(),
@@ -455,7 +455,7 @@ pub fn prepare(
         None => (None, "none".to_string()),
         Some(net) => {
             let bridge = locate_netbridge(settings)?;
-            let socket = crate::egress::socket_path(&net.client.name)
+            let socket = crate::exec::socket_path(&net.client.name)
                 .map_err(|e| format!("cannot make the egress proxy's socket directory: {e}"))?;
             let described = if net.allow.allows_any() {
                 tracing::warn!(client = %net.client.name, "allow_hosts = [\"*\"]: this agent may reach ANY host (not loopback, this machine or the control plane)");
@@ -466,8 +466,7 @@ pub fn prepare(
             };
             let proxy = EgressProxy::start(&socket, net.allow.clone(), net.around, net.client)
                 .map_err(|e| format!("cannot start the egress proxy on {}: {e}", socket.display()))?;
-            spec.env
-                .extend(crate::child_env::proxy_vars(&crate::egress::proxy_url()));
+            spec.env.extend(crate::exec::proxy_vars(&crate::exec::proxy_url()));
             (Some((proxy, bridge)), described)
         }
     };

@@ -11,13 +11,13 @@ use chum_core::config::{ChumConfig, ProviderConfig, Role, expand_command, show_s
 use chum_core::proto::{AgentRunSummary, AgentUsage, RunRef};
 use chum_core::text::{excerpt, tail_excerpt};
 
-use crate::artifacts::RunArtifacts;
-use crate::budget;
-use crate::child_env::ChildEnv;
-use crate::egress::EgressClient;
-use crate::process::{ProcessSpec, read_capped, read_tail, run_process};
-use crate::sandbox::{self, Network, SandboxPolicy};
-use crate::store::{LessonStore, UsageRecord};
+use super::budget;
+use crate::exec::ChildEnv;
+use crate::exec::EgressClient;
+use crate::exec::{self as sandbox, Network, SandboxPolicy};
+use crate::exec::{ProcessSpec, read_capped, read_tail, run_process};
+use crate::store::RunArtifacts;
+use crate::store::{Store, UsageRecord};
 
 /// Bytes of agent output kept per stream (the rest is counted and dropped with a note).
 const CAPTURE_LIMIT: u64 = 16 * 1024 * 1024;
@@ -290,7 +290,7 @@ pub async fn run_agent(
     let (provider, program) = choose_provider(config, request.role, request.swapped, request.candidate)?;
     let store_path = config.state_dir.join("chum.db");
     // Checked and reserved in one step, so runs starting at once cannot all take the last dollar.
-    let reservation = budget::reserve(config, provider, request.role, request.run, crate::shark::now_ms())?;
+    let reservation = budget::reserve(config, provider, request.role, request.run, crate::clock::now_ms())?;
     let _turn = budget::provider_turn(provider, || liveness.heartbeat()).await;
     let prefix = &request.artifact_prefix;
     let prompt_path = artifacts
@@ -341,10 +341,10 @@ pub async fn run_agent(
         env.set(name, value);
     }
     // MCP servers: the CLI's configuration for this run, and their variables by name.
-    let mcp_servers = crate::mcp::servers_for(provider, project);
+    let mcp_servers = crate::agent::servers_for(provider, project);
     let mut mcp_config = String::new();
     if !mcp_servers.is_empty() || provider.command.iter().any(|a| a.contains("{mcp_config}")) {
-        let written = crate::mcp::write_configs(&mcp_servers, &home, &scratch)
+        let written = crate::agent::write_configs(&mcp_servers, &home, &scratch)
             .map_err(|e| AgentSetupError::Storage(format!("cannot write the agent's MCP configuration: {e}")))?;
         mcp_config = written.display().to_string();
         env.set("CHUM_MCP_CONFIG", mcp_config.clone());
@@ -354,7 +354,7 @@ pub async fn run_agent(
         if !mcp_servers.is_empty() && env.get("MCP_CONNECTION_NONBLOCKING").is_none() {
             env.set("MCP_CONNECTION_NONBLOCKING", "false");
         }
-        let missing = env.pass(&crate::mcp::env_names(&mcp_servers));
+        let missing = env.pass(&crate::agent::env_names(&mcp_servers));
         if !missing.is_empty() {
             tracing::warn!(provider = %provider.name, ?missing, "MCP servers name variables the worker's environment does not have");
         }
@@ -402,7 +402,7 @@ pub async fn run_agent(
         readable.push(project.repo.join(".git"));
     }
     readable.extend(expand(&provider.readable));
-    readable.extend(mcp_servers.iter().flat_map(crate::mcp::server_paths));
+    readable.extend(mcp_servers.iter().flat_map(crate::agent::server_paths));
     let (toolchains, caches) = project
         .map(|p| sandbox::project_mounts(&p.environment))
         .unwrap_or_default();
@@ -417,7 +417,7 @@ pub async fn run_agent(
     let sandboxing = sandbox::resolve(mode, &config.sandbox).map_err(AgentSetupError::Config)?;
     let network = Network {
         allow: &provider.allow_hosts,
-        around: crate::egress::surroundings(config).await,
+        around: crate::exec::surroundings(config).await,
         client: EgressClient {
             name: provider.name.clone(),
             log_file: artifacts.path(&format!("{prefix}.egress.log")),
@@ -545,12 +545,12 @@ pub async fn run_agent(
         output_tokens: usage.output_tokens,
         cost_usd: usage.cost_usd,
         duration_ms: summary.duration_ms,
-        created_ms: crate::shark::now_ms(),
+        created_ms: crate::clock::now_ms(),
         estimated,
     };
     let recorded = match reservation {
         Some(reservation) => reservation.settle(&record),
-        None => LessonStore::open(&store_path).and_then(|s| s.record_usage(&record)),
+        None => Store::open(&store_path).and_then(|s| s.record_usage(&record)),
     };
     if let Err(e) = recorded {
         tracing::warn!(provider = %provider.name, "usage not recorded: {e}");

@@ -1,14 +1,16 @@
 //! A project's backlog, whichever backend holds it: the native JSONL file or the `bd`/`br` CLI.
 
+mod beads;
+mod beads_cli;
+pub use beads::{BeadsError, BeadsFile, NewBead, append_note, bead_from_json, now_rfc3339};
+pub use beads_cli::{BeadsCli, parse_created_id, parse_issue_list};
+
 use std::path::PathBuf;
 
 use chum_core::backlog::{BacklogItem, ready};
 use chum_core::config::{BacklogBackend, ProjectConfig};
 use chum_core::proto::Bead;
 use serde_json::Value;
-
-use crate::beads::{BeadsFile, NewBead, append_note, bead_from_json, now_rfc3339};
-use crate::beads_cli::BeadsCli;
 
 pub enum Backlog {
     Native(BeadsFile),

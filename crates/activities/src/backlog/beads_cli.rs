@@ -8,7 +8,7 @@ use std::process::Stdio;
 use serde_json::{Map, Value};
 use tokio::process::Command;
 
-use crate::beads::NewBead;
+use crate::backlog::NewBead;
 
 /// The issues in a `--json` answer: a bare array (`ready`, `show`, `update`, `close`), the
 /// `{"issues": [...]}` envelope (`list`), or one object.

@@ -10,11 +10,11 @@ use chum_core::egress::AllowList;
 use chum_core::text::tail_excerpt;
 
 use crate::agent::Liveness;
-use crate::artifacts::RunArtifacts;
-use crate::child_env::ChildEnv;
-use crate::egress::EgressClient;
-use crate::process::{ProcessOutcome, ProcessSpec, read_tail, run_process};
-use crate::sandbox::{self, Network, SandboxPolicy};
+use crate::exec::ChildEnv;
+use crate::exec::EgressClient;
+use crate::exec::{self as sandbox, Network, SandboxPolicy};
+use crate::exec::{ProcessOutcome, ProcessSpec, read_tail, run_process};
+use crate::store::RunArtifacts;
 
 /// Bytes of a command's output kept per stream in the artifact store.
 const CAPTURE_LIMIT: u64 = 8 * 1024 * 1024;
@@ -89,7 +89,7 @@ pub async fn run_project_command(
     let network = match cmd.allow_hosts {
         Some(allow) if !allow.is_empty() => Some(Network {
             allow,
-            around: crate::egress::surroundings(config).await,
+            around: crate::exec::surroundings(config).await,
             client: EgressClient {
                 // The kind of command (`setup`), not its run: a `/metrics` label stays bounded.
                 name: format!("{}:{}", project.name, cmd.name.split('-').next().unwrap_or("command")),

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use tree_sitter::{Language, Node, Parser};
 
-use crate::git::git;
+use crate::repo::git;
 
 /// Characters of one item's signature kept.
 const SIGNATURE_CHARS: usize = 160;

@@ -8,7 +8,7 @@ use chum_core::config::{IntegrationPolicy, ProjectConfig};
 use chum_core::ids::candidate_branch;
 use chum_core::proto::{IntegrateRequest, IntegrationReport};
 
-use crate::git::{GitError, WorktreeGit, git, git_ok, resolve, worktrees};
+use crate::repo::{GitError, WorktreeGit, git, git_ok, resolve, worktrees};
 
 /// Why the repository cannot be worked in. Not retried: a person has to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -768,8 +768,8 @@ impl RepoLock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::git::testing::init_repo;
-    use crate::git::{GitError, WorktreeGit};
+    use crate::repo::testing::init_repo;
+    use crate::repo::{GitError, WorktreeGit};
     use chum_core::proto::{Bead, Plan, RunRef};
 
     #[tokio::test]

@@ -1,0 +1,95 @@
+//! The `rules` table: every Semgrep rule crystallized from a lesson, accepted, rejected with the
+//! reason, or retired.
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::{Store, StoreError};
+
+/// A rule crystallized from a lesson, whatever became of it.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+pub struct RuleRecord {
+    pub rule_id: String,
+    pub lesson_id: u64,
+    pub project: String,
+    /// "accepted", "rejected" or "retired".
+    pub status: String,
+    pub reason: String,
+    /// One line per check.
+    pub checks: Vec<String>,
+    pub yaml: String,
+    pub path: String,
+    pub commit: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+fn rule_from_row(row: &Row<'_>) -> rusqlite::Result<RuleRecord> {
+    let checks: String = row.get(5)?;
+    Ok(RuleRecord {
+        rule_id: row.get(0)?,
+        lesson_id: row.get::<_, i64>(1)? as u64,
+        project: row.get(2)?,
+        status: row.get(3)?,
+        reason: row.get(4)?,
+        checks: serde_json::from_str(&checks).unwrap_or_default(),
+        yaml: row.get(6)?,
+        path: row.get(7)?,
+        commit: row.get(8)?,
+        created_ms: row.get(9)?,
+        updated_ms: row.get(10)?,
+    })
+}
+
+const RULE_COLUMNS: &str =
+    "rule_id, lesson_id, project, status, reason, checks, yaml, path, commit_sha, created_ms, updated_ms";
+
+impl Store {
+    /// Records a rule (insert or replace by rule id).
+    pub fn record_rule(&self, rule: &RuleRecord) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                &format!(
+                    "INSERT INTO rules ({RULE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     ON CONFLICT (rule_id) DO UPDATE SET status = excluded.status, reason = excluded.reason,
+                        checks = excluded.checks, yaml = excluded.yaml, path = excluded.path,
+                        commit_sha = excluded.commit_sha, updated_ms = excluded.updated_ms"
+                ),
+                params![
+                    rule.rule_id,
+                    rule.lesson_id as i64,
+                    rule.project,
+                    rule.status,
+                    rule.reason,
+                    serde_json::to_string(&rule.checks).unwrap_or_else(|_| "[]".to_string()),
+                    rule.yaml,
+                    rule.path,
+                    rule.commit,
+                    rule.created_ms,
+                    rule.updated_ms
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn rule(&self, rule_id: &str) -> Result<Option<RuleRecord>, StoreError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {RULE_COLUMNS} FROM rules WHERE rule_id = ?1"),
+                [rule_id],
+                rule_from_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn rules(&self, project: Option<&str>) -> Result<Vec<RuleRecord>, StoreError> {
+        let sql =
+            format!("SELECT {RULE_COLUMNS} FROM rules WHERE (?1 IS NULL OR project = ?1) ORDER BY created_ms, rule_id");
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![project], rule_from_row)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+}

@@ -1,0 +1,120 @@
+//! The store's schema: migrations applied in order; `PRAGMA user_version` counts them.
+
+/// Schema migrations, applied in order; `user_version` says how many have run.
+pub(super) const MIGRATIONS: [&str; 5] = [
+    r#"
+    CREATE TABLE lessons (
+        id INTEGER PRIMARY KEY,
+        project TEXT NOT NULL,
+        bead_id TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        commit_sha TEXT NOT NULL,
+        category TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        file_paths TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        bad_example TEXT NOT NULL,
+        good_example TEXT NOT NULL,
+        language TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        last_used_ms INTEGER NOT NULL DEFAULT 0,
+        use_count INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (project, fingerprint)
+    );
+    CREATE VIRTUAL TABLE lessons_fts USING fts5(
+        summary, detail, file_paths, labels, bad_example, language,
+        content = 'lessons', content_rowid = 'id'
+    );
+    CREATE TRIGGER lessons_ai AFTER INSERT ON lessons BEGIN
+        INSERT INTO lessons_fts (rowid, summary, detail, file_paths, labels, bad_example, language)
+        VALUES (new.id, new.summary, new.detail, new.file_paths, new.labels, new.bad_example, new.language);
+    END;
+    CREATE TRIGGER lessons_ad AFTER DELETE ON lessons BEGIN
+        INSERT INTO lessons_fts (lessons_fts, rowid, summary, detail, file_paths, labels, bad_example, language)
+        VALUES ('delete', old.id, old.summary, old.detail, old.file_paths, old.labels, old.bad_example, old.language);
+    END;
+    CREATE TRIGGER lessons_au AFTER UPDATE OF summary, detail, file_paths, labels, bad_example, language ON lessons BEGIN
+        INSERT INTO lessons_fts (lessons_fts, rowid, summary, detail, file_paths, labels, bad_example, language)
+        VALUES ('delete', old.id, old.summary, old.detail, old.file_paths, old.labels, old.bad_example, old.language);
+        INSERT INTO lessons_fts (rowid, summary, detail, file_paths, labels, bad_example, language)
+        VALUES (new.id, new.summary, new.detail, new.file_paths, new.labels, new.bad_example, new.language);
+    END;
+    CREATE TABLE rules (
+        rule_id TEXT PRIMARY KEY,
+        lesson_id INTEGER NOT NULL REFERENCES lessons (id),
+        project TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('accepted', 'rejected', 'retired')),
+        reason TEXT NOT NULL,
+        checks TEXT NOT NULL,
+        yaml TEXT NOT NULL,
+        path TEXT NOT NULL,
+        commit_sha TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+"#,
+    r#"
+    CREATE TABLE groom_mutations (
+        groom_workflow_id TEXT NOT NULL,
+        groom_run_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        project TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        bead_id TEXT NOT NULL,
+        op TEXT NOT NULL,
+        description TEXT NOT NULL,
+        mutation TEXT NOT NULL,
+        applied INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        created_id TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (groom_workflow_id, groom_run_id, idx)
+    );
+    CREATE INDEX groom_mutations_by_project ON groom_mutations (project, created_ms);
+"#,
+    r#"
+    CREATE TABLE agent_usage (
+        id INTEGER PRIMARY KEY,
+        project TEXT NOT NULL,
+        bead_id TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        handoff INTEGER NOT NULL,
+        provider TEXT NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cost_usd REAL NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE INDEX agent_usage_by_bead ON agent_usage (project, bead_id);
+    CREATE INDEX agent_usage_by_time ON agent_usage (created_ms);
+"#,
+    r#"
+    CREATE TABLE runs (
+        workflow_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        project TEXT NOT NULL,
+        bead_id TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        result TEXT NOT NULL,
+        finished_ms INTEGER NOT NULL,
+        PRIMARY KEY (workflow_id, run_id)
+    );
+    CREATE INDEX runs_by_project ON runs (project, finished_ms);
+"#,
+    // Usage a run reserves before its agent starts (settled with the real figures after), and
+    // figures CHUM estimated because the agent reports none.
+    r#"
+    ALTER TABLE agent_usage ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE agent_usage ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0;
+"#,
+];

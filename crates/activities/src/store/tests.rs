@@ -1,0 +1,235 @@
+//! The store's behaviour, table by table, against a real SQLite file.
+
+use super::*;
+use chum_core::proto::{Lesson, MutationOutcome, RunRef};
+
+fn lesson(summary: &str) -> Lesson {
+    Lesson {
+        project: "demo".into(),
+        bead_id: "tk-1".into(),
+        workflow_id: "shark-demo-tk-1".into(),
+        run_id: "r1".into(),
+        attempt: 1,
+        category: "antipattern".into(),
+        summary: summary.into(),
+        detail: "str.split with a single space keeps empty words".into(),
+        file_paths: vec!["textkit/slug.py".into()],
+        labels: vec!["python".into()],
+        bad_example: "words = title.split(\" \")".into(),
+        good_example: "words = title.split()".into(),
+        language: "python".into(),
+        ..Lesson::default()
+    }
+}
+
+#[test]
+fn lessons_are_stored_once_with_provenance_and_found_by_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("chum.db")).unwrap();
+    assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
+    let id = store
+        .insert_lesson(&lesson("split on single spaces breaks slugs"), 1_000)
+        .unwrap()
+        .unwrap();
+    let from_another_run = Lesson {
+        run_id: "r2".into(),
+        ..lesson("Split on  single spaces breaks SLUGS")
+    };
+    assert_eq!(
+        store.insert_lesson(&from_another_run, 2_000).unwrap(),
+        None,
+        "exact duplicate"
+    );
+    assert_eq!(
+        store
+            .insert_lesson(&lesson("split on single spaces breaks slugs"), 2_500)
+            .unwrap(),
+        Some(id),
+        "the run that stored it, retried, gets it back"
+    );
+    store
+        .insert_lesson(
+            &Lesson {
+                category: "insight".into(),
+                detail: "unrelated".into(),
+                ..lesson("cache the parser")
+            },
+            3_000,
+        )
+        .unwrap();
+    let found = store
+        .search(Some("demo"), "slugify should split titles", 5, None)
+        .unwrap();
+    assert_eq!(found[0].id, id);
+    assert_eq!(found[0].bead_id, "tk-1");
+    assert_eq!(found[0].file_paths, ["textkit/slug.py"]);
+    assert!(
+        store.search(Some("other"), "split", 5, None).unwrap().is_empty(),
+        "per project"
+    );
+}
+
+#[test]
+fn fts_syntax_in_user_text_never_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("chum.db")).unwrap();
+    store.insert_lesson(&lesson("split on single spaces"), 1).unwrap();
+    for text in [
+        "",
+        "\"",
+        "split\" OR \"",
+        "-split",
+        "spl*",
+        "summary:split",
+        "NEAR(a b)",
+        "(((",
+        "a AND",
+        "é ü 中文",
+    ] {
+        store
+            .search(None, text, 5, None)
+            .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    }
+    assert_eq!(store.search(None, "-split*:", 5, None).unwrap().len(), 1);
+}
+
+#[test]
+fn unused_lessons_expire_from_prompts_but_stay_in_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("chum.db")).unwrap();
+    let id = store
+        .insert_lesson(&lesson("split on single spaces"), 1_000)
+        .unwrap()
+        .unwrap();
+    assert!(
+        store.search(None, "split", 5, Some(5_000)).unwrap().is_empty(),
+        "expired"
+    );
+    store.mark_used(&[id], 6_000).unwrap();
+    let found = store.search(None, "split", 5, Some(5_000)).unwrap();
+    assert_eq!(found.len(), 1, "used recently");
+    assert_eq!((found[0].use_count, found[0].last_used_ms), (1, 6_000));
+    assert!(store.lesson(id).unwrap().is_some());
+}
+
+#[test]
+fn rules_are_recorded_with_their_fate() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("chum.db")).unwrap();
+    let id = store.insert_lesson(&lesson("split"), 1).unwrap().unwrap();
+    let mut rule = RuleRecord {
+        rule_id: format!("chum-{id}"),
+        lesson_id: id,
+        project: "demo".into(),
+        status: "rejected".into(),
+        reason: "does not match the bad example".into(),
+        checks: vec!["valid: ok".into()],
+        ..RuleRecord::default()
+    };
+    store.record_rule(&rule).unwrap();
+    rule.status = "accepted".into();
+    store.record_rule(&rule).unwrap();
+    let rules = store.rules(Some("demo")).unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].status, "accepted");
+    assert_eq!(rules[0].checks, ["valid: ok"]);
+}
+
+#[test]
+fn reopening_keeps_data_and_does_not_migrate_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chum.db");
+    Store::open(&path).unwrap().insert_lesson(&lesson("split"), 1).unwrap();
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.recent(None, 10).unwrap().len(), 1);
+    assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
+}
+
+#[test]
+fn groom_outcomes_are_recorded_once_per_run_and_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("chum.db")).unwrap();
+    let groom = RunRef {
+        project: "demo".into(),
+        bead_id: "tk-1".into(),
+        workflow_id: "groom-demo-tk-1-r".into(),
+        run_id: "r1".into(),
+    };
+    let rejected = MutationOutcome {
+        index: 1,
+        op: "close".into(),
+        description: "close tk-9".into(),
+        applied: false,
+        reason: "bead tk-9 does not exist".into(),
+        mutation: r#"{"op":"close"}"#.into(),
+        ..MutationOutcome::default()
+    };
+    let applied = MutationOutcome {
+        index: 0,
+        op: "create".into(),
+        applied: true,
+        created_id: "tk-abc".into(),
+        ..MutationOutcome::default()
+    };
+    store.record_groom_outcome(&groom, "tactical", &rejected, 1).unwrap();
+    store.record_groom_outcome(&groom, "tactical", &applied, 2).unwrap();
+    // A retried activity records again: the first outcome stands.
+    let again = MutationOutcome {
+        applied: true,
+        ..rejected.clone()
+    };
+    store.record_groom_outcome(&groom, "tactical", &again, 3).unwrap();
+    let outcomes = store.groom_outcomes(&groom).unwrap();
+    assert_eq!(outcomes, vec![applied.clone(), rejected]);
+    let recent = store.recent_groom_outcomes(Some("demo"), 10).unwrap();
+    assert_eq!(recent.len(), 2);
+    assert_eq!(recent[0].outcome, applied, "newest first");
+    assert_eq!(recent[0].kind, "tactical");
+    assert!(store.recent_groom_outcomes(Some("other"), 10).unwrap().is_empty());
+}
+
+#[test]
+fn usage_is_summed_by_bead_project_day_and_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("chum.db")).unwrap();
+    let run = |project: &str, bead: &str, provider: &str, cost: f64, at: i64| UsageRecord {
+        project: project.into(),
+        bead_id: bead.into(),
+        provider: provider.into(),
+        role: "executor".into(),
+        input_tokens: 1000,
+        output_tokens: 200,
+        cost_usd: cost,
+        created_ms: at,
+        ..UsageRecord::default()
+    };
+    store.record_usage(&run("demo", "tk-1", "claude", 0.5, 100)).unwrap();
+    store.record_usage(&run("demo", "tk-1", "codex", 0.25, 200)).unwrap();
+    store.record_usage(&run("demo", "tk-2", "claude", 1.0, 300)).unwrap();
+    store.record_usage(&run("other", "x-1", "claude", 2.0, 300)).unwrap();
+    let bead = store
+        .spent(UsageFilter {
+            project: Some("demo"),
+            bead_id: Some("tk-1"),
+            since_ms: None,
+        })
+        .unwrap();
+    assert_eq!((bead.cost_usd, bead.tokens, bead.runs), (0.75, 2400, 2));
+    let since = store
+        .spent(UsageFilter {
+            project: Some("demo"),
+            since_ms: Some(200),
+            ..UsageFilter::default()
+        })
+        .unwrap();
+    assert_eq!(since.cost_usd, 1.25);
+    assert_eq!(store.spent(UsageFilter::default()).unwrap().cost_usd, 3.75);
+    let by = store.spent_by("provider", UsageFilter::default()).unwrap();
+    assert_eq!(by[0].0, "claude");
+    assert_eq!(by[0].1.cost_usd, 3.5);
+    assert_eq!(by[1].0, "codex");
+    assert!(
+        store.spent_by("provider; DROP TABLE x", UsageFilter::default()).is_ok(),
+        "column names are never taken from the caller"
+    );
+}
