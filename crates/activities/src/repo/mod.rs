@@ -2,16 +2,21 @@
 //! repo map for the strategic groomer.
 
 mod git;
+mod integrate;
 mod map;
+mod own_change;
 mod workspace;
+mod worktree;
 
 #[cfg(test)]
 pub(crate) use git::testing;
 
 pub use git::{GitError, WorktreeEntry, WorktreeGit, common_dir, git, git_ok, resolve, worktrees};
+pub use integrate::integrate;
 pub use map::{Lang, RepoMap, outline, repo_map};
-pub use workspace::{
-    AttemptChanges, AttemptWorktree, OwnChange, OwnChangeOutcome, RepoProblem, check_repository, commit_own_change,
-    discard_candidates, drift, hold_to_tree, integrate, prepare_plan_worktree, prepare_worktree, record_candidate,
-    remove_worktree, restore, resume_worktree, stage_changes, worktree_path,
+pub use own_change::{OwnChange, OwnChangeOutcome, commit_own_change};
+pub use workspace::{RepoProblem, check_repository};
+pub use worktree::{
+    AttemptChanges, AttemptWorktree, discard_candidates, drift, hold_to_tree, prepare_plan_worktree, prepare_worktree,
+    record_candidate, remove_worktree, restore, resume_worktree, stage_changes, worktree_path,
 };

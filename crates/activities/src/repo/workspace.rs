@@ -1,14 +1,15 @@
-//! Git for the Shark: one worktree per attempt on the bead's branch, the attempt's changes, and
-//! integration (commit once, then merge per policy). Every step is idempotent per
-//! (run, attempt): a retried activity finds its earlier work instead of doing it twice.
+//! What the repository rooms share: [`RepoProblem`] (why the repository cannot be worked in),
+//! the repository check, and the lock that serializes git's own bookkeeping (worktrees, refs,
+//! CHUM's commits) between Sharks on one repository.
+//!
+//! Every step in `worktree`, `integrate` and `own_change` is idempotent per (run, attempt): a
+//! retried activity finds its earlier work instead of doing it twice.
 
 use std::path::{Path, PathBuf};
 
-use chum_core::config::{IntegrationPolicy, ProjectConfig};
-use chum_core::ids::candidate_branch;
-use chum_core::proto::{IntegrateRequest, IntegrationReport};
+use chum_core::config::ProjectConfig;
 
-use crate::repo::{GitError, WorktreeGit, git, git_ok, resolve, worktrees};
+use crate::repo::{GitError, git, git_ok, resolve};
 
 /// Why the repository cannot be worked in. Not retried: a person has to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -38,30 +39,12 @@ impl RepoProblem {
     }
 }
 
-fn is_lock_contention(stderr: &str) -> bool {
+pub(super) fn is_lock_contention(stderr: &str) -> bool {
     (stderr.contains(".lock") && (stderr.contains("File exists") || stderr.contains("Unable to create")))
         || stderr.contains("cannot lock ref")
         // Worktree bookkeeping (`.git/worktrees/<name>/...`) that another git changed under this
         // one (CHUM serializes its own, see `RepoLock::worktrees`; a person's git may not).
         || stderr.contains(".git/worktrees/")
-}
-
-/// The worktree of one attempt.
-#[derive(Debug, Clone)]
-pub struct AttemptWorktree {
-    pub path: PathBuf,
-    pub branch: String,
-    pub base_commit: String,
-    /// CHUM's own git in it, pinned to the git directory it was made with.
-    pub git: WorktreeGit,
-}
-
-/// The changes an attempt made, staged in its worktree.
-#[derive(Debug, Clone, Default)]
-pub struct AttemptChanges {
-    pub files: Vec<String>,
-    pub stat: String,
-    pub diff: String,
 }
 
 /// Checks the project repository and returns its base branch's commit.
@@ -82,12 +65,12 @@ pub async fn check_repository(project: &ProjectConfig) -> Result<String, RepoPro
         })
 }
 
-fn short_hash(hash: &str) -> &str {
+pub(super) fn short_hash(hash: &str) -> &str {
     &hash[..hash.len().min(12)]
 }
 
 /// Keeps CHUM's own directory out of the project's `git status` without touching tracked files.
-async fn exclude_chum_dir(repo: &Path) -> Result<(), RepoProblem> {
+pub(super) async fn exclude_chum_dir(repo: &Path) -> Result<(), RepoProblem> {
     let common = git(repo, &["rev-parse", "--git-common-dir"]).await?;
     let common = if Path::new(&common).is_absolute() {
         PathBuf::from(common)
@@ -108,636 +91,24 @@ async fn exclude_chum_dir(repo: &Path) -> Result<(), RepoProblem> {
     Ok(())
 }
 
-/// `<repo>/.chum/worktrees/<bead>/<attempt>`, or `<attempt>-c<k>` for Monte Carlo candidate k.
-pub fn worktree_path(project: &ProjectConfig, bead_id: &str, attempt: u32, candidate: u32) -> PathBuf {
-    let name = if candidate == 0 {
-        attempt.to_string()
-    } else {
-        format!("{attempt}-c{candidate}")
-    };
-    project.repo.join(".chum").join("worktrees").join(bead_id).join(name)
-}
-
-/// A throwaway checkout of the base branch (detached, no branch) where the planner looks at the
-/// code. The planner is told not to change files; running it here means the project's checkout
-/// stays untouched even when it does, because nothing may touch the code before approval.
-pub async fn prepare_plan_worktree(project: &ProjectConfig, bead_id: &str, round: u32) -> Result<PathBuf, RepoProblem> {
-    let base_commit = check_repository(project).await?;
-    let repo = &project.repo;
-    exclude_chum_dir(repo).await?;
-    let path = project
-        .repo
-        .join(".chum")
-        .join("plans")
-        .join(bead_id)
-        .join(round.to_string());
-    let _lock = RepoLock::worktrees(repo).await?;
-    remove_worktree_locked(repo, &path).await?;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
-    }
-    git(
-        repo,
-        &[
-            "worktree",
-            "add",
-            "--force",
-            "--detach",
-            &path.display().to_string(),
-            &base_commit,
-        ],
-    )
-    .await?;
-    Ok(path)
-}
-
-/// Removes a worktree and its directory, if they exist.
-pub async fn remove_worktree(repo: &Path, path: &Path) -> Result<(), RepoProblem> {
-    let _lock = RepoLock::worktrees(repo).await?;
-    remove_worktree_locked(repo, path).await
-}
-
-/// [`remove_worktree`] for a caller that holds the repository's worktree lock.
-async fn remove_worktree_locked(repo: &Path, path: &Path) -> Result<(), RepoProblem> {
-    // git refuses a worktree whose `.git` was changed (or emptied): the directory then goes by
-    // hand and `prune` forgets it.
-    if worktrees(repo).await?.iter().any(|w| w.path == path) {
-        git_ok(repo, &["worktree", "remove", "--force", &path.display().to_string()]).await?;
-    }
-    if path.exists() {
-        std::fs::remove_dir_all(path).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
-    }
-    git(repo, &["worktree", "prune"]).await?;
-    Ok(())
-}
-
-/// A fresh worktree for this attempt on branch `chum/<bead>`, reset to the base branch, with the
-/// project's `copy_files` copied in from the main checkout (and never staged). Earlier attempts'
-/// worktrees of the bead are removed (their branch is the same one); a retried activity simply
-/// gets a clean worktree again.
-pub async fn prepare_worktree(
-    project: &ProjectConfig,
-    bead_id: &str,
-    attempt: u32,
-    candidate: u32,
-) -> Result<AttemptWorktree, RepoProblem> {
-    let base_commit = check_repository(project).await?;
-    let repo = &project.repo;
-    exclude_chum_dir(repo).await?;
-    let branch = candidate_branch(bead_id, candidate);
-    let branch_ref = format!("refs/heads/{branch}");
-    let path = worktree_path(project, bead_id, attempt, candidate);
-    let _lock = RepoLock::worktrees(repo).await?;
-    for entry in worktrees(repo).await? {
-        if entry.branch.as_deref() == Some(branch_ref.as_str()) || entry.path == path {
-            let shown = entry.path.display().to_string();
-            // An agent may have emptied it (its `.git` file gone): git no longer calls it a
-            // worktree, so the directory goes by hand and `prune` forgets it.
-            if git_ok(repo, &["worktree", "remove", "--force", &shown])
-                .await?
-                .is_none()
-            {
-                let _ = std::fs::remove_dir_all(&entry.path);
-            }
-        }
-    }
-    if path.exists() {
-        std::fs::remove_dir_all(&path).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
-    }
-    git(repo, &["worktree", "prune"]).await?;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
-    }
-    git(
-        repo,
-        &[
-            "worktree",
-            "add",
-            "--force",
-            "-B",
-            &branch,
-            &path.display().to_string(),
-            &base_commit,
-        ],
-    )
-    .await?;
-    let git = WorktreeGit::open(repo, &path).await?;
-    copy_files(project, &git)?;
-    Ok(AttemptWorktree {
-        path,
-        branch,
-        base_commit,
-        git,
-    })
-}
-
-/// Copies the project's `copy_files` from the main checkout into a fresh worktree and keeps git
-/// from staging them there.
-fn copy_files(project: &ProjectConfig, git: &WorktreeGit) -> Result<(), RepoProblem> {
-    let files = &project.environment.copy_files;
-    for file in files {
-        let from = project.repo.join(file);
-        let to = git.work_tree.join(file);
-        if !from.is_file() {
-            return Err(RepoProblem::MissingCopyFile {
-                file: file.clone(),
-                repo: project.repo.display().to_string(),
-            });
-        }
-        if let Some(dir) = to.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
-        }
-        std::fs::copy(&from, &to).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
-    }
-    git.exclude(files).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))
-}
-
-/// The worktree of an attempt in progress, for a redo: the work so far stays. `None` when it is
-/// gone (the redo then starts from a fresh one). The base commit is where the branch left the base.
-pub async fn resume_worktree(
-    project: &ProjectConfig,
-    bead_id: &str,
-    attempt: u32,
-    candidate: u32,
-) -> Result<Option<AttemptWorktree>, RepoProblem> {
-    let path = worktree_path(project, bead_id, attempt, candidate);
-    if !path.join(".git").exists() && std::fs::symlink_metadata(path.join(".git")).is_err() {
-        return Ok(None);
-    }
-    let git = WorktreeGit::open(&project.repo, &path).await?;
-    let base_ref = format!("refs/heads/{}", project.base_branch);
-    let Some(base_commit) = git.git_ok(&["merge-base", "HEAD", &base_ref]).await? else {
-        return Ok(None);
-    };
-    Ok(Some(AttemptWorktree {
-        path,
-        branch: candidate_branch(bead_id, candidate),
-        base_commit,
-        git,
-    }))
-}
-
-/// Stages everything the agent changed (except the backlog, which CHUM manages) and describes it
-/// relative to the attempt's base commit. Agents that commit on their own are covered too.
-pub async fn stage_changes(worktree: &WorktreeGit, base_commit: &str) -> Result<AttemptChanges, RepoProblem> {
-    worktree.git(&["add", "-A", "--", ".", ":(exclude).beads"]).await?;
-    // -z: file names as they are (non-ASCII ones are not quoted).
-    let names = worktree
-        .git(&["diff", "--cached", "--name-only", "-z", base_commit])
-        .await?;
-    Ok(AttemptChanges {
-        files: names
-            .split('\0')
-            .map(str::to_string)
-            .filter(|l| !l.is_empty())
-            .collect(),
-        stat: worktree.git(&["diff", "--cached", "--stat", base_commit]).await?,
-        diff: worktree
-            .git(&["diff", "--cached", "--no-textconv", "--no-ext-diff", base_commit])
-            .await?,
-    })
-}
-
-/// Records the tree the attempt's execution staged: a commit of it on top of the base, under
-/// `refs/chum/candidates/<bead>/...` (so the tree outlives the worktree), and returns the tree's
-/// hash. The gates check exactly this tree and integration commits exactly it.
-pub async fn record_candidate(
-    wt: &WorktreeGit,
-    bead_id: &str,
-    attempt: u32,
-    handoff: u32,
-    candidate: u32,
-    base_commit: &str,
-) -> Result<String, RepoProblem> {
-    let tree = wt.git(&["write-tree"]).await?;
-    let message = format!("CHUM candidate: {bead_id} attempt {attempt} redo {handoff}");
-    let commit = wt
-        .git(&["commit-tree", &tree, "-p", base_commit, "-m", &message])
-        .await?;
-    let name = format!("refs/chum/candidates/{bead_id}/{attempt}-{handoff}-c{candidate}");
-    wt.git(&["update-ref", &name, &commit]).await?;
-    Ok(tree)
-}
-
-/// What differs between the worktree and `tree`: changed, deleted and new paths (what git
-/// ignores, CHUM's `.beads/` and the project's excluded files aside). Empty when it is the tree.
-pub async fn drift(wt: &WorktreeGit, tree: &str) -> Result<Vec<String>, RepoProblem> {
-    let mut changed = Vec::new();
-    if wt.git(&["write-tree"]).await? != tree {
-        changed.push("(the staged index)".to_string());
-    }
-    let status = wt
-        .git(&[
-            "status",
-            "--porcelain=v1",
-            "-z",
-            "--untracked-files=all",
-            "--no-renames",
-            "--",
-            ".",
-        ])
-        .await?;
-    // New files (the staged work shows as index-vs-HEAD changes, which are not drift).
-    for entry in status.split('\0').filter(|e| e.len() > 3 && e.starts_with("??")) {
-        let path = &entry[3..];
-        if !path.starts_with(".beads/") {
-            changed.push(path.to_string());
-        }
-    }
-    // Against the tree, not only the index (the index itself may have moved).
-    let diff = wt
-        .git(&[
-            "diff",
-            "--name-only",
-            "-z",
-            "--no-renames",
-            "--no-textconv",
-            "--no-ext-diff",
-            tree,
-        ])
-        .await?;
-    for path in diff.split('\0').filter(|p| !p.is_empty() && !p.starts_with(".beads/")) {
-        if !changed.iter().any(|c| c == path) {
-            changed.push(path.to_string());
-        }
-    }
-    changed.sort();
-    Ok(changed)
-}
-
-/// Puts the worktree back to `tree`: index and tracked files from it, new files removed (what git
-/// ignores and what CHUM excludes, e.g. a setup's venv, stay).
-pub async fn restore(wt: &WorktreeGit, tree: &str) -> Result<(), RepoProblem> {
-    wt.git(&["read-tree", "--reset", "-u", tree]).await?;
-    wt.git(&["checkout-index", "-a", "-f"]).await?;
-    wt.git(&["clean", "-f", "-d", "-q", "--", ".", ":(exclude).beads"])
-        .await?;
-    Ok(())
-}
-
-/// Checks the worktree is `tree` and, where it is not, says what differed and puts it back. An
-/// empty `tree` (a run recorded before trees were kept) is not checked.
-pub async fn hold_to_tree(repo: &Path, worktree: &Path, tree: &str) -> Result<Vec<String>, RepoProblem> {
-    if tree.is_empty() || !worktree.is_dir() {
-        return Ok(Vec::new());
-    }
-    let wt = WorktreeGit::open(repo, worktree).await?;
-    let changed = drift(&wt, tree).await?;
-    if !changed.is_empty() {
-        restore(&wt, tree).await?;
-    }
-    Ok(changed)
-}
-
-fn commit_message(req: &IntegrateRequest, key: &str) -> String {
-    let bead = req.bead.clone().unwrap_or_default();
-    let plan = req.plan.clone().unwrap_or_default();
-    let mut msg = if req.partial {
-        format!("WIP {}: {} (did not pass its gates)\n\n", bead.id, bead.title)
-    } else {
-        format!("{}: {}\n\n", bead.id, bead.title)
-    };
-    msg.push_str(&format!("Plan: {}\n", plan.summary));
-    if !plan.acceptance_criteria.is_empty() {
-        msg.push_str("\nAcceptance criteria:\n");
-        for c in &plan.acceptance_criteria {
-            msg.push_str(&format!("- {c}\n"));
-        }
-    }
-    msg.push('\n');
-    if !req.approved_by.is_empty() {
-        msg.push_str(&format!("Plan-Approved-By: {}\n", req.approved_by));
-    }
-    msg.push_str(&format!("Chum-Bead: {}\nChum-Run: {key}\n", bead.id));
-    msg
-}
-
-/// Commits the attempt on its branch (once per run and attempt) and, with the `merge` policy,
-/// brings it into the base branch.
-/// Removes Monte Carlo candidates' worktrees and branches (the losers of an attempt). Idempotent:
-/// what is already gone is skipped. Returns what was removed.
-pub async fn discard_candidates(
-    project: &ProjectConfig,
-    bead_id: &str,
-    attempt: u32,
-    candidates: &[u32],
-) -> Result<Vec<String>, RepoProblem> {
-    let repo = &project.repo;
-    let mut removed = Vec::new();
-    for &k in candidates.iter().filter(|k| **k > 0) {
-        let path = worktree_path(project, bead_id, attempt, k);
-        let existed = path.exists();
-        // Also prunes a registration whose directory is gone, so the branch can be deleted.
-        remove_worktree(repo, &path).await?;
-        if existed {
-            removed.push(path.display().to_string());
-        }
-        let branch = candidate_branch(bead_id, k);
-        if resolve(repo, &branch).await?.is_some() {
-            git(repo, &["branch", "-D", &branch]).await?;
-            removed.push(branch);
-        }
-    }
-    Ok(removed)
-}
-
-pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Result<IntegrationReport, RepoProblem> {
-    check_repository(project).await?;
-    let run = req.run.clone().unwrap_or_default();
-    let repo = &project.repo;
-    let worktree = PathBuf::from(&req.worktree);
-    let mut report = IntegrationReport {
-        base_branch: project.base_branch.clone(),
-        ..IntegrationReport::default()
-    };
-    // CHUM's git in the worktree, checked first: a worktree whose link to the repository was
-    // changed is a problem of the run (nothing of it is committed), not an error of git's.
-    let wt = if worktree.is_dir() {
-        match WorktreeGit::open(repo, &worktree).await {
-            Ok(g) => Some(g),
-            Err(e @ GitError::Tampered { .. }) => {
-                report.problem = e.to_string();
-                return Ok(report);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    } else {
-        None
-    };
-    // A candidate's work is on its own branch; otherwise the worktree's branch (the bead's, or a
-    // candidate's kept as partial work).
-    let branch = match (&wt, req.candidate) {
-        (Some(wt), 0) => match wt.git_ok(&["symbolic-ref", "--short", "HEAD"]).await? {
-            Some(b) if b.starts_with("chum/") => b,
-            _ => candidate_branch(&run.bead_id, 0),
-        },
-        _ => candidate_branch(&run.bead_id, req.candidate),
-    };
-    report.branch = branch.clone();
-    let key = format!("{}/{}/{}", run.workflow_id, run.run_id, req.attempt);
-
-    // 1. Commit once. The trailer `Chum-Run: <workflow>/<run>/<attempt>` finds an earlier commit.
-    let grep = format!("--grep=^Chum-Run: {key}$");
-    let existing = git(repo, &["log", "--all", "--format=%H", "-n", "1", &grep]).await?;
-    let commit = if !existing.is_empty() {
-        report.already_committed = true;
-        existing
-    } else {
-        let Some(wt) = &wt else {
-            report.problem = format!(
-                "the attempt's worktree {} is gone; nothing to commit",
-                worktree.display()
-            );
-            return Ok(report);
-        };
-        // The merged tree is the reviewed tree is the tested tree: the index must still be it.
-        if !req.tree.is_empty() {
-            let staged = wt.git(&["write-tree"]).await?;
-            if staged != req.tree {
-                report.problem = format!(
-                    "the staged tree {} is not the tree the gates passed ({}); nothing was committed",
-                    short_hash(&staged),
-                    short_hash(&req.tree)
-                );
-                return Ok(report);
-            }
-        }
-        // The index as the attempt's execution staged it (`stage_changes`): what the reviewer
-        // saw and the gates checked. Whatever the review or the DoD left in the worktree since
-        // (build output, caches, edits) is not added.
-        let message = commit_message(req, &key);
-        wt.git(&["commit", "-q", "--allow-empty", "--no-verify", "-m", &message])
-            .await?;
-        let commit = wt.git(&["rev-parse", "HEAD"]).await?;
-        if !req.tree.is_empty() && wt.git(&["rev-parse", "HEAD^{tree}"]).await? != req.tree {
-            report.problem = format!("commit {commit} does not hold the tree the gates passed");
-            return Ok(report);
-        }
-        commit
-    };
-    report.commit = commit.clone();
-    if req.partial || project.integration == IntegrationPolicy::Branch {
-        return Ok(report);
-    }
-
-    // 2. Merge, one integration of this repository at a time (other runs, the learner's and the
-    // groomer's own commits, other workers): the base branch must not move between the merge and
-    // the fast-forward. Already in the base branch (a retry after the merge): done.
-    let _lock = RepoLock::base_branch(repo).await?;
-    let base_ref = format!("refs/heads/{}", project.base_branch);
-    let tip = resolve(repo, &branch).await?.unwrap_or(commit.clone());
-    if git_ok(repo, &["merge-base", "--is-ancestor", &tip, &base_ref])
-        .await?
-        .is_some()
-    {
-        report.merged = true;
-        report.commit = tip;
-        return Ok(report);
-    }
-    // The base moved since the attempt started: merge it into the bead branch first, so the
-    // base branch itself only ever fast-forwards.
-    let base_commit = resolve(repo, &base_ref).await?.unwrap_or_default();
-    if git_ok(repo, &["merge-base", "--is-ancestor", &base_commit, &tip])
-        .await?
-        .is_none()
-    {
-        let Some(wt) = &wt else {
-            report.problem = format!(
-                "{} moved on and the worktree to merge it in is gone",
-                project.base_branch
-            );
-            return Ok(report);
-        };
-        // A merge a killed worker left half done (its git died with the worker's pipes) is ours
-        // to throw away: the retry merges again from the start.
-        if wt
-            .git_ok(&["rev-parse", "-q", "--verify", "MERGE_HEAD"])
-            .await?
-            .is_some()
-        {
-            tracing::warn!(worktree = %worktree.display(), "aborting a merge an earlier try left unfinished");
-            let _ = wt.git(&["merge", "--abort"]).await;
-        }
-        let merge_msg = format!("Merge {} into {branch}", project.base_branch);
-        if let Err(e) = wt
-            .git(&["merge", "--no-edit", "--no-verify", "-m", &merge_msg, &base_commit])
-            .await
-        {
-            let _ = wt.git(&["merge", "--abort"]).await;
-            report.problem = format!("merging {} into {branch} conflicts: {e}", project.base_branch);
-            return Ok(report);
-        }
-    }
-    let tip = resolve(repo, &branch).await?.unwrap_or_default();
-
-    if let Err(problem) = fast_forward_base(project, &tip, &base_commit).await? {
-        report.problem = format!("{problem}, then merge {branch} by hand");
-        return Ok(report);
-    }
-    report.merged = true;
-    report.commit = tip;
-    Ok(report)
-}
-
-/// Fast-forwards the base branch from `from` to `tip`: through its checkout when it is checked
-/// out (so the checkout follows), otherwise by moving the ref with a compare-and-swap. The inner
-/// error says why it could not (local changes in the checkout).
-async fn fast_forward_base(project: &ProjectConfig, tip: &str, from: &str) -> Result<Result<(), String>, RepoProblem> {
-    let repo = &project.repo;
-    let base_ref = format!("refs/heads/{}", project.base_branch);
-    let checkout = worktrees(repo)
-        .await?
-        .into_iter()
-        .find(|w| w.branch.as_deref() == Some(base_ref.as_str()));
-    match checkout {
-        Some(entry) => {
-            if let Err(e) = git(&entry.path, &["merge", "--ff-only", "-q", tip]).await {
-                let now = resolve(repo, &base_ref).await?.unwrap_or_default();
-                if now != from {
-                    return Ok(Err(format!(
-                        "{} moved on (to {now}) while merging, outside CHUM",
-                        project.base_branch
-                    )));
-                }
-                return Ok(Err(format!(
-                    "could not fast-forward {} in {}: {e}. Commit or stash the local changes there",
-                    project.base_branch,
-                    entry.path.display()
-                )));
-            }
-        }
-        None => {
-            git(repo, &["update-ref", &base_ref, tip, from]).await?;
-        }
-    }
-    Ok(Ok(()))
-}
-
-/// A change CHUM itself makes to a project (a rule it learned, a rule it retires): files to write
-/// (`Some`) or remove (`None`), committed once on `branch` from the base branch and, with the
-/// `merge` policy, fast-forwarded into it.
-pub struct OwnChange<'a> {
-    pub branch: String,
-    pub files: Vec<(String, Option<String>)>,
-    pub message: String,
-    /// A trailer line (`Key: value`) that makes the commit findable, so it is made once.
-    pub trailer: String,
-    pub project: &'a ProjectConfig,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct OwnChangeOutcome {
-    pub commit: String,
-    pub merged: bool,
-    /// Set when the base branch could not be fast-forwarded; the commit stays on its branch.
-    pub problem: String,
-}
-
-pub async fn commit_own_change(change: OwnChange<'_>) -> Result<OwnChangeOutcome, RepoProblem> {
-    let project = change.project;
-    let base_commit = check_repository(project).await?;
-    let repo = &project.repo;
-    exclude_chum_dir(repo).await?;
-    let base_ref = format!("refs/heads/{}", project.base_branch);
-    let grep = format!("--grep=^{}$", change.trailer);
-    let existing = git(repo, &["log", "--all", "--format=%H", "-n", "1", &grep]).await?;
-    let commit = if !existing.is_empty() {
-        existing
-    } else {
-        let path = repo.join(".chum").join("own").join(change.branch.replace('/', "-"));
-        let lock = RepoLock::worktrees(repo).await?;
-        remove_worktree_locked(repo, &path).await?;
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
-        }
-        git(
-            repo,
-            &[
-                "worktree",
-                "add",
-                "--force",
-                "-B",
-                &change.branch,
-                &path.display().to_string(),
-                &base_commit,
-            ],
-        )
-        .await?;
-        drop(lock);
-        for (file, content) in &change.files {
-            let target = path.join(file);
-            match content {
-                Some(text) => {
-                    if let Some(dir) = target.parent() {
-                        std::fs::create_dir_all(dir).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
-                    }
-                    std::fs::write(&target, text).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
-                }
-                None => {
-                    let _ = std::fs::remove_file(&target);
-                }
-            }
-        }
-        let own = WorktreeGit::open(repo, &path).await?;
-        own.git(&["add", "-A", "--", "."]).await?;
-        let message = format!("{}\n\n{}\n", change.message.trim_end(), change.trailer);
-        own.git(&["commit", "-q", "--allow-empty", "--no-verify", "-m", &message])
-            .await?;
-        let commit = own.git(&["rev-parse", "HEAD"]).await?;
-        remove_worktree(repo, &path).await?;
-        commit
-    };
-    let mut outcome = OwnChangeOutcome {
-        commit: commit.clone(),
-        ..OwnChangeOutcome::default()
-    };
-    if project.integration == IntegrationPolicy::Branch {
-        return Ok(outcome);
-    }
-    let _lock = RepoLock::base_branch(repo).await?;
-    if git_ok(repo, &["merge-base", "--is-ancestor", &commit, &base_ref])
-        .await?
-        .is_some()
-    {
-        outcome.merged = true;
-        return Ok(outcome);
-    }
-    let current = resolve(repo, &base_ref).await?.unwrap_or_default();
-    if git_ok(repo, &["merge-base", "--is-ancestor", &current, &commit])
-        .await?
-        .is_none()
-    {
-        outcome.problem = format!(
-            "{} moved on since the change was made; merge {} by hand",
-            project.base_branch, change.branch
-        );
-        return Ok(outcome);
-    }
-    match fast_forward_base(project, &commit, &current).await? {
-        Ok(()) => outcome.merged = true,
-        Err(problem) => outcome.problem = problem,
-    }
-    Ok(outcome)
-}
-
 /// An exclusive advisory file lock on one kind of change to a repository, in its `.git`, so it
 /// holds across the worker's tasks and across worker processes, and the kernel drops it when
 /// its holder dies (a SIGKILLed worker leaves no stale lock). Not reentrant: a task that holds
 /// one must not ask for the same one again.
-struct RepoLock {
+pub(super) struct RepoLock {
     _file: Option<std::fs::File>,
 }
 
 impl RepoLock {
     /// Moving the base branch: it must not move between a merge and the fast-forward.
-    async fn base_branch(repo: &Path) -> Result<RepoLock, RepoProblem> {
+    pub(super) async fn base_branch(repo: &Path) -> Result<RepoLock, RepoProblem> {
         RepoLock::acquire(repo, "chum-base.lock").await
     }
 
     /// Adding, removing and pruning worktrees: git keeps their bookkeeping in
     /// `.git/worktrees/<name>/`, and a `prune` or `add` running beside another `add` finds a
     /// half-made entry (`could not open '.git/worktrees/155/locked'`) or takes the same name.
-    async fn worktrees(repo: &Path) -> Result<RepoLock, RepoProblem> {
+    pub(super) async fn worktrees(repo: &Path) -> Result<RepoLock, RepoProblem> {
         RepoLock::acquire(repo, "chum-worktrees.lock").await
     }
 
@@ -769,7 +140,10 @@ impl RepoLock {
 mod tests {
     use super::*;
     use crate::repo::testing::init_repo;
+    use crate::repo::*;
     use crate::repo::{GitError, WorktreeGit};
+    use chum_core::config::IntegrationPolicy;
+    use chum_core::proto::IntegrateRequest;
     use chum_core::proto::{Bead, Plan, RunRef};
 
     #[tokio::test]

@@ -1,0 +1,210 @@
+//! Integration: the approved work committed once on the bead's branch (a trailer makes a retry
+//! find it), then merged into the base branch per the project's policy.
+
+use std::path::PathBuf;
+
+use chum_core::config::{IntegrationPolicy, ProjectConfig};
+use chum_core::ids::candidate_branch;
+use chum_core::proto::{IntegrateRequest, IntegrationReport};
+
+use super::workspace::*;
+use crate::repo::{GitError, WorktreeGit, git, git_ok, resolve, worktrees};
+
+fn commit_message(req: &IntegrateRequest, key: &str) -> String {
+    let bead = req.bead.clone().unwrap_or_default();
+    let plan = req.plan.clone().unwrap_or_default();
+    let mut msg = if req.partial {
+        format!("WIP {}: {} (did not pass its gates)\n\n", bead.id, bead.title)
+    } else {
+        format!("{}: {}\n\n", bead.id, bead.title)
+    };
+    msg.push_str(&format!("Plan: {}\n", plan.summary));
+    if !plan.acceptance_criteria.is_empty() {
+        msg.push_str("\nAcceptance criteria:\n");
+        for c in &plan.acceptance_criteria {
+            msg.push_str(&format!("- {c}\n"));
+        }
+    }
+    msg.push('\n');
+    if !req.approved_by.is_empty() {
+        msg.push_str(&format!("Plan-Approved-By: {}\n", req.approved_by));
+    }
+    msg.push_str(&format!("Chum-Bead: {}\nChum-Run: {key}\n", bead.id));
+    msg
+}
+
+pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Result<IntegrationReport, RepoProblem> {
+    check_repository(project).await?;
+    let run = req.run.clone().unwrap_or_default();
+    let repo = &project.repo;
+    let worktree = PathBuf::from(&req.worktree);
+    let mut report = IntegrationReport {
+        base_branch: project.base_branch.clone(),
+        ..IntegrationReport::default()
+    };
+    // CHUM's git in the worktree, checked first: a worktree whose link to the repository was
+    // changed is a problem of the run (nothing of it is committed), not an error of git's.
+    let wt = if worktree.is_dir() {
+        match WorktreeGit::open(repo, &worktree).await {
+            Ok(g) => Some(g),
+            Err(e @ GitError::Tampered { .. }) => {
+                report.problem = e.to_string();
+                return Ok(report);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        None
+    };
+    // A candidate's work is on its own branch; otherwise the worktree's branch (the bead's, or a
+    // candidate's kept as partial work).
+    let branch = match (&wt, req.candidate) {
+        (Some(wt), 0) => match wt.git_ok(&["symbolic-ref", "--short", "HEAD"]).await? {
+            Some(b) if b.starts_with("chum/") => b,
+            _ => candidate_branch(&run.bead_id, 0),
+        },
+        _ => candidate_branch(&run.bead_id, req.candidate),
+    };
+    report.branch = branch.clone();
+    let key = format!("{}/{}/{}", run.workflow_id, run.run_id, req.attempt);
+
+    // 1. Commit once. The trailer `Chum-Run: <workflow>/<run>/<attempt>` finds an earlier commit.
+    let grep = format!("--grep=^Chum-Run: {key}$");
+    let existing = git(repo, &["log", "--all", "--format=%H", "-n", "1", &grep]).await?;
+    let commit = if !existing.is_empty() {
+        report.already_committed = true;
+        existing
+    } else {
+        let Some(wt) = &wt else {
+            report.problem = format!(
+                "the attempt's worktree {} is gone; nothing to commit",
+                worktree.display()
+            );
+            return Ok(report);
+        };
+        // The merged tree is the reviewed tree is the tested tree: the index must still be it.
+        if !req.tree.is_empty() {
+            let staged = wt.git(&["write-tree"]).await?;
+            if staged != req.tree {
+                report.problem = format!(
+                    "the staged tree {} is not the tree the gates passed ({}); nothing was committed",
+                    short_hash(&staged),
+                    short_hash(&req.tree)
+                );
+                return Ok(report);
+            }
+        }
+        // The index as the attempt's execution staged it (`stage_changes`): what the reviewer
+        // saw and the gates checked. Whatever the review or the DoD left in the worktree since
+        // (build output, caches, edits) is not added.
+        let message = commit_message(req, &key);
+        wt.git(&["commit", "-q", "--allow-empty", "--no-verify", "-m", &message])
+            .await?;
+        let commit = wt.git(&["rev-parse", "HEAD"]).await?;
+        if !req.tree.is_empty() && wt.git(&["rev-parse", "HEAD^{tree}"]).await? != req.tree {
+            report.problem = format!("commit {commit} does not hold the tree the gates passed");
+            return Ok(report);
+        }
+        commit
+    };
+    report.commit = commit.clone();
+    if req.partial || project.integration == IntegrationPolicy::Branch {
+        return Ok(report);
+    }
+
+    // 2. Merge, one integration of this repository at a time (other runs, the learner's and the
+    // groomer's own commits, other workers): the base branch must not move between the merge and
+    // the fast-forward. Already in the base branch (a retry after the merge): done.
+    let _lock = RepoLock::base_branch(repo).await?;
+    let base_ref = format!("refs/heads/{}", project.base_branch);
+    let tip = resolve(repo, &branch).await?.unwrap_or(commit.clone());
+    if git_ok(repo, &["merge-base", "--is-ancestor", &tip, &base_ref])
+        .await?
+        .is_some()
+    {
+        report.merged = true;
+        report.commit = tip;
+        return Ok(report);
+    }
+    // The base moved since the attempt started: merge it into the bead branch first, so the
+    // base branch itself only ever fast-forwards.
+    let base_commit = resolve(repo, &base_ref).await?.unwrap_or_default();
+    if git_ok(repo, &["merge-base", "--is-ancestor", &base_commit, &tip])
+        .await?
+        .is_none()
+    {
+        let Some(wt) = &wt else {
+            report.problem = format!(
+                "{} moved on and the worktree to merge it in is gone",
+                project.base_branch
+            );
+            return Ok(report);
+        };
+        // A merge a killed worker left half done (its git died with the worker's pipes) is ours
+        // to throw away: the retry merges again from the start.
+        if wt
+            .git_ok(&["rev-parse", "-q", "--verify", "MERGE_HEAD"])
+            .await?
+            .is_some()
+        {
+            tracing::warn!(worktree = %worktree.display(), "aborting a merge an earlier try left unfinished");
+            let _ = wt.git(&["merge", "--abort"]).await;
+        }
+        let merge_msg = format!("Merge {} into {branch}", project.base_branch);
+        if let Err(e) = wt
+            .git(&["merge", "--no-edit", "--no-verify", "-m", &merge_msg, &base_commit])
+            .await
+        {
+            let _ = wt.git(&["merge", "--abort"]).await;
+            report.problem = format!("merging {} into {branch} conflicts: {e}", project.base_branch);
+            return Ok(report);
+        }
+    }
+    let tip = resolve(repo, &branch).await?.unwrap_or_default();
+
+    if let Err(problem) = fast_forward_base(project, &tip, &base_commit).await? {
+        report.problem = format!("{problem}, then merge {branch} by hand");
+        return Ok(report);
+    }
+    report.merged = true;
+    report.commit = tip;
+    Ok(report)
+}
+
+/// Fast-forwards the base branch from `from` to `tip`: through its checkout when it is checked
+/// out (so the checkout follows), otherwise by moving the ref with a compare-and-swap. The inner
+/// error says why it could not (local changes in the checkout).
+pub(super) async fn fast_forward_base(
+    project: &ProjectConfig,
+    tip: &str,
+    from: &str,
+) -> Result<Result<(), String>, RepoProblem> {
+    let repo = &project.repo;
+    let base_ref = format!("refs/heads/{}", project.base_branch);
+    let checkout = worktrees(repo)
+        .await?
+        .into_iter()
+        .find(|w| w.branch.as_deref() == Some(base_ref.as_str()));
+    match checkout {
+        Some(entry) => {
+            if let Err(e) = git(&entry.path, &["merge", "--ff-only", "-q", tip]).await {
+                let now = resolve(repo, &base_ref).await?.unwrap_or_default();
+                if now != from {
+                    return Ok(Err(format!(
+                        "{} moved on (to {now}) while merging, outside CHUM",
+                        project.base_branch
+                    )));
+                }
+                return Ok(Err(format!(
+                    "could not fast-forward {} in {}: {e}. Commit or stash the local changes there",
+                    project.base_branch,
+                    entry.path.display()
+                )));
+            }
+        }
+        None => {
+            git(repo, &["update-ref", &base_ref, tip, from]).await?;
+        }
+    }
+    Ok(Ok(()))
+}

@@ -1,0 +1,415 @@
+//! The Shark's agent steps: the plan, the attempt (set up, then the executor in its worktree) and
+//! the cross-model review.
+
+use crate::error::{command_error, repo_error, retryable, setup_error};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chum_core::config::{ProjectConfig, Role};
+use chum_core::plan::parse_plan;
+use chum_core::prompt::{ReviewContext, executor_prompt, planner_prompt, reviewer_prompt};
+use chum_core::proto::{ExecuteReport, ExecuteRequest, PlanDraft, PlanRequest, ReviewReport, ReviewRequest};
+use chum_core::review::{AddedLines, check_evidence, parse_verdict};
+use chum_core::text::excerpt;
+use temporalio_sdk::activities::ActivityError;
+
+use crate::agent::{AgentRequest, Liveness, run_agent};
+use crate::exec::{ProjectCommand, run_project_command};
+use crate::repo::{
+    AttemptWorktree, RepoProblem, hold_to_tree, prepare_plan_worktree, prepare_worktree, record_candidate,
+    remove_worktree, resume_worktree, stage_changes,
+};
+use crate::repo::{GitError, WorktreeGit};
+use crate::store::RunArtifacts;
+
+use super::SharkSteps;
+
+/// Characters of diff a reviewer sees in its prompt; the whole diff is an artifact.
+const REVIEW_DIFF_CHARS: usize = 60_000;
+
+impl SharkSteps {
+    pub async fn plan_impl(&self, req: PlanRequest, liveness: &impl Liveness) -> Result<PlanDraft, ActivityError> {
+        let run = req.run.unwrap_or_default();
+        let project = self.project(&run)?;
+        let workdir = prepare_plan_worktree(project, &run.bead_id, req.round)
+            .await
+            .map_err(repo_error)?;
+        let bead = req.bead.unwrap_or_default();
+        let request = AgentRequest {
+            role: Role::Planner,
+            run: &run,
+            round: req.round,
+            handoff: 0,
+            swapped: false,
+            candidate: 0,
+            prompt: planner_prompt(
+                &bead,
+                req.round,
+                &req.feedback,
+                &self.lessons_for(
+                    project,
+                    &format!("{} {} {}", bead.title, bead.description, bead.acceptance_criteria),
+                ),
+            ),
+            workdir: &workdir,
+            timeout: Duration::from_secs(req.timeout_secs.max(1)),
+            artifact_prefix: format!("plan-{}", req.round),
+        };
+        let outcome = run_agent(&self.config, &self.artifacts(&run), request, liveness).await;
+        // Whatever the planner did in its checkout is thrown away.
+        if let Err(e) = remove_worktree(&project.repo, &workdir).await {
+            tracing::warn!("could not remove the planning checkout {}: {e}", workdir.display());
+        }
+        let outcome = outcome.map_err(setup_error)?;
+        if outcome.cancelled {
+            return Err(ActivityError::cancelled());
+        }
+        let (plan, error) = match outcome.answer {
+            Ok(answer) => match parse_plan(&answer.text) {
+                Ok(plan) => (Some(plan), String::new()),
+                Err(e) => (None, e),
+            },
+            Err(e) => (None, e),
+        };
+        tracing::info!(bead = %run.bead_id, round = req.round, ok = plan.is_some(), "planner answered");
+        Ok(PlanDraft {
+            plan,
+            error,
+            agent: Some(outcome.summary),
+        })
+    }
+
+    /// Runs the project's setup commands in a fresh worktree (its own network: the project's
+    /// `setup_allow_hosts`), then keeps git from staging what they made. `Some(problem)` when a
+    /// command failed: the attempt fails with its output.
+    async fn set_up(
+        &self,
+        project: &ProjectConfig,
+        worktree: &AttemptWorktree,
+        artifacts: &RunArtifacts,
+        attempt: u32,
+        liveness: &impl Liveness,
+    ) -> Result<Option<String>, ActivityError> {
+        let env = &project.environment;
+        if env.setup.is_empty() {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        for (i, command) in env.setup.iter().enumerate() {
+            let remaining = env
+                .setup_timeout
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_secs(1));
+            let run = run_project_command(
+                &self.config,
+                project,
+                artifacts,
+                ProjectCommand {
+                    command,
+                    worktree: &worktree.path,
+                    name: format!("setup-{attempt}-{}", i + 1),
+                    timeout: remaining,
+                    allow_hosts: Some(&env.setup_allow_hosts),
+                },
+                liveness,
+            )
+            .await
+            .map_err(command_error)?;
+            if run.outcome.cancelled {
+                return Err(ActivityError::cancelled());
+            }
+            tracing::info!(command = %command, passed = run.passed(), ms = run.outcome.duration.as_millis() as u64, "setup command ran");
+            if !run.passed() {
+                return Ok(Some(format!(
+                    "setup command `{command}` failed (exit {}); the agent did not run. Output:\n{}",
+                    run.outcome.code(),
+                    run.output
+                )));
+            }
+        }
+        // What setup made (a venv, node_modules) is the project's environment, not the bead's work.
+        let made = worktree
+            .git
+            .git(&["ls-files", "--others", "--exclude-standard", "--directory", "-z"])
+            .await
+            .map_err(|e| repo_error(e.into()))?;
+        let made: Vec<String> = made
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.trim_end_matches('/').to_string())
+            .collect();
+        worktree
+            .git
+            .exclude(&made)
+            .map_err(|e| retryable(format!("cannot record what setup made: {e}")))?;
+        Ok(None)
+    }
+
+    pub async fn execute_impl(
+        &self,
+        req: ExecuteRequest,
+        liveness: &impl Liveness,
+    ) -> Result<ExecuteReport, ActivityError> {
+        let run = req.run.unwrap_or_default();
+        let project = self.project(&run)?;
+        // A redo continues the attempt's work; a new attempt starts from the base branch.
+        let artifacts = self.artifacts(&run);
+        let resumed = if req.handoff > 0 {
+            match resume_worktree(project, &run.bead_id, req.attempt, req.candidate).await {
+                Err(RepoProblem::Git(tampered @ GitError::Tampered { .. })) => {
+                    return Ok(ExecuteReport {
+                        problem: tampered.to_string(),
+                        ..ExecuteReport::default()
+                    });
+                }
+                other => other.map_err(repo_error)?,
+            }
+        } else {
+            None
+        };
+        let worktree = match resumed {
+            Some(worktree) => worktree,
+            None => {
+                let fresh = prepare_worktree(project, &run.bead_id, req.attempt, req.candidate)
+                    .await
+                    .map_err(repo_error)?;
+                // A fresh worktree gets the project's setup before the agent sees it.
+                if let Some(problem) = self.set_up(project, &fresh, &artifacts, req.attempt, liveness).await? {
+                    return Ok(ExecuteReport {
+                        worktree: fresh.path.display().to_string(),
+                        branch: fresh.branch.clone(),
+                        base_commit: fresh.base_commit.clone(),
+                        problem,
+                        ..ExecuteReport::default()
+                    });
+                }
+                fresh
+            }
+        };
+        let bead = req.bead.unwrap_or_default();
+        let plan = req.plan.unwrap_or_default();
+        let name = format!("execute-{}-{}", req.attempt, req.handoff);
+        let request = AgentRequest {
+            role: Role::Executor,
+            run: &run,
+            round: req.attempt,
+            handoff: req.handoff,
+            swapped: req.swapped,
+            candidate: req.candidate,
+            prompt: executor_prompt(
+                &bead,
+                &plan,
+                req.attempt,
+                req.handoff,
+                &project.dod,
+                &req.feedback,
+                &self.lessons_for(
+                    project,
+                    &format!(
+                        "{} {} {} {}",
+                        bead.title,
+                        plan.summary,
+                        plan.steps.join(" "),
+                        plan.files.join(" ")
+                    ),
+                ),
+            ),
+            workdir: &worktree.path,
+            timeout: Duration::from_secs(req.timeout_secs.max(1)),
+            artifact_prefix: name.clone(),
+        };
+        let outcome = run_agent(&self.config, &artifacts, request, liveness)
+            .await
+            .map_err(setup_error)?;
+        if outcome.cancelled {
+            return Err(ActivityError::cancelled());
+        }
+        let mut report = ExecuteReport {
+            worktree: worktree.path.display().to_string(),
+            branch: worktree.branch.clone(),
+            base_commit: worktree.base_commit.clone(),
+            agent: Some(outcome.summary),
+            ..ExecuteReport::default()
+        };
+        // Inside the sandbox the worktree is a mount point: an agent that runs `rm -rf` on it
+        // leaves an empty directory, not a missing one.
+        if !worktree.path.join(".git").exists() {
+            report.problem = format!(
+                "the agent deleted its worktree {}; the next attempt starts from a fresh one",
+                worktree.path.display()
+            );
+            return Ok(report);
+        }
+        // The agent could write its worktree's `.git`: CHUM checks it is still what CHUM made
+        // before it runs git there (see `git::WorktreeGit`).
+        let git = match WorktreeGit::open(&project.repo, &worktree.path).await {
+            Ok(git) => git,
+            Err(tampered @ GitError::Tampered { .. }) => {
+                report.problem = tampered.to_string();
+                return Ok(report);
+            }
+            Err(e) => return Err(repo_error(e.into())),
+        };
+        let changes = stage_changes(&git, &worktree.base_commit).await.map_err(repo_error)?;
+        report.tree = record_candidate(
+            &git,
+            &run.bead_id,
+            req.attempt,
+            req.handoff,
+            req.candidate,
+            &worktree.base_commit,
+        )
+        .await
+        .map_err(repo_error)?;
+        let diff_path = artifacts
+            .write(&format!("{name}.diff"), changes.diff.as_bytes())
+            .await
+            .map_err(|e| retryable(format!("cannot write the diff artifact: {e}")))?;
+        report.changed_files = changes.files;
+        report.diff_stat = excerpt(&changes.stat, 2000);
+        report.diff_artifact = diff_path.display().to_string();
+        if let Err(e) = outcome.answer {
+            report.problem = e;
+        } else if report.changed_files.is_empty() {
+            report.problem = "the agent finished without changing any file".to_string();
+        }
+        tracing::info!(bead = %run.bead_id, attempt = req.attempt, files = report.changed_files.len(), problem = %report.problem, "executor finished");
+        Ok(report)
+    }
+
+    /// Reviews the attempt's diff with the reviewer (never the provider that executed it).
+    pub async fn review_impl(
+        &self,
+        req: ReviewRequest,
+        liveness: &impl Liveness,
+    ) -> Result<ReviewReport, ActivityError> {
+        let run = req.run.clone().unwrap_or_default();
+        let project = self.project(&run)?;
+        let worktree = PathBuf::from(&req.worktree);
+        let name = format!("review-{}-{}", req.attempt, req.handoff);
+        let artifacts = self.artifacts(&run);
+        if !worktree.is_dir() {
+            return Ok(ReviewReport {
+                error: format!(
+                    "the attempt's worktree {} is gone; nothing to review",
+                    worktree.display()
+                ),
+                ..ReviewReport::default()
+            });
+        }
+        // The reviewer sees exactly the tree the execution staged.
+        let mut discarded = match hold_to_tree(&project.repo, &worktree, &req.tree).await {
+            Ok(changed) => changed,
+            Err(RepoProblem::Git(tampered @ GitError::Tampered { .. })) => {
+                return Ok(ReviewReport {
+                    error: tampered.to_string(),
+                    ..ReviewReport::default()
+                });
+            }
+            Err(e) => return Err(repo_error(e)),
+        };
+        let git = match WorktreeGit::open(&project.repo, &worktree).await {
+            Ok(git) => git,
+            Err(tampered @ GitError::Tampered { .. }) => {
+                return Ok(ReviewReport {
+                    error: tampered.to_string(),
+                    ..ReviewReport::default()
+                });
+            }
+            Err(e) => return Err(retryable(e.to_string())),
+        };
+        let diff = git
+            .git(&["diff", "--cached", "--no-textconv", "--no-ext-diff", &req.base_commit])
+            .await
+            .map_err(|e| retryable(e.to_string()))?;
+        let diff_path = artifacts
+            .write(&format!("{name}.diff"), diff.as_bytes())
+            .await
+            .map_err(|e| retryable(format!("cannot write the diff artifact: {e}")))?;
+        let (shown, trimmed_note) = if diff.len() > REVIEW_DIFF_CHARS {
+            let cut = diff
+                .char_indices()
+                .nth(REVIEW_DIFF_CHARS)
+                .map(|(i, _)| i)
+                .unwrap_or(diff.len());
+            let note = format!(
+                "[diff trimmed: the first {} of {} bytes are shown; the whole diff is {}]",
+                cut,
+                diff.len(),
+                diff_path.display()
+            );
+            (&diff[..cut], note)
+        } else {
+            (diff.as_str(), String::new())
+        };
+        let bead = req.bead.clone().unwrap_or_default();
+        let plan = req.plan.clone().unwrap_or_default();
+        let prompt = reviewer_prompt(&ReviewContext {
+            bead: &bead,
+            plan: &plan,
+            diff: shown,
+            trimmed_note: &trimmed_note,
+            gates_so_far: &req.gates_so_far,
+            retry_error: &req.retry_error,
+        });
+        let suffix = if req.retry_error.is_empty() { "" } else { "-retry" };
+        let request = AgentRequest {
+            role: Role::Reviewer,
+            run: &run,
+            round: req.attempt,
+            handoff: req.handoff,
+            swapped: req.swapped,
+            candidate: req.candidate,
+            prompt,
+            // The reviewer reads the attempt's worktree; what it might change there is not staged.
+            workdir: &worktree,
+            timeout: Duration::from_secs(req.timeout_secs.max(1)),
+            artifact_prefix: format!("{name}{suffix}"),
+        };
+        let outcome = run_agent(&self.config, &artifacts, request, liveness)
+            .await
+            .map_err(setup_error)?;
+        if outcome.cancelled {
+            return Err(ActivityError::cancelled());
+        }
+        // What the reviewer wrote in the worktree is not part of the work: discarded, reported.
+        match hold_to_tree(&project.repo, &worktree, &req.tree).await {
+            Ok(changed) => discarded.extend(changed),
+            Err(RepoProblem::Git(tampered @ GitError::Tampered { .. })) => {
+                return Ok(ReviewReport {
+                    error: tampered.to_string(),
+                    agent: Some(outcome.summary),
+                    ..ReviewReport::default()
+                });
+            }
+            Err(e) => return Err(repo_error(e)),
+        }
+        if !discarded.is_empty() {
+            tracing::warn!(
+                ?discarded,
+                "the reviewer changed the worktree; its changes are discarded"
+            );
+        }
+        let (verdict, error) = match outcome.answer {
+            // Each criterion's evidence is checked against the real diff (fail-closed).
+            Ok(answer) => match parse_verdict(&answer.text) {
+                Ok(v) => (
+                    Some(check_evidence(v, &plan, &AddedLines::from_diff(&diff))),
+                    String::new(),
+                ),
+                Err(e) => (None, e),
+            },
+            Err(e) => (None, e),
+        };
+        tracing::info!(bead = %run.bead_id, attempt = req.attempt, handoff = req.handoff, reviewer = %outcome.summary.provider,
+            approved = verdict.as_ref().is_some_and(|v| v.approved), error = %error, project = %project.name, "reviewer answered");
+        Ok(ReviewReport {
+            verdict,
+            error,
+            agent: Some(outcome.summary),
+            diff_artifact: diff_path.display().to_string(),
+            diff_trimmed: !trimmed_note.is_empty(),
+            discarded,
+        })
+    }
+}

@@ -1,0 +1,246 @@
+//! The Shark's mechanical gates: Semgrep on the lines an attempt added, and the project's
+//! definition-of-done commands.
+
+use crate::error::{command_error, permanent, repo_error, retryable};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chum_core::activity_contract::error_types;
+use chum_core::config::ProjectConfig;
+use chum_core::proto::{DodCheck, DodReport, DodRequest, SemgrepReport, SemgrepRequest};
+use temporalio_sdk::activities::ActivityError;
+
+use crate::agent::Liveness;
+use crate::exec::{ProjectCommand, run_project_command};
+use crate::repo::{GitError, WorktreeGit};
+use crate::repo::{RepoProblem, hold_to_tree};
+use crate::semgrep::{added_lines, locate_core, only_new_findings, rule_files, scan};
+
+use super::SharkSteps;
+
+impl SharkSteps {
+    /// Scans the files the attempt changed with the valid rules; invalid rule files are quarantined.
+    /// Fails closed: a file the engine could not scan (after one retry) and a scan with every rule
+    /// quarantined are findings; findings on lines the attempt did not touch are left out.
+    pub async fn semgrep_impl(&self, req: SemgrepRequest) -> Result<SemgrepReport, ActivityError> {
+        let run = req.run.clone().unwrap_or_default();
+        let project = self.project(&run)?;
+        let core = locate_core(&self.config.semgrep).map_err(|m| permanent(error_types::MISSING_BINARY, m))?;
+        let artifacts = self.artifacts(&run);
+        let rules = rule_files(&self.config.state_dir, &project.repo)
+            .map_err(|e| retryable(format!("cannot prepare the rule files: {e}")))?;
+        let worktree = Path::new(&req.worktree);
+        // Semgrep scans exactly the tree the execution staged.
+        match hold_to_tree(&project.repo, worktree, &req.tree).await {
+            Ok(changed) if !changed.is_empty() => {
+                tracing::warn!(
+                    ?changed,
+                    "the worktree had changed since the execution; put back before scanning"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => return Err(repo_error(e)),
+        }
+        let work = artifacts.dir().join(format!("semgrep-{}-{}", req.attempt, req.handoff));
+        let changed_files = &req.changed_files;
+        let run_scan = |work: PathBuf| {
+            let (core, rules) = (core.clone(), rules.clone());
+            async move {
+                scan(
+                    &core,
+                    &self.semgrep_cache,
+                    &rules,
+                    worktree,
+                    changed_files,
+                    &work,
+                    self.config.semgrep.timeout,
+                    crate::semgrep::FILE_TIMEOUT,
+                )
+                .await
+                .map_err(retryable)
+            }
+        };
+        let mut scan = run_scan(work.clone()).await?;
+        if !scan.not_scanned.is_empty() {
+            // Once more: a timeout on a loaded machine may not happen twice.
+            tracing::warn!(not_scanned = ?scan.not_scanned, "semgrep could not scan some files; scanning again");
+            scan = run_scan(work.join("retry")).await?;
+        }
+        let artifact = artifacts
+            .write(
+                &format!("semgrep-{}-{}.json", req.attempt, req.handoff),
+                scan.raw.as_bytes(),
+            )
+            .await
+            .map_err(|e| retryable(format!("cannot write the scan artifact: {e}")))?;
+        for q in &scan.quarantined {
+            tracing::warn!(file = %q.file, reason = %q.reason, "semgrep rule file quarantined");
+        }
+        let (mut findings, preexisting) = match self.lines_added(project, worktree).await {
+            Ok(added) => only_new_findings(std::mem::take(&mut scan.findings), &added),
+            Err(problem) => {
+                let mut all = std::mem::take(&mut scan.findings);
+                all.push(closed_finding("", &problem));
+                (all, 0)
+            }
+        };
+        for (file, why) in &scan.not_scanned {
+            findings.push(closed_finding(
+                file,
+                &format!("Semgrep could not scan this file ({why}), so the gate fails closed; make the file smaller or simpler, or raise [semgrep] timeout"),
+            ));
+        }
+        if scan.rule_files == 0 && !rules.is_empty() {
+            findings.push(closed_finding(
+                "",
+                "every rule file is quarantined, so the gate checked nothing and fails closed; fix the rule files named in the run's quarantine list",
+            ));
+        }
+        tracing::info!(bead = %run.bead_id, findings = findings.len(), preexisting, files = scan.files_scanned,
+            ms = scan.duration.as_millis() as u64, "semgrep scanned");
+        Ok(SemgrepReport {
+            passed: findings.is_empty(),
+            findings,
+            quarantined: scan.quarantined,
+            duration_ms: scan.duration.as_millis() as u64,
+            rule_files: scan.rule_files as u32,
+            files_scanned: scan.files_scanned as u32,
+            artifact: artifact.display().to_string(),
+            preexisting_ignored: preexisting as u32,
+            not_scanned: scan.not_scanned.iter().map(|(f, why)| format!("{f}: {why}")).collect(),
+        })
+    }
+
+    /// What the attempt's staged changes add or change, per file, relative to where its branch
+    /// left the base (the Semgrep baseline). `Err` when it cannot be told: then every finding counts.
+    async fn lines_added(
+        &self,
+        project: &ProjectConfig,
+        worktree: &Path,
+    ) -> Result<std::collections::HashMap<String, Vec<(u32, u32)>>, String> {
+        let git = WorktreeGit::open(&project.repo, worktree)
+            .await
+            .map_err(|e| e.to_string())?;
+        let base_ref = format!("refs/heads/{}", project.base_branch);
+        let base = git
+            .git(&["merge-base", "HEAD", &base_ref])
+            .await
+            .map_err(|e| e.to_string())?;
+        let diff = git
+            .git(&[
+                "diff",
+                "--cached",
+                "--unified=0",
+                "--no-color",
+                "--no-textconv",
+                "--no-ext-diff",
+                &base,
+            ])
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(added_lines(&diff))
+    }
+
+    pub async fn run_dod_impl(&self, req: DodRequest, liveness: &impl Liveness) -> Result<DodReport, ActivityError> {
+        let run = req.run.unwrap_or_default();
+        let project = self.project(&run)?;
+        let worktree = PathBuf::from(&req.worktree);
+        if !worktree.is_dir() {
+            return Ok(DodReport {
+                passed: false,
+                checks: vec![DodCheck {
+                    command: "(worktree)".into(),
+                    exit_code: -1,
+                    output_excerpt: format!("the attempt's worktree {} is gone", worktree.display()),
+                    ..DodCheck::default()
+                }],
+                ..DodReport::default()
+            });
+        }
+        let artifacts = self.artifacts(&run);
+        let budget = Duration::from_secs(req.timeout_secs.max(1));
+        let started = Instant::now();
+        let mut report = DodReport {
+            passed: true,
+            ..DodReport::default()
+        };
+        // The DoD tests exactly the tree the execution staged (and the review saw).
+        let held = hold_to_tree(&project.repo, &worktree, &req.tree).await;
+        if let Err(RepoProblem::Git(tampered @ GitError::Tampered { .. })) = &held {
+            report.passed = false;
+            report.checks.push(DodCheck {
+                command: "(worktree)".into(),
+                exit_code: -1,
+                output_excerpt: tampered.to_string(),
+                ..DodCheck::default()
+            });
+            return Ok(report);
+        }
+        report.discarded = held.map_err(repo_error)?;
+        for (i, command) in project.dod.iter().enumerate() {
+            let remaining = budget.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
+            let run = run_project_command(
+                &self.config,
+                project,
+                &artifacts,
+                ProjectCommand {
+                    command,
+                    worktree: &worktree,
+                    name: format!("dod-{}-{}", req.attempt, i + 1),
+                    timeout: remaining,
+                    allow_hosts: None,
+                },
+                liveness,
+            )
+            .await
+            .map_err(command_error)?;
+            report.sandbox = run.sandbox.clone();
+            if run.outcome.cancelled {
+                return Err(ActivityError::cancelled());
+            }
+            let passed = run.passed();
+            report.passed &= passed;
+            report.checks.push(DodCheck {
+                command: command.clone(),
+                exit_code: run.outcome.code(),
+                passed,
+                timed_out: run.outcome.timed_out,
+                duration_ms: run.outcome.duration.as_millis() as u64,
+                output_excerpt: run.output,
+                artifact: run.stdout_path.display().to_string(),
+            });
+            if !passed {
+                // Later commands usually depend on earlier ones (build before test); stop here.
+                break;
+            }
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        // What the commands wrote in the worktree is not part of the work: discarded, reported.
+        match hold_to_tree(&project.repo, &worktree, &req.tree).await {
+            Ok(changed) => report.discarded.extend(changed),
+            Err(RepoProblem::Git(tampered @ GitError::Tampered { .. })) => {
+                report.passed = false;
+                report.checks.push(DodCheck {
+                    command: "(worktree)".into(),
+                    exit_code: -1,
+                    output_excerpt: tampered.to_string(),
+                    ..DodCheck::default()
+                });
+            }
+            Err(e) => return Err(repo_error(e)),
+        }
+        tracing::info!(bead = %run.bead_id, attempt = req.attempt, passed = report.passed, discarded = ?report.discarded, "definition of done ran");
+        Ok(report)
+    }
+}
+
+/// A Semgrep finding that fails the gate closed (the engine could not check something).
+fn closed_finding(file: &str, message: &str) -> chum_core::proto::SemgrepFinding {
+    chum_core::proto::SemgrepFinding {
+        rule_id: "chum.semgrep-fails-closed".into(),
+        file: file.to_string(),
+        line: 0,
+        message: message.to_string(),
+        severity: "ERROR".into(),
+    }
+}

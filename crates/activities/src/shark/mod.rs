@@ -1,0 +1,288 @@
+//! The Shark's activities, implementing the declarations in `chum_core::activity_contract`.
+//!
+//! Failures the Shark can act on (a bad plan, a failed agent run, failing tests, a merge conflict)
+//! are returned as data; failures a retry might fix are retryable errors; failures only a person
+//! can fix (unknown project, missing agent program, not a git repository) are non-retryable
+//! errors of the types in `error_types`.
+//!
+//! `mod.rs` holds the activities as Temporal sees them and the bookkeeping steps (load the bead,
+//! integrate, record the run, update the bead); `agents` the plan, execute and review steps;
+//! `checks` Semgrep and the definition of done.
+
+mod agents;
+mod checks;
+
+use crate::clock::now_ms;
+use crate::error::{permanent, repo_error, retryable};
+use crate::log_context::{activity_span, supervised};
+use chum_core::live_config::LiveConfig;
+use std::sync::Arc;
+use tracing::Instrument;
+
+use crate::backlog::Backlog;
+use chum_core::activity_contract::error_types;
+use chum_core::config::{ChumConfig, ProjectConfig};
+use chum_core::ids::check_bead_id;
+use chum_core::lesson::lessons_section;
+use chum_core::proto::{
+    DiscardCandidatesReport, DiscardCandidatesRequest, DodReport, DodRequest, ExecuteReport, ExecuteRequest,
+    IntegrateRequest, IntegrationReport, LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest, ProjectGates,
+    ReviewReport, ReviewRequest, RunRecord, RunRecorded, RunRef, SemgrepReport, SemgrepRequest, UpdateBeadRequest,
+    UpdateBeadResult,
+};
+use temporalio_macros::activities;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+
+use crate::semgrep::ValidationCache;
+use crate::store::RunArtifacts;
+use crate::store::{Store, StoreError};
+
+/// The registered activities; each call takes the configuration in force when it starts.
+pub struct SharkActivitiesImpl {
+    live: LiveConfig,
+    semgrep_cache: Arc<ValidationCache>,
+}
+
+/// The activity bodies with one configuration snapshot: what one activity sees from start to end.
+pub struct SharkSteps {
+    config: Arc<ChumConfig>,
+    semgrep_cache: Arc<ValidationCache>,
+}
+
+impl SharkActivitiesImpl {
+    pub fn new(config: impl Into<LiveConfig>) -> SharkActivitiesImpl {
+        SharkActivitiesImpl {
+            live: config.into(),
+            semgrep_cache: Arc::new(ValidationCache::default()),
+        }
+    }
+
+    /// The steps with the configuration in force now.
+    pub fn steps(&self) -> SharkSteps {
+        SharkSteps {
+            config: self.live.current(),
+            semgrep_cache: self.semgrep_cache.clone(),
+        }
+    }
+}
+
+impl SharkSteps {
+    fn project(&self, run: &RunRef) -> Result<&ProjectConfig, ActivityError> {
+        check_bead_id(&run.bead_id).map_err(|m| permanent(error_types::INVALID_INPUT, m))?;
+        self.config
+            .project(&run.project)
+            .map_err(|m| permanent(error_types::CONFIG, m))
+    }
+
+    /// The lesson store of this worker.
+    pub fn store(&self) -> Result<Store, StoreError> {
+        Store::open(&self.config.state_dir.join("chum.db"))
+    }
+
+    /// The lessons relevant to `text`, as a prompt section, marked as used. A store that cannot be
+    /// read costs the prompt its lessons, not the run.
+    fn lessons_for(&self, project: &ProjectConfig, text: &str) -> String {
+        let now = now_ms();
+        let fresh_since = now - self.config.learner.expiry.as_millis() as i64;
+        let found = self.store().and_then(|store| {
+            let lessons = store.search(Some(&project.name), text, self.config.learner.top_k, Some(fresh_since))?;
+            store.mark_used(&lessons.iter().map(|l| l.id).collect::<Vec<_>>(), now)?;
+            Ok(lessons)
+        });
+        match found {
+            Ok(lessons) => lessons_section(&lessons),
+            Err(e) => {
+                tracing::warn!("lessons left out of the prompt: {e}");
+                String::new()
+            }
+        }
+    }
+
+    fn artifacts(&self, run: &RunRef) -> RunArtifacts {
+        RunArtifacts::new(&self.config.state_dir, run)
+    }
+
+    /// Reads the bead, checks it can be worked on, and claims it (status `in_progress`).
+    pub async fn load_bead_impl(&self, req: LoadBeadRequest) -> Result<LoadBeadResult, ActivityError> {
+        let run = req.run.unwrap_or_default();
+        let project = self.project(&run)?;
+        let backlog = Backlog::of(project);
+        let unavailable = |problem: String| {
+            Ok(LoadBeadResult {
+                bead: None,
+                problem,
+                gates: None,
+            })
+        };
+        let bead = match backlog.get(&run.bead_id).await {
+            Ok(bead) => bead,
+            Err(e) => return unavailable(e),
+        };
+        match bead.status.as_str() {
+            "closed" | "tombstone" => return unavailable(format!("bead {} is already {}", bead.id, bead.status)),
+            _ if bead.issue_type == "epic" => {
+                return unavailable(format!("bead {} is an epic; CHUM works on its children", bead.id));
+            }
+            _ => {}
+        }
+        let claimed = backlog.claim(&run.bead_id).await.map_err(retryable)?;
+        tracing::info!(project = %run.project, bead = %run.bead_id, "claimed bead");
+        let fanout = chum_core::candidate::fanout_of(&claimed.labels, project.fanout);
+        let select = chum_core::candidate::select_of(&claimed.labels, project.select)
+            .as_str()
+            .to_string();
+        Ok(LoadBeadResult {
+            bead: Some(claimed),
+            problem: String::new(),
+            gates: Some(ProjectGates {
+                order: project.gates.iter().map(|g| g.as_str().to_string()).collect(),
+                review_fail_open: project.review_fail_open,
+                learn: self.config.learning(),
+                groom: self.config.grooming(),
+                fanout,
+                select,
+            }),
+        })
+    }
+
+    pub async fn integrate_impl(&self, req: IntegrateRequest) -> Result<IntegrationReport, ActivityError> {
+        let run = req.run.clone().unwrap_or_default();
+        let project = self.project(&run)?;
+        let report = crate::repo::integrate(project, &req).await.map_err(repo_error)?;
+        tracing::info!(bead = %run.bead_id, commit = %report.commit, merged = report.merged, problem = %report.problem, "integrated");
+        Ok(report)
+    }
+
+    pub async fn update_bead_impl(&self, req: UpdateBeadRequest) -> Result<UpdateBeadResult, ActivityError> {
+        let run = req.run.unwrap_or_default();
+        let project = self.project(&run)?;
+        let status = Backlog::of(project)
+            .update(&run.bead_id, &req.status, &req.note, &req.close_reason)
+            .await
+            .map_err(retryable)?;
+        tracing::info!(bead = %run.bead_id, %status, "bead updated");
+        Ok(UpdateBeadResult { status })
+    }
+}
+
+#[activities]
+impl SharkActivitiesImpl {
+    #[activity(definition = chum_core::activity_contract::definitions::LoadBead)]
+    pub async fn load_bead(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: LoadBeadRequest,
+    ) -> Result<LoadBeadResult, ActivityError> {
+        let span = activity_span(&ctx, req.run.as_ref());
+        supervised(&ctx, span, async move { self.steps().load_bead_impl(req).await }).await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::Plan)]
+    pub async fn plan(self: Arc<Self>, ctx: ActivityContext, req: PlanRequest) -> Result<PlanDraft, ActivityError> {
+        let span = activity_span(&ctx, req.run.as_ref());
+        async move { self.steps().plan_impl(req, &ctx).await }
+            .instrument(span)
+            .await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::Execute)]
+    pub async fn execute(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: ExecuteRequest,
+    ) -> Result<ExecuteReport, ActivityError> {
+        let span = activity_span(&ctx, req.run.as_ref());
+        async move { self.steps().execute_impl(req, &ctx).await }
+            .instrument(span)
+            .await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::Review)]
+    pub async fn review(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: ReviewRequest,
+    ) -> Result<ReviewReport, ActivityError> {
+        let span = activity_span(&ctx, req.run.as_ref());
+        async move { self.steps().review_impl(req, &ctx).await }
+            .instrument(span)
+            .await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::Semgrep)]
+    pub async fn semgrep(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: SemgrepRequest,
+    ) -> Result<SemgrepReport, ActivityError> {
+        let span = activity_span(&ctx, req.run.as_ref());
+        supervised(&ctx, span, async move { self.steps().semgrep_impl(req).await }).await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::RunDod)]
+    pub async fn run_dod(self: Arc<Self>, ctx: ActivityContext, req: DodRequest) -> Result<DodReport, ActivityError> {
+        let span = activity_span(&ctx, req.run.as_ref());
+        async move { self.steps().run_dod_impl(req, &ctx).await }
+            .instrument(span)
+            .await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::Integrate)]
+    pub async fn integrate(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: IntegrateRequest,
+    ) -> Result<IntegrationReport, ActivityError> {
+        let span = activity_span(&ctx, req.run.as_ref());
+        supervised(&ctx, span, async move { self.steps().integrate_impl(req).await }).await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::RecordRun)]
+    pub async fn record_run(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: RunRecord,
+    ) -> Result<RunRecorded, ActivityError> {
+        let span = activity_span(&ctx, req.run.as_ref());
+        supervised(&ctx, span, async move {
+            let run = req.run.unwrap_or_default();
+            let result = req.result.unwrap_or_default();
+            let store = self.steps().store().map_err(|e| retryable(e.to_string()))?;
+            store
+                .record_run(&run, &result, now_ms())
+                .map_err(|e| retryable(e.to_string()))?;
+            Ok(RunRecorded {})
+        })
+        .await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::DiscardCandidates)]
+    pub async fn discard_candidates(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: DiscardCandidatesRequest,
+    ) -> Result<DiscardCandidatesReport, ActivityError> {
+        let span = activity_span(&ctx, req.run.as_ref());
+        supervised(&ctx, span, async move {
+            let steps = self.steps();
+            let run = req.run.clone().unwrap_or_default();
+            let project = steps.project(&run)?;
+            let removed = crate::repo::discard_candidates(project, &run.bead_id, req.attempt, &req.candidates)
+                .await
+                .map_err(repo_error)?;
+            tracing::info!(attempt = req.attempt, candidates = ?req.candidates, ?removed, "discarded losing candidates");
+            Ok(DiscardCandidatesReport { removed })
+        })
+        .await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::UpdateBead)]
+    pub async fn update_bead(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: UpdateBeadRequest,
+    ) -> Result<UpdateBeadResult, ActivityError> {
+        let span = activity_span(&ctx, req.run.as_ref());
+        supervised(&ctx, span, async move { self.steps().update_bead_impl(req).await }).await
+    }
+}
