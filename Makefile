@@ -4,7 +4,7 @@
 help:
 	@echo "make demo              three dependent beads through the factory, offline (scripted agent)"
 	@echo "make test              the whole test suite (what CI runs)"
-	@echo "make test-fast         unit tests, replay of every recorded history, the CLI at the terminal (no dev server)"
+	@echo "make test-fast         unit tests, replay of every recorded history, the CLI at the terminal, tidy (no dev server)"
 	@echo "make bench             the factory benchmark (release build; table in target/bench/factory.md)"
 	@echo "make up                Temporal dev server + worker on configs/chum.toml, for real use"
 	@echo "make lint              rustfmt check + clippy, warnings are errors"
@@ -27,6 +27,7 @@ test-fast:
 	cargo test --workspace --lib --bins
 	cargo test -p chum-workflows --test replay
 	cargo test -p chum-cli --test terminal
+	cargo test -p chum-core --test tidy
 
 test-rust:
 	cargo build --workspace --bins
