@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+/// The placeholders a provider command may use. `{mcp_config}` is filled in per run by the
+/// activities (the MCP configuration file CHUM writes).
 pub(super) const PLACEHOLDERS: [&str; 5] = ["model", "prompt_file", "workdir", "config_dir", "mcp_config"];
 
 /// `a/b/../c` as `a/c`, without touching the file system (paths in messages stay readable).

@@ -60,7 +60,6 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 pub const DEFAULT_TASK_QUEUE: &str = "chum";
 pub const DEFAULT_UI_URL: &str = "http://127.0.0.1:8233";
 pub const ENV_PREFIX: &str = "CHUM";
-/// `{mcp_config}` is filled in per run by the activities (the MCP configuration file CHUM writes).
 
 impl ChumConfig {
     /// Whether runs end with the ContinuousLearner: enabled and a learner role configured.
