@@ -81,7 +81,7 @@ impl DispatcherSteps {
             Err(problem) => {
                 // A broken backlog is reported in the round (and the status query), not retried hot.
                 tracing::warn!(project = %project.name, "dispatcher cannot read the backlog: {problem}");
-                report.problem = problem;
+                report.problem = problem.to_string();
                 return Ok(report);
             }
         };

@@ -26,9 +26,10 @@ pub(crate) fn permanent(kind: &str, message: impl Into<String>) -> ActivityError
     )
 }
 
-/// A failure a retry may fix (a busy store, a flaky process start); logged as a warning.
-pub(crate) fn retryable(message: impl Into<String>) -> ActivityError {
-    let message = message.into();
+/// A failure a retry may fix (a busy store, a flaky process start); logged as a warning. Takes
+/// any error (or text) that says what went wrong.
+pub(crate) fn retryable(message: impl std::fmt::Display) -> ActivityError {
+    let message = message.to_string();
     tracing::warn!("{message}");
     anyhow::anyhow!(message).into()
 }

@@ -20,8 +20,8 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::agent::{Liveness, ask_with_one_retry};
-use crate::backlog::Backlog;
 use crate::backlog::NewBead;
+use crate::backlog::{Backlog, BacklogError};
 use crate::clock::now_ms;
 use crate::error::{permanent, repo_error, retryable, setup_error};
 use crate::repo::repo_map;
@@ -324,7 +324,7 @@ fn op_name(m: &Mutation) -> &'static str {
 }
 
 /// Applies one validated mutation; returns the id of a created bead.
-async fn apply(backlog: &Backlog, m: &Mutation, groom: &RunRef) -> Result<String, String> {
+async fn apply(backlog: &Backlog, m: &Mutation, groom: &RunRef) -> Result<String, BacklogError> {
     let by = format!("CHUM groom {}", groom.workflow_id);
     match m {
         Mutation::UpdatePriority { id, priority } => backlog.set_priority(id, *priority).await.map(|_| String::new()),

@@ -33,26 +33,26 @@ pub struct CliError {
     pub message: String,
 }
 
-pub fn failed(message: impl Into<String>) -> anyhow::Error {
+pub fn failed(message: impl std::fmt::Display) -> anyhow::Error {
     CliError {
         exit: Exit::Failed,
-        message: message.into(),
+        message: message.to_string(),
     }
     .into()
 }
 
-pub fn usage(message: impl Into<String>) -> anyhow::Error {
+pub fn usage(message: impl std::fmt::Display) -> anyhow::Error {
     CliError {
         exit: Exit::Usage,
-        message: message.into(),
+        message: message.to_string(),
     }
     .into()
 }
 
-pub fn not_answered(message: impl Into<String>) -> anyhow::Error {
+pub fn not_answered(message: impl std::fmt::Display) -> anyhow::Error {
     CliError {
         exit: Exit::Unreachable,
-        message: message.into(),
+        message: message.to_string(),
     }
     .into()
 }

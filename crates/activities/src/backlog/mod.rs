@@ -3,7 +3,7 @@
 mod beads;
 mod beads_cli;
 pub use beads::{BeadsError, BeadsFile, NewBead, append_note, bead_from_json, now_rfc3339};
-pub use beads_cli::{BeadsCli, parse_created_id, parse_issue_list};
+pub use beads_cli::{BeadsCli, BeadsCliError, parse_created_id, parse_issue_list};
 
 use std::path::PathBuf;
 
@@ -11,6 +11,27 @@ use chum_core::backlog::{BacklogItem, ready};
 use chum_core::config::{BacklogBackend, ProjectConfig};
 use chum_core::proto::Bead;
 use serde_json::Value;
+
+/// Why the backlog could not be read or changed, from either backend.
+#[derive(Debug, thiserror::Error)]
+pub enum BacklogError {
+    #[error(transparent)]
+    File(#[from] BeadsError),
+    #[error(transparent)]
+    Cli(#[from] BeadsCliError),
+}
+
+impl BacklogError {
+    /// The bead (or the whole beads file) is not there, as opposed to a backlog that could not
+    /// be read.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            BacklogError::File(BeadsError::NotFound { .. } | BeadsError::NoFile(_))
+                | BacklogError::Cli(BeadsCliError::NotFound { .. })
+        )
+    }
+}
 
 pub enum Backlog {
     Native(BeadsFile),
@@ -37,18 +58,18 @@ impl Backlog {
         }
     }
 
-    pub async fn get(&self, id: &str) -> Result<Bead, String> {
+    pub async fn get(&self, id: &str) -> Result<Bead, BacklogError> {
         match self {
-            Backlog::Native(f) => f.get(id).map_err(|e| e.to_string()),
-            Backlog::Cli(c) => c.show(id).await.map(|o| bead_from_json(&o)),
+            Backlog::Native(f) => f.get(id).map_err(BacklogError::from),
+            Backlog::Cli(c) => Ok(bead_from_json(&c.show(id).await?)),
         }
     }
 
     /// Every issue, for the DAG checks (the CLI's `list` carries no dependencies, so each open
     /// bead is shown for them).
-    pub async fn items(&self) -> Result<Vec<BacklogItem>, String> {
+    pub async fn items(&self) -> Result<Vec<BacklogItem>, BacklogError> {
         match self {
-            Backlog::Native(f) => f.items().map_err(|e| e.to_string()),
+            Backlog::Native(f) => f.items().map_err(BacklogError::from),
             Backlog::Cli(c) => {
                 let mut items = Vec::new();
                 for obj in c.list().await? {
@@ -67,10 +88,10 @@ impl Backlog {
     }
 
     /// The ready beads in working order (see `chum_core::backlog::ready`).
-    pub async fn ready(&self) -> Result<Vec<BacklogItem>, String> {
+    pub async fn ready(&self) -> Result<Vec<BacklogItem>, BacklogError> {
         match self {
             Backlog::Native(f) => {
-                let items = f.items().map_err(|e| e.to_string())?;
+                let items = f.items().map_err(BacklogError::from)?;
                 Ok(ready(&items).into_iter().cloned().collect())
             }
             Backlog::Cli(c) => {
@@ -87,14 +108,14 @@ impl Backlog {
     }
 
     /// Claims a bead for CHUM: status in_progress, assignee chum.
-    pub async fn claim(&self, id: &str) -> Result<Bead, String> {
+    pub async fn claim(&self, id: &str) -> Result<Bead, BacklogError> {
         match self {
             Backlog::Native(f) => f
                 .update(id, |obj| {
                     obj.insert("status".into(), Value::String("in_progress".into()));
                     obj.insert("assignee".into(), Value::String("chum".into()));
                 })
-                .map_err(|e| e.to_string()),
+                .map_err(BacklogError::from),
             Backlog::Cli(c) => {
                 c.claim(id).await?;
                 self.get(id).await
@@ -103,7 +124,7 @@ impl Backlog {
     }
 
     /// Sets a status (empty = keep), appends a note (once), and closes with a reason.
-    pub async fn update(&self, id: &str, status: &str, note: &str, close_reason: &str) -> Result<String, String> {
+    pub async fn update(&self, id: &str, status: &str, note: &str, close_reason: &str) -> Result<String, BacklogError> {
         match self {
             Backlog::Native(f) => f
                 .update(id, |obj| {
@@ -117,7 +138,7 @@ impl Backlog {
                     append_note(obj, note);
                 })
                 .map(|b| b.status)
-                .map_err(|e| e.to_string()),
+                .map_err(BacklogError::from),
             Backlog::Cli(c) => {
                 if !note.trim().is_empty() {
                     c.append_notes(id, note).await?;
@@ -132,31 +153,55 @@ impl Backlog {
         }
     }
 
-    pub async fn set_priority(&self, id: &str, priority: i64) -> Result<(), String> {
+    pub async fn set_priority(&self, id: &str, priority: i64) -> Result<(), BacklogError> {
         match self {
             Backlog::Native(f) => f
                 .update(id, |obj| {
                     obj.insert("priority".into(), Value::from(priority));
                 })
                 .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Backlog::Cli(c) => c.set_priority(id, priority).await,
+                .map_err(BacklogError::from),
+            Backlog::Cli(c) => Ok(c.set_priority(id, priority).await?),
         }
     }
 
-    pub async fn create(&self, new: &NewBead) -> Result<String, String> {
+    pub async fn create(&self, new: &NewBead) -> Result<String, BacklogError> {
         match self {
-            Backlog::Native(f) => f.create(new).map(|b| b.id).map_err(|e| e.to_string()),
-            Backlog::Cli(c) => c.create(new).await,
+            Backlog::Native(f) => f.create(new).map(|b| b.id).map_err(BacklogError::from),
+            Backlog::Cli(c) => Ok(c.create(new).await?),
         }
     }
 
-    pub async fn add_dependency(&self, id: &str, depends_on: &str, kind: &str) -> Result<(), String> {
+    pub async fn add_dependency(&self, id: &str, depends_on: &str, kind: &str) -> Result<(), BacklogError> {
         match self {
             Backlog::Native(f) => f
                 .add_dependency(id, depends_on, kind, "chum")
-                .map_err(|e| e.to_string()),
-            Backlog::Cli(c) => c.add_dependency(id, depends_on, kind).await,
+                .map_err(BacklogError::from),
+            Backlog::Cli(c) => Ok(c.add_dependency(id, depends_on, kind).await?),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_missing_bead_is_told_apart_from_a_backlog_that_cannot_be_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("issues.jsonl");
+        let backlog = Backlog::Native(BeadsFile::new(path.clone()));
+        let no_file = backlog.get("tk-1").await.unwrap_err();
+        assert!(no_file.is_not_found(), "{no_file}");
+
+        std::fs::write(&path, "{\"id\":\"tk-1\",\"title\":\"t\",\"status\":\"open\"}\n").unwrap();
+        let missing = backlog.get("tk-2").await.unwrap_err();
+        assert!(missing.is_not_found(), "{missing}");
+        assert!(missing.to_string().contains("tk-2"), "{missing}");
+
+        std::fs::write(&path, "not json\n").unwrap();
+        let broken = backlog.get("tk-1").await.unwrap_err();
+        assert!(!broken.is_not_found(), "a broken file is not a missing bead: {broken}");
+        assert!(broken.to_string().contains("issues.jsonl:1"), "{broken}");
     }
 }

@@ -116,7 +116,7 @@ impl SharkSteps {
         };
         let bead = match backlog.get(&run.bead_id).await {
             Ok(bead) => bead,
-            Err(e) => return unavailable(e),
+            Err(e) => return unavailable(e.to_string()),
         };
         match bead.status.as_str() {
             "closed" | "tombstone" => return unavailable(format!("bead {} is already {}", bead.id, bead.status)),

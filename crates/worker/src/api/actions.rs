@@ -193,7 +193,7 @@ pub(super) async fn create_bead(
         let items = backlog
             .items()
             .await
-            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e))?;
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))?;
         for dep in &b.depends_on {
             if !items.iter().any(|i| &i.id == dep) {
                 return Err(ApiError::bad_request(format!(
@@ -235,7 +235,7 @@ pub(super) async fn create_bead(
         let id = backlog
             .create(&new)
             .await
-            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e))?;
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))?;
         let items = backlog.items().await.unwrap_or_default();
         let by_id = items.iter().map(|i| (i.id.as_str(), i)).collect();
         let waiting = items.iter().find(|i| i.id == id).and_then(|i| blocker(i, &by_id));

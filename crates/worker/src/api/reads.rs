@@ -144,7 +144,7 @@ pub(super) async fn projects(State(state): State<Arc<ApiState>>, headers: Header
                 json!({"ready": ready(&items).len(), "in_progress": count("in_progress"), "blocked": blocked,
                        "closed": count("closed"), "total": items.len()})
             }
-            Err(e) => json!({"error": e}),
+            Err(e) => json!({"error": e.to_string()}),
         };
         let dispatcher = match chum_client::dispatcher::status(&state.client, &p.name).await {
             Ok(s) => json!({"paused": s.paused, "rounds": s.rounds, "started": s.started}),
@@ -176,10 +176,13 @@ pub(super) async fn bead(
         .project(&project)
         .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", e))?;
     chum_core::ids::check_bead_id(&id).map_err(ApiError::bad_request)?;
-    let bead = Backlog::of(p)
-        .get(&id)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", e))?;
+    let bead = Backlog::of(p).get(&id).await.map_err(|e| {
+        if e.is_not_found() {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+        } else {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
+        }
+    })?;
     let workflow_id = chum_core::ids::shark_workflow_id(&project, &id);
     let mut runs = Vec::new();
     let mut stream = state
