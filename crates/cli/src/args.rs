@@ -111,6 +111,16 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Clean up what finished runs left in the project: worktrees under .chum/, chum/* branches
+    /// merged into the base branch, candidate refs. Beads with a running Shark are left alone;
+    /// unmerged branches are kept and named; an uncommitted beads file is reported.
+    Gc {
+        /// The project (default: --project, or the only one configured).
+        project: Option<String>,
+        /// Only say what would go.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print a shell completion script, e.g. `chum completions bash > ~/.local/share/bash-completion/completions/chum`.
     Completions {
         #[arg(value_enum)]

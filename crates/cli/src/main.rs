@@ -138,6 +138,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status { target: None, .. } => session.list().await,
         Command::Cancel { target, reason } => session.cancel(&target, &reason).await,
         Command::Runs { all, limit } => session.runs(all, limit).await,
+        Command::Gc { project, dry_run } => {
+            let project = session.named_project(project)?;
+            session.gc(&project, dry_run).await
+        }
         Command::Watch { target, until, timeout } => {
             let until = match until {
                 None => None,

@@ -1,8 +1,8 @@
 //! How runs look on a terminal.
 
 use std::fmt::Write;
-use std::time::Duration;
 
+use chum_activities::repo::GcPlan;
 use chum_core::config::ChumConfig;
 use chum_core::proto::{EnumName, GateResult, Outcome, Phase, PhaseSpan, SharkResult, SharkStatus};
 
@@ -67,7 +67,10 @@ fn highlights(excerpt: &str) -> Vec<&str> {
     lines
 }
 
-/// Prints phase changes and new gate results as a run progresses.
+/// The lines `chum watch` prints as a run progresses: phase changes and new gate results. Times
+/// are the run's own (its phase list, kept in its history), counted from its first phase, so they
+/// are the same as `chum status` shows whenever the watch started and whatever a worker crash
+/// delayed; the watcher's clock plays no part.
 #[derive(Default)]
 pub struct Progress {
     phase: Option<(Phase, u32, u32)>,
@@ -75,20 +78,30 @@ pub struct Progress {
     refused_seen: usize,
 }
 
+/// `[  12.3s]`: when the run's current phase began, from the start of the run.
+fn run_time(s: &SharkStatus) -> String {
+    let start = s.phases.first().map(|p| p.started_ms).unwrap_or(0);
+    match s.phases.last().map(|p| p.started_ms) {
+        Some(now) if start > 0 && now >= start => format!("[{:>6.1}s]", (now - start) as f64 / 1000.0),
+        _ => format!("[{:>7}]", "-"),
+    }
+}
+
 impl Progress {
-    pub fn update(&mut self, s: &SharkStatus, elapsed: Duration) {
-        let at = format!("[{:>6.1}s]", elapsed.as_secs_f64());
+    pub fn update(&mut self, s: &SharkStatus) -> String {
+        let mut out = String::new();
+        let at = run_time(s);
         for g in s.gate_results.iter().skip(self.gates_seen) {
-            println!("{at}   {}", gate_line(g));
+            let _ = writeln!(out, "{at}   {}", gate_line(g));
             if !g.passed {
                 for line in highlights(&g.excerpt) {
-                    println!("{:>10}   | {line}", "");
+                    let _ = writeln!(out, "{:>10}   | {line}", "");
                 }
             }
         }
         self.gates_seen = s.gate_results.len();
         for r in s.rejected_signals.iter().skip(self.refused_seen) {
-            println!("{at}   refused signal {}: {}", r.payload_excerpt, r.reason);
+            let _ = writeln!(out, "{at}   refused signal {}: {}", r.payload_excerpt, r.reason);
         }
         self.refused_seen = s.rejected_signals.len();
         let key = (s.phase(), s.plan_round, s.attempt * 1000 + s.handoff);
@@ -108,9 +121,43 @@ impl Progress {
                 Phase::Done => format!(": {}", s.outcome().name()),
                 _ => String::new(),
             };
-            println!("{at} {}{detail}", s.phase().name());
+            let _ = writeln!(out, "{at} {}{detail}", s.phase().name());
         }
+        out
     }
+}
+
+/// What `chum gc` removed (or, with --dry-run, would remove) and what it kept.
+pub fn gc(plan: &GcPlan, dry_run: bool) -> String {
+    let mut out = String::new();
+    let verb = if dry_run { "would remove" } else { "removed" };
+    if plan.is_empty() {
+        let _ = writeln!(out, "{}: nothing to clean up", plan.project);
+    }
+    for w in &plan.worktrees {
+        let _ = writeln!(out, "{verb} worktree {}", w.display());
+    }
+    for b in &plan.merged_branches {
+        let _ = writeln!(out, "{verb} branch {b} (merged)");
+    }
+    for r in &plan.candidate_refs {
+        let _ = writeln!(out, "{verb} ref {r}");
+    }
+    for k in &plan.kept_branches {
+        let _ = writeln!(out, "kept branch {}: {}", k.branch, k.why);
+    }
+    if !plan.running.is_empty() {
+        let _ = writeln!(out, "left alone (running): {}", plan.running.join(", "));
+    }
+    if plan.beads_file_uncommitted {
+        let _ = writeln!(
+            out,
+            "{} has uncommitted changes (CHUM records bead updates there and never commits them): \
+             commit it with `git add {} && git commit -m \"beads\"`",
+            plan.beads_file, plan.beads_file
+        );
+    }
+    out
 }
 
 pub fn plan(s: &SharkStatus) -> String {
@@ -361,4 +408,51 @@ pub fn learned(r: &chum_core::proto::LearnerResult) -> String {
         let _ = writeln!(out, "  note: {}", r.error);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(phase: Phase, started_ms: i64, ended_ms: i64) -> PhaseSpan {
+        PhaseSpan {
+            phase: phase as i32,
+            round: 1,
+            started_ms,
+            ended_ms,
+        }
+    }
+
+    #[test]
+    fn watch_times_are_the_runs_own_whenever_the_watch_started() {
+        let mut s = SharkStatus {
+            phase: Phase::Executing as i32,
+            attempt: 1,
+            max_attempts: 3,
+            phases: vec![
+                span(Phase::Planning, 1_000_000, 1_004_000),
+                span(Phase::AwaitingApproval, 1_004_000, 1_010_000),
+                // A worker died during execution: the phase began at 10 s, whatever the watcher saw.
+                span(Phase::Executing, 1_010_000, 0),
+            ],
+            ..SharkStatus::default()
+        };
+        let mut late_watcher = Progress::default();
+        assert_eq!(late_watcher.update(&s), "[  10.0s] executing (attempt 1/3)\n");
+        // Nothing new, nothing printed.
+        assert_eq!(late_watcher.update(&s), "");
+        s.phase = Phase::Review as i32;
+        s.phases.push(span(Phase::Review, 1_095_500, 0));
+        assert_eq!(late_watcher.update(&s), "[  95.5s] review (attempt 1/3)\n");
+    }
+
+    #[test]
+    fn a_run_without_phase_times_shows_none() {
+        let s = SharkStatus {
+            phase: Phase::Planning as i32,
+            plan_round: 1,
+            ..SharkStatus::default()
+        };
+        assert_eq!(Progress::default().update(&s), "[      -] planning (round 1)\n");
+    }
 }

@@ -231,6 +231,33 @@ impl Session {
         Ok(ExitCode::SUCCESS)
     }
 
+    /// `chum gc`: removes what finished runs left in the project (see `chum_activities::repo::plan_gc`).
+    /// Which beads are running comes from Temporal; without an answer nothing is removed.
+    pub async fn gc(&self, project: &str, dry_run: bool) -> Result<ExitCode> {
+        let config = self.config.project(project).map_err(usage)?;
+        let prefix = chum_core::ids::shark_workflow_id(project, "");
+        let running: std::collections::BTreeSet<String> = chum_client::control::runs(&self.client, false, usize::MAX)
+            .await
+            .map_err(|e| self.explain(e))?
+            .into_iter()
+            .filter_map(|r| r.workflow_id.strip_prefix(&prefix).map(str::to_string))
+            .collect();
+        let plan = chum_activities::repo::plan_gc(config, &running)
+            .await
+            .map_err(|e| failed(format!("cannot look at {}: {e}", config.repo.display())))?;
+        if !dry_run {
+            chum_activities::repo::apply_gc(config, &plan)
+                .await
+                .map_err(|e| failed(format!("cleaning up {}: {e}", config.repo.display())))?;
+        }
+        if !self.out.text() {
+            self.out.one(&serde_json::json!({"dry_run": dry_run, "plan": plan}))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        print!("{}", render::gc(&plan, dry_run));
+        Ok(ExitCode::SUCCESS)
+    }
+
     /// `chum status` without a target: every running Shark with its phase.
     pub async fn list(&self) -> Result<ExitCode> {
         let running = chum_client::control::running(&self.client)
@@ -336,7 +363,7 @@ impl Session {
         let mut printer = render::Progress::default();
         loop {
             let status = self.query(&handle).await?;
-            printer.update(&status, started.elapsed());
+            print!("{}", printer.update(&status));
             if until == Some(status.phase()) {
                 if status.phase() == Phase::AwaitingApproval {
                     print!("{}", render::plan(&status));

@@ -454,6 +454,73 @@ async fn an_approve_update_is_answered_at_once_and_a_refused_one_leaves_no_trace
     assert_ne!(code, 0, "{err}");
     assert!(err.contains("there is no dispatcher dispatcher-demo"), "{err}");
     assert!(err.contains("is the worker running"), "{err}");
+
+    // The run cleaned up after itself: its worktree, its merged branch, the refs that kept the
+    // reviewed trees.
+    assert!(
+        !h.repo.join(".chum/worktrees/tk-1").exists(),
+        "the attempt's worktree is gone"
+    );
+    assert!(!git(&h.repo, &["branch", "--list", "chum/*"]).contains("chum/tk-1"));
+    assert!(git(&h.repo, &["for-each-ref", "refs/chum/candidates/"]).is_empty());
+
+    // What runs that never finished left (a killed worker, a cancelled run) goes with `chum gc`:
+    // worktrees and merged branches; an unmerged branch stays, named; --dry-run only says.
+    let worktree = h.repo.join(".chum/worktrees/tk-7/1");
+    git(
+        &h.repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "chum/tk-7",
+            worktree.to_str().unwrap(),
+            "main",
+        ],
+    );
+    git(&h.repo, &["branch", "chum/tk-9", "main"]);
+    std::fs::write(h.repo.join("wip.txt"), "wip").unwrap();
+    git(&h.repo, &["checkout", "-q", "-b", "chum/tk-8"]);
+    git(&h.repo, &["add", "wip.txt"]);
+    git(&h.repo, &["commit", "-q", "-m", "escalated work"]);
+    git(&h.repo, &["checkout", "-q", "main"]);
+    let (code, text, err) = run_chum(&config, &["gc", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains(&format!("would remove worktree {}", worktree.display())),
+        "{text}"
+    );
+    assert!(text.contains("would remove branch chum/tk-9 (merged)"), "{text}");
+    assert!(worktree.is_dir(), "--dry-run removes nothing");
+    let (code, json, err) = run_chum(&config, &["gc", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&json).expect("gc JSON");
+    let removed: Vec<&str> = report["plan"]["merged_branches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b.as_str())
+        .collect();
+    assert_eq!(removed, ["chum/tk-7", "chum/tk-9"], "{json}");
+    assert_eq!(report["plan"]["kept_branches"][0]["branch"], "chum/tk-8", "{json}");
+    assert!(!worktree.exists(), "the worktree is gone");
+    let branches = git(&h.repo, &["branch", "--list", "chum/*"]);
+    assert!(
+        !branches.contains("chum/tk-7") && !branches.contains("chum/tk-9"),
+        "{branches}"
+    );
+    assert!(branches.contains("chum/tk-8"), "unmerged work is kept: {branches}");
+    assert!(
+        !git(&h.repo, &["worktree", "list"]).contains(".chum/worktrees"),
+        "git forgot the worktree too"
+    );
+    let (code, text, _) = run_chum(&config, &["gc"]);
+    assert_eq!(code, 0);
+    assert!(text.contains("kept branch chum/tk-8"), "{text}");
+    assert!(!text.contains("removed"), "a second gc finds nothing: {text}");
+    // CHUM closed the bead in the beads file and never commits it; gc says so, and how.
+    assert!(text.contains(".beads/issues.jsonl has uncommitted changes"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -366,6 +366,27 @@ pub(crate) mod testing {
         git(dir, &["add", "."]).await.unwrap();
         git(dir, &["commit", "-q", "-m", "initial"]).await.unwrap();
     }
+
+    /// A project on `repo` with base branch `main` and the given integration policy.
+    pub fn project(repo: &Path, integration: chum_core::config::IntegrationPolicy) -> chum_core::config::ProjectConfig {
+        chum_core::config::ProjectConfig {
+            name: "demo".into(),
+            repo: repo.to_path_buf(),
+            base_branch: "main".into(),
+            dod: vec![],
+            integration,
+            beads_file: ".beads/issues.jsonl".into(),
+            enabled: true,
+            gates: chum_core::config::Gate::DEFAULT_ORDER.to_vec(),
+            review_fail_open: false,
+            backlog: chum_core::config::BacklogBackend::Native,
+            concurrency: 1,
+            sandbox: chum_core::config::SandboxMode::None,
+            fanout: 1,
+            select: chum_core::config::SelectMode::First,
+            environment: Default::default(),
+        }
+    }
 }
 
 #[cfg(test)]

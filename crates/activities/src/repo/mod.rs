@@ -1,6 +1,7 @@
 //! The project's git repository: the git CLI, one worktree per attempt and integration, and the
 //! repo map for the strategic groomer.
 
+mod gc;
 mod git;
 mod integrate;
 mod map;
@@ -11,6 +12,7 @@ mod worktree;
 #[cfg(test)]
 pub(crate) use git::testing;
 
+pub use gc::{GcPlan, KeptBranch, apply_gc, plan_bead_cleanup, plan_gc};
 pub use git::{GitError, WorktreeEntry, WorktreeGit, common_dir, git, git_ok, resolve, worktrees};
 pub use integrate::integrate;
 pub use map::{Lang, RepoMap, outline, repo_map};

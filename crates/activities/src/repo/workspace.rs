@@ -139,7 +139,7 @@ impl RepoLock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::testing::init_repo;
+    use crate::repo::testing::{init_repo, project};
     use crate::repo::*;
     use crate::repo::{GitError, WorktreeGit};
     use chum_core::config::IntegrationPolicy;
@@ -157,26 +157,6 @@ mod tests {
         std::fs::remove_file(dir.path().join(".git/index.lock")).unwrap();
         let missing = RepoProblem::from(git(dir.path(), &["checkout", "no-such-branch"]).await.unwrap_err());
         assert!(missing.is_permanent(), "{missing}");
-    }
-
-    fn project(repo: &Path, integration: IntegrationPolicy) -> ProjectConfig {
-        ProjectConfig {
-            name: "demo".into(),
-            repo: repo.to_path_buf(),
-            base_branch: "main".into(),
-            dod: vec![],
-            integration,
-            beads_file: ".beads/issues.jsonl".into(),
-            enabled: true,
-            gates: chum_core::config::Gate::DEFAULT_ORDER.to_vec(),
-            review_fail_open: false,
-            backlog: chum_core::config::BacklogBackend::Native,
-            concurrency: 1,
-            sandbox: chum_core::config::SandboxMode::None,
-            fanout: 1,
-            select: chum_core::config::SelectMode::First,
-            environment: Default::default(),
-        }
     }
 
     fn request(worktree: &Path, attempt: u32) -> IntegrateRequest {

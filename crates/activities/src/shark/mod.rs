@@ -251,6 +251,25 @@ impl SharkActivitiesImpl {
             store
                 .record_run(&run, &result, now_ms())
                 .map_err(|e| retryable(e.to_string()))?;
+            // The run is over: what it left in the project goes (worktrees, its branch once merged,
+            // the refs that kept reviewed trees). Unmerged work stays on its branch. A cleanup that
+            // fails is logged and left to `chum gc`; it never fails the record.
+            let steps = self.steps();
+            if let Ok(project) = steps.project(&run) {
+                let cleaned = async {
+                    let plan = crate::repo::plan_bead_cleanup(project, &run.bead_id).await?;
+                    crate::repo::apply_gc(project, &plan).await.map(|()| plan)
+                };
+                match cleaned.await {
+                    Ok(plan) if !plan.is_empty() => tracing::info!(
+                        worktrees = plan.worktrees.len(),
+                        branches = ?plan.merged_branches,
+                        "cleaned up what the run left in the project"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("could not clean up after the run (`chum gc` will): {e}"),
+                }
+            }
             Ok(RunRecorded {})
         })
         .await
