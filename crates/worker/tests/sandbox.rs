@@ -131,7 +131,9 @@ python3 -c 'import socket; socket.create_connection(("127.0.0.1", {port}), timeo
     let leaked = git(&h.repo, &["show", "main:leaked.txt"]);
     assert!(!leaked.contains(secret), "the secret reached the repository");
     assert_eq!(git(&h.repo, &["show", "main:calc.py"]), GOOD_CALC.trim_end());
-    assert_eq!(git(&h.repo, &["fsck", "--no-progress"]), "");
+    // Sound objects and refs. (The run cleaned up its candidate refs, so the commits that kept the
+    // reviewed trees are dangling until git prunes them: normal, and not what this checks.)
+    assert_eq!(git(&h.repo, &["fsck", "--no-progress", "--no-dangling"]), "");
     assert!(h.commits_on("main") >= 2);
 }
 
@@ -525,5 +527,7 @@ cat .git"#,
     assert!(!fsmonitor_marker.exists(), "the planted fsmonitor ran");
     let files = git(&h.repo, &["ls-tree", "-r", "--name-only", "main"]);
     assert!(!files.contains("evil"), "{files}");
-    assert_eq!(git(&h.repo, &["fsck", "--no-progress"]), "");
+    // Sound objects and refs. (The run cleaned up its candidate refs, so the commits that kept the
+    // reviewed trees are dangling until git prunes them: normal, and not what this checks.)
+    assert_eq!(git(&h.repo, &["fsck", "--no-progress", "--no-dangling"]), "");
 }
