@@ -25,7 +25,7 @@ test: setup lint test-semgrep test-rust test-demo
 # history replayed, the `chum` binary at the terminal. No dev server; under a minute after a build.
 test-fast:
 	cargo test --workspace --lib --bins
-	cargo test -p chum-workflows --test replay
+	cargo test -p chum-workflows --test replay --test payloads
 	cargo test -p chum-cli --test terminal
 	cargo test -p chum-core --test tidy
 

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use prost_build::Config;
-use prost_types::field_descriptor_proto::Type;
+use prost_types::field_descriptor_proto::{Label, Type};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
@@ -28,15 +28,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".chum.v1",
         "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default)]",
     );
-    config.enum_attribute(".chum.v1", "#[derive(serde::Serialize, serde::Deserialize)]");
+    // An enum held as itself (not as a message field's `i32`) is written with the same short
+    // lower-case name: `GateName::PlanValidation` is "plan_validation".
+    config.enum_attribute(
+        ".chum.v1",
+        "#[derive(serde::Serialize, serde::Deserialize)] #[serde(rename_all = \"snake_case\")]",
+    );
     for file in &fds.file {
         let package = file.package();
         for message in &file.message_type {
             for field in &message.field {
                 if field.r#type() == Type::Enum {
-                    // ".chum.v1.Phase" -> module `phase` in crate::proto::enum_json
+                    // ".chum.v1.Phase" -> module `phase` in crate::proto::enum_json; a repeated
+                    // field (a `Vec<i32>`) goes through its `repeated` submodule.
                     let enum_name = field.type_name().rsplit('.').next().unwrap_or_default();
-                    let module = snake_case(enum_name);
+                    let mut module = snake_case(enum_name);
+                    if field.label() == Label::Repeated {
+                        module.push_str("::repeated");
+                    }
                     config.field_attribute(
                         format!(".{package}.{}.{}", message.name(), field.name()),
                         format!("#[serde(with = \"crate::proto::enum_json::{module}\")]"),

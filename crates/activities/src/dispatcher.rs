@@ -5,17 +5,17 @@ use chum_core::live_config::LiveConfig;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use chum_core::activity_contract::error_types;
 use chum_core::config::ChumConfig;
 use chum_core::ids::shark_workflow_id;
 use chum_core::proto::{DispatchReport, DispatchRequest};
 use futures::StreamExt;
 use temporalio_client::Client;
+use temporalio_client::errors::ClientError;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::backlog::Backlog;
-use crate::error::{permanent, retryable};
+use crate::error::{config_error, retryable};
 
 /// The registered activities; each call takes the configuration in force when it starts.
 pub struct DispatcherActivitiesImpl {
@@ -28,7 +28,7 @@ pub struct DispatcherSteps {
 }
 
 /// The bead ids of the project's running Sharks, from Temporal's visibility.
-pub async fn running_sharks(client: &Client, project: &str) -> Result<BTreeSet<String>, String> {
+pub async fn running_sharks(client: &Client, project: &str) -> Result<BTreeSet<String>, ClientError> {
     let prefix = shark_workflow_id(project, "");
     let mut stream = client.list_workflows(
         "WorkflowType = 'Shark' AND ExecutionStatus = 'Running'",
@@ -36,7 +36,7 @@ pub async fn running_sharks(client: &Client, project: &str) -> Result<BTreeSet<S
     );
     let mut running = BTreeSet::new();
     while let Some(item) = stream.next().await {
-        let info = item.map_err(|e| format!("cannot list running Sharks: {e}"))?;
+        let info = item?;
         if let Some(bead) = info.id().strip_prefix(&prefix) {
             running.insert(bead.to_string());
         }
@@ -65,10 +65,7 @@ impl DispatcherSteps {
         client: &Client,
         req: DispatchRequest,
     ) -> Result<DispatchReport, ActivityError> {
-        let project = self
-            .config
-            .project(&req.project)
-            .map_err(|m| permanent(error_types::CONFIG, m))?;
+        let project = self.config.project(&req.project).map_err(config_error)?;
         let backlog = Backlog::of(project);
         let mut report = DispatchReport {
             concurrency: project.concurrency,
@@ -85,7 +82,9 @@ impl DispatcherSteps {
                 return Ok(report);
             }
         };
-        let running = running_sharks(client, &project.name).await.map_err(retryable)?;
+        let running = running_sharks(client, &project.name)
+            .await
+            .map_err(|e| retryable(format!("cannot list running Sharks: {e}")))?;
         report.ready = ready.len() as u32;
         report.running = running.len() as u32;
         let mut capacity = (project.concurrency as usize).saturating_sub(running.len());

@@ -7,11 +7,12 @@
 //! this module alone decides whether a retry can help.
 
 use chum_core::activity_contract::error_types;
+use chum_core::config::NotConfigured;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::ActivityError;
 
 use crate::agent::AgentSetupError;
-use crate::exec::CommandError;
+use crate::exec::{CommandError, ProgramError};
 use crate::repo::RepoProblem;
 
 /// A failure only a person can fix, of type `kind` (one of `error_types`); logged as an error.
@@ -34,9 +35,15 @@ pub(crate) fn retryable(message: impl std::fmt::Display) -> ActivityError {
     anyhow::anyhow!(message).into()
 }
 
+/// A project, role or tier the run names is not in the worker's configuration.
+pub(crate) fn config_error(err: NotConfigured) -> ActivityError {
+    permanent(error_types::CONFIG, err.to_string())
+}
+
 pub(crate) fn setup_error(err: AgentSetupError) -> ActivityError {
     match err {
-        AgentSetupError::Config(m) => permanent(error_types::CONFIG, m),
+        AgentSetupError::Config(e) => config_error(e),
+        AgentSetupError::Sandbox(e) => permanent(error_types::CONFIG, e.to_string()),
         AgentSetupError::MissingBinary(m) => permanent(error_types::MISSING_BINARY, m),
         AgentSetupError::Budget(m) => permanent(error_types::BUDGET_EXHAUSTED, format!("budget exhausted: {m}")),
         AgentSetupError::Storage(m) => retryable(m),
@@ -45,9 +52,14 @@ pub(crate) fn setup_error(err: AgentSetupError) -> ActivityError {
 
 pub(crate) fn command_error(err: CommandError) -> ActivityError {
     match err {
-        CommandError::Config(m) => permanent(error_types::CONFIG, m),
+        CommandError::Sandbox(e) => permanent(error_types::CONFIG, e.to_string()),
         CommandError::Storage(m) | CommandError::Start(m) => retryable(m),
     }
+}
+
+/// A program CHUM needs is missing or cannot run here: a person must install or configure it.
+pub(crate) fn program_error(err: ProgramError) -> ActivityError {
+    permanent(error_types::MISSING_BINARY, err.to_string())
 }
 
 pub(crate) fn repo_error(err: RepoProblem) -> ActivityError {

@@ -12,18 +12,17 @@ use chum_core::backlog::{Mutation, backlog_summary, parse_groom_answer, validate
 use chum_core::config::{ChumConfig, ProjectConfig, Role};
 use chum_core::prompt::{groomer_prompt, strategist_prompt};
 use chum_core::proto::{
-    ApplyMutationsReport, ApplyMutationsRequest, BriefingReport, BriefingRequest, EnumName, GroomProposal,
-    GroomRequest, MutationOutcome, RunRef, TacticalGroomInput,
+    ApplyMutationsReport, ApplyMutationsRequest, BeadStatus, BriefingReport, BriefingRequest, EnumName, GroomKind,
+    GroomProposal, GroomRequest, MutationOutcome, RunRef, TacticalGroomInput,
 };
 use chum_core::text::excerpt;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::agent::{Liveness, ask_with_one_retry};
-use crate::backlog::NewBead;
 use crate::backlog::{Backlog, BacklogError};
 use crate::clock::now_ms;
-use crate::error::{permanent, repo_error, retryable, setup_error};
+use crate::error::{config_error, permanent, repo_error, retryable, setup_error};
 use crate::repo::repo_map;
 use crate::repo::{OwnChange, commit_own_change};
 use crate::store::RunArtifacts;
@@ -44,10 +43,6 @@ pub struct GroomActivitiesImpl {
 /// The activity bodies with one configuration snapshot: what one activity sees from start to end.
 pub struct GroomSteps {
     config: Arc<ChumConfig>,
-}
-
-fn is_strategic(kind: &str) -> bool {
-    kind == "strategic"
 }
 
 /// What an execution changed, per file: `path (+added -removed)`, from a unified diff.
@@ -93,17 +88,15 @@ impl GroomSteps {
         if !groom.bead_id.is_empty() {
             chum_core::ids::check_bead_id(&groom.bead_id).map_err(|m| permanent(error_types::INVALID_INPUT, m))?;
         }
-        self.config
-            .project(&groom.project)
-            .map_err(|m| permanent(error_types::CONFIG, m))
+        self.config.project(&groom.project).map_err(config_error)
     }
 
     fn store(&self) -> Result<Store, ActivityError> {
         Store::open(&self.config.state_dir.join("chum.db")).map_err(|e| retryable(e.to_string()))
     }
 
-    fn max(&self, kind: &str) -> u32 {
-        if is_strategic(kind) {
+    fn max(&self, kind: GroomKind) -> u32 {
+        if kind == GroomKind::Strategic {
             self.config.groom.strategic_max_mutations
         } else {
             self.config.groom.max_mutations
@@ -136,8 +129,8 @@ impl GroomSteps {
     ) -> Result<GroomProposal, ActivityError> {
         let groom = req.groom.clone().unwrap_or_default();
         let project = self.project(&groom)?;
-        let strategic = is_strategic(&req.kind);
-        let max = self.max(&req.kind);
+        let strategic = req.kind() == GroomKind::Strategic;
+        let max = self.max(req.kind());
         let items = Backlog::of(project).items().await.map_err(retryable)?;
         let backlog = backlog_summary(&items);
         let store = self.store()?;
@@ -148,7 +141,9 @@ impl GroomSteps {
             .map(|l| format!("- [{}] {} (#{}, from {})\n", l.category, l.summary, l.id, l.bead_id))
             .collect();
         let (base_prompt, context_summary) = if strategic {
-            let map = repo_map(&project.repo, REPO_MAP_CHARS).await.map_err(retryable)?;
+            let map = repo_map(&project.repo, REPO_MAP_CHARS)
+                .await
+                .map_err(|e| retryable(format!("cannot list the files of {}: {e}", project.repo.display())))?;
             let summary = format!(
                 "{} beads; repo map of {} files, {} public items",
                 items.len(),
@@ -196,7 +191,7 @@ impl GroomSteps {
                     .iter()
                     .map(|m| serde_json::to_string(m).map_err(|e| retryable(e.to_string())))
                     .collect::<Result<Vec<_>, _>>()?;
-                tracing::info!(project = %project.name, kind = %req.kind, proposed = mutations.len(), "groomer proposed");
+                tracing::info!(project = %project.name, kind = %req.kind(), proposed = mutations.len(), "groomer proposed");
                 Ok(GroomProposal {
                     mutations,
                     briefing: answer.briefing,
@@ -250,14 +245,14 @@ impl GroomSteps {
                         ..MutationOutcome::default()
                     };
                     store
-                        .record_groom_outcome(&groom, &req.kind, &outcome, now_ms())
+                        .record_groom_outcome(&groom, req.kind(), &outcome, now_ms())
                         .map_err(|e| retryable(e.to_string()))?;
                     outcomes.push(outcome);
                 }
             }
         }
         let items = backlog.items().await.map_err(retryable)?;
-        let room = self.max(&req.kind).saturating_sub(already_applied) as usize;
+        let room = self.max(req.kind()).saturating_sub(already_applied) as usize;
         let verdicts = validate_mutations(&items, pending.iter().map(|(_, _, m)| m.clone()).collect(), room);
         for ((index, json, _), (mutation, verdict)) in pending.into_iter().zip(verdicts) {
             let mut outcome = MutationOutcome {
@@ -283,7 +278,7 @@ impl GroomSteps {
                 tracing::info!(project = %groom.project, "groom rejected: {}: {}", outcome.description, outcome.reason);
             }
             store
-                .record_groom_outcome(&groom, &req.kind, &outcome, now_ms())
+                .record_groom_outcome(&groom, req.kind(), &outcome, now_ms())
                 .map_err(|e| retryable(e.to_string()))?;
             outcomes.push(outcome);
         }
@@ -333,34 +328,15 @@ async fn apply(backlog: &Backlog, m: &Mutation, groom: &RunRef) -> Result<String
             .await
             .map(|_| String::new()),
         Mutation::AppendNotes { id, notes } => backlog
-            .update(id, "", &format!("{} ({by})", notes.trim()), "")
+            .update(id, BeadStatus::Unspecified, &format!("{} ({by})", notes.trim()), "")
             .await
             .map(|_| String::new()),
-        Mutation::Create {
-            title,
-            description,
-            priority,
-            issue_type,
-            dependencies,
-        } => {
-            let new = NewBead {
-                id: None,
-                acceptance_criteria: String::new(),
-                title: title.trim().to_string(),
-                description: description.clone(),
-                priority: *priority,
-                issue_type: issue_type.clone(),
-                labels: vec!["chum-groomed".to_string()],
-                dependencies: dependencies
-                    .iter()
-                    .map(|d| (d.depends_on.clone(), d.r#type.clone()))
-                    .collect(),
-                created_by: "chum".to_string(),
-            };
-            backlog.create(&new).await
-        }
+        Mutation::Create { .. } => match m.as_new_bead() {
+            Some(new) => backlog.create(&new).await,
+            None => Ok(String::new()),
+        },
         Mutation::Close { id, reason } => backlog
-            .update(id, "closed", "", &format!("{} ({by})", reason.trim()))
+            .update(id, BeadStatus::Closed, "", &format!("{} ({by})", reason.trim()))
             .await
             .map(|_| String::new()),
     }

@@ -23,7 +23,7 @@ use chum_core::proto::{QuarantinedRule, SemgrepFinding};
 use serde_json::Value;
 
 use crate::exec::ChildEnv;
-use crate::exec::{ProcessSpec, read_capped, run_process};
+use crate::exec::{ProcessSpec, ProgramError, given_path, read_capped, run_process};
 
 /// CHUM's shipped rule pack, compiled in (the `semgrep --test` fixtures stay in `semgrep/`).
 pub const SHIPPED_RULES: [(&str, &str); 7] = [
@@ -84,36 +84,39 @@ pub fn language_of(path: &str) -> Option<&'static str> {
 
 /// Finds `semgrep-core`: the configured path, `CHUM_SEMGREP_CORE`, or inside the Python package
 /// of the `semgrep` on PATH (`<venv>/lib/python3.X/site-packages/semgrep/bin/semgrep-core`).
-pub fn locate_core(settings: &SemgrepSettings) -> Result<PathBuf, String> {
-    if let Some(path) = settings
-        .core
-        .clone()
-        .or_else(|| std::env::var_os("CHUM_SEMGREP_CORE").map(PathBuf::from))
-    {
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!("semgrep-core {} does not exist", path.display()))
-        };
+pub fn locate_core(settings: &SemgrepSettings) -> Result<PathBuf, ProgramError> {
+    if let Some(given) = given_path(
+        "semgrep-core",
+        settings.core.clone(),
+        "[semgrep] core",
+        Some("CHUM_SEMGREP_CORE"),
+    ) {
+        return given;
     }
     let cli = which::which("semgrep").map_err(|_| {
-        "`semgrep` is not on PATH; run scripts/setup.sh (it installs it into .tools/venv) or set [semgrep] core"
-            .to_string()
+        ProgramError::not_found(
+            "`semgrep`",
+            "is not on PATH",
+            "run scripts/setup.sh (it installs it into .tools/venv) or set [semgrep] core",
+        )
     })?;
     let cli = std::fs::canonicalize(&cli).unwrap_or(cli);
-    let venv = cli
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("cannot tell where semgrep is installed")?;
-    let lib = venv.join("lib");
-    let entries = std::fs::read_dir(&lib).map_err(|e| format!("{}: {e}", lib.display()))?;
+    let beside = || {
+        ProgramError::not_found(
+            "semgrep-core",
+            format!("is not in the Python package of {}", cli.display()),
+            "set [semgrep] core",
+        )
+    };
+    let lib = cli.parent().and_then(Path::parent).ok_or_else(beside)?.join("lib");
+    let entries = std::fs::read_dir(&lib).map_err(|_| beside())?;
     for entry in entries.flatten() {
         let candidate = entry.path().join("site-packages/semgrep/bin/semgrep-core");
         if candidate.is_file() {
             return Ok(candidate);
         }
     }
-    Err(format!("no semgrep-core next to {}; set [semgrep] core", cli.display()))
+    Err(beside())
 }
 
 /// Writes the shipped pack under the state directory (when its content changed) and lists it with

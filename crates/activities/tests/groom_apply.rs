@@ -59,7 +59,7 @@ async fn a_retried_apply_changes_nothing_twice() {
             r#"{"op":"update_priority","id":"tk-2","priority":0}"#.into(),
             r#"{"op":"update_priority","id":"tk-2","priority":1}"#.into(),
         ],
-        kind: "tactical".into(),
+        kind: chum_core::proto::GroomKind::Tactical as i32,
     };
     let first = activities.apply_mutations_impl(request.clone()).await.expect("applied");
     let backlog = std::fs::read_to_string(dir.path().join("project/.beads/issues.jsonl")).unwrap();

@@ -56,7 +56,7 @@ fn config(dir: &Path, scenario: &str) -> Arc<ChumConfig> {
 
 fn input() -> LearnerInput {
     let dod_failure = GateResult {
-        gate: "dod".into(),
+        gate: chum_core::proto::GateName::Dod as i32,
         round: 2,
         passed: false,
         excerpt: "ValueError: invalid literal for int() with base 10: ''".into(),

@@ -30,10 +30,10 @@ impl Report {
         println!("{tag}  {what:<22} {}", detail.as_ref());
     }
 
-    fn check(&mut self, what: &str, result: Result<String, String>, level_if_bad: Level) {
+    fn check<E: std::fmt::Display>(&mut self, what: &str, result: Result<String, E>, level_if_bad: Level) {
         match result {
             Ok(detail) => self.line(Level::Ok, what, detail),
-            Err(detail) => self.line(level_if_bad, what, detail),
+            Err(detail) => self.line(level_if_bad, what, detail.to_string()),
         }
     }
 }
@@ -151,7 +151,7 @@ pub async fn doctor(config: &ChumConfig) -> Result<ExitCode> {
                 ),
             ),
             Ok(Sandboxing::Unsandboxed(why)) => r.line(Level::Warn, &what, format!("UNSANDBOXED: {why}")),
-            Err(why) => r.line(Level::Fail, &what, why),
+            Err(why) => r.line(Level::Fail, &what, why.to_string()),
         }
         let env = &project.environment;
         for path in env.toolchains.iter().chain(&env.caches) {

@@ -8,11 +8,10 @@ use std::time::{Duration, Instant};
 use crate::output::Out;
 use anyhow::{Context, Result, bail};
 use chum_activities::backlog::Backlog;
-use chum_activities::backlog::NewBead;
 use chum_client::control::{ControlError, ControlErrorKind};
 use chum_core::backlog::{backlog_listing, backlog_rows};
 use chum_core::config::ChumConfig;
-use chum_core::ids::check_bead_id;
+use chum_core::new_bead::{KnownBeads, NewBead, NewBeadError};
 use chum_core::proto::{DispatcherStatus, GroomResult};
 use chum_workflows::StrategicGroomRun;
 use temporalio_client::schedules::ScheduleOverlapPolicy;
@@ -34,33 +33,9 @@ pub struct CreateArgs<'a> {
 /// Adds a bead to the project's backlog (native file or the `bd`/`br` CLI).
 pub async fn create(config: &ChumConfig, project: &str, args: CreateArgs<'_>) -> Result<ExitCode> {
     let project = config.project(project).map_err(anyhow::Error::msg)?;
-    if args.title.trim().is_empty() {
-        bail!("the title is empty; say what the work is, e.g. chum create \"Add a --verbose flag\"");
-    }
     let backlog = Backlog::of(project);
     let items = backlog.items().await.map_err(anyhow::Error::msg)?;
-    for dep in args.depends_on {
-        check_bead_id(dep).map_err(anyhow::Error::msg)?;
-        if !items.iter().any(|i| &i.id == dep) {
-            bail!(
-                "--depends-on {dep}: no such bead in {}; `chum backlog` lists them",
-                project.name
-            );
-        }
-    }
     let title = args.title.trim();
-    if items.iter().any(|i| i.title.trim().eq_ignore_ascii_case(title)) {
-        bail!("a bead titled {title:?} already exists; `chum backlog` lists them");
-    }
-    if let Some(id) = args.id {
-        check_bead_id(id).map_err(anyhow::Error::msg)?;
-        if items.iter().any(|i| i.id == id) {
-            bail!("bead {id} already exists; `chum backlog` lists the beads");
-        }
-    }
-    for label in args.labels {
-        chum_core::candidate::check_candidate_label(label).map_err(|e| anyhow::anyhow!("--label {e}"))?;
-    }
     let new = NewBead {
         id: args.id.map(str::to_string),
         acceptance_criteria: args.acceptance.to_string(),
@@ -76,6 +51,17 @@ pub async fn create(config: &ChumConfig, project: &str, args: CreateArgs<'_>) ->
             .collect(),
         created_by: crate::os_user(),
     };
+    new.check(&KnownBeads::of(&items)).map_err(|e| match e {
+        NewBeadError::EmptyTitle => {
+            anyhow::anyhow!("the title is empty; say what the work is, e.g. chum create \"Add a --verbose flag\"")
+        }
+        NewBeadError::Label(why) => anyhow::anyhow!("--label {why}"),
+        NewBeadError::UnknownDependency(dep) => anyhow::anyhow!(
+            "--depends-on {dep}: no such bead in {}; `chum backlog` lists them",
+            project.name
+        ),
+        other => anyhow::anyhow!("{other}; `chum backlog` lists the beads"),
+    })?;
     let id = backlog.create(&new).await.map_err(anyhow::Error::msg)?;
     println!("created {id}: {title}");
     if !args.depends_on.is_empty() {
@@ -108,7 +94,10 @@ pub async fn show_backlog(config: &ChumConfig, out: Out, project: &str, all: boo
         return Ok(ExitCode::SUCCESS);
     }
     print!("{}", backlog_listing(&items, all));
-    let closed = items.iter().filter(|i| i.status == "closed").count();
+    let closed = items
+        .iter()
+        .filter(|i| i.state() == chum_core::proto::BeadStatus::Closed)
+        .count();
     if !all && closed > 0 {
         println!("({closed} closed bead(s) not shown; `chum backlog --all` lists them with their evidence)");
     }

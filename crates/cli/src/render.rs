@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use chum_activities::repo::GcPlan;
 use chum_core::config::ChumConfig;
-use chum_core::proto::{EnumName, GateResult, Outcome, Phase, PhaseSpan, SharkResult, SharkStatus};
+use chum_core::proto::{EnumName, GateName, GateResult, Outcome, Phase, PhaseSpan, SharkResult, SharkStatus};
 
 pub fn ui_link(config: &ChumConfig, workflow_id: &str) -> String {
     format!(
@@ -44,7 +44,7 @@ fn gate_line(g: &GateResult) -> String {
     } else {
         format!(" [{}]", g.provider)
     };
-    format!("{} #{round} {}{took}{by}: {first}", g.gate, mark(g.passed))
+    format!("{} #{round} {}{took}{by}: {first}", g.gate(), mark(g.passed))
 }
 
 fn seconds(ms: u64) -> String {
@@ -262,11 +262,11 @@ pub fn summary(config: &ChumConfig, workflow_id: &str, run_id: &str, r: &SharkRe
         let _ = writeln!(out, " approved by  {}", r.approved_by);
     }
     let _ = writeln!(out, " attempts     {}", r.attempts);
-    for gate in ["execute", "review", "semgrep", "dod"] {
+    for gate in [GateName::Execute, GateName::Review, GateName::Semgrep, GateName::Dod] {
         let marks: Vec<String> = r
             .gate_results
             .iter()
-            .filter(|g| g.gate == gate)
+            .filter(|g| g.gate() == gate)
             .map(|g| {
                 if g.provider.is_empty() {
                     mark(g.passed).to_string()
@@ -276,7 +276,7 @@ pub fn summary(config: &ChumConfig, workflow_id: &str, run_id: &str, r: &SharkRe
             })
             .collect();
         if !marks.is_empty() {
-            let _ = writeln!(out, " {gate:<12} {}", marks.join(", "));
+            let _ = writeln!(out, " {:<12} {}", gate.name(), marks.join(", "));
         }
     }
     let _ = writeln!(out, " time         {}", phase_durations(&r.phases));

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use chum_activities::learner::RetireError;
 use chum_core::config::ChumConfig;
 use serde::Serialize;
 
@@ -203,7 +204,10 @@ pub async fn rules(
         Some(RulesCommand::Retire { rule_id, reason }) => {
             let done = chum_activities::learner::retire_rule(config, rule_id, reason)
                 .await
-                .map_err(failed)?;
+                .map_err(|e| match e {
+                    RetireError::NoReason => usage_error(e),
+                    other => failed(other),
+                })?;
             let short = &done.commit[..done.commit.len().min(12)];
             if done.merged {
                 println!("retired {rule_id} in commit {short}");

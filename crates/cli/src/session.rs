@@ -94,7 +94,7 @@ impl Session {
             .get(bead)
             .await
             .map_err(failed)?;
-        if found.status == "closed" {
+        if found.state() == chum_core::proto::BeadStatus::Closed {
             return Err(failed(format!("bead {bead} is already closed; nothing to do")));
         }
         let id = chum_client::control::start(&self.client, &self.config, &project, bead)

@@ -373,7 +373,7 @@ pub async fn start(client: &Client, config: &ChumConfig, project: &str, bead: &s
     check_bead_id(bead).map_err(|e| ControlError::new(ControlErrorKind::Invalid, e))?;
     config
         .project(project)
-        .map_err(|e| ControlError::new(ControlErrorKind::NotFound, e))?;
+        .map_err(|e| ControlError::new(ControlErrorKind::NotFound, e.to_string()))?;
     let id = shark_workflow_id(project, bead);
     let input = SharkInput {
         project: project.to_string(),

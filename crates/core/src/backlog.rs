@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use crate::backlog_view::{BacklogRow, backlog_listing, backlog_rows, backlog_summary};
+use crate::new_bead::{DEPENDENCY_TYPES, KnownBeads, NewBead};
+use crate::proto::BeadStatus;
+
+pub use crate::backlog_view::{BacklogCounts, BacklogRow, backlog_listing, backlog_rows, backlog_summary};
 
 /// What CHUM needs of one issue to reason about the DAG.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -26,6 +29,11 @@ pub struct BacklogItem {
 }
 
 impl BacklogItem {
+    /// Its status, typed (`Unspecified` for one CHUM does not know; `status` keeps the text).
+    pub fn state(&self) -> BeadStatus {
+        BeadStatus::of(&self.status)
+    }
+
     /// Reads the fields from a Beads issue object (JSONL line or `--json` output).
     pub fn from_json(obj: &Map<String, Value>) -> BacklogItem {
         let text = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
@@ -59,7 +67,7 @@ impl BacklogItem {
 /// Why a bead is not ready, or `None` when it is: open, not an epic, every `blocks` dependency
 /// closed. A dependency on a bead that does not exist blocks (it cannot be checked).
 pub fn blocker(item: &BacklogItem, by_id: &BTreeMap<&str, &BacklogItem>) -> Option<String> {
-    if item.status != "open" {
+    if item.state() != BeadStatus::Open {
         return Some(format!("status is {}", item.status));
     }
     if item.issue_type == "epic" {
@@ -71,7 +79,9 @@ pub fn blocker(item: &BacklogItem, by_id: &BTreeMap<&str, &BacklogItem>) -> Opti
         }
         match by_id.get(target.as_str()) {
             None => return Some(format!("it depends on {target}, which does not exist")),
-            Some(dep) if dep.status != "closed" => return Some(format!("it waits for {target} ({})", dep.status)),
+            Some(dep) if dep.state() != BeadStatus::Closed => {
+                return Some(format!("it waits for {target} ({})", dep.status));
+            }
             Some(_) => {}
         }
     }
@@ -140,9 +150,35 @@ fn task() -> String {
     "task".to_string()
 }
 
-const DEPENDENCY_TYPES: [&str; 4] = ["blocks", "related", "parent-child", "discovered-from"];
-
 impl Mutation {
+    /// The bead a `create` makes: labelled `chum-groomed`, created by CHUM.
+    pub fn as_new_bead(&self) -> Option<NewBead> {
+        let Mutation::Create {
+            title,
+            description,
+            priority,
+            issue_type,
+            dependencies,
+        } = self
+        else {
+            return None;
+        };
+        Some(NewBead {
+            id: None,
+            title: title.trim().to_string(),
+            description: description.clone(),
+            acceptance_criteria: String::new(),
+            priority: *priority,
+            issue_type: issue_type.clone(),
+            labels: vec!["chum-groomed".to_string()],
+            dependencies: dependencies
+                .iter()
+                .map(|d| (d.depends_on.clone(), d.r#type.clone()))
+                .collect(),
+            created_by: "chum".to_string(),
+        })
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Mutation::UpdatePriority { id, priority } => format!("set the priority of {id} to {priority}"),
@@ -275,8 +311,8 @@ pub fn validate_mutations(
     max: usize,
 ) -> Vec<(Mutation, Result<(), String>)> {
     let ids: BTreeSet<String> = items.iter().map(|i| i.id.clone()).collect();
-    let mut status: BTreeMap<String, String> = items.iter().map(|i| (i.id.clone(), i.status.clone())).collect();
-    let mut titles: BTreeSet<String> = items.iter().map(|i| i.title.trim().to_lowercase()).collect();
+    let mut status: BTreeMap<String, BeadStatus> = items.iter().map(|i| (i.id.clone(), i.state())).collect();
+    let mut known = KnownBeads::of(items);
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for item in items {
         for (target, _) in &item.dependencies {
@@ -324,42 +360,25 @@ pub fn validate_mutations(
                         return Err("the notes are empty".to_string());
                     }
                 }
-                Mutation::Create {
-                    title,
-                    priority,
-                    dependencies,
-                    ..
-                } => {
-                    if title.trim().is_empty() {
-                        return Err("the title is empty".to_string());
+                Mutation::Create { title, .. } => {
+                    if let Some(new) = m.as_new_bead() {
+                        new.check(&known).map_err(|e| e.to_string())?;
                     }
-                    if titles.contains(&title.trim().to_lowercase()) {
-                        return Err(format!("a bead titled {title:?} already exists"));
-                    }
-                    if !(0..=4).contains(priority) {
-                        return Err(format!("priority {priority} is not 0-4"));
-                    }
-                    for d in dependencies {
-                        exists(&d.depends_on)?;
-                        if !DEPENDENCY_TYPES.contains(&d.r#type.as_str()) {
-                            return Err(format!("dependency type {:?} is not known", d.r#type));
-                        }
-                    }
-                    titles.insert(title.trim().to_lowercase());
+                    known.add_title(title);
                 }
                 Mutation::Close { id, reason } => {
                     exists(id)?;
-                    match status.get(id).map(String::as_str) {
-                        Some("in_progress") => {
+                    match status.get(id) {
+                        Some(BeadStatus::InProgress) => {
                             return Err(format!("{id} is in progress; it is not closed under a running Shark"));
                         }
-                        Some("closed") => return Err(format!("{id} is already closed")),
+                        Some(BeadStatus::Closed) => return Err(format!("{id} is already closed")),
                         _ => {}
                     }
                     if !cites_evidence(reason, &ids) {
                         return Err("a close must cite evidence (a commit, a bead, a test) in its reason".to_string());
                     }
-                    status.insert(id.clone(), "closed".to_string());
+                    status.insert(id.clone(), BeadStatus::Closed);
                 }
             }
             Ok(())

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::backlog::{BacklogItem, blocker, ready};
+use crate::proto::BeadStatus;
 
 /// One bead with its state as the dispatcher sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -33,10 +34,10 @@ pub fn backlog_rows(items: &[BacklogItem]) -> Vec<BacklogRow> {
     let ready_ids: BTreeSet<&str> = ready(items).into_iter().map(|i| i.id.as_str()).collect();
     let mut open: Vec<&BacklogItem> = items
         .iter()
-        .filter(|i| i.status != "closed" && i.status != "tombstone")
+        .filter(|i| !matches!(i.state(), BeadStatus::Closed | BeadStatus::Tombstone))
         .collect();
     open.sort_by(|a, b| (a.priority, &a.created_at, &a.id).cmp(&(b.priority, &b.created_at, &b.id)));
-    let closed = items.iter().filter(|i| i.status == "closed");
+    let closed = items.iter().filter(|i| i.state() == BeadStatus::Closed);
     open.into_iter()
         .chain(closed)
         .map(|item| {
@@ -44,7 +45,7 @@ pub fn backlog_rows(items: &[BacklogItem]) -> Vec<BacklogRow> {
                 ("ready".to_string(), String::new())
             } else {
                 match blocker(item, &by_id) {
-                    Some(why) if item.status == "open" => ("blocked".to_string(), why),
+                    Some(why) if item.state() == BeadStatus::Open => ("blocked".to_string(), why),
                     _ => (item.status.clone(), String::new()),
                 }
             };
@@ -63,6 +64,34 @@ pub fn backlog_rows(items: &[BacklogItem]) -> Vec<BacklogRow> {
         .collect()
 }
 
+/// How many beads are in each state; they add up to `total` (tombstones are left out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct BacklogCounts {
+    pub ready: usize,
+    pub blocked: usize,
+    pub in_progress: usize,
+    pub closed: usize,
+    /// Deferred, pinned, or a status CHUM does not know.
+    pub other: usize,
+    pub total: usize,
+}
+
+impl BacklogCounts {
+    pub fn of(rows: &[BacklogRow]) -> BacklogCounts {
+        let count = |state: &str| rows.iter().filter(|r| r.state == state).count();
+        let (ready, blocked, in_progress, closed) =
+            (count("ready"), count("blocked"), count("in_progress"), count("closed"));
+        BacklogCounts {
+            ready,
+            blocked,
+            in_progress,
+            closed,
+            other: rows.len() - ready - blocked - in_progress - closed,
+            total: rows.len(),
+        }
+    }
+}
+
 /// The state of the backlog for a groomer: what is ready, what is blocked and by what, what is in
 /// progress, one line per open bead (closed ones are counted).
 pub fn backlog_summary(items: &[BacklogItem]) -> String {
@@ -74,10 +103,14 @@ pub fn backlog_summary(items: &[BacklogItem]) -> String {
 pub fn backlog_listing(items: &[BacklogItem], closed_too: bool) -> String {
     use std::fmt::Write as _;
     let rows = backlog_rows(items);
-    let count = |state: &str| rows.iter().filter(|r| r.state == state).count();
-    let (ready, blocked, in_progress, closed) =
-        (count("ready"), count("blocked"), count("in_progress"), count("closed"));
-    let other = rows.len() - ready - blocked - in_progress - closed;
+    let BacklogCounts {
+        ready,
+        blocked,
+        in_progress,
+        closed,
+        other,
+        ..
+    } = BacklogCounts::of(&rows);
     let mut out = String::new();
     let _ = write!(
         out,

@@ -3,7 +3,7 @@
 //! beads with them and the activities read them for a run.
 
 use crate::config::{MAX_FANOUT, SelectMode};
-use crate::proto::SharkResult;
+use crate::proto::{GateName, SharkResult};
 
 /// The `best` order among passing candidates (smaller is better): fewest failed gate runs on the
 /// way (review rejections and Semgrep findings that forced redos), then the smallest diff, then
@@ -13,7 +13,7 @@ pub fn candidate_score(k: u32, result: &SharkResult) -> (usize, u64, u64, u32) {
     let dod_ms = result
         .gate_results
         .iter()
-        .filter(|g| g.gate == "dod")
+        .filter(|g| g.gate() == GateName::Dod)
         .map(|g| g.duration_ms)
         .sum();
     (failed, result.diff_lines, dod_ms, k)
@@ -110,34 +110,34 @@ mod tests {
 
     #[test]
     fn the_best_candidate_failed_least_then_changed_least_then_tested_quickest() {
-        let gate = |gate: &str, passed: bool, ms: u64| GateResult {
-            gate: gate.into(),
+        let gate = |gate: GateName, passed: bool, ms: u64| GateResult {
+            gate: gate as i32,
             passed,
             duration_ms: ms,
             ..GateResult::default()
         };
         let clean_big = SharkResult {
             diff_lines: 40,
-            gate_results: vec![gate("review", true, 0), gate("dod", true, 900)],
+            gate_results: vec![gate(GateName::Review, true, 0), gate(GateName::Dod, true, 900)],
             ..SharkResult::default()
         };
         let redone_small = SharkResult {
             diff_lines: 4,
             gate_results: vec![
-                gate("review", false, 0),
-                gate("review", true, 0),
-                gate("dod", true, 100),
+                gate(GateName::Review, false, 0),
+                gate(GateName::Review, true, 0),
+                gate(GateName::Dod, true, 100),
             ],
             ..SharkResult::default()
         };
         let clean_small_slow = SharkResult {
             diff_lines: 4,
-            gate_results: vec![gate("dod", true, 5000)],
+            gate_results: vec![gate(GateName::Dod, true, 5000)],
             ..SharkResult::default()
         };
         let clean_small_quick = SharkResult {
             diff_lines: 4,
-            gate_results: vec![gate("dod", true, 50)],
+            gate_results: vec![gate(GateName::Dod, true, 50)],
             ..SharkResult::default()
         };
         let mut ranked = [

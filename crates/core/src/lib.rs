@@ -17,6 +17,7 @@ pub mod gate_text;
 pub mod ids;
 pub mod lesson;
 pub mod live_config;
+pub mod new_bead;
 pub mod plan;
 pub mod prompt;
 pub mod proto;

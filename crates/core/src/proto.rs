@@ -38,7 +38,14 @@ macro_rules! enum_names {
     };
 }
 
-enum_names!(Phase => "PHASE_", Outcome => "OUTCOME_");
+enum_names!(
+    Phase => "PHASE_",
+    Outcome => "OUTCOME_",
+    GateName => "GATE_NAME_",
+    SelectMode => "SELECT_MODE_",
+    BeadStatus => "BEAD_STATUS_",
+    GroomKind => "GROOM_KIND_",
+);
 
 /// serde adapters for enum-typed fields, which prost stores as `i32`.
 pub mod enum_json {
@@ -56,17 +63,56 @@ pub mod enum_json {
                 }
 
                 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
-                    #[derive(Deserialize)]
-                    #[serde(untagged)]
-                    enum NameOrNumber {
-                        Name(String),
-                        Number(i32),
+                    NameOrNumber::deserialize(d)?.value::<D::Error>()
+                }
+
+                #[derive(Deserialize)]
+                #[serde(untagged)]
+                enum NameOrNumber {
+                    Name(String),
+                    Number(i32),
+                }
+
+                impl NameOrNumber {
+                    fn value<E: Error>(self) -> Result<i32, E> {
+                        match self {
+                            NameOrNumber::Number(n) => Ok(n),
+                            // Fields that were strings before they were enums kept "" for
+                            // "none"; it reads as the unspecified value.
+                            NameOrNumber::Name(name) if name.is_empty() => Ok(0),
+                            NameOrNumber::Name(name) => $ty::from_name(&name)
+                                .map(|v| v as i32)
+                                .ok_or_else(|| E::custom(format!("unknown {} {name:?}", stringify!($module)))),
+                        }
                     }
-                    match NameOrNumber::deserialize(d)? {
-                        NameOrNumber::Number(n) => Ok(n),
-                        NameOrNumber::Name(name) => $ty::from_name(&name)
-                            .map(|v| v as i32)
-                            .ok_or_else(|| D::Error::custom(format!("unknown {} {name:?}", stringify!($module)))),
+                }
+
+                /// The same for a repeated field (a list of names).
+                pub mod repeated {
+                    use serde::ser::SerializeSeq;
+                    use serde::{Deserialize, Deserializer, Serializer};
+
+                    pub fn serialize<S: Serializer>(values: &[i32], s: S) -> Result<S::Ok, S::Error> {
+                        let mut seq = s.serialize_seq(Some(values.len()))?;
+                        for value in values {
+                            seq.serialize_element(&Named(*value))?;
+                        }
+                        seq.end()
+                    }
+
+                    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<i32>, D::Error> {
+                        Vec::<super::NameOrNumber>::deserialize(d)?
+                            .into_iter()
+                            .map(super::NameOrNumber::value::<D::Error>)
+                            .collect()
+                    }
+
+                    struct Named(i32);
+
+                    impl serde::Serialize for Named {
+                        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                            super::serialize(&self.0, s)
+                        }
                     }
                 }
             }
@@ -74,6 +120,36 @@ pub mod enum_json {
     }
     adapter!(phase, Phase);
     adapter!(outcome, Outcome);
+    adapter!(gate_name, GateName);
+    adapter!(select_mode, SelectMode);
+    adapter!(bead_status, BeadStatus);
+    adapter!(groom_kind, GroomKind);
+}
+
+impl GateName {
+    /// The checks a project can order (`gates = [...]`), in the default order.
+    pub const CHECKS: [GateName; 3] = [GateName::Review, GateName::Semgrep, GateName::Dod];
+    pub const DEFAULT_ORDER: [GateName; 3] = GateName::CHECKS;
+
+    /// A check's name as a config writes it; `None` for anything else (the Shark's own steps,
+    /// which are not configurable, included).
+    pub fn parse_check(name: &str) -> Option<GateName> {
+        GateName::CHECKS.into_iter().find(|g| g.name() == name)
+    }
+}
+
+impl BeadStatus {
+    /// The status a backlog wrote, typed; one this list does not know is `Unspecified`.
+    pub fn of(text: &str) -> BeadStatus {
+        BeadStatus::from_name(text.trim()).unwrap_or_default()
+    }
+}
+
+impl Bead {
+    /// [`BeadStatus::of`] its status.
+    pub fn state(&self) -> BeadStatus {
+        BeadStatus::of(&self.status)
+    }
 }
 
 impl AgentUsage {
@@ -99,6 +175,25 @@ mod tests {
         let back: SharkStatus = serde_json::from_value(json).unwrap();
         assert_eq!(back.phase(), Phase::AwaitingApproval);
         assert_eq!(back.outcome(), Outcome::GateTimeout);
+    }
+
+    #[test]
+    fn an_enum_held_as_itself_is_written_with_its_wire_name() {
+        fn same<T: EnumName + serde::Serialize>(values: impl IntoIterator<Item = T>) {
+            for v in values {
+                assert_eq!(serde_json::to_value(&v).unwrap(), v.name());
+            }
+        }
+        same([GateName::PlanValidation, GateName::Human, GateName::Dod]);
+        same([SelectMode::First, SelectMode::Best]);
+        same([BeadStatus::InProgress, BeadStatus::Tombstone]);
+        same([GroomKind::Tactical, GroomKind::Strategic]);
+        same([Phase::AwaitingApproval, Phase::Dod]);
+        same([Outcome::IntegrationFailed]);
+        assert_eq!(BeadStatus::of("in_progress"), BeadStatus::InProgress);
+        assert_eq!(BeadStatus::of("hooked"), BeadStatus::Unspecified);
+        assert_eq!(GateName::parse_check("dod"), Some(GateName::Dod));
+        assert_eq!(GateName::parse_check("human"), None, "not a check a project orders");
     }
 
     #[test]

@@ -16,6 +16,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use chum_core::proto::GateName;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -136,7 +137,7 @@ fn sandboxed_runs(h: &Harness, workflow_id: &str, result: &SharkResult) -> u64 {
             |r| r.get(0),
         )
         .expect("agent runs");
-    let dods = result.gate_results.iter().filter(|g| g.gate == "dod").count();
+    let dods = result.gate_results.iter().filter(|g| g.gate() == GateName::Dod).count();
     agents.max(0) as u64 + dods as u64
 }
 
@@ -155,7 +156,7 @@ fn outside_ms(h: &Harness, workflow_id: &str, result: &SharkResult) -> u64 {
     let commands: u64 = result
         .gate_results
         .iter()
-        .filter(|g| g.gate == "semgrep" || g.gate == "dod")
+        .filter(|g| g.gate() == GateName::Semgrep || g.gate() == GateName::Dod)
         .map(|g| g.duration_ms)
         .sum();
     let waiting: i64 = result
@@ -260,7 +261,7 @@ async fn run() {
                     result
                         .gate_results
                         .iter()
-                        .filter(|g| g.gate == "semgrep")
+                        .filter(|g| g.gate() == GateName::Semgrep)
                         .map(|g| g.duration_ms as f64),
                 );
                 let history = handle
@@ -519,11 +520,11 @@ async fn crystallization_payoff() -> Vec<Row> {
     .await;
     eprintln!("bench: crystallization payoff, {runs} beads caught by the DoD, {runs} by a learned rule");
     let hh = &h;
-    let failed_gate_ms = |result: &SharkResult, gate: &str| -> Vec<f64> {
+    let failed_gate_ms = |result: &SharkResult, gate: GateName| -> Vec<f64> {
         result
             .gate_results
             .iter()
-            .filter(|g| g.gate == gate && !g.passed)
+            .filter(|g| g.gate() == gate && !g.passed)
             .map(|g| g.duration_ms as f64)
             .collect()
     };
@@ -535,7 +536,7 @@ async fn crystallization_payoff() -> Vec<Row> {
             for i in 1..=runs {
                 let (_, result, _) = one_bead(&client, &h.task_queue, &format!("pay-dod-{i}")).await;
                 assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
-                let failed = failed_gate_ms(&result, "dod");
+                let failed = failed_gate_ms(&result, GateName::Dod);
                 assert!(!failed.is_empty(), "the DoD did not catch it: {result:?}");
                 by_dod.extend(mistake_cost_ms(&result).map(|ms| ms as f64));
                 dod_gate.extend(failed);
@@ -566,9 +567,9 @@ async fn crystallization_payoff() -> Vec<Row> {
             for i in 1..=runs {
                 let (_, result, _) = one_bead(&client, &h.task_queue, &format!("pay-semgrep-{i}")).await;
                 assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
-                let failed = failed_gate_ms(&result, "semgrep");
+                let failed = failed_gate_ms(&result, GateName::Semgrep);
                 assert!(
-                    !failed.is_empty() && failed_gate_ms(&result, "dod").is_empty(),
+                    !failed.is_empty() && failed_gate_ms(&result, GateName::Dod).is_empty(),
                     "Semgrep did not catch it first: {result:?}"
                 );
                 by_semgrep.extend(mistake_cost_ms(&result).map(|ms| ms as f64));

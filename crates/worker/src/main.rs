@@ -102,8 +102,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let config = Arc::new(chum_client::settings::load_config(&config_path)?);
     // The API's tokens and address are checked before anything starts.
     let tokens = if config.api.enabled {
-        let tokens = worker::api::tokens_from_env(&config).map_err(anyhow::Error::msg)?;
-        worker::api::check_bind(config.api.bind, &tokens, &config.api.tokens_env).map_err(anyhow::Error::msg)?;
+        let tokens = worker::api::tokens_from_env(&config)?;
+        worker::api::check_bind(config.api.bind, &tokens, &config.api.tokens_env)?;
         tokens
     } else {
         Vec::new()

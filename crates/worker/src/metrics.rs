@@ -12,7 +12,7 @@ use chum_activities::backlog::Backlog;
 use chum_activities::store::Store;
 use chum_core::backlog::ready;
 use chum_core::config::ChumConfig;
-use chum_core::proto::EnumName;
+use chum_core::proto::{EnumName, GateName};
 use temporalio_client::Client;
 use temporalio_common::telemetry::metrics::CoreMeter;
 use temporalio_common::telemetry::{PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter};
@@ -138,8 +138,8 @@ pub async fn chum_metrics(client: &Client, config: &ChumConfig) -> String {
             .or_default() += 1;
         for g in &result.gate_results {
             let verdict = if g.passed { "pass" } else { "fail" };
-            *gates.entry((g.gate.clone(), verdict)).or_default() += 1;
-            if g.gate == "semgrep" && !g.passed {
+            *gates.entry((g.gate().name(), verdict)).or_default() += 1;
+            if g.gate() == GateName::Semgrep && !g.passed {
                 catches += 1;
             }
         }
@@ -259,9 +259,9 @@ pub async fn chum_metrics(client: &Client, config: &ChumConfig) -> String {
         }
         out.family("chum_lessons", "gauge", "Lessons in the store.");
         out.sample("chum_lessons", &[], store.lesson_count(None).unwrap_or(0) as f64);
-        let mut rules: BTreeMap<String, u64> = BTreeMap::new();
+        let mut rules: BTreeMap<&'static str, u64> = BTreeMap::new();
         for r in store.rules(None).unwrap_or_default() {
-            *rules.entry(r.status).or_default() += 1;
+            *rules.entry(r.status.as_str()).or_default() += 1;
         }
         out.family("chum_rules", "gauge", "Learned Semgrep rules, by status.");
         for (status, n) in &rules {

@@ -8,6 +8,7 @@
 mod support;
 
 use chum_core::config::SandboxMode;
+use chum_core::proto::GateName;
 use chum_core::proto::{Outcome, Phase};
 use serde_json::{Value, json};
 use support::*;
@@ -83,7 +84,7 @@ async fn a_rust_project_builds_and_tests_in_its_sandbox_with_the_toolchain_mount
     let dod = result
         .gate_results
         .iter()
-        .find(|g| g.gate == "dod")
+        .find(|g| g.gate() == GateName::Dod)
         .expect("the DoD ran");
     assert!(dod.passed, "{dod:?}");
     // The agent found cargo too (its shell's output is in its answer).
@@ -118,7 +119,7 @@ async fn without_the_toolchain_mount_the_dod_fails_naming_the_hidden_path() {
     let dod = result
         .gate_results
         .iter()
-        .find(|g| g.gate == "dod")
+        .find(|g| g.gate() == GateName::Dod)
         .expect("the DoD ran");
     assert!(!dod.passed);
     let cargo = which::which("cargo").expect("cargo on PATH");
@@ -176,7 +177,7 @@ async fn a_python_project_gets_its_virtualenv_from_setup_through_the_egress_prox
     let dod = result
         .gate_results
         .iter()
-        .find(|g| g.gate == "dod")
+        .find(|g| g.gate() == GateName::Dod)
         .expect("the DoD ran");
     assert!(dod.passed, "{dod:?}");
     let egress = std::path::Path::new(&dod.artifact).with_file_name("setup-1-2.egress.log");

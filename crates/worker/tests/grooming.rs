@@ -109,7 +109,10 @@ async fn a_finished_bead_is_groomed_and_only_valid_changes_reach_the_backlog() {
     let store = Store::open(&h.config.state_dir.join("chum.db")).unwrap();
     let log = store.recent_groom_outcomes(Some("demo"), 50).unwrap();
     assert_eq!(log.len(), 7);
-    assert!(log.iter().all(|r| r.kind == "tactical" && r.bead_id == "tk-1"));
+    assert!(
+        log.iter()
+            .all(|r| r.kind == chum_core::proto::GroomKind::Tactical && r.bead_id == "tk-1")
+    );
     assert_eq!(
         log.iter()
             .filter(|r| !r.outcome.applied && !r.outcome.reason.is_empty())

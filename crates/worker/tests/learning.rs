@@ -6,6 +6,7 @@
 
 mod support;
 
+use chum_core::proto::GateName;
 use chum_core::proto::{LearnerResult, Outcome, Phase, SharkInput};
 use chum_workflows::LearnerRun;
 use serde_json::json;
@@ -145,7 +146,7 @@ async fn a_mistake_caught_by_the_dod_becomes_a_rule_that_stops_it_next_time() {
     let dod_catch = first
         .gate_results
         .iter()
-        .find(|g| g.gate == "dod" && !g.passed)
+        .find(|g| g.gate() == GateName::Dod && !g.passed)
         .expect("the DoD caught it");
     assert!(dod_catch.excerpt.contains("ValueError"), "{}", dod_catch.excerpt);
 
@@ -211,14 +212,14 @@ async fn a_mistake_caught_by_the_dod_becomes_a_rule_that_stops_it_next_time() {
     let stop = second
         .gate_results
         .iter()
-        .find(|g| g.gate == "semgrep" && !g.passed)
+        .find(|g| g.gate() == GateName::Semgrep && !g.passed)
         .expect("semgrep stopped it");
     assert!(stop.excerpt.contains("chum-1"), "{}", stop.excerpt);
     assert!(
         !second
             .gate_results
             .iter()
-            .any(|g| g.gate == "dod" && g.handoff == stop.handoff),
+            .any(|g| g.gate() == GateName::Dod && g.handoff == stop.handoff),
         "the DoD did not run on the mistake"
     );
     assert!(
@@ -247,7 +248,10 @@ async fn a_mistake_caught_by_the_dod_becomes_a_rule_that_stops_it_next_time() {
         .unwrap();
     assert_eq!(again.commit, retired.commit, "retiring twice makes one commit");
     let store = chum_activities::store::Store::open(&h.config.state_dir.join("chum.db")).unwrap();
-    assert_eq!(store.rule("chum-1").unwrap().unwrap().status, "retired");
+    assert_eq!(
+        store.rule("chum-1").unwrap().unwrap().status,
+        chum_activities::store::RuleStatus::Retired
+    );
     // The lesson reached the second bead's planner, with its provenance.
     let plan_prompt = std::fs::read_to_string(h.prompts.join("planner-tk-3-1-0.prompt.md")).unwrap();
     assert!(plan_prompt.contains("lesson #1 from bead tk-1"), "{plan_prompt}");

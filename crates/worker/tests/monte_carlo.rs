@@ -5,6 +5,7 @@
 
 mod support;
 
+use chum_core::proto::GateName;
 use std::time::Duration;
 
 use chum_core::proto::{Outcome, Phase};
@@ -94,7 +95,7 @@ async fn the_first_candidate_to_pass_wins_the_hanging_one_is_killed_and_the_fail
     let dod2 = result
         .gate_results
         .iter()
-        .find(|g| g.candidate == 2 && g.gate == "dod")
+        .find(|g| g.candidate == 2 && g.gate() == GateName::Dod)
         .expect("candidate 2's DoD result is kept");
     assert!(!dod2.passed);
     assert!(dod2.excerpt.contains("7 != 12"), "{}", dod2.excerpt);
@@ -106,7 +107,7 @@ async fn the_first_candidate_to_pass_wins_the_hanging_one_is_killed_and_the_fail
         result
             .gate_results
             .iter()
-            .any(|g| g.candidate == 1 && g.gate == "dod" && g.passed),
+            .any(|g| g.candidate == 1 && g.gate() == GateName::Dod && g.passed),
         "{:?}",
         result.gate_results
     );
@@ -177,14 +178,14 @@ async fn select_best_waits_for_every_candidate_and_takes_the_cleanest() {
         result
             .gate_results
             .iter()
-            .any(|g| g.candidate == 1 && g.gate == "review" && !g.passed),
+            .any(|g| g.candidate == 1 && g.gate() == GateName::Review && !g.passed),
         "candidate 1's rejected review is in the journal"
     );
     assert!(
         result
             .gate_results
             .iter()
-            .any(|g| g.candidate == 1 && g.gate == "dod" && g.passed),
+            .any(|g| g.candidate == 1 && g.gate() == GateName::Dod && g.passed),
         "candidate 1 passed too: best waited for it"
     );
     assert!(

@@ -9,6 +9,7 @@
 
 mod support;
 
+use chum_core::proto::GateName;
 use std::net::TcpListener;
 
 use chum_core::config::SandboxMode;
@@ -188,7 +189,7 @@ async fn a_fork_bomb_hits_the_process_limit_and_dies_with_its_time_limit() {
     let failed = result
         .gate_results
         .iter()
-        .find(|g| g.gate == "execute" && !g.passed)
+        .find(|g| g.gate() == GateName::Execute && !g.passed)
         .expect("the killed attempt is in the run");
     assert!(failed.excerpt.contains("killed"), "{}", failed.excerpt);
     h.assert_agent_processes_gone("executor", 1).await;
@@ -226,7 +227,7 @@ async fn definition_of_done_commands_are_sandboxed_too() {
     let dod = result
         .gate_results
         .iter()
-        .find(|g| g.gate == "dod")
+        .find(|g| g.gate() == GateName::Dod)
         .expect("the DoD ran");
     assert!(!dod.passed);
     assert!(dod.excerpt.contains("Read-only file system"), "{}", dod.excerpt);

@@ -7,6 +7,7 @@
 
 mod support;
 
+use chum_core::proto::GateName;
 use chum_core::proto::{Outcome, Phase};
 use serde_json::json;
 use support::*;
@@ -90,13 +91,13 @@ async fn approved_plan_is_executed_verified_and_merged_once() {
     let review = result
         .gate_results
         .iter()
-        .find(|g| g.gate == "review")
+        .find(|g| g.gate() == GateName::Review)
         .expect("reviewed");
     assert!(review.passed && review.provider == "scripted-b", "{review:?}");
     let scan = result
         .gate_results
         .iter()
-        .find(|g| g.gate == "semgrep")
+        .find(|g| g.gate() == GateName::Semgrep)
         .expect("scanned");
     assert!(scan.passed && scan.excerpt.contains("2 file(s)"), "{scan:?}");
     let usage = result.usage.expect("usage recorded");
@@ -138,7 +139,7 @@ async fn a_rejected_plan_is_replanned_with_the_feedback_then_approved() {
     let human: Vec<bool> = result
         .gate_results
         .iter()
-        .filter(|g| g.gate == "human")
+        .filter(|g| g.gate() == GateName::Human)
         .map(|g| g.passed)
         .collect();
     assert_eq!(human, [false, true]);
@@ -181,14 +182,14 @@ async fn a_failing_definition_of_done_is_retried_with_its_real_output() {
     let dod: Vec<bool> = result
         .gate_results
         .iter()
-        .filter(|g| g.gate == "dod")
+        .filter(|g| g.gate() == GateName::Dod)
         .map(|g| g.passed)
         .collect();
     assert_eq!(dod, [false, true]);
     let failed = result
         .gate_results
         .iter()
-        .find(|g| g.gate == "dod" && !g.passed)
+        .find(|g| g.gate() == GateName::Dod && !g.passed)
         .unwrap();
     assert!(failed.excerpt.contains("AssertionError"), "{}", failed.excerpt);
     assert!(
@@ -254,7 +255,7 @@ async fn an_invalid_plan_is_replanned_with_the_validation_error() {
     let validations: Vec<bool> = result
         .gate_results
         .iter()
-        .filter(|g| g.gate == "plan_validation")
+        .filter(|g| g.gate() == GateName::PlanValidation)
         .map(|g| g.passed)
         .collect();
     assert_eq!(validations, [false, false, true]);
@@ -544,7 +545,7 @@ async fn a_hanging_executor_is_killed_and_the_next_attempt_runs() {
     let execute = result
         .gate_results
         .iter()
-        .find(|g| g.gate == "execute")
+        .find(|g| g.gate() == GateName::Execute)
         .expect("the hang is recorded");
     assert!(
         !execute.passed && execute.excerpt.contains("killed with its process group"),
@@ -696,11 +697,11 @@ async fn a_merge_conflict_at_integration_keeps_the_branch_and_blocks_the_bead() 
 
 // ---- the review and Semgrep gates ---------------------------------------------------------------
 
-fn gate_results(result: &chum_core::proto::SharkResult, gate: &str) -> Vec<(u32, u32, bool, String)> {
+fn gate_results(result: &chum_core::proto::SharkResult, gate: GateName) -> Vec<(u32, u32, bool, String)> {
     result
         .gate_results
         .iter()
-        .filter(|g| g.gate == gate)
+        .filter(|g| g.gate() == gate)
         .map(|g| (g.round, g.handoff, g.passed, g.provider.clone()))
         .collect()
 }
@@ -736,7 +737,7 @@ async fn a_review_rejection_swaps_roles_and_the_redo_is_reviewed_again() {
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
     assert_eq!(result.attempts, 1);
     assert_eq!(
-        gate_results(&result, "review"),
+        gate_results(&result, GateName::Review),
         [
             (1, 0, false, "scripted-b".to_string()),
             (1, 1, true, "scripted-a".to_string())
@@ -765,8 +766,11 @@ async fn an_unusable_review_is_retried_then_counts_as_a_rejection() {
     let h = &Harness::with_scenario("reviewgone", scenario).await;
     let result = h.approve_plan("review_unavailable", h.input(limits()), 1, "lee").await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
-    let reviews: Vec<&chum_core::proto::GateResult> =
-        result.gate_results.iter().filter(|g| g.gate == "review").collect();
+    let reviews: Vec<&chum_core::proto::GateResult> = result
+        .gate_results
+        .iter()
+        .filter(|g| g.gate() == GateName::Review)
+        .collect();
     assert_eq!(reviews.len(), 2);
     assert!(
         !reviews[0].passed && reviews[0].excerpt.starts_with("review unavailable"),
@@ -796,7 +800,11 @@ async fn review_fail_open_lets_an_unusable_review_pass_and_says_so() {
     let h = &Harness::start("failopen", options).await;
     let result = h.approve_plan("review_fail_open", h.input(limits()), 1, "max").await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
-    let review = result.gate_results.iter().find(|g| g.gate == "review").unwrap();
+    let review = result
+        .gate_results
+        .iter()
+        .find(|g| g.gate() == GateName::Review)
+        .unwrap();
     assert!(
         review.passed && review.excerpt.contains("review_fail_open = true"),
         "{review:?}"
@@ -819,7 +827,7 @@ async fn exhausting_the_redos_moves_on_to_the_next_attempt() {
     let result = h.approve_plan("handoffs_exhausted", input, 1, "ned").await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
     assert_eq!(result.attempts, 2);
-    let reviews: Vec<(u32, u32, bool)> = gate_results(&result, "review")
+    let reviews: Vec<(u32, u32, bool)> = gate_results(&result, GateName::Review)
         .into_iter()
         .map(|(a, h, p, _)| (a, h, p))
         .collect();
@@ -845,8 +853,11 @@ async fn semgrep_findings_send_the_work_back_and_the_redo_is_clean() {
     let h = &Harness::with_scenario("semgrep", scenario).await;
     let result = h.approve_plan("semgrep_redo", h.input(limits()), 1, "oli").await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
-    let scans: Vec<&chum_core::proto::GateResult> =
-        result.gate_results.iter().filter(|g| g.gate == "semgrep").collect();
+    let scans: Vec<&chum_core::proto::GateResult> = result
+        .gate_results
+        .iter()
+        .filter(|g| g.gate() == GateName::Semgrep)
+        .collect();
     assert_eq!(scans.len(), 2);
     assert!(
         !scans[0].passed && scans[0].excerpt.contains("chum.python.eval-exec"),
@@ -855,10 +866,21 @@ async fn semgrep_findings_send_the_work_back_and_the_redo_is_clean() {
     );
     assert!(scans[1].passed, "{:?}", scans[1]);
     // Semgrep ran before the definition of done on the first execution, and stopped it.
-    let first_dod = result.gate_results.iter().position(|g| g.gate == "dod").unwrap();
-    let first_scan = result.gate_results.iter().position(|g| g.gate == "semgrep").unwrap();
+    let first_dod = result
+        .gate_results
+        .iter()
+        .position(|g| g.gate() == GateName::Dod)
+        .unwrap();
+    let first_scan = result
+        .gate_results
+        .iter()
+        .position(|g| g.gate() == GateName::Semgrep)
+        .unwrap();
     assert!(first_scan < first_dod);
-    assert_eq!(result.gate_results.iter().filter(|g| g.gate == "dod").count(), 1);
+    assert_eq!(
+        result.gate_results.iter().filter(|g| g.gate() == GateName::Dod).count(),
+        1
+    );
     assert!(
         !std::fs::read_to_string(h.repo.join("calc.py"))
             .unwrap()
@@ -903,7 +925,11 @@ async fn what_the_reviewer_or_the_dod_writes_never_reaches_main() {
     );
     let files = git(&h.repo, &["ls-tree", "-r", "--name-only", "main"]);
     assert!(!files.contains("junk"), "{files}");
-    let review = result.gate_results.iter().find(|g| g.gate == "review").unwrap();
+    let review = result
+        .gate_results
+        .iter()
+        .find(|g| g.gate() == GateName::Review)
+        .unwrap();
     assert!(
         review.passed
             && review
@@ -911,7 +937,7 @@ async fn what_the_reviewer_or_the_dod_writes_never_reaches_main() {
                 .contains("discarded what the reviewer changed in the worktree: calc.py, reviewer_junk.py"),
         "{review:?}"
     );
-    let dod = result.gate_results.iter().find(|g| g.gate == "dod").unwrap();
+    let dod = result.gate_results.iter().find(|g| g.gate() == GateName::Dod).unwrap();
     assert!(
         dod.passed
             && dod.excerpt.contains("discarded what the DoD changed in the worktree")
@@ -939,7 +965,11 @@ async fn findings_that_were_there_before_the_bead_do_not_bounce_it() {
     let h = &Harness::start("semgrep-baseline", options).await;
     let result = h.approve_plan("semgrep_baseline", h.input(limits()), 1, "oli").await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
-    let scan = result.gate_results.iter().find(|g| g.gate == "semgrep").unwrap();
+    let scan = result
+        .gate_results
+        .iter()
+        .find(|g| g.gate() == GateName::Semgrep)
+        .unwrap();
     assert!(
         scan.passed
             && scan
@@ -978,7 +1008,11 @@ async fn an_invalid_rule_file_is_quarantined_and_the_bead_still_passes() {
         q.file.ends_with(".semgrep/broken.yaml") && q.reason.contains("broken"),
         "{q:?}"
     );
-    let scan = result.gate_results.iter().find(|g| g.gate == "semgrep").unwrap();
+    let scan = result
+        .gate_results
+        .iter()
+        .find(|g| g.gate() == GateName::Semgrep)
+        .unwrap();
     assert!(
         scan.passed && scan.excerpt.contains("1 rule file(s) quarantined"),
         "{scan:?}"
@@ -1006,7 +1040,12 @@ async fn a_spent_budget_stops_the_run_before_the_next_agent_call_and_keeps_the_w
     );
     // No reviewer ran: the cap was checked before its call.
     assert!(!h.prompts.join("reviewer-tk-1-1-0.prompt.md").exists());
-    assert!(!result.gate_results.iter().any(|g| g.gate == "review" && g.passed));
+    assert!(
+        !result
+            .gate_results
+            .iter()
+            .any(|g| g.gate() == GateName::Review && g.passed)
+    );
     // The partial work is on the bead's branch; the base branch is untouched.
     assert!(!result.merged);
     assert_eq!(h.commits_on("main"), 1);

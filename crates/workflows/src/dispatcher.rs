@@ -15,7 +15,8 @@ use std::time::Duration;
 use chum_core::activity_contract::{DispatcherActivities, SharkActivities, error_types};
 use chum_core::ids::shark_workflow_id;
 use chum_core::proto::{
-    DispatchReport, DispatchRequest, DispatcherInput, DispatcherStatus, RunRef, SharkInput, UpdateBeadRequest,
+    BeadStatus, DispatchReport, DispatchRequest, DispatcherInput, DispatcherStatus, RunRef, SharkInput,
+    UpdateBeadRequest,
 };
 use temporalio_common::RetryPolicy;
 use temporalio_common::data_converters::RawValue;
@@ -179,7 +180,7 @@ async fn dispatch(ctx: &WorkflowContext<DispatcherWorkflow>, input: &DispatcherI
                         bead_id: bead.clone(),
                         ..RunRef::default()
                     }),
-                    status: "open".into(),
+                    status: BeadStatus::Open as i32,
                     note: format!("CHUM could not start {id}: {err}"),
                     close_reason: String::new(),
                 };

@@ -14,25 +14,23 @@
 use crate::learner::background_agent_options;
 use chum_core::activity_contract::GroomActivities;
 use chum_core::proto::{
-    ApplyMutationsRequest, BriefingRequest, GroomRequest, GroomResult, RunRef, StrategicGroomInput, TacticalGroomInput,
+    ApplyMutationsRequest, BriefingRequest, GroomKind, GroomRequest, GroomResult, RunRef, StrategicGroomInput,
+    TacticalGroomInput,
 };
 use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{WorkflowContext, WorkflowResult};
-
-pub const TACTICAL: &str = "tactical";
-pub const STRATEGIC: &str = "strategic";
 
 /// Proposes, then applies; the shared middle of both grooms.
 async fn propose_and_apply<W>(
     ctx: &WorkflowContext<W>,
     groom: &RunRef,
-    kind: &str,
+    kind: GroomKind,
     finished: Option<TacticalGroomInput>,
     result: &mut GroomResult,
 ) -> Option<String> {
     let request = GroomRequest {
         groom: Some(groom.clone()),
-        kind: kind.to_string(),
+        kind: kind as i32,
         finished,
     };
     let proposal = match ctx
@@ -54,7 +52,7 @@ async fn propose_and_apply<W>(
         let request = ApplyMutationsRequest {
             groom: Some(groom.clone()),
             mutations: proposal.mutations,
-            kind: kind.to_string(),
+            kind: kind as i32,
         };
         match ctx
             .execute_activity(GroomActivities::apply_mutations, request, background_agent_options())
@@ -86,10 +84,10 @@ impl TacticalGroomWorkflow {
         };
         let mut result = GroomResult {
             project: groom.project.clone(),
-            kind: TACTICAL.to_string(),
+            kind: GroomKind::Tactical as i32,
             ..GroomResult::default()
         };
-        propose_and_apply(ctx, &groom, TACTICAL, Some(input), &mut result).await;
+        propose_and_apply(ctx, &groom, GroomKind::Tactical, Some(input), &mut result).await;
         Ok(result)
     }
 }
@@ -110,10 +108,10 @@ impl StrategicGroomWorkflow {
         };
         let mut result = GroomResult {
             project: input.project.clone(),
-            kind: STRATEGIC.to_string(),
+            kind: GroomKind::Strategic as i32,
             ..GroomResult::default()
         };
-        let Some(briefing) = propose_and_apply(ctx, &groom, STRATEGIC, None, &mut result).await else {
+        let Some(briefing) = propose_and_apply(ctx, &groom, GroomKind::Strategic, None, &mut result).await else {
             return Ok(result);
         };
         let request = BriefingRequest {

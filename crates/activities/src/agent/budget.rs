@@ -43,11 +43,22 @@ fn over(what: &str, spent: Spent, usd_cap: f64, token_cap: u64, usd_key: &str, t
     None
 }
 
+/// Why no agent run may start now.
+#[derive(Debug, thiserror::Error)]
+pub enum BudgetStop {
+    /// A cap is reached: which, how far, and the key that sets it.
+    #[error("{0}")]
+    Reached(String),
+    /// What was spent could not be read: no spend is allowed unchecked (worth a retry).
+    #[error("cannot read what was spent: {0}")]
+    Unreadable(#[from] StoreError),
+}
+
 /// Whether the budget has room for another agent run of `bead` in `project`. `Err` says which cap
-/// is reached (or that the store could not be read: no spend is allowed unchecked).
-pub fn affordable(budget: &Budget, store: &Store, project: &str, bead: &str, now_ms: i64) -> Result<(), String> {
+/// is reached, or that the store could not be read.
+pub fn affordable(budget: &Budget, store: &Store, project: &str, bead: &str, now_ms: i64) -> Result<(), BudgetStop> {
     let day = utc_day_start(now_ms);
-    let sum = |filter: UsageFilter<'_>| store.spent(filter).map_err(|e| e.to_string());
+    let sum = |filter: UsageFilter<'_>| store.spent(filter);
     if !bead.is_empty() && (budget.per_bead_usd > 0.0 || budget.per_bead_tokens > 0) {
         let spent = sum(UsageFilter {
             project: Some(project),
@@ -62,7 +73,7 @@ pub fn affordable(budget: &Budget, store: &Store, project: &str, bead: &str, now
             "per_bead_usd",
             "per_bead_tokens",
         ) {
-            return Err(why);
+            return Err(BudgetStop::Reached(why));
         }
     }
     if budget.project_daily_usd > 0.0 || budget.project_daily_tokens > 0 {
@@ -79,7 +90,7 @@ pub fn affordable(budget: &Budget, store: &Store, project: &str, bead: &str, now
             "project_daily_usd",
             "project_daily_tokens",
         ) {
-            return Err(why);
+            return Err(BudgetStop::Reached(why));
         }
     }
     if budget.global_daily_usd > 0.0 || budget.global_daily_tokens > 0 {
@@ -95,7 +106,7 @@ pub fn affordable(budget: &Budget, store: &Store, project: &str, bead: &str, now
             "global_daily_usd",
             "global_daily_tokens",
         ) {
-            return Err(why);
+            return Err(BudgetStop::Reached(why));
         }
     }
     Ok(())
@@ -163,7 +174,10 @@ pub fn reserve(
             affordable(&config.budget, s, &run.project, &run.bead_id, now_ms)
         })
         .map_err(storage)?
-        .map_err(AgentSetupError::Budget)?;
+        .map_err(|stop| match stop {
+            BudgetStop::Reached(why) => AgentSetupError::Budget(why),
+            BudgetStop::Unreadable(e) => storage(e),
+        })?;
     Ok(Some(Reservation {
         store: path,
         id,
@@ -293,7 +307,9 @@ mod tests {
             per_bead_usd: 0.85,
             ..Budget::default()
         };
-        let err = affordable(&per_bead, &store, "demo", "tk-1", now).unwrap_err();
+        let err = affordable(&per_bead, &store, "demo", "tk-1", now)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("bead tk-1 has spent $0.9000 of its $0.85 cap") && err.contains("per_bead_usd"),
             "{err}"
@@ -307,6 +323,7 @@ mod tests {
         assert!(
             affordable(&tokens, &store, "demo", "tk-1", now)
                 .unwrap_err()
+                .to_string()
                 .contains("per_bead_tokens")
         );
 
@@ -318,11 +335,13 @@ mod tests {
         assert!(
             affordable(&project_day, &store, "demo", "tk-9", now)
                 .unwrap_err()
+                .to_string()
                 .contains("project demo today")
         );
         assert!(
             affordable(&project_day, &store, "other", "o-2", now)
                 .unwrap_err()
+                .to_string()
                 .contains("project other today")
         );
         let roomy = Budget {
@@ -337,6 +356,7 @@ mod tests {
         assert!(
             affordable(&global, &store, "demo", "tk-9", now)
                 .unwrap_err()
+                .to_string()
                 .contains("CHUM today")
         );
         assert!(
@@ -420,7 +440,7 @@ mod tests {
         let first = reserve(&mut store).expect("0.40 spent");
         let second = reserve(&mut store).expect("0.80 spent or reserved");
         let third = reserve(&mut store).expect_err("1.20 spent or reserved");
-        assert!(third.contains("per_bead_usd"), "{third}");
+        assert!(third.to_string().contains("per_bead_usd"), "{third}");
         // The real figures replace the reservations; a run that never started frees its place.
         store.settle_usage(first, &spent(0.1)).unwrap();
         store.drop_reservation(second).unwrap();

@@ -4,7 +4,7 @@ mod budget;
 mod mcp;
 mod run;
 
-pub use budget::{ProviderTurn, Reservation, affordable, has_caps, provider_turn, reserve, utc_day_start};
+pub use budget::{BudgetStop, ProviderTurn, Reservation, affordable, has_caps, provider_turn, reserve, utc_day_start};
 pub use mcp::{claude_config, codex_config, env_names, server_paths, servers_for, write_configs};
 pub use run::{
     AgentOutcome, AgentRequest, AgentSetupError, Asked, Liveness, Unsupervised, ask_with_one_retry, choose_provider,

@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chum_core::agent_output::{AgentAnswer, parse_agent_output};
-use chum_core::config::{ChumConfig, ProviderConfig, Role, expand_command, show_size};
+use chum_core::config::{ChumConfig, NotConfigured, ProviderConfig, Role, expand_command, show_size};
 use chum_core::proto::{AgentRunSummary, AgentUsage, RunRef};
 use chum_core::text::{excerpt, tail_excerpt};
 
 use super::budget;
 use crate::exec::ChildEnv;
 use crate::exec::EgressClient;
-use crate::exec::{self as sandbox, Network, SandboxPolicy};
+use crate::exec::{self as sandbox, Network, ProgramError, SandboxError, SandboxPolicy};
 use crate::exec::{ProcessSpec, read_capped, read_tail, run_process};
 use crate::store::RunArtifacts;
 use crate::store::{Store, UsageRecord};
@@ -53,8 +53,11 @@ impl Liveness for Unsupervised {
 /// Why an agent could not even be started. These are not retried.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentSetupError {
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] NotConfigured),
+    /// The sandbox the project asks for cannot be had.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
     #[error("{0}")]
     MissingBinary(String),
     /// A spending cap is reached; no agent was started.
@@ -95,9 +98,17 @@ pub struct AgentOutcome {
 
 /// Resolves the program of a provider's command: a path (relative to the config directory) or
 /// a name on PATH.
-fn resolve_program(program: &str, config_dir: &Path) -> Result<PathBuf, String> {
+fn resolve_program(provider: &ProviderConfig, config_dir: &Path) -> Result<PathBuf, ProgramError> {
+    let program = expand_command(
+        &provider.command[..1],
+        &provider.model,
+        Path::new(""),
+        Path::new(""),
+        config_dir,
+    )
+    .swap_remove(0);
     if program.contains('/') {
-        let path = if Path::new(program).is_absolute() {
+        let path = if Path::new(&program).is_absolute() {
             PathBuf::from(program)
         } else {
             config_dir.join(program)
@@ -105,23 +116,26 @@ fn resolve_program(program: &str, config_dir: &Path) -> Result<PathBuf, String> 
         if path.is_file() {
             Ok(path)
         } else {
-            Err(format!("`{}` does not exist", path.display()))
+            Err(ProgramError::Missing {
+                program: "the program".into(),
+                path,
+                given_by: format!("providers.{}.command", provider.name),
+            })
         }
     } else {
-        which::which(program).map_err(|_| format!("`{program}` is not on PATH"))
+        which::which(&program).map_err(|_| {
+            ProgramError::not_found(
+                format!("`{program}`"),
+                "is not on PATH",
+                format!("install it or give its path in providers.{}.command", provider.name),
+            )
+        })
     }
 }
 
 /// The program a provider runs, resolved (for `chum doctor`), or why it cannot be found.
-pub fn provider_program(config: &ChumConfig, provider: &ProviderConfig) -> Result<PathBuf, String> {
-    let program = expand_command(
-        &provider.command[..1],
-        &provider.model,
-        Path::new(""),
-        Path::new(""),
-        &config.config_dir,
-    );
-    resolve_program(&program[0], &config.config_dir)
+pub fn provider_program(config: &ChumConfig, provider: &ProviderConfig) -> Result<PathBuf, ProgramError> {
+    resolve_program(provider, &config.config_dir)
 }
 
 /// A provider and the program it runs, resolved.
@@ -129,18 +143,11 @@ type Installed<'a> = (&'a ProviderConfig, PathBuf);
 
 /// The installed providers of a role's tier, in order, and what is missing.
 fn installed(config: &ChumConfig, role: Role) -> Result<(Vec<Installed<'_>>, Vec<String>), AgentSetupError> {
-    let providers = config.providers_for(role).map_err(AgentSetupError::Config)?;
+    let providers = config.providers_for(role)?;
     let mut found = Vec::new();
     let mut missing = Vec::new();
     for provider in providers {
-        let program = expand_command(
-            &provider.command[..1],
-            &provider.model,
-            Path::new(""),
-            Path::new(""),
-            &config.config_dir,
-        );
-        match resolve_program(&program[0], &config.config_dir) {
+        match resolve_program(provider, &config.config_dir) {
             Ok(path) => found.push((provider, path)),
             Err(why) => missing.push(format!("provider `{}`: {why}", provider.name)),
         }
@@ -414,7 +421,7 @@ pub async fn run_agent(
         toolchains,
         caches,
     };
-    let sandboxing = sandbox::resolve(mode, &config.sandbox).map_err(AgentSetupError::Config)?;
+    let sandboxing = sandbox::resolve(mode, &config.sandbox)?;
     let network = Network {
         allow: &provider.allow_hosts,
         around: crate::exec::surroundings(config).await,
@@ -423,8 +430,7 @@ pub async fn run_agent(
             log_file: artifacts.path(&format!("{prefix}.egress.log")),
         },
     };
-    let prepared = sandbox::prepare(spec, &sandboxing, &config.sandbox, &policy, Some(network))
-        .map_err(AgentSetupError::Config)?;
+    let prepared = sandbox::prepare(spec, &sandboxing, &config.sandbox, &policy, Some(network))?;
     let spec = prepared.spec.clone();
     tracing::info!(
         provider = %provider.name,

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use chum_core::new_bead::NewBead;
 use chum_core::proto::Bead;
 use serde_json::{Map, Value};
 
@@ -292,22 +293,6 @@ impl BeadsFile {
             .map(chum_core::backlog::BacklogItem::from_json)
             .collect())
     }
-}
-
-/// A bead to create.
-#[derive(Debug, Clone, Default)]
-pub struct NewBead {
-    /// An id of one's own choosing (Beads' `--id`); `None` = a new `<prefix>-<base36>` id.
-    pub id: Option<String>,
-    pub title: String,
-    pub description: String,
-    pub acceptance_criteria: String,
-    pub priority: i64,
-    pub issue_type: String,
-    pub labels: Vec<String>,
-    /// (depends_on_id, type)
-    pub dependencies: Vec<(String, String)>,
-    pub created_by: String,
 }
 
 /// A dependency record as Beads writes it.

@@ -2,14 +2,15 @@
 
 mod beads;
 mod beads_cli;
-pub use beads::{BeadsError, BeadsFile, NewBead, append_note, bead_from_json, now_rfc3339};
+pub use beads::{BeadsError, BeadsFile, append_note, bead_from_json, now_rfc3339};
 pub use beads_cli::{BeadsCli, BeadsCliError, parse_created_id, parse_issue_list};
+pub use chum_core::new_bead::NewBead;
 
 use std::path::PathBuf;
 
 use chum_core::backlog::{BacklogItem, ready};
 use chum_core::config::{BacklogBackend, ProjectConfig};
-use chum_core::proto::Bead;
+use chum_core::proto::{Bead, BeadStatus, EnumName};
 use serde_json::Value;
 
 /// Why the backlog could not be read or changed, from either backend.
@@ -75,7 +76,7 @@ impl Backlog {
                 for obj in c.list().await? {
                     let status = obj.get("status").and_then(Value::as_str).unwrap_or_default();
                     let id = obj.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
-                    let full = if status != "closed" {
+                    let full = if BeadStatus::of(status) != BeadStatus::Closed {
                         c.show(&id).await.unwrap_or(obj)
                     } else {
                         obj
@@ -99,7 +100,7 @@ impl Backlog {
                 let items: Vec<BacklogItem> = c.ready().await?.iter().map(BacklogItem::from_json).collect();
                 let mut ready: Vec<BacklogItem> = items
                     .into_iter()
-                    .filter(|i| i.issue_type != "epic" && i.status == "open")
+                    .filter(|i| i.issue_type != "epic" && i.state() == BeadStatus::Open)
                     .collect();
                 ready.sort_by(|a, b| (a.priority, &a.created_at, &a.id).cmp(&(b.priority, &b.created_at, &b.id)));
                 Ok(ready)
@@ -112,7 +113,7 @@ impl Backlog {
         match self {
             Backlog::Native(f) => f
                 .update(id, |obj| {
-                    obj.insert("status".into(), Value::String("in_progress".into()));
+                    obj.insert("status".into(), Value::String(BeadStatus::InProgress.name()));
                     obj.insert("assignee".into(), Value::String("chum".into()));
                 })
                 .map_err(BacklogError::from),
@@ -123,15 +124,22 @@ impl Backlog {
         }
     }
 
-    /// Sets a status (empty = keep), appends a note (once), and closes with a reason.
-    pub async fn update(&self, id: &str, status: &str, note: &str, close_reason: &str) -> Result<String, BacklogError> {
+    /// Sets a status (unspecified = keep), appends a note (once), and closes with a reason.
+    /// Returns the bead's status afterwards, as the backlog writes it.
+    pub async fn update(
+        &self,
+        id: &str,
+        status: BeadStatus,
+        note: &str,
+        close_reason: &str,
+    ) -> Result<String, BacklogError> {
         match self {
             Backlog::Native(f) => f
                 .update(id, |obj| {
-                    if !status.is_empty() {
-                        obj.insert("status".into(), Value::String(status.to_string()));
+                    if status != BeadStatus::Unspecified {
+                        obj.insert("status".into(), Value::String(status.name()));
                     }
-                    if status == "closed" {
+                    if status == BeadStatus::Closed {
                         obj.insert("closed_at".into(), Value::String(now_rfc3339()));
                         obj.insert("close_reason".into(), Value::String(close_reason.to_string()));
                     }
@@ -144,11 +152,11 @@ impl Backlog {
                     c.append_notes(id, note).await?;
                 }
                 match status {
-                    "" => {}
-                    "closed" => c.close(id, close_reason).await?,
-                    other => c.set_status(id, other).await?,
+                    BeadStatus::Unspecified => {}
+                    BeadStatus::Closed => c.close(id, close_reason).await?,
+                    other => c.set_status(id, &other.name()).await?,
                 }
-                Ok(status.to_string())
+                Ok(status.name())
             }
         }
     }

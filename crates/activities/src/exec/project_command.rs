@@ -12,7 +12,7 @@ use chum_core::text::tail_excerpt;
 use crate::agent::Liveness;
 use crate::exec::ChildEnv;
 use crate::exec::EgressClient;
-use crate::exec::{self as sandbox, Network, SandboxPolicy};
+use crate::exec::{self as sandbox, Network, SandboxError, SandboxPolicy};
 use crate::exec::{ProcessOutcome, ProcessSpec, read_tail, run_process};
 use crate::store::RunArtifacts;
 
@@ -85,7 +85,7 @@ pub async fn run_project_command(
         caches,
         ..SandboxPolicy::default()
     };
-    let sandboxing = sandbox::resolve(project.sandbox, &config.sandbox).map_err(CommandError::Config)?;
+    let sandboxing = sandbox::resolve(project.sandbox, &config.sandbox)?;
     let network = match cmd.allow_hosts {
         Some(allow) if !allow.is_empty() => Some(Network {
             allow,
@@ -98,8 +98,7 @@ pub async fn run_project_command(
         }),
         _ => None,
     };
-    let prepared =
-        sandbox::prepare(spec, &sandboxing, &config.sandbox, &policy, network).map_err(CommandError::Config)?;
+    let prepared = sandbox::prepare(spec, &sandboxing, &config.sandbox, &policy, network)?;
     let described = prepared.sandboxing.describe();
     tracing::info!(command = %cmd.command, sandbox = %described, network = %prepared.network, "project command starting");
     let outcome = run_process(
@@ -163,8 +162,8 @@ pub async fn run_project_command(
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     /// The sandbox the project asks for cannot be had (bwrap missing, bridge missing).
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
     /// The artifact store cannot be written.
     #[error("{0}")]
     Storage(String),
@@ -173,22 +172,37 @@ pub enum CommandError {
     Start(String),
 }
 
+/// Why a project command's program would not start (what `chum doctor` reports).
+#[derive(Debug, thiserror::Error)]
+pub enum CannotStart {
+    #[error("an empty command")]
+    Empty,
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// The check itself could not be run (no scratch directory, no shell).
+    #[error("cannot run the check: {0}")]
+    Check(#[from] std::io::Error),
+    /// The program is not there, with what to do about it.
+    #[error("{0}")]
+    NotFound(String),
+}
+
 /// Whether `command`'s program can be found inside the project's sandbox (for `chum doctor`):
 /// `command -v <program>` run in a scratch directory with the project's mounts. `Ok` names where
 /// it was found; `Err` says why not and what to do.
-pub async fn can_start(config: &ChumConfig, project: &ProjectConfig, command: &str) -> Result<String, String> {
+pub async fn can_start(config: &ChumConfig, project: &ProjectConfig, command: &str) -> Result<String, CannotStart> {
     let Some(word) = command
         .split_whitespace()
         .find(|w| !w.contains('=') || w.starts_with('/') || w.starts_with('.'))
     else {
-        return Err("an empty command".into());
+        return Err(CannotStart::Empty);
     };
     if word.starts_with("./") || !word.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c)) {
         return Ok(format!("`{word}` (in the worktree; not checked)"));
     }
-    let dir = tempfile::tempdir().map_err(|e| format!("no scratch directory: {e}"))?;
+    let dir = tempfile::tempdir()?;
     let scratch = dir.path().join("sandbox");
-    let (home, tmp) = sandbox::scratch_dirs(&scratch).map_err(|e| e.to_string())?;
+    let (home, tmp) = sandbox::scratch_dirs(&scratch)?;
     let spec = ProcessSpec {
         program: "/bin/sh".into(),
         args: vec!["-c".into(), format!("command -v {word}")],
@@ -218,12 +232,13 @@ pub async fn can_start(config: &ChumConfig, project: &ProjectConfig, command: &s
         || async {},
         std::future::pending::<()>(),
     )
-    .await
-    .map_err(|e| format!("cannot run the check: {e}"))?;
+    .await?;
     let found = read_tail(&prepared.spec.stdout_path, 4096).await.unwrap_or_default();
     if outcome.success() {
         return Ok(format!("`{word}` is {}", found.trim()));
     }
-    Err(sandbox::explain_not_found(word, &config.sandbox, &policy)
-        .unwrap_or_else(|| format!("`{word}` is not found inside the sandbox (nor on the worker's PATH)")))
+    Err(CannotStart::NotFound(
+        sandbox::explain_not_found(word, &config.sandbox, &policy)
+            .unwrap_or_else(|| format!("`{word}` is not found inside the sandbox (nor on the worker's PATH)")),
+    ))
 }

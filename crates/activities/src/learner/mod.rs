@@ -6,7 +6,7 @@ mod rule_checks;
 mod rules;
 
 pub use rule_checks::{check_rule, locate_cli};
-pub use rules::{Retirement, retire_rule};
+pub use rules::{RetireError, Retirement, retire_rule};
 
 use crate::log_context::activity_span;
 use chum_core::live_config::LiveConfig;
@@ -19,14 +19,14 @@ use chum_core::config::{ChumConfig, ProjectConfig, Role};
 use chum_core::ids::check_bead_id;
 use chum_core::lesson::parse_lessons;
 use chum_core::prompt::learner_prompt;
-use chum_core::proto::{CrystallizeRequest, EnumName, LearnerInput, LessonsReport, RuleReport, RunRef};
+use chum_core::proto::{CrystallizeRequest, EnumName, GateName, LearnerInput, LessonsReport, RuleReport, RunRef};
 use chum_core::text::{excerpt, tail_excerpt};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::agent::{Liveness, ask_with_one_retry};
 use crate::clock::now_ms;
-use crate::error::{permanent, retryable, setup_error};
+use crate::error::{config_error, permanent, retryable, setup_error};
 use crate::exec::read_tail;
 use crate::store::RunArtifacts;
 use crate::store::Store;
@@ -57,9 +57,7 @@ impl LearnerActivitiesImpl {
 impl LearnerSteps {
     fn project(&self, run: &RunRef) -> Result<&ProjectConfig, ActivityError> {
         check_bead_id(&run.bead_id).map_err(|m| permanent(error_types::INVALID_INPUT, m))?;
-        self.config
-            .project(&run.project)
-            .map_err(|m| permanent(error_types::CONFIG, m))
+        self.config.project(&run.project).map_err(config_error)
     }
 
     fn store(&self) -> Result<Store, ActivityError> {
@@ -154,7 +152,7 @@ fn first_failure_attempt(input: &LearnerInput) -> u32 {
     input
         .gate_results
         .iter()
-        .find(|g| !g.passed && !matches!(g.gate.as_str(), "plan_validation" | "human"))
+        .find(|g| !g.passed && !matches!(g.gate(), GateName::PlanValidation | GateName::Human))
         .map(|g| g.round)
         .unwrap_or(1)
 }
@@ -194,10 +192,12 @@ async fn journal(input: &LearnerInput) -> String {
         };
         out.push_str(&format!(
             "- {} attempt {}{candidate} redo {}{by}: {verdict}\n",
-            g.gate, g.round, g.handoff
+            g.gate(),
+            g.round,
+            g.handoff
         ));
         if !g.passed {
-            let detail = if g.gate == "dod" && !g.artifact.is_empty() {
+            let detail = if g.gate() == GateName::Dod && !g.artifact.is_empty() {
                 // Test runners write to stdout or stderr (Python's unittest: stderr); the DoD
                 // keeps both, and the gate's own excerpt is the fallback.
                 let stdout = read_tail(Path::new(&g.artifact), 3000).await.unwrap_or_default();

@@ -12,32 +12,26 @@ use chum_core::text::excerpt;
 use serde_json::Value;
 use tokio::process::Command;
 
-use crate::exec::ChildEnv;
+use crate::exec::{ChildEnv, ProgramError, given_path};
 use crate::semgrep::locate_core;
 
 /// Finds the `semgrep` CLI: the configured one, the one on PATH, or the one beside `semgrep-core`.
-pub fn locate_cli(settings: &SemgrepSettings) -> Result<PathBuf, String> {
-    if let Some(cli) = &settings.cli {
-        return if cli.is_file() {
-            Ok(cli.clone())
-        } else {
-            Err(format!("semgrep CLI {} does not exist", cli.display()))
-        };
+pub fn locate_cli(settings: &SemgrepSettings) -> Result<PathBuf, ProgramError> {
+    if let Some(given) = given_path("the semgrep CLI", settings.cli.clone(), "[semgrep] cli", None) {
+        return given;
     }
     if let Ok(cli) = which::which("semgrep") {
         return Ok(cli);
     }
     // <venv>/lib/python3.X/site-packages/semgrep/bin/semgrep-core -> <venv>/bin/semgrep
     let core = locate_core(settings)?;
-    let venv = core
-        .ancestors()
-        .nth(6)
-        .ok_or("cannot tell where semgrep is installed")?;
-    let cli = venv.join("bin/semgrep");
-    if cli.is_file() {
-        Ok(cli)
-    } else {
-        Err(format!("no semgrep CLI next to {}; set [semgrep] cli", core.display()))
+    match core.ancestors().nth(6).map(|venv| venv.join("bin/semgrep")) {
+        Some(cli) if cli.is_file() => Ok(cli),
+        _ => Err(ProgramError::not_found(
+            "the semgrep CLI",
+            format!("is not on PATH nor beside {}", core.display()),
+            "set [semgrep] cli",
+        )),
     }
 }
 

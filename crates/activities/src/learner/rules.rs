@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chum_core::activity_contract::error_types;
-use chum_core::config::{ChumConfig, Role};
+use chum_core::config::{ChumConfig, NotConfigured, Role};
 use chum_core::lesson::{crystallizable, extract_rule_yaml, rule_fixture, rule_id, with_lesson_metadata};
 use chum_core::prompt::rule_prompt;
 use chum_core::proto::{CrystallizeRequest, Lesson, RuleReport};
@@ -14,10 +14,10 @@ use super::LearnerSteps;
 use super::rule_checks::{check_rule, locate_cli};
 use crate::agent::{AgentRequest, Liveness, run_agent};
 use crate::clock::now_ms;
-use crate::error::{permanent, repo_error, retryable, setup_error};
-use crate::repo::{OwnChange, commit_own_change, prepare_plan_worktree, remove_worktree};
+use crate::error::{permanent, program_error, repo_error, retryable, setup_error};
+use crate::repo::{OwnChange, RepoProblem, commit_own_change, prepare_plan_worktree, remove_worktree};
 use crate::store::RunArtifacts;
-use crate::store::{RuleRecord, Store};
+use crate::store::{RuleRecord, RuleStatus, Store, StoreError};
 
 impl LearnerSteps {
     pub async fn crystallize_impl(
@@ -45,7 +45,7 @@ impl LearnerSteps {
         };
         if let Some(known) = store.rule(&id).map_err(|e| retryable(e.to_string()))? {
             // Decided before (a retried activity, or a rule since retired): the same answer again.
-            report.accepted = known.status == "accepted";
+            report.accepted = known.status == RuleStatus::Accepted;
             report.reason = known.reason;
             report.checks = known.checks;
             report.path = known.path;
@@ -56,7 +56,7 @@ impl LearnerSteps {
             report.reason = why;
             return Ok(report);
         }
-        let cli = locate_cli(&self.config.semgrep).map_err(|m| permanent(error_types::MISSING_BINARY, m))?;
+        let cli = locate_cli(&self.config.semgrep).map_err(program_error)?;
         let base = prepare_plan_worktree(project, &format!("rule-{id}"), 1)
             .await
             .map_err(repo_error)?;
@@ -128,7 +128,7 @@ impl LearnerSteps {
         };
         match verdict {
             Err((checks, reason)) => {
-                record.status = "rejected".into();
+                record.status = RuleStatus::Rejected;
                 record.reason = reason.clone();
                 record.checks = checks.clone();
                 store.record_rule(&record).map_err(|e| retryable(e.to_string()))?;
@@ -158,7 +158,7 @@ impl LearnerSteps {
                     project,
                 };
                 let committed = commit_own_change(change).await.map_err(repo_error)?;
-                record.status = "accepted".into();
+                record.status = RuleStatus::Accepted;
                 record.reason = if committed.problem.is_empty() {
                     format!(
                         "passed all four checks; committed {}",
@@ -209,22 +209,49 @@ pub struct Retirement {
     pub problem: String,
 }
 
+/// Why a rule cannot be retired.
+#[derive(Debug, thiserror::Error)]
+pub enum RetireError {
+    #[error("say why the rule is retired (--reason)")]
+    NoReason,
+    #[error("no rule {0} in the lesson store; `chum rules list` shows them")]
+    UnknownRule(String),
+    #[error("{rule_id} was rejected ({reason}); there is nothing to retire")]
+    Rejected { rule_id: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Config(#[from] NotConfigured),
+    #[error(transparent)]
+    Repo(#[from] RepoProblem),
+}
+
+impl RetireError {
+    /// The request itself is wrong (no reason, no such rule, nothing to retire), rather than
+    /// the store, the config or the repository failing it.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            RetireError::NoReason | RetireError::UnknownRule(_) | RetireError::Rejected { .. }
+        )
+    }
+}
+
 /// Retires an accepted rule: removes its file and fixture from the project in a commit that says
 /// why, and marks it retired in the store (kept, with the reason). Idempotent.
-pub async fn retire_rule(config: &ChumConfig, rule_id: &str, reason: &str) -> Result<Retirement, String> {
+pub async fn retire_rule(config: &ChumConfig, rule_id: &str, reason: &str) -> Result<Retirement, RetireError> {
     if reason.trim().is_empty() {
-        return Err("say why the rule is retired (--reason)".to_string());
+        return Err(RetireError::NoReason);
     }
-    let store = Store::open(&config.state_dir.join("chum.db")).map_err(|e| e.to_string())?;
+    let store = Store::open(&config.state_dir.join("chum.db"))?;
     let mut record = store
-        .rule(rule_id)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no rule {rule_id} in the lesson store; `chum rules list` shows them"))?;
-    if record.status == "rejected" {
-        return Err(format!(
-            "{rule_id} was rejected ({}); there is nothing to retire",
-            record.reason
-        ));
+        .rule(rule_id)?
+        .ok_or_else(|| RetireError::UnknownRule(rule_id.to_string()))?;
+    if record.status == RuleStatus::Rejected {
+        return Err(RetireError::Rejected {
+            rule_id: rule_id.to_string(),
+            reason: record.reason,
+        });
     }
     let project = config.project(&record.project)?;
     let fixture = std::fs::read_dir(project.repo.join(".semgrep"))
@@ -249,11 +276,11 @@ pub async fn retire_rule(config: &ChumConfig, rule_id: &str, reason: &str) -> Re
         trailer: format!("Chum-Rule-Retired: {rule_id}"),
         project,
     };
-    let done = commit_own_change(change).await.map_err(|e| e.to_string())?;
-    record.status = "retired".into();
+    let done = commit_own_change(change).await?;
+    record.status = RuleStatus::Retired;
     record.reason = format!("retired: {}", reason.trim());
     record.updated_ms = now_ms();
-    store.record_rule(&record).map_err(|e| e.to_string())?;
+    store.record_rule(&record)?;
     Ok(Retirement {
         commit: done.commit,
         merged: done.merged,

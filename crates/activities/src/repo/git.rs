@@ -377,7 +377,7 @@ pub(crate) mod testing {
             integration,
             beads_file: ".beads/issues.jsonl".into(),
             enabled: true,
-            gates: chum_core::config::Gate::DEFAULT_ORDER.to_vec(),
+            gates: chum_core::config::GateName::DEFAULT_ORDER.to_vec(),
             review_fail_open: false,
             backlog: chum_core::config::BacklogBackend::Native,
             concurrency: 1,

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use tree_sitter::{Language, Node, Parser};
 
-use crate::repo::git;
+use crate::repo::{GitError, git};
 
 /// Characters of one item's signature kept.
 const SIGNATURE_CHARS: usize = 160;
@@ -223,10 +223,8 @@ pub fn outline(lang: Lang, source: &str) -> Vec<String> {
 }
 
 /// Maps the tracked source files of the checkout at `repo`, stopping at about `max_chars`.
-pub async fn repo_map(repo: &Path, max_chars: usize) -> Result<RepoMap, String> {
-    let listing = git(repo, &["ls-files", "-z"])
-        .await
-        .map_err(|e| format!("cannot list the files of {}: {e}", repo.display()))?;
+pub async fn repo_map(repo: &Path, max_chars: usize) -> Result<RepoMap, GitError> {
+    let listing = git(repo, &["ls-files", "-z"]).await?;
     let mut paths: Vec<&str> = listing
         .split('\0')
         .filter(|p| Lang::of(p).is_some())

@@ -1,11 +1,10 @@
 //! The Shark's mechanical gates: Semgrep on the lines an attempt added, and the project's
 //! definition-of-done commands.
 
-use crate::error::{command_error, permanent, repo_error, retryable};
+use crate::error::{command_error, program_error, repo_error, retryable};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use chum_core::activity_contract::error_types;
 use chum_core::config::ProjectConfig;
 use chum_core::proto::{DodCheck, DodReport, DodRequest, SemgrepReport, SemgrepRequest};
 use temporalio_sdk::activities::ActivityError;
@@ -25,7 +24,7 @@ impl SharkSteps {
     pub async fn semgrep_impl(&self, req: SemgrepRequest) -> Result<SemgrepReport, ActivityError> {
         let run = req.run.clone().unwrap_or_default();
         let project = self.project(&run)?;
-        let core = locate_core(&self.config.semgrep).map_err(|m| permanent(error_types::MISSING_BINARY, m))?;
+        let core = locate_core(&self.config.semgrep).map_err(program_error)?;
         let artifacts = self.artifacts(&run);
         let rules = rule_files(&self.config.state_dir, &project.repo)
             .map_err(|e| retryable(format!("cannot prepare the rule files: {e}")))?;

@@ -13,7 +13,7 @@ mod agents;
 mod checks;
 
 use crate::clock::now_ms;
-use crate::error::{permanent, repo_error, retryable};
+use crate::error::{config_error, permanent, repo_error, retryable};
 use crate::log_context::{activity_span, supervised};
 use chum_core::live_config::LiveConfig;
 use std::sync::Arc;
@@ -25,10 +25,10 @@ use chum_core::config::{ChumConfig, ProjectConfig};
 use chum_core::ids::check_bead_id;
 use chum_core::lesson::lessons_section;
 use chum_core::proto::{
-    DiscardCandidatesReport, DiscardCandidatesRequest, DodReport, DodRequest, ExecuteReport, ExecuteRequest,
-    IntegrateRequest, IntegrationReport, LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest, ProjectGates,
-    ReviewReport, ReviewRequest, RunRecord, RunRecorded, RunRef, SemgrepReport, SemgrepRequest, UpdateBeadRequest,
-    UpdateBeadResult,
+    BeadStatus, DiscardCandidatesReport, DiscardCandidatesRequest, DodReport, DodRequest, ExecuteReport,
+    ExecuteRequest, IntegrateRequest, IntegrationReport, LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest,
+    ProjectGates, ReviewReport, ReviewRequest, RunRecord, RunRecorded, RunRef, SemgrepReport, SemgrepRequest,
+    UpdateBeadRequest, UpdateBeadResult,
 };
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -69,9 +69,7 @@ impl SharkActivitiesImpl {
 impl SharkSteps {
     fn project(&self, run: &RunRef) -> Result<&ProjectConfig, ActivityError> {
         check_bead_id(&run.bead_id).map_err(|m| permanent(error_types::INVALID_INPUT, m))?;
-        self.config
-            .project(&run.project)
-            .map_err(|m| permanent(error_types::CONFIG, m))
+        self.config.project(&run.project).map_err(config_error)
     }
 
     /// The lesson store of this worker.
@@ -118,8 +116,10 @@ impl SharkSteps {
             Ok(bead) => bead,
             Err(e) => return unavailable(e.to_string()),
         };
-        match bead.status.as_str() {
-            "closed" | "tombstone" => return unavailable(format!("bead {} is already {}", bead.id, bead.status)),
+        match bead.state() {
+            BeadStatus::Closed | BeadStatus::Tombstone => {
+                return unavailable(format!("bead {} is already {}", bead.id, bead.status));
+            }
             _ if bead.issue_type == "epic" => {
                 return unavailable(format!("bead {} is an epic; CHUM works on its children", bead.id));
             }
@@ -128,14 +128,12 @@ impl SharkSteps {
         let claimed = backlog.claim(&run.bead_id).await.map_err(retryable)?;
         tracing::info!(project = %run.project, bead = %run.bead_id, "claimed bead");
         let fanout = chum_core::candidate::fanout_of(&claimed.labels, project.fanout);
-        let select = chum_core::candidate::select_of(&claimed.labels, project.select)
-            .as_str()
-            .to_string();
+        let select = chum_core::candidate::select_of(&claimed.labels, project.select) as i32;
         Ok(LoadBeadResult {
             bead: Some(claimed),
             problem: String::new(),
             gates: Some(ProjectGates {
-                order: project.gates.iter().map(|g| g.as_str().to_string()).collect(),
+                order: project.gates.iter().map(|g| *g as i32).collect(),
                 review_fail_open: project.review_fail_open,
                 learn: self.config.learning(),
                 groom: self.config.grooming(),
@@ -154,10 +152,10 @@ impl SharkSteps {
     }
 
     pub async fn update_bead_impl(&self, req: UpdateBeadRequest) -> Result<UpdateBeadResult, ActivityError> {
-        let run = req.run.unwrap_or_default();
+        let run = req.run.clone().unwrap_or_default();
         let project = self.project(&run)?;
         let status = Backlog::of(project)
-            .update(&run.bead_id, &req.status, &req.note, &req.close_reason)
+            .update(&run.bead_id, req.status(), &req.note, &req.close_reason)
             .await
             .map_err(retryable)?;
         tracing::info!(bead = %run.bead_id, %status, "bead updated");

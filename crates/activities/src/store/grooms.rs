@@ -1,6 +1,6 @@
 //! The `groom_outcomes` table: what the groomers proposed and what became of each mutation.
 
-use chum_core::proto::{MutationOutcome, RunRef};
+use chum_core::proto::{EnumName, GroomKind, MutationOutcome, RunRef};
 use rusqlite::{Row, params};
 
 use super::{Store, StoreError};
@@ -10,8 +10,7 @@ use super::{Store, StoreError};
 pub struct GroomRecord {
     pub groom_workflow_id: String,
     pub project: String,
-    /// "tactical" or "strategic".
-    pub kind: String,
+    pub kind: GroomKind,
     /// The finished bead a tactical groom followed.
     pub bead_id: String,
     pub outcome: MutationOutcome,
@@ -24,7 +23,8 @@ fn groom_from_row(row: &Row<'_>) -> rusqlite::Result<GroomRecord> {
     Ok(GroomRecord {
         groom_workflow_id: row.get(0)?,
         project: row.get(1)?,
-        kind: row.get(2)?,
+        // A kind this version does not know reads as unspecified rather than failing the list.
+        kind: GroomKind::from_name(&row.get::<_, String>(2)?).unwrap_or_default(),
         bead_id: row.get(3)?,
         outcome: MutationOutcome {
             index: row.get(4)?,
@@ -45,7 +45,7 @@ impl Store {
     pub fn record_groom_outcome(
         &self,
         groom: &RunRef,
-        kind: &str,
+        kind: GroomKind,
         outcome: &MutationOutcome,
         now_ms: i64,
     ) -> Result<(), StoreError> {
@@ -59,7 +59,7 @@ impl Store {
                     groom.run_id,
                     outcome.index,
                     groom.project,
-                    kind,
+                    kind.name(),
                     groom.bead_id,
                     outcome.op,
                     outcome.description,

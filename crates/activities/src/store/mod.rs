@@ -18,7 +18,7 @@ mod usage;
 
 pub use artifacts::RunArtifacts;
 pub use grooms::GroomRecord;
-pub use rules::RuleRecord;
+pub use rules::{RuleRecord, RuleStatus};
 pub use usage::{Spent, UsageFilter, UsageRecord};
 
 use std::path::Path;

@@ -1,9 +1,57 @@
 //! The `rules` table: every Semgrep rule crystallized from a lesson, accepted, rejected with the
 //! reason, or retired.
 
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{Store, StoreError};
+
+/// What became of a crystallized rule. Only an accepted rule is in the project's `.semgrep/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleStatus {
+    Accepted,
+    /// Failed one of the four checks (the default: a rule is only ever used once accepted).
+    #[default]
+    Rejected,
+    /// Was accepted, then taken out of `.semgrep/` by a person.
+    Retired,
+}
+
+impl RuleStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleStatus::Accepted => "accepted",
+            RuleStatus::Rejected => "rejected",
+            RuleStatus::Retired => "retired",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RuleStatus> {
+        [RuleStatus::Accepted, RuleStatus::Rejected, RuleStatus::Retired]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for RuleStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ToSql for RuleStatus {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for RuleStatus {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let text = value.as_str()?;
+        RuleStatus::parse(text).ok_or_else(|| FromSqlError::Other(format!("unknown rule status {text:?}").into()))
+    }
+}
 
 /// A rule crystallized from a lesson, whatever became of it.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
@@ -11,8 +59,7 @@ pub struct RuleRecord {
     pub rule_id: String,
     pub lesson_id: u64,
     pub project: String,
-    /// "accepted", "rejected" or "retired".
-    pub status: String,
+    pub status: RuleStatus,
     pub reason: String,
     /// One line per check.
     pub checks: Vec<String>,

@@ -1,7 +1,7 @@
 //! The store's behaviour, table by table, against a real SQLite file.
 
 use super::*;
-use chum_core::proto::{Lesson, MutationOutcome, RunRef};
+use chum_core::proto::{GroomKind, Lesson, MutationOutcome, RunRef};
 
 fn lesson(summary: &str) -> Lesson {
     Lesson {
@@ -121,17 +121,17 @@ fn rules_are_recorded_with_their_fate() {
         rule_id: format!("chum-{id}"),
         lesson_id: id,
         project: "demo".into(),
-        status: "rejected".into(),
+        status: RuleStatus::Rejected,
         reason: "does not match the bad example".into(),
         checks: vec!["valid: ok".into()],
         ..RuleRecord::default()
     };
     store.record_rule(&rule).unwrap();
-    rule.status = "accepted".into();
+    rule.status = RuleStatus::Accepted;
     store.record_rule(&rule).unwrap();
     let rules = store.rules(Some("demo")).unwrap();
     assert_eq!(rules.len(), 1);
-    assert_eq!(rules[0].status, "accepted");
+    assert_eq!(rules[0].status, RuleStatus::Accepted);
     assert_eq!(rules[0].checks, ["valid: ok"]);
 }
 
@@ -171,20 +171,26 @@ fn groom_outcomes_are_recorded_once_per_run_and_index() {
         created_id: "tk-abc".into(),
         ..MutationOutcome::default()
     };
-    store.record_groom_outcome(&groom, "tactical", &rejected, 1).unwrap();
-    store.record_groom_outcome(&groom, "tactical", &applied, 2).unwrap();
+    store
+        .record_groom_outcome(&groom, GroomKind::Tactical, &rejected, 1)
+        .unwrap();
+    store
+        .record_groom_outcome(&groom, GroomKind::Tactical, &applied, 2)
+        .unwrap();
     // A retried activity records again: the first outcome stands.
     let again = MutationOutcome {
         applied: true,
         ..rejected.clone()
     };
-    store.record_groom_outcome(&groom, "tactical", &again, 3).unwrap();
+    store
+        .record_groom_outcome(&groom, GroomKind::Tactical, &again, 3)
+        .unwrap();
     let outcomes = store.groom_outcomes(&groom).unwrap();
     assert_eq!(outcomes, vec![applied.clone(), rejected]);
     let recent = store.recent_groom_outcomes(Some("demo"), 10).unwrap();
     assert_eq!(recent.len(), 2);
     assert_eq!(recent[0].outcome, applied, "newest first");
-    assert_eq!(recent[0].kind, "tactical");
+    assert_eq!(recent[0].kind, GroomKind::Tactical);
     assert!(store.recent_groom_outcomes(Some("other"), 10).unwrap().is_empty());
 }
 

@@ -82,12 +82,12 @@ impl Store {
     /// the others' reservations, so together they cannot go past a cap by more than one run's
     /// misestimate. Reservations older than `stale_before_ms` (a worker that died mid-run) are
     /// dropped first. Returns the reservation's id for [`Store::settle_usage`].
-    pub fn reserve_usage(
+    pub fn reserve_usage<E>(
         &mut self,
         estimate: &UsageRecord,
         stale_before_ms: i64,
-        check: impl FnOnce(&Store) -> Result<(), String>,
-    ) -> Result<Result<i64, String>, StoreError> {
+        check: impl FnOnce(&Store) -> Result<(), E>,
+    ) -> Result<Result<i64, E>, StoreError> {
         let path = self.path.clone();
         let sqlite = |e: rusqlite::Error| StoreError::Sqlite {
             path: path.clone(),

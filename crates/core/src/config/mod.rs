@@ -17,7 +17,7 @@ pub mod world;
 pub use commands::{expand_command, is_simple_name};
 pub use cron::check_cron;
 pub use schema::{
-    ApiSettings, BacklogBackend, Budget, ChumConfig, DispatcherSettings, Gate, GroomSettings, IntegrationPolicy,
+    ApiSettings, BacklogBackend, Budget, ChumConfig, DispatcherSettings, GateName, GroomSettings, IntegrationPolicy,
     LearnerSettings, Limits, MAX_FANOUT, OutputFormat, ProjectConfig, ProviderConfig, Role, SandboxMode,
     SandboxSettings, SelectMode, SemgrepSettings, TemporalSettings,
 };
@@ -126,28 +126,33 @@ impl ChumConfig {
     }
 
     /// The provider names of a role's tier, in order of preference.
-    pub fn providers_for(&self, role: Role) -> Result<Vec<&ProviderConfig>, String> {
-        let tier = self
-            .roles
-            .get(&role)
-            .ok_or_else(|| format!("no tier is configured for role `{role}` under [roles]"))?;
-        let names = self
-            .tiers
-            .get(tier)
-            .ok_or_else(|| format!("tier `{tier}` of role `{role}` is not defined"))?;
+    pub fn providers_for(&self, role: Role) -> Result<Vec<&ProviderConfig>, NotConfigured> {
+        let tier = self.roles.get(&role).ok_or(NotConfigured::Role(role))?;
+        let names = self.tiers.get(tier).ok_or_else(|| NotConfigured::Tier {
+            tier: tier.clone(),
+            role,
+        })?;
         Ok(names.iter().filter_map(|n| self.providers.get(n)).collect())
     }
 
-    pub fn project(&self, name: &str) -> Result<&ProjectConfig, String> {
-        self.projects.get(name).ok_or_else(|| {
-            let known: Vec<&str> = self.projects.keys().map(String::as_str).collect();
-            format!(
-                "project `{name}` is not configured in {} (configured: {})",
-                self.source.display(),
-                known.join(", ")
-            )
+    pub fn project(&self, name: &str) -> Result<&ProjectConfig, NotConfigured> {
+        self.projects.get(name).ok_or_else(|| NotConfigured::Project {
+            name: name.to_string(),
+            file: self.source.display().to_string(),
+            known: self.projects.keys().cloned().collect::<Vec<_>>().join(", "),
         })
     }
+}
+
+/// Something a caller asked for by name that the configuration does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotConfigured {
+    #[error("project `{name}` is not configured in {file} (configured: {known})")]
+    Project { name: String, file: String, known: String },
+    #[error("no tier is configured for role `{0}` under [roles]")]
+    Role(Role),
+    #[error("tier `{tier}` of role `{role}` is not defined")]
+    Tier { tier: String, role: Role },
 }
 
 #[cfg(test)]
@@ -342,14 +347,14 @@ mod tests {
     fn gates_default_to_review_semgrep_dod_and_are_checked() {
         let c = load(GOOD).unwrap();
         let demo = c.project("demo").unwrap();
-        assert_eq!(demo.gates, Gate::DEFAULT_ORDER);
+        assert_eq!(demo.gates, GateName::DEFAULT_ORDER);
         assert!(!demo.review_fail_open);
         let custom = GOOD.replace(
             "integration = \"merge\"",
             "integration = \"merge\"\ngates = [\"dod\", \"semgrep\"]\nreview_fail_open = true",
         );
         let c = load(&custom).unwrap();
-        assert_eq!(c.project("demo").unwrap().gates, [Gate::Dod, Gate::Semgrep]);
+        assert_eq!(c.project("demo").unwrap().gates, [GateName::Dod, GateName::Semgrep]);
         assert!(c.project("demo").unwrap().review_fail_open);
         expect_invalid(
             &GOOD.replace("integration = \"merge\"", "gates = [\"lint\"]"),

@@ -53,11 +53,11 @@ impl Validator {
                 return Err(self.invalid(key("beads_file"), "must be a path inside the repository"));
             }
             let gates = match p.gates {
-                None => Gate::DEFAULT_ORDER.to_vec(),
+                None => GateName::DEFAULT_ORDER.to_vec(),
                 Some(names) => {
                     let mut gates = Vec::new();
                     for name in names {
-                        let gate = Gate::parse(&name).ok_or_else(|| {
+                        let gate = GateName::parse_check(&name).ok_or_else(|| {
                             self.invalid(
                                 key("gates"),
                                 format!("{name:?} is not a gate; gates are \"review\", \"semgrep\", \"dod\""),

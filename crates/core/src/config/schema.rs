@@ -168,32 +168,13 @@ impl Limits {
     }
 }
 
-/// The checks between execution and integration, run in the project's order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gate {
-    /// A different model reviews the diff against the plan's acceptance criteria.
-    Review,
-    /// The project's `.semgrep/` rules and CHUM's shipped pack on the changed files.
-    Semgrep,
-    /// The definition of done: the project's commands.
-    Dod,
-}
+/// The checks between execution and integration, run in the project's order: the wire type
+/// itself (`GateName::Review`, `Semgrep`, `Dod`; see `GateName::CHECKS`), so the order a project
+/// configures is the order its runs record.
+pub use crate::proto::GateName;
 
-impl Gate {
-    pub const DEFAULT_ORDER: [Gate; 3] = [Gate::Review, Gate::Semgrep, Gate::Dod];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Gate::Review => "review",
-            Gate::Semgrep => "semgrep",
-            Gate::Dod => "dod",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Gate> {
-        Gate::DEFAULT_ORDER.into_iter().find(|g| g.as_str() == name)
-    }
-}
+/// How a Monte Carlo attempt picks its winner (the wire type; never `Unspecified` in a config).
+pub use crate::proto::SelectMode;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectConfig {
@@ -208,7 +189,7 @@ pub struct ProjectConfig {
     pub beads_file: PathBuf,
     pub enabled: bool,
     /// The gates every attempt passes, in order (default review, semgrep, dod).
-    pub gates: Vec<Gate>,
+    pub gates: Vec<GateName>,
     /// Count a missing or unusable review verdict as a pass instead of a rejection. Off by default.
     pub review_fail_open: bool,
     /// Where the beads live.
@@ -223,25 +204,6 @@ pub struct ProjectConfig {
     pub select: SelectMode,
     /// Setup commands, toolchains, caches, copied files and MCP servers of its sandboxes.
     pub environment: ProjectEnvironment,
-}
-
-/// How a Monte Carlo attempt picks its winner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SelectMode {
-    /// The first candidate to pass every gate; the others are cancelled.
-    First,
-    /// After all candidates end, the best: gates passed, then fewest review findings, then the
-    /// smallest diff, then the quickest definition of done.
-    Best,
-}
-
-impl SelectMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SelectMode::First => "first",
-            SelectMode::Best => "best",
-        }
-    }
 }
 
 /// Most candidates one attempt may run.

@@ -59,7 +59,7 @@ impl Validator {
         let roles = self.roles(raw.roles, &raw.tiers)?;
         let projects = self.projects(raw.projects, &tokens_env)?;
         let allow_same_model_review = raw.allow_same_model_review.unwrap_or(false);
-        if let Some(project) = projects.values().find(|p| p.gates.contains(&Gate::Review)) {
+        if let Some(project) = projects.values().find(|p| p.gates.contains(&GateName::Review)) {
             self.check_reviewer(&roles, &raw.tiers, &providers, &project.name, allow_same_model_review)?;
         }
         let semgrep = self.semgrep(raw.semgrep)?;

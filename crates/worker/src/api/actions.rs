@@ -10,8 +10,8 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use chum_activities::backlog::Backlog;
-use chum_activities::backlog::NewBead;
 use chum_core::backlog::blocker;
+use chum_core::new_bead::{KnownBeads, NewBead};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -182,45 +182,12 @@ pub(super) async fn create_bead(
         let config = state.config();
         let p = config
             .project(&project)
-            .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", e))?;
-        if b.title.trim().is_empty() {
-            return Err(ApiError::bad_request("\"title\" is empty"));
-        }
-        if !(0..=4).contains(&b.priority) {
-            return Err(ApiError::bad_request(format!("\"priority\" {} is not 0-4", b.priority)));
-        }
+            .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()))?;
         let backlog = Backlog::of(p);
         let items = backlog
             .items()
             .await
             .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))?;
-        for dep in &b.depends_on {
-            if !items.iter().any(|i| &i.id == dep) {
-                return Err(ApiError::bad_request(format!(
-                    "\"depends_on\": no bead {dep} in {project}"
-                )));
-            }
-        }
-        if let Some(id) = &b.id {
-            chum_core::ids::check_bead_id(id).map_err(ApiError::bad_request)?;
-            if items.iter().any(|i| &i.id == id) {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "conflict",
-                    format!("bead {id} already exists"),
-                ));
-            }
-        }
-        if items
-            .iter()
-            .any(|i| i.title.trim().eq_ignore_ascii_case(b.title.trim()))
-        {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                format!("a bead titled {:?} already exists", b.title.trim()),
-            ));
-        }
         let new = NewBead {
             id: b.id.clone(),
             title: b.title.trim().to_string(),
@@ -232,6 +199,13 @@ pub(super) async fn create_bead(
             dependencies: b.depends_on.iter().map(|d| (d.clone(), "blocks".to_string())).collect(),
             created_by: who.clone(),
         };
+        new.check(&KnownBeads::of(&items)).map_err(|e| {
+            if e.is_conflict() {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            } else {
+                ApiError::bad_request(format!("{e} (in {project})"))
+            }
+        })?;
         let id = backlog
             .create(&new)
             .await

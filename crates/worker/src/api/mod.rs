@@ -11,7 +11,7 @@ mod auth;
 mod reads;
 
 use actions::{approve, cancel, create_bead, reject};
-pub use auth::{Tokens, check_bind, parse_tokens, tokens_from_env};
+pub use auth::{TokenError, Tokens, check_bind, parse_tokens, tokens_from_env};
 use reads::{bead, events, health, metrics, projects, run, status};
 
 use chum_core::live_config::LiveConfig;
@@ -326,12 +326,23 @@ mod tests {
         assert_eq!(t[0], ("alice".into(), "0123456789abcdef".into()));
         assert_eq!(t[1].0, "ci");
         assert!(parse_tokens("").unwrap().is_empty());
-        assert!(parse_tokens("alice").unwrap_err().contains("name:token"));
-        assert!(parse_tokens("alice:short").unwrap_err().contains("at least 16"));
-        assert!(parse_tokens("a b:0123456789abcdef").unwrap_err().contains("letters"));
+        assert!(parse_tokens("alice").unwrap_err().to_string().contains("name:token"));
+        assert!(
+            parse_tokens("alice:short")
+                .unwrap_err()
+                .to_string()
+                .contains("at least 16")
+        );
+        assert!(
+            parse_tokens("a b:0123456789abcdef")
+                .unwrap_err()
+                .to_string()
+                .contains("letters")
+        );
         assert!(
             parse_tokens("a:0123456789abcdef,a:0123456789abcdeg")
                 .unwrap_err()
+                .to_string()
                 .contains("twice")
         );
     }
@@ -341,7 +352,9 @@ mod tests {
         let none = Vec::new();
         assert!(check_bind("127.0.0.1:8900".parse().unwrap(), &none, "T").is_ok());
         assert!(check_bind("[::1]:8900".parse().unwrap(), &none, "T").is_ok());
-        let err = check_bind("0.0.0.0:8900".parse().unwrap(), &none, "CHUM_API_TOKENS").unwrap_err();
+        let err = check_bind("0.0.0.0:8900".parse().unwrap(), &none, "CHUM_API_TOKENS")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("CHUM_API_TOKENS"), "{err}");
         let some = vec![("a".to_string(), "0123456789abcdef".to_string())];
         assert!(check_bind("0.0.0.0:8900".parse().unwrap(), &some, "T").is_ok());

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chum_activities::backlog::Backlog;
-use chum_core::backlog::{blocker, ready};
+use chum_core::backlog::{BacklogCounts, backlog_rows};
 use chum_core::proto::{EnumName, Phase, SharkStatus};
 use futures::Stream;
 use serde_json::{Value, json};
@@ -55,7 +55,9 @@ pub(super) async fn health(State(state): State<Arc<ApiState>>) -> Response {
     );
     check(
         "semgrep",
-        chum_activities::semgrep::locate_core(&state.config().semgrep).map(|p| p.display().to_string()),
+        chum_activities::semgrep::locate_core(&state.config().semgrep)
+            .map(|p| p.display().to_string())
+            .map_err(|e| e.to_string()),
     );
     check(
         "git",
@@ -68,7 +70,9 @@ pub(super) async fn health(State(state): State<Arc<ApiState>>) -> Response {
     for project in config.projects.values() {
         check(
             &format!("sandbox:{}", project.name),
-            chum_activities::exec::resolve(project.sandbox, &config.sandbox).map(|s| s.describe()),
+            chum_activities::exec::resolve(project.sandbox, &config.sandbox)
+                .map(|s| s.describe())
+                .map_err(|e| e.to_string()),
         );
     }
     let code = if all_ok {
@@ -134,16 +138,8 @@ pub(super) async fn projects(State(state): State<Arc<ApiState>>, headers: Header
     let mut out = Vec::new();
     for p in state.config().projects.values() {
         let backlog = match Backlog::of(p).items().await {
-            Ok(items) => {
-                let by_id = items.iter().map(|i| (i.id.as_str(), i)).collect();
-                let count = |status: &str| items.iter().filter(|i| i.status == status).count();
-                let blocked = items
-                    .iter()
-                    .filter(|i| i.status == "blocked" || (i.status == "open" && blocker(i, &by_id).is_some()))
-                    .count();
-                json!({"ready": ready(&items).len(), "in_progress": count("in_progress"), "blocked": blocked,
-                       "closed": count("closed"), "total": items.len()})
-            }
+            // The same counts `chum backlog` prints: they add up to the total.
+            Ok(items) => json!(BacklogCounts::of(&backlog_rows(&items))),
             Err(e) => json!({"error": e.to_string()}),
         };
         let dispatcher = match chum_client::dispatcher::status(&state.client, &p.name).await {
@@ -156,7 +152,7 @@ pub(super) async fn projects(State(state): State<Arc<ApiState>>, headers: Header
             "base_branch": p.base_branch,
             "enabled": p.enabled,
             "integration": p.integration.as_str(),
-            "gates": p.gates.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+            "gates": p.gates.iter().map(|g| g.name()).collect::<Vec<_>>(),
             "concurrency": p.concurrency,
             "backlog": backlog,
             "dispatcher": dispatcher,
@@ -174,7 +170,7 @@ pub(super) async fn bead(
     let config = state.config();
     let p = config
         .project(&project)
-        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", e))?;
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()))?;
     chum_core::ids::check_bead_id(&id).map_err(ApiError::bad_request)?;
     let bead = Backlog::of(p).get(&id).await.map_err(|e| {
         if e.is_not_found() {

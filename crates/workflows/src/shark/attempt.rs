@@ -3,7 +3,7 @@
 //! gates pass, a DoD fails, or the redos run out.
 
 use chum_core::activity_contract::SharkActivities;
-use chum_core::proto::{ExecuteReport, ExecuteRequest, GateResult, Phase, Plan};
+use chum_core::proto::{ExecuteReport, ExecuteRequest, GateName, GateResult, Phase, Plan};
 use temporalio_sdk::ActivityExecutionError;
 
 use super::checks::{GatesVerdict, Step};
@@ -81,7 +81,7 @@ impl Shark<'_> {
             let executor = report.agent.as_ref().map(|a| a.provider.clone()).unwrap_or_default();
             if !report.problem.is_empty() {
                 self.push_gate(GateResult {
-                    gate: "execute".into(),
+                    gate: GateName::Execute as i32,
                     round: attempt,
                     handoff,
                     passed: false,

@@ -4,7 +4,7 @@
 
 use chum_core::activity_contract::SharkActivities;
 use chum_core::gate_text::{discarded_note, dod_artifact, dod_feedback, dod_summary};
-use chum_core::proto::{DodRequest, ExecuteReport, GateResult, Phase, Plan, ReviewRequest, SemgrepRequest};
+use chum_core::proto::{DodRequest, ExecuteReport, GateName, GateResult, Phase, Plan, ReviewRequest, SemgrepRequest};
 use chum_core::review::{findings_for_redo, rejection_reasons};
 use temporalio_sdk::ActivityExecutionError;
 
@@ -43,15 +43,15 @@ impl Shark<'_> {
     pub(super) async fn run_gates(&self, step: &Step<'_>) -> Result<GatesVerdict, ActivityExecutionError> {
         let mut so_far: Vec<String> = Vec::new();
         for gate in &step.setup.gates {
-            let verdict = match gate.as_str() {
-                "review" => self.review_gate(step, &so_far).await?,
-                "semgrep" => self.semgrep_gate(step).await?,
-                "dod" => self.dod_gate(step).await?,
+            let verdict = match gate {
+                GateName::Review => self.review_gate(step, &so_far).await?,
+                GateName::Semgrep => self.semgrep_gate(step).await?,
+                GateName::Dod => self.dod_gate(step).await?,
                 other => {
-                    // The config is validated at start; an unknown name can only come from a
+                    // The config is validated at start; another gate here can only come from a
                     // hand-made history. Skip it visibly rather than pass or fail on it.
                     self.push_gate(GateResult {
-                        gate: other.to_string(),
+                        gate: *other as i32,
                         round: step.attempt,
                         handoff: step.handoff,
                         passed: true,
@@ -67,7 +67,7 @@ impl Shark<'_> {
             if let Some(last) = self.ctx.state(|s| s.status.gate_results.last().cloned()) {
                 so_far.push(format!(
                     "{}: {}",
-                    last.gate,
+                    last.gate(),
                     last.excerpt.lines().next().unwrap_or_default()
                 ));
             }
@@ -114,7 +114,7 @@ impl Shark<'_> {
         }
         let agent = review.agent.clone().unwrap_or_default();
         let mut result = GateResult {
-            gate: "review".into(),
+            gate: GateName::Review as i32,
             round: step.attempt,
             handoff: step.handoff,
             duration_ms: agent.duration_ms,
@@ -191,7 +191,7 @@ impl Shark<'_> {
             ));
         }
         let mut result = GateResult {
-            gate: "semgrep".into(),
+            gate: GateName::Semgrep as i32,
             round: step.attempt,
             handoff: step.handoff,
             passed: scan.passed,
@@ -237,7 +237,7 @@ impl Shark<'_> {
         let mut summary = dod_summary(&dod);
         summary.push_str(&discarded_note("the DoD", &dod.discarded));
         self.push_gate(GateResult {
-            gate: "dod".into(),
+            gate: GateName::Dod as i32,
             round: step.attempt,
             handoff: step.handoff,
             passed: dod.passed,

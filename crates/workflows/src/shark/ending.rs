@@ -10,8 +10,8 @@ use chum_core::activity_contract::{SharkActivities, error_types};
 use chum_core::gate_text::{EXCERPT_CHARS, short_commit};
 use chum_core::ids::{groom_workflow_id, learner_workflow_id};
 use chum_core::proto::{
-    ExecuteReport, IntegrateRequest, IntegrationReport, LearnerInput, Outcome, Phase, SharkResult, TacticalGroomInput,
-    UpdateBeadRequest,
+    BeadStatus, ExecuteReport, IntegrateRequest, IntegrationReport, LearnerInput, Outcome, Phase, SharkResult,
+    TacticalGroomInput, UpdateBeadRequest,
 };
 use chum_core::text::{excerpt, tail_excerpt};
 use temporalio_common::protos::temporal::api::failure::v1::Failure;
@@ -70,7 +70,7 @@ impl Shark<'_> {
                 "CHUM run {workflow_id}: integration failed: {}; the work is on branch {}",
                 integration.problem, integration.branch
             );
-            let _ = self.update_bead("blocked", &note, "").await;
+            let _ = self.update_bead(BeadStatus::Blocked, &note, "").await;
             return Ok(self
                 .conclude(setup, Outcome::IntegrationFailed, reason, Some(&integration))
                 .await);
@@ -92,7 +92,7 @@ impl Shark<'_> {
             "CHUM run {workflow_id}: {reason}; plan: {}; definition of done passed on attempt {attempt}",
             approved.plan.summary
         );
-        if let Err(err) = self.update_bead("closed", "", &close_reason).await {
+        if let Err(err) = self.update_bead(BeadStatus::Closed, "", &close_reason).await {
             return self.fail(err).await;
         }
         Ok(self
@@ -129,7 +129,7 @@ impl Shark<'_> {
             kept_note(kept.as_ref()),
             tail_excerpt(feedback, EXCERPT_CHARS)
         );
-        let _ = self.update_bead("blocked", &note, "").await;
+        let _ = self.update_bead(BeadStatus::Blocked, &note, "").await;
         self.conclude(setup, Outcome::Escalated, reason, kept.as_ref()).await
     }
 
@@ -151,7 +151,7 @@ impl Shark<'_> {
             self.run.workflow_id,
             kept_note(kept.as_ref())
         );
-        let _ = self.update_bead("blocked", &note, "").await;
+        let _ = self.update_bead(BeadStatus::Blocked, &note, "").await;
         self.conclude(setup, Outcome::BudgetExhausted, why, kept.as_ref()).await
     }
 
@@ -201,13 +201,13 @@ impl Shark<'_> {
 
     pub(super) async fn update_bead(
         &self,
-        status: &str,
+        status: BeadStatus,
         note: &str,
         close_reason: &str,
     ) -> Result<(), ActivityExecutionError> {
         let request = UpdateBeadRequest {
             run: Some(self.run.clone()),
-            status: status.to_string(),
+            status: status as i32,
             note: note.to_string(),
             close_reason: close_reason.to_string(),
         };
@@ -319,7 +319,7 @@ impl Shark<'_> {
             self.ctx.state_mut(|s| s.status.reason = "cancelled".to_string());
             let request = UpdateBeadRequest {
                 run: Some(self.run.clone()),
-                status: "open".to_string(),
+                status: BeadStatus::Open as i32,
                 note: format!("CHUM run {workflow_id} was cancelled; nothing was integrated"),
                 close_reason: String::new(),
             };
@@ -331,7 +331,7 @@ impl Shark<'_> {
         }
         let reason = activity_failure_text(&err);
         let note = format!("CHUM run {workflow_id} failed: {reason}");
-        let _ = self.update_bead("blocked", &note, "").await;
+        let _ = self.update_bead(BeadStatus::Blocked, &note, "").await;
         Ok(self.finish(Outcome::Failed, reason, None))
     }
 }

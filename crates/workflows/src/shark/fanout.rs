@@ -9,7 +9,8 @@ use chum_core::activity_contract::SharkActivities;
 use chum_core::candidate::{candidate_score, diff_lines};
 use chum_core::ids::{candidate_branch, candidate_workflow_id};
 use chum_core::proto::{
-    CandidateInput, DiscardCandidatesRequest, ExecuteReport, GateResult, Outcome, Phase, SharkInput, SharkResult,
+    CandidateInput, DiscardCandidatesRequest, ExecuteReport, GateName, GateResult, Outcome, Phase, SharkInput,
+    SharkResult,
 };
 use chum_core::text::excerpt;
 use temporalio_sdk::{ActivityExecutionError, CancellableFuture, WorkflowContext, WorkflowResult, WorkflowTermination};
@@ -47,7 +48,7 @@ impl Shark<'_> {
                     bead: Some(setup.bead.clone()),
                     plan: Some(spec.plan.clone()),
                     feedback: feedback.clone(),
-                    gates: setup.gates.clone(),
+                    gates: setup.gates.iter().map(|g| *g as i32).collect(),
                     review_fail_open: setup.fail_open,
                 }),
             };
@@ -59,7 +60,7 @@ impl Shark<'_> {
             {
                 Ok(started) => running.push((k, Some(Box::pin(started.result())))),
                 Err(err) => self.push_gate(GateResult {
-                    gate: "execute".into(),
+                    gate: GateName::Execute as i32,
                     round: spec.attempt,
                     passed: false,
                     excerpt: format!("candidate {k} did not start: {err}"),
@@ -102,7 +103,7 @@ impl Shark<'_> {
                         .map(|w| format!("cancelled: candidate {w} passed first"))
                         .unwrap_or_else(|| format!("candidate {k} ended without a result: {err}"));
                     self.push_gate(GateResult {
-                        gate: "execute".into(),
+                        gate: GateName::Execute as i32,
                         round: spec.attempt,
                         passed: false,
                         excerpt: lost,
@@ -199,7 +200,7 @@ pub(super) async fn run_candidate(
     });
     let setup = Setup {
         bead: c.bead.clone().unwrap_or_default(),
-        gates: c.gates.clone(),
+        gates: c.gates().collect(),
         fail_open: c.review_fail_open,
         learn: false,
         groom: false,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chum_core::activity_contract::SharkActivities;
 use chum_core::plan::validate_plan;
-use chum_core::proto::{Bead, GateDecision, Outcome, Phase, PlanRequest};
+use chum_core::proto::{Bead, GateDecision, GateName, Outcome, Phase, PlanRequest};
 use temporalio_common::data_converters::RawValue;
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::{ActivityExecutionError, CancellableFuture};
@@ -68,7 +68,7 @@ impl Shark<'_> {
             let plan = match checked {
                 Ok(plan) => plan,
                 Err(problem) => {
-                    self.record_gate("plan_validation", round, false, 0, &problem, &artifact);
+                    self.record_gate(GateName::PlanValidation, round, false, 0, &problem, &artifact);
                     invalid_in_a_row += 1;
                     if invalid_in_a_row >= limits.max_plan_rounds {
                         return Ok(GateOutcome::Ended {
@@ -81,7 +81,7 @@ impl Shark<'_> {
                 }
             };
             invalid_in_a_row = 0;
-            self.record_gate("plan_validation", round, true, 0, &plan.summary, &artifact);
+            self.record_gate(GateName::PlanValidation, round, true, 0, &plan.summary, &artifact);
 
             // GATE: nothing touches the code until a person approves this plan.
             // Runs started before this patch take decisions only as the signal.
@@ -100,7 +100,7 @@ impl Shark<'_> {
                     "no decision within the gate timeout of {}s; nothing was executed",
                     limits.gate_timeout.as_secs()
                 );
-                self.record_gate("human", round, false, waited, &reason, "");
+                self.record_gate(GateName::Human, round, false, waited, &reason, "");
                 return Ok(GateOutcome::Ended {
                     outcome: Outcome::GateTimeout,
                     reason,
@@ -118,7 +118,7 @@ impl Shark<'_> {
                 } else {
                     format!("approved by {who}: {}", decision.feedback)
                 };
-                self.record_gate("human", round, true, waited, &note, "");
+                self.record_gate(GateName::Human, round, true, waited, &note, "");
                 return Ok(GateOutcome::Approved(Approved { plan, by: who }));
             }
             rejections += 1;
@@ -128,7 +128,7 @@ impl Shark<'_> {
                 decision.feedback.clone()
             };
             let note = format!("rejected by {who}: {said}");
-            self.record_gate("human", round, false, waited, &note, "");
+            self.record_gate(GateName::Human, round, false, waited, &note, "");
             if rejections >= limits.max_gate_rejections {
                 return Ok(GateOutcome::Ended {
                     outcome: Outcome::GateRejected,

@@ -33,8 +33,8 @@ use chum_core::config::Limits;
 use chum_core::gate::{parse_gate_payload, signal_excerpt, signal_json};
 use chum_core::ids::bead_branch;
 use chum_core::proto::{
-    Bead, GateDecision, GateReceipt, LoadBeadRequest, Outcome, Phase, Plan, RejectedSignal, RunRecord, RunRef,
-    SharkInput, SharkResult, SharkStatus,
+    Bead, BeadStatus, GateDecision, GateName, GateReceipt, LoadBeadRequest, Outcome, Phase, Plan, RejectedSignal,
+    RunRecord, RunRef, SelectMode, SharkInput, SharkResult, SharkStatus,
 };
 use temporalio_common::data_converters::RawValue;
 use temporalio_sdk::workflows::{workflow, workflow_methods};
@@ -47,8 +47,6 @@ pub use gate::{approve_payload, json_payload};
 
 use chum_core::activity_contract::SharkActivities;
 
-/// The gates when the project does not say (`projects.<name>.gates`).
-const DEFAULT_GATES: [&str; 3] = ["review", "semgrep", "dod"];
 /// Refused signals kept for the status query; older ones are dropped.
 const MAX_REJECTED_SIGNALS: usize = 20;
 
@@ -76,7 +74,7 @@ struct Shark<'a> {
 /// sees what the run saw).
 struct Setup {
     bead: Bead,
-    gates: Vec<String>,
+    gates: Vec<GateName>,
     fail_open: bool,
     /// Start the ContinuousLearner / the TacticalGroom when the run ends.
     learn: bool,
@@ -222,7 +220,7 @@ async fn run_shark(shark: &Shark<'_>) -> WorkflowResult<SharkResult> {
         Ok(GateOutcome::Approved(approved)) => approved,
         Ok(GateOutcome::Ended { outcome, reason }) => {
             let note = format!("CHUM run {}: {outcome}: {reason}", shark.run.workflow_id);
-            let _ = shark.update_bead("blocked", &note, "").await;
+            let _ = shark.update_bead(BeadStatus::Blocked, &note, "").await;
             return Ok(shark.conclude(&setup, outcome, reason, None).await);
         }
         Err(err) if is_budget_exhausted(&err) => return Ok(shark.stop_for_budget(&setup, &err, None).await),
@@ -283,13 +281,14 @@ impl Shark<'_> {
             return Ok(Err(loaded.problem));
         };
         let project = loaded.gates.unwrap_or_default();
-        let gates = if project.order.is_empty() {
-            DEFAULT_GATES.iter().map(|g| g.to_string()).collect()
+        // The gates when the project does not say (`projects.<name>.gates`).
+        let gates: Vec<GateName> = if project.order.is_empty() {
+            GateName::DEFAULT_ORDER.to_vec()
         } else {
-            project.order
+            project.order().collect()
         };
         self.ctx.state_mut(|s| {
-            s.status.gates = gates.clone();
+            s.status.gates = gates.iter().map(|g| *g as i32).collect();
             s.status.review_fail_open = project.review_fail_open;
         });
         Ok(Ok(Setup {
@@ -299,7 +298,7 @@ impl Shark<'_> {
             learn: project.learn,
             groom: project.groom,
             fanout: project.fanout,
-            select_best: project.select == "best",
+            select_best: project.select() == SelectMode::Best,
         }))
     }
 }

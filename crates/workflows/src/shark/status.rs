@@ -4,7 +4,9 @@
 use std::time::UNIX_EPOCH;
 
 use chum_core::gate_text::{EXCERPT_CHARS, phase_details};
-use chum_core::proto::{AgentRunSummary, GateResult, IntegrationReport, Outcome, Phase, PhaseSpan, SharkResult};
+use chum_core::proto::{
+    AgentRunSummary, GateName, GateResult, IntegrationReport, Outcome, Phase, PhaseSpan, SharkResult,
+};
 use chum_core::text::excerpt;
 
 use super::Shark;
@@ -55,7 +57,7 @@ impl Shark<'_> {
 
     pub(super) fn record_gate(
         &self,
-        gate: &str,
+        gate: GateName,
         round: u32,
         passed: bool,
         duration_ms: u64,
@@ -63,7 +65,7 @@ impl Shark<'_> {
         artifact: &str,
     ) {
         self.push_gate(GateResult {
-            gate: gate.to_string(),
+            gate: gate as i32,
             round,
             passed,
             duration_ms,

@@ -15,6 +15,7 @@ use chum_core::config::{SandboxMode, SandboxSettings};
 use chum_core::egress::{AllowList, Surroundings};
 
 use crate::exec::ProcessSpec;
+use crate::exec::program::{ProgramError, given_path};
 use crate::exec::{EgressClient, EgressProxy};
 
 pub mod cgroups;
@@ -43,29 +44,43 @@ impl Sandboxing {
     }
 }
 
+/// Why a run cannot have the sandbox its project asks for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SandboxError {
+    /// `sandbox = "bwrap"` and no working bwrap.
+    #[error("sandbox = \"bwrap\" but {0}; fix that, or set the project's sandbox to \"auto\" or \"none\"")]
+    Required(ProgramError),
+    /// The run may reach hosts, and the bridge to its egress proxy is missing.
+    #[error("{0}")]
+    Bridge(ProgramError),
+    /// A piece of the sandbox could not be made (its scratch directory, the egress proxy).
+    #[error("cannot {what} {}: {reason}", path.display())]
+    Setup {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+}
+
 /// Finds the bwrap program: the configured one, `CHUM_BWRAP`, or `bwrap` on PATH.
-pub fn locate_bwrap(settings: &SandboxSettings) -> Result<PathBuf, String> {
-    if let Some(path) = settings
-        .bwrap
-        .clone()
-        .or_else(|| std::env::var_os("CHUM_BWRAP").map(PathBuf::from))
-    {
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!("bwrap {} does not exist ([sandbox] bwrap)", path.display()))
-        };
+pub fn locate_bwrap(settings: &SandboxSettings) -> Result<PathBuf, ProgramError> {
+    if let Some(given) = given_path("bwrap", settings.bwrap.clone(), "[sandbox] bwrap", Some("CHUM_BWRAP")) {
+        return given;
     }
     which::which("bwrap").map_err(|_| {
-        "`bwrap` is not on PATH; run scripts/setup.sh (it puts bubblewrap into .tools/bin), install the Debian package `bubblewrap`, or set [sandbox] bwrap".to_string()
+        ProgramError::not_found(
+            "`bwrap`",
+            "is not on PATH",
+            "run scripts/setup.sh (it puts bubblewrap into .tools/bin), install the Debian package `bubblewrap`, or set [sandbox] bwrap",
+        )
     })
 }
 
 /// Whether bwrap can make the namespaces it needs here (user namespaces may be off, or a
 /// container may forbid them). Checked once per program per worker.
-fn probe(bwrap: &Path) -> Result<(), String> {
+fn probe(bwrap: &Path) -> Result<(), ProgramError> {
     /// What each bwrap program's probe found.
-    type Probes = Vec<(PathBuf, Result<(), String>)>;
+    type Probes = Vec<(PathBuf, Result<(), ProgramError>)>;
     static PROBES: OnceLock<Mutex<Probes>> = OnceLock::new();
     let probes = PROBES.get_or_init(|| Mutex::new(Vec::new()));
     let mut probes = match probes.lock() {
@@ -92,16 +107,21 @@ fn probe(bwrap: &Path) -> Result<(), String> {
         ])
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|e| format!("{} cannot be started: {e}", bwrap.display()))
+        .map_err(|e| ProgramError::Unusable {
+            path: bwrap.to_path_buf(),
+            reason: format!("cannot be started: {e}"),
+        })
         .and_then(|out| {
             if out.status.success() {
                 Ok(())
             } else {
-                Err(format!(
-                    "{} cannot create its namespaces here: {}",
-                    bwrap.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ))
+                Err(ProgramError::Unusable {
+                    path: bwrap.to_path_buf(),
+                    reason: format!(
+                        "cannot create its namespaces here: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ),
+                })
             }
         });
     probes.push((bwrap.to_path_buf(), result.clone()));
@@ -110,18 +130,16 @@ fn probe(bwrap: &Path) -> Result<(), String> {
 
 /// The sandbox for a project's `sandbox` mode. `auto` falls back to none (with the reason, which
 /// callers log as a warning); `bwrap` that cannot run is an error.
-pub fn resolve(mode: SandboxMode, settings: &SandboxSettings) -> Result<Sandboxing, String> {
+pub fn resolve(mode: SandboxMode, settings: &SandboxSettings) -> Result<Sandboxing, SandboxError> {
     if mode == SandboxMode::None {
         return Ok(Sandboxing::Unsandboxed("sandbox = \"none\" for this project".into()));
     }
     let found = locate_bwrap(settings).and_then(|path| probe(&path).map(|()| path));
     match (found, mode) {
         (Ok(path), _) => Ok(Sandboxing::Bwrap(path)),
-        (Err(why), SandboxMode::Bwrap) => Err(format!(
-            "sandbox = \"bwrap\" but {why}; fix that, or set the project's sandbox to \"auto\" or \"none\""
-        )),
+        (Err(why), SandboxMode::Bwrap) => Err(SandboxError::Required(why)),
         (Err(why), _) => {
-            warn_fallback(&why);
+            warn_fallback(&why.to_string());
             Ok(Sandboxing::Unsandboxed(format!("sandbox = \"auto\" and {why}")))
         }
     }
@@ -283,20 +301,14 @@ pub fn argument_paths(args: &[String]) -> Vec<PathBuf> {
 
 /// Finds `chum-netbridge`: `[sandbox] netbridge`, `CHUM_NETBRIDGE`, beside the running binary (or
 /// one directory up, where cargo puts binaries next to the test executables' `deps/`), or PATH.
-pub fn locate_netbridge(settings: &SandboxSettings) -> Result<PathBuf, String> {
-    if let Some(path) = settings
-        .netbridge
-        .clone()
-        .or_else(|| std::env::var_os("CHUM_NETBRIDGE").map(PathBuf::from))
-    {
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!(
-                "chum-netbridge {} does not exist ([sandbox] netbridge)",
-                path.display()
-            ))
-        };
+pub fn locate_netbridge(settings: &SandboxSettings) -> Result<PathBuf, ProgramError> {
+    if let Some(given) = given_path(
+        "chum-netbridge",
+        settings.netbridge.clone(),
+        "[sandbox] netbridge",
+        Some("CHUM_NETBRIDGE"),
+    ) {
+        return given;
     }
     if let Ok(exe) = std::env::current_exe() {
         let near = exe.parent().into_iter().flat_map(|d| [Some(d), d.parent()]).flatten();
@@ -308,7 +320,11 @@ pub fn locate_netbridge(settings: &SandboxSettings) -> Result<PathBuf, String> {
         }
     }
     which::which("chum-netbridge").map_err(|_| {
-        "chum-netbridge (it carries a sandbox's traffic to the egress proxy) is not beside the worker or on PATH; build it with `cargo build -p chum-netbridge` or set [sandbox] netbridge".to_string()
+        ProgramError::not_found(
+            "chum-netbridge (it carries a sandbox's traffic to the egress proxy)",
+            "is not beside the worker or on PATH",
+            "build it with `cargo build -p chum-netbridge` or set [sandbox] netbridge",
+        )
     })
 }
 
@@ -440,7 +456,7 @@ pub fn prepare(
     settings: &SandboxSettings,
     policy: &SandboxPolicy,
     network: Option<Network<'_>>,
-) -> Result<Prepared, String> {
+) -> Result<Prepared, SandboxError> {
     let Sandboxing::Bwrap(bwrap) = sandboxing else {
         return Ok(Prepared {
             spec,
@@ -454,9 +470,12 @@ pub fn prepare(
     let (egress, description) = match network {
         None => (None, "none".to_string()),
         Some(net) => {
-            let bridge = locate_netbridge(settings)?;
-            let socket = crate::exec::socket_path(&net.client.name)
-                .map_err(|e| format!("cannot make the egress proxy's socket directory: {e}"))?;
+            let bridge = locate_netbridge(settings).map_err(SandboxError::Bridge)?;
+            let socket = crate::exec::socket_path(&net.client.name).map_err(|e| SandboxError::Setup {
+                what: "make the egress proxy's socket directory under",
+                path: std::env::temp_dir(),
+                reason: e.to_string(),
+            })?;
             let described = if net.allow.allows_any() {
                 tracing::warn!(client = %net.client.name, "allow_hosts = [\"*\"]: this agent may reach ANY host (not loopback, this machine or the control plane)");
                 "any host, through the egress proxy (allow_hosts = [\"*\"])".to_string()
@@ -464,8 +483,13 @@ pub fn prepare(
                 let hosts: Vec<String> = net.allow.rules().iter().map(ToString::to_string).collect();
                 format!("egress proxy: {}", hosts.join(", "))
             };
-            let proxy = EgressProxy::start(&socket, net.allow.clone(), net.around, net.client)
-                .map_err(|e| format!("cannot start the egress proxy on {}: {e}", socket.display()))?;
+            let proxy = EgressProxy::start(&socket, net.allow.clone(), net.around, net.client).map_err(|e| {
+                SandboxError::Setup {
+                    what: "start the egress proxy on",
+                    path: socket.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
             spec.env.extend(crate::exec::proxy_vars(&crate::exec::proxy_url()));
             (Some((proxy, bridge)), described)
         }
@@ -480,11 +504,10 @@ pub fn prepare(
         policy,
         mounts.as_ref().map(|(s, b)| (s.as_path(), b.as_path())),
     )
-    .map_err(|e| {
-        format!(
-            "cannot make the sandbox's scratch directory {}: {e}",
-            policy.scratch.display()
-        )
+    .map_err(|e| SandboxError::Setup {
+        what: "make the sandbox's scratch directory",
+        path: policy.scratch.clone(),
+        reason: e.to_string(),
     })?;
     let cgroups = RunCgroups::create(RunLimits {
         max_processes: settings.max_processes,
@@ -545,7 +568,7 @@ mod tests {
     fn a_required_bwrap_that_does_not_exist_is_an_error_naming_the_key() {
         let mut s = settings();
         s.bwrap = Some(PathBuf::from("/nonexistent/bwrap"));
-        let err = resolve(SandboxMode::Bwrap, &s).unwrap_err();
+        let err = resolve(SandboxMode::Bwrap, &s).unwrap_err().to_string();
         assert!(
             err.contains("/nonexistent/bwrap") && err.contains("[sandbox] bwrap"),
             "{err}"
