@@ -10,5 +10,5 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh >/dev/null
 rm -f crates/workflows/tests/histories/current/*.json
-CHUM_RECORD_HISTORIES=1 cargo test -p worker --test shark_paths --test learning --test dispatcher --test grooming --test monte_carlo --test faults --test bad_input --test sandbox --no-fail-fast -- --test-threads 2
+CHUM_RECORD_HISTORIES=1 cargo test -p worker --test e2e --no-fail-fast -- --test-threads 2
 ls -1 crates/workflows/tests/histories/current/

@@ -8,6 +8,7 @@
 //! Without a CLI installed its tests say so and pass, unless CHUM_REQUIRE_AGENT_CLIS=1 (CI sets
 //! it), when a missing CLI is a failure.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Arc;
@@ -15,19 +16,15 @@ use std::time::Duration;
 
 use chum_activities::SharkActivitiesImpl;
 use chum_activities::agent::Unsupervised;
-use chum_core::config::ChumConfig;
-use chum_core::proto::{AgentUsage, Bead, ExecuteRequest, Plan, ReviewRequest, RunRef};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use chum_core::config::{ChumConfig, RawConfig, RawMcpServer, RawProject, RawProvider, RawSandbox};
+use chum_core::proto::{AgentUsage, ExecuteRequest, Plan, ReviewRequest};
+use chum_testkit::{
+    Scenario, Step, Usage, bead, bwrap, host_address, netbridge, run_ref, scripted_agent, workspace_root,
+};
 
 /// An agent CLI from `.tools/npm`, or `None` (with the reason printed) when it is not installed.
 fn agent_cli(name: &str) -> Option<PathBuf> {
-    let path = root().join(".tools/npm/node_modules/.bin").join(name);
+    let path = workspace_root().join(".tools/npm/node_modules/.bin").join(name);
     if path.exists() {
         return Some(path);
     }
@@ -41,43 +38,6 @@ fn agent_cli(name: &str) -> Option<PathBuf> {
         path.display()
     );
     None
-}
-
-/// The bubblewrap setup installs: with it, the real CLIs run inside CHUM's sandbox (network
-/// allowed, as a real agent needs for its API; here the API is the local model server).
-fn bwrap() -> Option<PathBuf> {
-    let local = root().join(".tools/bin/bwrap");
-    if local.is_file() {
-        Some(local)
-    } else {
-        which::which("bwrap").ok()
-    }
-}
-
-/// A binary of this workspace, built next to the test executables.
-fn workspace_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let binary = exe.parent().and_then(Path::parent).unwrap().join(name);
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", name])
-        .current_dir(root())
-        .status()
-        .unwrap();
-    assert!(status.success(), "building {name}");
-    binary
-}
-
-fn scripted_agent() -> PathBuf {
-    workspace_binary("chum-scripted-agent")
-}
-
-/// This machine's own non-loopback address: the model server listens there, because the egress
-/// proxy refuses loopback whatever a provider's allow_hosts says.
-fn host_address() -> std::net::IpAddr {
-    chum_activities::exec::own_addresses()
-        .into_iter()
-        .find(|ip| ip.is_ipv4() && !ip.is_loopback())
-        .expect("these tests need a non-loopback IPv4 address on this machine for the model server")
 }
 
 /// The scripted model server, stopped when dropped.
@@ -94,9 +54,9 @@ impl Drop for ModelServer {
     }
 }
 
-fn model_server(dir: &Path, scenario: &str, provider: &str) -> ModelServer {
+fn model_server(dir: &Path, scenario: &Scenario, provider: &str) -> ModelServer {
     let scenario_path = dir.join("model-scenario.toml");
-    std::fs::write(&scenario_path, scenario).unwrap();
+    std::fs::write(&scenario_path, scenario.to_toml()).unwrap();
     let port_file = dir.join("model.port");
     let mut child = Command::new(scripted_agent())
         .arg("--scenario")
@@ -126,22 +86,8 @@ fn model_server(dir: &Path, scenario: &str, provider: &str) -> ModelServer {
 /// Every agent process of a test carries this variable, so the test can find its survivors.
 const MARKER: &str = "CHUM_CONTRACT_TEST_MARKER";
 
-fn git(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@localhost")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@localhost")
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "git {args:?}");
-}
-
 /// A project repository and a config whose executor is provider `main` and reviewer `other`.
-fn setup(dir: &Path, providers: &str) -> Arc<ChumConfig> {
+fn setup(dir: &Path, providers: BTreeMap<String, RawProvider>) -> Arc<ChumConfig> {
     let repo = dir.join("project");
     std::fs::create_dir_all(repo.join(".beads")).unwrap();
     std::fs::write(repo.join("calc.py"), "def add(a, b):\n    return a + b\n").unwrap();
@@ -150,76 +96,109 @@ fn setup(dir: &Path, providers: &str) -> Arc<ChumConfig> {
         "{\"id\":\"tk-1\",\"title\":\"Add multiply\",\"status\":\"open\"}\n",
     )
     .unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "-q", "-m", "initial"]);
-    let text = format!(
-        r#"
-        state_dir = "state"
-        [projects.demo]
-        repo = "project"
-        gates = ["dod"]
-        sandbox = "{sandbox}"
-        {providers}
-        [tiers]
-        main = ["main"]
-        second = ["other"]
-        [roles]
-        planner = "main"
-        executor = "main"
-        reviewer = "second"
-        [sandbox]
-        {bwrap}
-        netbridge = "{netbridge}"
-        "#,
-        sandbox = if bwrap().is_some() { "bwrap" } else { "auto" },
-        bwrap = bwrap()
-            .map(|p| format!("bwrap = {:?}", p.display().to_string()))
-            .unwrap_or_default(),
-        netbridge = workspace_binary("chum-netbridge").display(),
-    );
+    chum_testkit::git(&repo, &["init", "-q", "-b", "main"]);
+    chum_testkit::git(&repo, &["add", "-A"]);
+    chum_testkit::git(&repo, &["commit", "-q", "-m", "initial"]);
+    let strings = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let file = RawConfig {
+        state_dir: Some("state".into()),
+        projects: BTreeMap::from([(
+            "demo".to_string(),
+            RawProject {
+                repo: Some("project".into()),
+                gates: Some(vec!["dod".into()]),
+                sandbox: Some(if bwrap().is_some() { "bwrap" } else { "auto" }.into()),
+                ..RawProject::default()
+            },
+        )]),
+        providers,
+        tiers: BTreeMap::from([
+            ("main".to_string(), vec!["main".to_string()]),
+            ("second".to_string(), vec!["other".to_string()]),
+        ]),
+        roles: strings(&[("planner", "main"), ("executor", "main"), ("reviewer", "second")]),
+        sandbox: RawSandbox {
+            bwrap: bwrap().map(|p| p.display().to_string()),
+            netbridge: Some(netbridge().display().to_string()),
+            ..RawSandbox::default()
+        },
+        ..RawConfig::default()
+    };
+    let text = toml::to_string(&file).expect("the config serializes");
     Arc::new(ChumConfig::from_toml(&text, &dir.join("chum.toml"), Vec::new()).expect("config"))
 }
 
 /// The same command twice, as executor `main` and reviewer `other`. Both reach the model server
 /// at `addr` and nothing else (through the egress proxy), with their scratch home writable.
-fn two_providers(command: &str, output: &str, env: &str, home: &Path, addr: &str) -> String {
-    let sandbox = format!(
-        "allow_hosts = [\"{addr}\"]\nwritable = [{:?}]\n",
-        home.display().to_string()
-    );
-    format!(
-        "[providers.main]\ncommand = {command}\noutput = \"{output}\"\nmodel = \"scripted-main\"\nenv = {env}\n{sandbox}\
-         [providers.other]\ncommand = {command}\noutput = \"{output}\"\nmodel = \"scripted-other\"\nenv = {env}\n{sandbox}"
-    )
+fn two_providers(
+    command: Vec<String>,
+    output: &str,
+    env: BTreeMap<String, String>,
+    home: &Path,
+    addr: &str,
+) -> BTreeMap<String, RawProvider> {
+    let provider = |model: &str| RawProvider {
+        command: command.clone(),
+        output: Some(output.into()),
+        model: Some(model.into()),
+        env: env.clone(),
+        allow_hosts: vec![addr.to_string()],
+        writable: vec![home.display().to_string()],
+        ..RawProvider::default()
+    };
+    BTreeMap::from([
+        ("main".to_string(), provider("scripted-main")),
+        ("other".to_string(), provider("scripted-other")),
+    ])
+}
+
+fn env_of(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
 }
 
 /// Claude Code against the model server on `port`, in a scratch HOME, tagged with `marker`.
-fn claude_providers(dir: &Path, claude: &Path, addr: &str, marker: &str) -> String {
+fn claude_providers(dir: &Path, claude: &Path, addr: &str, marker: &str) -> BTreeMap<String, RawProvider> {
     let home = dir.join("claude-home");
     std::fs::create_dir_all(&home).unwrap();
-    let env = format!(
-        "{{ ANTHROPIC_BASE_URL = \"http://{addr}\", ANTHROPIC_API_KEY = \"dummy\", \
-         CLAUDE_CODE_MAX_RETRIES = \"0\", CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = \"1\", \
-         DISABLE_AUTOUPDATER = \"1\", HOME = \"{home}\", CLAUDE_CONFIG_DIR = \"{home}/.claude\", {MARKER} = \"{marker}\" }}",
-        home = home.display()
-    );
-    let command = format!(
-        r#"["{}", "-p", "--output-format", "json", "--permission-mode", "acceptEdits"]"#,
-        claude.display()
-    );
-    two_providers(&command, "claude-json", &env, &home, addr)
+    let env = env_of(&[
+        ("ANTHROPIC_BASE_URL", format!("http://{addr}")),
+        ("ANTHROPIC_API_KEY", "dummy".into()),
+        ("CLAUDE_CODE_MAX_RETRIES", "0".into()),
+        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".into()),
+        ("DISABLE_AUTOUPDATER", "1".into()),
+        ("HOME", home.display().to_string()),
+        ("CLAUDE_CONFIG_DIR", format!("{}/.claude", home.display())),
+        (MARKER, marker.into()),
+    ]);
+    let command = [
+        &claude.display().to_string(),
+        "-p",
+        "--output-format",
+        "json",
+        "--permission-mode",
+        "acceptEdits",
+    ]
+    .map(String::from)
+    .to_vec();
+    two_providers(command, "claude-json", env, &home, addr)
 }
 
 /// Codex with a local Responses API provider (the model server on `port`), in its workspace-write
 /// sandbox, with a scratch CODEX_HOME.
-fn codex_providers(dir: &Path, codex: &Path, addr: &str, marker: &str) -> String {
+fn codex_providers(dir: &Path, codex: &Path, addr: &str, marker: &str) -> BTreeMap<String, RawProvider> {
     let home = dir.join("codex-home");
     std::fs::create_dir_all(&home).unwrap();
-    let env = format!(
-        "{{ LOCAL_KEY = \"dummy\", HOME = \"{home}\", CODEX_HOME = \"{home}\", {MARKER} = \"{marker}\" }}",
-        home = home.display()
-    );
+    let env = env_of(&[
+        ("LOCAL_KEY", "dummy".into()),
+        ("HOME", home.display().to_string()),
+        ("CODEX_HOME", home.display().to_string()),
+        (MARKER, marker.into()),
+    ]);
     let provider = format!(
         "model_providers.local={{name='local',base_url='http://{addr}/v1',wire_api='responses',\
          env_key='LOCAL_KEY',request_max_retries=0,stream_max_retries=0}}"
@@ -231,43 +210,38 @@ fn codex_providers(dir: &Path, codex: &Path, addr: &str, marker: &str) -> String
     } else {
         "workspace-write"
     };
-    let command = format!(
-        r#"["{}", "exec", "--json", "--skip-git-repo-check", "-s", "{codex_sandbox}", "-c", "model_provider=local", "-c", "{provider}", "-m", "scripted", "-"]"#,
-        codex.display()
-    );
-    two_providers(&command, "codex-jsonl", &env, &home, addr)
-}
-
-fn run_ref() -> RunRef {
-    RunRef {
-        project: "demo".into(),
-        bead_id: "tk-1".into(),
-        workflow_id: "contract".into(),
-        run_id: "r1".into(),
-    }
+    let command = [
+        &codex.display().to_string(),
+        "exec",
+        "--json",
+        "--skip-git-repo-check",
+        "-s",
+        codex_sandbox,
+        "-c",
+        "model_provider=local",
+        "-c",
+        &provider,
+        "-m",
+        "scripted",
+        "-",
+    ]
+    .map(String::from)
+    .to_vec();
+    two_providers(command, "codex-jsonl", env, &home, addr)
 }
 
 fn plan() -> Plan {
     Plan {
-        summary: "Add multiply(a, b)".into(),
         steps: vec!["add it".into()],
-        acceptance_criteria: vec!["multiply(3, 4) == 12".into()],
         files: vec!["calc.py".into()],
-    }
-}
-
-fn bead() -> Bead {
-    Bead {
-        id: "tk-1".into(),
-        title: "Add multiply".into(),
-        ..Bead::default()
+        ..chum_testkit::plan("Add multiply(a, b)", &["multiply(3, 4) == 12"])
     }
 }
 
 fn execute_request(timeout_secs: u64) -> ExecuteRequest {
     ExecuteRequest {
         run: Some(run_ref()),
-        bead: Some(bead()),
+        bead: Some(bead("Add multiply")),
         plan: Some(plan()),
         attempt: 1,
         timeout_secs,
@@ -275,24 +249,29 @@ fn execute_request(timeout_secs: u64) -> ExecuteRequest {
     }
 }
 
-const SCENARIO: &str = r#"
-[usage]
-input_tokens = 1200
-output_tokens = 150
-
-[[step]]
-role = "executor"
-answer = "Added multiply() and its test."
-edits = [
-  { path = "calc.py", find = "    return a + b\n", replace = "    return a + b\n\n\ndef multiply(a, b):\n    return a * b\n" },
-  { path = "test_multiply.py", write = "from calc import multiply\n\nassert multiply(3, 4) == 12\n" },
-]
-
-[[step]]
-role = "reviewer"
-expect_prompt_contains = ["+def multiply(a, b):"]
-answer = '{"approved": true, "findings": [], "criteria": [{"index": 1, "criterion": "multiply(3, 4) == 12", "met": true, "evidence": "test_multiply.py:3"}]}'
-"#;
+/// The executor adds multiply with the CLI's own edit tools; the reviewer approves with evidence.
+fn scenario() -> Scenario {
+    Scenario {
+        usage: Usage {
+            input_tokens: 1200,
+            output_tokens: 150,
+            cost_usd: 0.0,
+        },
+        steps: vec![
+            Step::executor()
+                .answer("Added multiply() and its test.")
+                .replace(
+                    "calc.py",
+                    "    return a + b\n",
+                    "    return a + b\n\n\ndef multiply(a, b):\n    return a * b\n",
+                )
+                .write("test_multiply.py", "from calc import multiply\n\nassert multiply(3, 4) == 12\n"),
+            Step::reviewer()
+                .expect_prompt_contains("+def multiply(a, b):")
+                .answer(r#"{"approved": true, "findings": [], "criteria": [{"index": 1, "criterion": "multiply(3, 4) == 12", "met": true, "evidence": "test_multiply.py:3"}]}"#),
+        ],
+    }
+}
 
 /// Runs an execute and a review phase through CHUM's activities; returns the executor's usage.
 async fn execute_and_review(config: Arc<ChumConfig>) -> AgentUsage {
@@ -341,7 +320,7 @@ async fn execute_and_review(config: Arc<ChumConfig>) -> AgentUsage {
         .review_impl(
             ReviewRequest {
                 run: Some(run_ref()),
-                bead: Some(bead()),
+                bead: Some(bead("Add multiply")),
                 plan: Some(plan()),
                 worktree: report.worktree.clone(),
                 base_commit: report.base_commit.clone(),
@@ -367,10 +346,10 @@ async fn execute_and_review(config: Arc<ChumConfig>) -> AgentUsage {
 async fn claude_code_executes_and_reviews_through_chum() {
     let Some(claude) = agent_cli("claude") else { return };
     let dir = tempfile::tempdir().unwrap();
-    let server = model_server(dir.path(), SCENARIO, "claude");
+    let server = model_server(dir.path(), &scenario(), "claude");
     let config = setup(
         dir.path(),
-        &claude_providers(dir.path(), &claude, &server.addr, "claude-execute"),
+        claude_providers(dir.path(), &claude, &server.addr, "claude-execute"),
     );
     let usage = execute_and_review(config).await;
     // Claude Code computes the cost from the tokens the model server reported.
@@ -381,28 +360,17 @@ async fn claude_code_executes_and_reviews_through_chum() {
 async fn codex_executes_and_reviews_through_chum() {
     let Some(codex) = agent_cli("codex") else { return };
     let dir = tempfile::tempdir().unwrap();
-    let server = model_server(dir.path(), SCENARIO, "codex");
+    let server = model_server(dir.path(), &scenario(), "codex");
     let config = setup(
         dir.path(),
-        &codex_providers(dir.path(), &codex, &server.addr, "codex-execute"),
+        codex_providers(dir.path(), &codex, &server.addr, "codex-execute"),
     );
     execute_and_review(config).await;
 }
 
 /// Live processes carrying `marker` in their environment.
 fn processes_with(marker: &str) -> Vec<u32> {
-    let needle = format!("{MARKER}={marker}");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|pid| {
-            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let zombie = stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z');
-            !zombie && env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
-        })
-        .collect()
+    chum_testkit::agent_processes(&[format!("{MARKER}={marker}")])
 }
 
 /// The agent's run timed out and none of its processes is left.
@@ -430,17 +398,19 @@ async fn assert_killed(config: Arc<ChumConfig>, marker: &str) {
     assert!(left.is_empty(), "agent processes outlived the timeout: {left:?}");
 }
 
-const HANG: &str = "[[step]]\nrole = \"executor\"\nhang = true\n";
+fn hang() -> Scenario {
+    Scenario::new(vec![Step::executor().hang()])
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_claude_is_killed_with_its_process_group() {
     let Some(claude) = agent_cli("claude") else { return };
     let dir = tempfile::tempdir().unwrap();
-    let server = model_server(dir.path(), HANG, "claude");
+    let server = model_server(dir.path(), &hang(), "claude");
     assert_killed(
         setup(
             dir.path(),
-            &claude_providers(dir.path(), &claude, &server.addr, "claude-hang"),
+            claude_providers(dir.path(), &claude, &server.addr, "claude-hang"),
         ),
         "claude-hang",
     )
@@ -451,11 +421,11 @@ async fn a_hanging_claude_is_killed_with_its_process_group() {
 async fn a_hanging_codex_is_killed_with_its_process_group() {
     let Some(codex) = agent_cli("codex") else { return };
     let dir = tempfile::tempdir().unwrap();
-    let server = model_server(dir.path(), HANG, "codex");
+    let server = model_server(dir.path(), &hang(), "codex");
     assert_killed(
         setup(
             dir.path(),
-            &codex_providers(dir.path(), &codex, &server.addr, "codex-hang"),
+            codex_providers(dir.path(), &codex, &server.addr, "codex-hang"),
         ),
         "codex-hang",
     )
@@ -467,7 +437,7 @@ async fn a_missing_agent_binary_is_a_clear_non_retryable_error() {
     let dir = tempfile::tempdir().unwrap();
     let config = setup(
         dir.path(),
-        &claude_providers(
+        claude_providers(
             dir.path(),
             Path::new("/nonexistent/bin/claude"),
             "192.0.2.1:9",
@@ -487,16 +457,23 @@ async fn a_missing_agent_binary_is_a_clear_non_retryable_error() {
     assert!(text.contains("/nonexistent/bin/claude"), "{text}");
 }
 
-const MCP_SCENARIO: &str = r#"
-[[step]]
-role = "executor"
-tool_calls = [
-  { name = "mcp__everything__echo", input = { message = "hello from chum" } },
-  { name = "mcp__everything__get-env", input = {} },
-]
-answer = "The MCP server said: {tool_results}"
-edits = [{ path = "calc.py", find = "    return a + b\n", replace = "    return a + b\n\n\ndef multiply(a, b):\n    return a * b\n" }]
-"#;
+/// The executor asks the MCP server for two of its tools, then adds multiply.
+fn mcp_scenario() -> Scenario {
+    Scenario::new(vec![
+        Step::executor()
+            .tool_call(
+                "mcp__everything__echo",
+                serde_json::json!({"message": "hello from chum"}),
+            )
+            .tool_call("mcp__everything__get-env", serde_json::json!({}))
+            .answer("The MCP server said: {tool_results}")
+            .replace(
+                "calc.py",
+                "    return a + b\n",
+                "    return a + b\n\n\ndef multiply(a, b):\n    return a * b\n",
+            ),
+    ])
+}
 
 /// Claude Code uses a real MCP server (npm `@modelcontextprotocol/server-everything`) that CHUM
 /// configured for the run: the model asks for two of its tools, the CLI starts the server inside
@@ -506,7 +483,7 @@ edits = [{ path = "calc.py", find = "    return a + b\n", replace = "    return 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claude_code_calls_a_real_mcp_server_inside_the_sandbox() {
     let Some(claude) = agent_cli("claude") else { return };
-    let server_bin = root().join(".tools/npm/node_modules/.bin/mcp-server-everything");
+    let server_bin = workspace_root().join(".tools/npm/node_modules/.bin/mcp-server-everything");
     assert!(
         server_bin.exists(),
         "{} missing: run scripts/setup.sh",
@@ -518,19 +495,29 @@ async fn claude_code_calls_a_real_mcp_server_inside_the_sandbox() {
         std::env::set_var("MCP_CONTRACT_SECRET", "never-7731");
     }
     let dir = tempfile::tempdir().unwrap();
-    let server = model_server(dir.path(), MCP_SCENARIO, "claude");
-    let providers = claude_providers(dir.path(), &claude, &server.addr, "claude-mcp").replace(
-        "\"--permission-mode\", \"acceptEdits\"]",
-        "\"--permission-mode\", \"acceptEdits\", \"--mcp-config\", \"{mcp_config}\", \"--allowedTools\", \"mcp__everything__echo mcp__everything__get-env Read Edit Write\"]",
+    let server = model_server(dir.path(), &mcp_scenario(), "claude");
+    let mut providers = claude_providers(dir.path(), &claude, &server.addr, "claude-mcp");
+    for provider in providers.values_mut() {
+        provider.command.extend(
+            [
+                "--mcp-config",
+                "{mcp_config}",
+                "--allowedTools",
+                "mcp__everything__echo mcp__everything__get-env Read Edit Write",
+            ]
+            .map(String::from),
+        );
+    }
+    let main = providers.get_mut("main").expect("the executor's provider");
+    main.mcp_servers.insert(
+        "everything".into(),
+        RawMcpServer {
+            command: Some(server_bin.display().to_string()),
+            env: vec!["MCP_CONTRACT_VALUE".into()],
+            ..RawMcpServer::default()
+        },
     );
-    let providers = providers.replace(
-        "[providers.other]",
-        &format!(
-            "[providers.main.mcp_servers.everything]\ncommand = {:?}\nenv = [\"MCP_CONTRACT_VALUE\"]\n[providers.other]",
-            server_bin.display().to_string()
-        ),
-    );
-    let config = setup(dir.path(), &providers);
+    let config = setup(dir.path(), providers);
     let report = SharkActivitiesImpl::new(config)
         .steps()
         .execute_impl(execute_request(120), &Unsupervised)

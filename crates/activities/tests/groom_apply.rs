@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chum_activities::GroomActivitiesImpl;
 use chum_core::config::ChumConfig;
 use chum_core::proto::{ApplyMutationsRequest, RunRef};
+use chum_testkit::{HarnessConfig, load_config, small_config};
 
 const BEADS: &str = concat!(
     r#"{"id":"tk-1","title":"Done work","status":"closed","priority":1,"issue_type":"task","created_at":"2026-11-22T00:00:00Z"}"#,
@@ -20,23 +21,10 @@ fn config(dir: &std::path::Path) -> Arc<ChumConfig> {
     let repo = dir.join("project");
     std::fs::create_dir_all(repo.join(".beads")).unwrap();
     std::fs::write(repo.join(".beads/issues.jsonl"), BEADS).unwrap();
-    let text = r#"
-        state_dir = "state"
-        [projects.demo]
-        repo = "project"
-        gates = ["dod"]
-        [providers.a]
-        command = ["true"]
-        [tiers]
-        fast = ["a"]
-        [roles]
-        planner = "fast"
-        executor = "fast"
-        groomer = "fast"
-        [groom]
-        max_mutations = 3
-    "#;
-    Arc::new(ChumConfig::from_toml(text, &dir.join("chum.toml"), Vec::new()).expect("valid config"))
+    let mut file = small_config(&["true"], &["planner", "executor", "groomer"]);
+    file.project().gates = Some(vec!["dod".into()]);
+    file.groom.max_mutations = Some(3);
+    load_config(&file, dir)
 }
 
 #[tokio::test]

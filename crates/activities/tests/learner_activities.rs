@@ -2,82 +2,49 @@
 //! role: lessons stored with provenance, exact duplicates skipped, garbage answered twice reported
 //! as an error (never a panic, never a half-stored lesson).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 
 use chum_activities::LearnerActivitiesImpl;
 use chum_activities::agent::Unsupervised;
 use chum_core::config::ChumConfig;
-use chum_core::proto::{Bead, GateResult, LearnerInput, Outcome, Plan, RunRef};
+use chum_core::proto::{GateName, GateResult, LearnerInput, Outcome};
+use chum_testkit::{HarnessConfig, Scenario, Step, bead, load_config, plan, run_ref, scripted_agent, small_config};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn scripted_agent() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let agent = exe.parent().and_then(Path::parent).unwrap().join("chum-scripted-agent");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "chum-scripted-agent"])
-        .current_dir(root())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    agent
-}
-
-fn config(dir: &Path, scenario: &str) -> Arc<ChumConfig> {
+/// The scripted agent as the learner, playing `scenario` from the config directory.
+fn config(dir: &Path, scenario: Scenario) -> Arc<ChumConfig> {
     std::fs::create_dir_all(dir.join("project")).unwrap();
-    std::fs::write(dir.join("scenario.toml"), scenario).unwrap();
-    let text = format!(
-        r#"
-        state_dir = "state"
-        [projects.demo]
-        repo = "project"
-        gates = ["dod"]
-        [providers.scripted]
-        command = ["{}", "--scenario", "{{config_dir}}/scenario.toml", "--record-dir", "{{config_dir}}/prompts"]
-        output = "claude-json"
-        [tiers]
-        fast = ["scripted"]
-        [roles]
-        planner = "fast"
-        executor = "fast"
-        learner = "fast"
-        "#,
-        scripted_agent().display()
+    std::fs::write(dir.join("scenario.toml"), scenario.to_toml()).unwrap();
+    let agent = scripted_agent().display().to_string();
+    let mut file = small_config(
+        &[
+            &agent,
+            "--scenario",
+            "{config_dir}/scenario.toml",
+            "--record-dir",
+            "{config_dir}/prompts",
+        ],
+        &["planner", "executor", "learner"],
     );
-    Arc::new(ChumConfig::from_toml(&text, &dir.join("chum.toml"), Vec::new()).unwrap())
+    file.project().gates = Some(vec!["dod".into()]);
+    for provider in file.providers() {
+        provider.output = Some("claude-json".into());
+    }
+    load_config(&file, dir)
 }
 
 fn input() -> LearnerInput {
     let dod_failure = GateResult {
-        gate: chum_core::proto::GateName::Dod as i32,
+        gate: GateName::Dod as i32,
         round: 2,
         passed: false,
         excerpt: "ValueError: invalid literal for int() with base 10: ''".into(),
         ..GateResult::default()
     };
     LearnerInput {
-        run: Some(RunRef {
-            project: "demo".into(),
-            bead_id: "tk-1".into(),
-            workflow_id: "shark-demo-tk-1".into(),
-            run_id: "r1".into(),
-        }),
-        bead: Some(Bead {
-            id: "tk-1".into(),
-            title: "Add parse_numbers".into(),
-            ..Bead::default()
-        }),
-        plan: Some(Plan {
-            summary: "parse numbers".into(),
-            ..Plan::default()
-        }),
+        run: Some(run_ref()),
+        bead: Some(bead("Add parse_numbers")),
+        plan: Some(plan("parse numbers", &[])),
         outcome: Outcome::Integrated as i32,
         gate_results: vec![dod_failure],
         commit: "abc123".into(),
@@ -91,10 +58,13 @@ const LESSONS: &str = r#"[{"category": "antipattern", "summary": "split(\" \") k
 #[tokio::test]
 async fn lessons_are_stored_with_provenance_once() {
     let dir = tempfile::tempdir().unwrap();
-    let scenario = format!(
-        "[[step]]\nrole = \"learner\"\nexpect_prompt_contains = [\"ValueError: invalid literal\", \"## How the run ended\\nintegrated\"]\nanswer = '''{LESSONS}'''\n"
-    );
-    let learner = LearnerActivitiesImpl::new(config(dir.path(), &scenario)).steps();
+    let scenario = Scenario::new(vec![
+        Step::learner()
+            .expect_prompt_contains("ValueError: invalid literal")
+            .expect_prompt_contains("## How the run ended\nintegrated")
+            .answer(LESSONS),
+    ]);
+    let learner = LearnerActivitiesImpl::new(config(dir.path(), scenario)).steps();
     let first = learner.extract_lessons_impl(input(), &Unsupervised).await.unwrap();
     assert!(first.error.is_empty(), "{}", first.error);
     assert_eq!(first.stored.len(), 2);
@@ -131,7 +101,7 @@ async fn lessons_are_stored_with_provenance_once() {
 #[tokio::test]
 async fn garbage_twice_is_an_error_not_a_lesson() {
     let dir = tempfile::tempdir().unwrap();
-    let scenario = "[[step]]\nrole = \"learner\"\nanswer = \"I learned a lot today.\"\n";
+    let scenario = Scenario::new(vec![Step::learner().answer("I learned a lot today.")]);
     let learner = LearnerActivitiesImpl::new(config(dir.path(), scenario)).steps();
     let report = learner.extract_lessons_impl(input(), &Unsupervised).await.unwrap();
     assert!(report.stored.is_empty());

@@ -1,19 +1,13 @@
 //! The Semgrep gate against the real engine (`semgrep-core` from the semgrep scripts/setup.sh
 //! installs): validation, quarantine, and scanning changed files with the shipped pack.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chum_activities::semgrep::{FILE_TIMEOUT, SHIPPED_RULES, ValidationCache, rule_files, scan, validate_rule_file};
 
 fn core() -> PathBuf {
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/venv/lib");
-    std::fs::read_dir(&lib)
-        .unwrap_or_else(|_| panic!("{} missing: run scripts/setup.sh", lib.display()))
-        .flatten()
-        .map(|e| e.path().join("site-packages/semgrep/bin/semgrep-core"))
-        .find(|p| p.is_file())
-        .expect("semgrep-core: run scripts/setup.sh")
+    chum_testkit::semgrep_core()
 }
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -170,24 +164,12 @@ async fn a_file_the_engine_times_out_on_is_not_scanned_and_says_why() {
 #[tokio::test]
 async fn a_scan_with_every_rule_quarantined_fails_closed() {
     use chum_activities::SharkActivitiesImpl;
-    use chum_core::config::ChumConfig;
-    use chum_core::proto::{RunRef, SemgrepRequest};
+    use chum_core::proto::SemgrepRequest;
+    use chum_testkit::{HarnessConfig, load_config, run_ref, small_config};
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("project");
     std::fs::create_dir_all(&repo).unwrap();
-    let git = |args: &[&str]| {
-        let ok = std::process::Command::new("git")
-            .args(args)
-            .current_dir(&repo)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@localhost")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@localhost")
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "git {args:?}");
-    };
+    let git = |args: &[&str]| chum_testkit::git(&repo, args);
     std::fs::write(repo.join("calc.py"), "def add(a, b):\n    return a + b\n").unwrap();
     git(&["init", "-q", "-b", "main"]);
     git(&["add", "-A"]);
@@ -199,13 +181,12 @@ async fn a_scan_with_every_rule_quarantined_fails_closed() {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let text = format!(
-        "state_dir = \"state\"\n[projects.demo]\nrepo = \"project\"\ngates = [\"semgrep\"]\nsandbox = \"none\"\n\
-         [providers.a]\ncommand = [\"/bin/true\"]\n[tiers]\nt = [\"a\"]\n[roles]\nplanner = \"t\"\nexecutor = \"t\"\n\
-         [semgrep]\ncore = {:?}\n",
-        broken.display().to_string()
-    );
-    let config = ChumConfig::from_toml(&text, &dir.path().join("chum.toml"), Vec::new()).unwrap();
+    let mut file = small_config(&["/bin/true"], &["planner", "executor"]);
+    let project = file.project();
+    project.gates = Some(vec!["semgrep".into()]);
+    project.sandbox = Some("none".into());
+    file.semgrep.core = Some(broken.display().to_string());
+    let config = load_config(&file, dir.path());
     let project = config.project("demo").unwrap().clone();
     let wt = chum_activities::repo::prepare_worktree(&project, "tk-1", 1, 0)
         .await
@@ -217,12 +198,7 @@ async fn a_scan_with_every_rule_quarantined_fails_closed() {
     let report = SharkActivitiesImpl::new(config)
         .steps()
         .semgrep_impl(SemgrepRequest {
-            run: Some(RunRef {
-                project: "demo".into(),
-                bead_id: "tk-1".into(),
-                workflow_id: "w".into(),
-                run_id: "r".into(),
-            }),
+            run: Some(run_ref()),
             worktree: wt.path.display().to_string(),
             changed_files: vec!["calc.py".into()],
             attempt: 1,

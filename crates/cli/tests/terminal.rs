@@ -6,14 +6,23 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-fn git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .status()
-        .expect("git runs");
-    assert!(status.success(), "git {args:?}");
+use chum_core::config::RawConfig;
+use chum_testkit::{HarnessConfig, git, small_config};
+
+/// A config for project `demo` on `repo` (no Temporal needed for `backlog`): two providers of
+/// different models, so it is valid with a reviewer.
+fn config_file(repo: &str) -> RawConfig {
+    let mut file = small_config(&["true"], &["planner", "executor"]);
+    file.state_dir = None;
+    file.project().repo = Some(repo.into());
+    file.project().dod = vec!["true".into()];
+    let mut b = file.providers["a"].clone();
+    file.providers.get_mut("a").expect("provider a").model = Some("a".into());
+    b.model = Some("b".into());
+    file.providers.insert("b".into(), b);
+    file.tiers.insert("other".into(), vec!["b".into()]);
+    file.roles.insert("reviewer".into(), "other".into());
+    file
 }
 
 /// A project with a long backlog, and a config that names it (no Temporal needed for `backlog`).
@@ -28,29 +37,10 @@ fn project_with_a_long_backlog(dir: &Path) -> std::path::PathBuf {
     }
     std::fs::write(repo.join(".beads/issues.jsonl"), beads).unwrap();
     git(&repo, &["init", "-q", "-b", "main"]);
-    git(
-        &repo,
-        &["-c", "user.name=t", "-c", "user.email=t@example.com", "add", "-A"],
-    );
-    git(
-        &repo,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "commit",
-            "-q",
-            "-m",
-            "backlog",
-        ],
-    );
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "backlog"]);
     let config = dir.join("chum.toml");
-    std::fs::write(
-        &config,
-        "[projects.demo]\nrepo = \"project\"\ndod = [\"true\"]\n\n[providers.a]\ncommand = [\"true\"]\nmodel = \"a\"\n\n[providers.b]\ncommand = [\"true\"]\nmodel = \"b\"\n\n[tiers]\nfast = [\"a\"]\nother = [\"b\"]\n\n[roles]\nplanner = \"fast\"\nexecutor = \"fast\"\nreviewer = \"other\"\n",
-    )
-    .unwrap();
+    std::fs::write(&config, toml::to_string(&config_file("project")).unwrap()).unwrap();
     config
 }
 
@@ -212,7 +202,7 @@ fn exit_codes_say_what_kind_of_failure_it_was() {
 #[test]
 fn the_config_is_found_where_people_keep_it() {
     let dir = tempfile::tempdir().unwrap();
-    let config = small_project(dir.path());
+    small_project(dir.path());
     // Nowhere: the error lists where it looked and how to make one.
     let empty = tempfile::tempdir().unwrap();
     let (code, _, err) = chum_in(
@@ -228,10 +218,8 @@ fn the_config_is_found_where_people_keep_it() {
     // $XDG_CONFIG_HOME/chum/chum.toml (the project path in it is absolute).
     let xdg = empty.path().join("xdg");
     std::fs::create_dir_all(xdg.join("chum")).unwrap();
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "repo = \"project\"",
-        &format!("repo = \"{}\"", dir.path().join("project").display()),
-    );
+    let absolute = config_file(&dir.path().join("project").display().to_string());
+    let text = toml::to_string(&absolute).unwrap();
     std::fs::write(xdg.join("chum/chum.toml"), &text).unwrap();
     let (code, out, err) = chum_in(
         empty.path(),

@@ -4,7 +4,6 @@
 //! object on stdout) and answers from a scenario file, so CHUM's tests, its demo and production run
 //! the very same code path; only the model is scripted. See `scenario.rs` for the file format.
 
-mod scenario;
 mod server;
 
 use std::io::Read;
@@ -15,7 +14,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 
-use scenario::{Action, Invocation, Scenario};
+use chum_scripted_agent::scenario::{self, Action, Invocation, Scenario};
 
 #[derive(Parser, Debug)]
 #[command(

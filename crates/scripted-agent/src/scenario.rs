@@ -38,9 +38,9 @@
 use std::path::{Component, Path};
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Usage {
     #[serde(default)]
@@ -51,7 +51,7 @@ pub struct Usage {
     pub cost_usd: f64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     #[serde(default)]
@@ -60,7 +60,7 @@ pub struct Scenario {
     pub steps: Vec<Step>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FailSpec {
     #[serde(default = "default_exit")]
@@ -73,18 +73,26 @@ fn default_exit() -> u8 {
     1
 }
 
-#[derive(Debug, Clone, Deserialize)]
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Edit {
     pub path: String,
     pub write: Option<String>,
     pub find: Option<String>,
     pub replace: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub delete: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     pub role: Option<String>,
@@ -93,19 +101,19 @@ pub struct Step {
     pub handoff: Option<u32>,
     pub provider: Option<String>,
     pub candidate: Option<u32>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prompt_contains: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expect_prompt_contains: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub sleep_ms: u64,
     pub answer: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub edits: Vec<Edit>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub is_error: bool,
     pub fail: Option<FailSpec>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub hang: bool,
     pub garbage: Option<String>,
     pub usage: Option<Usage>,
@@ -118,11 +126,11 @@ pub struct Step {
     pub flood: Option<Flood>,
     /// Model server only: tools to call (one per turn) before the edits, e.g. an MCP server's
     /// `mcp__everything__echo`. `{tool_results}` in the answer is replaced by what they returned.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolCall {
     pub name: String,
@@ -134,7 +142,7 @@ fn empty_input() -> serde_json::Value {
     serde_json::json!({})
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Flood {
     pub bytes: u64,

@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use serde_json::{Value, json};
 
-use crate::scenario::{Action, Edit, Invocation, Scenario, Usage};
+use chum_scripted_agent::scenario::{self, Action, Edit, Invocation, Scenario, Usage};
 
 struct Served {
     scenario: Scenario,
@@ -291,7 +291,7 @@ async fn answer(st: &Served, api: Api, request: &Value) -> Response {
                         );
                         let _ = std::fs::write(dir.join(name), &results);
                     }
-                    let text = crate::scenario::fill_from_prompt(&text, &prompt);
+                    let text = scenario::fill_from_prompt(&text, &prompt);
                     api.stream(request, &usage, Reply::Text(text.replace("{tool_results}", &results)))
                 }
             },
@@ -393,7 +393,7 @@ async fn prepare<'a>(
     call: &Invocation,
     prompt: &str,
     turn: usize,
-) -> Result<&'a crate::scenario::Step, Response> {
+) -> Result<&'a scenario::Step, Response> {
     if let (0, Some(dir)) = (turn, &st.record_dir) {
         let name = format!(
             "{}-{}-{}-{}.prompt.md",

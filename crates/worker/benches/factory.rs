@@ -13,20 +13,21 @@
 //!   that made it to the start of the one that fixes it) when the definition of done catches it,
 //!   and when a learned Semgrep rule catches it first.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use chum_core::proto::GateName;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chum_core::proto::{Outcome, Phase, SharkInput, SharkLimits, SharkResult};
-use support::*;
+use chum_testkit::*;
 
 /// The executor writes one Python file, so the Semgrep gate has something to scan (two lines:
 /// the reviewer quotes one per acceptance criterion).
-const EXECUTOR: &str = "[[step]]\nrole = \"executor\"\nshell = 'printf \"NAME = \\\"%s\\\"\\nKIND = \\\"bench bead\\\"\\n\" \"$CHUM_BEAD_ID\" > \"out_$(echo $CHUM_BEAD_ID | tr - _).py\"'\nanswer = \"done\"\n\n";
+fn executor() -> Step {
+    Step::executor()
+        .shell(r#"printf "NAME = \"%s\"\nKIND = \"bench bead\"\n" "$CHUM_BEAD_ID" > "out_$(echo $CHUM_BEAD_ID | tr - _).py""#)
+        .answer("done")
+}
 
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -224,13 +225,13 @@ async fn run() {
         Harness::start(
             "bench",
             HarnessOptions {
-                scenario: format!("{}{EXECUTOR}", planner_step(None, GOOD_PLAN, "")),
+                steps: vec![planner(GOOD_PLAN), executor()],
                 dod: vec!["true".into()],
                 integration: "branch",
                 beads: Some(beads(sequential + parallel)),
-                extra_toml: "[dispatcher]\nenabled = false".into(),
                 ..Default::default()
-            },
+            }
+            .with_config(|c| c.dispatcher.enabled = Some(false)),
         )
         .await,
     );
@@ -452,11 +453,12 @@ fn parse_calc(split: &str) -> String {
     )
 }
 
-fn parse_executor(bead: &str, selector: &str, split: &str) -> String {
-    format!(
-        "[[step]]\nrole = \"executor\"\nbead = \"{bead}\"\n{selector}answer = \"done\"\nedits = [{{ path = \"calc.py\", write = '''{}''' }}, {{ path = \"test_parse.py\", write = '''{PARSE_TEST}''' }}]\n\n",
-        parse_calc(split)
-    )
+fn parse_executor(bead: &str, split: &str) -> Step {
+    Step::executor()
+        .bead(bead)
+        .answer("done")
+        .write("calc.py", &parse_calc(split))
+        .write("test_parse.py", PARSE_TEST)
 }
 
 /// Milliseconds from the end of the first execution to the start of the second: what the
@@ -473,14 +475,14 @@ fn mistake_cost_ms(result: &SharkResult) -> Option<i64> {
 /// unit tests (the DoD gate), then by the rule the learner makes of it (the Semgrep gate).
 async fn crystallization_payoff() -> Vec<Row> {
     let runs = env_count("CHUM_BENCH_PAYOFF_RUNS", 5);
-    let mut scenario = planner_step(None, GOOD_PLAN, "");
+    let mut steps = vec![planner(GOOD_PLAN)];
     for i in 1..=runs {
         let dod = format!("pay-dod-{i}");
         let semgrep = format!("pay-semgrep-{i}");
-        scenario.push_str(&parse_executor(&dod, "attempt = 1\n", "split(\" \")"));
-        scenario.push_str(&parse_executor(&dod, "attempt = 2\n", "split()"));
-        scenario.push_str(&parse_executor(&semgrep, "handoff = 0\n", "split(\" \")"));
-        scenario.push_str(&parse_executor(&semgrep, "handoff = 1\n", "split()"));
+        steps.push(parse_executor(&dod, "split(\" \")").attempt(1));
+        steps.push(parse_executor(&dod, "split()").attempt(2));
+        steps.push(parse_executor(&semgrep, "split(\" \")").handoff(0));
+        steps.push(parse_executor(&semgrep, "split()").handoff(1));
     }
     let backlog: String = (1..=runs)
         .flat_map(|i| [format!("pay-dod-{i}"), format!("pay-semgrep-{i}")])
@@ -501,21 +503,29 @@ async fn crystallization_payoff() -> Vec<Row> {
         "good_example": "parts = line.split()",
         "language": "python"
     }]);
-    scenario.push_str(&format!(
-        "[[step]]\nrole = \"learner\"\nbead = \"pay-dod-1\"\nprompt_contains = [\"Extract lessons\"]\nanswer = '''{lesson}'''\n\n\
-         [[step]]\nrole = \"learner\"\nbead = \"pay-dod-1\"\nprompt_contains = [\"Write one Semgrep rule\"]\nanswer = '''```yaml\n{LEARNED_RULE}```'''\n\n\
-         [[step]]\nrole = \"learner\"\nanswer = \"[]\"\n\n"
-    ));
+    steps.push(
+        Step::learner()
+            .bead("pay-dod-1")
+            .prompt_contains("Extract lessons")
+            .answer(lesson.to_string()),
+    );
+    steps.push(
+        Step::learner()
+            .bead("pay-dod-1")
+            .prompt_contains("Write one Semgrep rule")
+            .answer(format!("```yaml\n{LEARNED_RULE}```")),
+    );
+    steps.push(Step::learner().answer("[]"));
     let h = Harness::start(
         "bench-payoff",
         HarnessOptions {
-            scenario,
+            steps,
             integration: "branch",
             beads: Some(backlog),
             learner: true,
-            extra_toml: "[dispatcher]\nenabled = false".into(),
             ..Default::default()
-        },
+        }
+        .with_config(|c| c.dispatcher.enabled = Some(false)),
     )
     .await;
     eprintln!("bench: crystallization payoff, {runs} beads caught by the DoD, {runs} by a learned rule");

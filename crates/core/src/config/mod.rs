@@ -16,16 +16,19 @@ pub mod world;
 
 pub use commands::{expand_command, is_simple_name};
 pub use cron::check_cron;
+pub use raw::{
+    RawApi, RawBudget, RawConfig, RawDispatcher, RawGroom, RawLearner, RawLimits, RawProject, RawProvider, RawSandbox,
+    RawSemgrep, RawTemporal,
+};
 pub use schema::{
     ApiSettings, BacklogBackend, Budget, ChumConfig, DispatcherSettings, GateName, GroomSettings, IntegrationPolicy,
     LearnerSettings, Limits, MAX_FANOUT, OutputFormat, ProjectConfig, ProviderConfig, Role, SandboxMode,
     SandboxSettings, SelectMode, SemgrepSettings, TemporalSettings,
 };
-pub use world::{McpServer, ProjectEnvironment, ResourceLimits, parse_size, show_size};
+pub use world::{McpServer, ProjectEnvironment, RawMcpServer, ResourceLimits, parse_size, show_size};
 
 use std::path::{Path, PathBuf};
 
-use raw::RawConfig;
 use validate::Validator;
 
 /// A configuration error: which file, which key, what is wrong and what to do.

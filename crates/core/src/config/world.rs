@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, Validator};
 use crate::egress::AllowList;
@@ -53,12 +53,13 @@ pub struct ResourceLimits {
     pub cpu_quota: Option<f64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// An MCP server as the config file writes it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
-pub(super) struct RawMcpServer {
-    command: Option<String>,
-    args: Vec<String>,
-    env: Vec<String>,
+pub struct RawMcpServer {
+    pub command: Option<String>,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
 }
 
 /// Variables CHUM sets itself in every child's environment: a configuration may not pass them.

@@ -15,14 +15,12 @@
 //!
 //! An agent that hangs is in shark_paths.rs (`a_hanging_executor_is_killed_and_the_next_attempt_runs`).
 
-mod support;
-
 use std::time::Duration;
 
 use chum_core::proto::{Outcome, Phase, SharkInput, SharkResult};
+use chum_testkit::*;
 use chum_workflows::{LearnerRun, SharkRun, SharkWorkflow, TacticalGroomRun};
 use serde_json::json;
-use support::*;
 use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowSignalOptions};
 
 /// Live processes whose command line contains `needle`.
@@ -116,10 +114,17 @@ fn approver(client: Client, bead: &str) -> tokio::task::JoinHandle<()> {
     })
 }
 
-fn executor_writes(bead: &str, extra: &str) -> String {
+/// The executor of `bead` adds a module named after it (after writing `marker`, if any).
+fn executor_writes(bead: &str, marker: Option<&str>) -> Step {
     let module = bead.replace('-', "_");
-    format!(
-        "[[step]]\nrole = \"executor\"\nbead = \"{bead}\"\n{extra}answer = \"Added {module}.\"\nedits = [{{ path = \"{module}.py\", write = \"FAULT_SUITE_VALUE = 1\\nFAULT_SUITE_MODULE = '{module}'\\n\" }}]\n\n"
+    let step = Step::executor().bead(bead).answer(format!("Added {module}."));
+    let step = match marker {
+        Some(marker) => step.write(marker, ""),
+        None => step,
+    };
+    step.write(
+        &format!("{module}.py"),
+        &format!("FAULT_SUITE_VALUE = 1\nFAULT_SUITE_MODULE = '{module}'\n"),
     )
 }
 
@@ -150,31 +155,24 @@ fn fault_beads() -> String {
         .collect()
 }
 
-fn fault_scenario() -> String {
-    let mut s = String::new();
-    let slow = "sleep_ms = 4000\n";
+fn fault_steps() -> Vec<Step> {
+    let mut steps = Vec::new();
+    let slow = 4000;
     for (bead, _) in KILL_POINTS.iter().chain([&(KIDS, Phase::Done)]) {
-        let extra = if *bead == "fk-plan" { slow } else { "" };
-        s.push_str(&format!(
-            "[[step]]\nrole = \"planner\"\nbead = \"{bead}\"\n{extra}answer = '''{GOOD_PLAN}'''\n\n"
-        ));
-        let extra = match *bead {
-            "fk-exec" => slow.to_string(),
-            _ => String::new(),
-        };
-        s.push_str(&executor_writes(bead, &extra));
+        let planner = Step::planner().bead(bead).answer(GOOD_PLAN);
+        steps.push(if *bead == "fk-plan" {
+            planner.sleep_ms(slow)
+        } else {
+            planner
+        });
+        steps.push(match *bead {
+            "fk-exec" => executor_writes(bead, None).sleep_ms(slow),
+            // fk-dod's DoD is slow: its executor leaves the marker the DoD command looks for.
+            "fk-dod" => executor_writes(bead, Some("slow_dod")),
+            _ => executor_writes(bead, None),
+        });
     }
-    // fk-dod's DoD is slow: its executor leaves the marker the DoD command looks for.
-    s = s.replace(
-        "edits = [{ path = \"fk_dod.py\"",
-        "edits = [{ path = \"slow_dod\", write = \"\" }, { path = \"fk_dod.py\"",
-    );
-    s.push_str(&review_step(
-        None,
-        None,
-        REVIEW_APPROVE,
-        "bead = \"fk-review\"\nsleep_ms = 4000\n",
-    ));
+    steps.push(reviewer(REVIEW_APPROVE).bead("fk-review").sleep_ms(slow));
     // Only fk-kids teaches something and files a follow-up; its learner is slow to answer.
     let lesson = json!([{
         "category": "antipattern",
@@ -186,16 +184,24 @@ fn fault_scenario() -> String {
         "language": "python"
     }]);
     let rule = "```yaml\nrules:\n  - id: chum-1\n    languages: [python]\n    severity: ERROR\n    message: split(\" \") keeps empty strings for repeated spaces; use split() with no argument\n    pattern: $S.split(\" \")\n```\n";
-    s.push_str(&format!(
-        "[[step]]\nrole = \"learner\"\nbead = \"{KIDS}\"\nprompt_contains = [\"Extract lessons\"]\nsleep_ms = 3000\nanswer = '''{lesson}'''\n\n\
-         [[step]]\nrole = \"learner\"\nbead = \"{KIDS}\"\nprompt_contains = [\"Write one Semgrep rule\"]\nanswer = '''{rule}'''\n\n\
-         [[step]]\nrole = \"learner\"\nanswer = \"[]\"\n\n"
-    ));
+    steps.push(
+        Step::learner()
+            .bead(KIDS)
+            .prompt_contains("Extract lessons")
+            .sleep_ms(3000)
+            .answer(lesson.to_string()),
+    );
+    steps.push(
+        Step::learner()
+            .bead(KIDS)
+            .prompt_contains("Write one Semgrep rule")
+            .answer(rule),
+    );
+    steps.push(Step::learner().answer("[]"));
     let follow_up = json!([{"op": "create", "title": "Follow-up found by fk-kids", "description": "found while adding fk_kids", "priority": 3, "issue_type": "task"}]);
-    s.push_str(&format!(
-        "[[step]]\nrole = \"groomer\"\nbead = \"{KIDS}\"\nanswer = '''{follow_up}'''\n\n[[step]]\nrole = \"groomer\"\nanswer = \"[]\"\n\n"
-    ));
-    s
+    steps.push(Step::groomer().bead(KIDS).answer(follow_up.to_string()));
+    steps.push(Step::groomer().answer("[]"));
+    steps
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,7 +210,7 @@ async fn a_worker_killed_in_every_phase_finishes_every_bead_exactly_once() {
     let slow_semgrep = markers.path().join("slow-semgrep");
     let slow_merge = markers.path().join("slow-merge");
     let options = HarnessOptions {
-        scenario: fault_scenario(),
+        steps: fault_steps(),
         dod: vec!["sh -c 'if [ -e slow_dod ]; then sleep 4; fi; python3 -m unittest -q'".to_string()],
         beads: Some(fault_beads()),
         learner: true,
@@ -259,16 +265,10 @@ async fn a_worker_killed_in_every_phase_finishes_every_bead_exactly_once() {
         std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     // The CLI (which the learner validates rules with) is named, since it is no longer beside core.
-    let config_text = h.config_text.replace(
-        &format!("core = \"{}\"", semgrep_core().display()),
-        &format!(
-            "core = \"{}\"\ncli = \"{}\"",
-            wrapper.display(),
-            workspace_root().join(".tools/venv/bin/semgrep").display()
-        ),
-    );
-    assert_ne!(config_text, h.config_text);
-    let config = h.write_config(&config_text);
+    let mut config_file = h.config_file.clone();
+    config_file.semgrep.core = Some(wrapper.display().to_string());
+    config_file.semgrep.cli = Some(workspace_root().join(".tools/venv/bin/semgrep").display().to_string());
+    let config = h.write_config(&config_file);
     let harness_marker = format!("CHUM_TEST_HARNESS={}", h.prompts.display());
 
     let client = h.client();
@@ -457,14 +457,13 @@ async fn a_worker_killed_in_every_phase_finishes_every_bead_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dev_server_restarted_mid_run_loses_nothing() {
-    let scenario = good_work_scenario("sleep_ms = 6000\n");
     let options = HarnessOptions {
-        scenario,
+        steps: good_work_with(|s| s.sleep_ms(6000)),
         persistent_server: true,
         ..Default::default()
     };
     let mut h = Harness::start("faults-server", options).await;
-    let config = h.write_config(&h.config_text);
+    let config = h.write_config(&h.config_file);
     let mut worker = WorkerProcess::start(&config);
     worker.wait_for_line("worker polling", 0).await;
     let handle = start_shark(&h.client(), &h.task_queue, h.input(limits())).await;
@@ -507,15 +506,16 @@ async fn a_dev_server_restarted_mid_run_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_that_flood_delete_their_worktree_or_exit_non_zero_fail_only_their_attempt() {
     let flood_bytes: u64 = 2_000_000_000;
-    let scenario = format!(
-        "{}{}{}{}{}",
-        planner_step(None, GOOD_PLAN, ""),
-        executor_step(Some(1), GOOD_CALC, &format!("flood = {{ bytes = {flood_bytes} }}\n")),
-        executor_step(Some(2), GOOD_CALC, "shell = 'rm -rf \"$PWD\"/* \"$PWD\"/.[!.]*'\n"),
-        "[[step]]\nrole = \"executor\"\nattempt = 3\nfail = { exit_code = 3, stderr = \"agent crashed: segmentation fault\" }\n\n",
-        executor_step(Some(4), GOOD_CALC, ""),
-    );
-    let h = &Harness::with_scenario("faults-agents", scenario).await;
+    let steps = vec![
+        planner(GOOD_PLAN),
+        calc_executor(GOOD_CALC).attempt(1).flood(flood_bytes, "stdout"),
+        calc_executor(GOOD_CALC)
+            .attempt(2)
+            .shell(r#"rm -rf "$PWD"/* "$PWD"/.[!.]*"#),
+        Step::executor().attempt(3).fail(3, "agent crashed: segmentation fault"),
+        calc_executor(GOOD_CALC).attempt(4),
+    ];
+    let h = &Harness::with_steps("faults-agents", steps).await;
     let mut lim = limits();
     lim.max_attempts = 4;
     let (result, executes) = h
@@ -595,8 +595,7 @@ impl Drop for SmallDisk {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_or_read_only_artifact_disk_fails_the_run_clearly_and_loses_nothing() {
-    let scenario = good_work_scenario("");
-    let h = &Harness::with_scenario("faults-disk", scenario).await;
+    let h = &Harness::with_steps("faults-disk", good_work()).await;
     // Mounted before the worker starts and dropped (unmounted) at the end, also on failure.
     let Some(disk) = SmallDisk::mount(&h.config.state_dir.join("artifacts"), 256) else {
         assert!(

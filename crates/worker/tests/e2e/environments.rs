@@ -5,13 +5,11 @@
 //! home, so the toolchains come in by the project's `toolchains` and `caches` mounts, and without
 //! them the DoD fails with an error that names the hidden path.
 
-mod support;
-
 use chum_core::config::SandboxMode;
 use chum_core::proto::GateName;
 use chum_core::proto::{Outcome, Phase};
+use chum_testkit::*;
 use serde_json::{Value, json};
-use support::*;
 
 /// Whether bwrap works here; otherwise the reason is printed and the test returns early (CI sets
 /// CHUM_REQUIRE_SANDBOX=1, which makes that a failure).
@@ -49,21 +47,33 @@ const CARGO_TOML: &str =
 const LIB_RS: &str = "pub fn add(a: u64, b: u64) -> u64 {\n    a + b\n}\n";
 const LIB_RS_DONE: &str = "pub fn add(a: u64, b: u64) -> u64 {\n    a + b\n}\n\n/// The number in decimal, by the itoa crate.\npub fn render(n: u64) -> String {\n    itoa::Buffer::new().format(n).to_string()\n}\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn renders_a_sum() {\n        assert_eq!(super::render(super::add(40, 2)), \"42\");\n    }\n}\n";
 
-fn rust_project(toolchains: &str, setup: &str) -> HarnessOptions {
+/// The Rust project, sandboxed, with these toolchain and cache mounts and setup commands.
+fn rust_project(toolchains: &[&str], caches: &[&str], setup: &[&str]) -> HarnessOptions {
+    let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (toolchains, caches, setup) = (strings(toolchains), strings(caches), strings(setup));
     HarnessOptions {
-        scenario: format!(
-            "{}[[step]]\nrole = \"executor\"\nshell = \"cargo --version\"\nanswer = \"Added render.\"\nedits = [{{ path = \"src/lib.rs\", write = '''{LIB_RS_DONE}''' }}]\n\n",
-            planner_step(None, GOOD_PLAN, "")
-        ),
+        steps: vec![
+            planner(GOOD_PLAN),
+            Step::executor()
+                .shell("cargo --version")
+                .answer("Added render.")
+                .write("src/lib.rs", LIB_RS_DONE),
+        ],
         dod: vec!["cargo build --offline -q".into(), "cargo test --offline -q".into()],
         extra_files: vec![
             ("Cargo.toml".into(), CARGO_TOML.into()),
             ("src/lib.rs".into(), LIB_RS.into()),
             (".gitignore".into(), "/target\n".into()),
         ],
-        extra_project_toml: format!("sandbox = \"bwrap\"\n{toolchains}\n{setup}\n"),
         ..Default::default()
     }
+    .with_config(move |c| {
+        let project = c.project();
+        project.sandbox = Some("bwrap".into());
+        project.toolchains = toolchains;
+        project.caches = caches;
+        project.setup = setup;
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,8 +81,9 @@ async fn a_rust_project_builds_and_tests_in_its_sandbox_with_the_toolchain_mount
     let h = &Harness::start(
         "env-rust",
         rust_project(
-            "toolchains = [\"~/.cargo/bin\", \"~/.rustup\"]\ncaches = [\"~/.cargo/registry\"]",
-            "setup = [\"cargo fetch --offline\"]",
+            &["~/.cargo/bin", "~/.rustup"],
+            &["~/.cargo/registry"],
+            &["cargo fetch --offline"],
         ),
     )
     .await;
@@ -106,7 +117,7 @@ async fn a_rust_project_builds_and_tests_in_its_sandbox_with_the_toolchain_mount
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_toolchain_mount_the_dod_fails_naming_the_hidden_path() {
-    let h = &Harness::start("env-rust-hidden", rust_project("", "")).await;
+    let h = &Harness::start("env-rust-hidden", rust_project(&[], &[], &[])).await;
     if !sandbox_works(h) {
         return;
     }
@@ -138,11 +149,7 @@ async fn a_python_project_gets_its_virtualenv_from_setup_through_the_egress_prox
     let h = &Harness::start(
         "env-python",
         HarnessOptions {
-            scenario: format!(
-                "{}{}",
-                planner_step(None, GOOD_PLAN, ""),
-                executor_step(None, GOOD_CALC, "shell = \".venv/bin/python -c 'import six; print(\\\"six\\\", six.__version__)'\"\n")
-            ),
+            steps: good_work_with(|s| s.shell(".venv/bin/python -c 'import six; print(\"six\", six.__version__)'")),
             dod: vec![
                 ".venv/bin/python -m unittest -q".into(),
                 "grep -q 'SETTING=from-the-main-checkout' .env.local".into(),
@@ -151,16 +158,19 @@ async fn a_python_project_gets_its_virtualenv_from_setup_through_the_egress_prox
                 (".gitignore".into(), ".venv/\n__pycache__/\n".into()),
                 ("test_six.py".into(), test_six.into()),
             ],
-            extra_project_toml: concat!(
-                "sandbox = \"bwrap\"\n",
-                "setup = [\"python3 -m venv .venv\", \".venv/bin/pip install --no-cache-dir --disable-pip-version-check -q six==1.16.0\"]\n",
-                "setup_allow_hosts = [\"pypi.org\", \"files.pythonhosted.org\"]\n",
-                "setup_timeout = \"5m\"\n",
-                "copy_files = [\".env.local\"]\n"
-            )
-            .into(),
             ..Default::default()
-        },
+        }
+        .with_config(|c| {
+            let project = c.project();
+            project.sandbox = Some("bwrap".into());
+            project.setup = vec![
+                "python3 -m venv .venv".into(),
+                ".venv/bin/pip install --no-cache-dir --disable-pip-version-check -q six==1.16.0".into(),
+            ];
+            project.setup_allow_hosts = vec!["pypi.org".into(), "files.pythonhosted.org".into()];
+            project.setup_timeout = Some("5m".into());
+            project.copy_files = vec![".env.local".into()];
+        }),
     )
     .await;
     if !sandbox_works(h) {

@@ -3,17 +3,14 @@
 //! needs a restart is named and kept, a broken file changes nothing), with the reloaded budget
 //! in force for the next run.
 
-mod support;
-
 use chum_core::proto::{Outcome, Phase};
+use chum_testkit::*;
 use serde_json::{Value, json};
-use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_name_the_run_and_sighup_reloads_what_can_change() {
-    let scenario = good_work_scenario("");
-    let h = &Harness::with_scenario("operations", scenario).await;
-    let path = h.write_config(&h.config_text);
+    let h = &Harness::with_steps("operations", good_work()).await;
+    let path = h.write_config(&h.config_file);
     let worker = WorkerProcess::start(&path);
     worker.wait_for_line("worker polling", 0).await;
     let client = h.client();
@@ -27,11 +24,11 @@ async fn json_logs_name_the_run_and_sighup_reloads_what_can_change() {
 
     // A broken file: the error names it, the running configuration stays.
     let seen = worker.log().len();
-    std::fs::write(
-        &path,
-        format!("{}\n[budget]\nper_bead_usd = \"cheap\"\n", h.config_text),
-    )
-    .unwrap();
+    let mut broken = h.config_table();
+    let mut budget = toml::Table::new();
+    budget.insert("per_bead_usd".into(), "cheap".into());
+    broken.insert("budget".into(), budget.into());
+    h.write_config_text(&broken.to_string());
     worker.signal("HUP");
     let refused = worker.wait_for_line("was not reloaded", seen).await;
     assert_eq!(refused["level"], "ERROR", "{refused}");
@@ -40,13 +37,11 @@ async fn json_logs_name_the_run_and_sighup_reloads_what_can_change() {
 
     // A good file: the budget applies at once; the Temporal section waits for a restart.
     let seen = worker.log().len();
-    let edited = h.config_text.replace(
-        "[temporal]\n",
-        "[temporal]\n            ui_url = \"http://temporal-ui.example:8233\"\n",
-    );
-    assert_ne!(edited, h.config_text);
+    let mut edited = h.config_file.clone();
+    edited.temporal.ui_url = Some("http://temporal-ui.example:8233".into());
     // Every agent answer costs $0.01 here: the planner's answer is affordable, the executor's is not.
-    std::fs::write(&path, format!("{edited}\n[budget]\nper_bead_usd = 0.005\n")).unwrap();
+    edited.budget.per_bead_usd = Some(0.005);
+    h.write_config(&edited);
     worker.signal("HUP");
     let reloaded = worker.wait_for_line("configuration reloaded", seen).await;
     assert_eq!(reloaded["fields"]["applied"], "[\"[budget]\"]", "{reloaded}");

@@ -3,17 +3,16 @@
 //! integrated, the losers are cancelled (their agents killed) and their worktrees and branches
 //! removed, and every candidate's gate results reach the learner.
 
-mod support;
-
 use chum_core::proto::GateName;
 use std::time::Duration;
 
 use chum_core::proto::{Outcome, Phase};
+use chum_testkit::*;
 use serde_json::json;
-use support::*;
 
-fn candidate_executor(candidate: u32, calc: &str, extra: &str) -> String {
-    executor_step(Some(1), calc, &format!("candidate = {candidate}\n{extra}"))
+/// Candidate `candidate` of attempt 1 writes `calc`.
+fn candidate_executor(candidate: u32, calc: &str) -> Step {
+    calc_executor(calc).attempt(1).candidate(candidate)
 }
 
 /// Live processes of one candidate's executor.
@@ -47,23 +46,23 @@ async fn learner_prompt(h: &Harness) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_candidate_to_pass_wins_the_hanging_one_is_killed_and_the_failing_one_is_learned_from() {
-    let scenario = format!(
-        "{}{}{}[[step]]\nrole = \"executor\"\ncandidate = 3\nhang = true\n\n\
-         [[step]]\nrole = \"learner\"\nanswer = '''{{\"lessons\": []}}'''\n\n",
-        planner_step(None, GOOD_PLAN, ""),
+    let steps = vec![
+        planner(GOOD_PLAN),
         // Candidate 1 is right but slower than the failing one, so the failure is in before it wins.
-        candidate_executor(1, GOOD_CALC, "sleep_ms = 1200\n"),
+        candidate_executor(1, GOOD_CALC).sleep_ms(1200),
         // Candidate 2 multiplies by adding: the definition of done fails on it.
-        candidate_executor(2, BAD_CALC, ""),
-    );
+        candidate_executor(2, BAD_CALC),
+        Step::executor().candidate(3).hang(),
+        Step::learner().answer(r#"{"lessons": []}"#),
+    ];
     let h = &Harness::start(
         "fanout-first",
         HarnessOptions {
-            scenario,
-            extra_project_toml: "fanout = 3".into(),
+            steps,
             learner: true,
             ..Default::default()
-        },
+        }
+        .with_config(|c| c.project().fanout = Some(3)),
     )
     .await;
     let result = h
@@ -152,23 +151,22 @@ async fn the_first_candidate_to_pass_wins_the_hanging_one_is_killed_and_the_fail
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn select_best_waits_for_every_candidate_and_takes_the_cleanest() {
-    let scenario = format!(
-        "{}{}{}{}{}",
-        planner_step(None, GOOD_PLAN, ""),
+    let steps = vec![
+        planner(GOOD_PLAN),
         // Candidate 1 is quick but its first try is rejected by review; its redo passes.
-        executor_step(Some(1), BAD_CALC, "candidate = 1\nhandoff = 0\n"),
-        executor_step(Some(1), GOOD_CALC, "candidate = 1\n"),
-        review_step(None, Some(0), REVIEW_REJECT, "candidate = 1\n"),
+        candidate_executor(1, BAD_CALC).handoff(0),
+        candidate_executor(1, GOOD_CALC),
+        reviewer(REVIEW_REJECT).handoff(0).candidate(1),
         // Candidate 2 takes longer and passes every gate the first time.
-        candidate_executor(2, GOOD_CALC, "sleep_ms = 1500\n"),
-    );
+        candidate_executor(2, GOOD_CALC).sleep_ms(1500),
+    ];
     let h = &Harness::start(
         "fanout-best",
-        HarnessOptions {
-            scenario,
-            extra_project_toml: "fanout = 2\nselect = \"best\"".into(),
-            ..Default::default()
-        },
+        HarnessOptions::with_steps(steps).with_config(|c| {
+            let project = c.project();
+            project.fanout = Some(2);
+            project.select = Some("best".into());
+        }),
     )
     .await;
     let result = h.approve_plan("fanout_best", h.input(limits()), 1, "mo").await;

@@ -5,12 +5,10 @@
 //! With `CHUM_RECORD_HISTORIES=1` (scripts/record-histories.sh) each test also saves its run's
 //! history for the replay tests in crates/workflows/tests/replay.rs.
 
-mod support;
-
 use chum_core::proto::GateName;
 use chum_core::proto::{Outcome, Phase};
+use chum_testkit::*;
 use serde_json::json;
-use support::*;
 use temporalio_client::WorkflowGetResultOptions;
 use temporalio_common::data_converters::RawValue;
 use temporalio_common::protos::temporal::api::common::v1::Payload;
@@ -18,16 +16,13 @@ use temporalio_common::protos::temporal::api::common::v1::Payload;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approved_plan_is_executed_verified_and_merged_once() {
     // The planner is told not to edit files; this one tries anyway (an edit and a shell write).
-    let scenario = format!(
-        "{}{}",
-        planner_step(
-            None,
-            GOOD_PLAN,
-            "shell = \"echo planner >> test_calc.py\"\nedits = [{ path = \"calc.py\", write = \"planner was here\\n\" }]\n"
-        ),
-        executor_step(None, GOOD_CALC, "")
-    );
-    let h = &Harness::with_scenario("approved", scenario).await;
+    let steps = vec![
+        planner(GOOD_PLAN)
+            .shell("echo planner >> test_calc.py")
+            .write("calc.py", "planner was here\n"),
+        calc_executor(GOOD_CALC),
+    ];
+    let h = &Harness::with_steps("approved", steps).await;
     let base_before = h.commits_on("main");
     let result = h
         .with_worker(|client| async move {
@@ -106,17 +101,14 @@ async fn approved_plan_is_executed_verified_and_merged_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_plan_is_replanned_with_the_feedback_then_approved() {
-    let scenario = format!(
-        "{}{}{}",
-        planner_step(Some(1), GOOD_PLAN, ""),
-        planner_step(
-            Some(2),
-            GOOD_PLAN,
-            "expect_prompt_contains = [\"please name the test file\"]\n"
-        ),
-        executor_step(None, GOOD_CALC, "")
-    );
-    let h = &Harness::with_scenario("reject", scenario).await;
+    let steps = vec![
+        planner(GOOD_PLAN).attempt(1),
+        planner(GOOD_PLAN)
+            .attempt(2)
+            .expect_prompt_contains("please name the test file"),
+        calc_executor(GOOD_CALC),
+    ];
+    let h = &Harness::with_steps("reject", steps).await;
     let result = h
         .with_worker(|client| async move {
             let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
@@ -147,7 +139,7 @@ async fn a_rejected_plan_is_replanned_with_the_feedback_then_approved() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_decision_before_the_gate_timeout_ends_the_run_without_touching_code() {
-    let h = &Harness::with_scenario("timeout", good_work_scenario("")).await;
+    let h = &Harness::with_steps("timeout", good_work()).await;
     let input = h.input(chum_core::proto::SharkLimits {
         gate_timeout_secs: 2,
         ..limits()
@@ -163,17 +155,14 @@ async fn no_decision_before_the_gate_timeout_ends_the_run_without_touching_code(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_definition_of_done_is_retried_with_its_real_output() {
-    let scenario = format!(
-        "{}{}{}",
-        planner_step(None, GOOD_PLAN, ""),
-        executor_step(Some(1), BAD_CALC, ""),
-        executor_step(
-            Some(2),
-            GOOD_CALC,
-            "expect_prompt_contains = [\"AssertionError: 7 != 12\"]\n"
-        )
-    );
-    let h = &Harness::with_scenario("dodretry", scenario).await;
+    let steps = vec![
+        planner(GOOD_PLAN),
+        calc_executor(BAD_CALC).attempt(1),
+        calc_executor(GOOD_CALC)
+            .attempt(2)
+            .expect_prompt_contains("AssertionError: 7 != 12"),
+    ];
+    let h = &Harness::with_steps("dodretry", steps).await;
     let result = h
         .approve_plan("dod_fail_retry_pass", h.input(limits()), 1, "carol")
         .await;
@@ -203,12 +192,7 @@ async fn a_failing_definition_of_done_is_retried_with_its_real_output() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_attempt_failing_escalates_blocks_the_bead_and_keeps_the_branch() {
-    let scenario = format!(
-        "{}{}",
-        planner_step(None, GOOD_PLAN, ""),
-        executor_step(None, BAD_CALC, "")
-    );
-    let h = &Harness::with_scenario("escalate", scenario).await;
+    let h = &Harness::with_steps("escalate", vec![planner(GOOD_PLAN), calc_executor(BAD_CALC)]).await;
     let input = h.input(chum_core::proto::SharkLimits {
         max_attempts: 2,
         ..limits()
@@ -238,18 +222,15 @@ async fn every_attempt_failing_escalates_blocks_the_bead_and_keeps_the_branch() 
 async fn an_invalid_plan_is_replanned_with_the_validation_error() {
     let no_criteria =
         r#"{"summary": "Add multiply", "steps": ["do it"], "acceptance_criteria": [], "files": ["calc.py"]}"#;
-    let scenario = format!(
-        "{}{}{}{}",
-        planner_step(Some(1), "I think we should add multiply.", ""),
-        planner_step(Some(2), no_criteria, "expect_prompt_contains = [\"no JSON object\"]\n"),
-        planner_step(
-            Some(3),
-            GOOD_PLAN,
-            "expect_prompt_contains = [\"no criteria, no execution\"]\n"
-        ),
-        executor_step(None, GOOD_CALC, "")
-    );
-    let h = &Harness::with_scenario("badplan", scenario).await;
+    let steps = vec![
+        planner("I think we should add multiply.").attempt(1),
+        planner(no_criteria).attempt(2).expect_prompt_contains("no JSON object"),
+        planner(GOOD_PLAN)
+            .attempt(3)
+            .expect_prompt_contains("no criteria, no execution"),
+        calc_executor(GOOD_CALC),
+    ];
+    let h = &Harness::with_steps("badplan", steps).await;
     let result = h.approve_plan("bad_plan_replan", h.input(limits()), 3, "erin").await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
     let validations: Vec<bool> = result
@@ -263,8 +244,7 @@ async fn an_invalid_plan_is_replanned_with_the_validation_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_valid_plan_within_the_bound_fails_the_run_with_the_reason() {
-    let scenario = "[[step]]\nrole = \"planner\"\ngarbage = \"no plan today\"\n".to_string();
-    let h = &Harness::with_scenario("planfail", scenario).await;
+    let h = &Harness::with_steps("planfail", vec![Step::planner().garbage("no plan today")]).await;
     let input = h.input(chum_core::proto::SharkLimits {
         max_plan_rounds: 2,
         ..limits()
@@ -281,7 +261,7 @@ async fn no_valid_plan_within_the_bound_fails_the_run_with_the_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_signals_never_approve_and_do_not_wedge_the_run() {
-    let h = &Harness::with_scenario("badsignal", good_work_scenario("")).await;
+    let h = &Harness::with_steps("badsignal", good_work()).await;
     let result = h
         .with_worker(|client| async move {
             let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
@@ -342,7 +322,7 @@ async fn an_approve_update_is_answered_at_once_and_a_refused_one_leaves_no_trace
     use temporalio_client::WorkflowExecuteUpdateOptions;
     use temporalio_client::errors::WorkflowUpdateError;
 
-    let h = &Harness::with_scenario("update", good_work_scenario("")).await;
+    let h = &Harness::with_steps("update", good_work()).await;
     let (result, events) = h
         .with_worker(|client| async move {
             let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
@@ -415,7 +395,7 @@ async fn an_approve_update_is_answered_at_once_and_a_refused_one_leaves_no_trace
 
     // The worker is gone now. A closed run's state comes from the server (its result and
     // history), so `chum` still answers at once, and with the documented exit codes.
-    let config = h.write_config(&h.config_text);
+    let config = h.write_config(&h.config_file);
     chum_cli(); // built before the clock starts
     let started = std::time::Instant::now();
     let (code, json, err) = run_chum(&config, &["status", "tk-1", "--output", "json"]);
@@ -526,16 +506,14 @@ async fn an_approve_update_is_answered_at_once_and_a_refused_one_leaves_no_trace
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_executor_is_killed_and_the_next_attempt_runs() {
-    let scenario = format!(
-        "{}[[step]]\nrole = \"executor\"\nattempt = 1\nhang = true\n\n{}",
-        planner_step(None, GOOD_PLAN, ""),
-        executor_step(
-            Some(2),
-            GOOD_CALC,
-            "expect_prompt_contains = [\"did not finish within 2s\"]\n"
-        )
-    );
-    let h = &Harness::with_scenario("hang", scenario).await;
+    let steps = vec![
+        planner(GOOD_PLAN),
+        Step::executor().attempt(1).hang(),
+        calc_executor(GOOD_CALC)
+            .attempt(2)
+            .expect_prompt_contains("did not finish within 2s"),
+    ];
+    let h = &Harness::with_steps("hang", steps).await;
     let input = h.input(chum_core::proto::SharkLimits {
         agent_timeout_secs: 2,
         ..limits()
@@ -558,11 +536,7 @@ async fn a_hanging_executor_is_killed_and_the_next_attempt_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_run_kills_the_running_agent_and_reopens_the_bead() {
-    let scenario = format!(
-        "{}[[step]]\nrole = \"executor\"\nhang = true\n\n",
-        planner_step(None, GOOD_PLAN, "")
-    );
-    let h = &Harness::with_scenario("cancel", scenario).await;
+    let h = &Harness::with_steps("cancel", vec![planner(GOOD_PLAN), Step::executor().hang()]).await;
     let outcome = h
         .with_worker(|client| async move {
             let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
@@ -605,7 +579,7 @@ async fn a_missing_agent_program_fails_the_run_with_a_clear_reason() {
     let h = &Harness::start(
         "missing",
         HarnessOptions {
-            scenario: good_work_scenario(""),
+            steps: good_work(),
             agent_program: Some("/nonexistent/claude".into()),
             ..Default::default()
         },
@@ -627,7 +601,7 @@ async fn a_missing_agent_program_fails_the_run_with_a_clear_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_bead_is_not_worked_on() {
-    let h = &Harness::with_scenario("closed", good_work_scenario("")).await;
+    let h = &Harness::with_steps("closed", good_work()).await;
     let mut input = h.input(limits());
     input.bead_id = "tk-2".into();
     let result = h.run_unattended("bead_unavailable", input).await;
@@ -637,7 +611,7 @@ async fn a_closed_bead_is_not_worked_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_rejections_end_the_run_as_gate_rejected() {
-    let h = &Harness::with_scenario("rejected", good_work_scenario("")).await;
+    let h = &Harness::with_steps("rejected", good_work()).await;
     let result = h
         .with_worker(|client| async move {
             let input = h.input(chum_core::proto::SharkLimits {
@@ -672,12 +646,12 @@ async fn a_merge_conflict_at_integration_keeps_the_branch_and_blocks_the_bead() 
     let h = &Harness::start(
         "conflict",
         HarnessOptions {
-            scenario: good_work_scenario(""),
+            steps: good_work(),
             dod: vec!["python3 -m unittest -q".into(), conflicting],
-            // The DoD plays a person committing to the main checkout, which a sandbox forbids.
-            extra_project_toml: "sandbox = \"none\"".into(),
             ..Default::default()
-        },
+        }
+        // The DoD plays a person committing to the main checkout, which a sandbox forbids.
+        .with_config(|c| c.project().sandbox = Some("none".into())),
     )
     .await;
     let result = h.approve_plan("integration_failed", h.input(limits()), 1, "jo").await;
@@ -707,30 +681,20 @@ fn gate_results(result: &chum_core::proto::SharkResult, gate: GateName) -> Vec<(
 }
 
 /// An executor step for one provider and redo.
-fn executor_as(provider: &str, handoff: u32, calc: &str, extra: &str) -> String {
-    executor_step(
-        None,
-        calc,
-        &format!("provider = \"{provider}\"\nhandoff = {handoff}\n{extra}"),
-    )
+fn executor_as(provider: &str, handoff: u32, calc: &str) -> Step {
+    calc_executor(calc).provider(provider).handoff(handoff)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_review_rejection_swaps_roles_and_the_redo_is_reviewed_again() {
-    let scenario = format!(
-        "{}{}{}{}",
-        planner_step(None, GOOD_PLAN, ""),
-        executor_as("scripted-a", 0, BAD_CALC, ""),
-        review_step(Some("scripted-b"), Some(0), REVIEW_REJECT, ""),
+    let steps = vec![
+        planner(GOOD_PLAN),
+        executor_as("scripted-a", 0, BAD_CALC),
+        reviewer(REVIEW_REJECT).provider("scripted-b").handoff(0),
         // After the swap the former reviewer executes, with the findings in its prompt.
-        executor_as(
-            "scripted-b",
-            1,
-            GOOD_CALC,
-            "expect_prompt_contains = [\"multiply adds instead of multiplying\"]\n"
-        ),
-    );
-    let h = &Harness::with_scenario("reviewswap", scenario).await;
+        executor_as("scripted-b", 1, GOOD_CALC).expect_prompt_contains("multiply adds instead of multiplying"),
+    ];
+    let h = &Harness::with_steps("reviewswap", steps).await;
     let result = h
         .approve_plan("review_swap_redo_approve", h.input(limits()), 1, "kim")
         .await;
@@ -758,12 +722,9 @@ async fn a_review_rejection_swaps_roles_and_the_redo_is_reviewed_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unusable_review_is_retried_then_counts_as_a_rejection() {
-    let scenario = format!(
-        "{}{}[[step]]\nrole = \"reviewer\"\nhandoff = 0\ngarbage = \"looks fine to me\"\n\n",
-        planner_step(None, GOOD_PLAN, ""),
-        executor_step(None, GOOD_CALC, ""),
-    );
-    let h = &Harness::with_scenario("reviewgone", scenario).await;
+    let mut steps = good_work();
+    steps.push(Step::reviewer().handoff(0).garbage("looks fine to me"));
+    let h = &Harness::with_steps("reviewgone", steps).await;
     let result = h.approve_plan("review_unavailable", h.input(limits()), 1, "lee").await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
     let reviews: Vec<&chum_core::proto::GateResult> = result
@@ -787,16 +748,9 @@ async fn an_unusable_review_is_retried_then_counts_as_a_rejection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn review_fail_open_lets_an_unusable_review_pass_and_says_so() {
-    let scenario = format!(
-        "{}{}[[step]]\nrole = \"reviewer\"\ngarbage = \"looks fine to me\"\n\n",
-        planner_step(None, GOOD_PLAN, ""),
-        executor_step(None, GOOD_CALC, ""),
-    );
-    let options = HarnessOptions {
-        scenario,
-        extra_project_toml: "review_fail_open = true".into(),
-        ..Default::default()
-    };
+    let mut steps = good_work();
+    steps.push(Step::reviewer().garbage("looks fine to me"));
+    let options = HarnessOptions::with_steps(steps).with_config(|c| c.project().review_fail_open = Some(true));
     let h = &Harness::start("failopen", options).await;
     let result = h.approve_plan("review_fail_open", h.input(limits()), 1, "max").await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
@@ -813,13 +767,9 @@ async fn review_fail_open_lets_an_unusable_review_pass_and_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausting_the_redos_moves_on_to_the_next_attempt() {
-    let scenario = format!(
-        "{}{}{}",
-        planner_step(None, GOOD_PLAN, ""),
-        executor_step(None, GOOD_CALC, ""),
-        review_step(None, None, REVIEW_REJECT, "attempt = 1\n"),
-    );
-    let h = &Harness::with_scenario("handoffs", scenario).await;
+    let mut steps = good_work();
+    steps.push(reviewer(REVIEW_REJECT).attempt(1));
+    let h = &Harness::with_steps("handoffs", steps).await;
     let input = h.input(chum_core::proto::SharkLimits {
         max_handoffs: 2,
         ..limits()
@@ -838,19 +788,13 @@ async fn exhausting_the_redos_moves_on_to_the_next_attempt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn semgrep_findings_send_the_work_back_and_the_redo_is_clean() {
     let eval_calc = "def add(a, b):\n    return a + b\n\n\ndef multiply(a, b):\n    return eval(f\"{a} * {b}\")\n";
-    let scenario = format!(
-        "{}{}{}",
-        planner_step(None, GOOD_PLAN, ""),
-        executor_as("scripted-a", 0, eval_calc, ""),
+    let steps = vec![
+        planner(GOOD_PLAN),
+        executor_as("scripted-a", 0, eval_calc),
         // Semgrep findings do not swap roles: the same executor fixes them.
-        executor_as(
-            "scripted-a",
-            1,
-            GOOD_CALC,
-            "expect_prompt_contains = [\"chum.python.eval-exec calc.py:6\"]\n"
-        ),
-    );
-    let h = &Harness::with_scenario("semgrep", scenario).await;
+        executor_as("scripted-a", 1, GOOD_CALC).expect_prompt_contains("chum.python.eval-exec calc.py:6"),
+    ];
+    let h = &Harness::with_steps("semgrep", steps).await;
     let result = h.approve_plan("semgrep_redo", h.input(limits()), 1, "oli").await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
     let scans: Vec<&chum_core::proto::GateResult> = result
@@ -893,21 +837,12 @@ async fn semgrep_findings_send_the_work_back_and_the_redo_is_clean() {
 /// main holds the executor's work only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_the_reviewer_or_the_dod_writes_never_reaches_main() {
-    let scenario = format!(
-        "{}{}{}",
-        planner_step(None, GOOD_PLAN, ""),
-        executor_step(None, GOOD_CALC, ""),
-        review_step(
-            None,
-            None,
-            REVIEW_APPROVE,
-            "shell = \"echo '# the reviewer was here' >> calc.py; echo x > reviewer_junk.py\"\n"
-        )
-    );
+    let mut steps = good_work();
+    steps.push(reviewer(REVIEW_APPROVE).shell("echo '# the reviewer was here' >> calc.py; echo x > reviewer_junk.py"));
     let h = &Harness::start(
         "tree-integrity",
         HarnessOptions {
-            scenario,
+            steps,
             dod: vec![
                 "python3 -m unittest -q".into(),
                 "echo '# the DoD was here' >> test_multiply.py && echo x > dod_junk.txt".into(),
@@ -954,11 +889,7 @@ async fn findings_that_were_there_before_the_bead_do_not_bounce_it() {
     let legacy = "def add(a, b):\n    return a + b\n\n\ndef legacy(x):\n    return eval(x)\n";
     let with_multiply = format!("{legacy}\n\ndef multiply(a, b):\n    return a * b\n");
     let options = HarnessOptions {
-        scenario: format!(
-            "{}{}",
-            planner_step(None, GOOD_PLAN, ""),
-            executor_step(None, &with_multiply, "")
-        ),
+        steps: vec![planner(GOOD_PLAN), calc_executor(&with_multiply)],
         extra_files: vec![("calc.py".into(), legacy.into())],
         ..Default::default()
     };
@@ -984,7 +915,7 @@ async fn an_invalid_rule_file_is_quarantined_and_the_bead_still_passes() {
     let broken = "rules:\n  - id: broken\n    languages: [python]\n    severity: ERROR\n    message: m\n    pattern: multiply(\n";
     let fine = "rules:\n  - id: no-subtract\n    languages: [python]\n    severity: ERROR\n    message: no subtraction here\n    pattern: $A - $B\n";
     let options = HarnessOptions {
-        scenario: good_work_scenario(""),
+        steps: good_work(),
         extra_files: vec![
             (".semgrep/broken.yaml".into(), broken.into()),
             (".semgrep/fine.yaml".into(), fine.into()),
@@ -1023,12 +954,7 @@ async fn an_invalid_rule_file_is_quarantined_and_the_bead_still_passes() {
 async fn a_spent_budget_stops_the_run_before_the_next_agent_call_and_keeps_the_work() {
     // Every scripted answer reports $0.01. The cap lets the planner and the executor run; the
     // reviewer's call would go over it.
-    let scenario = good_work_scenario("");
-    let options = HarnessOptions {
-        scenario,
-        extra_toml: "[budget]\nper_bead_usd = 0.015".into(),
-        ..Default::default()
-    };
+    let options = HarnessOptions::with_steps(good_work()).with_config(|c| c.budget.per_bead_usd = Some(0.015));
     let h = &Harness::start("budget", options).await;
     let result = h.approve_plan("budget_exhausted", h.input(limits()), 1, "erin").await;
     assert_eq!(result.outcome(), Outcome::BudgetExhausted, "{result:?}");
@@ -1074,11 +1000,7 @@ async fn a_spent_budget_stops_the_run_before_the_next_agent_call_and_keeps_the_w
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_spent_in_planning_stops_the_replan_and_touches_no_code() {
-    let options = HarnessOptions {
-        scenario: good_work_scenario(""),
-        extra_toml: "[budget]\nper_bead_tokens = 1000".into(),
-        ..Default::default()
-    };
+    let options = HarnessOptions::with_steps(good_work()).with_config(|c| c.budget.per_bead_tokens = Some(1000));
     let h = &Harness::start("budget-plan", options).await;
     let result = h
         .with_worker(|client| async move {
@@ -1125,7 +1047,7 @@ async fn twenty_sharks_started_at_once_on_one_repository_all_plan() {
     let h = &Harness::start(
         "twenty-at-once",
         HarnessOptions {
-            scenario: planner_step(None, GOOD_PLAN, ""),
+            steps: vec![planner(GOOD_PLAN)],
             beads: Some(beads),
             ..Default::default()
         },
@@ -1171,7 +1093,7 @@ async fn twenty_sharks_started_at_once_on_one_repository_all_plan() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learner_that_cannot_start_is_named_in_the_result_and_the_status() {
     let options = HarnessOptions {
-        scenario: good_work_scenario(""),
+        steps: good_work(),
         learner: true,
         ..Default::default()
     };

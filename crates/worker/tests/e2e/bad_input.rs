@@ -15,14 +15,12 @@
 //! 48 cases: 11 configuration files, 12 signals (10 payloads, approving twice, approving after
 //! the gate closed), 4 through the `temporal` CLI, 8 agent answers, 9 bead ids, 4 repositories.
 
-mod support;
-
 use std::path::Path;
 
-use chum_core::config::{ChumConfig, OutputFormat};
-use chum_core::proto::{Bead, IntegrateRequest, Outcome, Phase, Plan, RunRef, SharkInput};
+use chum_core::config::{ChumConfig, OutputFormat, RawConfig};
+use chum_core::proto::{Outcome, Phase, SharkInput};
+use chum_testkit::*;
 use serde_json::json;
-use support::*;
 use temporalio_common::data_converters::RawValue;
 use temporalio_common::protos::temporal::api::common::v1::Payload;
 
@@ -174,8 +172,7 @@ fn raw_payload(encoding: &str, data: &[u8]) -> Payload {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_signal_payloads_are_refused_on_record_and_never_approve() {
-    let scenario = good_work_scenario("sleep_ms = 3000\n");
-    let h = &Harness::with_scenario("bad-signals", scenario).await;
+    let h = &Harness::with_steps("bad-signals", good_work_with(|s| s.sleep_ms(3000))).await;
     // (case, payload, what the refusal must say)
     let cases: Vec<(&str, RawValue, &str)> = vec![
         ("no payload", RawValue::new(vec![]), "carried no payload"),
@@ -363,7 +360,7 @@ fn bad_bead_ids_are_refused_before_they_reach_a_path_a_branch_or_a_workflow_id()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shark_started_by_hand_with_a_bad_bead_id_fails_clearly_and_touches_nothing() {
-    let h = &Harness::with_scenario("bad-bead-id", planner_step(None, GOOD_PLAN, "")).await;
+    let h = &Harness::with_steps("bad-bead-id", vec![planner(GOOD_PLAN)]).await;
     let result = h
         .with_worker(|client| async move {
             let input = SharkInput {
@@ -382,42 +379,15 @@ async fn a_shark_started_by_hand_with_a_bad_bead_id_fails_clearly_and_touches_no
 }
 
 fn project_config(repo: &Path, base_branch: &str) -> chum_core::config::ProjectConfig {
-    let text = BASE_CONFIG.replace(
-        "repo = \"project\"",
-        &format!(
-            "repo = {:?}\nbase_branch = {base_branch:?}\nintegration = \"merge\"\nsandbox = \"none\"",
-            repo.display().to_string()
-        ),
-    );
+    let mut file: RawConfig = toml::from_str(BASE_CONFIG).expect("the base config reads");
+    let project = file.project();
+    project.repo = Some(repo.display().to_string());
+    project.base_branch = Some(base_branch.into());
+    project.integration = Some("merge".into());
+    project.sandbox = Some("none".into());
+    let text = toml::to_string(&file).expect("the config serializes");
     let config = ChumConfig::from_toml(&text, &repo.with_file_name("chum.toml"), Vec::new()).expect("valid");
     config.projects["demo"].clone()
-}
-
-fn integrate_request(worktree: &Path) -> IntegrateRequest {
-    IntegrateRequest {
-        run: Some(RunRef {
-            project: "demo".into(),
-            bead_id: "tk-1".into(),
-            workflow_id: "shark-demo-tk-1".into(),
-            run_id: "r1".into(),
-        }),
-        bead: Some(Bead {
-            id: "tk-1".into(),
-            title: "Add multiply".into(),
-            ..Bead::default()
-        }),
-        plan: Some(Plan {
-            summary: "add multiply".into(),
-            acceptance_criteria: vec!["multiply(3, 4) == 12".into()],
-            ..Plan::default()
-        }),
-        worktree: worktree.display().to_string(),
-        tree: String::new(),
-        attempt: 1,
-        approved_by: "alice".into(),
-        partial: false,
-        candidate: 0,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -455,7 +425,7 @@ async fn bad_repositories_get_an_error_that_says_what_to_do_and_lose_no_work() {
     stage_changes(&attempt.git, &attempt.base_commit).await.expect("staged");
     let local_edit = "def add(a, b):\n    return a + b  # someone is editing this\n";
     std::fs::write(repo.join("calc.py"), local_edit).unwrap();
-    let report = integrate(&project, &integrate_request(&attempt.path))
+    let report = integrate(&project, &integrate_request(&attempt.path, 1))
         .await
         .expect("report");
     assert!(!report.merged, "{report:?}");
@@ -475,7 +445,7 @@ async fn bad_repositories_get_an_error_that_says_what_to_do_and_lose_no_work() {
     git(&repo, &["checkout", "-q", "--", "calc.py"]);
     git(&repo, &["checkout", "-q", "--detach", "HEAD"]);
     let detached_at = git(&repo, &["rev-parse", "HEAD"]);
-    let report = integrate(&project, &integrate_request(&attempt.path))
+    let report = integrate(&project, &integrate_request(&attempt.path, 1))
         .await
         .expect("report");
     assert!(report.merged && report.problem.is_empty(), "{report:?}");
@@ -494,7 +464,7 @@ async fn bad_repositories_get_an_error_that_says_what_to_do_and_lose_no_work() {
 /// decides, with its name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_temporal_cli_approves_only_with_a_well_formed_decision() {
-    let h = &Harness::with_scenario("cli-signals", good_work_scenario("")).await;
+    let h = &Harness::with_steps("cli-signals", good_work()).await;
     let address = h.address.trim_start_matches("http://").to_string();
     let signal = |name: &str, input: &str| {
         let (ok, said) = temporal_cli(&address, &["workflow", "signal", "--name", name, "--input", input]);

@@ -2,16 +2,14 @@
 //! created, approved and followed over HTTP; every control route needs a token and lands in the
 //! audit log; bad requests get JSON 4xx answers, never a 500.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chum_core::proto::Phase;
+use chum_testkit::*;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use support::*;
 use worker::api::{ApiState, Tokens, serve};
 
 const TOKEN: &str = "alice-token-0123456789";
@@ -111,8 +109,7 @@ async fn read_events(response: reqwest::Response, on_event: impl Fn(&str, &Value
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_creates_approves_and_follows_a_bead_over_http() {
-    let scenario = good_work_scenario("");
-    let h = &Harness::with_scenario("api", scenario).await;
+    let h = &Harness::with_steps("api", good_work()).await;
     h.with_metrics_worker(|client, sdk_metrics| async move {
         let tokens = vec![("alice".to_string(), TOKEN.to_string())];
         let (base, _stop) = start_api(h, client.clone(), tokens, Some(sdk_metrics)).await;
@@ -362,7 +359,7 @@ async fn an_operator_creates_approves_and_follows_a_bead_over_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_tokens_control_routes_refuse_and_are_recorded() {
-    let h = &Harness::with_scenario("api-no-tokens", String::new()).await;
+    let h = &Harness::with_steps("api-no-tokens", Vec::new()).await;
     h.with_worker(|client| async move {
         let (base, _stop) = start_api(h, client, Vec::new(), None).await;
         let http = reqwest::Client::new();
@@ -404,11 +401,7 @@ async fn without_tokens_control_routes_refuse_and_are_recorded() {
 async fn a_decision_that_cannot_be_audited_is_not_taken() {
     let h = &Harness::start(
         "api-audit-full",
-        HarnessOptions {
-            scenario: good_work_scenario(""),
-            extra_toml: "[api]\naudit_log = \"/dev/full\"".into(),
-            ..Default::default()
-        },
+        HarnessOptions::with_steps(good_work()).with_config(|c| c.api.audit_log = Some("/dev/full".into())),
     )
     .await;
     h.with_worker(|client| async move {

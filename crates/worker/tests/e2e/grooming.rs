@@ -2,13 +2,11 @@
 //! StrategicGroom started by its Temporal Schedule. The groomer is the scripted agent; everything
 //! it proposes goes through validation, and only valid changes reach the backlog.
 
-mod support;
-
 use chum_activities::store::Store;
 use chum_core::proto::{GroomResult, Outcome, Phase};
+use chum_testkit::*;
 use chum_workflows::{StrategicGroomRun, TacticalGroomRun};
 use serde_json::json;
-use support::*;
 use temporalio_client::WorkflowGetResultOptions;
 use temporalio_client::schedules::{ScheduleDescriptionAction, ScheduleOverlapPolicy};
 
@@ -23,14 +21,17 @@ const TACTICAL_ANSWER: &str = r#"[
   {"op": "update_priority", "id": "tk-3", "priority": 9}
 ]"#;
 
-fn tactical_scenario() -> String {
-    format!(
-        "{}{}[[step]]\nrole = \"groomer\"\nprompt_contains = [\"A bead just finished\"]\n\
-         expect_prompt_contains = [\"tk-1: Add multiply to calc\", \"calc.py (+\", \"- tk-3 [P2 feature] Add parse_pairs to calc (ready)\"]\n\
-         answer = '''{TACTICAL_ANSWER}'''\n\n",
-        planner_step(None, GOOD_PLAN, ""),
-        executor_step(None, GOOD_CALC, ""),
-    )
+fn tactical_steps() -> Vec<Step> {
+    let mut steps = good_work();
+    steps.push(
+        Step::groomer()
+            .prompt_contains("A bead just finished")
+            .expect_prompt_contains("tk-1: Add multiply to calc")
+            .expect_prompt_contains("calc.py (+")
+            .expect_prompt_contains("- tk-3 [P2 feature] Add parse_pairs to calc (ready)")
+            .answer(TACTICAL_ANSWER),
+    );
+    steps
 }
 
 fn bead_ids(h: &Harness) -> Vec<String> {
@@ -49,7 +50,7 @@ fn bead_ids(h: &Harness) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_bead_is_groomed_and_only_valid_changes_reach_the_backlog() {
     let options = HarnessOptions {
-        scenario: tactical_scenario(),
+        steps: tactical_steps(),
         groomer: true,
         ..Default::default()
     };
@@ -130,17 +131,20 @@ const STRATEGIC_ANSWER: &str = r###"{"briefing": "## Top priorities\n1. tk-1 (mu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_strategic_groom_runs_from_its_schedule_applies_changes_and_commits_a_briefing() {
-    let scenario = format!(
-        "[[step]]\nrole = \"groomer\"\nprompt_contains = [\"strategic groomer\"]\n\
-         expect_prompt_contains = [\"calc.py\\n  def add(a, b)\", \"3 beads: 2 ready, 0 in progress, 1 closed.\"]\n\
-         answer = '''{STRATEGIC_ANSWER}'''\n\n"
-    );
+    let groomer = Step::groomer()
+        .prompt_contains("strategic groomer")
+        .expect_prompt_contains("calc.py\n  def add(a, b)")
+        .expect_prompt_contains("3 beads: 2 ready, 0 in progress, 1 closed.")
+        .answer(STRATEGIC_ANSWER);
     let options = HarnessOptions {
-        scenario,
+        steps: vec![groomer],
         groomer: true,
-        extra_toml: "[groom]\nschedule = \"30 5 * * 1-5\"\ntimezone = \"Europe/Berlin\"".into(),
         ..Default::default()
-    };
+    }
+    .with_config(|c| {
+        c.groom.schedule = Some("30 5 * * 1-5".into());
+        c.groom.timezone = Some("Europe/Berlin".into());
+    });
     let h = &Harness::start("groom-strategic", options).await;
     let before = h.commits_on("main");
     let result = h

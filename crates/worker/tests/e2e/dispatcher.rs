@@ -2,14 +2,12 @@
 //! start, in dependency order, within the project's concurrency, never twice for the same bead,
 //! also across a worker restart.
 
-mod support;
-
 use std::time::Duration;
 
 use chum_core::proto::{DispatcherStatus, Phase};
+use chum_testkit::*;
 use chum_workflows::{DispatcherRun, DispatcherWorkflow};
 use serde_json::json;
-use support::*;
 use temporalio_client::{Client, WorkflowExecutionInfo, WorkflowFetchHistoryOptions, WorkflowQueryOptions};
 
 /// tk-b depends on tk-a; tk-c is independent but of lower priority.
@@ -22,15 +20,27 @@ const BEADS: &str = concat!(
     "\n"
 );
 
-fn scenario() -> String {
-    let mut s = String::new();
-    s.push_str(&planner_step(None, r#"{"summary": "do it", "steps": ["write the file"], "acceptance_criteria": ["the file exists"], "files": ["out.txt"]}"#, ""));
+fn steps() -> Vec<Step> {
+    let mut steps = vec![planner(
+        r#"{"summary": "do it", "steps": ["write the file"], "acceptance_criteria": ["the file exists"], "files": ["out.txt"]}"#,
+    )];
     for bead in ["tk-a", "tk-b", "tk-c"] {
-        s.push_str(&format!(
-            "[[step]]\nrole = \"executor\"\nbead = \"{bead}\"\nanswer = \"done\"\nedits = [{{ path = \"{bead}.txt\", write = \"{bead}\\n\" }}]\n\n"
-        ));
+        steps.push(
+            Step::executor()
+                .bead(bead)
+                .answer("done")
+                .write(&format!("{bead}.txt"), &format!("{bead}\n")),
+        );
     }
-    s
+    steps
+}
+
+/// The DoD gate only, one Shark at a time, a dispatcher round every second.
+fn dispatching(c: &mut chum_core::config::RawConfig) {
+    let project = c.project();
+    project.gates = Some(vec!["dod".into()]);
+    project.concurrency = Some(1);
+    c.dispatcher.interval = Some("1s".into());
 }
 
 async fn dispatcher_status(client: &Client) -> DispatcherStatus {
@@ -74,13 +84,13 @@ async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_beads_run_in_dependency_order_once_each_across_a_worker_restart() {
     let options = HarnessOptions {
-        scenario: scenario(),
+        steps: steps(),
         beads: Some(BEADS.into()),
         dod: vec!["true".into()],
-        extra_project_toml: "gates = [\"dod\"]\nconcurrency = 1".into(),
-        extra_toml: "[dispatcher]\ninterval = \"1s\"\nrounds_per_run = 4".into(),
         ..Default::default()
-    };
+    }
+    .with_config(dispatching)
+    .with_config(|c| c.dispatcher.rounds_per_run = Some(4));
     let h = &Harness::start("dispatch", options).await;
 
     // Worker 1: the dispatcher starts tk-a (ready, highest priority among ready), which waits at
@@ -185,13 +195,12 @@ async fn ready_beads_run_in_dependency_order_once_each_across_a_worker_restart()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_dispatcher_starts_nothing_until_it_is_resumed() {
     let options = HarnessOptions {
-        scenario: scenario(),
+        steps: steps(),
         beads: Some(BEADS.into()),
         dod: vec!["true".into()],
-        extra_project_toml: "gates = [\"dod\"]\nconcurrency = 1".into(),
-        extra_toml: "[dispatcher]\ninterval = \"1s\"".into(),
         ..Default::default()
-    };
+    }
+    .with_config(dispatching);
     let h = &Harness::start("dispatch-pause", options).await;
     h.with_worker(|client| async move {
         worker::start_dispatchers(&client, &h.config).await;

@@ -7,15 +7,13 @@
 //! Where bwrap cannot run, the tests say so and skip; CI sets CHUM_REQUIRE_SANDBOX=1, which turns
 //! that into a failure.
 
-mod support;
-
 use chum_core::proto::GateName;
 use std::net::TcpListener;
 
 use chum_core::config::SandboxMode;
 use chum_core::proto::{Outcome, Phase};
+use chum_testkit::*;
 use serde_json::{Value, json};
-use support::*;
 
 /// Whether bwrap works here; otherwise the reason is printed and the test returns early.
 fn sandbox_works(h: &Harness) -> bool {
@@ -52,10 +50,7 @@ async fn run_approved(
 }
 
 fn sandboxed(options: HarnessOptions) -> HarnessOptions {
-    HarnessOptions {
-        extra_project_toml: format!("sandbox = \"bwrap\"\n{}", options.extra_project_toml),
-        ..options
-    }
+    options.with_config(|c| c.project().sandbox = Some("bwrap".into()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,17 +70,9 @@ cat "$CHUM_TEST_HARNESS/../secret.txt" > leaked.txt; echo "read-secret=$?"
 python3 -c 'import socket; socket.create_connection(("127.0.0.1", {port}), timeout=2)' 2>&1 | tail -n 1; echo "connect-done"
 "#
     );
-    let scenario = format!(
-        "{}{}",
-        planner_step(None, GOOD_PLAN, ""),
-        executor_step(None, GOOD_CALC, &format!("shell = '''\n{escape}'''\n"))
-    );
     let h = &Harness::start(
         "sandbox-escape",
-        sandboxed(HarnessOptions {
-            scenario,
-            ..Default::default()
-        }),
+        sandboxed(HarnessOptions::with_steps(good_work_with(|s| s.shell(&escape)))),
     )
     .await;
     if !sandbox_works(h) {
@@ -153,18 +140,17 @@ async fn a_fork_bomb_hits_the_process_limit_and_dies_with_its_time_limit() {
         return;
     }
     drop(probe);
-    let scenario = format!(
-        "{}[[step]]\nrole = \"executor\"\nattempt = 1\nshell = '''\nf() {{ f | f & }}; f; sleep 600\n'''\nanswer = \"never\"\n\n{}",
-        planner_step(None, GOOD_PLAN, ""),
-        executor_step(Some(2), GOOD_CALC, "")
-    );
+    let steps = vec![
+        planner(GOOD_PLAN),
+        Step::executor()
+            .attempt(1)
+            .shell("f() { f | f & }; f; sleep 600\n")
+            .answer("never"),
+        calc_executor(GOOD_CALC).attempt(2),
+    ];
     let h = &Harness::start(
         "sandbox-forkbomb",
-        sandboxed(HarnessOptions {
-            scenario,
-            sandbox_toml: "max_processes = 64".into(),
-            ..Default::default()
-        }),
+        sandboxed(HarnessOptions::with_steps(steps).with_config(|c| c.sandbox.max_processes = Some(64))),
     )
     .await;
     if !sandbox_works(h) {
@@ -201,7 +187,7 @@ async fn definition_of_done_commands_are_sandboxed_too() {
     let h = &Harness::start(
         "sandbox-dod",
         sandboxed(HarnessOptions {
-            scenario: good_work_scenario(""),
+            steps: good_work(),
             dod: vec![
                 "python3 -m unittest -q".into(),
                 "echo pwned > {repo}/dod-pwned.txt".into(),
@@ -251,6 +237,7 @@ fn agent_result(agent: &Value) -> String {
 async fn an_agent_reaches_its_allowed_host_and_not_temporal_the_api_or_the_workers_secrets() {
     let ip = host_address();
     let allowed = HttpStub::start(ip, "allowed-host-answered");
+    let allowed_port = allowed.addr.port();
     let forbidden = std::net::TcpListener::bind((ip, 0)).unwrap();
     forbidden.set_nonblocking(true).unwrap();
     let forbidden_port = forbidden.local_addr().unwrap().port();
@@ -279,15 +266,17 @@ echo "== icmp"; python3 -c 'import socket; s = socket.socket(socket.AF_INET, soc
     // Bead tk-3 plans and waits at its gate; bead tk-1's executor attacks it.
     let h = &Harness::start(
         "sandbox-egress",
-        sandboxed(HarnessOptions {
-            scenario: format!(
-                "{}{}",
-                planner_step(None, GOOD_PLAN, ""),
-                executor_step(None, GOOD_CALC, &format!("bead = \"tk-1\"\nshell = '''\n{escape}'''\n"))
-            ),
-            provider_toml: format!("allow_hosts = [\"{ip}:{}\", \"index.crates.io\"]", allowed.addr.port()),
-            ..Default::default()
-        }),
+        sandboxed(
+            HarnessOptions::with_steps(vec![
+                planner(GOOD_PLAN),
+                calc_executor(GOOD_CALC).bead("tk-1").shell(&escape),
+            ])
+            .with_config(move |c| {
+                for provider in c.providers() {
+                    provider.allow_hosts = vec![format!("{ip}:{}", allowed_port), "index.crates.io".into()];
+                }
+            }),
+        ),
     )
     .await;
     if !sandbox_works(h) {
@@ -301,7 +290,7 @@ echo "== icmp"; python3 -c 'import socket; s = socket.socket(socket.AF_INET, soc
         scenario.replace("__TEMPORAL_PORT__", &temporal_port.to_string()),
     )
     .unwrap();
-    let config = h.write_config(&h.config_text);
+    let config = h.write_config(&h.config_file);
     let worker = WorkerProcess::start_with(
         &config,
         &[
@@ -440,19 +429,17 @@ async fn a_memory_hog_is_killed_at_its_limit_and_the_next_attempt_integrates() {
     }
     drop(probe);
     let hog = "python3 -c 'b = b\"x\" * (400 * 1024 * 1024); print(len(b))'; echo \"hog-exit=$?\"";
-    let scenario = format!(
-        "{}{}{}",
-        planner_step(None, GOOD_PLAN, ""),
-        executor_step(Some(1), GOOD_CALC, &format!("shell = '''\n{hog}\n'''\n")),
-        executor_step(Some(2), GOOD_CALC, "")
-    );
+    let steps = vec![
+        planner(GOOD_PLAN),
+        calc_executor(GOOD_CALC).attempt(1).shell(hog),
+        calc_executor(GOOD_CALC).attempt(2),
+    ];
     let h = &Harness::start(
         "sandbox-memory",
-        sandboxed(HarnessOptions {
-            scenario,
-            sandbox_toml: "max_memory = \"64MiB\"\ncpu_quota = 1.0".into(),
-            ..Default::default()
-        }),
+        sandboxed(HarnessOptions::with_steps(steps).with_config(|c| {
+            c.sandbox.max_memory = Some("64MiB".into());
+            c.sandbox.cpu_quota = Some(1.0);
+        })),
     )
     .await;
     if !sandbox_works(h) {
@@ -498,20 +485,12 @@ cat .git"#,
         hook = hook_marker.display(),
         fsmonitor = fsmonitor_marker.display()
     );
-    let scenario = format!(
-        "{}{}{}",
-        planner_step(None, GOOD_PLAN, ""),
-        executor_step(Some(1), GOOD_CALC, &format!("shell = '''\n{tamper}\n'''\n")),
-        executor_step(Some(2), GOOD_CALC, "")
-    );
-    let h = &Harness::start(
-        "sandbox-git-tamper",
-        sandboxed(HarnessOptions {
-            scenario,
-            ..Default::default()
-        }),
-    )
-    .await;
+    let steps = vec![
+        planner(GOOD_PLAN),
+        calc_executor(GOOD_CALC).attempt(1).shell(&tamper),
+        calc_executor(GOOD_CALC).attempt(2),
+    ];
+    let h = &Harness::start("sandbox-git-tamper", sandboxed(HarnessOptions::with_steps(steps))).await;
     if !sandbox_works(h) {
         return;
     }

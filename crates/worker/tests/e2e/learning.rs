@@ -4,13 +4,11 @@
 //! checks and lands in the repository; bead tk-3's first attempt makes the same mistake, and
 //! Semgrep stops it before the definition of done runs.
 
-mod support;
-
 use chum_core::proto::GateName;
 use chum_core::proto::{LearnerResult, Outcome, Phase, SharkInput};
+use chum_testkit::*;
 use chum_workflows::LearnerRun;
 use serde_json::json;
-use support::*;
 use temporalio_client::{WorkflowFetchHistoryOptions, WorkflowGetResultOptions};
 
 const PARSE_PLAN: &str = r#"{"summary": "Add parse_numbers(line) to calc", "steps": ["write it", "test it"], "acceptance_criteria": ["parse_numbers('1  2') == [1, 2]"], "files": ["calc.py", "test_parse.py"]}"#;
@@ -29,20 +27,12 @@ fn pairs_with(body: &str) -> String {
     format!("def parse_pairs(line):\n    return [tuple(p.split('=')) for p in line.{body}]\n")
 }
 
-fn edits(files: &[(&str, &str)]) -> String {
-    let list: Vec<String> = files
-        .iter()
-        .map(|(p, c)| format!("{{ path = \"{p}\", write = '''{c}''' }}"))
-        .collect();
-    format!("edits = [{}]\n", list.join(", "))
-}
-
-fn review(criterion: &str, bead: &str) -> String {
+fn review(criterion: &str, bead: &str) -> Step {
     let verdict = json!({"approved": true, "findings": [], "criteria": [{"index": 1, "criterion": criterion, "met": true, "evidence": "`{added_line:1}`"}]});
-    format!("[[step]]\nrole = \"reviewer\"\nbead = \"{bead}\"\nanswer = '''{verdict}'''\n\n")
+    Step::reviewer().bead(bead).answer(verdict.to_string())
 }
 
-fn scenario() -> String {
+fn steps() -> Vec<Step> {
     let lesson = json!([{
         "category": "antipattern",
         "summary": "str.split(\" \") keeps empty strings when words are separated by several spaces",
@@ -53,47 +43,53 @@ fn scenario() -> String {
         "language": "python"
     }]);
     let rule = "Here is the rule:\n```yaml\nrules:\n  - id: chum-1\n    languages: [python]\n    severity: ERROR\n    message: split(\" \") keeps empty strings for repeated spaces; use split() with no argument\n    pattern: $S.split(\" \")\n```\n";
-    let mut s = String::new();
-    for (bead, plan) in [("tk-1", PARSE_PLAN), ("tk-3", PAIRS_PLAN)] {
-        s.push_str(&format!(
-            "[[step]]\nrole = \"planner\"\nbead = \"{bead}\"\nanswer = '''{plan}'''\n\n"
-        ));
-    }
-    // tk-1: the mistake, caught only by the definition of done; then the fix.
-    s.push_str(&format!(
-        "[[step]]\nrole = \"executor\"\nbead = \"tk-1\"\nattempt = 1\nanswer = \"Added parse_numbers.\"\n{}\n",
-        edits(&[("calc.py", &calc_with("split(\" \")")), ("test_parse.py", PARSE_TEST)])
-    ));
-    s.push_str(&format!(
-        "[[step]]\nrole = \"executor\"\nbead = \"tk-1\"\nattempt = 2\nexpect_prompt_contains = [\"ValueError\"]\nanswer = \"Split on any whitespace.\"\n{}\n",
-        edits(&[("calc.py", &calc_with("split()")), ("test_parse.py", PARSE_TEST)])
-    ));
-    // tk-3: the same mistake; the learned rule must send it back before the DoD.
-    s.push_str(&format!(
-        "[[step]]\nrole = \"executor\"\nbead = \"tk-3\"\nhandoff = 0\nanswer = \"Added parse_pairs.\"\n{}\n",
-        edits(&[("pairs.py", &pairs_with("split(\" \")")), ("test_pairs.py", PAIRS_TEST)])
-    ));
-    s.push_str(&format!(
-        "[[step]]\nrole = \"executor\"\nbead = \"tk-3\"\nhandoff = 1\nexpect_prompt_contains = [\"chum-1 pairs.py:2\"]\nanswer = \"Split on any whitespace.\"\n{}\n",
-        edits(&[("pairs.py", &pairs_with("split()")), ("test_pairs.py", PAIRS_TEST)])
-    ));
-    s.push_str(&review("parse_numbers('1  2') == [1, 2]", "tk-1"));
-    s.push_str(&review("parse_pairs('a=1  b=2') == [('a', '1'), ('b', '2')]", "tk-3"));
-    // The learner: lessons from the journal (it must have seen the real DoD failure), then a rule.
-    s.push_str(&format!(
-        "[[step]]\nrole = \"learner\"\nprompt_contains = [\"Extract lessons\"]\nexpect_prompt_contains = [\"ValueError: invalid literal for int()\"]\nanswer = '''{lesson}'''\n\n"
-    ));
-    s.push_str(&format!(
-        "[[step]]\nrole = \"learner\"\nprompt_contains = [\"Write one Semgrep rule\"]\nanswer = '''{rule}'''\n\n"
-    ));
-    s
+    vec![
+        Step::planner().bead("tk-1").answer(PARSE_PLAN),
+        Step::planner().bead("tk-3").answer(PAIRS_PLAN),
+        // tk-1: the mistake, caught only by the definition of done; then the fix.
+        Step::executor()
+            .bead("tk-1")
+            .attempt(1)
+            .answer("Added parse_numbers.")
+            .write("calc.py", &calc_with("split(\" \")"))
+            .write("test_parse.py", PARSE_TEST),
+        Step::executor()
+            .bead("tk-1")
+            .attempt(2)
+            .expect_prompt_contains("ValueError")
+            .answer("Split on any whitespace.")
+            .write("calc.py", &calc_with("split()"))
+            .write("test_parse.py", PARSE_TEST),
+        // tk-3: the same mistake; the learned rule must send it back before the DoD.
+        Step::executor()
+            .bead("tk-3")
+            .handoff(0)
+            .answer("Added parse_pairs.")
+            .write("pairs.py", &pairs_with("split(\" \")"))
+            .write("test_pairs.py", PAIRS_TEST),
+        Step::executor()
+            .bead("tk-3")
+            .handoff(1)
+            .expect_prompt_contains("chum-1 pairs.py:2")
+            .answer("Split on any whitespace.")
+            .write("pairs.py", &pairs_with("split()"))
+            .write("test_pairs.py", PAIRS_TEST),
+        review("parse_numbers('1  2') == [1, 2]", "tk-1"),
+        review("parse_pairs('a=1  b=2') == [('a', '1'), ('b', '2')]", "tk-3"),
+        // The learner: lessons from the journal (it must have seen the real DoD failure), then a rule.
+        Step::learner()
+            .prompt_contains("Extract lessons")
+            .expect_prompt_contains("ValueError: invalid literal for int()")
+            .answer(lesson.to_string()),
+        Step::learner().prompt_contains("Write one Semgrep rule").answer(rule),
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mistake_caught_by_the_dod_becomes_a_rule_that_stops_it_next_time() {
     // The DoD sleeps 2 s, standing in for a real test suite: the time Semgrep saves is the point.
     let options = HarnessOptions {
-        scenario: scenario(),
+        steps: steps(),
         dod: vec!["sleep 2 && python3 -m unittest -q".into()],
         learner: true,
         ..Default::default()

@@ -1,0 +1,16 @@
+//! CHUM end to end: one test binary (the Temporal SDK is linked once, not once per area) with a
+//! module per area. Each test runs on a real Temporal dev server with the real worker, git,
+//! semgrep, bubblewrap and the scripted agent, through `chum-testkit`.
+
+mod api;
+mod bad_input;
+mod dispatcher;
+mod environments;
+mod faults;
+mod grooming;
+mod learning;
+mod monte_carlo;
+mod operations;
+mod sandbox;
+mod shark_paths;
+mod worker_binary;
