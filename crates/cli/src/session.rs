@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use chum_client::control::{Closed, ControlError, ControlErrorKind};
 use chum_core::config::ChumConfig;
-use chum_core::ids::{check_bead_id, shark_workflow_id};
+use chum_core::ids::check_bead_id;
 use chum_core::proto::{EnumName, Outcome, Phase, SharkStatus};
 use chum_workflows::SharkRun;
 use temporalio_client::{Client, WorkflowGetResultOptions, WorkflowHandle};
@@ -54,11 +54,13 @@ impl Session {
 
     /// A bead id or a workflow id, as a workflow id.
     fn workflow_id(&self, target: &str) -> Result<String> {
-        if chum_core::ids::is_shark_workflow_id(target) {
-            return Ok(target.to_string());
-        }
-        check_bead_id(target).map_err(usage)?;
-        Ok(shark_workflow_id(&self.project_name()?, target))
+        // A workflow id names its project; only a bead id needs one.
+        let project = if chum_core::ids::is_shark_workflow_id(target) {
+            String::new()
+        } else {
+            self.project_name()?
+        };
+        chum_client::control::run_id_of(&project, target).map_err(|e| usage(e.message))
     }
 
     fn handle(&self, target: &str) -> Result<SharkHandle> {

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chum_core::config::{ChumConfig, RawConfig, RawProject, RawProvider, RawSandbox, RawSemgrep, RawTemporal};
+use chum_core::config::{
+    ChumConfig, RawConfig, RawProject, RawProvider, RawSandbox, RawSemgrep, RawTemporal, SandboxMode,
+};
 use chum_core::proto::{Phase, SharkInput, SharkLimits, SharkResult};
 use chum_scripted_agent::scenario::{Scenario, Step, Usage};
 use temporalio_client::Client;
@@ -335,6 +337,22 @@ impl Harness {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("agent processes outlived their run: {:?}", live());
+    }
+
+    /// Whether bwrap works here; otherwise the reason is printed and the test should return
+    /// early. CI sets CHUM_REQUIRE_SANDBOX=1, which makes a sandbox that cannot run a failure.
+    pub fn sandbox_works(&self) -> bool {
+        match chum_activities::exec::resolve(SandboxMode::Bwrap, &self.config.sandbox) {
+            Ok(_) => true,
+            Err(why) => {
+                assert!(
+                    std::env::var("CHUM_REQUIRE_SANDBOX").as_deref() != Ok("1"),
+                    "CHUM_REQUIRE_SANDBOX=1 but the sandbox cannot run: {why}"
+                );
+                eprintln!("SKIPPED: bwrap cannot run here: {why}");
+                false
+            }
+        }
     }
 
     pub fn commits_on(&self, rev: &str) -> usize {

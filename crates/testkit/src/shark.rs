@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chum_core::proto::{Phase, SharkInput, SharkLimits, SharkResult, SharkStatus};
+use chum_core::proto::{GateName, GateResult, Phase, SharkInput, SharkLimits, SharkResult, SharkStatus};
 use chum_workflows::SharkWorkflow;
 use temporalio_client::{
     Client, WorkflowFetchHistoryOptions, WorkflowGetResultOptions, WorkflowHandle, WorkflowQueryOptions,
@@ -13,6 +13,16 @@ use temporalio_client::{
 use crate::paths::workspace_root;
 
 pub type SharkHandle = WorkflowHandle<Client, chum_workflows::SharkRun>;
+
+/// The run's results of one gate, in order.
+pub fn gates_of(result: &SharkResult, gate: GateName) -> Vec<&GateResult> {
+    result.gate_results.iter().filter(|g| g.gate() == gate).collect()
+}
+
+/// The run's first result of one gate.
+pub fn first_gate(result: &SharkResult, gate: GateName) -> Option<&GateResult> {
+    result.gate_results.iter().find(|g| g.gate() == gate)
+}
 
 /// Small bounds, so a test that goes wrong ends in seconds, not the defaults' hours.
 pub fn limits() -> SharkLimits {

@@ -76,15 +76,7 @@ pub async fn run_project_command(
         cgroup_procs: Vec::new(),
     };
     // Project commands run agent-written code: the same sandbox as the agents.
-    let (toolchains, caches) = sandbox::project_mounts(&project.environment);
-    let policy = SandboxPolicy {
-        workdir: cmd.worktree.to_path_buf(),
-        scratch,
-        readable: vec![project.repo.join(".git")],
-        toolchains,
-        caches,
-        ..SandboxPolicy::default()
-    };
+    let policy = command_policy(project, cmd.worktree, scratch);
     let sandboxing = sandbox::resolve(project.sandbox, &config.sandbox)?;
     let network = match cmd.allow_hosts {
         Some(allow) if !allow.is_empty() => Some(Network {
@@ -172,6 +164,20 @@ pub enum CommandError {
     Start(String),
 }
 
+/// What a project command's sandbox holds: `workdir` writable, the repository's `.git` readable
+/// (worktrees point into it), the project's toolchains and caches, a scratch HOME and TMPDIR.
+fn command_policy(project: &ProjectConfig, workdir: &Path, scratch: PathBuf) -> SandboxPolicy {
+    let (toolchains, caches) = sandbox::project_mounts(&project.environment);
+    SandboxPolicy {
+        workdir: workdir.to_path_buf(),
+        scratch,
+        readable: vec![project.repo.join(".git")],
+        toolchains,
+        caches,
+        ..SandboxPolicy::default()
+    }
+}
+
 /// Why a project command's program would not start (what `chum doctor` reports).
 #[derive(Debug, thiserror::Error)]
 pub enum CannotStart {
@@ -215,15 +221,7 @@ pub async fn can_start(config: &ChumConfig, project: &ProjectConfig, command: &s
         capture_limit: 64 * 1024,
         cgroup_procs: Vec::new(),
     };
-    let (toolchains, caches) = sandbox::project_mounts(&project.environment);
-    let policy = SandboxPolicy {
-        workdir: dir.path().to_path_buf(),
-        scratch,
-        readable: vec![project.repo.join(".git")],
-        toolchains,
-        caches,
-        ..SandboxPolicy::default()
-    };
+    let policy = command_policy(project, dir.path(), scratch);
     let sandboxing = sandbox::resolve(project.sandbox, &config.sandbox)?;
     let prepared = sandbox::prepare(spec, &sandboxing, &config.sandbox, &policy, None)?;
     let outcome = run_process(

@@ -47,32 +47,64 @@ impl GcPlan {
     }
 }
 
-/// Whether a `chum/...` branch belongs to one of the running beads (`chum/<bead>` or a Monte
-/// Carlo candidate's `chum/<bead>-c<k>`). Compared with the running beads rather than parsed,
-/// so a bead id that itself ends in `-c<k>` is never mistaken for a candidate of another bead.
-fn belongs_to_running(branch: &str, running: &BTreeSet<String>) -> bool {
+/// Whether a `chum/...` branch is bead `bead`'s (`chum/<bead>`) or one of its Monte Carlo
+/// candidates' (`chum/<bead>-c<k>`). Compared with the bead rather than parsed, so a bead id that
+/// itself ends in `-c<k>` is never mistaken for a candidate of another bead.
+fn branch_of(branch: &str, bead: &str) -> bool {
     let Some(name) = branch.strip_prefix("chum/") else {
         return false;
     };
-    running.iter().any(|bead| {
-        name == bead
-            || name
-                .strip_prefix(bead.as_str())
-                .and_then(|rest| rest.strip_prefix("-c"))
-                .is_some_and(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_digit()))
-    })
+    name == bead
+        || name
+            .strip_prefix(bead)
+            .and_then(|rest| rest.strip_prefix("-c"))
+            .is_some_and(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_digit()))
 }
 
-/// The bead directories under `dir` (`.chum/worktrees` or `.chum/plans`) of beads not running,
-/// as the checkout directories inside them. `.chum/plans/rule-<id>` is the learner's checkout
-/// while it checks a rule (it removes it itself), so it is never taken.
-fn idle_checkouts(dir: &Path, running: &BTreeSet<String>) -> Vec<PathBuf> {
+/// Which beads a plan covers.
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    /// Every bead but those whose Sharks are running (`chum gc`).
+    AllBut(&'a BTreeSet<String>),
+    /// One bead whose run has just ended (the Shark's last step).
+    Only(&'a str),
+}
+
+impl Scope<'_> {
+    fn covers(self, bead: &str) -> bool {
+        match self {
+            Scope::AllBut(running) => !running.contains(bead),
+            Scope::Only(only) => only == bead,
+        }
+    }
+
+    fn covers_branch(self, branch: &str) -> bool {
+        match self {
+            Scope::AllBut(running) => !running.iter().any(|bead| branch_of(branch, bead)),
+            Scope::Only(bead) => branch_of(branch, bead),
+        }
+    }
+
+    /// The `for-each-ref` patterns under `prefix` (`refs/heads/chum/`) that can hold what the
+    /// scope covers; the results are filtered again with `covers_branch`.
+    fn ref_patterns(self, prefix: &str) -> Vec<String> {
+        match self {
+            Scope::AllBut(_) => vec![prefix.to_string()],
+            Scope::Only(bead) => vec![format!("{prefix}{bead}"), format!("{prefix}{bead}-c*")],
+        }
+    }
+}
+
+/// The checkout directories under `dir` (`.chum/worktrees` or `.chum/plans`, one directory per
+/// bead) of the beads the scope covers. `.chum/plans/rule-<id>` is the learner's checkout while
+/// it checks a rule (it removes it itself), so it is never taken.
+fn idle_checkouts(dir: &Path, scope: Scope<'_>) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let Ok(beads) = std::fs::read_dir(dir) else { return out };
     let plans = dir.ends_with("plans");
     for bead in beads.flatten() {
         let name = bead.file_name().to_string_lossy().into_owned();
-        if running.contains(&name) || !bead.path().is_dir() || (plans && name.starts_with("rule-")) {
+        if !scope.covers(&name) || !bead.path().is_dir() || (plans && name.starts_with("rule-")) {
             continue;
         }
         if let Ok(checkouts) = std::fs::read_dir(bead.path()) {
@@ -83,23 +115,40 @@ fn idle_checkouts(dir: &Path, running: &BTreeSet<String>) -> Vec<PathBuf> {
     out
 }
 
-/// What can go, given the beads whose Sharks are running.
+/// What can go, given the beads whose Sharks are running (`chum gc`).
 pub async fn plan_gc(project: &ProjectConfig, running: &BTreeSet<String>) -> Result<GcPlan, RepoProblem> {
+    let mut plan = plan_scope(project, Scope::AllBut(running)).await?;
+    plan.running = running.iter().cloned().collect();
+    let status = git(&project.repo, &["status", "--porcelain", "--", &plan.beads_file]).await?;
+    plan.beads_file_uncommitted = !status.trim().is_empty();
+    Ok(plan)
+}
+
+/// What one bead's finished run left: its worktrees, its merged branches (its own and its
+/// candidates') and its candidate refs. The Shark's last step takes them away; it looks at that
+/// bead's branches and refs only, not the whole repository's.
+pub async fn plan_bead_cleanup(project: &ProjectConfig, bead_id: &str) -> Result<GcPlan, RepoProblem> {
+    plan_scope(project, Scope::Only(bead_id)).await
+}
+
+async fn plan_scope(project: &ProjectConfig, scope: Scope<'_>) -> Result<GcPlan, RepoProblem> {
     let repo = &project.repo;
     let chum_dir = repo.join(".chum");
     let mut plan = GcPlan {
         project: project.name.clone(),
-        running: running.iter().cloned().collect(),
         beads_file: project.beads_file.display().to_string(),
         ..GcPlan::default()
     };
-    plan.worktrees = idle_checkouts(&chum_dir.join("worktrees"), running);
-    plan.worktrees.extend(idle_checkouts(&chum_dir.join("plans"), running));
+    plan.worktrees = idle_checkouts(&chum_dir.join("worktrees"), scope);
+    plan.worktrees.extend(idle_checkouts(&chum_dir.join("plans"), scope));
 
     let base = format!("refs/heads/{}", project.base_branch);
-    let branches = git(repo, &["for-each-ref", "--format=%(refname:short)", "refs/heads/chum/"]).await?;
+    let mut list = vec!["for-each-ref".to_string(), "--format=%(refname:short)".to_string()];
+    list.extend(scope.ref_patterns("refs/heads/chum/"));
+    let list: Vec<&str> = list.iter().map(String::as_str).collect();
+    let branches = git(repo, &list).await?;
     for branch in branches.lines().map(str::trim).filter(|b| !b.is_empty()) {
-        if belongs_to_running(branch, running) {
+        if !scope.covers_branch(branch) {
             continue;
         }
         let merged = git_ok(
@@ -122,36 +171,20 @@ pub async fn plan_gc(project: &ProjectConfig, running: &BTreeSet<String>) -> Res
         }
     }
 
-    let refs = git(repo, &["for-each-ref", "--format=%(refname)", "refs/chum/candidates/"]).await?;
+    let prefix = match scope {
+        Scope::AllBut(_) => "refs/chum/candidates/".to_string(),
+        Scope::Only(bead) => format!("refs/chum/candidates/{bead}/"),
+    };
+    let refs = git(repo, &["for-each-ref", "--format=%(refname)", &prefix]).await?;
     for name in refs.lines().map(str::trim).filter(|r| !r.is_empty()) {
         let bead = name
             .strip_prefix("refs/chum/candidates/")
             .and_then(|rest| rest.split('/').next())
             .unwrap_or_default();
-        if !running.contains(bead) {
+        if scope.covers(bead) {
             plan.candidate_refs.push(name.to_string());
         }
     }
-
-    let status = git(repo, &["status", "--porcelain", "--", &plan.beads_file]).await?;
-    plan.beads_file_uncommitted = !status.trim().is_empty();
-    Ok(plan)
-}
-
-/// What one bead's finished run left: its worktrees, its merged branches (its own and its
-/// candidates') and its candidate refs. The Shark's last step takes them away.
-pub async fn plan_bead_cleanup(project: &ProjectConfig, bead_id: &str) -> Result<GcPlan, RepoProblem> {
-    let mut plan = plan_gc(project, &BTreeSet::new()).await?;
-    let this: BTreeSet<String> = [bead_id.to_string()].into();
-    let chum_dir = project.repo.join(".chum");
-    plan.worktrees.retain(|w| {
-        w.parent() == Some(chum_dir.join("worktrees").join(bead_id).as_path())
-            || w.parent() == Some(chum_dir.join("plans").join(bead_id).as_path())
-    });
-    plan.merged_branches.retain(|b| belongs_to_running(b, &this));
-    plan.kept_branches.retain(|k| belongs_to_running(&k.branch, &this));
-    let refs = format!("refs/chum/candidates/{bead_id}/");
-    plan.candidate_refs.retain(|r| r.starts_with(&refs));
     Ok(plan)
 }
 
@@ -223,17 +256,33 @@ mod tests {
     }
 
     #[test]
-    fn a_running_beads_branches_are_its_own_and_its_candidates() {
-        let running: BTreeSet<String> = ["tk-1".to_string(), "x-c2".to_string()].into();
-        assert!(belongs_to_running("chum/tk-1", &running));
-        assert!(belongs_to_running("chum/tk-1-c3", &running));
-        assert!(belongs_to_running("chum/x-c2", &running));
-        assert!(!belongs_to_running("chum/tk-10", &running), "another bead");
-        assert!(!belongs_to_running("chum/tk-1-cx", &running), "not a candidate suffix");
+    fn a_beads_branches_are_its_own_and_its_candidates() {
+        assert!(branch_of("chum/tk-1", "tk-1"));
+        assert!(branch_of("chum/tk-1-c3", "tk-1"));
+        assert!(branch_of("chum/x-c2", "x-c2"));
+        assert!(!branch_of("chum/tk-10", "tk-1"), "another bead");
+        assert!(!branch_of("chum/tk-1-cx", "tk-1"), "not a candidate suffix");
         assert!(
-            !belongs_to_running("chum/x", &running),
+            !branch_of("chum/x", "x-c2"),
             "x-c2 is a bead of its own, not x's candidate"
         );
-        assert!(!belongs_to_running("main", &running));
+        assert!(!branch_of("main", "main"));
+        let running: BTreeSet<String> = ["tk-1".to_string(), "x-c2".to_string()].into();
+        let gc = Scope::AllBut(&running);
+        assert!(!gc.covers_branch("chum/tk-1-c3") && !gc.covers_branch("chum/x-c2"));
+        assert!(gc.covers_branch("chum/tk-10") && gc.covers_branch("chum/x"));
+    }
+
+    #[tokio::test]
+    async fn a_beads_cleanup_takes_its_candidates_and_not_a_bead_whose_id_starts_like_it() {
+        let dir = tempfile::tempdir().unwrap();
+        init_repo(dir.path()).await;
+        let p = project(dir.path(), IntegrationPolicy::Merge);
+        prepare_worktree(&p, "tk-1", 1, 2).await.unwrap();
+        prepare_worktree(&p, "tk-10", 1, 0).await.unwrap();
+        let plan = plan_bead_cleanup(&p, "tk-1").await.unwrap();
+        assert_eq!(plan.merged_branches, ["chum/tk-1-c2"], "{plan:?}");
+        assert_eq!(plan.worktrees.len(), 1, "{plan:?}");
+        assert!(plan.worktrees[0].ends_with("tk-1/1-c2"), "{plan:?}");
     }
 }

@@ -5,7 +5,7 @@ use chum_core::config::{IntegrationPolicy, ProjectConfig};
 
 use super::integrate::fast_forward_base;
 use super::workspace::*;
-use super::worktree::{remove_worktree, remove_worktree_locked};
+use super::worktree::{Checkout, add_worktree_locked, remove_worktree, remove_worktree_locked};
 use crate::repo::{GitError, WorktreeGit, git, git_ok, resolve};
 
 /// A change CHUM itself makes to a project (a rule it learned, a rule it retires): files to write
@@ -42,22 +42,7 @@ pub async fn commit_own_change(change: OwnChange<'_>) -> Result<OwnChangeOutcome
         let path = repo.join(".chum").join("own").join(change.branch.replace('/', "-"));
         let lock = RepoLock::worktrees(repo).await?;
         remove_worktree_locked(repo, &path).await?;
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
-        }
-        git(
-            repo,
-            &[
-                "worktree",
-                "add",
-                "--force",
-                "-B",
-                &change.branch,
-                &path.display().to_string(),
-                &base_commit,
-            ],
-        )
-        .await?;
+        add_worktree_locked(repo, &path, &base_commit, Checkout::Branch(&change.branch)).await?;
         drop(lock);
         for (file, content) in &change.files {
             let target = path.join(file);

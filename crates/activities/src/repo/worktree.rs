@@ -53,22 +53,38 @@ pub async fn prepare_plan_worktree(project: &ProjectConfig, bead_id: &str, round
         .join(round.to_string());
     let _lock = RepoLock::worktrees(repo).await?;
     remove_worktree_locked(repo, &path).await?;
+    add_worktree_locked(repo, &path, &base_commit, Checkout::Detached).await?;
+    Ok(path)
+}
+
+/// What a new worktree has checked out.
+pub(super) enum Checkout<'a> {
+    /// The commit, no branch.
+    Detached,
+    /// This branch, made or reset to the commit.
+    Branch(&'a str),
+}
+
+/// Adds a worktree at `path` (where nothing may be left: see [`remove_worktree_locked`]) with
+/// `commit` checked out as `checkout`. The caller holds the repository's worktree lock.
+pub(super) async fn add_worktree_locked(
+    repo: &Path,
+    path: &Path,
+    commit: &str,
+    checkout: Checkout<'_>,
+) -> Result<(), RepoProblem> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
     }
-    git(
-        repo,
-        &[
-            "worktree",
-            "add",
-            "--force",
-            "--detach",
-            &path.display().to_string(),
-            &base_commit,
-        ],
-    )
-    .await?;
-    Ok(path)
+    let shown = path.display().to_string();
+    let mut args = vec!["worktree", "add", "--force"];
+    match checkout {
+        Checkout::Detached => args.push("--detach"),
+        Checkout::Branch(branch) => args.extend(["-B", branch]),
+    }
+    args.extend([shown.as_str(), commit]);
+    git(repo, &args).await?;
+    Ok(())
 }
 
 /// Removes a worktree and its directory, if they exist.
@@ -125,22 +141,7 @@ pub async fn prepare_worktree(
         std::fs::remove_dir_all(&path).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
     }
     git(repo, &["worktree", "prune"]).await?;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| RepoProblem::Git(GitError::Spawn(e)))?;
-    }
-    git(
-        repo,
-        &[
-            "worktree",
-            "add",
-            "--force",
-            "-B",
-            &branch,
-            &path.display().to_string(),
-            &base_commit,
-        ],
-    )
-    .await?;
+    add_worktree_locked(repo, &path, &base_commit, Checkout::Branch(&branch)).await?;
     let git = WorktreeGit::open(repo, &path).await?;
     copy_files(project, &git)?;
     Ok(AttemptWorktree {

@@ -166,13 +166,7 @@ impl SharkSteps {
         // The DoD tests exactly the tree the execution staged (and the review saw).
         let held = hold_to_tree(&project.repo, &worktree, &req.tree).await;
         if let Err(RepoProblem::Git(tampered @ GitError::Tampered { .. })) = &held {
-            report.passed = false;
-            report.checks.push(DodCheck {
-                command: "(worktree)".into(),
-                exit_code: -1,
-                output_excerpt: tampered.to_string(),
-                ..DodCheck::default()
-            });
+            fail_tampered(&mut report, tampered);
             return Ok(report);
         }
         report.discarded = held.map_err(repo_error)?;
@@ -217,15 +211,7 @@ impl SharkSteps {
         // What the commands wrote in the worktree is not part of the work: discarded, reported.
         match hold_to_tree(&project.repo, &worktree, &req.tree).await {
             Ok(changed) => report.discarded.extend(changed),
-            Err(RepoProblem::Git(tampered @ GitError::Tampered { .. })) => {
-                report.passed = false;
-                report.checks.push(DodCheck {
-                    command: "(worktree)".into(),
-                    exit_code: -1,
-                    output_excerpt: tampered.to_string(),
-                    ..DodCheck::default()
-                });
-            }
+            Err(RepoProblem::Git(tampered @ GitError::Tampered { .. })) => fail_tampered(&mut report, &tampered),
             Err(e) => return Err(repo_error(e)),
         }
         tracing::info!(bead = %run.bead_id, attempt = req.attempt, passed = report.passed, discarded = ?report.discarded, "definition of done ran");
@@ -242,4 +228,16 @@ fn closed_finding(file: &str, message: &str) -> chum_core::proto::SemgrepFinding
         message: message.to_string(),
         severity: "ERROR".into(),
     }
+}
+
+/// Fails a definition of done whose worktree was tampered with: the tampering is its last check
+/// (no command runs on, and no pass comes from, a tree that is not the one reviewed).
+fn fail_tampered(report: &mut DodReport, tampered: &GitError) {
+    report.passed = false;
+    report.checks.push(DodCheck {
+        command: "(worktree)".into(),
+        exit_code: -1,
+        output_excerpt: tampered.to_string(),
+        ..DodCheck::default()
+    });
 }

@@ -5,27 +5,10 @@
 //! home, so the toolchains come in by the project's `toolchains` and `caches` mounts, and without
 //! them the DoD fails with an error that names the hidden path.
 
-use chum_core::config::SandboxMode;
 use chum_core::proto::GateName;
 use chum_core::proto::{Outcome, Phase};
 use chum_testkit::*;
 use serde_json::{Value, json};
-
-/// Whether bwrap works here; otherwise the reason is printed and the test returns early (CI sets
-/// CHUM_REQUIRE_SANDBOX=1, which makes that a failure).
-fn sandbox_works(h: &Harness) -> bool {
-    match chum_activities::exec::resolve(SandboxMode::Bwrap, &h.config.sandbox) {
-        Ok(_) => true,
-        Err(why) => {
-            assert!(
-                std::env::var("CHUM_REQUIRE_SANDBOX").as_deref() != Ok("1"),
-                "CHUM_REQUIRE_SANDBOX=1 but the sandbox cannot run: {why}"
-            );
-            eprintln!("SKIPPED: bwrap cannot run here: {why}");
-            false
-        }
-    }
-}
 
 async fn run_approved(
     h: &Harness,
@@ -87,16 +70,12 @@ async fn a_rust_project_builds_and_tests_in_its_sandbox_with_the_toolchain_mount
         ),
     )
     .await;
-    if !sandbox_works(h) {
+    if !h.sandbox_works() {
         return;
     }
     let (result, executions) = run_approved(h, "env_rust", limits()).await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
-    let dod = result
-        .gate_results
-        .iter()
-        .find(|g| g.gate() == GateName::Dod)
-        .expect("the DoD ran");
+    let dod = first_gate(&result, GateName::Dod).expect("the DoD ran");
     assert!(dod.passed, "{dod:?}");
     // The agent found cargo too (its shell's output is in its answer).
     let answer = std::fs::read_to_string(executions[0]["agent"]["stdout_artifact"].as_str().unwrap()).unwrap();
@@ -118,7 +97,7 @@ async fn a_rust_project_builds_and_tests_in_its_sandbox_with_the_toolchain_mount
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_toolchain_mount_the_dod_fails_naming_the_hidden_path() {
     let h = &Harness::start("env-rust-hidden", rust_project(&[], &[], &[])).await;
-    if !sandbox_works(h) {
+    if !h.sandbox_works() {
         return;
     }
     let limits = chum_core::proto::SharkLimits {
@@ -127,11 +106,7 @@ async fn without_the_toolchain_mount_the_dod_fails_naming_the_hidden_path() {
     };
     let (result, _) = run_approved(h, "env_rust_hidden", limits).await;
     assert_eq!(result.outcome(), Outcome::Escalated, "{result:?}");
-    let dod = result
-        .gate_results
-        .iter()
-        .find(|g| g.gate() == GateName::Dod)
-        .expect("the DoD ran");
+    let dod = first_gate(&result, GateName::Dod).expect("the DoD ran");
     assert!(!dod.passed);
     let cargo = which::which("cargo").expect("cargo on PATH");
     assert!(
@@ -173,7 +148,7 @@ async fn a_python_project_gets_its_virtualenv_from_setup_through_the_egress_prox
         }),
     )
     .await;
-    if !sandbox_works(h) {
+    if !h.sandbox_works() {
         return;
     }
     // A local settings file of the main checkout that the DoD needs; nothing ignores it in git,
@@ -184,11 +159,7 @@ async fn a_python_project_gets_its_virtualenv_from_setup_through_the_egress_prox
     let answer = std::fs::read_to_string(executions[0]["agent"]["stdout_artifact"].as_str().unwrap()).unwrap();
     assert!(answer.contains("six 1.16.0"), "the agent used the venv: {answer}");
     // Setup went out through the proxy, to PyPI and nowhere else.
-    let dod = result
-        .gate_results
-        .iter()
-        .find(|g| g.gate() == GateName::Dod)
-        .expect("the DoD ran");
+    let dod = first_gate(&result, GateName::Dod).expect("the DoD ran");
     assert!(dod.passed, "{dod:?}");
     let egress = std::path::Path::new(&dod.artifact).with_file_name("setup-1-2.egress.log");
     let log = std::fs::read_to_string(&egress).unwrap_or_else(|e| panic!("{}: {e}", egress.display()));

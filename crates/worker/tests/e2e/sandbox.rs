@@ -10,25 +10,9 @@
 use chum_core::proto::GateName;
 use std::net::TcpListener;
 
-use chum_core::config::SandboxMode;
 use chum_core::proto::{Outcome, Phase};
 use chum_testkit::*;
 use serde_json::{Value, json};
-
-/// Whether bwrap works here; otherwise the reason is printed and the test returns early.
-fn sandbox_works(h: &Harness) -> bool {
-    match chum_activities::exec::resolve(SandboxMode::Bwrap, &h.config.sandbox) {
-        Ok(_) => true,
-        Err(why) => {
-            assert!(
-                std::env::var("CHUM_REQUIRE_SANDBOX").as_deref() != Ok("1"),
-                "CHUM_REQUIRE_SANDBOX=1 but the sandbox cannot run: {why}"
-            );
-            eprintln!("SKIPPED: bwrap cannot run here: {why}");
-            false
-        }
-    }
-}
 
 /// Runs the bead through the gate (approved) and returns the result and every execute and
 /// run_dod activity result.
@@ -75,7 +59,7 @@ python3 -c 'import socket; socket.create_connection(("127.0.0.1", {port}), timeo
         sandboxed(HarnessOptions::with_steps(good_work_with(|s| s.shell(&escape)))),
     )
     .await;
-    if !sandbox_works(h) {
+    if !h.sandbox_works() {
         return;
     }
     let secret = "s3cret-token-4f1d9";
@@ -153,7 +137,7 @@ async fn a_fork_bomb_hits_the_process_limit_and_dies_with_its_time_limit() {
         sandboxed(HarnessOptions::with_steps(steps).with_config(|c| c.sandbox.max_processes = Some(64))),
     )
     .await;
-    if !sandbox_works(h) {
+    if !h.sandbox_works() {
         return;
     }
     let limits = chum_core::proto::SharkLimits {
@@ -196,7 +180,7 @@ async fn definition_of_done_commands_are_sandboxed_too() {
         }),
     )
     .await;
-    if !sandbox_works(h) {
+    if !h.sandbox_works() {
         return;
     }
     let limits = chum_core::proto::SharkLimits {
@@ -210,11 +194,7 @@ async fn definition_of_done_commands_are_sandboxed_too() {
         "{}",
         dods[0]
     );
-    let dod = result
-        .gate_results
-        .iter()
-        .find(|g| g.gate() == GateName::Dod)
-        .expect("the DoD ran");
+    let dod = first_gate(&result, GateName::Dod).expect("the DoD ran");
     assert!(!dod.passed);
     assert!(dod.excerpt.contains("Read-only file system"), "{}", dod.excerpt);
     assert!(!h.repo.join("dod-pwned.txt").exists());
@@ -279,7 +259,7 @@ echo "== icmp"; python3 -c 'import socket; s = socket.socket(socket.AF_INET, soc
         ),
     )
     .await;
-    if !sandbox_works(h) {
+    if !h.sandbox_works() {
         return;
     }
     let temporal_port: u16 = h.address.rsplit(':').next().unwrap().parse().unwrap();
@@ -442,7 +422,7 @@ async fn a_memory_hog_is_killed_at_its_limit_and_the_next_attempt_integrates() {
         })),
     )
     .await;
-    if !sandbox_works(h) {
+    if !h.sandbox_works() {
         return;
     }
     let (result, executions, _) = run_approved(h, "sandbox_memory_hog", limits()).await;
@@ -491,7 +471,7 @@ cat .git"#,
         calc_executor(GOOD_CALC).attempt(2),
     ];
     let h = &Harness::start("sandbox-git-tamper", sandboxed(HarnessOptions::with_steps(steps))).await;
-    if !sandbox_works(h) {
+    if !h.sandbox_works() {
         return;
     }
     let (result, executions, _) = run_approved(h, "sandbox_git_tamper", limits()).await;

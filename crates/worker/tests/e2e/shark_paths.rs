@@ -83,17 +83,9 @@ async fn approved_plan_is_executed_verified_and_merged_once() {
     // Cross-model: the reviewer is not the executor.
     let executor = h.prompt("executor", 1, 0);
     assert!(!executor.is_empty());
-    let review = result
-        .gate_results
-        .iter()
-        .find(|g| g.gate() == GateName::Review)
-        .expect("reviewed");
+    let review = first_gate(&result, GateName::Review).expect("reviewed");
     assert!(review.passed && review.provider == "scripted-b", "{review:?}");
-    let scan = result
-        .gate_results
-        .iter()
-        .find(|g| g.gate() == GateName::Semgrep)
-        .expect("scanned");
+    let scan = first_gate(&result, GateName::Semgrep).expect("scanned");
     assert!(scan.passed && scan.excerpt.contains("2 file(s)"), "{scan:?}");
     let usage = result.usage.expect("usage recorded");
     assert!(usage.input_tokens > 0 && usage.cost_usd > 0.0);
@@ -520,11 +512,7 @@ async fn a_hanging_executor_is_killed_and_the_next_attempt_runs() {
     });
     let result = h.approve_plan("hang_then_pass", input, 1, "gina").await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
-    let execute = result
-        .gate_results
-        .iter()
-        .find(|g| g.gate() == GateName::Execute)
-        .expect("the hang is recorded");
+    let execute = first_gate(&result, GateName::Execute).expect("the hang is recorded");
     assert!(
         !execute.passed && execute.excerpt.contains("killed with its process group"),
         "{}",
@@ -727,11 +715,7 @@ async fn an_unusable_review_is_retried_then_counts_as_a_rejection() {
     let h = &Harness::with_steps("reviewgone", steps).await;
     let result = h.approve_plan("review_unavailable", h.input(limits()), 1, "lee").await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
-    let reviews: Vec<&chum_core::proto::GateResult> = result
-        .gate_results
-        .iter()
-        .filter(|g| g.gate() == GateName::Review)
-        .collect();
+    let reviews: Vec<&chum_core::proto::GateResult> = gates_of(&result, GateName::Review);
     assert_eq!(reviews.len(), 2);
     assert!(
         !reviews[0].passed && reviews[0].excerpt.starts_with("review unavailable"),
@@ -754,11 +738,7 @@ async fn review_fail_open_lets_an_unusable_review_pass_and_says_so() {
     let h = &Harness::start("failopen", options).await;
     let result = h.approve_plan("review_fail_open", h.input(limits()), 1, "max").await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
-    let review = result
-        .gate_results
-        .iter()
-        .find(|g| g.gate() == GateName::Review)
-        .unwrap();
+    let review = first_gate(&result, GateName::Review).unwrap();
     assert!(
         review.passed && review.excerpt.contains("review_fail_open = true"),
         "{review:?}"
@@ -797,11 +777,7 @@ async fn semgrep_findings_send_the_work_back_and_the_redo_is_clean() {
     let h = &Harness::with_steps("semgrep", steps).await;
     let result = h.approve_plan("semgrep_redo", h.input(limits()), 1, "oli").await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
-    let scans: Vec<&chum_core::proto::GateResult> = result
-        .gate_results
-        .iter()
-        .filter(|g| g.gate() == GateName::Semgrep)
-        .collect();
+    let scans: Vec<&chum_core::proto::GateResult> = gates_of(&result, GateName::Semgrep);
     assert_eq!(scans.len(), 2);
     assert!(
         !scans[0].passed && scans[0].excerpt.contains("chum.python.eval-exec"),
@@ -860,11 +836,7 @@ async fn what_the_reviewer_or_the_dod_writes_never_reaches_main() {
     );
     let files = git(&h.repo, &["ls-tree", "-r", "--name-only", "main"]);
     assert!(!files.contains("junk"), "{files}");
-    let review = result
-        .gate_results
-        .iter()
-        .find(|g| g.gate() == GateName::Review)
-        .unwrap();
+    let review = first_gate(&result, GateName::Review).unwrap();
     assert!(
         review.passed
             && review
@@ -872,7 +844,7 @@ async fn what_the_reviewer_or_the_dod_writes_never_reaches_main() {
                 .contains("discarded what the reviewer changed in the worktree: calc.py, reviewer_junk.py"),
         "{review:?}"
     );
-    let dod = result.gate_results.iter().find(|g| g.gate() == GateName::Dod).unwrap();
+    let dod = first_gate(&result, GateName::Dod).unwrap();
     assert!(
         dod.passed
             && dod.excerpt.contains("discarded what the DoD changed in the worktree")
@@ -896,11 +868,7 @@ async fn findings_that_were_there_before_the_bead_do_not_bounce_it() {
     let h = &Harness::start("semgrep-baseline", options).await;
     let result = h.approve_plan("semgrep_baseline", h.input(limits()), 1, "oli").await;
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
-    let scan = result
-        .gate_results
-        .iter()
-        .find(|g| g.gate() == GateName::Semgrep)
-        .unwrap();
+    let scan = first_gate(&result, GateName::Semgrep).unwrap();
     assert!(
         scan.passed
             && scan
@@ -939,11 +907,7 @@ async fn an_invalid_rule_file_is_quarantined_and_the_bead_still_passes() {
         q.file.ends_with(".semgrep/broken.yaml") && q.reason.contains("broken"),
         "{q:?}"
     );
-    let scan = result
-        .gate_results
-        .iter()
-        .find(|g| g.gate() == GateName::Semgrep)
-        .unwrap();
+    let scan = first_gate(&result, GateName::Semgrep).unwrap();
     assert!(
         scan.passed && scan.excerpt.contains("1 rule file(s) quarantined"),
         "{scan:?}"

@@ -11,9 +11,11 @@ use chum_core::gate_text::{EXCERPT_CHARS, short_commit};
 use chum_core::ids::{groom_workflow_id, learner_workflow_id};
 use chum_core::proto::{
     BeadStatus, ExecuteReport, IntegrateRequest, IntegrationReport, LearnerInput, Outcome, Phase, SharkResult,
-    TacticalGroomInput, UpdateBeadRequest,
+    SharkStatus, TacticalGroomInput, UpdateBeadRequest,
 };
 use chum_core::text::{excerpt, tail_excerpt};
+use temporalio_common::WorkflowDefinition;
+use temporalio_common::data_converters::TemporalDeserializable;
 use temporalio_common::protos::temporal::api::failure::v1::Failure;
 use temporalio_sdk::{ActivityExecutionError, WorkflowResult, WorkflowTermination};
 
@@ -244,9 +246,33 @@ impl Shark<'_> {
         self.finish(outcome, reason, integration)
     }
 
-    /// Starts the learner as a child that outlives this run, and waits only until it has started.
-    /// Its id is derived from the bead and run, so a replayed or retried start is the same child.
-    /// Learning is a bonus: a learner that cannot start never fails the run (the text says why).
+    /// Starts `workflow` as a follow-up child that outlives this run, and waits only until it has
+    /// started. Its id is derived from the bead and run, so a replayed or retried start is the same
+    /// child. A follow-up is a bonus: one that cannot start never fails the run; the text returned
+    /// says why (`what` names it), and a started one's id goes into the status by `record`.
+    async fn start_follow_up<WD>(
+        &self,
+        what: &str,
+        workflow: WD,
+        input: WD::Input,
+        id: String,
+        record: impl FnOnce(&mut SharkStatus, String),
+    ) -> Option<String>
+    where
+        WD: WorkflowDefinition + 'static,
+        WD::Output: TemporalDeserializable,
+    {
+        let options = follow_up_options(&id);
+        match self.ctx.start_child_workflow(workflow, input, options).await {
+            Ok(_) => {
+                self.ctx.state_mut(|s| record(&mut s.status, id));
+                None
+            }
+            Err(err) => Some(format!("the {what} did not start: {err}")),
+        }
+    }
+
+    /// Starts the ContinuousLearner (see [`Shark::start_follow_up`]).
     async fn start_learner(
         &self,
         setup: &Setup,
@@ -266,21 +292,13 @@ impl Shark<'_> {
             decisions: s.status.decisions.clone(),
             commit: integration.map(|i| i.commit.clone()).unwrap_or_default(),
         });
-        let options = follow_up_options(&id);
-        match self
-            .ctx
-            .start_child_workflow(LearnerWorkflow::run, input, options)
-            .await
-        {
-            Ok(_) => {
-                self.ctx.state_mut(|s| s.status.learner_workflow_id = id);
-                None
-            }
-            Err(err) => Some(format!("the learner did not start: {err}")),
-        }
+        self.start_follow_up("learner", LearnerWorkflow::run, input, id, |s, id| {
+            s.learner_workflow_id = id
+        })
+        .await
     }
 
-    /// Starts the TacticalGroom as a child that outlives this run (like the learner).
+    /// Starts the TacticalGroom (see [`Shark::start_follow_up`]).
     async fn start_groom(
         &self,
         setup: &Setup,
@@ -297,18 +315,10 @@ impl Shark<'_> {
             commit: integration.map(|i| i.commit.clone()).unwrap_or_default(),
             diff_artifacts: s.diff_artifacts.clone(),
         });
-        let options = follow_up_options(&id);
-        match self
-            .ctx
-            .start_child_workflow(TacticalGroomWorkflow::run, input, options)
-            .await
-        {
-            Ok(_) => {
-                self.ctx.state_mut(|s| s.status.groom_workflow_id = id);
-                None
-            }
-            Err(err) => Some(format!("the groomer did not start: {err}")),
-        }
+        self.start_follow_up("groomer", TacticalGroomWorkflow::run, input, id, |s, id| {
+            s.groom_workflow_id = id
+        })
+        .await
     }
 
     /// An activity failed for good. Cancellation propagates; anything else ends the run with outcome
