@@ -12,7 +12,7 @@ use chum_client::control::{ControlError, ControlErrorKind};
 use chum_core::backlog::{backlog_listing, backlog_rows};
 use chum_core::config::ChumConfig;
 use chum_core::new_bead::{KnownBeads, NewBead, NewBeadError};
-use chum_core::proto::{DispatcherStatus, GroomResult};
+use chum_core::proto::{DispatcherStatus, GroomResult, MergeQueueStatus, QueueEntry};
 use chum_workflows::StrategicGroomRun;
 use temporalio_client::schedules::ScheduleOverlapPolicy;
 use temporalio_client::{Client, WorkflowGetResultOptions};
@@ -147,6 +147,52 @@ pub fn groom_log(config: &ChumConfig, out: Out, project: &str, limit: u32) -> Re
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The project's merge queue, or what it means that there is none yet.
+pub async fn queue_status(client: &Client, project: &str) -> Result<MergeQueueStatus> {
+    chum_client::merge_queue::status(client, project)
+        .await
+        .map_err(|e| match e.kind {
+            ControlErrorKind::NotFound => crate::output::failed(format!(
+                "no merge queue for {project} yet: it starts when the first bead of a project with \
+             integration = \"merge\" passes its gates"
+            )),
+            _ => anyhow::anyhow!("{}", e.message),
+        })
+}
+
+pub fn render_queue(s: &MergeQueueStatus) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "merge-queue-{}: {} turns, {} landed, {} not landed, {} re-verification(s) on a moved base",
+        s.project, s.turns, s.landed, s.not_landed, s.reverifications
+    );
+    let entry = |e: &QueueEntry| format!("{} (attempt {}, {})", e.bead_id, e.attempt, e.workflow_id);
+    match &s.holder {
+        Some(h) => {
+            let _ = writeln!(out, "  holding the turn: {}", entry(h));
+        }
+        None => {
+            let _ = writeln!(out, "  nobody holds the turn");
+        }
+    }
+    if s.waiting.is_empty() {
+        let _ = writeln!(out, "  nobody waits");
+    }
+    for (i, w) in s.waiting.iter().enumerate() {
+        let _ = writeln!(out, "  {}. {}", i + 1, entry(w));
+    }
+    for done in &s.recent {
+        let what = if done.landed {
+            format!("landed {}", chum_core::gate_text::short_commit(&done.commit))
+        } else {
+            format!("not landed: {}", done.problem.lines().next().unwrap_or_default())
+        };
+        let _ = writeln!(out, "  recent: {} {what}", done.workflow_id);
+    }
+    out
 }
 
 /// A dispatcher call's error, with what to do when the worker never started one.

@@ -147,7 +147,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 None => None,
                 Some(name) => Some(Phase::from_name(&name).ok_or_else(|| {
                     usage(format!(
-                        "unknown phase {name:?}; phases are loading, planning, awaiting_approval, executing, review, semgrep, dod, integrating, done"
+                        "unknown phase {name:?}; phases are loading, planning, awaiting_approval, executing, review, semgrep, dod, integrating, queued, done"
                     ))
                 })?),
             };
@@ -159,6 +159,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let status = intake::dispatcher_status(&session.client, &session.config, &project).await?;
             if out.text() {
                 print!("{}", intake::render_dispatcher(&status));
+            } else {
+                out.one(&status)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Queue { project } => {
+            let project = session.named_project(project)?;
+            let status = intake::queue_status(&session.client, &project).await?;
+            if out.text() {
+                print!("{}", intake::render_queue(&status));
             } else {
                 out.one(&status)?;
             }

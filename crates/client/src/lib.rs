@@ -8,4 +8,5 @@
 pub mod connect;
 pub mod control;
 pub mod dispatcher;
+pub mod merge_queue;
 pub mod settings;

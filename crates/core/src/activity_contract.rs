@@ -12,9 +12,10 @@ use temporalio_macros::activity_definitions;
 use crate::proto::{
     ApplyMutationsReport, ApplyMutationsRequest, BriefingReport, BriefingRequest, CrystallizeRequest,
     DiscardCandidatesReport, DiscardCandidatesRequest, DispatchReport, DispatchRequest, DodReport, DodRequest,
-    ExecuteReport, ExecuteRequest, GroomProposal, GroomRequest, IntegrateRequest, IntegrationReport, LearnerInput,
-    LessonsReport, LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest, ReviewReport, ReviewRequest, RuleReport,
-    RunRecord, RunRecorded, SemgrepReport, SemgrepRequest, UpdateBeadRequest, UpdateBeadResult,
+    ExecuteReport, ExecuteRequest, GroomProposal, GroomRequest, IntegrateRequest, IntegrationReport, LandReport,
+    LandRequest, LearnerInput, LessonsReport, LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest, ReviewReport,
+    ReviewRequest, RuleReport, RunOpenReport, RunOpenRequest, RunRecord, RunRecorded, SemgrepReport, SemgrepRequest,
+    UpdateBeadRequest, UpdateBeadResult, UpdateToBaseReport, UpdateToBaseRequest,
 };
 
 pub struct SharkActivities;
@@ -78,6 +79,33 @@ impl SharkActivities {
     /// Removes the losing Monte Carlo candidates' worktrees and branches (artifacts stay).
     #[activity(name = "discard_candidates")]
     pub fn discard_candidates(_req: DiscardCandidatesRequest) -> Result<DiscardCandidatesReport, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Under the merge queue's turn: brings the bead's commit up to the base's tip in its worktree
+    /// (rebase or merge), or says it is already there, or which files conflict (the update is
+    /// aborted, the branch left as it was).
+    #[activity(name = "update_to_base")]
+    pub fn update_to_base(_req: UpdateToBaseRequest) -> Result<UpdateToBaseReport, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Under the merge queue's turn: fast-forwards the base branch to the verified commit if the
+    /// base is still the tip it was verified on (compare-and-swap, under the repository's lock).
+    #[activity(name = "land")]
+    pub fn land(_req: LandRequest) -> Result<LandReport, ActivityError> {
+        unimplemented!()
+    }
+}
+
+/// The merge queue's activity.
+pub struct MergeQueueActivities;
+
+#[activity_definitions]
+impl MergeQueueActivities {
+    /// Whether a run is still open (asked of Temporal).
+    #[activity(name = "run_open")]
+    pub fn run_open(_req: RunOpenRequest) -> Result<RunOpenReport, ActivityError> {
         unimplemented!()
     }
 }
@@ -160,5 +188,6 @@ pub mod definitions {
     pub use super::dispatcher_activities::*;
     pub use super::groom_activities::*;
     pub use super::learner_activities::*;
+    pub use super::merge_queue_activities::*;
     pub use super::shark_activities::*;
 }

@@ -85,6 +85,33 @@ pub fn short_commit(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
 }
 
+/// What the next attempt's executor is told when its work conflicted with what landed on the
+/// base meanwhile: the files, the conflicting hunks, and to redo the plan on the base as it is now.
+pub fn conflict_feedback(base_branch: &str, files: &[String], hunks: &str) -> String {
+    let mut out = format!(
+        "Your work conflicted with changes that landed on {base_branch} while it waited to be merged; \
+         it was not merged. Redo the plan on top of {base_branch} as it is now, keeping those changes.\n\
+         Conflicting files: {}\n",
+        files.join(", ")
+    );
+    if !hunks.trim().is_empty() {
+        out.push_str("The conflicting hunks (yours and theirs):\n");
+        out.push_str(hunks.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// What the next attempt's executor is told when its work, brought up to a base that had moved,
+/// failed a gate there: the gate's own feedback, said to be about the combination.
+pub fn reverification_feedback(base_branch: &str, base_tip: &str, gate_feedback: &str) -> String {
+    format!(
+        "Your work passed its gates, but {base_branch} moved on (to {}) while it waited to be merged, \
+         and on top of it the work fails. Redo the plan on top of {base_branch} as it is now.\n{gate_feedback}",
+        short_commit(base_tip)
+    )
+}
+
 /// The line the Temporal UI shows for a run (its "current details", answered by the SDK to the
 /// UI's metadata query): where the run is, and at the gate what a person can do. Not part of the
 /// history: it writes no command.
@@ -97,6 +124,7 @@ pub fn phase_details(phase: Phase, round: u32, bead_id: &str) -> String {
         Phase::Loading => "loading the bead and the project's gates".to_string(),
         Phase::Executing => format!("executing attempt {round} in its worktree"),
         Phase::Done => "done; the result says how it ended".to_string(),
+        Phase::Queued => format!("attempt {round} passed its gates; waiting for the merge queue's turn"),
         other => format!("{other} (attempt {round})"),
     }
 }
@@ -105,6 +133,25 @@ pub fn phase_details(phase: Phase, round: u32, bead_id: &str) -> String {
 mod tests {
     use super::*;
     use crate::proto::DodCheck;
+
+    #[test]
+    fn a_conflict_names_the_files_and_shows_the_hunks() {
+        let text = conflict_feedback(
+            "main",
+            &["calc.py".into()],
+            "<<<<<<< ours\na\n=======\nb\n>>>>>>> theirs\n",
+        );
+        assert!(
+            text.contains("Conflicting files: calc.py") && text.contains("<<<<<<< ours"),
+            "{text}"
+        );
+        assert!(text.contains("on top of main as it is now"), "{text}");
+        let text = reverification_feedback("main", "0123456789abcdef", "AssertionError: 7 != 12");
+        assert!(
+            text.contains("(to 0123456789ab)") && text.ends_with("AssertionError: 7 != 12"),
+            "{text}"
+        );
+    }
 
     fn check(command: &str, exit_code: i32, timed_out: bool, output: &str) -> DodCheck {
         DodCheck {

@@ -26,6 +26,11 @@ pub fn dispatcher_workflow_id(project: &str) -> String {
     format!("dispatcher-{project}")
 }
 
+/// The id of a project's merge queue, `merge-queue-<project>`.
+pub fn merge_queue_workflow_id(project: &str) -> String {
+    format!("merge-queue-{project}")
+}
+
 /// The id of a project's StrategicGroom schedule (and the prefix of the workflows it starts).
 pub fn strategic_schedule_id(project: &str) -> String {
     format!("strategic-groom-{project}")

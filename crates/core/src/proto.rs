@@ -45,6 +45,7 @@ enum_names!(
     SelectMode => "SELECT_MODE_",
     BeadStatus => "BEAD_STATUS_",
     GroomKind => "GROOM_KIND_",
+    UpdateMode => "UPDATE_MODE_",
 );
 
 /// serde adapters for enum-typed fields, which prost stores as `i32`.
@@ -124,6 +125,7 @@ pub mod enum_json {
     adapter!(select_mode, SelectMode);
     adapter!(bead_status, BeadStatus);
     adapter!(groom_kind, GroomKind);
+    adapter!(update_mode, UpdateMode);
 }
 
 impl GateName {

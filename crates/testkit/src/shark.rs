@@ -24,6 +24,19 @@ pub fn first_gate(result: &SharkResult, gate: GateName) -> Option<&GateResult> {
     result.gate_results.iter().find(|g| g.gate() == gate)
 }
 
+/// The project's merge queue's `status` query (a worker must be polling).
+pub async fn queue_status(client: &Client, project: &str) -> chum_core::proto::MergeQueueStatus {
+    client
+        .get_workflow_handle::<chum_workflows::MergeQueueRun>(chum_core::ids::merge_queue_workflow_id(project))
+        .query(
+            chum_workflows::MergeQueueWorkflow::status,
+            (),
+            WorkflowQueryOptions::default(),
+        )
+        .await
+        .expect("merge queue status")
+}
+
 /// Small bounds, so a test that goes wrong ends in seconds, not the defaults' hours.
 pub fn limits() -> SharkLimits {
     SharkLimits {

@@ -8,11 +8,14 @@ pub mod metrics;
 
 use chum_core::live_config::LiveConfig;
 
-use chum_activities::{DispatcherActivitiesImpl, GroomActivitiesImpl, LearnerActivitiesImpl, SharkActivitiesImpl};
+use chum_activities::{
+    DispatcherActivitiesImpl, GroomActivitiesImpl, LearnerActivitiesImpl, MergeQueueActivitiesImpl, SharkActivitiesImpl,
+};
 use chum_core::config::ChumConfig;
 use chum_core::proto::{DispatcherInput, StrategicGroomInput};
 use chum_workflows::{
-    DispatcherWorkflow, LearnerWorkflow, SharkWorkflow, StrategicGroomWorkflow, TacticalGroomWorkflow,
+    DispatcherWorkflow, LearnerWorkflow, MergeQueueWorkflow, SharkWorkflow, StrategicGroomWorkflow,
+    TacticalGroomWorkflow,
 };
 use temporalio_client::schedules::{CreateScheduleOptions, ScheduleAction, ScheduleOverlapPolicy, ScheduleSpec};
 use temporalio_client::{Client, WorkflowStartOptions};
@@ -29,10 +32,12 @@ pub fn build_worker(runtime: &Runtime, client: Client, config: impl Into<LiveCon
         .register_workflow::<DispatcherWorkflow>()?
         .register_workflow::<TacticalGroomWorkflow>()?
         .register_workflow::<StrategicGroomWorkflow>()?
+        .register_workflow::<MergeQueueWorkflow>()?
         .register_activities(SharkActivitiesImpl::new(config.clone()))
         .register_activities(LearnerActivitiesImpl::new(config.clone()))
         .register_activities(GroomActivitiesImpl::new(config.clone()))
         .register_activities(DispatcherActivitiesImpl::new(config))
+        .register_activities(MergeQueueActivitiesImpl)
         .build();
     Ok(Worker::new(runtime, client, options)?)
 }

@@ -123,6 +123,9 @@ fn check_activity(name: &str, input: Option<&Value>, output: Option<&Value>) -> 
         "propose_mutations" => pair!(GroomRequest, GroomProposal),
         "apply_mutations" => pair!(ApplyMutationsRequest, ApplyMutationsReport),
         "commit_briefing" => pair!(BriefingRequest, BriefingReport),
+        "update_to_base" => pair!(UpdateToBaseRequest, UpdateToBaseReport),
+        "land" => pair!(LandRequest, LandReport),
+        "run_open" => pair!(RunOpenRequest, RunOpenReport),
         other => Err(format!("activity {other:?} has no type here: add it to check_activity")),
     }
 }
@@ -146,6 +149,7 @@ fn check_workflow(name: &str, input: Option<&Value>, output: Option<&Value>) -> 
         "TacticalGroom" => pair!(TacticalGroomInput, GroomResult),
         "StrategicGroom" => pair!(StrategicGroomInput, GroomResult),
         "Dispatcher" => pair!(DispatcherInput, Value),
+        "MergeQueue" => pair!(MergeQueueInput, Value),
         other => Err(format!("workflow {other:?} has no type here: add it to check_workflow")),
     }
 }
@@ -210,6 +214,17 @@ fn check_history(path: &Path) -> Result<usize, String> {
                 let initiated = a["initiated_event_id"].as_i64().unwrap_or_default();
                 let name = child_of.get(&initiated).cloned().unwrap_or_default();
                 check_workflow(&name, None, first_payload(&a["result"]).as_ref())?;
+                checked += 1;
+            }
+            "WorkflowExecutionSignaledEventAttributes" if workflow == "MergeQueue" => {
+                let Some(json) = first_payload(&a["input"]) else {
+                    continue;
+                };
+                match a["signal_name"].as_str().unwrap_or_default() {
+                    "join" => round_trip::<QueueEntry>("join signal", &json)?,
+                    "done" => round_trip::<TurnDone>("done signal", &json)?,
+                    _ => {}
+                }
                 checked += 1;
             }
             "WorkflowExecutionUpdateAcceptedEventAttributes" => {

@@ -11,7 +11,8 @@ use std::time::Duration;
 use chum_core::activity_contract::SharkActivities;
 use chum_core::proto::{PlanRequest, SharkInput, SharkResult};
 use chum_workflows::{
-    DispatcherWorkflow, LearnerWorkflow, SharkWorkflow, StrategicGroomWorkflow, TacticalGroomWorkflow,
+    DispatcherWorkflow, LearnerWorkflow, MergeQueueWorkflow, SharkWorkflow, StrategicGroomWorkflow,
+    TacticalGroomWorkflow,
 };
 use temporalio_client::WorkflowHistory;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayFailure, WorkflowReplayer, WorkflowReplayerOptions};
@@ -72,6 +73,8 @@ async fn every_recorded_history_replays_deterministically() {
         .register_workflow::<TacticalGroomWorkflow>()
         .expect("registers")
         .register_workflow::<StrategicGroomWorkflow>()
+        .expect("registers")
+        .register_workflow::<MergeQueueWorkflow>()
         .expect("registers")
         .build();
     let replayer = WorkflowReplayer::new(options).expect("replayer");

@@ -384,6 +384,7 @@ pub(crate) mod testing {
             sandbox: chum_core::config::SandboxMode::None,
             fanout: 1,
             select: chum_core::config::SelectMode::First,
+            update: chum_core::config::UpdateMode::Rebase,
             environment: Default::default(),
         }
     }

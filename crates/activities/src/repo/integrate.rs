@@ -108,7 +108,9 @@ pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Resul
         commit
     };
     report.commit = commit.clone();
-    if req.partial || project.integration == IntegrationPolicy::Branch {
+    // Held for the merge queue (which brings it up to the base and lands it), kept as partial
+    // work, or left on its branch by policy.
+    if req.hold || req.partial || project.integration == IntegrationPolicy::Branch {
         return Ok(report);
     }
 

@@ -4,6 +4,7 @@
 mod gc;
 mod git;
 mod integrate;
+mod land;
 mod map;
 mod own_change;
 mod workspace;
@@ -15,6 +16,7 @@ pub(crate) use git::testing;
 pub use gc::{GcPlan, KeptBranch, apply_gc, plan_bead_cleanup, plan_gc};
 pub use git::{GitError, WorktreeEntry, WorktreeGit, common_dir, git, git_ok, resolve, worktrees};
 pub use integrate::integrate;
+pub use land::{land, update_to_base};
 pub use map::{Lang, RepoMap, outline, repo_map};
 pub use own_change::{OwnChange, OwnChangeOutcome, commit_own_change};
 pub use workspace::{RepoProblem, check_repository};

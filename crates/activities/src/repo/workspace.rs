@@ -183,6 +183,7 @@ mod tests {
             partial: false,
             candidate: 0,
             tree: String::new(),
+            hold: false,
         }
     }
 

@@ -40,7 +40,12 @@ impl SharkSteps {
             Ok(_) => {}
             Err(e) => return Err(repo_error(e)),
         }
-        let work = artifacts.dir().join(format!("semgrep-{}-{}", req.attempt, req.handoff));
+        let name = match req.verification {
+            0 => format!("semgrep-{}-{}", req.attempt, req.handoff),
+            // Run again under the merge queue's turn: its own artifacts, the first ones stay.
+            n => format!("semgrep-{}-v{n}", req.attempt),
+        };
+        let work = artifacts.dir().join(&name);
         let changed_files = &req.changed_files;
         let run_scan = |work: PathBuf| {
             let (core, rules) = (core.clone(), rules.clone());
@@ -66,10 +71,7 @@ impl SharkSteps {
             scan = run_scan(work.join("retry")).await?;
         }
         let artifact = artifacts
-            .write(
-                &format!("semgrep-{}-{}.json", req.attempt, req.handoff),
-                scan.raw.as_bytes(),
-            )
+            .write(&format!("{name}.json"), scan.raw.as_bytes())
             .await
             .map_err(|e| retryable(format!("cannot write the scan artifact: {e}")))?;
         for q in &scan.quarantined {
@@ -179,7 +181,10 @@ impl SharkSteps {
                 ProjectCommand {
                     command,
                     worktree: &worktree,
-                    name: format!("dod-{}-{}", req.attempt, i + 1),
+                    name: match req.verification {
+                        0 => format!("dod-{}-{}", req.attempt, i + 1),
+                        n => format!("dod-{}-v{n}-{}", req.attempt, i + 1),
+                    },
                     timeout: remaining,
                     allow_hosts: None,
                 },

@@ -21,14 +21,14 @@ use tracing::Instrument;
 
 use crate::backlog::Backlog;
 use chum_core::activity_contract::error_types;
-use chum_core::config::{ChumConfig, ProjectConfig};
+use chum_core::config::{ChumConfig, IntegrationPolicy, ProjectConfig};
 use chum_core::ids::check_bead_id;
 use chum_core::lesson::lessons_section;
 use chum_core::proto::{
     BeadStatus, DiscardCandidatesReport, DiscardCandidatesRequest, DodReport, DodRequest, ExecuteReport,
-    ExecuteRequest, IntegrateRequest, IntegrationReport, LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest,
-    ProjectGates, ReviewReport, ReviewRequest, RunRecord, RunRecorded, RunRef, SemgrepReport, SemgrepRequest,
-    UpdateBeadRequest, UpdateBeadResult,
+    ExecuteRequest, IntegrateRequest, IntegrationReport, LandReport, LandRequest, LoadBeadRequest, LoadBeadResult,
+    PlanDraft, PlanRequest, ProjectGates, ReviewReport, ReviewRequest, RunRecord, RunRecorded, RunRef, SemgrepReport,
+    SemgrepRequest, UpdateBeadRequest, UpdateBeadResult, UpdateToBaseReport, UpdateToBaseRequest,
 };
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -139,6 +139,9 @@ impl SharkSteps {
                 groom: self.config.grooming(),
                 fanout,
                 select,
+                // `merge` lands through the merge queue: the base only moves to a verified tree.
+                merge_queue: project.integration == IntegrationPolicy::Merge,
+                update: project.update as i32,
             }),
         })
     }
@@ -148,6 +151,24 @@ impl SharkSteps {
         let project = self.project(&run)?;
         let report = crate::repo::integrate(project, &req).await.map_err(repo_error)?;
         tracing::info!(bead = %run.bead_id, commit = %report.commit, merged = report.merged, problem = %report.problem, "integrated");
+        Ok(report)
+    }
+
+    pub async fn update_to_base_impl(&self, req: UpdateToBaseRequest) -> Result<UpdateToBaseReport, ActivityError> {
+        let run = req.run.clone().unwrap_or_default();
+        let project = self.project(&run)?;
+        let report = crate::repo::update_to_base(project, &req).await.map_err(repo_error)?;
+        tracing::info!(bead = %run.bead_id, base = %report.base_tip, up_to_date = report.up_to_date,
+            conflicts = ?report.conflict_files, problem = %report.problem, "brought up to the base");
+        Ok(report)
+    }
+
+    pub async fn land_impl(&self, req: LandRequest) -> Result<LandReport, ActivityError> {
+        let run = req.run.clone().unwrap_or_default();
+        let project = self.project(&run)?;
+        let report = crate::repo::land(project, &req).await.map_err(repo_error)?;
+        tracing::info!(bead = %run.bead_id, commit = %req.commit, landed = report.landed,
+            base_moved = report.base_moved, problem = %report.problem, "landing");
         Ok(report)
     }
 
@@ -301,5 +322,21 @@ impl SharkActivitiesImpl {
     ) -> Result<UpdateBeadResult, ActivityError> {
         let span = activity_span(&ctx, req.run.as_ref());
         supervised(&ctx, span, async move { self.steps().update_bead_impl(req).await }).await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::UpdateToBase)]
+    pub async fn update_to_base(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: UpdateToBaseRequest,
+    ) -> Result<UpdateToBaseReport, ActivityError> {
+        let span = activity_span(&ctx, req.run.as_ref());
+        supervised(&ctx, span, async move { self.steps().update_to_base_impl(req).await }).await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::Land)]
+    pub async fn land(self: Arc<Self>, ctx: ActivityContext, req: LandRequest) -> Result<LandReport, ActivityError> {
+        let span = activity_span(&ctx, req.run.as_ref());
+        supervised(&ctx, span, async move { self.steps().land_impl(req).await }).await
     }
 }

@@ -109,6 +109,13 @@ impl Validator {
                     return Err(self.invalid(key("fanout"), format!("{n} is not between 1 and {MAX_FANOUT}")));
                 }
             };
+            let update = match p.update.as_deref().unwrap_or("rebase") {
+                "rebase" => UpdateMode::Rebase,
+                "merge" => UpdateMode::Merge,
+                other => {
+                    return Err(self.invalid(key("update"), format!("{other:?} is not one of \"rebase\", \"merge\"")));
+                }
+            };
             let select = match p.select.as_deref().unwrap_or("first") {
                 "first" => SelectMode::First,
                 "best" => SelectMode::Best,
@@ -149,6 +156,7 @@ impl Validator {
                     sandbox,
                     fanout,
                     select,
+                    update,
                     environment,
                 },
             );

@@ -124,6 +124,7 @@ pub struct RawProject {
     pub sandbox: Option<String>,
     pub fanout: Option<u32>,
     pub select: Option<String>,
+    pub update: Option<String>,
     pub setup: Vec<String>,
     pub setup_allow_hosts: Vec<String>,
     pub setup_timeout: Option<String>,

@@ -176,6 +176,10 @@ pub use crate::proto::GateName;
 /// How a Monte Carlo attempt picks its winner (the wire type; never `Unspecified` in a config).
 pub use crate::proto::SelectMode;
 
+/// How a bead's commit is brought up to a base that moved on (the wire type; never
+/// `Unspecified` in a config).
+pub use crate::proto::UpdateMode;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectConfig {
     pub name: String,
@@ -202,6 +206,8 @@ pub struct ProjectConfig {
     pub fanout: u32,
     /// How the winning candidate is chosen.
     pub select: SelectMode,
+    /// With the `merge` policy, how a bead's commit is brought up to a base that moved on.
+    pub update: UpdateMode,
     /// Setup commands, toolchains, caches, copied files and MCP servers of its sandboxes.
     pub environment: ProjectEnvironment,
 }

@@ -9,6 +9,7 @@ mod environments;
 mod faults;
 mod grooming;
 mod learning;
+mod merge_queue;
 mod monte_carlo;
 mod operations;
 mod sandbox;

@@ -71,7 +71,10 @@ async fn approved_plan_is_executed_verified_and_merged_once() {
             Phase::Review,
             Phase::Semgrep,
             Phase::Dod,
-            Phase::Integrating
+            // The commit, the merge queue's turn, the landing.
+            Phase::Integrating,
+            Phase::Queued,
+            Phase::Integrating,
         ]
     );
     assert!(
@@ -624,17 +627,28 @@ async fn repeated_rejections_end_the_run_as_gate_rejected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_merge_conflict_at_integration_keeps_the_branch_and_blocks_the_bead() {
-    // While the attempt is being verified, someone lands a conflicting calc.py on main: the DoD's
-    // second command plays that person.
+async fn a_conflict_when_landing_sends_the_work_back_and_the_redo_lands_on_the_new_base() {
+    // While the attempt is being verified, someone lands a conflicting calc.py on main (once): the
+    // DoD's second command plays that person.
     let conflicting = String::from(
-        "cd {repo} && printf 'def add(x, y):\\n    return x + y\\n\\n\\ndef multiply(x, y):\\n    return y * x\\n' > calc.py \
-         && git -c user.name=Someone -c user.email=s@localhost commit -qam 'someone else adds multiply'",
+        "cd {repo} && if [ ! -e .git/someone-was-here ]; then \
+         printf 'def add(x, y):\\n    return x + y\\n\\n\\ndef multiply(x, y):\\n    return y * x\\n' > calc.py \
+         && git -c user.name=Someone -c user.email=s@localhost commit -qam 'someone else adds multiply' \
+         && touch .git/someone-was-here; fi",
+    );
+    let mut steps = good_work();
+    // The redo is told what conflicted, and with what.
+    steps.insert(
+        1,
+        calc_executor(GOOD_CALC)
+            .attempt(2)
+            .expect_prompt_contains("Conflicting files: calc.py")
+            .expect_prompt_contains("return y * x"),
     );
     let h = &Harness::start(
         "conflict",
         HarnessOptions {
-            steps: good_work(),
+            steps,
             dod: vec!["python3 -m unittest -q".into(), conflicting],
             ..Default::default()
         }
@@ -642,13 +656,58 @@ async fn a_merge_conflict_at_integration_keeps_the_branch_and_blocks_the_bead() 
         .with_config(|c| c.project().sandbox = Some("none".into())),
     )
     .await;
+    let result = h.approve_plan("land_conflict_redo", h.input(limits()), 1, "jo").await;
+    assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+    assert_eq!(result.attempts, 2);
+    let lands = gates_of(&result, GateName::Land);
+    assert_eq!(lands.len(), 2, "{lands:?}");
+    assert!(
+        !lands[0].passed && lands[0].excerpt.contains("conflict with main"),
+        "{:?}",
+        lands[0]
+    );
+    assert!(lands[1].passed && lands[1].round == 2, "{:?}", lands[1]);
+    // Main is the other person's commit, then the bead's, redone on top of it.
+    let log = git(&h.repo, &["log", "--first-parent", "--format=%s", "main"]);
+    let subjects: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        subjects[..2],
+        ["tk-1: Add multiply to calc", "someone else adds multiply"],
+        "{log}"
+    );
+    assert_eq!(git(&h.repo, &["show", "main:calc.py"]), GOOD_CALC.trim_end());
+    assert_eq!(h.read_bead("tk-1")["status"], "closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_checkout_with_local_changes_keeps_the_branch_and_blocks_the_bead() {
+    // While the attempt is being verified, someone edits calc.py in the main checkout and does not
+    // commit: the base cannot be fast-forwarded there without losing their edit.
+    let edit = String::from("printf '# my local edit\\n' >> {repo}/calc.py");
+    let h = &Harness::start(
+        "integration-failed",
+        HarnessOptions {
+            steps: good_work(),
+            dod: vec!["python3 -m unittest -q".into(), edit],
+            ..Default::default()
+        }
+        // The DoD plays a person editing the main checkout, which a sandbox forbids.
+        .with_config(|c| c.project().sandbox = Some("none".into())),
+    )
+    .await;
     let result = h.approve_plan("integration_failed", h.input(limits()), 1, "jo").await;
     assert_eq!(result.outcome(), Outcome::IntegrationFailed, "{result:?}");
-    assert!(result.reason.contains("conflicts"), "{}", result.reason);
+    assert!(
+        result.reason.contains("Commit or stash the local changes"),
+        "{}",
+        result.reason
+    );
     assert!(!result.merged);
-    assert_eq!(
-        git(&h.repo, &["log", "-1", "--format=%s", "main"]),
-        "someone else adds multiply"
+    assert_eq!(h.commits_on("main"), 1, "main did not move");
+    assert!(
+        std::fs::read_to_string(h.repo.join("calc.py"))
+            .unwrap()
+            .contains("# my local edit")
     );
     let kept = git(&h.repo, &["log", "-1", "--format=%B", "chum/tk-1"]);
     assert!(kept.contains("Chum-Bead: tk-1"), "the work stays on its branch: {kept}");

@@ -105,6 +105,7 @@ impl Shark<'_> {
                 handoff,
                 swapped,
                 candidate: spec.candidate,
+                verification: 0,
             };
             match self.run_gates(&step).await {
                 Ok(GatesVerdict::Passed) => {

@@ -36,6 +36,8 @@ pub(super) struct Step<'a> {
     pub swapped: bool,
     /// Monte Carlo candidate (0 without fanout).
     pub candidate: u32,
+    /// Checked again under the merge queue's turn (1, 2, ...); 0 for the attempt's own gates.
+    pub verification: u32,
 }
 
 impl Shark<'_> {
@@ -160,7 +162,7 @@ impl Shark<'_> {
     }
 
     /// SEMGREP: known mistakes, in milliseconds; findings go back to the executor.
-    async fn semgrep_gate(&self, step: &Step<'_>) -> Result<Option<GatesVerdict>, ActivityExecutionError> {
+    pub(super) async fn semgrep_gate(&self, step: &Step<'_>) -> Result<Option<GatesVerdict>, ActivityExecutionError> {
         self.enter_phase(Phase::Semgrep, step.attempt);
         let request = SemgrepRequest {
             run: Some(self.run.clone()),
@@ -169,6 +171,7 @@ impl Shark<'_> {
             attempt: step.attempt,
             handoff: step.handoff,
             tree: step.report.tree.clone(),
+            verification: step.verification,
         };
         let scan = self.quick(SharkActivities::semgrep, request).await?;
         self.ctx.state_mut(|s| {
@@ -194,6 +197,7 @@ impl Shark<'_> {
             gate: GateName::Semgrep as i32,
             round: step.attempt,
             handoff: step.handoff,
+            verification: step.verification,
             passed: scan.passed,
             duration_ms: scan.duration_ms,
             artifact: scan.artifact.clone(),
@@ -220,7 +224,7 @@ impl Shark<'_> {
     }
 
     /// DOD: the project's own commands; a failure ends the attempt with the real output.
-    async fn dod_gate(&self, step: &Step<'_>) -> Result<Option<GatesVerdict>, ActivityExecutionError> {
+    pub(super) async fn dod_gate(&self, step: &Step<'_>) -> Result<Option<GatesVerdict>, ActivityExecutionError> {
         let dod_timeout = self.limits.dod_timeout;
         self.enter_phase(Phase::Dod, step.attempt);
         let request = DodRequest {
@@ -229,6 +233,7 @@ impl Shark<'_> {
             attempt: step.attempt,
             timeout_secs: dod_timeout.as_secs(),
             tree: step.report.tree.clone(),
+            verification: step.verification,
         };
         let dod = self
             .ctx
@@ -240,6 +245,7 @@ impl Shark<'_> {
             gate: GateName::Dod as i32,
             round: step.attempt,
             handoff: step.handoff,
+            verification: step.verification,
             passed: dod.passed,
             duration_ms: dod.duration_ms,
             excerpt: summary,

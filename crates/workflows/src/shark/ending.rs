@@ -24,13 +24,15 @@ use super::{Approved, Setup, Shark};
 
 /// What an integration commits: the attempt's staged work in `worktree`, which must be `tree`
 /// (the tree its gates passed) when it is known.
-struct Work<'a> {
-    worktree: &'a str,
-    tree: &'a str,
-    attempt: u32,
-    candidate: u32,
+pub(super) struct Work<'a> {
+    pub worktree: &'a str,
+    pub tree: &'a str,
+    pub attempt: u32,
+    pub candidate: u32,
     /// Kept on its branch only: it did not pass its gates.
-    partial: bool,
+    pub partial: bool,
+    /// Committed only: the merge queue lands it.
+    pub hold: bool,
 }
 
 /// The work done so far, to keep when a run stops early.
@@ -57,11 +59,24 @@ impl Shark<'_> {
             attempt,
             candidate,
             partial: false,
+            hold: false,
         };
         let integration = match self.integrate(setup, approved, work).await {
             Ok(integration) => integration,
             Err(err) => return self.fail(err).await,
         };
+        self.close_integrated(setup, approved, &integration, attempt).await
+    }
+
+    /// After integration: close the bead with the evidence (or block it when the work could not
+    /// be integrated), conclude.
+    pub(super) async fn close_integrated(
+        &self,
+        setup: &Setup,
+        approved: &Approved,
+        integration: &IntegrationReport,
+        attempt: u32,
+    ) -> WorkflowResult<SharkResult> {
         let workflow_id = &self.run.workflow_id;
         if !integration.problem.is_empty() {
             let reason = format!(
@@ -74,7 +89,7 @@ impl Shark<'_> {
             );
             let _ = self.update_bead(BeadStatus::Blocked, &note, "").await;
             return Ok(self
-                .conclude(setup, Outcome::IntegrationFailed, reason, Some(&integration))
+                .conclude(setup, Outcome::IntegrationFailed, reason, Some(integration))
                 .await);
         }
         let reason = if integration.merged {
@@ -98,7 +113,7 @@ impl Shark<'_> {
             return self.fail(err).await;
         }
         Ok(self
-            .conclude(setup, Outcome::Integrated, reason, Some(&integration))
+            .conclude(setup, Outcome::Integrated, reason, Some(integration))
             .await)
     }
 
@@ -170,11 +185,12 @@ impl Shark<'_> {
             attempt: partial.attempt,
             candidate: 0,
             partial: true,
+            hold: false,
         };
         self.integrate(setup, partial.approved, work).await.ok()
     }
 
-    async fn integrate(
+    pub(super) async fn integrate(
         &self,
         setup: &Setup,
         approved: &Approved,
@@ -190,6 +206,7 @@ impl Shark<'_> {
             partial: work.partial,
             candidate: work.candidate,
             tree: work.tree.to_string(),
+            hold: work.hold,
         };
         let report = self.quick(SharkActivities::integrate, request).await?;
         self.ctx.state_mut(|s| {
@@ -326,23 +343,34 @@ impl Shark<'_> {
     pub(super) async fn fail(&self, err: ActivityExecutionError) -> WorkflowResult<SharkResult> {
         let workflow_id = &self.run.workflow_id;
         if matches!(err, ActivityExecutionError::Cancelled(_)) || self.ctx.cancellation_token().is_cancelled() {
-            self.ctx.state_mut(|s| s.status.reason = "cancelled".to_string());
-            let request = UpdateBeadRequest {
-                run: Some(self.run.clone()),
-                status: BeadStatus::Open as i32,
-                note: format!("CHUM run {workflow_id} was cancelled; nothing was integrated"),
-                close_reason: String::new(),
-            };
-            let _ = self
-                .ctx
-                .execute_activity(SharkActivities::update_bead, request, detached_options())
-                .await;
-            return Err(WorkflowTermination::cancelled());
+            return self.end_cancelled().await;
         }
         let reason = activity_failure_text(&err);
         let note = format!("CHUM run {workflow_id} failed: {reason}");
         let _ = self.update_bead(BeadStatus::Blocked, &note, "").await;
         Ok(self.finish(Outcome::Failed, reason, None))
+    }
+}
+
+impl Shark<'_> {
+    /// The run was cancelled: the bead goes back to open (on a detached token, since the run's
+    /// own is cancelled) and the cancellation propagates.
+    pub(super) async fn end_cancelled(&self) -> WorkflowResult<SharkResult> {
+        self.ctx.state_mut(|s| s.status.reason = "cancelled".to_string());
+        let request = UpdateBeadRequest {
+            run: Some(self.run.clone()),
+            status: BeadStatus::Open as i32,
+            note: format!(
+                "CHUM run {} was cancelled; nothing was integrated",
+                self.run.workflow_id
+            ),
+            close_reason: String::new(),
+        };
+        let _ = self
+            .ctx
+            .execute_activity(SharkActivities::update_bead, request, detached_options())
+            .await;
+        Err(WorkflowTermination::cancelled())
     }
 }
 

@@ -10,7 +10,7 @@ use chum_core::candidate::{candidate_score, diff_lines};
 use chum_core::ids::{candidate_branch, candidate_workflow_id};
 use chum_core::proto::{
     CandidateInput, DiscardCandidatesRequest, ExecuteReport, GateName, GateResult, Outcome, Phase, SharkInput,
-    SharkResult,
+    SharkResult, UpdateMode,
 };
 use chum_core::text::excerpt;
 use temporalio_sdk::{ActivityExecutionError, CancellableFuture, WorkflowContext, WorkflowResult, WorkflowTermination};
@@ -206,6 +206,8 @@ pub(super) async fn run_candidate(
         groom: false,
         fanout: 1,
         select_best: false,
+        merge_queue: false,
+        update: UpdateMode::Unspecified,
     };
     let spec = AttemptSpec {
         setup: &setup,

@@ -24,6 +24,7 @@ mod checks;
 mod ending;
 mod fanout;
 mod gate;
+mod land;
 mod options;
 mod status;
 
@@ -34,7 +35,7 @@ use chum_core::gate::{parse_gate_payload, signal_excerpt, signal_json};
 use chum_core::ids::bead_branch;
 use chum_core::proto::{
     Bead, BeadStatus, GateDecision, GateName, GateReceipt, LoadBeadRequest, Outcome, Phase, Plan, RejectedSignal,
-    RunRecord, RunRef, SelectMode, SharkInput, SharkResult, SharkStatus,
+    RunRecord, RunRef, SelectMode, SharkInput, SharkResult, SharkStatus, UpdateMode,
 };
 use temporalio_common::data_converters::RawValue;
 use temporalio_sdk::workflows::{workflow, workflow_methods};
@@ -44,6 +45,7 @@ use attempt::{AttemptEnd, AttemptSpec};
 use ending::{Partial, is_budget_exhausted};
 use gate::GateOutcome;
 pub use gate::{approve_payload, json_payload};
+use land::Landing;
 
 use chum_core::activity_contract::SharkActivities;
 
@@ -60,6 +62,8 @@ pub struct SharkWorkflow {
     diff_artifacts: Vec<String>,
     /// A person's decision on the plan currently at the gate, taken by the run loop.
     decision: Option<GateDecision>,
+    /// The merge queue gave this run its turn at the base branch.
+    merge_turn: bool,
 }
 
 /// One Shark run as its steps see it: the workflow context, which run, its limits. In the style of
@@ -82,6 +86,9 @@ struct Setup {
     /// Monte Carlo candidates per attempt (1: none) and whether the best one wins, not the first.
     fanout: u32,
     select_best: bool,
+    /// Land through the project's merge queue, bringing the work up to the base by `update`.
+    merge_queue: bool,
+    update: UpdateMode,
 }
 
 /// The plan a person approved, and who.
@@ -162,6 +169,13 @@ impl SharkWorkflow {
         };
         self.decision = Some(decision);
         Ok(receipt)
+    }
+
+    /// The merge queue's turn at the base branch (from `merge-queue-<project>`). The payload is
+    /// ignored; a turn this run did not ask for changes only when it lands, never what.
+    #[signal(name = "merge_turn")]
+    pub fn merge_turn(&mut self, _ctx: &mut SyncWorkflowContext<Self>, _raw: RawValue) {
+        self.merge_turn = true;
     }
 
     /// Phase, plan, attempt, gate results so far, refused signals, outcome.
@@ -247,9 +261,30 @@ async fn run_shark(shark: &Shark<'_>) -> WorkflowResult<SharkResult> {
         match end {
             // INTEGRATE -> close the bead -> learn, groom
             AttemptEnd::Passed { report, candidate } => {
-                return shark
-                    .integrate_and_close(&setup, &approved, &report, attempt, candidate)
-                    .await;
+                // Runs started before the merge queue integrate as they always did.
+                if !(setup.merge_queue && shark.ctx.patched("merge-queue")) {
+                    return shark
+                        .integrate_and_close(&setup, &approved, &report, attempt, candidate)
+                        .await;
+                }
+                match shark
+                    .land_through_queue(&setup, &approved, &report, attempt, candidate)
+                    .await
+                {
+                    Landing::Landed(landed) => {
+                        return shark.close_integrated(&setup, &approved, &landed, attempt).await;
+                    }
+                    Landing::Redo { feedback: why } => {
+                        feedback = why;
+                        last_worktree = report.worktree.clone();
+                        continue;
+                    }
+                    Landing::Failed(failed) => {
+                        return shark.close_integrated(&setup, &approved, &failed, attempt).await;
+                    }
+                    Landing::Error(err) => return shark.fail(*err).await,
+                    Landing::Cancelled => return shark.end_cancelled().await,
+                }
             }
             AttemptEnd::Failed => continue,
             AttemptEnd::BudgetExhausted(err) => {
@@ -299,6 +334,8 @@ impl Shark<'_> {
             groom: project.groom,
             fanout: project.fanout,
             select_best: project.select() == SelectMode::Best,
+            merge_queue: project.merge_queue,
+            update: project.update(),
         }))
     }
 }

@@ -102,6 +102,11 @@ pub(super) fn follow_up_options(id: &str) -> ChildWorkflowOptions {
         .build()
 }
 
+/// The project's merge queue, started by the first Shark that needs it: a child that outlives it.
+pub(super) fn queue_options(id: &str) -> ChildWorkflowOptions {
+    follow_up_options(id)
+}
+
 /// A Monte Carlo candidate: a child Shark cancelled with its parent.
 pub(super) fn candidate_options(id: String) -> ChildWorkflowOptions {
     ChildWorkflowOptions::builder()

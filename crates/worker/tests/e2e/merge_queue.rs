@@ -1,0 +1,149 @@
+//! The merge queue end to end: main only ever moves to a tree whose gates passed on exactly it.
+//! Two beads, each green on its own, red together (one renames a function the other starts
+//! calling): the second one's work is checked again on top of the first, fails there, goes back
+//! for another attempt with the real output, and lands green. Every commit on main's first-parent
+//! history passes the definition of done when checked out afresh.
+
+use std::time::Duration;
+
+use chum_core::proto::{GateName, Outcome, Phase, SharkInput};
+use chum_testkit::*;
+use serde_json::json;
+
+/// tk-1 renames add to plus (and its test); tk-3 adds pairs.py, which calls add.
+const PLUS_CALC: &str = "def plus(a, b):\n    return a + b\n";
+const PLUS_TEST: &str = "import unittest\nfrom calc import plus\n\n\nclass PlusTest(unittest.TestCase):\n    def test_plus(self):\n        self.assertEqual(plus(2, 3), 5)\n\n\nif __name__ == '__main__':\n    unittest.main()\n";
+const PAIRS_WITH_ADD: &str =
+    "from calc import add\n\n\ndef total_of_pairs(pairs):\n    return sum(add(a, b) for a, b in pairs)\n";
+const PAIRS_WITH_PLUS: &str =
+    "from calc import plus\n\n\ndef total_of_pairs(pairs):\n    return sum(plus(a, b) for a, b in pairs)\n";
+const PAIRS_TEST: &str = "import unittest\nfrom pairs import total_of_pairs\n\n\nclass PairsTest(unittest.TestCase):\n    def test_total(self):\n        self.assertEqual(total_of_pairs([(1, 2), (3, 4)]), 10)\n\n\nif __name__ == '__main__':\n    unittest.main()\n";
+
+fn steps() -> Vec<Step> {
+    vec![
+        planner(GOOD_PLAN),
+        Step::executor()
+            .bead("tk-1")
+            .answer("Renamed add to plus.")
+            .write("calc.py", PLUS_CALC)
+            .write("test_calc.py", PLUS_TEST),
+        // tk-3 works on the old main (add still exists), green there, and finishes only once the
+        // test says so: after tk-1 has landed.
+        Step::executor()
+            .bead("tk-3")
+            .attempt(1)
+            .shell(r#"while [ ! -e "$CHUM_TEST_HARNESS/go-tk-3" ]; do sleep 0.1; done"#)
+            .answer("Added total_of_pairs.")
+            .write("pairs.py", PAIRS_WITH_ADD)
+            .write("test_pairs.py", PAIRS_TEST),
+        // Its redo is told what failed on the new main, and uses plus.
+        Step::executor()
+            .bead("tk-3")
+            .attempt(2)
+            .expect_prompt_contains("moved on")
+            .expect_prompt_contains("ImportError")
+            .answer("Use plus.")
+            .write("pairs.py", PAIRS_WITH_PLUS)
+            .write("test_pairs.py", PAIRS_TEST),
+    ]
+}
+
+/// Every commit on `branch`'s first-parent history, checked out afresh, passes `python3 -m
+/// unittest` (the projects' DoD here).
+fn assert_every_commit_is_green(repo: &std::path::Path, branch: &str) {
+    let commits = git(repo, &["rev-list", "--first-parent", branch]);
+    let scratch = tempfile::tempdir().unwrap();
+    for (i, commit) in commits.lines().enumerate() {
+        let dir = scratch.path().join(format!("c{i}"));
+        git(
+            repo,
+            &["worktree", "add", "-q", "--detach", dir.to_str().unwrap(), commit],
+        );
+        let out = std::process::Command::new("python3")
+            .args(["-m", "unittest", "-q"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{branch} at {commit} is red:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        git(repo, &["worktree", "remove", "--force", dir.to_str().unwrap()]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_that_is_red_on_a_moved_base_is_redone_and_main_stays_green() {
+    let h = &Harness::with_steps("queue-semantic", steps()).await;
+    let (first, second, status, cli) = h
+        .with_worker(|client| async move {
+            let bead = |id: &str| SharkInput {
+                bead_id: id.into(),
+                ..h.input(limits())
+            };
+            let slow = start_shark(&client, &h.task_queue, bead("tk-3")).await;
+            let quick = start_shark(&client, &h.task_queue, bead("tk-1")).await;
+            wait_for_phase(&slow, Phase::AwaitingApproval, 1).await;
+            wait_for_phase(&quick, Phase::AwaitingApproval, 1).await;
+            // tk-3 starts first, on main as it is; tk-1 overtakes it and lands meanwhile.
+            send_approve(&slow, json!({"approved": true, "by": "ana"})).await;
+            wait_for_phase(&slow, Phase::Executing, 1).await;
+            send_approve(&quick, json!({"approved": true, "by": "ana"})).await;
+            let first = finish(&quick, "queue_landed").await;
+            std::fs::write(h.prompts.join("go-tk-3"), "").unwrap();
+            let second = tokio::time::timeout(Duration::from_secs(120), finish(&slow, "queue_reverified_redo"))
+                .await
+                .expect("tk-3 finishes");
+            // `chum queue` says the same, for people and scripts (run off the worker's thread: the
+            // query needs it to answer).
+            let config = h.write_config(&h.config_file);
+            let cli = tokio::task::spawn_blocking(move || {
+                (
+                    run_chum(&config, &["queue"]),
+                    run_chum(&config, &["-o", "json", "queue"]),
+                )
+            })
+            .await
+            .unwrap();
+            let queue = client.get_workflow_handle::<chum_workflows::MergeQueueRun>("merge-queue-demo");
+            record_history(&queue, "merge_queue_turns").await;
+            (first, second, queue_status(&client, "demo").await, cli)
+        })
+        .await;
+    let ((code, text, err), (json_code, json, _)) = cli;
+    assert_eq!((code, json_code), (0, 0), "{err}");
+    assert!(
+        text.contains("merge-queue-demo: ") && text.contains("2 landed, 1 not landed") && text.contains("nobody waits"),
+        "{text}"
+    );
+    let parsed: serde_json::Value = serde_json::from_str(&json).expect("chum queue -o json is JSON");
+    assert_eq!(parsed["landed"], 2, "{json}");
+    assert_eq!(first.outcome(), Outcome::Integrated, "{first:?}");
+    assert_eq!(second.outcome(), Outcome::Integrated, "{second:?}");
+    // tk-3's first attempt passed its own gates, then failed the DoD again on top of tk-1.
+    assert_eq!(second.attempts, 2, "{second:?}");
+    let dods = gates_of(&second, GateName::Dod);
+    assert!(dods[0].passed && dods[0].verification == 0, "{dods:?}");
+    let reverified = dods
+        .iter()
+        .find(|d| d.verification > 0)
+        .expect("checked again on the moved main");
+    assert!(!reverified.passed && reverified.round == 1, "{reverified:?}");
+    assert!(reverified.excerpt.contains("ImportError"), "{reverified:?}");
+    // Both landed, tk-1 first; tk-3's redo stands on it.
+    let log = git(&h.repo, &["log", "--first-parent", "--format=%s", "main"]);
+    let subjects: Vec<&str> = log.lines().collect();
+    assert_eq!(subjects.len(), 3, "{log}");
+    assert!(
+        subjects[0].starts_with("tk-3: ") && subjects[1].starts_with("tk-1: "),
+        "{log}"
+    );
+    assert_eq!(git(&h.repo, &["show", "main:pairs.py"]), PAIRS_WITH_PLUS.trim_end());
+    assert_every_commit_is_green(&h.repo, "main");
+    // The queue says what it did.
+    assert_eq!(status.landed, 2, "{status:?}");
+    assert_eq!(status.not_landed, 1, "{status:?}");
+    assert!(status.reverifications >= 1, "{status:?}");
+    assert!(status.holder.is_none() && status.waiting.is_empty(), "{status:?}");
+}

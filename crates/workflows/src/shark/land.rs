@@ -1,0 +1,281 @@
+//! LAND through the merge queue (projects with the `merge` policy, runs started after patch
+//! "merge-queue"): the base branch only moves to a tree whose gates passed on exactly it.
+//!
+//! ```text
+//! commit the gated tree on the bead's branch (held: not merged)
+//! join the project's merge queue (started if it is not running) -> QUEUED until the turn comes
+//! under the turn, until it lands (a few times at most):
+//!   update the commit to the base's tip (rebase or merge)   conflict -> redo, with the hunks
+//!   the base had moved: SEMGREP and the DOD again on the new tree (not review)   fail -> redo
+//!   fast-forward the base if it is still that tip (compare-and-swap)   moved -> again
+//! give the turn back
+//! ```
+//! A redo is the next attempt, with the conflict or the failing output as its feedback; it
+//! starts from the base as it is now.
+
+use chum_core::activity_contract::SharkActivities;
+use chum_core::gate_text::{conflict_feedback, reverification_feedback, short_commit};
+use chum_core::ids::merge_queue_workflow_id;
+use chum_core::proto::{
+    ExecuteReport, GateName, GateResult, IntegrationReport, LandRequest, MergeQueueInput, Phase, QueueEntry, TurnDone,
+    UpdateToBaseRequest,
+};
+use chum_core::text::excerpt;
+use temporalio_sdk::{ActivityExecutionError, SignalWorkflowOptions};
+
+use super::checks::{GatesVerdict, Step};
+use super::ending::Work;
+use super::options::queue_options;
+use super::{Approved, Setup, Shark};
+use crate::merge_queue::MergeQueueWorkflow;
+
+/// How often one turn brings the work up to a base that moved again before giving up.
+const MAX_LANDING_TRIES: u32 = 5;
+
+/// How a landing ended.
+pub(super) enum Landing {
+    /// On the base branch (`merged`, with the landed commit).
+    Landed(IntegrationReport),
+    /// Not landed; the next attempt redoes the work with this feedback.
+    Redo {
+        feedback: String,
+    },
+    /// It cannot land at all (the problem is in the report); the branch is kept.
+    Failed(IntegrationReport),
+    Error(Box<ActivityExecutionError>),
+    /// The run was cancelled while it waited for its turn.
+    Cancelled,
+}
+
+impl Shark<'_> {
+    pub(super) async fn land_through_queue(
+        &self,
+        setup: &Setup,
+        approved: &Approved,
+        report: &ExecuteReport,
+        attempt: u32,
+        candidate: u32,
+    ) -> Landing {
+        // The gated tree, committed on the bead's branch; the queue's turn lands it.
+        self.enter_phase(Phase::Integrating, attempt);
+        let work = Work {
+            worktree: &report.worktree,
+            tree: &report.tree,
+            attempt,
+            candidate,
+            partial: false,
+            hold: true,
+        };
+        let integration = match self.integrate(setup, approved, work).await {
+            Ok(integration) => integration,
+            Err(err) => return Landing::Error(Box::new(err)),
+        };
+        if !integration.problem.is_empty() {
+            return Landing::Failed(integration);
+        }
+
+        self.enter_phase(Phase::Queued, attempt);
+        let queue = merge_queue_workflow_id(&self.run.project);
+        // Started by the first Shark that needs it; for every later one it is already running.
+        let input = MergeQueueInput {
+            project: self.run.project.clone(),
+            ..MergeQueueInput::default()
+        };
+        let _ = self
+            .ctx
+            .start_child_workflow(MergeQueueWorkflow::run, input, queue_options(&queue))
+            .await;
+        self.ctx.state_mut(|s| s.merge_turn = false);
+        let entry = QueueEntry {
+            workflow_id: self.run.workflow_id.clone(),
+            run_id: self.run.run_id.clone(),
+            bead_id: self.run.bead_id.clone(),
+            attempt,
+            joined_ms: self.now_ms(),
+        };
+        let joined = self
+            .ctx
+            .external_workflow(queue.clone(), None)
+            .signal(MergeQueueWorkflow::join, entry, SignalWorkflowOptions::default())
+            .await;
+        if let Err(err) = joined {
+            let mut failed = integration;
+            failed.problem = format!("the merge queue {queue} could not be joined: {err}");
+            return Landing::Failed(failed);
+        }
+        if self.ctx.wait_condition(|s| s.merge_turn).await.is_err() {
+            return Landing::Cancelled;
+        }
+
+        self.enter_phase(Phase::Integrating, attempt);
+        let (landing, reverifications) = self
+            .land_under_turn(setup, approved, report, &integration, attempt)
+            .await;
+        let done = TurnDone {
+            workflow_id: self.run.workflow_id.clone(),
+            run_id: self.run.run_id.clone(),
+            landed: matches!(landing, Landing::Landed(_)),
+            commit: match &landing {
+                Landing::Landed(landed) => landed.commit.clone(),
+                _ => String::new(),
+            },
+            problem: match &landing {
+                Landing::Redo { feedback } => excerpt(feedback, 300),
+                Landing::Failed(failed) => failed.problem.clone(),
+                Landing::Error(err) => err.to_string(),
+                Landing::Landed(_) | Landing::Cancelled => String::new(),
+            },
+            reverifications,
+        };
+        // Giving the turn back cannot fail the run: a queue that misses it takes it back when it
+        // finds this run closed.
+        let _ = self
+            .ctx
+            .external_workflow(queue, None)
+            .signal(MergeQueueWorkflow::done, done, SignalWorkflowOptions::default())
+            .await;
+        landing
+    }
+
+    /// Under the turn: up to the base's tip, verified again if it moved, fast-forwarded. Returns
+    /// the landing and how many times the gates ran again.
+    async fn land_under_turn(
+        &self,
+        setup: &Setup,
+        approved: &Approved,
+        report: &ExecuteReport,
+        integration: &IntegrationReport,
+        attempt: u32,
+    ) -> (Landing, u32) {
+        let mut commit = integration.commit.clone();
+        let mut verification = 0;
+        for _ in 0..MAX_LANDING_TRIES {
+            let request = UpdateToBaseRequest {
+                run: Some(self.run.clone()),
+                branch: integration.branch.clone(),
+                worktree: report.worktree.clone(),
+                commit: commit.clone(),
+                mode: setup.update as i32,
+            };
+            let update = match self.quick(SharkActivities::update_to_base, request).await {
+                Ok(update) => update,
+                Err(err) => return (Landing::Error(Box::new(err)), verification),
+            };
+            if !update.problem.is_empty() {
+                let mut failed = integration.clone();
+                failed.problem = update.problem;
+                return (Landing::Failed(failed), verification);
+            }
+            if !update.conflict_files.is_empty() {
+                let feedback = conflict_feedback(
+                    &integration.base_branch,
+                    &update.conflict_files,
+                    &update.conflict_excerpt,
+                );
+                self.record_land(
+                    attempt,
+                    false,
+                    format!("conflict with {}\n{feedback}", integration.base_branch),
+                );
+                return (Landing::Redo { feedback }, verification);
+            }
+            if !update.up_to_date {
+                // The base moved since the gates passed: the work as it would land is a new tree,
+                // and the free gates run again on exactly it.
+                verification += 1;
+                let updated = ExecuteReport {
+                    tree: update.tree.clone(),
+                    changed_files: update.changed_files.clone(),
+                    base_commit: update.base_tip.clone(),
+                    ..report.clone()
+                };
+                let step = Step {
+                    setup,
+                    plan: &approved.plan,
+                    report: &updated,
+                    attempt,
+                    handoff: 0,
+                    swapped: false,
+                    candidate: 0,
+                    verification,
+                };
+                for gate in [GateName::Semgrep, GateName::Dod] {
+                    if !setup.gates.contains(&gate) {
+                        continue;
+                    }
+                    let verdict = match gate {
+                        GateName::Semgrep => self.semgrep_gate(&step).await,
+                        _ => self.dod_gate(&step).await,
+                    };
+                    match verdict {
+                        Ok(None) => {}
+                        Ok(Some(GatesVerdict::Redo { feedback, .. } | GatesVerdict::Failed { feedback })) => {
+                            let feedback =
+                                reverification_feedback(&integration.base_branch, &update.base_tip, &feedback);
+                            return (Landing::Redo { feedback }, verification);
+                        }
+                        Ok(Some(GatesVerdict::Passed)) => {}
+                        Err(err) => return (Landing::Error(Box::new(err)), verification),
+                    }
+                }
+                self.enter_phase(Phase::Integrating, attempt);
+            }
+            commit = update.commit.clone();
+            let request = LandRequest {
+                run: Some(self.run.clone()),
+                branch: integration.branch.clone(),
+                commit: commit.clone(),
+                base_tip: update.base_tip.clone(),
+            };
+            let land = match self.quick(SharkActivities::land, request).await {
+                Ok(land) => land,
+                Err(err) => return (Landing::Error(Box::new(err)), verification),
+            };
+            if land.landed {
+                let checked = match verification {
+                    0 => String::new(),
+                    n => format!(" (verified again on the moved base {n} time(s))"),
+                };
+                self.record_land(
+                    attempt,
+                    true,
+                    format!(
+                        "landed on {} as {}{checked}",
+                        integration.base_branch,
+                        short_commit(&commit)
+                    ),
+                );
+                self.ctx.state_mut(|s| s.status.commit = commit.clone());
+                let landed = IntegrationReport {
+                    commit,
+                    merged: true,
+                    ..integration.clone()
+                };
+                return (Landing::Landed(landed), verification);
+            }
+            if !land.problem.is_empty() {
+                let mut failed = integration.clone();
+                failed.problem = land.problem;
+                return (Landing::Failed(failed), verification);
+            }
+            // The base moved between the update and the fast-forward (CHUM's own commits, a
+            // person): bring the work up to the new tip and verify again.
+        }
+        let mut failed = integration.clone();
+        failed.problem = format!(
+            "{} kept moving: {MAX_LANDING_TRIES} updates in one turn did not land",
+            integration.base_branch
+        );
+        (Landing::Failed(failed), verification)
+    }
+
+    fn record_land(&self, attempt: u32, passed: bool, excerpt: String) {
+        self.push_gate(GateResult {
+            gate: GateName::Land as i32,
+            round: attempt,
+            passed,
+            excerpt,
+            ..GateResult::default()
+        });
+    }
+}
