@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "chum/v1/learner.proto",
         "chum/v1/dispatcher.proto",
         "chum/v1/groom.proto",
-        "chum/v1/merge_queue.proto",
+        "chum/v1/coordinator.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());

@@ -69,6 +69,7 @@ impl DispatcherSteps {
         let backlog = Backlog::of(project);
         let mut report = DispatchReport {
             concurrency: project.concurrency,
+            plan_ahead: project.plan_ahead,
             interval_secs: self.config.dispatcher.interval.as_secs().max(1),
             limits: Some(self.config.limits.to_proto()),
             ..DispatchReport::default()
@@ -87,7 +88,9 @@ impl DispatcherSteps {
             .map_err(|e| retryable(format!("cannot list running Sharks: {e}")))?;
         report.ready = ready.len() as u32;
         report.running = running.len() as u32;
-        let mut capacity = (project.concurrency as usize).saturating_sub(running.len());
+        // At most `concurrency` of them execute (their Coordinator's slots see to it); waiting for
+        // a person holds no slot, so up to `plan_ahead` more may plan and wait at their gates.
+        let mut capacity = ((project.concurrency + project.plan_ahead) as usize).saturating_sub(running.len());
         for item in ready {
             if running.contains(&item.id) {
                 continue;

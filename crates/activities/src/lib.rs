@@ -8,20 +8,20 @@
 pub mod agent;
 pub mod backlog;
 pub mod clock;
+pub mod coordinator;
 pub mod dispatcher;
 mod error;
 pub mod exec;
 pub mod groom;
 pub mod learner;
 pub mod log_context;
-pub mod merge_queue;
 pub mod repo;
 pub mod semgrep;
 pub mod shark;
 pub mod store;
 
+pub use coordinator::CoordinatorActivitiesImpl;
 pub use dispatcher::DispatcherActivitiesImpl;
 pub use groom::GroomActivitiesImpl;
 pub use learner::LearnerActivitiesImpl;
-pub use merge_queue::MergeQueueActivitiesImpl;
 pub use shark::SharkActivitiesImpl;

@@ -198,8 +198,9 @@ pub enum Command {
     Resume { project: Option<String> },
     /// The project's dispatcher: paused or not, its last round, the Sharks it started.
     Dispatcher { project: Option<String> },
-    /// The project's merge queue: who holds the turn at the base branch, who waits, what the
-    /// last turns came to (landed, sent back, verified again on a moved base).
+    /// The project's coordinator: who holds an execution slot and which files they lease, who
+    /// waits for a slot and why, who holds the turn at the base branch, who waits for it, and
+    /// what the last turns came to (landed, sent back, verified again on a moved base).
     Queue { project: Option<String> },
     /// Backlog grooming: what the groomers changed and refused, or run the strategic groom now.
     Groom {

@@ -1,6 +1,7 @@
 //! Intake and grooming from the command line: `chum create`, `chum backlog`, `chum pause|resume`,
 //! `chum dispatcher`, `chum groom [log|now]`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -9,10 +10,10 @@ use crate::output::Out;
 use anyhow::{Context, Result, bail};
 use chum_activities::backlog::Backlog;
 use chum_client::control::{ControlError, ControlErrorKind};
-use chum_core::backlog::{backlog_listing, backlog_rows};
+use chum_core::backlog::{backlog_rows, rows_listing};
 use chum_core::config::ChumConfig;
 use chum_core::new_bead::{KnownBeads, NewBead, NewBeadError};
-use chum_core::proto::{DispatcherStatus, GroomResult, MergeQueueStatus, QueueEntry};
+use chum_core::proto::{DispatcherStatus, GroomResult};
 use chum_workflows::StrategicGroomRun;
 use temporalio_client::schedules::ScheduleOverlapPolicy;
 use temporalio_client::{Client, WorkflowGetResultOptions};
@@ -81,25 +82,50 @@ pub async fn create(config: &ChumConfig, project: &str, args: CreateArgs<'_>) ->
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints the backlog as the dispatcher sees it (with `all`, closed beads and their evidence too).
+/// Prints the backlog as the dispatcher sees it (with `all`, closed beads and their evidence too),
+/// and, when the server answers, what the Sharks of the beads in progress are doing: executing,
+/// waiting for a person, or waiting for an execution slot (and why).
 pub async fn show_backlog(config: &ChumConfig, out: Out, project: &str, all: bool) -> Result<ExitCode> {
-    let project = config.project(project).map_err(crate::output::usage)?;
-    let items = Backlog::of(project).items().await.map_err(crate::output::failed)?;
+    let project_config = config.project(project).map_err(crate::output::usage)?;
+    let items = Backlog::of(project_config)
+        .items()
+        .await
+        .map_err(crate::output::failed)?;
+    // Every row for the counts; closed ones are listed only with `all`.
+    let mut rows = backlog_rows(&items);
+    let in_progress: Vec<String> = rows
+        .iter()
+        .filter(|r| r.state == "in_progress")
+        .map(|r| r.id.clone())
+        .collect();
+    let mut unknown = None;
+    if !in_progress.is_empty() {
+        match crate::coordination::run_states(config, project, &in_progress).await {
+            Ok(states) => {
+                for row in &mut rows {
+                    if let Some(state) = states.get(&row.id) {
+                        row.run = state.clone();
+                    }
+                }
+            }
+            Err(why) => unknown = Some(why),
+        }
+    }
     if !out.text() {
-        let rows: Vec<_> = backlog_rows(&items)
-            .into_iter()
-            .filter(|r| all || r.state != "closed")
-            .collect();
+        rows.retain(|r| all || r.state != "closed");
         out.list(&rows)?;
         return Ok(ExitCode::SUCCESS);
     }
-    print!("{}", backlog_listing(&items, all));
+    print!("{}", rows_listing(&rows, all));
     let closed = items
         .iter()
         .filter(|i| i.state() == chum_core::proto::BeadStatus::Closed)
         .count();
     if !all && closed > 0 {
         println!("({closed} closed bead(s) not shown; `chum backlog --all` lists them with their evidence)");
+    }
+    if let Some(why) = unknown {
+        println!("(what the beads in progress wait for is not shown: {why}; is the server up (`make up`)?)");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -149,52 +175,6 @@ pub fn groom_log(config: &ChumConfig, out: Out, project: &str, limit: u32) -> Re
     Ok(ExitCode::SUCCESS)
 }
 
-/// The project's merge queue, or what it means that there is none yet.
-pub async fn queue_status(client: &Client, project: &str) -> Result<MergeQueueStatus> {
-    chum_client::merge_queue::status(client, project)
-        .await
-        .map_err(|e| match e.kind {
-            ControlErrorKind::NotFound => crate::output::failed(format!(
-                "no merge queue for {project} yet: it starts when the first bead of a project with \
-             integration = \"merge\" passes its gates"
-            )),
-            _ => anyhow::anyhow!("{}", e.message),
-        })
-}
-
-pub fn render_queue(s: &MergeQueueStatus) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "merge-queue-{}: {} turns, {} landed, {} not landed, {} re-verification(s) on a moved base",
-        s.project, s.turns, s.landed, s.not_landed, s.reverifications
-    );
-    let entry = |e: &QueueEntry| format!("{} (attempt {}, {})", e.bead_id, e.attempt, e.workflow_id);
-    match &s.holder {
-        Some(h) => {
-            let _ = writeln!(out, "  holding the turn: {}", entry(h));
-        }
-        None => {
-            let _ = writeln!(out, "  nobody holds the turn");
-        }
-    }
-    if s.waiting.is_empty() {
-        let _ = writeln!(out, "  nobody waits");
-    }
-    for (i, w) in s.waiting.iter().enumerate() {
-        let _ = writeln!(out, "  {}. {}", i + 1, entry(w));
-    }
-    for done in &s.recent {
-        let what = if done.landed {
-            format!("landed {}", chum_core::gate_text::short_commit(&done.commit))
-        } else {
-            format!("not landed: {}", done.problem.lines().next().unwrap_or_default())
-        };
-        let _ = writeln!(out, "  recent: {} {what}", done.workflow_id);
-    }
-    out
-}
-
 /// A dispatcher call's error, with what to do when the worker never started one.
 fn no_dispatcher(config: &ChumConfig, project: &str, e: ControlError) -> anyhow::Error {
     let id = chum_core::ids::dispatcher_workflow_id(project);
@@ -214,7 +194,8 @@ pub async fn dispatcher_status(client: &Client, config: &ChumConfig, project: &s
         .map_err(|e| no_dispatcher(config, project, e))
 }
 
-pub fn render_dispatcher(s: &DispatcherStatus) -> String {
+/// `chum dispatcher`; `runs` says what the Sharks it started are doing now, by workflow id.
+pub fn render_dispatcher(s: &DispatcherStatus, runs: &BTreeMap<String, String>) -> String {
     let mut out = String::new();
     let state = if s.paused {
         "PAUSED (`chum resume` starts it again)"
@@ -225,8 +206,8 @@ pub fn render_dispatcher(s: &DispatcherStatus) -> String {
     if let Some(r) = &s.last_round {
         let _ = writeln!(
             out,
-            "  last round: {} ready, {} running (concurrency {}), started {:?}, waiting {:?}",
-            r.ready, r.running, r.concurrency, r.to_start, r.waiting
+            "  last round: {} ready, {} running (at most {} executing, {} more planning or at their gate), started {:?}, waiting {:?}",
+            r.ready, r.running, r.concurrency, r.plan_ahead, r.to_start, r.waiting
         );
         if !r.problem.is_empty() {
             let _ = writeln!(out, "  problem: {}", r.problem);
@@ -234,6 +215,9 @@ pub fn render_dispatcher(s: &DispatcherStatus) -> String {
     }
     if !s.started.is_empty() {
         let _ = writeln!(out, "  started: {}", s.started.join(", "));
+    }
+    for (id, state) in runs {
+        let _ = writeln!(out, "  {id}: {state}");
     }
     for skipped in &s.skipped {
         let _ = writeln!(out, "  skipped: {skipped}");

@@ -5,6 +5,7 @@
 //! talk to Temporal, `intake` the backlog and grooming, `render` the text people read.
 
 mod args;
+mod coordination;
 mod demo;
 mod doctor;
 mod intake;
@@ -158,7 +159,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let project = session.named_project(project)?;
             let status = intake::dispatcher_status(&session.client, &session.config, &project).await?;
             if out.text() {
-                print!("{}", intake::render_dispatcher(&status));
+                // The Sharks it started last: who executes, who waits for a person, who for a slot.
+                let recent: Vec<String> = status.started.iter().rev().take(32).cloned().collect();
+                let runs = coordination::states_of_runs(&session.client, &project, &recent).await;
+                print!("{}", intake::render_dispatcher(&status, &runs));
             } else {
                 out.one(&status)?;
             }
@@ -166,9 +170,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Queue { project } => {
             let project = session.named_project(project)?;
-            let status = intake::queue_status(&session.client, &project).await?;
+            let status = coordination::queue_status(&session.client, &project).await?;
             if out.text() {
-                print!("{}", intake::render_queue(&status));
+                print!("{}", coordination::render_queue(&status));
             } else {
                 out.one(&status)?;
             }

@@ -119,6 +119,8 @@ impl Progress {
                     format!(" (attempt {}/{}{redo})", s.attempt, s.max_attempts)
                 }
                 Phase::Done => format!(": {}", s.outcome().name()),
+                Phase::WaitingForSlot => " (approved; waits for an execution slot: `chum queue` says why)".to_string(),
+                Phase::Queued => " (its gates passed; waits for its turn at the base branch: `chum queue`)".to_string(),
                 _ => String::new(),
             };
             let _ = writeln!(out, "{at} {}{detail}", s.phase().name());

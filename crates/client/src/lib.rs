@@ -7,6 +7,6 @@
 
 pub mod connect;
 pub mod control;
+pub mod coordinator;
 pub mod dispatcher;
-pub mod merge_queue;
 pub mod settings;

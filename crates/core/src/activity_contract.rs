@@ -99,10 +99,10 @@ impl SharkActivities {
 }
 
 /// The merge queue's activity.
-pub struct MergeQueueActivities;
+pub struct CoordinatorActivities;
 
 #[activity_definitions]
-impl MergeQueueActivities {
+impl CoordinatorActivities {
     /// Whether a run is still open (asked of Temporal).
     #[activity(name = "run_open")]
     pub fn run_open(_req: RunOpenRequest) -> Result<RunOpenReport, ActivityError> {
@@ -185,9 +185,9 @@ impl GroomActivities {
 
 /// The activity marker types, for `#[activity(definition = ...)]` in the activities crate.
 pub mod definitions {
+    pub use super::coordinator_activities::*;
     pub use super::dispatcher_activities::*;
     pub use super::groom_activities::*;
     pub use super::learner_activities::*;
-    pub use super::merge_queue_activities::*;
     pub use super::shark_activities::*;
 }

@@ -10,7 +10,9 @@ use serde_json::{Map, Value};
 use crate::new_bead::{DEPENDENCY_TYPES, KnownBeads, NewBead};
 use crate::proto::BeadStatus;
 
-pub use crate::backlog_view::{BacklogCounts, BacklogRow, backlog_listing, backlog_rows, backlog_summary};
+pub use crate::backlog_view::{
+    BacklogCounts, BacklogRow, backlog_listing, backlog_rows, backlog_summary, rows_listing,
+};
 
 /// What CHUM needs of one issue to reason about the DAG.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

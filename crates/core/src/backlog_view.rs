@@ -25,6 +25,9 @@ pub struct BacklogRow {
     pub depends: Vec<String>,
     /// For closed beads: the evidence it was closed with.
     pub close_reason: String,
+    /// For beads in progress, when the server was asked: what its Shark is doing (executing,
+    /// waiting for a person, waiting for an execution slot and why). Empty when not known.
+    pub run: String,
 }
 
 /// Every bead but tombstones, open ones in the order they would be worked on (priority, age),
@@ -59,6 +62,7 @@ pub fn backlog_rows(items: &[BacklogItem]) -> Vec<BacklogRow> {
                 blocked_by,
                 depends: item.dependencies.iter().map(|(t, k)| format!("{k} {t}")).collect(),
                 close_reason: item.close_reason.clone(),
+                run: String::new(),
             }
         })
         .collect()
@@ -101,8 +105,13 @@ pub fn backlog_summary(items: &[BacklogItem]) -> String {
 /// [`backlog_summary`], and with `closed_too` the closed beads too, each with its close reason.
 /// The counts add up to the beads listed (tombstones are left out).
 pub fn backlog_listing(items: &[BacklogItem], closed_too: bool) -> String {
+    rows_listing(&backlog_rows(items), closed_too)
+}
+
+/// The listing of [`backlog_listing`] for rows already made (and perhaps told what the Sharks of
+/// beads in progress are doing).
+pub fn rows_listing(rows: &[BacklogRow], closed_too: bool) -> String {
     use std::fmt::Write as _;
-    let rows = backlog_rows(items);
     let BacklogCounts {
         ready,
         blocked,
@@ -110,7 +119,7 @@ pub fn backlog_listing(items: &[BacklogItem], closed_too: bool) -> String {
         closed,
         other,
         ..
-    } = BacklogCounts::of(&rows);
+    } = BacklogCounts::of(rows);
     let mut out = String::new();
     let _ = write!(
         out,
@@ -124,6 +133,8 @@ pub fn backlog_listing(items: &[BacklogItem], closed_too: bool) -> String {
     for row in rows.iter().filter(|r| r.state != "closed") {
         let state = if row.state == "blocked" {
             format!("blocked: {}", row.blocked_by)
+        } else if !row.run.is_empty() {
+            format!("{}: {}", row.state, row.run)
         } else {
             row.state.clone()
         };

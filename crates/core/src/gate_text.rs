@@ -125,6 +125,10 @@ pub fn phase_details(phase: Phase, round: u32, bead_id: &str) -> String {
         Phase::Executing => format!("executing attempt {round} in its worktree"),
         Phase::Done => "done; the result says how it ended".to_string(),
         Phase::Queued => format!("attempt {round} passed its gates; waiting for the merge queue's turn"),
+        Phase::WaitingForSlot => {
+            "approved; waiting for an execution slot (and leases on the planned files): `chum queue` says why"
+                .to_string()
+        }
         other => format!("{other} (attempt {round})"),
     }
 }

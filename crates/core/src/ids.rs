@@ -26,8 +26,10 @@ pub fn dispatcher_workflow_id(project: &str) -> String {
     format!("dispatcher-{project}")
 }
 
-/// The id of a project's merge queue, `merge-queue-<project>`.
-pub fn merge_queue_workflow_id(project: &str) -> String {
+/// The id of a project's Coordinator (execution slots, leases, the merge queue),
+/// `merge-queue-<project>`: the id (and the Temporal type, `MergeQueue`) it was first released
+/// under, when it kept only the merge queue; a Shark in flight since then finds it by that name.
+pub fn coordinator_workflow_id(project: &str) -> String {
     format!("merge-queue-{project}")
 }
 

@@ -11,6 +11,7 @@ pub mod backlog;
 pub mod backlog_view;
 pub mod candidate;
 pub mod config;
+pub mod coordination;
 pub mod egress;
 pub mod gate;
 pub mod gate_text;

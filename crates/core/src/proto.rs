@@ -46,6 +46,7 @@ enum_names!(
     BeadStatus => "BEAD_STATUS_",
     GroomKind => "GROOM_KIND_",
     UpdateMode => "UPDATE_MODE_",
+    LeaseMode => "LEASE_MODE_",
 );
 
 /// serde adapters for enum-typed fields, which prost stores as `i32`.
@@ -126,6 +127,7 @@ pub mod enum_json {
     adapter!(bead_status, BeadStatus);
     adapter!(groom_kind, GroomKind);
     adapter!(update_mode, UpdateMode);
+    adapter!(lease_mode, LeaseMode);
 }
 
 impl GateName {

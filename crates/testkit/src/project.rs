@@ -106,3 +106,28 @@ pub fn integrate_request(worktree: &Path, attempt: u32) -> IntegrateRequest {
         ..IntegrateRequest::default()
     }
 }
+
+/// Every commit on `branch`'s first-parent history, checked out afresh, passes `python3 -m
+/// unittest` (the projects' DoD here).
+pub fn assert_every_commit_is_green(repo: &std::path::Path, branch: &str) {
+    let commits = git(repo, &["rev-list", "--first-parent", branch]);
+    let scratch = tempfile::tempdir().unwrap();
+    for (i, commit) in commits.lines().enumerate() {
+        let dir = scratch.path().join(format!("c{i}"));
+        git(
+            repo,
+            &["worktree", "add", "-q", "--detach", dir.to_str().unwrap(), commit],
+        );
+        let out = std::process::Command::new("python3")
+            .args(["-m", "unittest", "-q"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{branch} at {commit} is red:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        git(repo, &["worktree", "remove", "--force", dir.to_str().unwrap()]);
+    }
+}

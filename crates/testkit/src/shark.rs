@@ -24,12 +24,13 @@ pub fn first_gate(result: &SharkResult, gate: GateName) -> Option<&GateResult> {
     result.gate_results.iter().find(|g| g.gate() == gate)
 }
 
-/// The project's merge queue's `status` query (a worker must be polling).
-pub async fn queue_status(client: &Client, project: &str) -> chum_core::proto::MergeQueueStatus {
+/// The project's Coordinator's `status` query: slots, leases, the merge queue (a worker must be
+/// polling).
+pub async fn coordinator_status(client: &Client, project: &str) -> chum_core::proto::CoordinatorStatus {
     client
-        .get_workflow_handle::<chum_workflows::MergeQueueRun>(chum_core::ids::merge_queue_workflow_id(project))
+        .get_workflow_handle::<chum_workflows::CoordinatorRun>(chum_core::ids::coordinator_workflow_id(project))
         .query(
-            chum_workflows::MergeQueueWorkflow::status,
+            chum_workflows::CoordinatorWorkflow::status,
             (),
             WorkflowQueryOptions::default(),
         )

@@ -33,3 +33,26 @@ pub fn good_work() -> Vec<Step> {
 pub fn good_work_with(executor: impl FnOnce(Step) -> Step) -> Vec<Step> {
     vec![planner(GOOD_PLAN), executor(calc_executor(GOOD_CALC))]
 }
+
+/// A plan with one criterion ("the files exist") that names exactly `files` (what its leases
+/// cover).
+pub fn plan_of(files: &[&str]) -> String {
+    serde_json::json!({
+        "summary": "do it",
+        "steps": ["write the files"],
+        "acceptance_criteria": ["the files exist"],
+        "files": files,
+    })
+    .to_string()
+}
+
+/// A reviewer verdict that meets [`plan_of`]'s one criterion, with a line of the diff as evidence.
+pub const REVIEW_ONE: &str = r#"{"approved": true, "findings": [], "criteria": [{"index": 1, "criterion": "the files exist", "met": true, "evidence": "`{added_line:1}`"}]}"#;
+
+/// `step` waits until the test creates `go-<bead>` in the harness directory (so a test holds an
+/// executor where it wants it).
+pub fn held(step: Step, bead: &str) -> Step {
+    step.shell(&format!(
+        r#"while [ ! -e "$CHUM_TEST_HARNESS/go-{bead}" ]; do sleep 0.1; done"#
+    ))
+}

@@ -9,12 +9,13 @@ pub mod metrics;
 use chum_core::live_config::LiveConfig;
 
 use chum_activities::{
-    DispatcherActivitiesImpl, GroomActivitiesImpl, LearnerActivitiesImpl, MergeQueueActivitiesImpl, SharkActivitiesImpl,
+    CoordinatorActivitiesImpl, DispatcherActivitiesImpl, GroomActivitiesImpl, LearnerActivitiesImpl,
+    SharkActivitiesImpl,
 };
 use chum_core::config::ChumConfig;
 use chum_core::proto::{DispatcherInput, StrategicGroomInput};
 use chum_workflows::{
-    DispatcherWorkflow, LearnerWorkflow, MergeQueueWorkflow, SharkWorkflow, StrategicGroomWorkflow,
+    CoordinatorWorkflow, DispatcherWorkflow, LearnerWorkflow, SharkWorkflow, StrategicGroomWorkflow,
     TacticalGroomWorkflow,
 };
 use temporalio_client::schedules::{CreateScheduleOptions, ScheduleAction, ScheduleOverlapPolicy, ScheduleSpec};
@@ -32,12 +33,12 @@ pub fn build_worker(runtime: &Runtime, client: Client, config: impl Into<LiveCon
         .register_workflow::<DispatcherWorkflow>()?
         .register_workflow::<TacticalGroomWorkflow>()?
         .register_workflow::<StrategicGroomWorkflow>()?
-        .register_workflow::<MergeQueueWorkflow>()?
+        .register_workflow::<CoordinatorWorkflow>()?
         .register_activities(SharkActivitiesImpl::new(config.clone()))
         .register_activities(LearnerActivitiesImpl::new(config.clone()))
         .register_activities(GroomActivitiesImpl::new(config.clone()))
         .register_activities(DispatcherActivitiesImpl::new(config))
-        .register_activities(MergeQueueActivitiesImpl)
+        .register_activities(CoordinatorActivitiesImpl)
         .build();
     Ok(Worker::new(runtime, client, options)?)
 }

@@ -5,16 +5,16 @@
 //! effects are activities declared in `chum_core::activity_contract`. Every workflow path has a
 //! replay test against a committed history (`tests/replay.rs`).
 
+pub mod coordinator;
 pub mod dispatcher;
 pub mod groom;
 pub mod learner;
-pub mod merge_queue;
 pub mod shark;
 
+pub use coordinator::CoordinatorWorkflow;
 pub use dispatcher::DispatcherWorkflow;
 pub use groom::{StrategicGroomWorkflow, TacticalGroomWorkflow};
 pub use learner::LearnerWorkflow;
-pub use merge_queue::MergeQueueWorkflow;
 pub use shark::{SharkWorkflow, approve_payload, json_payload};
 
 /// The Shark's run definition: the type client handles are parameterized with
@@ -24,8 +24,9 @@ pub type SharkRun = <SharkWorkflow as temporalio_sdk::workflows::WorkflowImpleme
 /// The ContinuousLearner's run definition, for client handles.
 pub type LearnerRun = <LearnerWorkflow as temporalio_sdk::workflows::WorkflowImplementation>::Run;
 
-/// The merge queue's run definition, for client handles (`chum queue`).
-pub type MergeQueueRun = <MergeQueueWorkflow as temporalio_sdk::workflows::WorkflowImplementation>::Run;
+/// The Coordinator's run definition (execution slots, leases, the merge queue), for client
+/// handles (`chum queue`).
+pub type CoordinatorRun = <CoordinatorWorkflow as temporalio_sdk::workflows::WorkflowImplementation>::Run;
 
 /// The Dispatcher's run definition, for client handles.
 pub type DispatcherRun = <DispatcherWorkflow as temporalio_sdk::workflows::WorkflowImplementation>::Run;

@@ -149,7 +149,7 @@ fn check_workflow(name: &str, input: Option<&Value>, output: Option<&Value>) -> 
         "TacticalGroom" => pair!(TacticalGroomInput, GroomResult),
         "StrategicGroom" => pair!(StrategicGroomInput, GroomResult),
         "Dispatcher" => pair!(DispatcherInput, Value),
-        "MergeQueue" => pair!(MergeQueueInput, Value),
+        "MergeQueue" => pair!(CoordinatorInput, Value),
         other => Err(format!("workflow {other:?} has no type here: add it to check_workflow")),
     }
 }
@@ -223,6 +223,8 @@ fn check_history(path: &Path) -> Result<usize, String> {
                 match a["signal_name"].as_str().unwrap_or_default() {
                     "join" => round_trip::<QueueEntry>("join signal", &json)?,
                     "done" => round_trip::<TurnDone>("done signal", &json)?,
+                    "acquire" => round_trip::<SlotRequest>("acquire signal", &json)?,
+                    "release" => round_trip::<SlotRelease>("release signal", &json)?,
                     _ => {}
                 }
                 checked += 1;

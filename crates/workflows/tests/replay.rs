@@ -11,7 +11,7 @@ use std::time::Duration;
 use chum_core::activity_contract::SharkActivities;
 use chum_core::proto::{PlanRequest, SharkInput, SharkResult};
 use chum_workflows::{
-    DispatcherWorkflow, LearnerWorkflow, MergeQueueWorkflow, SharkWorkflow, StrategicGroomWorkflow,
+    CoordinatorWorkflow, DispatcherWorkflow, LearnerWorkflow, SharkWorkflow, StrategicGroomWorkflow,
     TacticalGroomWorkflow,
 };
 use temporalio_client::WorkflowHistory;
@@ -74,7 +74,7 @@ async fn every_recorded_history_replays_deterministically() {
         .expect("registers")
         .register_workflow::<StrategicGroomWorkflow>()
         .expect("registers")
-        .register_workflow::<MergeQueueWorkflow>()
+        .register_workflow::<CoordinatorWorkflow>()
         .expect("registers")
         .build();
     let replayer = WorkflowReplayer::new(options).expect("replayer");

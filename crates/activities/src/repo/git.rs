@@ -385,6 +385,9 @@ pub(crate) mod testing {
             fanout: 1,
             select: chum_core::config::SelectMode::First,
             update: chum_core::config::UpdateMode::Rebase,
+            rereview_on_update: false,
+            leases: chum_core::config::LeaseMode::On,
+            plan_ahead: 3,
             environment: Default::default(),
         }
     }

@@ -38,6 +38,7 @@ pub async fn update_to_base(
         }
         Err(e) => return Err(e.into()),
     };
+    abort_unfinished(&wt).await?;
     let head = wt.git(&["rev-parse", "HEAD"]).await?;
     // The held commit, or what an earlier try of this update made of it: a merge of it, or the same
     // commit rebased (its message, with its unique `Chum-Run:` trailer, is the same).
@@ -132,6 +133,24 @@ pub async fn land(project: &ProjectConfig, req: &LandRequest) -> Result<LandRepo
         }
     }
     Ok(report)
+}
+
+/// An earlier try of this update that died halfway (its worker killed with its git) may have left
+/// a rebase or a merge in progress, with HEAD somewhere on the base: it is aborted, which puts the
+/// branch back where it was, and the update starts over.
+async fn abort_unfinished(wt: &WorktreeGit) -> Result<(), RepoProblem> {
+    let rebasing = ["rebase-merge", "rebase-apply"]
+        .iter()
+        .any(|state| wt.git_dir.join(state).exists());
+    if rebasing {
+        tracing::warn!(worktree = %wt.work_tree.display(), "aborting a rebase an earlier try left unfinished");
+        wt.git(&["rebase", "--abort"]).await?;
+    }
+    if wt.git_dir.join("MERGE_HEAD").exists() {
+        tracing::warn!(worktree = %wt.work_tree.display(), "aborting a merge an earlier try left unfinished");
+        wt.git(&["merge", "--abort"]).await?;
+    }
+    Ok(())
 }
 
 async fn is_ancestor(repo: &std::path::Path, ancestor: &str, of: &str) -> Result<bool, RepoProblem> {
@@ -242,6 +261,34 @@ mod tests {
         let main = git(dir.path(), &["rev-parse", "main"]).await.unwrap();
         assert_eq!(main, fresh.commit, "main moved to exactly the verified commit");
         assert!(land(&p, &landing).await.unwrap().landed, "a retry finds it landed");
+    }
+
+    #[tokio::test]
+    async fn an_update_left_halfway_by_a_killed_worker_is_aborted_and_done_again() {
+        let dir = tempfile::tempdir().unwrap();
+        init_repo(dir.path()).await;
+        let p = project(dir.path(), IntegrationPolicy::Merge);
+        for mode in [UpdateMode::Rebase, UpdateMode::Merge] {
+            let attempt = prepare_worktree(&p, "tk-1", 1, 0).await.unwrap();
+            let commit = commit_in(&attempt.git, "README.md", "mine\n").await;
+            let tip = advance_main(dir.path(), "README.md", &format!("theirs {mode:?}\n")).await;
+            // The earlier try died in the conflict, before it could abort: HEAD is on the base.
+            let started: &[&str] = match mode {
+                UpdateMode::Merge => &["merge", "--no-edit", &tip],
+                _ => &["rebase", &tip],
+            };
+            assert!(attempt.git.git(started).await.is_err(), "{mode:?} conflicts");
+            let report = update_to_base(&p, &request(&attempt.path, &commit, mode))
+                .await
+                .unwrap();
+            assert!(report.problem.is_empty(), "{mode:?}: {report:?}");
+            assert_eq!(report.conflict_files, ["README.md"], "{mode:?}: {report:?}");
+            assert_eq!(
+                attempt.git.git(&["rev-parse", "HEAD"]).await.unwrap(),
+                commit,
+                "{mode:?}"
+            );
+        }
     }
 
     #[tokio::test]

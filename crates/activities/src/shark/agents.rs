@@ -286,7 +286,11 @@ impl SharkSteps {
         let run = req.run.clone().unwrap_or_default();
         let project = self.project(&run)?;
         let worktree = PathBuf::from(&req.worktree);
-        let name = format!("review-{}-{}", req.attempt, req.handoff);
+        let name = match req.verification {
+            0 => format!("review-{}-{}", req.attempt, req.handoff),
+            // Reviewed again under the merge queue's turn: its own artifacts, the first ones stay.
+            n => format!("review-{}-v{n}", req.attempt),
+        };
         let artifacts = self.artifacts(&run);
         if !worktree.is_dir() {
             return Ok(ReviewReport {

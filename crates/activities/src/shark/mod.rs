@@ -142,6 +142,9 @@ impl SharkSteps {
                 // `merge` lands through the merge queue: the base only moves to a verified tree.
                 merge_queue: project.integration == IntegrationPolicy::Merge,
                 update: project.update as i32,
+                rereview_on_update: project.rereview_on_update,
+                concurrency: project.concurrency,
+                leases: project.leases as i32,
             }),
         })
     }

@@ -22,7 +22,7 @@ pub use raw::{
 };
 pub use schema::{
     ApiSettings, BacklogBackend, Budget, ChumConfig, DispatcherSettings, GateName, GroomSettings, IntegrationPolicy,
-    LearnerSettings, Limits, MAX_FANOUT, OutputFormat, ProjectConfig, ProviderConfig, Role, SandboxMode,
+    LearnerSettings, LeaseMode, Limits, MAX_FANOUT, OutputFormat, ProjectConfig, ProviderConfig, Role, SandboxMode,
     SandboxSettings, SelectMode, SemgrepSettings, TemporalSettings, UpdateMode,
 };
 pub use world::{McpServer, ProjectEnvironment, RawMcpServer, ResourceLimits, parse_size, show_size};

@@ -116,6 +116,24 @@ impl Validator {
                     return Err(self.invalid(key("update"), format!("{other:?} is not one of \"rebase\", \"merge\"")));
                 }
             };
+            let leases = match p.leases.as_deref().unwrap_or("on") {
+                "on" => LeaseMode::On,
+                "strict" => LeaseMode::Strict,
+                "off" => LeaseMode::Off,
+                other => {
+                    return Err(self.invalid(
+                        key("leases"),
+                        format!("{other:?} is not one of \"on\", \"strict\", \"off\""),
+                    ));
+                }
+            };
+            let plan_ahead = match p.plan_ahead {
+                None => 3,
+                Some(n) if n > 32 => {
+                    return Err(self.invalid(key("plan_ahead"), format!("{n} is more than the maximum of 32")));
+                }
+                Some(n) => n,
+            };
             let select = match p.select.as_deref().unwrap_or("first") {
                 "first" => SelectMode::First,
                 "best" => SelectMode::Best,
@@ -157,6 +175,9 @@ impl Validator {
                     fanout,
                     select,
                     update,
+                    rereview_on_update: p.rereview_on_update.unwrap_or(false),
+                    leases,
+                    plan_ahead,
                     environment,
                 },
             );

@@ -180,6 +180,9 @@ pub use crate::proto::SelectMode;
 /// `Unspecified` in a config).
 pub use crate::proto::UpdateMode;
 
+/// How the files a plan names are leased (the wire type; never `Unspecified` in a config).
+pub use crate::proto::LeaseMode;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectConfig {
     pub name: String,
@@ -208,6 +211,14 @@ pub struct ProjectConfig {
     pub select: SelectMode,
     /// With the `merge` policy, how a bead's commit is brought up to a base that moved on.
     pub update: UpdateMode,
+    /// With the `merge` policy, whether the review runs again too (not only Semgrep and the DoD)
+    /// when a bead's work is brought up to a base that moved on.
+    pub rereview_on_update: bool,
+    /// How the files a plan names are leased while its Shark executes.
+    pub leases: LeaseMode,
+    /// Sharks the dispatcher keeps before execution (planning, at their gate, waiting for a slot)
+    /// besides the `concurrency` that execute.
+    pub plan_ahead: u32,
     /// Setup commands, toolchains, caches, copied files and MCP servers of its sandboxes.
     pub environment: ProjectEnvironment,
 }

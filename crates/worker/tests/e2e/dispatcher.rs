@@ -35,11 +35,12 @@ fn steps() -> Vec<Step> {
     steps
 }
 
-/// The DoD gate only, one Shark at a time, a dispatcher round every second.
+/// The DoD gate only, one Shark at a time (none planning ahead), a dispatcher round every second.
 fn dispatching(c: &mut chum_core::config::RawConfig) {
     let project = c.project();
     project.gates = Some(vec!["dod".into()]);
     project.concurrency = Some(1);
+    project.plan_ahead = Some(0);
     c.dispatcher.interval = Some("1s".into());
 }
 

@@ -4,11 +4,13 @@
 
 mod api;
 mod bad_input;
+mod coordination;
 mod dispatcher;
 mod environments;
 mod faults;
 mod grooming;
 mod learning;
+mod many_sharks;
 mod merge_queue;
 mod monte_carlo;
 mod operations;

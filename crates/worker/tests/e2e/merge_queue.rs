@@ -19,9 +19,14 @@ const PAIRS_WITH_PLUS: &str =
     "from calc import plus\n\n\ndef total_of_pairs(pairs):\n    return sum(plus(a, b) for a, b in pairs)\n";
 const PAIRS_TEST: &str = "import unittest\nfrom pairs import total_of_pairs\n\n\nclass PairsTest(unittest.TestCase):\n    def test_total(self):\n        self.assertEqual(total_of_pairs([(1, 2), (3, 4)]), 10)\n\n\nif __name__ == '__main__':\n    unittest.main()\n";
 
+/// Each plan names the files it will touch (no overlap: both may execute at once).
+const RENAME_PLAN: &str = r#"{"summary": "Rename add to plus", "steps": ["rename add in calc.py", "its test"], "acceptance_criteria": ["plus(2, 3) == 5", "python3 -m unittest passes"], "files": ["calc.py", "test_calc.py"]}"#;
+const PAIRS_PLAN: &str = r#"{"summary": "Add total_of_pairs", "steps": ["add pairs.py", "its test"], "acceptance_criteria": ["total_of_pairs([(1, 2), (3, 4)]) == 10", "python3 -m unittest passes"], "files": ["pairs.py", "test_pairs.py"]}"#;
+
 fn steps() -> Vec<Step> {
     vec![
-        planner(GOOD_PLAN),
+        Step::planner().bead("tk-1").answer(RENAME_PLAN),
+        Step::planner().bead("tk-3").answer(PAIRS_PLAN),
         Step::executor()
             .bead("tk-1")
             .answer("Renamed add to plus.")
@@ -48,34 +53,18 @@ fn steps() -> Vec<Step> {
     ]
 }
 
-/// Every commit on `branch`'s first-parent history, checked out afresh, passes `python3 -m
-/// unittest` (the projects' DoD here).
-fn assert_every_commit_is_green(repo: &std::path::Path, branch: &str) {
-    let commits = git(repo, &["rev-list", "--first-parent", branch]);
-    let scratch = tempfile::tempdir().unwrap();
-    for (i, commit) in commits.lines().enumerate() {
-        let dir = scratch.path().join(format!("c{i}"));
-        git(
-            repo,
-            &["worktree", "add", "-q", "--detach", dir.to_str().unwrap(), commit],
-        );
-        let out = std::process::Command::new("python3")
-            .args(["-m", "unittest", "-q"])
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{branch} at {commit} is red:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        git(repo, &["worktree", "remove", "--force", dir.to_str().unwrap()]);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_that_is_red_on_a_moved_base_is_redone_and_main_stays_green() {
-    let h = &Harness::with_steps("queue-semantic", steps()).await;
+    // Two execution slots: tk-1 executes while tk-3 still does. The review runs again on a moved
+    // base too.
+    let h = &Harness::start(
+        "queue-semantic",
+        HarnessOptions::with_steps(steps()).with_config(|c| {
+            c.project().concurrency = Some(2);
+            c.project().rereview_on_update = Some(true);
+        }),
+    )
+    .await;
     let (first, second, status, cli) = h
         .with_worker(|client| async move {
             let bead = |id: &str| SharkInput {
@@ -106,15 +95,15 @@ async fn work_that_is_red_on_a_moved_base_is_redone_and_main_stays_green() {
             })
             .await
             .unwrap();
-            let queue = client.get_workflow_handle::<chum_workflows::MergeQueueRun>("merge-queue-demo");
-            record_history(&queue, "merge_queue_turns").await;
-            (first, second, queue_status(&client, "demo").await, cli)
+            let coordinator = client.get_workflow_handle::<chum_workflows::CoordinatorRun>("merge-queue-demo");
+            record_history(&coordinator, "coordinator_turns").await;
+            (first, second, coordinator_status(&client, "demo").await, cli)
         })
         .await;
     let ((code, text, err), (json_code, json, _)) = cli;
     assert_eq!((code, json_code), (0, 0), "{err}");
     assert!(
-        text.contains("merge-queue-demo: ") && text.contains("2 landed, 1 not landed") && text.contains("nobody waits"),
+        text.contains("merge-queue-demo") && text.contains("2 landed, 1 not landed") && text.contains("nobody waits"),
         "{text}"
     );
     let parsed: serde_json::Value = serde_json::from_str(&json).expect("chum queue -o json is JSON");
@@ -131,6 +120,15 @@ async fn work_that_is_red_on_a_moved_base_is_redone_and_main_stays_green() {
         .expect("checked again on the moved main");
     assert!(!reverified.passed && reverified.round == 1, "{reverified:?}");
     assert!(reverified.excerpt.contains("ImportError"), "{reverified:?}");
+    // `rereview_on_update`: the reviewer saw the updated diff first, in its own artifact.
+    let rereviewed = gates_of(&second, GateName::Review)
+        .into_iter()
+        .find(|r| r.verification > 0)
+        .expect("reviewed again on the moved main");
+    assert!(
+        rereviewed.passed && rereviewed.artifact.contains("review-1-v1"),
+        "{rereviewed:?}"
+    );
     // Both landed, tk-1 first; tk-3's redo stands on it.
     let log = git(&h.repo, &["log", "--first-parent", "--format=%s", "main"]);
     let subjects: Vec<&str> = log.lines().collect();

@@ -67,6 +67,8 @@ async fn approved_plan_is_executed_verified_and_merged_once() {
             Phase::Loading,
             Phase::Planning,
             Phase::AwaitingApproval,
+            // An execution slot from the project's coordinator (free at once here).
+            Phase::WaitingForSlot,
             Phase::Executing,
             Phase::Review,
             Phase::Semgrep,

@@ -3,8 +3,11 @@
 //! DOD (the project's own commands). Each runs on exactly the tree the execution recorded.
 
 use chum_core::activity_contract::SharkActivities;
+use chum_core::coordination::outside_plan;
 use chum_core::gate_text::{discarded_note, dod_artifact, dod_feedback, dod_summary};
-use chum_core::proto::{DodRequest, ExecuteReport, GateName, GateResult, Phase, Plan, ReviewRequest, SemgrepRequest};
+use chum_core::proto::{
+    DodRequest, ExecuteReport, GateName, GateResult, LeaseMode, Phase, Plan, ReviewRequest, SemgrepRequest,
+};
 use chum_core::review::{findings_for_redo, rejection_reasons};
 use temporalio_sdk::ActivityExecutionError;
 
@@ -43,6 +46,9 @@ pub(super) struct Step<'a> {
 impl Shark<'_> {
     /// Runs the project's gates in order on one execution; the first that fails decides.
     pub(super) async fn run_gates(&self, step: &Step<'_>) -> Result<GatesVerdict, ActivityExecutionError> {
+        if let Some(verdict) = self.check_plan_files(step) {
+            return Ok(verdict);
+        }
         let mut so_far: Vec<String> = Vec::new();
         for gate in &step.setup.gates {
             let verdict = match gate {
@@ -77,8 +83,43 @@ impl Shark<'_> {
         Ok(GatesVerdict::Passed)
     }
 
+    /// LEASES: the files the execution changed outside those its plan names (and leased) are
+    /// reported in the run; with `leases = "strict"` they send the work back, like a finding.
+    fn check_plan_files(&self, step: &Step<'_>) -> Option<GatesVerdict> {
+        let leased = matches!(step.setup.leases, LeaseMode::On | LeaseMode::Strict);
+        if !leased || step.plan.files.is_empty() {
+            return None;
+        }
+        let outside = outside_plan(&step.report.changed_files, &step.plan.files);
+        if outside.is_empty() {
+            return None;
+        }
+        let strict = step.setup.leases == LeaseMode::Strict;
+        self.push_gate(GateResult {
+            gate: GateName::Execute as i32,
+            round: step.attempt,
+            handoff: step.handoff,
+            passed: !strict,
+            excerpt: format!(
+                "changed files outside its plan (which leases {}): {}",
+                step.plan.files.join(", "),
+                outside.join(", ")
+            ),
+            ..GateResult::default()
+        });
+        strict.then(|| GatesVerdict::Redo {
+            feedback: format!(
+                "You changed files the plan does not name: {}. Another bead may be working on them. \
+                 Change only the planned files ({}); undo the other changes.",
+                outside.join(", "),
+                step.plan.files.join(", ")
+            ),
+            swap: false,
+        })
+    }
+
     /// REVIEW: a different model checks the diff against the plan; fail-closed.
-    async fn review_gate(
+    pub(super) async fn review_gate(
         &self,
         step: &Step<'_>,
         so_far: &[String],
@@ -99,6 +140,7 @@ impl Shark<'_> {
             timeout_secs: agent_timeout.as_secs(),
             candidate: step.candidate,
             tree: step.report.tree.clone(),
+            verification: step.verification,
         };
         let mut review = self
             .ctx
@@ -119,6 +161,7 @@ impl Shark<'_> {
             gate: GateName::Review as i32,
             round: step.attempt,
             handoff: step.handoff,
+            verification: step.verification,
             duration_ms: agent.duration_ms,
             artifact: agent.stdout_artifact.clone(),
             provider: agent.provider.clone(),

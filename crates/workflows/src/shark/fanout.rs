@@ -9,8 +9,8 @@ use chum_core::activity_contract::SharkActivities;
 use chum_core::candidate::{candidate_score, diff_lines};
 use chum_core::ids::{candidate_branch, candidate_workflow_id};
 use chum_core::proto::{
-    CandidateInput, DiscardCandidatesRequest, ExecuteReport, GateName, GateResult, Outcome, Phase, SharkInput,
-    SharkResult, UpdateMode,
+    CandidateInput, DiscardCandidatesRequest, ExecuteReport, GateName, GateResult, LeaseMode, Outcome, Phase,
+    SharkInput, SharkResult, UpdateMode,
 };
 use chum_core::text::excerpt;
 use temporalio_sdk::{ActivityExecutionError, CancellableFuture, WorkflowContext, WorkflowResult, WorkflowTermination};
@@ -208,6 +208,9 @@ pub(super) async fn run_candidate(
         select_best: false,
         merge_queue: false,
         update: UpdateMode::Unspecified,
+        concurrency: 0,
+        leases: LeaseMode::Off,
+        rereview_on_update: false,
     };
     let spec = AttemptSpec {
         setup: &setup,

@@ -1,5 +1,5 @@
-//! LAND through the merge queue (projects with the `merge` policy, runs started after patch
-//! "merge-queue"): the base branch only moves to a tree whose gates passed on exactly it.
+//! LAND through the merge queue, kept by the project's Coordinator (projects with the `merge`
+//! policy, runs started after patch "merge-queue"): the base branch only moves to a tree whose gates passed on exactly it.
 //!
 //! ```text
 //! commit the gated tree on the bead's branch (held: not merged)
@@ -15,9 +15,8 @@
 
 use chum_core::activity_contract::SharkActivities;
 use chum_core::gate_text::{conflict_feedback, reverification_feedback, short_commit};
-use chum_core::ids::merge_queue_workflow_id;
 use chum_core::proto::{
-    ExecuteReport, GateName, GateResult, IntegrationReport, LandRequest, MergeQueueInput, Phase, QueueEntry, TurnDone,
+    ExecuteReport, GateName, GateResult, IntegrationReport, LandRequest, Phase, QueueEntry, TurnDone,
     UpdateToBaseRequest,
 };
 use chum_core::text::excerpt;
@@ -25,9 +24,8 @@ use temporalio_sdk::{ActivityExecutionError, SignalWorkflowOptions};
 
 use super::checks::{GatesVerdict, Step};
 use super::ending::Work;
-use super::options::queue_options;
 use super::{Approved, Setup, Shark};
-use crate::merge_queue::MergeQueueWorkflow;
+use crate::coordinator::CoordinatorWorkflow;
 
 /// How often one turn brings the work up to a base that moved again before giving up.
 const MAX_LANDING_TRIES: u32 = 5;
@@ -75,16 +73,7 @@ impl Shark<'_> {
         }
 
         self.enter_phase(Phase::Queued, attempt);
-        let queue = merge_queue_workflow_id(&self.run.project);
-        // Started by the first Shark that needs it; for every later one it is already running.
-        let input = MergeQueueInput {
-            project: self.run.project.clone(),
-            ..MergeQueueInput::default()
-        };
-        let _ = self
-            .ctx
-            .start_child_workflow(MergeQueueWorkflow::run, input, queue_options(&queue))
-            .await;
+        let queue = self.ensure_coordinator().await;
         self.ctx.state_mut(|s| s.merge_turn = false);
         let entry = QueueEntry {
             workflow_id: self.run.workflow_id.clone(),
@@ -92,11 +81,12 @@ impl Shark<'_> {
             bead_id: self.run.bead_id.clone(),
             attempt,
             joined_ms: self.now_ms(),
+            ..QueueEntry::default()
         };
         let joined = self
             .ctx
             .external_workflow(queue.clone(), None)
-            .signal(MergeQueueWorkflow::join, entry, SignalWorkflowOptions::default())
+            .signal(CoordinatorWorkflow::join, entry, SignalWorkflowOptions::default())
             .await;
         if let Err(err) = joined {
             let mut failed = integration;
@@ -132,7 +122,7 @@ impl Shark<'_> {
         let _ = self
             .ctx
             .external_workflow(queue, None)
-            .signal(MergeQueueWorkflow::done, done, SignalWorkflowOptions::default())
+            .signal(CoordinatorWorkflow::done, done, SignalWorkflowOptions::default())
             .await;
         landing
     }
@@ -199,11 +189,19 @@ impl Shark<'_> {
                     candidate: 0,
                     verification,
                 };
-                for gate in [GateName::Semgrep, GateName::Dod] {
-                    if !setup.gates.contains(&gate) {
-                        continue;
-                    }
+                // In the project's order; the review only when the project asks for it.
+                let again: Vec<GateName> = setup
+                    .gates
+                    .iter()
+                    .copied()
+                    .filter(|g| match g {
+                        GateName::Review => setup.rereview_on_update,
+                        _ => matches!(g, GateName::Semgrep | GateName::Dod),
+                    })
+                    .collect();
+                for gate in again {
                     let verdict = match gate {
+                        GateName::Review => self.review_gate(&step, &[]).await,
                         GateName::Semgrep => self.semgrep_gate(&step).await,
                         _ => self.dod_gate(&step).await,
                     };

@@ -26,6 +26,7 @@ mod fanout;
 mod gate;
 mod land;
 mod options;
+mod slots;
 mod status;
 
 use std::error::Error;
@@ -34,8 +35,8 @@ use chum_core::config::Limits;
 use chum_core::gate::{parse_gate_payload, signal_excerpt, signal_json};
 use chum_core::ids::bead_branch;
 use chum_core::proto::{
-    Bead, BeadStatus, GateDecision, GateName, GateReceipt, LoadBeadRequest, Outcome, Phase, Plan, RejectedSignal,
-    RunRecord, RunRef, SelectMode, SharkInput, SharkResult, SharkStatus, UpdateMode,
+    Bead, BeadStatus, GateDecision, GateName, GateReceipt, LeaseMode, LoadBeadRequest, Outcome, Phase, Plan,
+    RejectedSignal, RunRecord, RunRef, SelectMode, SharkInput, SharkResult, SharkStatus, UpdateMode,
 };
 use temporalio_common::data_converters::RawValue;
 use temporalio_sdk::workflows::{workflow, workflow_methods};
@@ -46,6 +47,7 @@ use ending::{Partial, is_budget_exhausted};
 use gate::GateOutcome;
 pub use gate::{approve_payload, json_payload};
 use land::Landing;
+use slots::SlotProblem;
 
 use chum_core::activity_contract::SharkActivities;
 
@@ -64,6 +66,9 @@ pub struct SharkWorkflow {
     decision: Option<GateDecision>,
     /// The merge queue gave this run its turn at the base branch.
     merge_turn: bool,
+    /// This run asked the Coordinator for an execution slot, and got it.
+    slot_asked: bool,
+    slot_granted: bool,
 }
 
 /// One Shark run as its steps see it: the workflow context, which run, its limits. In the style of
@@ -89,6 +94,12 @@ struct Setup {
     /// Land through the project's merge queue, bringing the work up to the base by `update`.
     merge_queue: bool,
     update: UpdateMode,
+    /// Execution slots of the project (0: none asked, a run from before them) and how its planned
+    /// files are leased.
+    concurrency: u32,
+    leases: LeaseMode,
+    /// Review again under the merge turn when the base had moved (Semgrep and the DoD always).
+    rereview_on_update: bool,
 }
 
 /// The plan a person approved, and who.
@@ -108,7 +119,10 @@ impl SharkWorkflow {
         if input.candidate.is_some() {
             return fanout::run_candidate(ctx, input).await;
         }
-        let result = run_shark(&Shark::new(ctx, &input)).await?;
+        let outcome = run_shark(&Shark::new(ctx, &input)).await;
+        // The run has ended, whatever its outcome: its execution slot and leases are free.
+        Shark::new(ctx, &input).release_slot().await;
+        let result = outcome?;
         // Runs started before this step existed replay without it (the patch marker says which).
         if ctx.patched("record-run") {
             let shark = Shark::new(ctx, &input);
@@ -178,6 +192,13 @@ impl SharkWorkflow {
         self.merge_turn = true;
     }
 
+    /// An execution slot (and the leases on the plan's files), from `merge-queue-<project>`. The
+    /// payload is ignored.
+    #[signal(name = "slot_granted")]
+    pub fn slot_granted(&mut self, _ctx: &mut SyncWorkflowContext<Self>, _raw: RawValue) {
+        self.slot_granted = true;
+    }
+
     /// Phase, plan, attempt, gate results so far, refused signals, outcome.
     #[query(name = "status")]
     pub fn status(&self, _ctx: &WorkflowContextView) -> SharkStatus {
@@ -240,6 +261,19 @@ async fn run_shark(shark: &Shark<'_>) -> WorkflowResult<SharkResult> {
         Err(err) if is_budget_exhausted(&err) => return Ok(shark.stop_for_budget(&setup, &err, None).await),
         Err(err) => return shark.fail(err).await,
     };
+
+    // SLOT: an execution slot, and leases on the planned files (runs from before them go on).
+    if setup.concurrency > 0 && shark.ctx.patched("execution-slots") {
+        match shark.acquire_slot(&setup, &approved.plan).await {
+            Ok(()) => {}
+            Err(SlotProblem::Cancelled) => return shark.end_cancelled().await,
+            Err(SlotProblem::Unreachable(why)) => {
+                let note = format!("CHUM run {}: {why}", shark.run.workflow_id);
+                let _ = shark.update_bead(BeadStatus::Blocked, &note, "").await;
+                return Ok(shark.conclude(&setup, Outcome::Failed, why, None).await);
+            }
+        }
+    }
 
     // ATTEMPTS: EXECUTE -> gates in order; a review rejection or Semgrep findings send the work
     // back within the attempt (a rejection swaps executor and reviewer), a failed DoD ends it.
@@ -336,6 +370,9 @@ impl Shark<'_> {
             select_best: project.select() == SelectMode::Best,
             merge_queue: project.merge_queue,
             update: project.update(),
+            rereview_on_update: project.rereview_on_update,
+            concurrency: project.concurrency,
+            leases: project.leases(),
         }))
     }
 }

@@ -102,8 +102,8 @@ pub(super) fn follow_up_options(id: &str) -> ChildWorkflowOptions {
         .build()
 }
 
-/// The project's merge queue, started by the first Shark that needs it: a child that outlives it.
-pub(super) fn queue_options(id: &str) -> ChildWorkflowOptions {
+/// The project's Coordinator, started by the first Shark that needs it: a child that outlives it.
+pub(super) fn coordinator_options(id: &str) -> ChildWorkflowOptions {
     follow_up_options(id)
 }
 

@@ -1,5 +1,5 @@
-//! The merge queue's activity: whether the Shark holding the turn is still open (a Shark that
-//! ended without giving the turn back loses it).
+//! The Coordinator's activity: whether a Shark holding a slot or the merge turn is still open (a
+//! Shark that ended without giving them back loses them).
 
 use std::sync::Arc;
 
@@ -13,10 +13,10 @@ use crate::error::retryable;
 
 /// The registered activity (it needs only the Temporal client, not the configuration).
 #[derive(Default)]
-pub struct MergeQueueActivitiesImpl;
+pub struct CoordinatorActivitiesImpl;
 
 #[activities]
-impl MergeQueueActivitiesImpl {
+impl CoordinatorActivitiesImpl {
     #[activity(definition = chum_core::activity_contract::definitions::RunOpen)]
     pub async fn run_open(
         self: Arc<Self>,

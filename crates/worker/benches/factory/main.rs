@@ -9,9 +9,13 @@
 //! - throughput: `CHUM_BENCH_THROUGHPUT` (100) beads, 10 at once;
 //! - history events per Shark, activity schedule-to-start latency (the SDK's metric), the process's
 //!   peak RSS (worker + the benchmark driver), Semgrep time per attempt;
+//! - many Sharks on one repository through the merge queue (`queue.rs`): total time,
+//!   re-verifications, redos caused by conflicts, time main spent red (must be zero);
 //! - the crystallization payoff: what one repeated mistake costs (from the end of the execution
 //!   that made it to the start of the one that fixes it) when the definition of done catches it,
 //!   and when a learned Semgrep rule catches it first.
+
+mod queue;
 
 use chum_core::proto::GateName;
 use std::fmt::Write as _;
@@ -218,6 +222,11 @@ fn main() {
 }
 
 async fn run() {
+    // `CHUM_BENCH_ONLY=queue`: only the merge queue's part.
+    if std::env::var("CHUM_BENCH_ONLY").as_deref() == Ok("queue") {
+        print_table(&queue::merge_queue_rows().await);
+        return;
+    }
     let sequential = env_count("CHUM_BENCH_BEADS", 50);
     let parallel = env_count("CHUM_BENCH_THROUGHPUT", 100);
     let concurrency = 10;
@@ -231,7 +240,12 @@ async fn run() {
                 beads: Some(beads(sequential + parallel)),
                 ..Default::default()
             }
-            .with_config(|c| c.dispatcher.enabled = Some(false)),
+            .with_config(move |c| {
+                c.dispatcher.enabled = Some(false);
+                // Every bead plans the same files: execution slots only, no leases.
+                c.project().concurrency = Some(concurrency as u32);
+                c.project().leases = Some("off".into());
+            }),
         )
         .await,
     );
@@ -407,8 +421,13 @@ async fn run() {
         .await;
 
     let mut rows = rows;
+    rows.extend(queue::merge_queue_rows().await);
     rows.extend(crystallization_payoff().await);
+    print_table(&rows);
+}
 
+/// Prints the table and writes it to `target/bench/factory.md`.
+fn print_table(rows: &[Row]) {
     let mut table = String::new();
     let _ = writeln!(
         table,
@@ -417,7 +436,7 @@ async fn run() {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
     let _ = writeln!(table, "| measure | result | target | met |\n|---|---|---|---|");
-    for r in &rows {
+    for r in rows {
         let met = match r.met {
             Some(true) => "yes",
             Some(false) => "**no**",

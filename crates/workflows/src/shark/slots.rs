@@ -1,0 +1,87 @@
+//! WAIT FOR A SLOT (runs started after patch "execution-slots"): an approved plan executes only
+//! when one of the project's `concurrency` execution slots is free and no executing Shark leases
+//! a file it plans to touch; a Shark waiting for a person holds no slot. The slot and the leases
+//! are the run's until it ends, whatever its outcome; the project's Coordinator hands them out and
+//! takes back those of a run that ended without giving them back.
+
+use chum_core::ids::coordinator_workflow_id;
+use chum_core::proto::{CoordinatorInput, Phase, Plan, QueueEntry, SlotRelease, SlotRequest};
+use temporalio_sdk::{SignalWorkflowOptions, WorkflowCancellationToken};
+
+use super::options::coordinator_options;
+use super::{Setup, Shark};
+use crate::coordinator::CoordinatorWorkflow;
+
+impl Shark<'_> {
+    /// Starts the project's Coordinator if it is not running (a child that outlives this run).
+    pub(super) async fn ensure_coordinator(&self) -> String {
+        let id = coordinator_workflow_id(&self.run.project);
+        let input = CoordinatorInput {
+            project: self.run.project.clone(),
+            ..CoordinatorInput::default()
+        };
+        // Already running (started by another Shark): that is the one this run talks to.
+        let _ = self
+            .ctx
+            .start_child_workflow(CoordinatorWorkflow::run, input, coordinator_options(&id))
+            .await;
+        id
+    }
+
+    /// Waits for an execution slot and the leases on the plan's files. `Err` when the run was
+    /// cancelled while it waited, or the coordinator could not be reached (the reason).
+    pub(super) async fn acquire_slot(&self, setup: &Setup, plan: &Plan) -> Result<(), SlotProblem> {
+        self.enter_phase(Phase::WaitingForSlot, 0);
+        let coordinator = self.ensure_coordinator().await;
+        let request = SlotRequest {
+            entry: Some(QueueEntry {
+                workflow_id: self.run.workflow_id.clone(),
+                run_id: self.run.run_id.clone(),
+                bead_id: self.run.bead_id.clone(),
+                joined_ms: self.now_ms(),
+                files: plan.files.clone(),
+                ..QueueEntry::default()
+            }),
+            concurrency: setup.concurrency,
+            leases: setup.leases as i32,
+        };
+        self.ctx.state_mut(|s| s.slot_asked = true);
+        self.ctx
+            .external_workflow(coordinator.clone(), None)
+            .signal(CoordinatorWorkflow::acquire, request, SignalWorkflowOptions::default())
+            .await
+            .map_err(|e| {
+                SlotProblem::Unreachable(format!("the coordinator {coordinator} could not be reached: {e}"))
+            })?;
+        self.ctx
+            .wait_condition(|s| s.slot_granted)
+            .await
+            .map_err(|_| SlotProblem::Cancelled)
+    }
+
+    /// Gives back the slot and the leases (the run has ended). Sent whatever the run's own
+    /// cancellation; a coordinator that misses it takes them back when it finds the run closed.
+    pub(super) async fn release_slot(&self) {
+        if !self.ctx.state(|s| s.slot_asked) {
+            return;
+        }
+        let release = SlotRelease {
+            workflow_id: self.run.workflow_id.clone(),
+            run_id: self.run.run_id.clone(),
+        };
+        let options = SignalWorkflowOptions::builder()
+            .cancellation_token(WorkflowCancellationToken::new())
+            .build();
+        let _ = self
+            .ctx
+            .external_workflow(coordinator_workflow_id(&self.run.project), None)
+            .signal(CoordinatorWorkflow::release, release, options)
+            .await;
+    }
+}
+
+/// Why a run did not get its slot.
+pub(super) enum SlotProblem {
+    Cancelled,
+    Unreachable(String),
+}
