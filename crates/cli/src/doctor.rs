@@ -139,6 +139,22 @@ pub async fn doctor(config: &ChumConfig) -> Result<ExitCode> {
             },
             Level::Fail,
         );
+        if repo_ok && project.integration == chum_core::config::IntegrationPolicy::Push {
+            // The push policy's remote, asked as the worker will ask it (its credentials too).
+            let token = match &project.remote_token_env {
+                Some(name) if std::env::var_os(name).is_some() => format!("; token from {name} (set here)"),
+                Some(name) => format!("; token from {name} (NOT set here)"),
+                None => String::new(),
+            };
+            r.check(
+                "  remote",
+                chum_activities::repo::fetch_base(project)
+                    .await
+                    .map(|tip| format!("{} at {}{token}", project.landing_branch(), &tip[..tip.len().min(12)]))
+                    .map_err(|e| e.to_string()),
+                Level::Fail,
+            );
+        }
         let what = format!("sandbox {}", project.name);
         match chum_activities::exec::resolve(project.sandbox, &config.sandbox) {
             Ok(Sandboxing::Bwrap(path)) => r.line(

@@ -167,6 +167,14 @@ async fn read_drivers(dir: &Path, git_dir: Option<&Path>) -> Result<Vec<String>,
     Ok(options)
 }
 
+/// A git command in `dir` pinned like every CHUM git call, for a caller that reads git's raw
+/// output and exit status itself (the remote's answers).
+pub(super) async fn pinned_command(dir: &Path, extra: &[String], args: &[&str]) -> Result<Command, GitError> {
+    let mut options = neutralized_drivers(dir, None).await?;
+    options.extend_from_slice(extra);
+    Ok(command(dir, &options, args))
+}
+
 /// Runs `git <args>` in `dir` (a repository or its main checkout) and returns its trimmed stdout.
 pub async fn git(dir: &Path, args: &[&str]) -> Result<String, GitError> {
     let drivers = neutralized_drivers(dir, None).await?;
@@ -375,6 +383,8 @@ pub(crate) mod testing {
             base_branch: "main".into(),
             dod: vec![],
             integration,
+            remote: "origin".into(),
+            remote_token_env: None,
             beads_file: ".beads/issues.jsonl".into(),
             enabled: true,
             gates: chum_core::config::GateName::DEFAULT_ORDER.to_vec(),

@@ -39,7 +39,7 @@ pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Resul
     let repo = &project.repo;
     let worktree = PathBuf::from(&req.worktree);
     let mut report = IntegrationReport {
-        base_branch: project.base_branch.clone(),
+        base_branch: project.landing_branch(),
         ..IntegrationReport::default()
     };
     // CHUM's git in the worktree, checked first: a worktree whose link to the repository was
@@ -111,6 +111,12 @@ pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Resul
     // Held for the merge queue (which brings it up to the base and lands it), kept as partial
     // work, or left on its branch by policy.
     if req.hold || req.partial || project.integration == IntegrationPolicy::Branch {
+        return Ok(report);
+    }
+    if project.integration == IntegrationPolicy::Push {
+        // Only the merge queue pushes (a run started before it cannot have a `push` project).
+        report.problem =
+            format!("the `push` policy lands through the merge queue only; the work is on branch {branch}");
         return Ok(report);
     }
 

@@ -1,15 +1,18 @@
 //! Landing under the merge queue's turn: a bead's committed work brought up to the base's tip in
 //! its worktree (rebase or merge), and the base fast-forwarded to it only if the base is still the
 //! tip it was verified on. Both are safe to retry: an update already done is found, a landing
-//! already done is found.
+//! already done is found. With the `push` policy the base is the remote's: fetched for the
+//! update, and landing is a push that is never forced (git refuses one that is not a fast-forward
+//! of what the remote has: the compare-and-swap).
 
 use std::path::PathBuf;
 
-use chum_core::config::ProjectConfig;
+use chum_core::config::{IntegrationPolicy, ProjectConfig};
 use chum_core::proto::{LandReport, LandRequest, UpdateMode, UpdateToBaseReport, UpdateToBaseRequest};
 use chum_core::text::excerpt;
 
 use super::integrate::fast_forward_base;
+use super::remote::{PushOutcome, fetch_base, push_base};
 use super::workspace::{RepoLock, RepoProblem, check_repository};
 use crate::repo::{GitError, WorktreeGit, git_ok, resolve};
 
@@ -23,7 +26,11 @@ pub async fn update_to_base(
     project: &ProjectConfig,
     req: &UpdateToBaseRequest,
 ) -> Result<UpdateToBaseReport, RepoProblem> {
-    let base_tip = check_repository(project).await?;
+    let mut base_tip = check_repository(project).await?;
+    if project.integration == IntegrationPolicy::Push {
+        base_tip = fetch_base(project).await?;
+        follow_remote(project, &base_tip).await;
+    }
     let repo = &project.repo;
     let mut report = UpdateToBaseReport {
         base_tip: base_tip.clone(),
@@ -53,7 +60,7 @@ pub async fn update_to_base(
         return Ok(report);
     }
     if !is_ancestor_in(&wt, &base_tip, &head).await? {
-        let base_branch = &project.base_branch;
+        let base_branch = &project.landing_branch();
         let updated = match req.mode() {
             UpdateMode::Merge => {
                 let message = format!("Merge {base_branch} into {}", req.branch);
@@ -101,6 +108,9 @@ pub async fn update_to_base(
 /// verified on (under the repository's base lock, so nothing moves it in between).
 pub async fn land(project: &ProjectConfig, req: &LandRequest) -> Result<LandReport, RepoProblem> {
     check_repository(project).await?;
+    if project.integration == IntegrationPolicy::Push {
+        return land_on_remote(project, req).await;
+    }
     let repo = &project.repo;
     let base_ref = format!("refs/heads/{}", project.base_branch);
     let _lock = RepoLock::base_branch(repo).await?;
@@ -133,6 +143,67 @@ pub async fn land(project: &ProjectConfig, req: &LandRequest) -> Result<LandRepo
         }
     }
     Ok(report)
+}
+
+/// The `push` policy's landing: the remote's base moves to the verified commit only if it is still
+/// the tip the commit was verified on. Under the base lock, so the local base follows in order.
+async fn land_on_remote(project: &ProjectConfig, req: &LandRequest) -> Result<LandReport, RepoProblem> {
+    let repo = &project.repo;
+    let _lock = RepoLock::base_branch(repo).await?;
+    let now = fetch_base(project).await?;
+    let mut report = LandReport::default();
+    if is_ancestor(repo, &req.commit, &now).await? {
+        // Pushed already (a retried activity).
+        report.landed = true;
+        follow_remote(project, &now).await;
+        return Ok(report);
+    }
+    if now != req.base_tip {
+        report.base_moved = true;
+        return Ok(report);
+    }
+    if !is_ancestor(repo, &req.base_tip, &req.commit).await? {
+        report.problem = format!(
+            "{} does not stand on {} {}; nothing was pushed",
+            req.commit,
+            project.landing_branch(),
+            req.base_tip
+        );
+        return Ok(report);
+    }
+    match push_base(project, &req.commit).await? {
+        PushOutcome::Pushed => {
+            report.landed = true;
+            follow_remote(project, &req.commit).await;
+        }
+        PushOutcome::Moved => report.base_moved = true,
+        PushOutcome::Refused(said) => {
+            report.problem = format!(
+                "{} refused the push to {}: {said}; the work is on branch {}",
+                project.remote, project.base_branch, req.branch
+            );
+        }
+    }
+    Ok(report)
+}
+
+/// With the `push` policy the local base follows the remote's when it can (a fast-forward, its
+/// checkout clean), so the next attempts start from what the remote has. When it cannot, nothing
+/// is lost: updates rebase onto the remote's base anyway.
+async fn follow_remote(project: &ProjectConfig, remote_tip: &str) {
+    let repo = &project.repo;
+    let base_ref = format!("refs/heads/{}", project.base_branch);
+    let Ok(Some(local)) = resolve(repo, &base_ref).await else {
+        return;
+    };
+    if local == remote_tip || !matches!(is_ancestor(repo, &local, remote_tip).await, Ok(true)) {
+        return;
+    }
+    match fast_forward_base(project, remote_tip, &local).await {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => tracing::info!(project = %project.name, "the local base stays behind the remote's: {why}"),
+        Err(e) => tracing::info!(project = %project.name, "the local base stays behind the remote's: {e}"),
+    }
 }
 
 /// An earlier try of this update that died halfway (its worker killed with its git) may have left

@@ -7,6 +7,7 @@ mod integrate;
 mod land;
 mod map;
 mod own_change;
+mod remote;
 mod workspace;
 mod worktree;
 
@@ -19,6 +20,7 @@ pub use integrate::integrate;
 pub use land::{land, update_to_base};
 pub use map::{Lang, RepoMap, outline, repo_map};
 pub use own_change::{OwnChange, OwnChangeOutcome, commit_own_change};
+pub use remote::{PushOutcome, RemoteError, fetch_base, push_base, tracking_ref};
 pub use workspace::{RepoProblem, check_repository};
 pub use worktree::{
     AttemptChanges, AttemptWorktree, discard_candidates, drift, hold_to_tree, prepare_plan_worktree, prepare_worktree,

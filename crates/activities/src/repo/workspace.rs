@@ -24,6 +24,8 @@ pub enum RepoProblem {
     MissingCopyFile { file: String, repo: String },
     #[error(transparent)]
     Git(#[from] GitError),
+    #[error(transparent)]
+    Remote(#[from] super::remote::RemoteError),
 }
 
 impl RepoProblem {
@@ -34,6 +36,7 @@ impl RepoProblem {
         match self {
             RepoProblem::Git(GitError::Spawn(_)) => false,
             RepoProblem::Git(GitError::Failed { stderr, .. }) => !is_lock_contention(stderr),
+            RepoProblem::Remote(e) => e.is_permanent(),
             _ => true,
         }
     }

@@ -140,7 +140,7 @@ impl SharkSteps {
                 fanout,
                 select,
                 // `merge` lands through the merge queue: the base only moves to a verified tree.
-                merge_queue: project.integration == IntegrationPolicy::Merge,
+                merge_queue: matches!(project.integration, IntegrationPolicy::Merge | IntegrationPolicy::Push),
                 update: project.update as i32,
                 rereview_on_update: project.rereview_on_update,
                 concurrency: project.concurrency,

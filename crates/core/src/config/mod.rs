@@ -313,6 +313,43 @@ mod tests {
     }
 
     #[test]
+    fn the_push_policy_lands_on_a_named_remote_with_credentials_by_variable_name() {
+        let push = GOOD.replace("integration = \"merge\"", "integration = \"push\"");
+        let demo = load(&push).expect("valid").projects["demo"].clone();
+        assert_eq!(demo.integration, IntegrationPolicy::Push);
+        assert_eq!(
+            (demo.remote.as_str(), demo.remote_token_env.as_deref()),
+            ("origin", None)
+        );
+        assert_eq!(demo.landing_branch(), "origin/main");
+        let named = push.replace(
+            "integration = \"push\"",
+            "integration = \"push\"\nremote = \"forge\"\nremote_token_env = \"GITHUB_TOKEN\"",
+        );
+        let demo = load(&named).expect("valid").projects["demo"].clone();
+        assert_eq!(
+            (demo.remote.as_str(), demo.remote_token_env.as_deref()),
+            ("forge", Some("GITHUB_TOKEN"))
+        );
+        expect_invalid(
+            &push.replace(
+                "integration = \"push\"",
+                "integration = \"push\"\nremote = \"--upload-pack=x\"",
+            ),
+            "projects.demo.remote",
+            "not a remote's name",
+        );
+        expect_invalid(
+            &push.replace(
+                "integration = \"push\"",
+                "integration = \"push\"\nremote_token_env = \"ghp_abc123 secret\"",
+            ),
+            "projects.demo.remote_token_env",
+            "not an environment variable name",
+        );
+    }
+
+    #[test]
     fn bad_values_are_rejected_with_their_key() {
         expect_invalid(
             &GOOD.replace("\"merge\"", "\"rebase\""),

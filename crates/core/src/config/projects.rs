@@ -38,12 +38,27 @@ impl Validator {
             let integration = match p.integration.as_deref().unwrap_or("branch") {
                 "branch" => IntegrationPolicy::Branch,
                 "merge" => IntegrationPolicy::Merge,
+                "push" => IntegrationPolicy::Push,
                 other => {
                     return Err(self.invalid(
                         key("integration"),
-                        format!("{other:?} is not one of \"branch\", \"merge\""),
+                        format!("{other:?} is not one of \"branch\", \"merge\", \"push\""),
                     ));
                 }
+            };
+            let remote = self.non_empty(&key("remote"), p.remote, "origin")?;
+            if remote.starts_with('-') || remote.chars().any(|c| c.is_whitespace() || c == ':') {
+                return Err(self.invalid(
+                    key("remote"),
+                    format!("{remote:?} is not a remote's name; name one `git remote` lists in the repository, e.g. \"origin\""),
+                ));
+            }
+            let remote_token_env = match p.remote_token_env {
+                None => None,
+                Some(name) => self
+                    .env_names(&key("remote_token_env"), std::slice::from_ref(&name), tokens_env)?
+                    .into_iter()
+                    .next(),
             };
             if let Some(i) = p.dod.iter().position(|c| c.trim().is_empty()) {
                 return Err(self.invalid(format!("{}[{i}]", key("dod")), "an empty command"));
@@ -165,6 +180,8 @@ impl Validator {
                     base_branch,
                     dod: p.dod,
                     integration,
+                    remote,
+                    remote_token_env,
                     beads_file,
                     enabled: p.enabled.unwrap_or(true),
                     gates,

@@ -119,6 +119,8 @@ pub struct RawProject {
     pub base_branch: Option<String>,
     pub dod: Vec<String>,
     pub integration: Option<String>,
+    pub remote: Option<String>,
+    pub remote_token_env: Option<String>,
     pub beads_file: Option<String>,
     pub enabled: Option<bool>,
     pub sandbox: Option<String>,

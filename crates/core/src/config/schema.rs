@@ -89,6 +89,10 @@ pub enum IntegrationPolicy {
     Branch,
     /// Commit on `chum/<bead>` and fast-forward (or merge) it into the base branch.
     Merge,
+    /// As `merge`, but the base branch is the remote's (`remote`, default `origin`): the bead's
+    /// commit is brought up to the remote base's tip, verified there, and pushed to it (never
+    /// forced; a remote that moved meanwhile means update and verify again).
+    Push,
 }
 
 impl IntegrationPolicy {
@@ -96,6 +100,7 @@ impl IntegrationPolicy {
         match self {
             IntegrationPolicy::Branch => "branch",
             IntegrationPolicy::Merge => "merge",
+            IntegrationPolicy::Push => "push",
         }
     }
 }
@@ -192,6 +197,13 @@ pub struct ProjectConfig {
     /// Definition-of-done commands, run with `sh -c` in the attempt's worktree, in order.
     pub dod: Vec<String>,
     pub integration: IntegrationPolicy,
+    /// With the `push` policy: the git remote (by name, as `git remote` lists it in `repo`) whose
+    /// base branch beads land on.
+    pub remote: String,
+    /// With the `push` policy: the name of an environment variable of the worker's holding a token
+    /// for an HTTPS remote, handed to git through `GIT_ASKPASS` (never in argv, logs or history).
+    /// None: git's own mechanisms only (an SSH agent, or no credentials).
+    pub remote_token_env: Option<String>,
     /// The native Beads file, relative to `repo` (default `.beads/issues.jsonl`).
     pub beads_file: PathBuf,
     pub enabled: bool,
@@ -235,6 +247,16 @@ pub enum SandboxMode {
     Bwrap,
     /// No sandbox.
     None,
+}
+
+impl ProjectConfig {
+    /// Where beads land, as people read it: the base branch, or the remote's (`origin/main`).
+    pub fn landing_branch(&self) -> String {
+        match self.integration {
+            IntegrationPolicy::Push => format!("{}/{}", self.remote, self.base_branch),
+            _ => self.base_branch.clone(),
+        }
+    }
 }
 
 impl SandboxMode {

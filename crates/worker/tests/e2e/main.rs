@@ -14,6 +14,7 @@ mod many_sharks;
 mod merge_queue;
 mod monte_carlo;
 mod operations;
+mod remote;
 mod sandbox;
 mod shark_paths;
 mod worker_binary;
