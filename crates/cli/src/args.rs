@@ -183,6 +183,15 @@ pub enum Command {
         #[arg(long = "label", value_name = "LABEL")]
         labels: Vec<String>,
     },
+    /// Open a blocked bead again, so the dispatcher starts a new Shark for it once it is ready
+    /// (what blocked it stays in its notes, with who reopened it and why).
+    Retry {
+        /// The bead's id.
+        bead: String,
+        /// Why, for the bead's notes (e.g. "the hook is fixed").
+        #[arg(long, default_value = "")]
+        note: String,
+    },
     /// The backlog as the dispatcher sees it: ready, blocked (and by what), in progress.
     Backlog {
         /// Closed beads too, each with the evidence it was closed with.

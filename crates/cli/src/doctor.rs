@@ -139,6 +139,18 @@ pub async fn doctor(config: &ChumConfig) -> Result<ExitCode> {
             },
             Level::Fail,
         );
+        if repo_ok {
+            // Read as the worker reads it: a Dolt store under the native backend is refused here.
+            r.check(
+                "  backlog",
+                chum_activities::backlog::Backlog::of(project)
+                    .items()
+                    .await
+                    .map(|items| format!("{} bead(s)", items.len()))
+                    .map_err(|e| e.to_string()),
+                Level::Fail,
+            );
+        }
         if repo_ok && project.integration == chum_core::config::IntegrationPolicy::Push {
             // The push policy's remote, asked as the worker will ask it (its credentials too).
             let token = match &project.remote_token_env {

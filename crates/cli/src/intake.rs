@@ -82,6 +82,74 @@ pub async fn create(config: &ChumConfig, project: &str, args: CreateArgs<'_>) ->
     Ok(ExitCode::SUCCESS)
 }
 
+/// What `chum retry` did, for scripts.
+#[derive(serde::Serialize)]
+struct Reopened<'a> {
+    id: &'a str,
+    was: String,
+    status: String,
+}
+
+/// Opens a blocked bead again for the dispatcher. Only a blocked bead: a closed one is done (a new
+/// bead is new work), an open one is already waiting, one in progress has a Shark.
+pub async fn retry(config: &ChumConfig, out: Out, project: &str, id: &str, note: &str) -> Result<ExitCode> {
+    use chum_core::proto::BeadStatus;
+    let project_config = config.project(project).map_err(crate::output::usage)?;
+    let backlog = Backlog::of(project_config);
+    let bead = backlog.get(id).await.map_err(|e| {
+        if e.is_not_found() {
+            crate::output::failed(format!("no bead {id} in {project}; `chum backlog --all` lists them"))
+        } else {
+            crate::output::failed(e)
+        }
+    })?;
+    let state = bead.state();
+    match state {
+        BeadStatus::Blocked => {}
+        BeadStatus::Closed => {
+            return Err(crate::output::failed(format!(
+                "{id} is closed (`chum backlog --all` shows its evidence); for more work on it, `chum create` a new bead"
+            )));
+        }
+        BeadStatus::Open => {
+            return Err(crate::output::failed(format!(
+                "{id} is open already; the dispatcher starts it once it is ready (`chum backlog` says what it waits for)"
+            )));
+        }
+        _ => {
+            return Err(crate::output::failed(format!(
+                "{id} is {}; a Shark has it (`chum status {id}`), cancel that run first (`chum cancel {id}`)",
+                bead.status
+            )));
+        }
+    }
+    let why = if note.trim().is_empty() {
+        String::new()
+    } else {
+        format!(": {}", note.trim())
+    };
+    let written = format!("reopened by {} with `chum retry`{why}", crate::os_user());
+    let status = backlog
+        .update(id, BeadStatus::Open, &written, "")
+        .await
+        .map_err(crate::output::failed)?;
+    if !out.text() {
+        out.one(&Reopened {
+            id,
+            was: bead.status.clone(),
+            status,
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{id} is open again (was {}): {}", bead.status, bead.title);
+    if config.dispatcher.enabled && project_config.enabled {
+        println!("  the dispatcher starts a new Shark once it is ready; follow it with `chum watch {id}`");
+    } else {
+        println!("  the dispatcher is off for {project}; start it with `chum submit {id}`");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Prints the backlog as the dispatcher sees it (with `all`, closed beads and their evidence too),
 /// and, when the server answers, what the Sharks of the beads in progress are doing: executing,
 /// waiting for a person, or waiting for an execution slot (and why).

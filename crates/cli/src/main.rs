@@ -98,6 +98,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Usage { by, days } => return reports::usage(&config, out, project, by, *days),
         Command::Doctor => return doctor::doctor(&config).await,
+        Command::Retry { bead, note } => {
+            let project = only_project(&config, project)?;
+            return intake::retry(&config, out, &project, bead, note).await;
+        }
         Command::Backlog { all } => {
             let project = only_project(&config, project)?;
             return intake::show_backlog(&config, out, &project, *all).await;
@@ -196,6 +200,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         | Command::Lessons { .. }
         | Command::Create { .. }
         | Command::Backlog { .. }
+        | Command::Retry { .. }
         | Command::Usage { .. }
         | Command::Doctor
         | Command::Groom { .. } => unreachable!("handled above"),

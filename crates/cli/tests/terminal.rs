@@ -256,3 +256,69 @@ fn completions_and_a_man_page_come_from_the_same_definition() {
     assert_eq!(code, 0);
     assert!(help.contains("3  Temporal (or a worker) did not answer"), "{help}");
 }
+
+#[test]
+fn retry_opens_a_blocked_bead_again_and_refuses_the_others_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_project(dir.path());
+    let beads = dir.path().join("project/.beads/issues.jsonl");
+    let text = std::fs::read_to_string(&beads).unwrap().replace(
+        "\"title\":\"Ready\",\"status\":\"open\"",
+        "\"title\":\"Ready\",\"status\":\"blocked\",\"notes\":\"CHUM run shark-tk-b: integration failed: origin refused the push\"",
+    );
+    std::fs::write(&beads, text).unwrap();
+    let config = config.to_str().unwrap();
+
+    let (code, out, err) = chum_in(
+        dir.path(),
+        &["--config", config, "retry", "tk-b", "--note", "the hook is fixed"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("tk-b is open again (was blocked): Ready\n"), "{out}");
+    let (_, listing, _) = chum_in(dir.path(), &["--config", config, "backlog"], &[]);
+    assert!(listing.contains("- tk-b [P1 task] Ready (ready)"), "{listing}");
+    let written = std::fs::read_to_string(&beads).unwrap();
+    let bead: serde_json::Value = written
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|b| b["id"] == "tk-b")
+        .unwrap();
+    let notes = bead["notes"].as_str().unwrap_or_default();
+    assert!(
+        notes.contains("origin refused the push") && notes.contains("with `chum retry`: the hook is fixed"),
+        "what blocked it stays, and who reopened it why: {notes}"
+    );
+
+    // Open already, closed, or unknown: refused (exit 1) with what to do instead.
+    let (code, _, err) = chum_in(dir.path(), &["--config", config, "retry", "tk-b"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("open already"), "{err}");
+    let (code, _, err) = chum_in(dir.path(), &["--config", config, "retry", "tk-a"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is closed") && err.contains("chum create"), "{err}");
+    let (code, _, err) = chum_in(dir.path(), &["--config", config, "retry", "tk-zz"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no bead tk-zz"), "{err}");
+
+    // For scripts.
+    std::fs::write(
+        &beads,
+        std::fs::read_to_string(&beads)
+            .unwrap()
+            .replace("\"status\":\"open\"", "\"status\":\"blocked\""),
+    )
+    .unwrap();
+    let (code, json, err) = chum_in(dir.path(), &["--config", config, "-o", "json", "retry", "tk-b"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let reopened: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(
+        (
+            reopened["id"].as_str(),
+            reopened["was"].as_str(),
+            reopened["status"].as_str()
+        ),
+        (Some("tk-b"), Some("blocked"), Some("open")),
+        "{json}"
+    );
+}

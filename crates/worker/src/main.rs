@@ -100,6 +100,23 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     let config_path = chum_client::settings::discover_config(args.config.as_deref())?;
     let config = Arc::new(chum_client::settings::load_config(&config_path)?);
+    // A project whose Beads live in bd's Dolt database cannot use the native backend: refused
+    // before anything starts, with what to set.
+    for project in config.projects.values().filter(|p| p.enabled) {
+        if project.backlog == chum_core::config::BacklogBackend::Native {
+            let beads_dir = project.repo.join(&project.beads_file);
+            if let Some(dir) = beads_dir.parent()
+                && chum_activities::backlog::is_dolt_store(dir)
+            {
+                anyhow::bail!(
+                    "{}: project {}: {}",
+                    config.source.display(),
+                    project.name,
+                    chum_activities::backlog::BeadsError::DoltStore(dir.to_path_buf())
+                );
+            }
+        }
+    }
     // The API's tokens and address are checked before anything starts.
     let tokens = if config.api.enabled {
         let tokens = worker::api::tokens_from_env(&config)?;

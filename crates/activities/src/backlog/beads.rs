@@ -22,6 +22,24 @@ pub enum BeadsError {
     Io { file: PathBuf, source: std::io::Error },
     #[error("bead {id} already exists in {file}")]
     Exists { id: String, file: PathBuf },
+    /// bd 0.50+ keeps its issues in a Dolt database and writes no JSONL: the native backend would
+    /// read a stale file, and write changes bd never sees.
+    #[error(
+        "{0} holds a Dolt database (bd 0.50 and later), which the native backend cannot read or write; set beads_backend = \"cli\" and beads_cli = \"bd\" for the project"
+    )]
+    DoltStore(PathBuf),
+}
+
+/// Whether the Beads directory `dir` holds bd's Dolt store (`dolt/`, or `metadata.json` saying
+/// `"database": "dolt"`).
+pub fn is_dolt_store(dir: &Path) -> bool {
+    if dir.join("dolt").is_dir() {
+        return true;
+    }
+    std::fs::read_to_string(dir.join("metadata.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .is_some_and(|m| m.get("database").and_then(Value::as_str) == Some("dolt"))
 }
 
 /// One line of the file: its text as read, and the issue it holds.
@@ -72,6 +90,11 @@ impl BeadsFile {
 
     /// Every issue with the line it was read from, so untouched issues are written back verbatim.
     fn read_lines(&self) -> Result<Vec<IssueLine>, BeadsError> {
+        if let Some(dir) = self.path.parent()
+            && is_dolt_store(dir)
+        {
+            return Err(BeadsError::DoltStore(dir.to_path_buf()));
+        }
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BeadsError::NoFile(self.path.clone())),
@@ -410,6 +433,42 @@ mod tests {
             file(dir.path()).get("demo-zzz"),
             Err(BeadsError::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn a_dolt_store_is_refused_with_what_to_set_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let beads = file(dir.path());
+        // br's own metadata (shared/fixtures/beads-br): SQLite plus this JSONL, read as usual.
+        std::fs::write(
+            dir.path().join("metadata.json"),
+            r#"{"database": "beads.db", "jsonl_export": "issues.jsonl"}"#,
+        )
+        .unwrap();
+        assert!(beads.get("demo-i76").is_ok());
+        // bd 0.50+: a Dolt database, by its metadata or its directory.
+        std::fs::write(dir.path().join("metadata.json"), r#"{"database": "dolt"}"#).unwrap();
+        let err = beads.get("demo-i76").unwrap_err();
+        assert!(matches!(err, BeadsError::DoltStore(_)), "{err}");
+        assert!(
+            err.to_string()
+                .contains("beads_backend = \"cli\" and beads_cli = \"bd\""),
+            "{err}"
+        );
+        assert!(matches!(
+            beads.update("demo-i76", |o| {
+                o.insert("status".into(), Value::String("closed".into()));
+            }),
+            Err(BeadsError::DoltStore(_))
+        ));
+        assert_eq!(
+            std::fs::read_to_string(beads.path()).unwrap(),
+            FIXTURE,
+            "nothing written"
+        );
+        std::fs::remove_file(dir.path().join("metadata.json")).unwrap();
+        std::fs::create_dir(dir.path().join("dolt")).unwrap();
+        assert!(matches!(beads.items(), Err(BeadsError::DoltStore(_))));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 mod beads;
 mod beads_cli;
-pub use beads::{BeadsError, BeadsFile, append_note, bead_from_json, now_rfc3339};
+pub use beads::{BeadsError, BeadsFile, append_note, bead_from_json, is_dolt_store, now_rfc3339};
 pub use beads_cli::{BeadsCli, BeadsCliError, parse_created_id, parse_issue_list};
 pub use chum_core::new_bead::NewBead;
 

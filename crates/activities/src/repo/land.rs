@@ -115,23 +115,10 @@ pub async fn land(project: &ProjectConfig, req: &LandRequest) -> Result<LandRepo
     let base_ref = format!("refs/heads/{}", project.base_branch);
     let _lock = RepoLock::base_branch(repo).await?;
     let now = resolve(repo, &base_ref).await?.unwrap_or_default();
+    if let Some(decided) = before_landing(project, req, &now).await? {
+        return Ok(decided);
+    }
     let mut report = LandReport::default();
-    if is_ancestor(repo, &req.commit, &now).await? {
-        // Landed already (a retried activity).
-        report.landed = true;
-        return Ok(report);
-    }
-    if now != req.base_tip {
-        report.base_moved = true;
-        return Ok(report);
-    }
-    if !is_ancestor(repo, &req.base_tip, &req.commit).await? {
-        report.problem = format!(
-            "{} does not stand on {} {}; nothing was landed",
-            req.commit, project.base_branch, req.base_tip
-        );
-        return Ok(report);
-    }
     match fast_forward_base(project, &req.commit, &req.base_tip).await? {
         Ok(()) => report.landed = true,
         Err(problem) => {
@@ -151,26 +138,13 @@ async fn land_on_remote(project: &ProjectConfig, req: &LandRequest) -> Result<La
     let repo = &project.repo;
     let _lock = RepoLock::base_branch(repo).await?;
     let now = fetch_base(project).await?;
+    if let Some(decided) = before_landing(project, req, &now).await? {
+        if decided.landed {
+            follow_remote(project, &now).await;
+        }
+        return Ok(decided);
+    }
     let mut report = LandReport::default();
-    if is_ancestor(repo, &req.commit, &now).await? {
-        // Pushed already (a retried activity).
-        report.landed = true;
-        follow_remote(project, &now).await;
-        return Ok(report);
-    }
-    if now != req.base_tip {
-        report.base_moved = true;
-        return Ok(report);
-    }
-    if !is_ancestor(repo, &req.base_tip, &req.commit).await? {
-        report.problem = format!(
-            "{} does not stand on {} {}; nothing was pushed",
-            req.commit,
-            project.landing_branch(),
-            req.base_tip
-        );
-        return Ok(report);
-    }
     match push_base(project, &req.commit).await? {
         PushOutcome::Pushed => {
             report.landed = true;
@@ -185,6 +159,33 @@ async fn land_on_remote(project: &ProjectConfig, req: &LandRequest) -> Result<La
         }
     }
     Ok(report)
+}
+
+/// What is decided before the base is touched, with the base at `now`: landed already (a retried
+/// activity), moved since the commit was verified, or a commit that does not stand on the tip it
+/// was verified on. None: land it.
+async fn before_landing(
+    project: &ProjectConfig,
+    req: &LandRequest,
+    now: &str,
+) -> Result<Option<LandReport>, RepoProblem> {
+    let repo = &project.repo;
+    let mut report = LandReport::default();
+    if is_ancestor(repo, &req.commit, now).await? {
+        report.landed = true;
+    } else if now != req.base_tip {
+        report.base_moved = true;
+    } else if !is_ancestor(repo, &req.base_tip, &req.commit).await? {
+        report.problem = format!(
+            "{} does not stand on {} {}; nothing was landed",
+            req.commit,
+            project.landing_branch(),
+            req.base_tip
+        );
+    } else {
+        return Ok(None);
+    }
+    Ok(Some(report))
 }
 
 /// With the `push` policy the local base follows the remote's when it can (a fast-forward, its

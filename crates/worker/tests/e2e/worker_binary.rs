@@ -75,6 +75,42 @@ fn check_validates_and_exits() {
 }
 
 #[test]
+fn a_bd_dolt_store_under_the_native_backend_is_refused_at_start_with_what_to_set() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join(".beads")).unwrap();
+    // What bd 0.50+ writes: a Dolt database, no issues.jsonl.
+    std::fs::write(
+        dir.path().join(".beads/metadata.json"),
+        r#"{"database": "dolt", "backend": "dolt"}"#,
+    )
+    .unwrap();
+    let path = dir.path().join("chum.toml");
+    let check = |config: &str| {
+        std::fs::write(&path, config).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_worker"))
+            .arg("--config")
+            .arg(&path)
+            .arg("--check")
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, text) = check(VALID);
+    assert!(!ok);
+    assert!(
+        text.contains("project demo")
+            && text.contains("Dolt database")
+            && text.contains("beads_backend = \"cli\" and beads_cli = \"bd\""),
+        "{text}"
+    );
+    let (ok, text) = check(&VALID.replace(
+        "repo = \".\"",
+        "repo = \".\"\nbeads_backend = \"cli\"\nbeads_cli = \"bd\"",
+    ));
+    assert!(ok, "{text}");
+}
+
+#[test]
 fn an_unreachable_server_names_the_address_and_how_to_start_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("chum.toml");
