@@ -512,4 +512,119 @@ mod tests {
         let landed = land_work(&p, "tk-1", "one.txt").await;
         assert_eq!(git(&bare, &["rev-parse", "main"]).await.unwrap(), landed);
     }
+
+    /// An HTTP forge: `git http-backend` behind Python's CGI server, answering only requests with
+    /// HTTP basic auth `x-access-token:<token>` (401 otherwise, as GitHub does).
+    const HTTP_FORGE: &str = r#"
+import base64, http.server, os, sys
+port, root, token = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+want = "Basic " + base64.b64encode(("x-access-token:" + token).encode()).decode()
+class Forge(http.server.CGIHTTPRequestHandler):
+    cgi_directories = ["/cgi-bin"]
+    def allowed(self):
+        if self.headers.get("Authorization") == want:
+            return True
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="forge"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return False
+    def do_GET(self):
+        if self.allowed():
+            self.run_cgi_at_git()
+    def do_POST(self):
+        if self.allowed():
+            self.run_cgi_at_git()
+    def run_cgi_at_git(self):
+        self.path = "/cgi-bin/git" + self.path
+        self.cgi_info = ("/cgi-bin", "git" + self.path[len("/cgi-bin/git"):])
+        self.run_cgi()
+# The CGI runs as this process's user (Python would switch a root server's CGI to nobody).
+http.server.nobody_uid = os.getuid
+os.chdir(root)
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Forge).serve_forever()
+"#;
+
+    #[tokio::test]
+    async fn a_token_reaches_an_http_remote_only_through_askpass() {
+        let dir = tempfile::tempdir().unwrap();
+        let serve = dir.path().join("serve");
+        std::fs::create_dir_all(serve.join("cgi-bin")).unwrap();
+        let seed = serve.join("seed");
+        std::fs::create_dir_all(&seed).unwrap();
+        init_repo(&seed).await;
+        git(&serve, &["clone", "-q", "--bare", "seed", "remote.git"])
+            .await
+            .unwrap();
+        let backend = serve.join("cgi-bin/git");
+        std::fs::write(
+            &backend,
+            format!(
+                "#!/bin/sh\nGIT_PROJECT_ROOT='{}' GIT_HTTP_EXPORT_ALL=1 exec git http-backend\n",
+                serve.display()
+            ),
+        )
+        .unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&backend, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let script = dir.path().join("forge.py");
+        std::fs::write(&script, HTTP_FORGE).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let token = "forge-token-5f3a9c";
+        let _forge = tokio::process::Command::new("python3")
+            .arg(&script)
+            .args([&port.to_string(), &serve.display().to_string(), token])
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 serves the forge");
+        let url = format!("http://127.0.0.1:{port}/remote.git");
+        // The checkout: cloned from the seed, then pointed at the forge (no credential in the URL).
+        let work = dir.path().join("work");
+        git(
+            dir.path(),
+            &["clone", "-q", &seed.display().to_string(), &work.display().to_string()],
+        )
+        .await
+        .unwrap();
+        git(&work, &["remote", "set-url", "origin", &url]).await.unwrap();
+        let mut p = project(&work, IntegrationPolicy::Push);
+        p.remote_token_env = Some("CHUM_TEST_FORGE_TOKEN_FOR_ASKPASS".into());
+        // SAFETY: only this test reads or writes this variable.
+        unsafe { std::env::set_var("CHUM_TEST_FORGE_TOKEN_FOR_ASKPASS", "not-the-token") };
+        let mut listening = false;
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                listening = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(listening, "the forge listens on {port}");
+        // A wrong token: the forge says no, and the error does not carry the token.
+        let err = fetch_base(&p).await.unwrap_err();
+        assert!(
+            matches!(err, RepoProblem::Remote(RemoteError::Unreachable { .. })),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("Authentication failed"),
+            "the forge said no: {err}"
+        );
+        assert!(!err.to_string().contains("not-the-token"), "{err}");
+
+        unsafe { std::env::set_var("CHUM_TEST_FORGE_TOKEN_FOR_ASKPASS", token) };
+        let landed = land_work(&p, "tk-1", "one.txt").await;
+        let bare = serve.join("remote.git");
+        assert_eq!(git(&bare, &["rev-parse", "main"]).await.unwrap(), landed);
+        // Nothing of the token stays in the repository's configuration.
+        let config = std::fs::read_to_string(work.join(".git/config")).unwrap();
+        assert!(!config.contains(token), "{config}");
+    }
 }

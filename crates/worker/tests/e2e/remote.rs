@@ -125,3 +125,44 @@ async fn beads_land_on_the_remotes_base_verified_on_its_tip_and_a_refused_push_b
     let line = text.lines().find(|l| l.contains("remote")).unwrap_or_default();
     assert!(line.contains("could not be reached"), "{text}\n{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_remote_is_retried_then_the_run_fails_with_the_reason_and_retry_reopens_the_bead() {
+    let mut options = HarnessOptions::with_steps(steps());
+    options.integration = "push";
+    let h = &Harness::start("push-unreachable", options).await;
+    git(&h.repo, &["remote", "add", "origin", "file:///nowhere/forge.git"]);
+    let result = h
+        .with_worker(|client| async move {
+            let one = start_shark(
+                &client,
+                &h.task_queue,
+                SharkInput {
+                    bead_id: "tk-1".into(),
+                    ..h.input(limits())
+                },
+            )
+            .await;
+            wait_for_phase(&one, Phase::AwaitingApproval, 1).await;
+            send_approve(&one, json!({"approved": true, "by": "ana"})).await;
+            finish(&one, "push_unreachable").await
+        })
+        .await;
+    assert_eq!(result.outcome(), Outcome::Failed, "{result:?}");
+    assert!(
+        result.reason.contains("could not be reached") && result.reason.contains("/nowhere/forge.git"),
+        "git's reason reaches the run: {result:?}"
+    );
+    let bead = h.read_bead("tk-1");
+    assert_eq!(bead["status"], "blocked", "{bead}");
+    assert!(
+        git(&h.repo, &["branch", "--list", "chum/tk-1"]).contains("chum/tk-1"),
+        "the gated work stays on its branch"
+    );
+    // Once the remote is back, a person reopens the bead for the dispatcher.
+    let config = h.write_config(&h.config_file);
+    let (code, text, err) = run_chum(&config, &["retry", "tk-1", "--note", "the forge is back"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(text.contains("tk-1 is open again (was blocked)"), "{text}");
+    assert_eq!(h.read_bead("tk-1")["status"], "open");
+}
