@@ -94,6 +94,20 @@ pub async fn update_to_base(
         }
     }
     let tip = wt.git(&["rev-parse", "HEAD"]).await?;
+    if project.integration == IntegrationPolicy::Push {
+        let foreign = not_chums(&wt, &base_tip, &tip).await?;
+        if !foreign.is_empty() {
+            let bead = req.run.as_ref().map(|r| r.bead_id.as_str()).unwrap_or_default();
+            report.problem = format!(
+                "landing would push {} commit(s) that are not CHUM's work ({}): they are on the local {} but not on {}; push or drop them there, then `chum retry {bead}`",
+                foreign.len(),
+                foreign.join("; "),
+                project.base_branch,
+                project.landing_branch()
+            );
+            return Ok(report);
+        }
+    }
     report.up_to_date = tip == req.commit;
     report.tree = wt.git(&["rev-parse", "HEAD^{tree}"]).await?;
     let names = wt
@@ -223,6 +237,27 @@ async fn abort_unfinished(wt: &WorktreeGit) -> Result<(), RepoProblem> {
         wt.git(&["merge", "--abort"]).await?;
     }
     Ok(())
+}
+
+/// The subjects of the commits between `base` and `tip` that CHUM did not make (no `Chum-Bead:`
+/// trailer; merges aside): with the `push` policy, commits someone made on the local base and never
+/// pushed, which a landing must not publish in their name.
+async fn not_chums(wt: &WorktreeGit, base: &str, tip: &str) -> Result<Vec<String>, RepoProblem> {
+    let range = format!("{base}..{tip}");
+    let listing = wt
+        .git(&[
+            "log",
+            "--no-merges",
+            "--format=%s%x1f%(trailers:key=Chum-Bead,valueonly)%x1e",
+            &range,
+        ])
+        .await?;
+    Ok(listing
+        .split('\x1e')
+        .filter_map(|entry| entry.trim().split_once('\x1f'))
+        .filter(|(_, bead)| bead.trim().is_empty())
+        .map(|(subject, _)| subject.to_string())
+        .collect())
 }
 
 async fn is_ancestor(repo: &std::path::Path, ancestor: &str, of: &str) -> Result<bool, RepoProblem> {

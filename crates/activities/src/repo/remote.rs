@@ -287,7 +287,9 @@ mod tests {
     async fn commit_in(wt: &WorktreeGit, file: &str) -> String {
         std::fs::write(wt.work_tree.join(file), "mine\n").unwrap();
         wt.git(&["add", file]).await.unwrap();
-        wt.git(&["commit", "-q", "-m", file]).await.unwrap();
+        // With CHUM's trailer, as the bead's held commit has it.
+        let message = format!("{file}\n\nChum-Bead: tk-1\n");
+        wt.git(&["commit", "-q", "-m", &message]).await.unwrap();
         wt.git(&["rev-parse", "HEAD"]).await.unwrap()
     }
 
@@ -374,6 +376,35 @@ mod tests {
         assert!(
             land(&p, &landing(&fresh.commit, &fresh.base_tip)).await.unwrap().landed,
             "a retry finds it pushed"
+        );
+    }
+
+    #[tokio::test]
+    async fn commits_someone_left_unpushed_on_the_local_base_are_not_published_with_a_bead() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bare, work) = remote_and_clone(dir.path(), None).await;
+        let before = git(&bare, &["rev-parse", "main"]).await.unwrap();
+        std::fs::write(work.join("draft.txt"), "not ready\n").unwrap();
+        git(&work, &["add", "draft.txt"]).await.unwrap();
+        git(&work, &["commit", "-q", "-m", "draft of the release notes"])
+            .await
+            .unwrap();
+        let p = project(&work, IntegrationPolicy::Push);
+        let attempt = prepare_worktree(&p, "tk-1", 1, 0).await.unwrap();
+        // CHUM's own commit carries its trailer; the draft does not.
+        let commit = commit_in(&attempt.git, "one.txt").await;
+        let report = update_to_base(&p, &update(&attempt.path, &commit)).await.unwrap();
+        assert!(
+            report
+                .problem
+                .contains("1 commit(s) that are not CHUM's work (draft of the release notes)")
+                && report.problem.contains("chum retry"),
+            "{report:?}"
+        );
+        assert_eq!(
+            git(&bare, &["rev-parse", "main"]).await.unwrap(),
+            before,
+            "nothing pushed"
         );
     }
 
