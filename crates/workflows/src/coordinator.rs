@@ -59,11 +59,21 @@ pub struct CoordinatorWorkflow {
 impl CoordinatorWorkflow {
     #[run(name = "MergeQueue")]
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: CoordinatorInput) -> WorkflowResult<()> {
+        // A signal delivered with the start (the first Shark's `acquire` or `join` often comes in
+        // the same workflow task) was handled before this body ran: runs after this marker keep
+        // it, after what the previous run handed over. Before it, such a request was lost and its
+        // Shark waited for good.
+        let keep_early = ctx.patched("coordinator-early-signals");
         ctx.state_mut(|s| {
+            let early_slots = std::mem::take(&mut s.status.waiting_for_slot);
+            let early_joins = std::mem::take(&mut s.status.waiting);
             s.status.project = input.project.clone();
             s.status.executing = input.executing.clone();
             s.status.waiting_for_slot = input.waiting_for_slot.clone();
             s.status.waiting = input.waiting.clone();
+            if keep_early {
+                keep_early_signals(&mut s.status, early_slots, early_joins);
+            }
             s.status.holder = input.holder.clone();
             s.status.turns = input.turns_before;
             s.status.landed = input.landed_before;
@@ -173,6 +183,29 @@ impl CoordinatorWorkflow {
     #[query(name = "status")]
     pub fn status(&self, _ctx: &WorkflowContextView) -> CoordinatorStatus {
         self.status.clone()
+    }
+}
+
+/// Adds the requests signalled before the run's body started to what the previous run handed
+/// over, each once, in the order they came.
+fn keep_early_signals(status: &mut CoordinatorStatus, slots: Vec<SlotRequest>, joins: Vec<QueueEntry>) {
+    for request in slots {
+        let entry = request.entry.clone().unwrap_or_default();
+        let known = status.executing.iter().any(|e| same(e, &entry))
+            || status
+                .waiting_for_slot
+                .iter()
+                .any(|r| r.entry.as_ref().is_some_and(|e| same(e, &entry)));
+        if !known {
+            status.waiting_for_slot.push(request);
+        }
+    }
+    for entry in joins {
+        let queued =
+            status.waiting.iter().any(|e| same(e, &entry)) || status.holder.as_ref().is_some_and(|h| same(h, &entry));
+        if !queued {
+            status.waiting.push(entry);
+        }
     }
 }
 

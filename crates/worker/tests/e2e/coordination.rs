@@ -327,3 +327,63 @@ async fn with_strict_leases_a_change_outside_the_plan_is_sent_back() {
         "the change outside the plan did not land"
     );
 }
+
+/// A signal that reaches the Coordinator with its start (the first Shark's `acquire` often comes in
+/// the same workflow task) is kept, not overwritten by the run's own start: CI once saw a Shark
+/// wait for good. Signal-with-start delivers it that way every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_comes_with_the_coordinators_start_gets_its_slot() {
+    let h = &Harness::start("coordinator-early", HarnessOptions::with_steps(good_work())).await;
+    let (executing, result) = h
+        .with_worker(|client| async move {
+            let shark = start_shark(&client, &h.task_queue, h.input(limits())).await;
+            wait_for_phase(&shark, Phase::AwaitingApproval, 1).await;
+            let run_id = shark.info().run_id.clone().expect("the started run's id");
+            let request = chum_core::proto::SlotRequest {
+                entry: Some(chum_core::proto::QueueEntry {
+                    workflow_id: shark.info().workflow_id.clone(),
+                    run_id,
+                    bead_id: "tk-1".into(),
+                    files: vec!["calc.py".into()],
+                    ..Default::default()
+                }),
+                concurrency: 1,
+                leases: chum_core::proto::LeaseMode::On as i32,
+            };
+            let coordinator = chum_core::ids::coordinator_workflow_id("demo");
+            client
+                .signal_with_start_workflow(
+                    chum_workflows::CoordinatorWorkflow::run,
+                    chum_core::proto::CoordinatorInput {
+                        project: "demo".into(),
+                        ..Default::default()
+                    },
+                    chum_workflows::CoordinatorWorkflow::acquire,
+                    request,
+                    temporalio_client::WorkflowStartOptions::new(&h.task_queue, &coordinator).build(),
+                )
+                .await
+                .expect("signal with start");
+            let mut executing = Vec::new();
+            for _ in 0..100 {
+                executing = coordinator_status(&client, "demo").await.executing;
+                if !executing.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // The Shark, granted its slot before it asked, goes on once approved.
+            send_approve(&shark, json!({"approved": true, "by": "ana"})).await;
+            let result = finish(&shark, "shark_granted_early").await;
+            let handle = client.get_workflow_handle::<CoordinatorRun>(&coordinator);
+            record_history(&handle, "coordinator_early_signal").await;
+            (executing, result)
+        })
+        .await;
+    assert_eq!(
+        executing.iter().map(|e| e.bead_id.as_str()).collect::<Vec<_>>(),
+        ["tk-1"],
+        "the request that came with the start holds the slot"
+    );
+    assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+}
