@@ -120,16 +120,9 @@ impl CoordinatorWorkflow {
     /// keeps its first place).
     #[signal(name = "acquire")]
     pub fn acquire(&mut self, _ctx: &mut SyncWorkflowContext<Self>, request: SlotRequest) {
-        let entry = request.entry.clone().unwrap_or_default();
-        let known = self.status.executing.iter().any(|e| same(e, &entry))
-            || self
-                .status
-                .waiting_for_slot
-                .iter()
-                .any(|r| r.entry.as_ref().is_some_and(|e| same(e, &entry)));
-        if !known {
-            self.status.concurrency = request.concurrency;
-            self.status.waiting_for_slot.push(request);
+        let concurrency = request.concurrency;
+        if ask_for_slot(&mut self.status, request) {
+            self.status.concurrency = concurrency;
         }
         self.changed = true;
     }
@@ -149,11 +142,7 @@ impl CoordinatorWorkflow {
     /// A Shark whose gates passed waits in the merge queue (joining twice keeps its first place).
     #[signal(name = "join")]
     pub fn join(&mut self, _ctx: &mut SyncWorkflowContext<Self>, entry: QueueEntry) {
-        let queued = self.status.waiting.iter().any(|e| same(e, &entry))
-            || self.status.holder.as_ref().is_some_and(|h| same(h, &entry));
-        if !queued {
-            self.status.waiting.push(entry);
-        }
+        join_queue(&mut self.status, entry);
         self.changed = true;
     }
 
@@ -190,22 +179,34 @@ impl CoordinatorWorkflow {
 /// over, each once, in the order they came.
 fn keep_early_signals(status: &mut CoordinatorStatus, slots: Vec<SlotRequest>, joins: Vec<QueueEntry>) {
     for request in slots {
-        let entry = request.entry.clone().unwrap_or_default();
-        let known = status.executing.iter().any(|e| same(e, &entry))
-            || status
-                .waiting_for_slot
-                .iter()
-                .any(|r| r.entry.as_ref().is_some_and(|e| same(e, &entry)));
-        if !known {
-            status.waiting_for_slot.push(request);
-        }
+        ask_for_slot(status, request);
     }
     for entry in joins {
-        let queued =
-            status.waiting.iter().any(|e| same(e, &entry)) || status.holder.as_ref().is_some_and(|h| same(h, &entry));
-        if !queued {
-            status.waiting.push(entry);
-        }
+        join_queue(status, entry);
+    }
+}
+
+/// Puts a request in line for a slot unless its run already holds one or waits for one (asking
+/// twice keeps the first place). Whether it was added.
+fn ask_for_slot(status: &mut CoordinatorStatus, request: SlotRequest) -> bool {
+    let entry = request.entry.clone().unwrap_or_default();
+    let known = status.executing.iter().any(|e| same(e, &entry))
+        || status
+            .waiting_for_slot
+            .iter()
+            .any(|r| r.entry.as_ref().is_some_and(|e| same(e, &entry)));
+    if !known {
+        status.waiting_for_slot.push(request);
+    }
+    !known
+}
+
+/// Puts a Shark in the merge queue unless it is in line or holds the turn already.
+fn join_queue(status: &mut CoordinatorStatus, entry: QueueEntry) {
+    let queued =
+        status.waiting.iter().any(|e| same(e, &entry)) || status.holder.as_ref().is_some_and(|h| same(h, &entry));
+    if !queued {
+        status.waiting.push(entry);
     }
 }
 

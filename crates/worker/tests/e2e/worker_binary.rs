@@ -19,6 +19,30 @@ fn worker(config: &std::path::Path, env: &[(&str, &str)]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// `worker --config <config> --check` with `env` (and no API tokens of the caller's): whether it
+/// passed, and what it printed on stderr.
+fn check(config: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
+    let (ok, _, stderr) = check_output(config, env);
+    (ok, stderr)
+}
+
+/// [`check`], with its stdout too.
+fn check_output(config: &std::path::Path, env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .arg("--config")
+        .arg(config)
+        .arg("--check")
+        .env_remove("CHUM_API_TOKENS")
+        .envs(env.iter().copied())
+        .output()
+        .expect("worker runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 const VALID: &str = r#"
 [temporal]
 address = "http://127.0.0.1:1"
@@ -64,14 +88,9 @@ fn check_validates_and_exits() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("chum.toml");
     std::fs::write(&path, VALID).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_worker"))
-        .arg("--config")
-        .arg(&path)
-        .arg("--check")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 project(s)"));
+    let (ok, stdout, stderr) = check_output(&path, &[]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("ok (1 project(s)"));
 }
 
 #[test]
@@ -85,17 +104,11 @@ fn a_bd_dolt_store_under_the_native_backend_is_refused_at_start_with_what_to_set
     )
     .unwrap();
     let path = dir.path().join("chum.toml");
-    let check = |config: &str| {
+    let check_with = |config: &str| {
         std::fs::write(&path, config).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_worker"))
-            .arg("--config")
-            .arg(&path)
-            .arg("--check")
-            .output()
-            .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+        check(&path, &[])
     };
-    let (ok, text) = check(VALID);
+    let (ok, text) = check_with(VALID);
     assert!(!ok);
     assert!(
         text.contains("project demo")
@@ -103,7 +116,7 @@ fn a_bd_dolt_store_under_the_native_backend_is_refused_at_start_with_what_to_set
             && text.contains("beads_backend = \"cli\" and beads_cli = \"bd\""),
         "{text}"
     );
-    let (ok, text) = check(&VALID.replace(
+    let (ok, text) = check_with(&VALID.replace(
         "repo = \".\"",
         "repo = \".\"\nbeads_backend = \"cli\"\nbeads_cli = \"bd\"",
     ));
@@ -128,34 +141,30 @@ fn an_api_reachable_from_the_network_needs_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("chum.toml");
     std::fs::write(&path, VALID).unwrap();
-    let path_arg = path.display().to_string();
-    let check = |env: &[(&str, &str)]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_worker"))
-            .args(["--config", &path_arg, "--check"])
-            .env_remove("CHUM_API_TOKENS")
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
-    };
-    let (ok, text) = check(&[("CHUM__API__BIND", "0.0.0.0:8900")]);
+    let (ok, text) = check(&path, &[("CHUM__API__BIND", "0.0.0.0:8900")]);
     assert!(!ok);
     assert!(
         text.contains("0.0.0.0:8900") && text.contains("no API tokens") && text.contains("CHUM_API_TOKENS"),
         "{text}"
     );
-    let (ok, text) = check(&[("CHUM__API__BIND", "0.0.0.0:8900"), ("CHUM_API_TOKENS", "ops:short")]);
+    let (ok, text) = check(
+        &path,
+        &[("CHUM__API__BIND", "0.0.0.0:8900"), ("CHUM_API_TOKENS", "ops:short")],
+    );
     assert!(!ok);
     assert!(
         text.contains("CHUM_API_TOKENS") && text.contains("at least 16"),
         "{text}"
     );
-    let (ok, text) = check(&[
-        ("CHUM__API__BIND", "0.0.0.0:8900"),
-        ("CHUM_API_TOKENS", "ops:0123456789abcdef0123"),
-    ]);
+    let (ok, text) = check(
+        &path,
+        &[
+            ("CHUM__API__BIND", "0.0.0.0:8900"),
+            ("CHUM_API_TOKENS", "ops:0123456789abcdef0123"),
+        ],
+    );
     assert!(ok, "{text}");
-    let (ok, text) = check(&[("CHUM__API__BIND", "localhost")]);
+    let (ok, text) = check(&path, &[("CHUM__API__BIND", "localhost")]);
     assert!(!ok);
     assert!(text.contains("api.bind"), "{text}");
 }
