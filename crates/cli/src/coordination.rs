@@ -35,8 +35,8 @@ pub fn render_queue(s: &CoordinatorStatus) -> String {
     let bead = |e: &QueueEntry| format!("{} ({})", e.bead_id, e.workflow_id);
     let _ = writeln!(
         out,
-        "merge-queue-{}: {} of {} execution slot(s) taken",
-        s.project,
+        "{}: {} of {} execution slot(s) taken",
+        chum_core::ids::coordinator_workflow_id(&s.project),
         s.executing.len(),
         s.concurrency.max(1)
     );
