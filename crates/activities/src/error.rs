@@ -13,6 +13,7 @@ use temporalio_sdk::activities::ActivityError;
 
 use crate::agent::AgentSetupError;
 use crate::exec::{CommandError, ProgramError};
+use crate::forge::{ForgeError, PullRequestError};
 use crate::repo::RepoProblem;
 
 /// A failure only a person can fix, of type `kind` (one of `error_types`); logged as an error.
@@ -67,5 +68,21 @@ pub(crate) fn repo_error(err: RepoProblem) -> ActivityError {
         permanent(error_types::INVALID_INPUT, err.to_string())
     } else {
         retryable(err.to_string())
+    }
+}
+
+/// The forge: passing trouble (down, busy, rate-limited) is retried; a token, a repository or an
+/// answer a person must fix is not.
+pub(crate) fn forge_error(err: PullRequestError) -> ActivityError {
+    match err {
+        PullRequestError::Repo(e) => repo_error(e),
+        PullRequestError::Forge(e) if !e.is_permanent() => retryable(e.to_string()),
+        PullRequestError::Forge(
+            e @ (ForgeError::MissingToken { .. }
+            | ForgeError::Unauthorized { .. }
+            | ForgeError::NotFound { .. }
+            | ForgeError::NotConfigured),
+        ) => permanent(error_types::CONFIG, e.to_string()),
+        PullRequestError::Forge(e) => permanent(error_types::INVALID_INPUT, e.to_string()),
     }
 }

@@ -12,6 +12,7 @@ pub mod coordinator;
 pub mod dispatcher;
 mod error;
 pub mod exec;
+pub mod forge;
 pub mod groom;
 pub mod learner;
 pub mod log_context;

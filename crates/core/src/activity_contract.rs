@@ -13,8 +13,9 @@ use crate::proto::{
     ApplyMutationsReport, ApplyMutationsRequest, BriefingReport, BriefingRequest, CrystallizeRequest,
     DiscardCandidatesReport, DiscardCandidatesRequest, DispatchReport, DispatchRequest, DodReport, DodRequest,
     ExecuteReport, ExecuteRequest, GroomProposal, GroomRequest, IntegrateRequest, IntegrationReport, LandReport,
-    LandRequest, LearnerInput, LessonsReport, LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest, ReviewReport,
-    ReviewRequest, RuleReport, RunOpenReport, RunOpenRequest, RunRecord, RunRecorded, SemgrepReport, SemgrepRequest,
+    LandRequest, LearnerInput, LessonsReport, LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest,
+    PullRequestCheck, PullRequestReport, PullRequestRequest, PullRequestStatus, ReviewReport, ReviewRequest,
+    RuleReport, RunOpenReport, RunOpenRequest, RunRecord, RunRecorded, SemgrepReport, SemgrepRequest,
     UpdateBeadRequest, UpdateBeadResult, UpdateToBaseReport, UpdateToBaseRequest,
 };
 
@@ -94,6 +95,22 @@ impl SharkActivities {
     /// base is still the tip it was verified on (compare-and-swap, under the repository's lock).
     #[activity(name = "land")]
     pub fn land(_req: LandRequest) -> Result<LandReport, ActivityError> {
+        unimplemented!()
+    }
+
+    /// The `pr` policy: pushes the bead's gated commit to its branch on the remote (with a lease
+    /// on what CHUM pushed there last) and opens the pull request, or updates the one already
+    /// open for the branch. Safe to retry: a push already done and a pull request already open
+    /// are found, never made twice.
+    #[activity(name = "open_pull_request")]
+    pub fn open_pull_request(_req: PullRequestRequest) -> Result<PullRequestReport, ActivityError> {
+        unimplemented!()
+    }
+
+    /// The `pr` policy: what became of the pull request (merged, closed, changes requested on the
+    /// commit CHUM pushed last, or still open), read from the forge.
+    #[activity(name = "check_pull_request")]
+    pub fn check_pull_request(_req: PullRequestCheck) -> Result<PullRequestStatus, ActivityError> {
         unimplemented!()
     }
 }

@@ -22,5 +22,6 @@ pub mod new_bead;
 pub mod plan;
 pub mod prompt;
 pub mod proto;
+pub mod pull_request;
 pub mod review;
 pub mod text;

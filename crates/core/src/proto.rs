@@ -47,6 +47,7 @@ enum_names!(
     GroomKind => "GROOM_KIND_",
     UpdateMode => "UPDATE_MODE_",
     LeaseMode => "LEASE_MODE_",
+    PullRequestState => "PULL_REQUEST_STATE_",
 );
 
 /// serde adapters for enum-typed fields, which prost stores as `i32`.
@@ -128,6 +129,7 @@ pub mod enum_json {
     adapter!(groom_kind, GroomKind);
     adapter!(update_mode, UpdateMode);
     adapter!(lease_mode, LeaseMode);
+    adapter!(pull_request_state, PullRequestState);
 }
 
 impl GateName {

@@ -385,6 +385,7 @@ pub(crate) mod testing {
             integration,
             remote: "origin".into(),
             remote_token_env: None,
+            forge: None,
             beads_file: ".beads/issues.jsonl".into(),
             enabled: true,
             gates: chum_core::config::GateName::DEFAULT_ORDER.to_vec(),

@@ -113,10 +113,16 @@ pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Resul
     if req.hold || req.partial || project.integration == IntegrationPolicy::Branch {
         return Ok(report);
     }
-    if project.integration == IntegrationPolicy::Push {
-        // Only the merge queue pushes (a run started before it cannot have a `push` project).
-        report.problem =
-            format!("the `push` policy lands through the merge queue only; the work is on branch {branch}");
+    if matches!(
+        project.integration,
+        IntegrationPolicy::Push | IntegrationPolicy::PullRequest
+    ) {
+        // Only the merge queue pushes, and only a pull request's merge lands a `pr` bead (a run
+        // started before either cannot have such a project).
+        report.problem = format!(
+            "the `{}` policy does not merge locally; the work is on branch {branch}",
+            project.integration.as_str()
+        );
         return Ok(report);
     }
 

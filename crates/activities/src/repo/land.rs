@@ -205,6 +205,15 @@ async fn before_landing(
 /// With the `push` policy the local base follows the remote's when it can (a fast-forward, its
 /// checkout clean), so the next attempts start from what the remote has. When it cannot, nothing
 /// is lost: updates rebase onto the remote's base anyway.
+/// The remote's base fetched and the local base fast-forwarded to it when it can (a pull request
+/// was merged on the forge: the next bead starts from what it merged). Returns the remote's tip.
+pub async fn follow_remote_base(project: &ProjectConfig) -> Result<String, RepoProblem> {
+    let _lock = RepoLock::base_branch(&project.repo).await?;
+    let tip = fetch_base(project).await?;
+    follow_remote(project, &tip).await;
+    Ok(tip)
+}
+
 async fn follow_remote(project: &ProjectConfig, remote_tip: &str) {
     let repo = &project.repo;
     let base_ref = format!("refs/heads/{}", project.base_branch);

@@ -17,10 +17,11 @@ pub(crate) use git::testing;
 pub use gc::{GcPlan, KeptBranch, apply_gc, plan_bead_cleanup, plan_gc};
 pub use git::{GitError, WorktreeEntry, WorktreeGit, common_dir, git, git_ok, resolve, worktrees};
 pub use integrate::integrate;
+pub use land::follow_remote_base;
 pub use land::{land, update_to_base};
 pub use map::{Lang, RepoMap, outline, repo_map};
 pub use own_change::{OwnChange, OwnChangeOutcome, commit_own_change};
-pub use remote::{PushOutcome, RemoteError, fetch_base, push_base, tracking_ref};
+pub use remote::{BranchPush, PushOutcome, RemoteError, fetch_base, push_base, push_branch, tracking_ref};
 pub use workspace::{RepoProblem, check_repository};
 pub use worktree::{
     AttemptChanges, AttemptWorktree, discard_candidates, drift, hold_to_tree, prepare_plan_worktree, prepare_worktree,

@@ -73,7 +73,10 @@ pub async fn commit_own_change(change: OwnChange<'_>) -> Result<OwnChangeOutcome
     };
     // With `push`, the base is the remote's and only the merge queue pushes to it: CHUM's own
     // change waits on its branch for a person, as with `branch`.
-    if matches!(project.integration, IntegrationPolicy::Branch | IntegrationPolicy::Push) {
+    if matches!(
+        project.integration,
+        IntegrationPolicy::Branch | IntegrationPolicy::Push | IntegrationPolicy::PullRequest
+    ) {
         return Ok(outcome);
     }
     let _lock = RepoLock::base_branch(repo).await?;

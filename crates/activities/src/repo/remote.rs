@@ -41,6 +41,8 @@ pub enum RemoteError {
         "remote_token_env names {name}, which is not set in the worker's environment; export it where the worker starts"
     )]
     MissingToken { name: String },
+    #[error("{branch} is not a bead's branch: CHUM pushes with a lease only to its own chum/<bead> branches")]
+    NotBeadBranch { branch: String },
     #[error("could not write the askpass program for git: {0}")]
     Askpass(std::io::Error),
 }
@@ -138,22 +140,101 @@ pub async fn push_base(project: &ProjectConfig, commit: &str) -> Result<PushOutc
         return Ok(PushOutcome::Pushed);
     }
     if summary.starts_with("[remote rejected]") {
-        let stderr = String::from_utf8_lossy(&pushed.stderr);
-        let said: Vec<&str> = stderr
-            .lines()
-            .filter_map(|l| l.strip_prefix("remote:"))
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect();
-        let said = if said.is_empty() {
-            summary.to_string()
-        } else {
-            format!("{} {summary}", said.join(" / "))
-        };
-        return Ok(PushOutcome::Refused(excerpt(&said, 2000)));
+        return Ok(PushOutcome::Refused(remote_said(&pushed, summary)));
     }
     // `[rejected] (fetch first)`, `(non-fast-forward)`: the remote's base is not where it was.
     Ok(PushOutcome::Moved)
+}
+
+/// How a push of a bead's own branch (`chum/<bead>`, the `pr` policy) ended.
+#[derive(Debug, PartialEq)]
+pub enum BranchPush {
+    /// The remote's branch is now the commit (or already was).
+    Pushed,
+    /// Someone else changed the branch on the remote since CHUM pushed it last: it holds `found`
+    /// ("" when it was deleted), and CHUM does not overwrite it.
+    ChangedByOthers { found: String },
+    /// The remote refused it (a hook, a protected pattern): what it said.
+    Refused(String),
+}
+
+/// Pushes `commit` to the bead's own branch on the remote, forced only with a lease: the branch
+/// must hold `leased` (what CHUM pushed last; "" = the branch must not exist yet). Never a base
+/// branch: anything but a `chum/<bead>` branch is refused before git runs.
+pub async fn push_branch(
+    project: &ProjectConfig,
+    branch: &str,
+    commit: &str,
+    leased: &str,
+) -> Result<BranchPush, super::RepoProblem> {
+    if chum_core::pull_request::bead_of_branch(branch).is_none() || branch == project.base_branch {
+        return Err(RemoteError::NotBeadBranch {
+            branch: branch.to_string(),
+        }
+        .into());
+    }
+    url_of(project).await?;
+    let target = format!("refs/heads/{branch}");
+    // What the remote holds now: a retried push finds its work done, and a branch changed by
+    // someone else is reported, not overwritten.
+    let listed = remote_git(project, &["ls-remote", "--exit-code", &project.remote, &target]).await?;
+    let found = match listed.status.code() {
+        Some(0) => String::from_utf8_lossy(&listed.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        Some(2) => String::new(),
+        _ => return Err(unreachable(project, &listed).into()),
+    };
+    if found == commit {
+        return Ok(BranchPush::Pushed);
+    }
+    if found != leased {
+        return Ok(BranchPush::ChangedByOthers { found });
+    }
+    let lease = format!("--force-with-lease={target}:{leased}");
+    let refspec = format!("{commit}:{target}");
+    let pushed = remote_git(
+        project,
+        &["push", "--porcelain", "--no-verify", &lease, &project.remote, &refspec],
+    )
+    .await?;
+    let stdout = String::from_utf8_lossy(&pushed.stdout);
+    let Some(status) = stdout
+        .lines()
+        .find(|l| l.split('\t').nth(1).is_some_and(|r| r.ends_with(&format!(":{target}"))))
+    else {
+        return Err(unreachable(project, &pushed).into());
+    };
+    let summary = status.split('\t').nth(2).unwrap_or_default();
+    if !status.starts_with('!') {
+        return Ok(BranchPush::Pushed);
+    }
+    if summary.starts_with("[remote rejected]") {
+        return Ok(BranchPush::Refused(remote_said(&pushed, summary)));
+    }
+    // `[rejected] (stale info)`: the branch moved between the look and the push.
+    Ok(BranchPush::ChangedByOthers {
+        found: String::from("(changed while CHUM pushed)"),
+    })
+}
+
+/// What the remote printed (its `remote:` lines) with git's summary of the refusal.
+fn remote_said(pushed: &Output, summary: &str) -> String {
+    let stderr = String::from_utf8_lossy(&pushed.stderr);
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("remote:"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let said = if said.is_empty() {
+        summary.to_string()
+    } else {
+        format!("{} {summary}", said.join(" / "))
+    };
+    excerpt(&said, 2000)
 }
 
 async fn url_of(project: &ProjectConfig) -> Result<String, super::RepoProblem> {
@@ -376,6 +457,70 @@ mod tests {
         assert!(
             land(&p, &landing(&fresh.commit, &fresh.base_tip)).await.unwrap().landed,
             "a retry finds it pushed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_beads_branch_is_pushed_with_a_lease_on_what_chum_pushed_last_and_never_a_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bare, work) = remote_and_clone(dir.path(), None).await;
+        let p = project(&work, IntegrationPolicy::PullRequest);
+        let first_try = prepare_worktree(&p, "tk-1", 1, 0).await.unwrap();
+        let first = commit_in(&first_try.git, "one.txt").await;
+
+        // The first push needs the branch not to exist; a retry finds it done.
+        assert_eq!(
+            push_branch(&p, "chum/tk-1", &first, "").await.unwrap(),
+            BranchPush::Pushed
+        );
+        assert_eq!(git(&bare, &["rev-parse", "chum/tk-1"]).await.unwrap(), first);
+        assert_eq!(
+            push_branch(&p, "chum/tk-1", &first, "").await.unwrap(),
+            BranchPush::Pushed
+        );
+
+        // The next attempt's commit (not a descendant) replaces it: forced, with the lease.
+        let second_try = prepare_worktree(&p, "tk-1", 2, 0).await.unwrap();
+        let second = commit_in(&second_try.git, "two.txt").await;
+        assert_eq!(
+            push_branch(&p, "chum/tk-1", &second, &first).await.unwrap(),
+            BranchPush::Pushed
+        );
+        assert_eq!(git(&bare, &["rev-parse", "chum/tk-1"]).await.unwrap(), second);
+
+        // A person pushed a fixup to the branch: CHUM does not overwrite it.
+        let other = dir.path().join("person");
+        git(
+            dir.path(),
+            &[
+                "clone",
+                "-q",
+                "--branch",
+                "chum/tk-1",
+                &format!("file://{}", bare.display()),
+                &other.display().to_string(),
+            ],
+        )
+        .await
+        .unwrap();
+        std::fs::write(other.join("fixup.txt"), "theirs\n").unwrap();
+        git(&other, &["add", "fixup.txt"]).await.unwrap();
+        git(&other, &["commit", "-q", "-m", "fixup"]).await.unwrap();
+        git(&other, &["push", "-q", "origin", "chum/tk-1"]).await.unwrap();
+        let theirs = git(&other, &["rev-parse", "HEAD"]).await.unwrap();
+        let third_try = prepare_worktree(&p, "tk-1", 3, 0).await.unwrap();
+        let third = commit_in(&third_try.git, "three.txt").await;
+        assert_eq!(
+            push_branch(&p, "chum/tk-1", &third, &second).await.unwrap(),
+            BranchPush::ChangedByOthers { found: theirs.clone() }
+        );
+        assert_eq!(git(&bare, &["rev-parse", "chum/tk-1"]).await.unwrap(), theirs);
+
+        // Never a base branch, whatever the caller asks.
+        let refused = push_branch(&p, "main", &third, "").await.unwrap_err();
+        assert!(
+            matches!(refused, RepoProblem::Remote(RemoteError::NotBeadBranch { .. })),
+            "{refused:?}"
         );
     }
 

@@ -13,7 +13,7 @@ mod agents;
 mod checks;
 
 use crate::clock::now_ms;
-use crate::error::{config_error, permanent, repo_error, retryable};
+use crate::error::{config_error, forge_error, permanent, repo_error, retryable};
 use crate::log_context::{activity_span, supervised};
 use chum_core::live_config::LiveConfig;
 use std::sync::Arc;
@@ -27,8 +27,9 @@ use chum_core::lesson::lessons_section;
 use chum_core::proto::{
     BeadStatus, DiscardCandidatesReport, DiscardCandidatesRequest, DodReport, DodRequest, ExecuteReport,
     ExecuteRequest, IntegrateRequest, IntegrationReport, LandReport, LandRequest, LoadBeadRequest, LoadBeadResult,
-    PlanDraft, PlanRequest, ProjectGates, ReviewReport, ReviewRequest, RunRecord, RunRecorded, RunRef, SemgrepReport,
-    SemgrepRequest, UpdateBeadRequest, UpdateBeadResult, UpdateToBaseReport, UpdateToBaseRequest,
+    PlanDraft, PlanRequest, ProjectGates, PullRequestCheck, PullRequestReport, PullRequestRequest, PullRequestStatus,
+    ReviewReport, ReviewRequest, RunRecord, RunRecorded, RunRef, SemgrepReport, SemgrepRequest, UpdateBeadRequest,
+    UpdateBeadResult, UpdateToBaseReport, UpdateToBaseRequest,
 };
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -141,6 +142,13 @@ impl SharkSteps {
                 select,
                 // `merge` lands through the merge queue: the base only moves to a verified tree.
                 merge_queue: matches!(project.integration, IntegrationPolicy::Merge | IntegrationPolicy::Push),
+                pull_request: project.integration == IntegrationPolicy::PullRequest,
+                pull_request_poll_secs: project
+                    .forge
+                    .as_ref()
+                    .map(|f| u32::try_from(f.poll.as_secs()).unwrap_or(u32::MAX))
+                    .unwrap_or_default(),
+                pull_request_wait_secs: project.forge.as_ref().map(|f| f.wait.as_secs()).unwrap_or_default(),
                 update: project.update as i32,
                 rereview_on_update: project.rereview_on_update,
                 concurrency: project.concurrency,
@@ -173,6 +181,28 @@ impl SharkSteps {
         tracing::info!(bead = %run.bead_id, commit = %req.commit, landed = report.landed,
             base_moved = report.base_moved, problem = %report.problem, "landing");
         Ok(report)
+    }
+
+    pub async fn open_pull_request_impl(&self, req: PullRequestRequest) -> Result<PullRequestReport, ActivityError> {
+        let run = req.run.clone().unwrap_or_default();
+        let project = self.project(&run)?;
+        let report = crate::forge::open_pull_request(project, &req)
+            .await
+            .map_err(forge_error)?;
+        tracing::info!(bead = %run.bead_id, number = report.number, url = %report.url, created = report.created,
+            head = %report.head, problem = %report.problem, "pull request");
+        Ok(report)
+    }
+
+    pub async fn check_pull_request_impl(&self, req: PullRequestCheck) -> Result<PullRequestStatus, ActivityError> {
+        let run = req.run.clone().unwrap_or_default();
+        let project = self.project(&run)?;
+        let status = crate::forge::check_pull_request(project, &req)
+            .await
+            .map_err(forge_error)?;
+        tracing::info!(bead = %run.bead_id, number = req.number, state = %status.state(), actor = %status.actor,
+            wait_secs = status.wait_secs, "pull request checked");
+        Ok(status)
     }
 
     pub async fn update_bead_impl(&self, req: UpdateBeadRequest) -> Result<UpdateBeadResult, ActivityError> {
@@ -335,6 +365,36 @@ impl SharkActivitiesImpl {
     ) -> Result<UpdateToBaseReport, ActivityError> {
         let span = activity_span(&ctx, req.run.as_ref());
         supervised(&ctx, span, async move { self.steps().update_to_base_impl(req).await }).await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::OpenPullRequest)]
+    pub async fn open_pull_request(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: PullRequestRequest,
+    ) -> Result<PullRequestReport, ActivityError> {
+        let span = activity_span(&ctx, req.run.as_ref());
+        supervised(
+            &ctx,
+            span,
+            async move { self.steps().open_pull_request_impl(req).await },
+        )
+        .await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::CheckPullRequest)]
+    pub async fn check_pull_request(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: PullRequestCheck,
+    ) -> Result<PullRequestStatus, ActivityError> {
+        let span = activity_span(&ctx, req.run.as_ref());
+        supervised(
+            &ctx,
+            span,
+            async move { self.steps().check_pull_request_impl(req).await },
+        )
+        .await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::Land)]

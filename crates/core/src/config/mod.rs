@@ -8,6 +8,7 @@
 mod agents;
 mod commands;
 mod cron;
+mod forge;
 mod projects;
 mod raw;
 mod schema;
@@ -16,6 +17,7 @@ pub mod world;
 
 pub use commands::{expand_command, is_simple_name};
 pub use cron::check_cron;
+pub use forge::{ForgeConfig, ForgeKind, MAX_POLL, RawForge};
 pub use raw::{
     RawApi, RawBudget, RawConfig, RawDispatcher, RawGroom, RawLearner, RawLimits, RawProject, RawProvider, RawSandbox,
     RawSemgrep, RawTemporal,

@@ -39,10 +39,11 @@ impl Validator {
                 "branch" => IntegrationPolicy::Branch,
                 "merge" => IntegrationPolicy::Merge,
                 "push" => IntegrationPolicy::Push,
+                "pr" => IntegrationPolicy::PullRequest,
                 other => {
                     return Err(self.invalid(
                         key("integration"),
-                        format!("{other:?} is not one of \"branch\", \"merge\", \"push\""),
+                        format!("{other:?} is not one of \"branch\", \"merge\", \"push\", \"pr\""),
                     ));
                 }
             };
@@ -60,6 +61,7 @@ impl Validator {
                     .into_iter()
                     .next(),
             };
+            let forge = self.forge(&name, p.forge, integration, tokens_env)?;
             if let Some(i) = p.dod.iter().position(|c| c.trim().is_empty()) {
                 return Err(self.invalid(format!("{}[{i}]", key("dod")), "an empty command"));
             }
@@ -182,6 +184,7 @@ impl Validator {
                     integration,
                     remote,
                     remote_token_env,
+                    forge,
                     beads_file,
                     enabled: p.enabled.unwrap_or(true),
                     gates,

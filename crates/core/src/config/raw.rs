@@ -121,6 +121,7 @@ pub struct RawProject {
     pub integration: Option<String>,
     pub remote: Option<String>,
     pub remote_token_env: Option<String>,
+    pub forge: Option<super::forge::RawForge>,
     pub beads_file: Option<String>,
     pub enabled: Option<bool>,
     pub sandbox: Option<String>,

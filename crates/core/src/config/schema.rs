@@ -93,6 +93,9 @@ pub enum IntegrationPolicy {
     /// commit is brought up to the remote base's tip, verified there, and pushed to it (never
     /// forced; a remote that moved meanwhile means update and verify again).
     Push,
+    /// Push `chum/<bead>` to the remote and open a pull request on the project's forge; a person
+    /// merges it there (CHUM waits, and closes the bead with the merge commit).
+    PullRequest,
 }
 
 impl IntegrationPolicy {
@@ -101,6 +104,7 @@ impl IntegrationPolicy {
             IntegrationPolicy::Branch => "branch",
             IntegrationPolicy::Merge => "merge",
             IntegrationPolicy::Push => "push",
+            IntegrationPolicy::PullRequest => "pr",
         }
     }
 }
@@ -204,6 +208,8 @@ pub struct ProjectConfig {
     /// for an HTTPS remote, handed to git through `GIT_ASKPASS` (never in argv, logs or history).
     /// None: git's own mechanisms only (an SSH agent, or no credentials).
     pub remote_token_env: Option<String>,
+    /// The forge the repository lives on (required by the `pr` policy).
+    pub forge: Option<super::ForgeConfig>,
     /// The native Beads file, relative to `repo` (default `.beads/issues.jsonl`).
     pub beads_file: PathBuf,
     pub enabled: bool,
@@ -253,7 +259,7 @@ impl ProjectConfig {
     /// Where beads land, as people read it: the base branch, or the remote's (`origin/main`).
     pub fn landing_branch(&self) -> String {
         match self.integration {
-            IntegrationPolicy::Push => format!("{}/{}", self.remote, self.base_branch),
+            IntegrationPolicy::Push | IntegrationPolicy::PullRequest => format!("{}/{}", self.remote, self.base_branch),
             _ => self.base_branch.clone(),
         }
     }

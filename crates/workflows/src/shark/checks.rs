@@ -185,6 +185,8 @@ impl Shark<'_> {
         let reasons = rejection_reasons(&verdict, step.plan);
         let discarded = discarded_note("the reviewer", &review.discarded);
         if reasons.is_empty() {
+            // The pull request's body shows each criterion with this evidence.
+            self.ctx.state_mut(|s| s.passed_verdict = Some(verdict.clone()));
             result.passed = true;
             result.excerpt = format!(
                 "approved by {}: {} criteria met, {} finding(s){discarded}",

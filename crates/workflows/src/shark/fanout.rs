@@ -207,6 +207,7 @@ pub(super) async fn run_candidate(
         fanout: 1,
         select_best: false,
         merge_queue: false,
+        pull_request: None,
         update: UpdateMode::Unspecified,
         concurrency: 0,
         leases: LeaseMode::Off,

@@ -26,6 +26,7 @@ mod fanout;
 mod gate;
 mod land;
 mod options;
+mod pull_request;
 mod slots;
 mod status;
 
@@ -36,7 +37,7 @@ use chum_core::gate::{parse_gate_payload, signal_excerpt, signal_json};
 use chum_core::ids::bead_branch;
 use chum_core::proto::{
     Bead, BeadStatus, GateDecision, GateName, GateReceipt, LeaseMode, LoadBeadRequest, Outcome, Phase, Plan,
-    RejectedSignal, RunRecord, RunRef, SelectMode, SharkInput, SharkResult, SharkStatus, UpdateMode,
+    RejectedSignal, ReviewVerdict, RunRecord, RunRef, SelectMode, SharkInput, SharkResult, SharkStatus, UpdateMode,
 };
 use temporalio_common::data_converters::RawValue;
 use temporalio_sdk::workflows::{workflow, workflow_methods};
@@ -69,6 +70,12 @@ pub struct SharkWorkflow {
     /// This run asked the Coordinator for an execution slot, and got it.
     slot_asked: bool,
     slot_granted: bool,
+    /// The review verdict the work last passed (its criteria and evidence go on a pull request).
+    passed_verdict: Option<ReviewVerdict>,
+    /// What this run pushed to its branch on the remote last (the lease of the next push).
+    pushed_head: String,
+    /// The forge told the worker something happened to this run's pull request (a webhook): look.
+    forge_event: bool,
 }
 
 /// One Shark run as its steps see it: the workflow context, which run, its limits. In the style of
@@ -93,6 +100,9 @@ struct Setup {
     select_best: bool,
     /// Land through the project's merge queue, bringing the work up to the base by `update`.
     merge_queue: bool,
+    /// Propose the work as a pull request on the project's forge and wait for a person to merge it
+    /// (`poll`: how often to ask the forge at first; `wait`: for how long at most).
+    pull_request: Option<pull_request::Waiting>,
     update: UpdateMode,
     /// Execution slots of the project (0: none asked, a run from before them) and how its planned
     /// files are leased.
@@ -199,6 +209,14 @@ impl SharkWorkflow {
         self.slot_granted = true;
     }
 
+    /// Something happened to this run's pull request on the forge (from the API's webhook route).
+    /// The payload is ignored: the run reads what happened from the forge itself, so a forged
+    /// signal changes when it looks, never what it finds.
+    #[signal(name = "forge_event")]
+    pub fn forge_event(&mut self, _ctx: &mut SyncWorkflowContext<Self>, _raw: RawValue) {
+        self.forge_event = true;
+    }
+
     /// Phase, plan, attempt, gate results so far, refused signals, outcome.
     #[query(name = "status")]
     pub fn status(&self, _ctx: &WorkflowContextView) -> SharkStatus {
@@ -295,16 +313,26 @@ async fn run_shark(shark: &Shark<'_>) -> WorkflowResult<SharkResult> {
         match end {
             // INTEGRATE -> close the bead -> learn, groom
             AttemptEnd::Passed { report, candidate } => {
-                // Runs started before the merge queue integrate as they always did.
-                if !(setup.merge_queue && shark.ctx.patched("merge-queue")) {
+                // The `pr` policy exists only in runs started after its patch marker.
+                let pull_request = setup
+                    .pull_request
+                    .as_ref()
+                    .filter(|_| shark.ctx.patched("pull-requests"));
+                let landing = if let Some(waiting) = pull_request {
+                    shark
+                        .propose_pull_request(&setup, &approved, &report, attempt, candidate, waiting)
+                        .await
+                } else if setup.merge_queue && shark.ctx.patched("merge-queue") {
+                    shark
+                        .land_through_queue(&setup, &approved, &report, attempt, candidate)
+                        .await
+                } else {
+                    // Runs started before the merge queue integrate as they always did.
                     return shark
                         .integrate_and_close(&setup, &approved, &report, attempt, candidate)
                         .await;
-                }
-                match shark
-                    .land_through_queue(&setup, &approved, &report, attempt, candidate)
-                    .await
-                {
+                };
+                match landing {
                     Landing::Landed(landed) => {
                         return shark.close_integrated(&setup, &approved, &landed, attempt).await;
                     }
@@ -369,6 +397,10 @@ impl Shark<'_> {
             fanout: project.fanout,
             select_best: project.select() == SelectMode::Best,
             merge_queue: project.merge_queue,
+            pull_request: project.pull_request.then(|| pull_request::Waiting {
+                poll: std::time::Duration::from_secs(u64::from(project.pull_request_poll_secs.max(1))),
+                wait: std::time::Duration::from_secs(project.pull_request_wait_secs.max(1)),
+            }),
             update: project.update(),
             rereview_on_update: project.rereview_on_update,
             concurrency: project.concurrency,

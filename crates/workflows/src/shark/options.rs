@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chum_core::activity_contract::error_types;
 use temporalio_common::data_converters::TemporalDeserializable;
-use temporalio_common::{ActivityDefinition, RetryPolicy};
+use temporalio_common::{ActivityCloseTimeouts, ActivityDefinition, RetryPolicy};
 use temporalio_sdk::{
     ActivityCancellationType, ActivityExecutionError, ActivityOptions, ChildWorkflowOptions, LocalActivityOptions,
     ParentClosePolicy, WorkflowCancellationToken,
@@ -64,6 +64,26 @@ pub(super) fn quick_options() -> ActivityOptions {
         .heartbeat_timeout(HEARTBEAT_TIMEOUT)
         .retry_policy(retry(5))
         .build()
+}
+
+/// The forge (a push and the pull request, or what became of it): retried with backoff while the
+/// forge or the remote is down (HTTP 5xx, timeouts), for up to half an hour; the activities are
+/// idempotent, so a retry never opens a second pull request.
+pub(super) fn forge_options() -> ActivityOptions {
+    ActivityOptions::with_close_timeouts(ActivityCloseTimeouts::ScheduleAndStartToClose {
+        schedule_to_close: Duration::from_secs(30 * 60),
+        start_to_close: Duration::from_secs(120),
+    })
+    .heartbeat_timeout(HEARTBEAT_TIMEOUT)
+    .retry_policy(
+        RetryPolicy::builder()
+            .initial_interval(Duration::from_secs(1))
+            .backoff_coefficient(2.0)
+            .maximum_interval(Duration::from_secs(60))
+            .non_retryable_error_types(error_types::NON_RETRYABLE)
+            .build(),
+    )
+    .build()
 }
 
 /// Agent runs: the activity enforces the agent's own timeout and kills its process group; the

@@ -59,6 +59,16 @@ impl Shark<'_> {
             .map_err(|_| SlotProblem::Cancelled)
     }
 
+    /// Gives back the slot and the leases while the run waits for people (its pull request); a
+    /// later attempt asks again.
+    pub(super) async fn give_slot_back(&self) {
+        self.release_slot().await;
+        self.ctx.state_mut(|s| {
+            s.slot_asked = false;
+            s.slot_granted = false;
+        });
+    }
+
     /// Gives back the slot and the leases (the run has ended). Sent whatever the run's own
     /// cancellation; a coordinator that misses it takes them back when it finds the run closed.
     pub(super) async fn release_slot(&self) {

@@ -125,6 +125,7 @@ impl Shark<'_> {
                 usage: status.usage,
                 learner_workflow_id: status.learner_workflow_id.clone(),
                 groom_workflow_id: status.groom_workflow_id.clone(),
+                pull_request_url: status.pull_request_url.clone(),
                 ..SharkResult::default()
             }
         })

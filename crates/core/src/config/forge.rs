@@ -1,0 +1,160 @@
+//! `[projects.<name>.forge]`: the forge a project's repository lives on (GitHub today), where the
+//! `pr` policy opens its pull requests. Names of environment variables only: the token and the
+//! webhook secret are read from the worker's environment when used, never written in the file.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::validate::Validator;
+use super::{ConfigError, IntegrationPolicy};
+
+/// The forge as the file writes it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawForge {
+    pub kind: Option<String>,
+    pub repo: Option<String>,
+    pub api_url: Option<String>,
+    pub token_env: Option<String>,
+    pub webhook_secret_env: Option<String>,
+    pub poll: Option<String>,
+    pub wait: Option<String>,
+}
+
+/// Which forge's API CHUM speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForgeKind {
+    GitHub,
+}
+
+impl ForgeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForgeKind::GitHub => "github",
+        }
+    }
+}
+
+/// A project's forge, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForgeConfig {
+    pub kind: ForgeKind,
+    /// `owner/name` on the forge.
+    pub repo: String,
+    /// The REST API's root, without a trailing slash (`https://api.github.com`; GitHub
+    /// Enterprise Server: `https://<host>/api/v3`).
+    pub api_url: String,
+    /// The worker's environment variable holding the API token.
+    pub token_env: String,
+    /// The worker's environment variable holding the webhook secret; None: no webhook, polling only.
+    pub webhook_secret_env: Option<String>,
+    /// How often a waiting run asks the forge at first (it backs off to [`MAX_POLL`]).
+    pub poll: Duration,
+    /// How long a run waits for its pull request to be merged or closed.
+    pub wait: Duration,
+}
+
+/// The longest a waiting run goes without asking the forge.
+pub const MAX_POLL: Duration = Duration::from_secs(15 * 60);
+
+impl ForgeConfig {
+    /// The pull request's owner-qualified head, as GitHub's `head` filter takes it.
+    pub fn owner(&self) -> &str {
+        self.repo.split('/').next().unwrap_or_default()
+    }
+}
+
+impl Validator {
+    /// The project's forge, required by `integration = "pr"`.
+    pub(super) fn forge(
+        &self,
+        project: &str,
+        raw: Option<RawForge>,
+        integration: IntegrationPolicy,
+        tokens_env: &str,
+    ) -> Result<Option<ForgeConfig>, ConfigError> {
+        let key = |k: &str| format!("projects.{project}.forge.{k}");
+        let Some(raw) = raw else {
+            if integration == IntegrationPolicy::PullRequest {
+                return Err(self.invalid(
+                    format!("projects.{project}.forge"),
+                    "integration = \"pr\" needs the forge the pull requests go to: add forge = { kind = \"github\", repo = \"<owner>/<name>\", token_env = \"GITHUB_TOKEN\" }",
+                ));
+            }
+            return Ok(None);
+        };
+        let kind = match raw.kind.as_deref().unwrap_or("github") {
+            "github" => ForgeKind::GitHub,
+            other => {
+                return Err(self.invalid(
+                    key("kind"),
+                    format!("{other:?} is not a forge CHUM speaks; use \"github\""),
+                ));
+            }
+        };
+        let repo = raw.repo.ok_or_else(|| {
+            self.invalid(
+                key("repo"),
+                "is required: the repository on the forge, as \"<owner>/<name>\"",
+            )
+        })?;
+        let well_formed = |part: &str| {
+            !part.is_empty()
+                && !part.starts_with('.')
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        };
+        match repo.split_once('/') {
+            Some((owner, name)) if well_formed(owner) && well_formed(name) => {}
+            _ => {
+                return Err(self.invalid(
+                    key("repo"),
+                    format!("{repo:?} is not \"<owner>/<name>\", e.g. \"octo-org/app\""),
+                ));
+            }
+        }
+        let api_url = raw.api_url.unwrap_or_else(|| "https://api.github.com".to_string());
+        let authority = api_url
+            .strip_prefix("https://")
+            .or_else(|| api_url.strip_prefix("http://"))
+            .map(|rest| rest.split('/').next().unwrap_or_default());
+        match authority {
+            Some(host) if !host.is_empty() && !host.contains('@') && !host.contains(char::is_whitespace) => {}
+            _ => {
+                return Err(self.invalid(
+                    key("api_url"),
+                    format!("{api_url:?} is not an http(s) URL without credentials in it (the token comes from token_env), e.g. \"https://api.github.com\""),
+                ));
+            }
+        }
+        let token_env = raw.token_env.ok_or_else(|| {
+            self.invalid(
+                key("token_env"),
+                "is required: the NAME of the worker's environment variable holding the forge token, e.g. \"GITHUB_TOKEN\"",
+            )
+        })?;
+        let mut names = self.env_names(&key("token_env"), std::slice::from_ref(&token_env), tokens_env)?;
+        let token_env = names.remove(0);
+        let webhook_secret_env = match raw.webhook_secret_env {
+            None => None,
+            Some(name) => self
+                .env_names(&key("webhook_secret_env"), std::slice::from_ref(&name), tokens_env)?
+                .into_iter()
+                .next(),
+        };
+        let poll = self.duration(&key("poll"), raw.poll.as_deref(), Duration::from_secs(60))?;
+        if poll > MAX_POLL {
+            return Err(self.invalid(key("poll"), "must be at most 15m (runs back off to 15m on their own)"));
+        }
+        let wait = self.duration(&key("wait"), raw.wait.as_deref(), Duration::from_secs(14 * 24 * 3600))?;
+        Ok(Some(ForgeConfig {
+            kind,
+            repo,
+            api_url: api_url.trim_end_matches('/').to_string(),
+            token_env,
+            webhook_secret_env,
+            poll,
+            wait,
+        }))
+    }
+}

@@ -1,0 +1,239 @@
+//! PROPOSE as a pull request (the `pr` policy, runs started after patch "pull-requests"): a person
+//! merges the work on the project's forge, not CHUM.
+//!
+//! ```text
+//! commit the gated tree on chum/<bead> (held)
+//! push it (leased on what this run pushed last) and open or update the pull request
+//! give the execution slot back: nothing runs while people look
+//! until the pull request is decided or `wait` runs out, asking the forge (a webhook wakes early):
+//!   merged            -> the bead closes with the merge commit
+//!   closed unmerged   -> the bead is blocked with who closed it
+//!   changes requested -> the next attempt, the review as its findings (a slot first)
+//! ```
+
+use std::time::Duration;
+
+use chum_core::activity_contract::SharkActivities;
+use chum_core::gate_text::short_commit;
+use chum_core::proto::{
+    ExecuteReport, GateName, GateResult, IntegrationReport, Phase, PullRequestCheck, PullRequestRequest,
+    PullRequestState,
+};
+use chum_core::pull_request::{self, BodyParts, next_poll};
+use temporalio_sdk::workflows::select;
+use temporalio_sdk::{CancellableFuture, TimerResult};
+
+use super::ending::Work;
+use super::land::Landing;
+use super::options::forge_options;
+use super::slots::SlotProblem;
+use super::{Approved, Setup, Shark};
+
+/// How a run waits for its pull request (the project's `forge.poll` and `forge.wait`).
+pub(super) struct Waiting {
+    pub poll: Duration,
+    pub wait: Duration,
+}
+
+impl Shark<'_> {
+    pub(super) async fn propose_pull_request(
+        &self,
+        setup: &Setup,
+        approved: &Approved,
+        report: &ExecuteReport,
+        attempt: u32,
+        candidate: u32,
+        waiting: &Waiting,
+    ) -> Landing {
+        self.enter_phase(Phase::Integrating, attempt);
+        let work = Work {
+            worktree: &report.worktree,
+            tree: &report.tree,
+            attempt,
+            candidate,
+            partial: false,
+            hold: true,
+        };
+        let integration = match self.integrate(setup, approved, work).await {
+            Ok(integration) => integration,
+            Err(err) => return Landing::Error(Box::new(err)),
+        };
+        if !integration.problem.is_empty() {
+            return Landing::Failed(integration);
+        }
+
+        let (verdict, gates, usage, leased_head) = self.ctx.state(|s| {
+            (
+                s.passed_verdict.clone(),
+                s.status.gate_results.clone(),
+                s.status.usage,
+                s.pushed_head.clone(),
+            )
+        });
+        let body = pull_request::body(&BodyParts {
+            bead: &setup.bead,
+            plan: &approved.plan,
+            approved_by: &approved.by,
+            verdict: verdict.as_ref(),
+            gates: &gates,
+            usage: usage.as_ref(),
+            workflow_id: &self.run.workflow_id,
+        });
+        let request = PullRequestRequest {
+            run: Some(self.run.clone()),
+            branch: integration.branch.clone(),
+            commit: integration.commit.clone(),
+            title: pull_request::title(&setup.bead),
+            body,
+            leased_head,
+        };
+        let opened = match self
+            .ctx
+            .execute_activity(SharkActivities::open_pull_request, request, forge_options())
+            .await
+        {
+            Ok(opened) => opened,
+            Err(err) => return Landing::Error(Box::new(err)),
+        };
+        if !opened.problem.is_empty() {
+            self.record_pull_request(attempt, false, opened.problem.clone());
+            let mut failed = integration;
+            failed.problem = opened.problem;
+            return Landing::Failed(failed);
+        }
+        self.ctx.state_mut(|s| {
+            s.pushed_head = opened.head.clone();
+            s.status.pull_request_url = opened.url.clone();
+            s.status.pull_request_number = opened.number;
+            s.status.commit = opened.head.clone();
+        });
+        let verb = if opened.created { "opened" } else { "updated" };
+        self.record_pull_request(
+            attempt,
+            true,
+            format!(
+                "{verb} #{} with {}: {}",
+                opened.number,
+                short_commit(&opened.head),
+                opened.url
+            ),
+        );
+
+        // People take their time: the slot goes to someone who works meanwhile.
+        self.give_slot_back().await;
+        self.enter_phase(Phase::AwaitingPullRequest, attempt);
+        let started = self.now_ms();
+        let mut pause = None;
+        loop {
+            let elapsed = Duration::from_millis((self.now_ms() - started).max(0) as u64);
+            let Some(left) = waiting.wait.checked_sub(elapsed).filter(|d| !d.is_zero()) else {
+                let mut failed = integration;
+                failed.problem = format!(
+                    "nobody merged or closed pull request #{} within {}s; it stays open at {}",
+                    opened.number,
+                    waiting.wait.as_secs(),
+                    opened.url
+                );
+                self.record_pull_request(attempt, false, failed.problem.clone());
+                return Landing::Failed(failed);
+            };
+            let next = next_poll(pause, waiting.poll, Duration::ZERO).min(left);
+            pause = Some(next);
+            match self.sleep_or_forge_event(next).await {
+                Ok(()) => {}
+                Err(()) => return Landing::Cancelled,
+            }
+            // A webhook during the check below wakes the next wait at once.
+            self.ctx.state_mut(|s| s.forge_event = false);
+            let check = PullRequestCheck {
+                run: Some(self.run.clone()),
+                number: opened.number,
+                head: opened.head.clone(),
+            };
+            let status = match self
+                .ctx
+                .execute_activity(SharkActivities::check_pull_request, check, forge_options())
+                .await
+            {
+                Ok(status) => status,
+                Err(err) => return Landing::Error(Box::new(err)),
+            };
+            match status.state() {
+                PullRequestState::Merged => {
+                    self.record_pull_request(
+                        attempt,
+                        true,
+                        format!(
+                            "#{} merged by {} as {}",
+                            opened.number,
+                            status.actor,
+                            short_commit(&status.merge_commit)
+                        ),
+                    );
+                    self.ctx.state_mut(|s| s.status.commit = status.merge_commit.clone());
+                    return Landing::Landed(IntegrationReport {
+                        commit: status.merge_commit,
+                        merged: true,
+                        ..integration
+                    });
+                }
+                PullRequestState::Closed => {
+                    let mut failed = integration;
+                    failed.problem = format!(
+                        "pull request #{} was closed without being merged by {}; the work is on branch {}",
+                        opened.number, status.actor, failed.branch
+                    );
+                    self.record_pull_request(attempt, false, failed.problem.clone());
+                    return Landing::Failed(failed);
+                }
+                PullRequestState::ChangesRequested => {
+                    self.record_pull_request(attempt, false, status.feedback.clone());
+                    // The next attempt works on the code again: it needs a slot.
+                    if setup.concurrency > 0 {
+                        match self.acquire_slot(setup, &approved.plan).await {
+                            Ok(()) => {}
+                            Err(SlotProblem::Cancelled) => return Landing::Cancelled,
+                            Err(SlotProblem::Unreachable(why)) => {
+                                let mut failed = integration;
+                                failed.problem = why;
+                                return Landing::Failed(failed);
+                            }
+                        }
+                    }
+                    return Landing::Redo {
+                        feedback: status.feedback,
+                    };
+                }
+                PullRequestState::Open | PullRequestState::Unspecified => {
+                    // The forge's rate limit says when it may be asked again.
+                    let asked = Duration::from_secs(u64::from(status.wait_secs));
+                    if !asked.is_zero() {
+                        pause = Some(next_poll(pause, waiting.poll, asked));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleeps durably for `pause`, or until a webhook says something happened. `Err`: cancelled.
+    async fn sleep_or_forge_event(&self, pause: Duration) -> Result<(), ()> {
+        let mut timer = std::pin::pin!(self.ctx.timer(pause));
+        let woken = select! {
+            waited = self.ctx.wait_condition(|s| s.forge_event) => waited.is_ok(),
+            fired = timer.as_mut() => return if matches!(fired, TimerResult::Fired) { Ok(()) } else { Err(()) },
+        };
+        // A dropped timer stays pending server-side until the run closes; cancel it.
+        timer.cancel();
+        if woken { Ok(()) } else { Err(()) }
+    }
+
+    fn record_pull_request(&self, attempt: u32, passed: bool, excerpt: String) {
+        self.push_gate(GateResult {
+            gate: GateName::PullRequest as i32,
+            round: attempt,
+            passed,
+            excerpt,
+            ..GateResult::default()
+        });
+    }
+}
