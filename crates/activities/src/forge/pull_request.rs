@@ -210,3 +210,274 @@ mod tests {
         assert!(changes_asked(&reviews, "other").is_empty());
     }
 }
+
+/// The two activities against the fake GitHub (GitHub's OpenAPI description checks every request
+/// and answer), over real git: a bare "forge" repository and the project's clone of it.
+#[cfg(test)]
+mod against_the_fake_forge {
+    use std::path::{Path, PathBuf};
+
+    use chum_core::config::{ForgeConfig, ForgeKind, IntegrationPolicy};
+    use chum_core::proto::RunRef;
+    use chum_testkit::forge::{FakeGitHub, contracts_installed};
+
+    use super::*;
+    use crate::repo::testing::{init_repo, project};
+    use crate::repo::{git, prepare_worktree};
+
+    const TOKEN_ENV: &str = "FAKE_FORGE_TOKEN_FOR_UNIT_TESTS";
+
+    struct World {
+        _dir: tempfile::TempDir,
+        bare: PathBuf,
+        project: ProjectConfig,
+        forge: FakeGitHub,
+    }
+
+    async fn world() -> Option<World> {
+        if !contracts_installed() {
+            eprintln!("skipped: GitHub's OpenAPI descriptions are not installed (scripts/setup.sh)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let seed = dir.path().join("seed");
+        std::fs::create_dir_all(&seed).unwrap();
+        init_repo(&seed).await;
+        let bare = dir.path().join("forge.git");
+        git(
+            dir.path(),
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                &seed.display().to_string(),
+                &bare.display().to_string(),
+            ],
+        )
+        .await
+        .unwrap();
+        let work = dir.path().join("work");
+        git(
+            dir.path(),
+            &[
+                "clone",
+                "-q",
+                &format!("file://{}", bare.display()),
+                &work.display().to_string(),
+            ],
+        )
+        .await
+        .unwrap();
+        // SAFETY: set once, to the same value, by every test of this module.
+        unsafe { std::env::set_var(TOKEN_ENV, "ghp_fake_token") };
+        let forge = FakeGitHub::start("octo-org/calc", &bare, "ghp_fake_token").await;
+        let mut project = project(&work, IntegrationPolicy::PullRequest);
+        project.forge = Some(ForgeConfig {
+            kind: ForgeKind::GitHub,
+            repo: "octo-org/calc".into(),
+            api_url: forge.api_url(),
+            token_env: TOKEN_ENV.into(),
+            webhook_secret_env: None,
+            poll: std::time::Duration::from_secs(1),
+            wait: std::time::Duration::from_secs(60),
+        });
+        Some(World {
+            _dir: dir,
+            bare,
+            project,
+            forge,
+        })
+    }
+
+    /// The bead's work committed in an attempt's worktree; returns the commit.
+    async fn work(p: &ProjectConfig, attempt: u32, file: &str) -> String {
+        let wt = prepare_worktree(p, "tk-1", attempt, 0).await.unwrap();
+        std::fs::write(wt.path.join(file), "mine\n").unwrap();
+        wt.git.git(&["add", file]).await.unwrap();
+        wt.git
+            .git(&["commit", "-q", "-m", &format!("{file}\n\nChum-Bead: tk-1\n")])
+            .await
+            .unwrap();
+        wt.git.git(&["rev-parse", "HEAD"]).await.unwrap()
+    }
+
+    fn request(commit: &str, leased: &str, body: &str) -> PullRequestRequest {
+        PullRequestRequest {
+            run: Some(RunRef {
+                project: "demo".into(),
+                bead_id: "tk-1".into(),
+                ..RunRef::default()
+            }),
+            branch: "chum/tk-1".into(),
+            commit: commit.into(),
+            title: "Add multiply (tk-1)".into(),
+            body: body.into(),
+            leased_head: leased.into(),
+        }
+    }
+
+    fn check(number: u64, head: &str) -> PullRequestCheck {
+        PullRequestCheck {
+            number,
+            head: head.into(),
+            ..PullRequestCheck::default()
+        }
+    }
+
+    fn remote_tip(bare: &Path, branch: &str) -> String {
+        chum_testkit::git(bare, &["rev-parse", branch])
+    }
+
+    #[tokio::test]
+    async fn a_pull_request_is_opened_once_updated_in_place_and_read_back_until_it_is_merged() {
+        let Some(w) = world().await else { return };
+        let p = &w.project;
+        let first = work(p, 1, "one.txt").await;
+
+        // The forge's answer to the creation is lost: the retry finds the pull request.
+        w.forge.lose_next_answer_to("pulls/create");
+        let lost = open_pull_request(p, &request(&first, "", "body 1")).await.unwrap_err();
+        assert!(
+            matches!(&lost, PullRequestError::Forge(e) if !e.is_permanent()),
+            "{lost:?}"
+        );
+        let opened = open_pull_request(p, &request(&first, "", "body 1")).await.unwrap();
+        assert!(!opened.created, "the retry found the one the lost answer was about");
+        assert!(opened.problem.is_empty(), "{opened:?}");
+        assert_eq!(remote_tip(&w.bare, "chum/tk-1"), first);
+        let again = open_pull_request(p, &request(&first, "", "body 1")).await.unwrap();
+        assert_eq!((again.number, again.created), (opened.number, false));
+        assert_eq!(w.forge.pull_count(), 1, "one pull request, however often it is asked");
+        assert_eq!(w.forge.count("pulls/update"), 0, "nothing changed, nothing written");
+
+        // Still open, nobody said anything.
+        let open = check_pull_request(p, &check(opened.number, &first)).await.unwrap();
+        assert_eq!(open.state(), PullRequestState::Open);
+
+        // A reviewer asks for changes on the pushed commit, with a comment on a line.
+        w.forge.request_changes(
+            opened.number,
+            "bob",
+            "Please handle negatives",
+            &[("calc.py", 7, "negative numbers?")],
+        );
+        let asked = check_pull_request(p, &check(opened.number, &first)).await.unwrap();
+        assert_eq!(asked.state(), PullRequestState::ChangesRequested);
+        assert_eq!(asked.actor, "bob");
+        assert!(
+            asked.feedback.contains("- calc.py:7: negative numbers?"),
+            "{}",
+            asked.feedback
+        );
+
+        // The next attempt's work replaces the branch (leased) and the same pull request is updated.
+        let second = work(p, 2, "two.txt").await;
+        let updated = open_pull_request(p, &request(&second, &first, "body 2")).await.unwrap();
+        assert_eq!((updated.number, updated.created), (opened.number, false));
+        assert_eq!(remote_tip(&w.bare, "chum/tk-1"), second);
+        assert_eq!(w.forge.pull_for("chum/tk-1").unwrap().2, "body 2");
+        // The old review was of the old commit: it asks nothing of the new one.
+        let open = check_pull_request(p, &check(opened.number, &second)).await.unwrap();
+        assert_eq!(open.state(), PullRequestState::Open);
+
+        // The rate limit: the run is told how long to wait instead of failing.
+        w.forge.rate_limit_next(120);
+        let limited = check_pull_request(p, &check(opened.number, &second)).await.unwrap();
+        assert_eq!(limited.state(), PullRequestState::Open);
+        assert!((100..=121).contains(&limited.wait_secs), "{limited:?}");
+
+        // Merged on the forge: a real merge commit, and the local base follows it.
+        let merge = w.forge.merge(opened.number, "alice");
+        let merged = check_pull_request(p, &check(opened.number, &second)).await.unwrap();
+        assert_eq!(merged.state(), PullRequestState::Merged);
+        assert_eq!(
+            (merged.merge_commit.as_str(), merged.actor.as_str()),
+            (merge.as_str(), "alice")
+        );
+        assert_eq!(git(&p.repo, &["rev-parse", "main"]).await.unwrap(), merge);
+        w.forge.assert_no_violations();
+    }
+
+    #[tokio::test]
+    async fn a_forge_that_is_down_is_worth_retrying_and_a_closed_pull_request_is_read_as_closed() {
+        let Some(w) = world().await else { return };
+        let p = &w.project;
+        let commit = work(p, 1, "one.txt").await;
+        w.forge.go_down_for(1);
+        let down = open_pull_request(p, &request(&commit, "", "body")).await.unwrap_err();
+        assert!(
+            matches!(&down, PullRequestError::Forge(ForgeError::Server { status: 502, .. })),
+            "{down:?}"
+        );
+        assert!(matches!(&down, PullRequestError::Forge(e) if !e.is_permanent()));
+        let opened = open_pull_request(p, &request(&commit, "", "body")).await.unwrap();
+        assert!(opened.created);
+        w.forge.close(opened.number);
+        let closed = check_pull_request(p, &check(opened.number, &commit)).await.unwrap();
+        assert_eq!(closed.state(), PullRequestState::Closed);
+        assert_eq!(w.forge.count("pulls/create"), 1);
+        w.forge.assert_no_violations();
+    }
+
+    #[tokio::test]
+    async fn a_wrong_token_is_a_configuration_problem_named_by_its_variable() {
+        let Some(mut w) = world().await else { return };
+        if let Some(f) = w.project.forge.as_mut() {
+            f.token_env = "FAKE_FORGE_TOKEN_NOBODY_SET".into();
+        }
+        let commit = work(&w.project, 1, "one.txt").await;
+        let missing = open_pull_request(&w.project, &request(&commit, "", "body"))
+            .await
+            .unwrap_err();
+        assert!(missing.to_string().contains("FAKE_FORGE_TOKEN_NOBODY_SET"), "{missing}");
+        assert!(
+            chum_testkit::git(&w.bare, &["branch", "--list", "chum/tk-1"]).is_empty(),
+            "nothing is pushed before the forge can be asked"
+        );
+        w.forge.assert_no_violations();
+    }
+
+    #[tokio::test]
+    async fn the_fake_refuses_what_githubs_description_does_not_allow() {
+        let Some(w) = world().await else { return };
+        let client = reqwest::Client::new();
+        let ask = |url: String| client.get(url).bearer_auth("ghp_fake_token").send();
+        let unknown = ask(format!("{}/repos/octo-org/calc/pulls?colour=red", w.forge.api_url()))
+            .await
+            .unwrap();
+        assert_eq!(unknown.status().as_u16(), 422);
+        let bad_type = ask(format!("{}/repos/octo-org/calc/pulls?per_page=many", w.forge.api_url()))
+            .await
+            .unwrap();
+        assert_eq!(bad_type.status().as_u16(), 422);
+        let no_path = ask(format!("{}/repos/octo-org/calc/pulls/1/teleport", w.forge.api_url()))
+            .await
+            .unwrap();
+        assert_eq!(no_path.status().as_u16(), 404);
+        let served = w.forge.served();
+        assert_eq!(served.len(), 3);
+        let caught = std::panic::catch_unwind(|| w.forge.assert_no_violations()).unwrap_err();
+        let said = caught.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(
+            said.contains("\"colour\" is not one it takes") && said.contains("per_page"),
+            "{said}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_webhooks_the_fake_sends_match_githubs_webhook_description() {
+        let Some(w) = world().await else { return };
+        let commit = work(&w.project, 1, "one.txt").await;
+        let opened = open_pull_request(&w.project, &request(&commit, "", "body"))
+            .await
+            .unwrap();
+        w.forge.request_changes(opened.number, "bob", "no", &[]);
+        let (event, review) = w.forge.webhook(opened.number, "pull_request_review", "submitted");
+        assert_eq!(event, "pull_request_review");
+        assert_eq!(review["pull_request"]["head"]["ref"], "chum/tk-1");
+        w.forge.merge(opened.number, "alice");
+        let (_, closed) = w.forge.webhook(opened.number, "pull_request", "closed");
+        assert_eq!(closed["pull_request"]["merged"], true);
+        w.forge.assert_no_violations();
+    }
+}
