@@ -358,6 +358,16 @@ pub async fn decide(client: &Client, workflow_id: &str, decision: &Decision) -> 
     }
 }
 
+/// Tells a Shark that something happened to its pull request on the forge (a webhook came). The
+/// run reads what happened from the forge itself; this only makes it look now.
+pub async fn forge_event(client: &Client, workflow_id: &str) -> Result<(), ControlError> {
+    let payload = chum_workflows::json_payload(&serde_json::json!({}));
+    shark(client, workflow_id)
+        .signal(SharkWorkflow::forge_event, payload, WorkflowSignalOptions::default())
+        .await
+        .map_err(|e| from_client(workflow_id, "signal", e))
+}
+
 /// Asks the run to stop: the running agent is killed, the bead reopened with a note.
 pub async fn cancel(client: &Client, workflow_id: &str, reason: &str) -> Result<(), ControlError> {
     // Fails with NotFound for a run that does not exist.

@@ -9,6 +9,7 @@
 mod actions;
 mod auth;
 mod reads;
+mod webhooks;
 
 use actions::{approve, cancel, create_bead, reject};
 pub use auth::{TokenError, Tokens, check_bind, parse_tokens, tokens_from_env};
@@ -275,6 +276,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/runs/{id}/approve", post(approve))
         .route("/runs/{id}/reject", post(reject))
         .route("/runs/{id}/cancel", post(cancel))
+        .route("/forge/github", post(webhooks::github))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
