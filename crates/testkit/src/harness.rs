@@ -167,6 +167,29 @@ impl Harness {
         }
     }
 
+    /// The worker's HTTP API on a free loopback port, with `tokens` (and the SDK's metrics at
+    /// `sdk_metrics`); returns its base URL and what stops it.
+    pub async fn start_api(
+        &self,
+        client: Client,
+        tokens: worker::api::Tokens,
+        sdk_metrics: Option<std::net::SocketAddr>,
+    ) -> (String, tokio::sync::oneshot::Sender<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("the API listens");
+        let addr = listener.local_addr().expect("its address");
+        let mut state = worker::api::ApiState::new(client, self.config.clone(), tokens, addr).expect("api state");
+        if let Some(sdk) = sdk_metrics {
+            state = state.with_sdk_metrics(sdk);
+        }
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(worker::api::serve(listener, Arc::new(state), async {
+            let _ = stopped.await;
+        }));
+        (format!("http://{addr}"), stop)
+    }
+
     /// Writes `config` as the configuration file a worker binary reads; relative paths in it
     /// start from the harness directory, as they do for `config`.
     pub fn write_config(&self, config: &RawConfig) -> PathBuf {

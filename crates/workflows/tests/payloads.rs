@@ -125,6 +125,8 @@ fn check_activity(name: &str, input: Option<&Value>, output: Option<&Value>) -> 
         "commit_briefing" => pair!(BriefingRequest, BriefingReport),
         "update_to_base" => pair!(UpdateToBaseRequest, UpdateToBaseReport),
         "land" => pair!(LandRequest, LandReport),
+        "open_pull_request" => pair!(PullRequestRequest, PullRequestReport),
+        "check_pull_request" => pair!(PullRequestCheck, PullRequestStatus),
         "run_open" => pair!(RunOpenRequest, RunOpenReport),
         other => Err(format!("activity {other:?} has no type here: add it to check_activity")),
     }

@@ -2,6 +2,7 @@
 
 pub mod contract;
 pub mod github;
+mod serve;
 
 pub use contract::{contract, contracts_installed};
 pub use github::{FakeGitHub, Served, deliver, signature};

@@ -2,37 +2,14 @@
 //! created, approved and followed over HTTP; every control route needs a token and lands in the
 //! audit log; bad requests get JSON 4xx answers, never a 500.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chum_core::proto::Phase;
 use chum_testkit::*;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use worker::api::{ApiState, Tokens, serve};
 
 const TOKEN: &str = "alice-token-0123456789";
-
-async fn start_api(
-    h: &Harness,
-    client: temporalio_client::Client,
-    tokens: Tokens,
-    sdk_metrics: Option<SocketAddr>,
-) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let mut state = ApiState::new(client, h.config.clone(), tokens, addr).expect("api state");
-    if let Some(sdk) = sdk_metrics {
-        state = state.with_sdk_metrics(sdk);
-    }
-    let state = Arc::new(state);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, state, async {
-        let _ = stopped.await;
-    }));
-    (format!("http://{addr}"), stop)
-}
 
 fn audit_lines(h: &Harness) -> Vec<Value> {
     std::fs::read_to_string(&h.config.api.audit_log)
@@ -112,7 +89,7 @@ async fn an_operator_creates_approves_and_follows_a_bead_over_http() {
     let h = &Harness::with_steps("api", good_work()).await;
     h.with_metrics_worker(|client, sdk_metrics| async move {
         let tokens = vec![("alice".to_string(), TOKEN.to_string())];
-        let (base, _stop) = start_api(h, client.clone(), tokens, Some(sdk_metrics)).await;
+        let (base, _stop) = h.start_api(client.clone(), tokens, Some(sdk_metrics)).await;
         let http = reqwest::Client::new();
         let url = |path: &str| format!("{base}{path}");
 
@@ -361,7 +338,7 @@ async fn an_operator_creates_approves_and_follows_a_bead_over_http() {
 async fn without_tokens_control_routes_refuse_and_are_recorded() {
     let h = &Harness::with_steps("api-no-tokens", Vec::new()).await;
     h.with_worker(|client| async move {
-        let (base, _stop) = start_api(h, client, Vec::new(), None).await;
+        let (base, _stop) = h.start_api(client, Vec::new(), None).await;
         let http = reqwest::Client::new();
         for path in [
             "/beads",
@@ -406,7 +383,7 @@ async fn a_decision_that_cannot_be_audited_is_not_taken() {
     .await;
     h.with_worker(|client| async move {
         let tokens = vec![("alice".to_string(), TOKEN.to_string())];
-        let (base, _stop) = start_api(h, client.clone(), tokens, None).await;
+        let (base, _stop) = h.start_api(client.clone(), tokens, None).await;
         let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
         wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
         let response = reqwest::Client::new()

@@ -14,6 +14,7 @@ mod many_sharks;
 mod merge_queue;
 mod monte_carlo;
 mod operations;
+mod pull_requests;
 mod remote;
 mod sandbox;
 mod shark_paths;

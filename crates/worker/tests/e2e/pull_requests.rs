@@ -1,0 +1,253 @@
+//! Pull requests (`integration = "pr"`) end to end, against the fake GitHub (every request, answer
+//! and webhook checked against GitHub's OpenAPI descriptions) over a real bare repository: a bead's
+//! gated work is pushed to `chum/<bead>` and proposed as a pull request whose body carries the
+//! plan, each criterion with its evidence and the gates' verdicts; a review asking for changes
+//! (delivered by a signed webhook) sends it back for another attempt with the comments as
+//! findings, and the same pull request is updated; a forged webhook changes nothing; the forge
+//! going down is retried without a second pull request; the merge closes the bead with the merge
+//! commit. A pull request closed unmerged blocks its bead, found by polling alone.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chum_core::config::RawForge;
+use chum_core::proto::{GateName, Outcome, Phase, SharkInput, SharkStatus};
+use chum_testkit::forge::{FakeGitHub, contracts_installed, deliver};
+use chum_testkit::*;
+use serde_json::json;
+
+const REPO: &str = "octo-org/calc";
+const TOKEN_ENV: &str = "E2E_FORGE_TOKEN";
+const TOKEN: &str = "ghp_e2e_fake_token_0123456789";
+const SECRET_ENV: &str = "E2E_FORGE_WEBHOOK_SECRET";
+const SECRET: &str = "webhook-secret-for-the-e2e-test";
+
+/// A fake GitHub over a bare repository that will be the project's `origin` (made once the
+/// harness's project exists), and the configuration change that points the project at it.
+async fn forge(poll: &'static str) -> (tempfile::TempDir, PathBuf, FakeGitHub, Configure) {
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("forge.git");
+    let fake = FakeGitHub::start(REPO, &bare, TOKEN).await;
+    // SAFETY: set before any worker of this test process runs, always to the same values.
+    unsafe {
+        std::env::set_var(TOKEN_ENV, TOKEN);
+        std::env::set_var(SECRET_ENV, SECRET);
+    }
+    let api_url = fake.api_url();
+    let configure: Configure = Box::new(move |c| {
+        c.project().forge = Some(RawForge {
+            repo: Some(REPO.into()),
+            api_url: Some(api_url),
+            token_env: Some(TOKEN_ENV.into()),
+            webhook_secret_env: Some(SECRET_ENV.into()),
+            poll: Some(poll.into()),
+            ..RawForge::default()
+        });
+    });
+    (dir, bare, fake, configure)
+}
+
+/// The project's checkout gets the bare repository as `origin`.
+fn publish(h: &Harness, bare: &std::path::Path) {
+    git(
+        h.dir.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            &h.repo.display().to_string(),
+            &bare.display().to_string(),
+        ],
+    );
+    git(
+        &h.repo,
+        &["remote", "add", "origin", &format!("file://{}", bare.display())],
+    );
+}
+
+async fn wait_for_pull_request(handle: &SharkHandle, attempt: u32) -> SharkStatus {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = status(handle).await;
+        if s.phase() == Phase::AwaitingPullRequest && s.attempt == attempt {
+            return s;
+        }
+        assert!(
+            s.phase() != Phase::Done,
+            "the run ended before its pull request of attempt {attempt}: {s:?}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no pull request of attempt {attempt}: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bead_becomes_a_pull_request_that_review_sends_back_and_a_merge_closes() {
+    if !contracts_installed() {
+        eprintln!("skipped: GitHub's OpenAPI descriptions are not installed (scripts/setup.sh)");
+        return;
+    }
+    // Polling every 15 minutes: only the webhooks can make this test go on in time.
+    let (_forge_dir, bare, fake, configure) = forge("15m").await;
+    let steps = vec![
+        Step::planner().bead("tk-1").answer(GOOD_PLAN),
+        calc_executor(GOOD_CALC).bead("tk-1").attempt(1),
+        // The second attempt must be told what the reviewer on the forge said.
+        calc_executor(GOOD_CALC)
+            .bead("tk-1")
+            .attempt(2)
+            .expect_prompt_contains("calc.py:5: what about negative numbers?"),
+        Step::reviewer().bead("tk-1").answer(REVIEW_APPROVE),
+    ];
+    let mut options = HarnessOptions::with_steps(steps);
+    options.integration = "pr";
+    options.configure.push(configure);
+    let h = &Harness::start("pull-requests", options).await;
+    publish(h, &bare);
+
+    let fake = &fake;
+    let (result, first, forged, merge) = h
+        .with_worker(|client| async move {
+            let (api, _stop) = h.start_api(client.clone(), Vec::new(), None).await;
+            let hook = format!("{api}/forge/github");
+            let run = start_shark(
+                &client,
+                &h.task_queue,
+                SharkInput {
+                    bead_id: "tk-1".into(),
+                    ..h.input(limits())
+                },
+            )
+            .await;
+            wait_for_phase(&run, Phase::AwaitingApproval, 1).await;
+            send_approve(&run, json!({"approved": true, "by": "ana"})).await;
+
+            // The work is a pull request; the run waits for people, holding no slot.
+            let first = wait_for_pull_request(&run, 1).await;
+            let number = first.pull_request_number;
+
+            // A forged delivery (the wrong secret) is refused and wakes nothing.
+            fake.request_changes(
+                number,
+                "bob",
+                "Not yet.",
+                &[("calc.py", 5, "what about negative numbers?")],
+            );
+            let (event, payload) = fake.webhook(number, "pull_request_review", "submitted");
+            let forged = deliver(&hook, "not-the-secret", &event, &payload).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert_eq!(status(&run).await.attempt, 1, "a forged webhook changed nothing");
+
+            // The real one: the run reads the review and tries again; the forge is down for a
+            // while when the update goes out, and the retries open no second pull request.
+            fake.go_down_for(3);
+            assert_eq!(deliver(&hook, SECRET, &event, &payload).await, 202);
+            let second = wait_for_pull_request(&run, 2).await;
+            assert_eq!(second.pull_request_number, number, "the same pull request, updated");
+
+            // Merged on the forge; the webhook says so.
+            let merge = fake.merge(number, "carol");
+            let (event, payload) = fake.webhook(number, "pull_request", "closed");
+            assert_eq!(deliver(&hook, SECRET, &event, &payload).await, 202);
+            let result = finish(&run, "pull_request_merged").await;
+            (result, first, forged, merge)
+        })
+        .await;
+
+    assert_eq!(forged, 401);
+    // The first pull request's body: the plan, each criterion with its evidence, the verdicts.
+    let (number, state, body) = fake.pull_for("chum/tk-1").expect("a pull request for chum/tk-1");
+    assert_eq!((number, state.as_str()), (first.pull_request_number, "closed"));
+    assert!(
+        body.starts_with("Add multiply(a, b) to calc with a unit test"),
+        "{body}"
+    );
+    assert!(body.contains("- [x] multiply(3, 4) == 12\n  evidence: "), "{body}");
+    assert!(
+        body.contains("| dod | 2 | passed |"),
+        "the body was updated with attempt 2: {body}"
+    );
+    assert!(body.contains("approved by ana"), "{body}");
+    assert_eq!(fake.pull_count(), 1);
+    assert_eq!(fake.count("pulls/create"), 1, "one creation, whatever the retries");
+
+    // The bead is closed with the merge commit, and the local base followed the forge's.
+    assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+    assert_eq!(result.commit, merge);
+    assert!(result.pull_request_url.ends_with("/pull/1"), "{result:?}");
+    let prs = gates_of(&result, GateName::PullRequest);
+    assert!(
+        prs.iter()
+            .any(|g| !g.passed && g.excerpt.contains("bob requested changes")),
+        "{prs:?}"
+    );
+    assert!(
+        prs.last()
+            .is_some_and(|g| g.passed && g.excerpt.contains("merged by carol")),
+        "{prs:?}"
+    );
+    let bead = h.read_bead("tk-1");
+    assert_eq!(bead["status"], "closed", "{bead}");
+    assert_eq!(git(&h.repo, &["rev-parse", "main"]), merge);
+    // What was merged is attempt 2's work, pushed over attempt 1's with the lease.
+    assert_eq!(git(&bare, &["show", &format!("{merge}:calc.py")]), GOOD_CALC.trim_end());
+    let audit = std::fs::read_to_string(&h.config.api.audit_log).unwrap_or_default();
+    assert!(audit.contains("refused: the signature does not match"), "{audit}");
+    fake.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_request_closed_unmerged_blocks_the_bead_found_by_polling() {
+    if !contracts_installed() {
+        eprintln!("skipped: GitHub's OpenAPI descriptions are not installed (scripts/setup.sh)");
+        return;
+    }
+    let (_forge_dir, bare, fake, configure) = forge("1s").await;
+    let steps = vec![
+        Step::planner().bead("tk-1").answer(GOOD_PLAN),
+        calc_executor(GOOD_CALC).bead("tk-1"),
+        Step::reviewer().bead("tk-1").answer(REVIEW_APPROVE),
+    ];
+    let mut options = HarnessOptions::with_steps(steps);
+    options.integration = "pr";
+    options.configure.push(configure);
+    let h = &Harness::start("pull-request-closed", options).await;
+    publish(h, &bare);
+    let fake = &fake;
+    let result = h
+        .with_worker(|client| async move {
+            let run = start_shark(
+                &client,
+                &h.task_queue,
+                SharkInput {
+                    bead_id: "tk-1".into(),
+                    ..h.input(limits())
+                },
+            )
+            .await;
+            wait_for_phase(&run, Phase::AwaitingApproval, 1).await;
+            send_approve(&run, json!({"approved": true, "by": "ana"})).await;
+            let waiting = wait_for_pull_request(&run, 1).await;
+            // The rate limit makes the run wait; then someone closes it, and no webhook comes.
+            fake.rate_limit_next(2);
+            fake.close(waiting.pull_request_number);
+            finish(&run, "pull_request_closed").await
+        })
+        .await;
+    assert_eq!(result.outcome(), Outcome::IntegrationFailed, "{result:?}");
+    assert!(result.reason.contains("was closed without being merged"), "{result:?}");
+    let bead = h.read_bead("tk-1");
+    assert_eq!(bead["status"], "blocked", "{bead}");
+    assert!(
+        git(&bare, &["branch", "--list", "chum/tk-1"]).contains("chum/tk-1"),
+        "the work stays on the forge's branch"
+    );
+    assert_ne!(
+        git(&bare, &["rev-parse", "main"]),
+        git(&bare, &["rev-parse", "chum/tk-1"])
+    );
+    fake.assert_no_violations();
+}
