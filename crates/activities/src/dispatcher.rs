@@ -27,18 +27,39 @@ pub struct DispatcherSteps {
     config: Arc<ChumConfig>,
 }
 
-/// The bead ids of the project's running Sharks, from Temporal's visibility.
-pub async fn running_sharks(client: &Client, project: &str) -> Result<BTreeSet<String>, ClientError> {
+/// The project's running Sharks, from Temporal's visibility.
+#[derive(Debug, Default)]
+pub struct RunningSharks {
+    /// The bead ids of every running Shark.
+    pub beads: BTreeSet<String>,
+    /// Those whose pull request waits for people (memo `WAITING_MEMO` = "pull_request").
+    pub awaiting_pull_request: BTreeSet<String>,
+}
+
+/// The memo key a Shark sets while it waits for people outside CHUM (its pull request), so the
+/// dispatcher does not count it against the project's capacity.
+pub const WAITING_MEMO: &str = chum_core::ids::WAITING_MEMO;
+
+/// The project's running Sharks, from Temporal's visibility.
+pub async fn running_sharks(client: &Client, project: &str) -> Result<RunningSharks, ClientError> {
     let prefix = shark_workflow_id(project, "");
     let mut stream = client.list_workflows(
         "WorkflowType = 'Shark' AND ExecutionStatus = 'Running'",
         Default::default(),
     );
-    let mut running = BTreeSet::new();
+    let mut running = RunningSharks::default();
     while let Some(item) = stream.next().await {
         let info = item?;
         if let Some(bead) = info.id().strip_prefix(&prefix) {
-            running.insert(bead.to_string());
+            let waiting = info
+                .raw()
+                .memo
+                .as_ref()
+                .is_some_and(|m| m.fields.contains_key(WAITING_MEMO));
+            if waiting {
+                running.awaiting_pull_request.insert(bead.to_string());
+            }
+            running.beads.insert(bead.to_string());
         }
     }
     Ok(running)
@@ -87,12 +108,15 @@ impl DispatcherSteps {
             .await
             .map_err(|e| retryable(format!("cannot list running Sharks: {e}")))?;
         report.ready = ready.len() as u32;
-        report.running = running.len() as u32;
+        report.running = running.beads.len() as u32;
+        report.awaiting_pull_request = running.awaiting_pull_request.len() as u32;
         // At most `concurrency` of them execute (their Coordinator's slots see to it); waiting for
-        // a person holds no slot, so up to `plan_ahead` more may plan and wait at their gates.
-        let mut capacity = ((project.concurrency + project.plan_ahead) as usize).saturating_sub(running.len());
+        // a person holds no slot, so up to `plan_ahead` more may plan and wait at their gates. A
+        // pull request waiting on the forge takes nothing: people may take days.
+        let active = running.beads.len() - running.awaiting_pull_request.len();
+        let mut capacity = ((project.concurrency + project.plan_ahead) as usize).saturating_sub(active);
         for item in ready {
-            if running.contains(&item.id) {
+            if running.beads.contains(&item.id) {
                 continue;
             }
             if capacity == 0 {

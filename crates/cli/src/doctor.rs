@@ -151,7 +151,47 @@ pub async fn doctor(config: &ChumConfig) -> Result<ExitCode> {
                 Level::Fail,
             );
         }
-        if repo_ok && project.integration == chum_core::config::IntegrationPolicy::Push {
+        if let Some(forge) = &project.forge {
+            // Names only: the values stay in the worker's environment.
+            let set = |name: &str| {
+                if std::env::var_os(name).is_some() {
+                    "set here"
+                } else {
+                    "NOT set here"
+                }
+            };
+            let webhook = match &forge.webhook_secret_env {
+                Some(name) => format!("webhook secret from {name} ({}); POST /forge/github", set(name)),
+                None => "no webhook: polling only".to_string(),
+            };
+            let token_set = std::env::var_os(&forge.token_env).is_some();
+            r.check(
+                "  forge",
+                if token_set {
+                    Ok(format!(
+                        "{} {} at {}; token from {} (set here); {webhook}",
+                        forge.kind.as_str(),
+                        forge.repo,
+                        forge.api_url,
+                        forge.token_env
+                    ))
+                } else {
+                    Err(format!(
+                        "{} {}: the token variable {} is not set here; export it where the worker starts",
+                        forge.kind.as_str(),
+                        forge.repo,
+                        forge.token_env
+                    ))
+                },
+                Level::Warn,
+            );
+        }
+        if repo_ok
+            && matches!(
+                project.integration,
+                chum_core::config::IntegrationPolicy::Push | chum_core::config::IntegrationPolicy::PullRequest
+            )
+        {
             // The push policy's remote, asked as the worker will ask it (its credentials too).
             let token = match &project.remote_token_env {
                 Some(name) if std::env::var_os(name).is_some() => format!("; token from {name} (set here)"),

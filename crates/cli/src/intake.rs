@@ -277,6 +277,13 @@ pub fn render_dispatcher(s: &DispatcherStatus, runs: &BTreeMap<String, String>) 
             "  last round: {} ready, {} running (at most {} executing, {} more planning or at their gate), started {:?}, waiting {:?}",
             r.ready, r.running, r.concurrency, r.plan_ahead, r.to_start, r.waiting
         );
+        if r.awaiting_pull_request > 0 {
+            let _ = writeln!(
+                out,
+                "  {} of the running wait for people on their pull request and take no capacity",
+                r.awaiting_pull_request
+            );
+        }
         if !r.problem.is_empty() {
             let _ = writeln!(out, "  problem: {}", r.problem);
         }

@@ -121,6 +121,10 @@ impl Progress {
                 Phase::Done => format!(": {}", s.outcome().name()),
                 Phase::WaitingForSlot => " (approved; waits for an execution slot: `chum queue` says why)".to_string(),
                 Phase::Queued => " (its gates passed; waits for its turn at the base branch: `chum queue`)".to_string(),
+                Phase::AwaitingPullRequest => format!(
+                    " (its pull request waits for a person to merge it, close it or ask for changes: {})",
+                    s.pull_request_url
+                ),
                 _ => String::new(),
             };
             let _ = writeln!(out, "{at} {}{detail}", s.phase().name());
@@ -224,6 +228,9 @@ pub fn status(config: &ChumConfig, workflow_id: &str, s: &SharkStatus) -> String
     if let Some(plan) = &s.plan {
         let _ = writeln!(out, "plan        {}", plan.summary);
     }
+    if !s.pull_request_url.is_empty() {
+        let _ = writeln!(out, "pull request #{} {}", s.pull_request_number, s.pull_request_url);
+    }
     for d in &s.decisions {
         let verdict = if d.approved { "approved" } else { "rejected" };
         let _ = writeln!(out, "decision    {verdict} by {} {}", d.by, d.feedback);
@@ -301,6 +308,9 @@ pub fn summary(config: &ChumConfig, workflow_id: &str, run_id: &str, r: &SharkRe
             &r.commit[..r.commit.len().min(12)],
             r.branch
         );
+    }
+    if !r.pull_request_url.is_empty() {
+        let _ = writeln!(out, " pull request {}", r.pull_request_url);
     }
     let _ = writeln!(out, " look at      {}", ui_link(config, workflow_id));
     if let Ok(project) = config.project(&r.project) {

@@ -38,6 +38,10 @@ pub fn strategic_schedule_id(project: &str) -> String {
     format!("strategic-groom-{project}")
 }
 
+/// The memo key a Shark sets while it waits for people outside CHUM (value "pull_request": its
+/// pull request on the forge); the dispatcher leaves such Sharks out of the project's capacity.
+pub const WAITING_MEMO: &str = "chum_waiting_for";
+
 /// The branch a bead's work is committed on.
 pub fn bead_branch(bead_id: &str) -> String {
     format!("chum/{bead_id}")

@@ -11,7 +11,7 @@ use super::{ConfigError, IntegrationPolicy};
 
 /// The forge as the file writes it.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct RawForge {
     pub kind: Option<String>,
     pub repo: Option<String>,

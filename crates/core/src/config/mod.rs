@@ -114,7 +114,8 @@ impl ChumConfig {
 
         let mut unknown = Vec::new();
         let raw: RawConfig = serde_ignored::deserialize(layered, |path| {
-            unknown.push(path.to_string());
+            // serde_ignored writes an optional table's `Some` as `?`: the file has no such level.
+            unknown.push(path.to_string().replace(".?.", "."));
         })
         .map_err(|e| ConfigError::Syntax {
             file: file.clone(),
@@ -348,6 +349,77 @@ mod tests {
             ),
             "projects.demo.remote_token_env",
             "not an environment variable name",
+        );
+    }
+
+    #[test]
+    fn the_pr_policy_needs_a_forge_named_by_repository_and_token_variable() {
+        let pr = GOOD.replace("integration = \"merge\"", "integration = \"pr\"");
+        expect_invalid(&pr, "projects.demo.forge", "needs the forge");
+        let with = |forge: &str| {
+            pr.replace(
+                "integration = \"pr\"",
+                &format!("integration = \"pr\"\nforge = {forge}"),
+            )
+        };
+        let demo = load(&with(r#"{ repo = "octo-org/app", token_env = "GITHUB_TOKEN" }"#))
+            .expect("valid")
+            .projects["demo"]
+            .clone();
+        let forge = demo.forge.expect("a forge");
+        assert_eq!(demo.integration, IntegrationPolicy::PullRequest);
+        assert_eq!(
+            (
+                forge.kind,
+                forge.repo.as_str(),
+                forge.api_url.as_str(),
+                forge.token_env.as_str()
+            ),
+            (
+                ForgeKind::GitHub,
+                "octo-org/app",
+                "https://api.github.com",
+                "GITHUB_TOKEN"
+            )
+        );
+        assert_eq!(
+            (forge.poll.as_secs(), forge.wait.as_secs(), forge.webhook_secret_env),
+            (60, 14 * 24 * 3600, None)
+        );
+        expect_invalid(
+            &with(r#"{ repo = "app", token_env = "T" }"#),
+            "projects.demo.forge.repo",
+            "<owner>/<name>",
+        );
+        expect_invalid(
+            &with(r#"{ repo = "o/a" }"#),
+            "projects.demo.forge.token_env",
+            "is required",
+        );
+        expect_invalid(
+            &with(r#"{ repo = "o/a", token_env = "ghp_123 456" }"#),
+            "projects.demo.forge.token_env",
+            "not an environment variable name",
+        );
+        expect_invalid(
+            &with(r#"{ repo = "o/a", token_env = "T", api_url = "https://me:pw@github.example" }"#),
+            "projects.demo.forge.api_url",
+            "without credentials",
+        );
+        expect_invalid(
+            &with(r#"{ repo = "o/a", token_env = "T", poll = "1h" }"#),
+            "projects.demo.forge.poll",
+            "at most 15m",
+        );
+        expect_invalid(
+            &with(r#"{ repo = "o/a", token_env = "T", kind = "gitea" }"#),
+            "projects.demo.forge.kind",
+            "\"gitea\"",
+        );
+        expect_invalid(
+            &with(r#"{ repo = "o/a", token_env = "T", colour = "red" }"#),
+            "projects.demo.forge.colour",
+            "unknown key",
         );
     }
 

@@ -128,6 +128,21 @@ async fn a_bead_becomes_a_pull_request_that_review_sends_back_and_a_merge_closes
             // The work is a pull request; the run waits for people, holding no slot.
             let first = wait_for_pull_request(&run, 1).await;
             let number = first.pull_request_number;
+            // The dispatcher sees it waits for people: it takes none of the project's capacity.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let running = chum_activities::dispatcher::running_sharks(&client, "demo")
+                    .await
+                    .unwrap();
+                if running.awaiting_pull_request.contains("tk-1") {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "never seen waiting: {running:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
 
             // A forged delivery (the wrong secret) is refused and wakes nothing.
             fake.request_changes(
@@ -146,6 +161,14 @@ async fn a_bead_becomes_a_pull_request_that_review_sends_back_and_a_merge_closes
             fake.go_down_for(3);
             assert_eq!(deliver(&hook, SECRET, &event, &payload).await, 202);
             let second = wait_for_pull_request(&run, 2).await;
+            assert!(
+                chum_activities::dispatcher::running_sharks(&client, "demo")
+                    .await
+                    .unwrap()
+                    .beads
+                    .contains("tk-1"),
+                "still a running Shark"
+            );
             assert_eq!(second.pull_request_number, number, "the same pull request, updated");
 
             // Merged on the forge; the webhook says so.

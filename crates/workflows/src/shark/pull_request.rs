@@ -15,13 +15,14 @@ use std::time::Duration;
 
 use chum_core::activity_contract::SharkActivities;
 use chum_core::gate_text::short_commit;
+use chum_core::ids::WAITING_MEMO;
 use chum_core::proto::{
     ExecuteReport, GateName, GateResult, IntegrationReport, Phase, PullRequestCheck, PullRequestRequest,
     PullRequestState,
 };
 use chum_core::pull_request::{self, BodyParts, next_poll};
 use temporalio_sdk::workflows::select;
-use temporalio_sdk::{CancellableFuture, TimerResult};
+use temporalio_sdk::{CancellableFuture, MemoValue, TimerResult};
 
 use super::ending::Work;
 use super::land::Landing;
@@ -119,8 +120,10 @@ impl Shark<'_> {
             ),
         );
 
-        // People take their time: the slot goes to someone who works meanwhile.
+        // People take their time: the slot goes to someone who works meanwhile, and the memo
+        // tells the dispatcher this run takes none of the project's capacity.
         self.give_slot_back().await;
+        self.mark_waiting(true);
         self.enter_phase(Phase::AwaitingPullRequest, attempt);
         let started = self.now_ms();
         let mut pause = None;
@@ -179,16 +182,22 @@ impl Shark<'_> {
                 }
                 PullRequestState::Closed => {
                     let mut failed = integration;
+                    let by = if status.actor.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" by {}", status.actor)
+                    };
                     failed.problem = format!(
-                        "pull request #{} was closed without being merged by {}; the work is on branch {}",
-                        opened.number, status.actor, failed.branch
+                        "pull request #{} was closed without being merged{by}; the work is on branch {}",
+                        opened.number, failed.branch
                     );
                     self.record_pull_request(attempt, false, failed.problem.clone());
                     return Landing::Failed(failed);
                 }
                 PullRequestState::ChangesRequested => {
                     self.record_pull_request(attempt, false, status.feedback.clone());
-                    // The next attempt works on the code again: it needs a slot.
+                    // The next attempt works on the code again: it counts, and needs a slot.
+                    self.mark_waiting(false);
                     if setup.concurrency > 0 {
                         match self.acquire_slot(setup, &approved.plan).await {
                             Ok(()) => {}
@@ -225,6 +234,13 @@ impl Shark<'_> {
         // A dropped timer stays pending server-side until the run closes; cancel it.
         timer.cancel();
         if woken { Ok(()) } else { Err(()) }
+    }
+
+    /// Sets or clears the memo the dispatcher reads (`chum_core::ids::WAITING_MEMO`).
+    fn mark_waiting(&self, waiting: bool) {
+        let value = waiting.then(|| MemoValue::new("pull_request".to_string()));
+        // A memo that cannot be written leaves the run counted, nothing worse.
+        let _ = self.ctx.upsert_memo([(WAITING_MEMO, value)]);
     }
 
     fn record_pull_request(&self, attempt: u32, passed: bool, excerpt: String) {
