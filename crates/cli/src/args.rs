@@ -95,6 +95,15 @@ pub enum Command {
         #[arg(long, hide = true)]
         json: bool,
     },
+    /// Show a run as `status` does; with --diff, the diff of the work at the result gate
+    /// (`approve_result`): what `chum approve` would let be integrated.
+    Show {
+        /// Bead id or Shark workflow id.
+        target: String,
+        /// Print the diff of the result waiting for approval.
+        #[arg(long)]
+        diff: bool,
+    },
     /// Stop a run: the running agent is killed, the bead reopened with a note.
     Cancel {
         /// Bead id or Shark workflow id.

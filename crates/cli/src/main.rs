@@ -141,6 +141,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             target: Some(target), ..
         } => session.status(&target).await,
         Command::Status { target: None, .. } => session.list().await,
+        Command::Show { target, diff: false } => session.status(&target).await,
+        Command::Show { target, diff: true } => session.show_diff(&target).await,
         Command::Cancel { target, reason } => session.cancel(&target, &reason).await,
         Command::Runs { all, limit } => session.runs(all, limit).await,
         Command::Gc { project, dry_run } => {

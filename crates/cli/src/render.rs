@@ -121,6 +121,10 @@ impl Progress {
                 Phase::Done => format!(": {}", s.outcome().name()),
                 Phase::WaitingForSlot => " (approved; waits for an execution slot: `chum queue` says why)".to_string(),
                 Phase::Queued => " (its gates passed; waits for its turn at the base branch: `chum queue`)".to_string(),
+                Phase::AwaitingResultApproval => format!(
+                    " (attempt {}: its result passed the gates and waits for a person: `chum show {} --diff`, then `chum approve` or `chum reject`)",
+                    s.attempt, s.bead_id
+                ),
                 Phase::AwaitingPullRequest => format!(
                     " (its pull request waits for a person to merge it, close it or ask for changes: {})",
                     s.pull_request_url
@@ -230,6 +234,15 @@ pub fn status(config: &ChumConfig, workflow_id: &str, s: &SharkStatus) -> String
     }
     if !s.pull_request_url.is_empty() {
         let _ = writeln!(out, "pull request #{} {}", s.pull_request_number, s.pull_request_url);
+    }
+    if s.phase() == Phase::AwaitingResultApproval {
+        let _ = writeln!(
+            out,
+            "result      attempt {} waits for a person: {} (`chum show {} --diff`)",
+            s.attempt,
+            s.result_diff_stat.lines().last().unwrap_or_default().trim(),
+            s.bead_id
+        );
     }
     for d in &s.decisions {
         let verdict = if d.approved { "approved" } else { "rejected" };

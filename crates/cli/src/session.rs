@@ -181,6 +181,39 @@ impl Session {
         }
     }
 
+    /// The diff of the result at the gate (`approve_result`), from the artifact store.
+    pub async fn show_diff(&self, target: &str) -> Result<ExitCode> {
+        let handle = self.handle(target)?;
+        let id = handle.info().workflow_id.clone();
+        self.refuse_if_ended(&id, target).await?;
+        let status = self.query(&handle).await?;
+        if status.result_diff_artifact.is_empty() || status.phase() != chum_core::proto::Phase::AwaitingResultApproval {
+            return Err(crate::output::failed(format!(
+                "{id} has no result waiting for approval (phase: {}); `chum show {target}` shows where it is",
+                status.phase()
+            )));
+        }
+        let diff = std::fs::read_to_string(&status.result_diff_artifact).map_err(|e| {
+            crate::output::failed(format!(
+                "cannot read the diff {}: {e}; is this the machine the worker runs on?",
+                status.result_diff_artifact
+            ))
+        })?;
+        if self.out.text() {
+            println!("# {id}, attempt {}: {}", status.attempt, status.result_diff_stat.trim());
+            print!("{diff}");
+        } else {
+            self.out.one(&serde_json::json!({
+                "workflow_id": id,
+                "attempt": status.attempt,
+                "diff_artifact": status.result_diff_artifact,
+                "diff_stat": status.result_diff_stat,
+                "diff": diff,
+            }))?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
     /// A closed run takes no decision and no cancel; say so from the server alone (a query would
     /// wait for a worker that may not be running).
     async fn refuse_if_ended(&self, id: &str, target: &str) -> Result<()> {

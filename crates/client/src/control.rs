@@ -295,7 +295,8 @@ pub async fn decide(client: &Client, workflow_id: &str, decision: &Decision) -> 
         ));
     }
     let before = status(client, workflow_id).await?;
-    if before.phase() != Phase::AwaitingApproval {
+    // A plan at the gate, or (with `approve_result`) the result of an attempt.
+    if !matches!(before.phase(), Phase::AwaitingApproval | Phase::AwaitingResultApproval) {
         return Err(ControlError::new(
             ControlErrorKind::Conflict,
             format!(
@@ -324,7 +325,7 @@ pub async fn decide(client: &Client, workflow_id: &str, decision: &Decision) -> 
             Ok(Err(e)) => Err(from_client(workflow_id, "approve update", e)),
             // Sent, but no worker took it yet: it is applied when one does (see `chum status`).
             Err(_) => Ok(DecisionReceipt {
-                round: before.plan_round,
+                round: gate_round(&before),
                 confirmed: false,
             }),
         };
@@ -338,7 +339,7 @@ pub async fn decide(client: &Client, workflow_id: &str, decision: &Decision) -> 
         let now = status(client, workflow_id).await?;
         if now.decisions.len() > before.decisions.len() {
             return Ok(DecisionReceipt {
-                round: before.plan_round,
+                round: gate_round(&before),
                 confirmed: true,
             });
         }
@@ -350,11 +351,20 @@ pub async fn decide(client: &Client, workflow_id: &str, decision: &Decision) -> 
         }
         if Instant::now() > deadline {
             return Ok(DecisionReceipt {
-                round: before.plan_round,
+                round: gate_round(&before),
                 confirmed: false,
             });
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+/// What a decision is about: the plan's round, or the attempt whose result is at the gate.
+fn gate_round(status: &SharkStatus) -> u32 {
+    if status.phase() == Phase::AwaitingResultApproval {
+        status.attempt
+    } else {
+        status.plan_round
     }
 }
 

@@ -7,6 +7,10 @@
 use serde_json::Value;
 use temporalio_common::protos::temporal::api::common::v1::Payload;
 
+/// The bead label that asks a person to approve its result before integration, whatever the
+/// project's `approve_result`.
+pub const APPROVE_RESULT_LABEL: &str = "approve-result";
+
 use crate::proto::GateDecision;
 
 /// Payloads larger than this are refused outright (and only an excerpt is kept).

@@ -397,6 +397,7 @@ pub(crate) mod testing {
             select: chum_core::config::SelectMode::First,
             update: chum_core::config::UpdateMode::Rebase,
             rereview_on_update: false,
+            approve_result: false,
             leases: chum_core::config::LeaseMode::On,
             plan_ahead: 3,
             environment: Default::default(),

@@ -130,6 +130,11 @@ impl SharkSteps {
         tracing::info!(project = %run.project, bead = %run.bead_id, "claimed bead");
         let fanout = chum_core::candidate::fanout_of(&claimed.labels, project.fanout);
         let select = chum_core::candidate::select_of(&claimed.labels, project.select) as i32;
+        let approve_result = project.approve_result
+            || claimed
+                .labels
+                .iter()
+                .any(|l| l == chum_core::gate::APPROVE_RESULT_LABEL);
         Ok(LoadBeadResult {
             bead: Some(claimed),
             problem: String::new(),
@@ -151,6 +156,7 @@ impl SharkSteps {
                 pull_request_wait_secs: project.forge.as_ref().map(|f| f.wait.as_secs()).unwrap_or_default(),
                 update: project.update as i32,
                 rereview_on_update: project.rereview_on_update,
+                approve_result,
                 concurrency: project.concurrency,
                 leases: project.leases as i32,
             }),

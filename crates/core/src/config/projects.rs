@@ -196,6 +196,7 @@ impl Validator {
                     select,
                     update,
                     rereview_on_update: p.rereview_on_update.unwrap_or(false),
+                    approve_result: p.approve_result.unwrap_or(false),
                     leases,
                     plan_ahead,
                     environment,

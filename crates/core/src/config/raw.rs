@@ -129,6 +129,7 @@ pub struct RawProject {
     pub select: Option<String>,
     pub update: Option<String>,
     pub rereview_on_update: Option<bool>,
+    pub approve_result: Option<bool>,
     pub leases: Option<String>,
     pub plan_ahead: Option<u32>,
     pub setup: Vec<String>,

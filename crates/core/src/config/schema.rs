@@ -232,6 +232,9 @@ pub struct ProjectConfig {
     /// With the `merge` policy, whether the review runs again too (not only Semgrep and the DoD)
     /// when a bead's work is brought up to a base that moved on.
     pub rereview_on_update: bool,
+    /// A person approves each bead's result (its diff, verdicts, evidence) before it is
+    /// integrated; a bead's label `approve-result` asks for it too.
+    pub approve_result: bool,
     /// How the files a plan names are leased while its Shark executes.
     pub leases: LeaseMode,
     /// Sharks the dispatcher keeps before execution (planning, at their gate, waiting for a slot)

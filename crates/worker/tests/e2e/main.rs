@@ -16,6 +16,7 @@ mod monte_carlo;
 mod operations;
 mod pull_requests;
 mod remote;
+mod result_gate;
 mod sandbox;
 mod shark_paths;
 mod worker_binary;

@@ -150,6 +150,24 @@ impl Shark<'_> {
         self.conclude(setup, Outcome::Escalated, reason, kept.as_ref()).await
     }
 
+    /// Nobody decided on the result in time: the work stays on the bead's branch, never
+    /// integrated; the bead is blocked with the reason.
+    pub(super) async fn end_without_decision(
+        &self,
+        setup: &Setup,
+        partial: Partial<'_>,
+        reason: String,
+    ) -> SharkResult {
+        let kept = self.keep_partial(setup, partial).await;
+        let note = format!(
+            "CHUM run {}: {reason}; {}. Look at the work and `chum retry` the bead to run it again.",
+            self.run.workflow_id,
+            kept_note(kept.as_ref())
+        );
+        let _ = self.update_bead(BeadStatus::Blocked, &note, "").await;
+        self.conclude(setup, Outcome::GateTimeout, reason, kept.as_ref()).await
+    }
+
     /// A cap was reached before an agent call: keep the partial work on the bead's branch (as an
     /// escalation does), block the bead with the reason, end with `budget_exhausted`.
     pub(super) async fn stop_for_budget(

@@ -212,6 +212,7 @@ pub(super) async fn run_candidate(
         concurrency: 0,
         leases: LeaseMode::Off,
         rereview_on_update: false,
+        approve_result: false,
     };
     let spec = AttemptSpec {
         setup: &setup,

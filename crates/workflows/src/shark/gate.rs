@@ -140,7 +140,7 @@ impl Shark<'_> {
     }
 
     /// Waits for a valid `approve` signal or the durable gate timeout, whichever comes first.
-    async fn wait_for_decision(&self, timeout: Duration) -> Option<GateDecision> {
+    pub(super) async fn wait_for_decision(&self, timeout: Duration) -> Option<GateDecision> {
         let mut timer = std::pin::pin!(self.ctx.timer(timeout));
         let decided = select! {
             _ = self.ctx.wait_condition(|s| s.decision.is_some()) => true,

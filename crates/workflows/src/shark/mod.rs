@@ -27,6 +27,7 @@ mod gate;
 mod land;
 mod options;
 mod pull_request;
+mod result_gate;
 mod slots;
 mod status;
 
@@ -48,6 +49,7 @@ use ending::{Partial, is_budget_exhausted};
 use gate::GateOutcome;
 pub use gate::{approve_payload, json_payload};
 use land::Landing;
+use result_gate::ResultDecision;
 use slots::SlotProblem;
 
 use chum_core::activity_contract::SharkActivities;
@@ -110,6 +112,8 @@ struct Setup {
     leases: LeaseMode,
     /// Review again under the merge turn when the base had moved (Semgrep and the DoD always).
     rereview_on_update: bool,
+    /// A person approves the result before it is integrated.
+    approve_result: bool,
 }
 
 /// The plan a person approved, and who.
@@ -187,8 +191,14 @@ impl SharkWorkflow {
         // The validator ran before this (it is skipped on replay, where the same state gives the
         // same answer).
         let decision = self.check_decision(&raw)?;
+        // The plan's round, or the attempt whose result is at the gate.
+        let round = if self.status.phase() == Phase::AwaitingResultApproval {
+            self.status.attempt
+        } else {
+            self.status.plan_round
+        };
         let receipt = GateReceipt {
-            round: self.status.plan_round,
+            round,
             approved: decision.approved,
         };
         self.decision = Some(decision);
@@ -229,14 +239,17 @@ impl SharkWorkflow {
     /// decision on it yet.
     fn check_decision(&self, raw: &RawValue) -> Result<GateDecision, String> {
         let decision = signal_json(&raw.payloads).and_then(parse_gate_payload)?;
-        if self.status.phase() != Phase::AwaitingApproval {
+        if !matches!(
+            self.status.phase(),
+            Phase::AwaitingApproval | Phase::AwaitingResultApproval
+        ) {
             return Err(format!(
-                "no plan is waiting for approval (phase: {}); nothing was approved",
+                "no plan and no result is waiting for approval (phase: {}); nothing was approved",
                 self.status.phase()
             ));
         }
         if self.decision.is_some() {
-            return Err("a decision on this plan was already received; this one was ignored".to_string());
+            return Err("a decision on this was already received; this one was ignored".to_string());
         }
         Ok(decision)
     }
@@ -313,6 +326,31 @@ async fn run_shark(shark: &Shark<'_>) -> WorkflowResult<SharkResult> {
         match end {
             // INTEGRATE -> close the bead -> learn, groom
             AttemptEnd::Passed { report, candidate } => {
+                // RESULT GATE: a person approves what the work became before it is integrated.
+                if setup.approve_result && shark.ctx.patched("approve-result") {
+                    match shark.wait_for_result(&setup, &approved, &report, attempt).await {
+                        ResultDecision::Approved => {}
+                        ResultDecision::Rejected(why) => {
+                            feedback = why;
+                            last_worktree = report.worktree.clone();
+                            continue;
+                        }
+                        ResultDecision::TimedOut(reason) => {
+                            let partial = Partial {
+                                approved: &approved,
+                                worktree: &report.worktree,
+                                attempt,
+                            };
+                            return Ok(shark.end_without_decision(&setup, partial, reason).await);
+                        }
+                        ResultDecision::Cancelled => return shark.end_cancelled().await,
+                        ResultDecision::Unreachable(why) => {
+                            let note = format!("CHUM run {}: {why}", shark.run.workflow_id);
+                            let _ = shark.update_bead(BeadStatus::Blocked, &note, "").await;
+                            return Ok(shark.conclude(&setup, Outcome::Failed, why, None).await);
+                        }
+                    }
+                }
                 // The `pr` policy exists only in runs started after its patch marker.
                 let pull_request = setup
                     .pull_request
@@ -403,6 +441,7 @@ impl Shark<'_> {
             }),
             update: project.update(),
             rereview_on_update: project.rereview_on_update,
+            approve_result: project.approve_result,
             concurrency: project.concurrency,
             leases: project.leases(),
         }))
