@@ -95,6 +95,25 @@ impl DispatcherSteps {
             limits: Some(self.config.limits.to_proto()),
             ..DispatchReport::default()
         };
+        // Labelled forge issues become beads first, and the issues show their beads' states.
+        if project.intake.is_some() {
+            match crate::forge::sync_issues(project).await {
+                Ok(intake) => {
+                    if !intake.taken.is_empty() || !intake.updated.is_empty() || !intake.refused.is_empty() {
+                        tracing::info!(project = %project.name, taken = ?intake.taken, updated = ?intake.updated,
+                            refused = ?intake.refused, "forge issues");
+                    }
+                    report.taken_from_forge = intake.taken;
+                    if !intake.refused.is_empty() {
+                        report.intake_problem = format!("issues not taken: {}", intake.refused.join("; "));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(project = %project.name, "forge issues not looked at: {e}");
+                    report.intake_problem = e.to_string();
+                }
+            }
+        }
         let ready = match backlog.ready().await {
             Ok(ready) => ready,
             Err(problem) => {

@@ -277,6 +277,12 @@ pub fn render_dispatcher(s: &DispatcherStatus, runs: &BTreeMap<String, String>) 
             "  last round: {} ready, {} running (at most {} executing, {} more planning or at their gate), started {:?}, waiting {:?}",
             r.ready, r.running, r.concurrency, r.plan_ahead, r.to_start, r.waiting
         );
+        if !r.taken_from_forge.is_empty() {
+            let _ = writeln!(out, "  taken from forge issues: {}", r.taken_from_forge.join(", "));
+        }
+        if !r.intake_problem.is_empty() {
+            let _ = writeln!(out, "  forge issues: {}", r.intake_problem);
+        }
         if r.awaiting_pull_request > 0 {
             let _ = writeln!(
                 out,

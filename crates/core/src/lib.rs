@@ -13,6 +13,7 @@ pub mod candidate;
 pub mod config;
 pub mod coordination;
 pub mod egress;
+pub mod forge_intake;
 pub mod gate;
 pub mod gate_text;
 pub mod ids;

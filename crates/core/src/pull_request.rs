@@ -21,6 +21,7 @@ pub fn forge_issue(bead: &Bead) -> Option<u64> {
         .iter()
         .find_map(|l| l.strip_prefix(FORGE_ISSUE_LABEL))
         .and_then(|n| n.parse().ok())
+        .or_else(|| crate::forge_intake::issue_of(&bead.id))
 }
 
 /// The bead a `chum/<bead>` branch holds the work of (not a candidate's `chum/<bead>-c<k>`,

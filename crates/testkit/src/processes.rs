@@ -87,6 +87,12 @@ impl HttpStub {
     }
 }
 
+/// An HTTP client for the tests (the workspace's reqwest needs the process's TLS provider first).
+pub fn http_client() -> reqwest::Client {
+    chum_activities::forge::install_crypto_provider();
+    reqwest::Client::new()
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -88,6 +88,8 @@ async fn reload_on_sighup(live: LiveConfig, path: PathBuf, client: temporalio_cl
 async fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.log_format);
+    // Before any HTTP client is built (the forge's): rustls's provider for the process.
+    chum_activities::forge::install_crypto_provider();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

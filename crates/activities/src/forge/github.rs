@@ -75,6 +75,34 @@ pub struct ReviewComment {
     pub body: String,
 }
 
+/// A label on an issue (`label`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Label {
+    pub name: String,
+}
+
+/// An issue (`issue`); a pull request listed among issues has `pull_request`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Issue {
+    pub number: u64,
+    pub title: String,
+    pub body: Option<String>,
+    pub state: String,
+    pub labels: Vec<Label>,
+    #[serde(default)]
+    pub pull_request: Option<serde_json::Value>,
+}
+
+#[derive(Serialize)]
+struct Comment<'a> {
+    body: &'a str,
+}
+
+#[derive(Serialize)]
+struct Labels<'a> {
+    labels: &'a [String],
+}
+
 #[derive(Serialize)]
 struct NewPullRequest<'a> {
     title: &'a str,
@@ -178,6 +206,45 @@ impl GitHub {
             self.repo
         ))
         .await
+    }
+
+    /// The repository's issues (not pull requests) carrying `label`, open and closed.
+    pub async fn labelled_issues(&self, label: &str) -> Result<Vec<Issue>, ForgeError> {
+        let mut all = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let request = self
+                .request(Method::GET, &format!("/repos/{}/issues", self.repo))
+                .query(&[
+                    ("labels", label),
+                    ("state", "all"),
+                    ("per_page", "100"),
+                    ("page", &page.to_string()),
+                ]);
+            let items: Vec<Issue> = self.send(request).await?;
+            let last = items.len() < 100;
+            all.extend(items.into_iter().filter(|i| i.pull_request.is_none()));
+            if last {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    pub async fn comment(&self, issue: u64, body: &str) -> Result<(), ForgeError> {
+        let request = self
+            .request(Method::POST, &format!("/repos/{}/issues/{issue}/comments", self.repo))
+            .json(&Comment { body });
+        let _: serde_json::Value = self.send(request).await?;
+        Ok(())
+    }
+
+    /// Replaces the issue's labels.
+    pub async fn set_labels(&self, issue: u64, labels: &[String]) -> Result<(), ForgeError> {
+        let request = self
+            .request(Method::PUT, &format!("/repos/{}/issues/{issue}/labels", self.repo))
+            .json(&Labels { labels });
+        let _: Vec<Label> = self.send(request).await?;
+        Ok(())
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -324,7 +391,9 @@ impl std::fmt::Display for DisplayWithoutUrl<'_> {
     }
 }
 
-/// rustls needs one crypto provider per process; CHUM's is ring (already in the build).
-fn install_crypto_provider() {
+/// rustls needs one crypto provider per process; CHUM's is ring (already in the build). Every
+/// reqwest client of a process that links this crate needs it installed before it is built (the
+/// workspace's reqwest has TLS without a provider of its own): the worker does it at start.
+pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

@@ -2,12 +2,15 @@
 //! `pull_request.rs` the two activities' work: the bead's branch pushed with a lease and its pull
 //! request opened or updated (keyed by the branch, so a retry never opens a second one), and
 //! what became of it read back. The token is read from the worker's environment when a call is
-//! made and travels only in an HTTP header: never in argv, a log, or a history.
+//! made and travels only in an HTTP header: never in argv, a log, or a history. `intake.rs` takes
+//! the project's labelled issues as beads and shows each bead's state on its issue.
 
 mod github;
+mod intake;
 mod pull_request;
 
-pub use github::{GitHub, PullRequest, Review, ReviewComment};
+pub use github::{GitHub, Issue, Label, PullRequest, Review, ReviewComment, install_crypto_provider};
+pub use intake::{IntakeError, IntakeReport, sync_issues};
 pub use pull_request::{PullRequestError, check_pull_request, open_pull_request};
 
 /// Why the forge could not be used.

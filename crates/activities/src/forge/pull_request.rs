@@ -440,7 +440,10 @@ mod against_the_fake_forge {
     #[tokio::test]
     async fn the_fake_refuses_what_githubs_description_does_not_allow() {
         let Some(w) = world().await else { return };
-        let client = reqwest::Client::new();
+        let client = {
+            crate::forge::install_crypto_provider();
+            reqwest::Client::new()
+        };
         let ask = |url: String| client.get(url).bearer_auth("ghp_fake_token").send();
         let unknown = ask(format!("{}/repos/octo-org/calc/pulls?colour=red", w.forge.api_url()))
             .await

@@ -386,6 +386,7 @@ pub(crate) mod testing {
             remote: "origin".into(),
             remote_token_env: None,
             forge: None,
+            intake: None,
             beads_file: ".beads/issues.jsonl".into(),
             enabled: true,
             gates: chum_core::config::GateName::DEFAULT_ORDER.to_vec(),

@@ -22,6 +22,20 @@ pub struct RawForge {
     pub wait: Option<String>,
 }
 
+/// Forge issues as intake, as the file writes it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct RawIntake {
+    pub forge: Option<String>,
+    pub label: Option<String>,
+}
+
+/// Issues carrying `label` on the project's forge become beads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntakeConfig {
+    pub label: String,
+}
+
 /// Which forge's API CHUM speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForgeKind {
@@ -66,6 +80,41 @@ impl ForgeConfig {
 }
 
 impl Validator {
+    /// `[projects.<name>.intake]`: issues with a label on the project's forge become beads.
+    pub(super) fn intake(
+        &self,
+        project: &str,
+        raw: Option<RawIntake>,
+        forge: Option<&ForgeConfig>,
+    ) -> Result<Option<IntakeConfig>, ConfigError> {
+        let key = |k: &str| format!("projects.{project}.intake.{k}");
+        let Some(raw) = raw else { return Ok(None) };
+        match raw.forge.as_deref() {
+            Some("github") => {}
+            Some(other) => {
+                return Err(self.invalid(
+                    key("forge"),
+                    format!("{other:?} is not a forge CHUM speaks; use \"github\""),
+                ));
+            }
+            None => return Err(self.invalid(key("forge"), "is required: \"github\"")),
+        }
+        if forge.is_none() {
+            return Err(self.invalid(
+                key("forge"),
+                "issues come from the project's forge: add forge = { kind = \"github\", repo = \"<owner>/<name>\", token_env = \"GITHUB_TOKEN\" } to the project",
+            ));
+        }
+        let label = raw.label.unwrap_or_else(|| "chum".to_string());
+        if label.trim().is_empty() || label.starts_with("chum:") || label.contains(',') {
+            return Err(self.invalid(
+                key("label"),
+                format!("{label:?} cannot be the intake label (not empty, no comma, not one of CHUM's own chum:<state> labels)"),
+            ));
+        }
+        Ok(Some(IntakeConfig { label }))
+    }
+
     /// The project's forge, required by `integration = "pr"`.
     pub(super) fn forge(
         &self,

@@ -17,7 +17,7 @@ pub mod world;
 
 pub use commands::{expand_command, is_simple_name};
 pub use cron::check_cron;
-pub use forge::{ForgeConfig, ForgeKind, MAX_POLL, RawForge};
+pub use forge::{ForgeConfig, ForgeKind, IntakeConfig, MAX_POLL, RawForge, RawIntake};
 pub use raw::{
     RawApi, RawBudget, RawConfig, RawDispatcher, RawGroom, RawLearner, RawLimits, RawProject, RawProvider, RawSandbox,
     RawSemgrep, RawTemporal,

@@ -62,6 +62,7 @@ impl Validator {
                     .next(),
             };
             let forge = self.forge(&name, p.forge, integration, tokens_env)?;
+            let intake = self.intake(&name, p.intake, forge.as_ref())?;
             if let Some(i) = p.dod.iter().position(|c| c.trim().is_empty()) {
                 return Err(self.invalid(format!("{}[{i}]", key("dod")), "an empty command"));
             }
@@ -185,6 +186,7 @@ impl Validator {
                     remote,
                     remote_token_env,
                     forge,
+                    intake,
                     beads_file,
                     enabled: p.enabled.unwrap_or(true),
                     gates,

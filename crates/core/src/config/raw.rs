@@ -122,6 +122,7 @@ pub struct RawProject {
     pub remote: Option<String>,
     pub remote_token_env: Option<String>,
     pub forge: Option<super::forge::RawForge>,
+    pub intake: Option<super::forge::RawIntake>,
     pub beads_file: Option<String>,
     pub enabled: Option<bool>,
     pub sandbox: Option<String>,

@@ -210,6 +210,8 @@ pub struct ProjectConfig {
     pub remote_token_env: Option<String>,
     /// The forge the repository lives on (required by the `pr` policy).
     pub forge: Option<super::ForgeConfig>,
+    /// Issues with a label on the forge become beads (`[projects.<name>.intake]`).
+    pub intake: Option<super::IntakeConfig>,
     /// The native Beads file, relative to `repo` (default `.beads/issues.jsonl`).
     pub beads_file: PathBuf,
     pub enabled: bool,

@@ -358,7 +358,7 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 pub async fn deliver(url: &str, secret: &str, event: &str, payload: &Value) -> u16 {
     let body = serde_json::to_vec(payload).expect("a payload");
     let sig = signature(secret, &body);
-    reqwest::Client::new()
+    crate::processes::http_client()
         .post(url)
         .header("Content-Type", "application/json")
         .header("User-Agent", "GitHub-Hookshot/fake")

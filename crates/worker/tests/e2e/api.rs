@@ -90,7 +90,7 @@ async fn an_operator_creates_approves_and_follows_a_bead_over_http() {
     h.with_metrics_worker(|client, sdk_metrics| async move {
         let tokens = vec![("alice".to_string(), TOKEN.to_string())];
         let (base, _stop) = h.start_api(client.clone(), tokens, Some(sdk_metrics)).await;
-        let http = reqwest::Client::new();
+        let http = http_client();
         let url = |path: &str| format!("{base}{path}");
 
         // Reads are open on loopback.
@@ -339,7 +339,7 @@ async fn without_tokens_control_routes_refuse_and_are_recorded() {
     let h = &Harness::with_steps("api-no-tokens", Vec::new()).await;
     h.with_worker(|client| async move {
         let (base, _stop) = h.start_api(client, Vec::new(), None).await;
-        let http = reqwest::Client::new();
+        let http = http_client();
         for path in [
             "/beads",
             "/runs/shark-demo-tk-1/approve",
@@ -386,7 +386,7 @@ async fn a_decision_that_cannot_be_audited_is_not_taken() {
         let (base, _stop) = h.start_api(client.clone(), tokens, None).await;
         let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
         wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
-        let response = reqwest::Client::new()
+        let response = http_client()
             .post(format!("{base}/runs/shark-demo-tk-1/approve"))
             .bearer_auth(TOKEN)
             .body("{}")

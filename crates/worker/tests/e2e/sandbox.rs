@@ -375,7 +375,9 @@ echo "== icmp"; python3 -c 'import socket; s = socket.socket(socket.AF_INET, soc
     }
     let log_line = worker.wait_for_line("egress refused", 0).await;
     assert_eq!(log_line["span"]["bead"], "tk-1", "{log_line}");
-    let metrics = reqwest::get(format!("http://127.0.0.1:{api_port}/metrics"))
+    let metrics = http_client()
+        .get(format!("http://127.0.0.1:{api_port}/metrics"))
+        .send()
         .await
         .unwrap()
         .text()
