@@ -438,6 +438,71 @@ mod against_the_fake_forge {
     }
 
     #[tokio::test]
+    async fn labelled_issues_become_beads_once_and_show_their_beads_state() {
+        let Some(mut w) = world().await else { return };
+        std::fs::create_dir_all(w.project.repo.join(".beads")).unwrap();
+        std::fs::write(w.project.repo.join(".beads/issues.jsonl"), "").unwrap();
+        w.project.intake = Some(chum_core::config::IntakeConfig { label: "chum".into() });
+        let p = &w.project;
+        let parser = w.forge.open_issue(
+            "Parse pairs",
+            "We need a parser.",
+            &["chum", "priority:1", "fanout:2", "bug"],
+        );
+        let pairs = w
+            .forge
+            .open_issue("Sum pairs", "- [ ] blocked by #1\n\nThen sum them.", &["chum"]);
+        let other = w.forge.open_issue("Not for CHUM", "", &["question"]);
+
+        let first = crate::forge::sync_issues(p).await.unwrap();
+        assert_eq!(first.taken, ["gh-1", "gh-2"]);
+        assert_eq!(first.updated, [parser, pairs]);
+        let backlog = crate::backlog::Backlog::of(p);
+        let one = backlog.get("gh-1").await.unwrap();
+        assert_eq!((one.title.as_str(), one.priority), ("Parse pairs", 1));
+        assert!(
+            one.labels.contains(&"fanout:2".to_string()) && one.labels.contains(&"forge:#1".to_string()),
+            "{one:?}"
+        );
+        let items = backlog.items().await.unwrap();
+        let two = items.iter().find(|b| b.id == "gh-2").unwrap();
+        assert_eq!(two.dependencies, [("gh-1".to_string(), "blocks".to_string())]);
+        assert!(
+            !items.iter().any(|b| b.id == format!("gh-{other}")),
+            "an unlabelled issue is not taken"
+        );
+        let (labels, comments) = w.forge.issue(parser);
+        assert_eq!(labels, ["chum", "priority:1", "fanout:2", "bug", "chum:queued"]);
+        assert_eq!(comments.len(), 1);
+        assert!(comments[0].contains("as bead `gh-1`"), "{comments:?}");
+
+        // Nothing changed: nothing is said again.
+        let again = crate::forge::sync_issues(p).await.unwrap();
+        assert_eq!(again, crate::forge::IntakeReport::default());
+
+        // The bead moves on: the issue shows it, once per change.
+        backlog.claim("gh-1").await.unwrap();
+        crate::forge::sync_issues(p).await.unwrap();
+        backlog
+            .update(
+                "gh-1",
+                chum_core::proto::BeadStatus::Closed,
+                "",
+                "CHUM run shark-demo-gh-1: commit abc merged into main",
+            )
+            .await
+            .unwrap();
+        crate::forge::sync_issues(p).await.unwrap();
+        let (labels, comments) = w.forge.issue(parser);
+        assert_eq!(labels.last().map(String::as_str), Some("chum:done"));
+        assert_eq!(comments.len(), 3, "{comments:?}");
+        assert!(comments[1].contains("`chum approve gh-1`"), "{comments:?}");
+        assert!(comments[2].contains("commit abc merged into main"), "{comments:?}");
+        assert_eq!(w.forge.count("issues/create-comment"), 4);
+        w.forge.assert_no_violations();
+    }
+
+    #[tokio::test]
     async fn the_fake_refuses_what_githubs_description_does_not_allow() {
         let Some(w) = world().await else { return };
         let client = {

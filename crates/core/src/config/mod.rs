@@ -421,6 +421,31 @@ mod tests {
             "projects.demo.forge.colour",
             "unknown key",
         );
+        // Issues as intake come from the project's forge.
+        let intake = |forge: &str, intake: &str| {
+            GOOD.replace(
+                "integration = \"merge\"",
+                &format!("integration = \"merge\"\n{forge}\nintake = {intake}"),
+            )
+        };
+        let forge = r#"forge = { repo = "o/a", token_env = "T" }"#;
+        let demo = load(&intake(forge, r#"{ forge = "github" }"#)).expect("valid").projects["demo"].clone();
+        assert_eq!(demo.intake.map(|i| i.label), Some("chum".to_string()));
+        expect_invalid(
+            &intake("", r#"{ forge = "github" }"#),
+            "projects.demo.intake.forge",
+            "add forge =",
+        );
+        expect_invalid(
+            &intake(forge, r#"{ forge = "github", label = "chum:done" }"#),
+            "projects.demo.intake.label",
+            "cannot be",
+        );
+        expect_invalid(
+            &intake(forge, r#"{ forge = "jira" }"#),
+            "projects.demo.intake.forge",
+            "\"jira\"",
+        );
     }
 
     #[test]

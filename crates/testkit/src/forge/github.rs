@@ -36,6 +36,16 @@ pub(super) struct ReviewRecord {
 }
 
 #[derive(Debug, Clone)]
+pub(super) struct IssueRecord {
+    pub(super) number: u64,
+    pub(super) title: String,
+    pub(super) body: String,
+    pub(super) state: String,
+    pub(super) labels: Vec<String>,
+    pub(super) comments: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
 pub(super) struct Pull {
     pub(super) number: u64,
     pub(super) title: String,
@@ -62,6 +72,9 @@ pub(super) enum Fault {
 #[derive(Default)]
 pub(super) struct Forge {
     pub(super) pulls: Vec<Pull>,
+    pub(super) issues: Vec<IssueRecord>,
+    /// Issues and pull requests share their numbers, as on GitHub.
+    pub(super) next_number: u64,
     pub(super) served: Vec<Served>,
     pub(super) violations: Vec<String>,
     pub(super) faults: Vec<Fault>,
@@ -158,7 +171,30 @@ impl FakeGitHub {
         self.lock().faults.push(Fault::RateLimited(secs));
     }
 
-    /// The open pull requests' numbers and the only one for `branch`, if any.
+    /// Someone opens an issue; returns its number.
+    pub fn open_issue(&self, title: &str, body: &str, labels: &[&str]) -> u64 {
+        let mut forge = self.lock();
+        forge.next_number += 1;
+        let number = forge.next_number;
+        forge.issues.push(IssueRecord {
+            number,
+            title: title.into(),
+            body: body.into(),
+            state: "open".into(),
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            comments: Vec::new(),
+        });
+        number
+    }
+
+    /// An issue's labels and the comments on it, in order.
+    pub fn issue(&self, number: u64) -> (Vec<String>, Vec<String>) {
+        let forge = self.lock();
+        let issue = forge.issues.iter().find(|i| i.number == number).expect("the issue");
+        (issue.labels.clone(), issue.comments.clone())
+    }
+
+    /// The pull request for `branch`, if any: its number, state and body.
     pub fn pull_for(&self, branch: &str) -> Option<(u64, String, String)> {
         self.lock()
             .pulls

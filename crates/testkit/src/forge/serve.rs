@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::contract::{Operation, contract};
-use super::github::{Fault, Pull, ReviewRecord, Served, Shared};
+use super::github::{Fault, IssueRecord, Pull, ReviewRecord, Served, Shared};
 
 pub(super) async fn serve(
     State(shared): State<Shared>,
@@ -138,6 +138,9 @@ fn handle(
         "pulls/get" => get_pull(shared, number),
         "pulls/update" => update_pull(shared, number, json_body.unwrap_or_default()),
         "pulls/list-reviews" => list_reviews(shared, number, query),
+        "issues/list-for-repo" => list_issues(shared, query),
+        "issues/create-comment" => comment_issue(shared, number, json_body.unwrap_or_default()),
+        "issues/set-labels" => label_issue(shared, number, json_body.unwrap_or_default()),
         "pulls/list-comments-for-review" => {
             review_comments(shared, number, segments.get(6).and_then(|n| n.parse().ok()))
         }
@@ -239,8 +242,9 @@ fn create_pull(shared: &Shared, body: Value) -> (u16, Value) {
             shared.repo.split('/').next().unwrap_or_default()
         ));
     }
+    forge.next_number += 1;
     let pull = Pull {
-        number: forge.pulls.len() as u64 + 1,
+        number: forge.next_number,
         title: body["title"].as_str().unwrap_or_default().to_string(),
         body: body["body"].as_str().unwrap_or_default().to_string(),
         head: head.clone(),
@@ -454,4 +458,120 @@ pub(super) fn user(login: &str) -> Value {
 
 fn url_pairs(query: &str) -> Vec<(String, String)> {
     url::form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+}
+
+fn list_issues(shared: &Shared, query: &[(String, String)]) -> (u16, Value) {
+    let param = |name: &str| query.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let wanted: Vec<String> = param("labels")
+        .map(|l| {
+            l.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let state = param("state").unwrap_or_else(|| "open".into());
+    let page: usize = param("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+    let per_page: usize = param("per_page").and_then(|p| p.parse().ok()).unwrap_or(30);
+    let forge = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    let issues: Vec<IssueRecord> = forge
+        .issues
+        .iter()
+        .filter(|i| state == "all" || i.state == state)
+        .filter(|i| wanted.iter().all(|w| i.labels.contains(w)))
+        .skip((page.max(1) - 1) * per_page)
+        .take(per_page)
+        .cloned()
+        .collect();
+    drop(forge);
+    (
+        200,
+        Value::Array(issues.iter().map(|i| issue_object(shared, i)).collect()),
+    )
+}
+
+fn comment_issue(shared: &Shared, number: Option<u64>, body: Value) -> (u16, Value) {
+    let mut forge = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(issue) = forge.issues.iter_mut().find(|i| Some(i.number) == number) else {
+        return (
+            404,
+            json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}),
+        );
+    };
+    let text = body["body"].as_str().unwrap_or_default().to_string();
+    issue.comments.push(text.clone());
+    let count = issue.comments.len() as u64;
+    let number = issue.number;
+    drop(forge);
+    let mut comment = contract().example("issue-comment");
+    if let Some(o) = comment.as_object_mut() {
+        o.insert("id".into(), json!(number * 1000 + count));
+        o.insert("body".into(), json!(text));
+        o.insert(
+            "issue_url".into(),
+            json!(format!("{}/repos/{}/issues/{number}", shared.base_url, shared.repo)),
+        );
+    }
+    (201, comment)
+}
+
+fn label_issue(shared: &Shared, number: Option<u64>, body: Value) -> (u16, Value) {
+    let mut forge = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(issue) = forge.issues.iter_mut().find(|i| Some(i.number) == number) else {
+        return (
+            404,
+            json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}),
+        );
+    };
+    issue.labels = body["labels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l.as_str().map(String::from))
+        .collect();
+    let labels = issue.labels.clone();
+    drop(forge);
+    (200, Value::Array(labels.iter().map(|l| label_object(l)).collect()))
+}
+
+/// An issue as GitHub's API gives it: the description's example, with this one's facts.
+fn issue_object(shared: &Shared, issue: &IssueRecord) -> Value {
+    let mut value = contract().example("issue");
+    let api = format!("{}/repos/{}", shared.base_url, shared.repo);
+    if let Some(o) = value.as_object_mut() {
+        // An issue, not a pull request.
+        o.remove("pull_request");
+        for (key, v) in [
+            ("number", json!(issue.number)),
+            ("id", json!(issue.number + 9000)),
+            ("url", json!(format!("{api}/issues/{}", issue.number))),
+            (
+                "html_url",
+                json!(format!(
+                    "https://github.example/{}/issues/{}",
+                    shared.repo, issue.number
+                )),
+            ),
+            ("title", json!(issue.title)),
+            ("body", json!(issue.body)),
+            ("state", json!(issue.state)),
+            (
+                "labels",
+                Value::Array(issue.labels.iter().map(|l| label_object(l)).collect()),
+            ),
+            ("comments", json!(issue.comments.len())),
+        ] {
+            o.insert(key.into(), v);
+        }
+    }
+    value
+}
+
+fn label_object(name: &str) -> Value {
+    let mut value = contract().example("label");
+    if let Some(o) = value.as_object_mut() {
+        o.insert("name".into(), json!(name));
+        o.insert("default".into(), json!(false));
+    }
+    value
 }

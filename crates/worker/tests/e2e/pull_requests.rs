@@ -5,12 +5,15 @@
 //! (delivered by a signed webhook) sends it back for another attempt with the comments as
 //! findings, and the same pull request is updated; a forged webhook changes nothing; the forge
 //! going down is retried without a second pull request; the merge closes the bead with the merge
-//! commit. A pull request closed unmerged blocks its bead, found by polling alone.
+//! commit. The bead comes from a labelled issue, which shows the bead's state as it goes and is
+//! closed by the pull request (`Closes #1`). A pull request closed unmerged blocks its bead, found
+//! by polling alone.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chum_core::config::RawForge;
+use chum_core::config::{RawForge, RawIntake};
+use chum_core::proto::DispatchRequest;
 use chum_core::proto::{GateName, Outcome, Phase, SharkInput, SharkStatus};
 use chum_testkit::forge::{FakeGitHub, contracts_installed, deliver};
 use chum_testkit::*;
@@ -43,6 +46,10 @@ async fn forge(poll: &'static str) -> (tempfile::TempDir, PathBuf, FakeGitHub, C
             poll: Some(poll.into()),
             ..RawForge::default()
         });
+        c.project().intake = Some(RawIntake {
+            forge: Some("github".into()),
+            label: Some("chum".into()),
+        });
     });
     (dir, bare, fake, configure)
 }
@@ -63,6 +70,15 @@ fn publish(h: &Harness, bare: &std::path::Path) {
         &h.repo,
         &["remote", "add", "origin", &format!("file://{}", bare.display())],
     );
+}
+
+/// One dispatcher round, as the Dispatcher runs it: forge issues taken, ready beads claimed.
+async fn dispatch(h: &Harness, client: &temporalio_client::Client) -> chum_core::proto::DispatchReport {
+    chum_activities::DispatcherActivitiesImpl::new(h.config.clone())
+        .steps()
+        .dispatch_round_impl(client, DispatchRequest { project: "demo".into() })
+        .await
+        .expect("a dispatcher round")
 }
 
 async fn wait_for_pull_request(handle: &SharkHandle, attempt: u32) -> SharkStatus {
@@ -93,14 +109,14 @@ async fn a_bead_becomes_a_pull_request_that_review_sends_back_and_a_merge_closes
     // Polling every 15 minutes: only the webhooks can make this test go on in time.
     let (_forge_dir, bare, fake, configure) = forge("15m").await;
     let steps = vec![
-        Step::planner().bead("tk-1").answer(GOOD_PLAN),
-        calc_executor(GOOD_CALC).bead("tk-1").attempt(1),
+        Step::planner().bead("gh-1").answer(GOOD_PLAN),
+        calc_executor(GOOD_CALC).bead("gh-1").attempt(1),
         // The second attempt must be told what the reviewer on the forge said.
         calc_executor(GOOD_CALC)
-            .bead("tk-1")
+            .bead("gh-1")
             .attempt(2)
             .expect_prompt_contains("calc.py:5: what about negative numbers?"),
-        Step::reviewer().bead("tk-1").answer(REVIEW_APPROVE),
+        Step::reviewer().bead("gh-1").answer(REVIEW_APPROVE),
     ];
     let mut options = HarnessOptions::with_steps(steps);
     options.integration = "pr";
@@ -109,15 +125,20 @@ async fn a_bead_becomes_a_pull_request_that_review_sends_back_and_a_merge_closes
     publish(h, &bare);
 
     let fake = &fake;
-    let (result, first, forged, merge) = h
+    let (result, first, forged, merge, issue) = h
         .with_worker(|client| async move {
             let (api, _stop) = h.start_api(client.clone(), Vec::new(), None).await;
             let hook = format!("{api}/forge/github");
+            // The bead comes from a labelled issue: a dispatcher round takes it and claims it.
+            let issue = fake.open_issue("Add multiply", "calc needs multiply(a, b).", &["chum"]);
+            let round = dispatch(h, &client).await;
+            assert_eq!(round.taken_from_forge, ["gh-1"], "{round:?}");
+            assert!(round.to_start.contains(&"gh-1".to_string()), "{round:?}");
             let run = start_shark(
                 &client,
                 &h.task_queue,
                 SharkInput {
-                    bead_id: "tk-1".into(),
+                    bead_id: "gh-1".into(),
                     ..h.input(limits())
                 },
             )
@@ -134,7 +155,7 @@ async fn a_bead_becomes_a_pull_request_that_review_sends_back_and_a_merge_closes
                 let running = chum_activities::dispatcher::running_sharks(&client, "demo")
                     .await
                     .unwrap();
-                if running.awaiting_pull_request.contains("tk-1") {
+                if running.awaiting_pull_request.contains("gh-1") {
                     break;
                 }
                 assert!(
@@ -161,14 +182,6 @@ async fn a_bead_becomes_a_pull_request_that_review_sends_back_and_a_merge_closes
             fake.go_down_for(3);
             assert_eq!(deliver(&hook, SECRET, &event, &payload).await, 202);
             let second = wait_for_pull_request(&run, 2).await;
-            assert!(
-                chum_activities::dispatcher::running_sharks(&client, "demo")
-                    .await
-                    .unwrap()
-                    .beads
-                    .contains("tk-1"),
-                "still a running Shark"
-            );
             assert_eq!(second.pull_request_number, number, "the same pull request, updated");
 
             // Merged on the forge; the webhook says so.
@@ -176,13 +189,15 @@ async fn a_bead_becomes_a_pull_request_that_review_sends_back_and_a_merge_closes
             let (event, payload) = fake.webhook(number, "pull_request", "closed");
             assert_eq!(deliver(&hook, SECRET, &event, &payload).await, 202);
             let result = finish(&run, "pull_request_merged").await;
-            (result, first, forged, merge)
+            // The next round shows the bead's end on its issue.
+            dispatch(h, &client).await;
+            (result, first, forged, merge, issue)
         })
         .await;
 
     assert_eq!(forged, 401);
     // The first pull request's body: the plan, each criterion with its evidence, the verdicts.
-    let (number, state, body) = fake.pull_for("chum/tk-1").expect("a pull request for chum/tk-1");
+    let (number, state, body) = fake.pull_for("chum/gh-1").expect("a pull request for chum/gh-1");
     assert_eq!((number, state.as_str()), (first.pull_request_number, "closed"));
     assert!(
         body.starts_with("Add multiply(a, b) to calc with a unit test"),
@@ -194,13 +209,19 @@ async fn a_bead_becomes_a_pull_request_that_review_sends_back_and_a_merge_closes
         "the body was updated with attempt 2: {body}"
     );
     assert!(body.contains("approved by ana"), "{body}");
+    assert!(body.contains("Closes #1"), "the pull request closes the issue: {body}");
     assert_eq!(fake.pull_count(), 1);
     assert_eq!(fake.count("pulls/create"), 1, "one creation, whatever the retries");
 
     // The bead is closed with the merge commit, and the local base followed the forge's.
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
     assert_eq!(result.commit, merge);
-    assert!(result.pull_request_url.ends_with("/pull/1"), "{result:?}");
+    assert!(
+        result
+            .pull_request_url
+            .ends_with(&format!("/pull/{}", first.pull_request_number)),
+        "{result:?}"
+    );
     let prs = gates_of(&result, GateName::PullRequest);
     assert!(
         prs.iter()
@@ -212,13 +233,21 @@ async fn a_bead_becomes_a_pull_request_that_review_sends_back_and_a_merge_closes
             .is_some_and(|g| g.passed && g.excerpt.contains("merged by carol")),
         "{prs:?}"
     );
-    let bead = h.read_bead("tk-1");
+    let bead = h.read_bead("gh-1");
     assert_eq!(bead["status"], "closed", "{bead}");
     assert_eq!(git(&h.repo, &["rev-parse", "main"]), merge);
     // What was merged is attempt 2's work, pushed over attempt 1's with the lease.
     assert_eq!(git(&bare, &["show", &format!("{merge}:calc.py")]), GOOD_CALC.trim_end());
     let audit = std::fs::read_to_string(&h.config.api.audit_log).unwrap_or_default();
     assert!(audit.contains("refused: the signature does not match"), "{audit}");
+    // The issue followed its bead: taken, worked on, done with the merge commit.
+    let (labels, comments) = fake.issue(issue);
+    assert_eq!(labels, ["chum", "chum:done"]);
+    assert!(comments.iter().any(|c| c.contains("as bead `gh-1`")), "{comments:?}");
+    assert!(
+        comments.last().is_some_and(|c| c.contains(&merge[..12])),
+        "{comments:?}"
+    );
     fake.assert_no_violations();
 }
 
