@@ -99,13 +99,13 @@ impl DispatcherSteps {
         if project.intake.is_some() {
             match crate::forge::sync_issues(project).await {
                 Ok(intake) => {
-                    if !intake.taken.is_empty() || !intake.updated.is_empty() || !intake.refused.is_empty() {
+                    if !intake.taken.is_empty() || !intake.updated.is_empty() || !intake.problems.is_empty() {
                         tracing::info!(project = %project.name, taken = ?intake.taken, updated = ?intake.updated,
-                            refused = ?intake.refused, "forge issues");
+                            problems = ?intake.problems, "forge issues");
                     }
                     report.taken_from_forge = intake.taken;
-                    if !intake.refused.is_empty() {
-                        report.intake_problem = format!("issues not taken: {}", intake.refused.join("; "));
+                    if !intake.problems.is_empty() {
+                        report.intake_problem = intake.problems.join("; ");
                     }
                 }
                 Err(e) => {

@@ -23,8 +23,8 @@ pub struct IntakeReport {
     pub taken: Vec<String>,
     /// Issues whose state label (and comment) changed.
     pub updated: Vec<u64>,
-    /// Issues that could not become beads, with why.
-    pub refused: Vec<String>,
+    /// What is wrong with issues: not taken (why), or taken without a dependency it names.
+    pub problems: Vec<String>,
 }
 
 /// Why the issues could not be looked at.
@@ -56,12 +56,20 @@ pub async fn sync_issues(project: &ProjectConfig) -> Result<IntakeReport, Intake
         }
         let labels: Vec<String> = issue.labels.iter().map(|l| l.name.clone()).collect();
         let body = issue.body.clone().unwrap_or_default();
-        let dependencies = blocked_by(&body)
+        let (known, unknown): (Vec<u64>, Vec<u64>) = blocked_by(&body)
             .into_iter()
-            .map(bead_id)
-            .filter(|d| items.iter().any(|b| &b.id == d))
-            .map(|d| (d, "blocks".to_string()))
-            .collect();
+            .partition(|n| items.iter().any(|b| b.id == bead_id(*n)));
+        let dependencies = known.into_iter().map(|n| (bead_id(n), "blocks".to_string())).collect();
+        if !unknown.is_empty() {
+            // Said, not dropped: the bead goes on without them, and the dispatcher's round shows it.
+            let names: Vec<String> = unknown.iter().map(|n| format!("#{n}")).collect();
+            report.problems.push(format!(
+                "#{}: blocked by {}, which CHUM has not taken (no `{}` label); label them or drop the line",
+                issue.number,
+                names.join(", "),
+                intake.label
+            ));
+        }
         let mut bead_labels = carried_labels(&labels);
         bead_labels.push(format!("{FORGE_ISSUE_LABEL}{}", issue.number));
         let new = NewBead {
@@ -76,7 +84,7 @@ pub async fn sync_issues(project: &ProjectConfig) -> Result<IntakeReport, Intake
             created_by: format!("{}#{}", forge.repo, issue.number),
         };
         if let Err(e) = new.check(&KnownBeads::of(&items)) {
-            report.refused.push(format!("#{}: {e}", issue.number));
+            report.problems.push(format!("#{}: {e}", issue.number));
             continue;
         }
         backlog

@@ -480,6 +480,17 @@ mod against_the_fake_forge {
         let again = crate::forge::sync_issues(p).await.unwrap();
         assert_eq!(again, crate::forge::IntakeReport::default());
 
+        // Blocked by an issue CHUM has not taken: taken all the same, and said.
+        let waits = w.forge.open_issue("Document pairs", "blocked by #3", &["chum"]);
+        let said = crate::forge::sync_issues(p).await.unwrap();
+        assert_eq!(said.taken, [format!("gh-{waits}")]);
+        assert!(
+            said.problems
+                .iter()
+                .any(|p| p.contains("blocked by #3, which CHUM has not taken")),
+            "{said:?}"
+        );
+
         // The bead moves on: the issue shows it, once per change.
         backlog.claim("gh-1").await.unwrap();
         crate::forge::sync_issues(p).await.unwrap();
@@ -498,7 +509,7 @@ mod against_the_fake_forge {
         assert_eq!(comments.len(), 3, "{comments:?}");
         assert!(comments[1].contains("`chum approve gh-1`"), "{comments:?}");
         assert!(comments[2].contains("commit abc merged into main"), "{comments:?}");
-        assert_eq!(w.forge.count("issues/create-comment"), 4);
+        assert_eq!(w.forge.count("issues/create-comment"), 5);
         w.forge.assert_no_violations();
     }
 
