@@ -269,11 +269,11 @@ async fn bad_signal_payloads_are_refused_on_record_and_never_approve() {
         .collect();
     assert_eq!(late.len(), 2, "{:?}", end.rejected_signals);
     assert!(
-        late[0].contains("already received") || late[0].contains("no plan is waiting"),
+        late[0].contains("already received") || late[0].contains("no plan and no result is waiting"),
         "approve twice: {late:?}"
     );
     assert!(
-        late[1].contains("no plan is waiting for approval (phase: executing)"),
+        late[1].contains("no plan and no result is waiting for approval (phase: executing)"),
         "approve after the gate: {late:?}"
     );
     assert_eq!(h.commits_on("main"), 2, "integrated exactly once");
