@@ -160,6 +160,26 @@ pub async fn activity_results<W: temporalio_common::HasWorkflowDefinition>(
         .collect()
 }
 
+/// How long each durable timer of a run was set for, in order, from its history.
+pub async fn timer_durations<W: temporalio_common::HasWorkflowDefinition>(
+    handle: &WorkflowHandle<Client, W>,
+) -> Vec<Duration> {
+    let json = handle
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .to_json()
+        .await
+        .expect("history fetched");
+    let history: serde_json::Value = serde_json::from_slice(&json).expect("history JSON");
+    history["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["attributes"]["TimerStartedEventAttributes"]["start_to_fire_timeout"].as_str())
+        .filter_map(|t| t.trim_end_matches('s').parse::<f64>().ok())
+        .map(Duration::from_secs_f64)
+        .collect()
+}
+
 /// Saves the run's history for the replay tests when `CHUM_RECORD_HISTORIES=1`
 /// (scripts/record-histories.sh).
 pub async fn record_history<W: temporalio_common::HasWorkflowDefinition>(

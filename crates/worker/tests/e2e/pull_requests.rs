@@ -283,12 +283,23 @@ async fn a_pull_request_closed_unmerged_blocks_the_bead_found_by_polling() {
             wait_for_phase(&run, Phase::AwaitingApproval, 1).await;
             send_approve(&run, json!({"approved": true, "by": "ana"})).await;
             let waiting = wait_for_pull_request(&run, 1).await;
-            // The rate limit makes the run wait; then someone closes it, and no webhook comes.
-            fake.rate_limit_next(2);
+            // The rate limit makes the run wait as long as GitHub says; then someone closes it,
+            // and no webhook comes.
+            fake.rate_limit_next(5);
             fake.close(waiting.pull_request_number);
-            finish(&run, "pull_request_closed").await
+            let result = finish(&run, "pull_request_closed").await;
+            (result, timer_durations(&run).await)
         })
         .await;
+    let (result, timers) = result;
+    // The plan gate's timer, then the polls: 1 s, and after the rate-limited look the ~5 s GitHub
+    // asked for (not the backoff's 2 s, nor a doubled 10 s); the next look finds it closed.
+    assert_eq!(timers.len(), 3, "{timers:?}");
+    assert_eq!(timers[1], Duration::from_secs(1), "{timers:?}");
+    assert!(
+        (3..=6).contains(&timers[2].as_secs()),
+        "the rate limit's wait: {timers:?}"
+    );
     assert_eq!(result.outcome(), Outcome::IntegrationFailed, "{result:?}");
     assert!(result.reason.contains("was closed without being merged"), "{result:?}");
     let bead = h.read_bead("tk-1");

@@ -126,7 +126,9 @@ impl Shark<'_> {
         self.mark_waiting(true);
         self.enter_phase(Phase::AwaitingPullRequest, attempt);
         let started = self.now_ms();
-        let mut pause = None;
+        // The backoff, and how long the forge asked to be left alone (its rate limit) once.
+        let mut backoff = None;
+        let mut asked = Duration::ZERO;
         loop {
             let elapsed = Duration::from_millis((self.now_ms() - started).max(0) as u64);
             let Some(left) = waiting.wait.checked_sub(elapsed).filter(|d| !d.is_zero()) else {
@@ -140,8 +142,8 @@ impl Shark<'_> {
                 self.record_pull_request(attempt, false, failed.problem.clone());
                 return Landing::Failed(failed);
             };
-            let next = next_poll(pause, waiting.poll, Duration::ZERO).min(left);
-            pause = Some(next);
+            let next = next_poll(backoff, waiting.poll, asked).min(left);
+            backoff = Some(next_poll(backoff, waiting.poll, Duration::ZERO));
             match self.sleep_or_forge_event(next).await {
                 Ok(()) => {}
                 Err(()) => return Landing::Cancelled,
@@ -214,11 +216,8 @@ impl Shark<'_> {
                     };
                 }
                 PullRequestState::Open | PullRequestState::Unspecified => {
-                    // The forge's rate limit says when it may be asked again.
-                    let asked = Duration::from_secs(u64::from(status.wait_secs));
-                    if !asked.is_zero() {
-                        pause = Some(next_poll(pause, waiting.poll, asked));
-                    }
+                    // The forge's rate limit says when it may be asked again (the next wait only).
+                    asked = Duration::from_secs(u64::from(status.wait_secs));
                 }
             }
         }
