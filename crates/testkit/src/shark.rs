@@ -90,6 +90,27 @@ pub async fn wait_for_phase(handle: &SharkHandle, phase: Phase, round: u32) -> S
     }
 }
 
+/// Polls the status query until the run reaches `phase` in attempt `attempt` (a phase after the
+/// gates: its pull request, its result at the gate).
+pub async fn wait_for_attempt_phase(handle: &SharkHandle, phase: Phase, attempt: u32) -> SharkStatus {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = status(handle).await;
+        if s.phase() == phase && s.attempt == attempt {
+            return s;
+        }
+        assert!(
+            s.phase() != Phase::Done,
+            "the run ended before {phase} in attempt {attempt}: {s:?}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never {phase} in attempt {attempt}: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Polls the status query until at least `count` signals were refused (or 20 s passed) and
 /// returns the status then.
 pub async fn wait_for_refusals(handle: &SharkHandle, count: usize) -> SharkStatus {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chum_core::config::{RawForge, RawIntake};
 use chum_core::proto::DispatchRequest;
-use chum_core::proto::{GateName, Outcome, Phase, SharkInput, SharkStatus};
+use chum_core::proto::{GateName, Outcome, Phase, SharkInput};
 use chum_testkit::forge::{FakeGitHub, contracts_installed, deliver};
 use chum_testkit::*;
 use serde_json::json;
@@ -81,25 +81,6 @@ async fn dispatch(h: &Harness, client: &temporalio_client::Client) -> chum_core:
         .expect("a dispatcher round")
 }
 
-async fn wait_for_pull_request(handle: &SharkHandle, attempt: u32) -> SharkStatus {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let s = status(handle).await;
-        if s.phase() == Phase::AwaitingPullRequest && s.attempt == attempt {
-            return s;
-        }
-        assert!(
-            s.phase() != Phase::Done,
-            "the run ended before its pull request of attempt {attempt}: {s:?}"
-        );
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no pull request of attempt {attempt}: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bead_becomes_a_pull_request_that_review_sends_back_and_a_merge_closes() {
     if !contracts_installed() {
@@ -147,7 +128,7 @@ async fn a_bead_becomes_a_pull_request_that_review_sends_back_and_a_merge_closes
             send_approve(&run, json!({"approved": true, "by": "ana"})).await;
 
             // The work is a pull request; the run waits for people, holding no slot.
-            let first = wait_for_pull_request(&run, 1).await;
+            let first = wait_for_attempt_phase(&run, Phase::AwaitingPullRequest, 1).await;
             let number = first.pull_request_number;
             // The dispatcher sees it waits for people: it takes none of the project's capacity.
             let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -181,7 +162,7 @@ async fn a_bead_becomes_a_pull_request_that_review_sends_back_and_a_merge_closes
             // while when the update goes out, and the retries open no second pull request.
             fake.go_down_for(3);
             assert_eq!(deliver(&hook, SECRET, &event, &payload).await, 202);
-            let second = wait_for_pull_request(&run, 2).await;
+            let second = wait_for_attempt_phase(&run, Phase::AwaitingPullRequest, 2).await;
             assert_eq!(second.pull_request_number, number, "the same pull request, updated");
 
             // Merged on the forge; the webhook says so.
@@ -282,7 +263,7 @@ async fn a_pull_request_closed_unmerged_blocks_the_bead_found_by_polling() {
             .await;
             wait_for_phase(&run, Phase::AwaitingApproval, 1).await;
             send_approve(&run, json!({"approved": true, "by": "ana"})).await;
-            let waiting = wait_for_pull_request(&run, 1).await;
+            let waiting = wait_for_attempt_phase(&run, Phase::AwaitingPullRequest, 1).await;
             // The rate limit makes the run wait as long as GitHub says; then someone closes it,
             // and no webhook comes.
             fake.rate_limit_next(5);

@@ -3,30 +3,9 @@
 //! with feedback is the next attempt's findings (the executor is told); a malformed decision is
 //! refused and approves nothing; the approved result lands.
 
-use std::time::Duration;
-
-use chum_core::proto::{GateName, Outcome, Phase, SharkInput, SharkStatus};
+use chum_core::proto::{GateName, Outcome, Phase, SharkInput};
 use chum_testkit::*;
 use serde_json::json;
-
-async fn wait_for_result(handle: &SharkHandle, attempt: u32) -> SharkStatus {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let s = status(handle).await;
-        if s.phase() == Phase::AwaitingResultApproval && s.attempt == attempt {
-            return s;
-        }
-        assert!(
-            s.phase() != Phase::Done,
-            "the run ended before its result of attempt {attempt}: {s:?}"
-        );
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no result of attempt {attempt}: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_approves_the_result_before_it_is_integrated_and_a_rejection_is_redone() {
@@ -60,7 +39,7 @@ async fn a_person_approves_the_result_before_it_is_integrated_and_a_rejection_is
             wait_for_phase(&run, Phase::AwaitingApproval, 1).await;
             send_approve(&run, json!({"approved": true, "by": "ana"})).await;
 
-            let first = wait_for_result(&run, 1).await;
+            let first = wait_for_attempt_phase(&run, Phase::AwaitingResultApproval, 1).await;
             assert!(first.result_diff_stat.contains("calc.py"), "{first:?}");
             let waiting_main = git(&h.repo, &["rev-parse", "main"]);
             // Not a decision: refused with the reason, nothing approved.
@@ -87,7 +66,7 @@ async fn a_person_approves_the_result_before_it_is_integrated_and_a_rejection_is
             .await
             .unwrap();
 
-            let second = wait_for_result(&run, 2).await;
+            let second = wait_for_attempt_phase(&run, Phase::AwaitingResultApproval, 2).await;
             assert_eq!(second.phase(), Phase::AwaitingResultApproval);
             send_approve(&run, json!({"approved": true, "by": "rosa"})).await;
             (finish(&run, "result_gate").await, shown, waiting_main)

@@ -55,22 +55,10 @@ impl Shark<'_> {
         candidate: u32,
     ) -> Landing {
         // The gated tree, committed on the bead's branch; the queue's turn lands it.
-        self.enter_phase(Phase::Integrating, attempt);
-        let work = Work {
-            worktree: &report.worktree,
-            tree: &report.tree,
-            attempt,
-            candidate,
-            partial: false,
-            hold: true,
-        };
-        let integration = match self.integrate(setup, approved, work).await {
+        let integration = match self.commit_held(setup, approved, report, attempt, candidate).await {
             Ok(integration) => integration,
-            Err(err) => return Landing::Error(Box::new(err)),
+            Err(ended) => return ended,
         };
-        if !integration.problem.is_empty() {
-            return Landing::Failed(integration);
-        }
 
         self.enter_phase(Phase::Queued, attempt);
         let queue = self.ensure_coordinator().await;
@@ -125,6 +113,35 @@ impl Shark<'_> {
             .signal(CoordinatorWorkflow::done, done, SignalWorkflowOptions::default())
             .await;
         landing
+    }
+
+    /// The gated tree committed on the bead's branch and held there (the merge queue or a pull
+    /// request takes it on); `Err` is how the landing ends when it could not be committed.
+    pub(super) async fn commit_held(
+        &self,
+        setup: &Setup,
+        approved: &Approved,
+        report: &ExecuteReport,
+        attempt: u32,
+        candidate: u32,
+    ) -> Result<IntegrationReport, Landing> {
+        self.enter_phase(Phase::Integrating, attempt);
+        let work = Work {
+            worktree: &report.worktree,
+            tree: &report.tree,
+            attempt,
+            candidate,
+            partial: false,
+            hold: true,
+        };
+        let integration = self
+            .integrate(setup, approved, work)
+            .await
+            .map_err(|err| Landing::Error(Box::new(err)))?;
+        if !integration.problem.is_empty() {
+            return Err(Landing::Failed(integration));
+        }
+        Ok(integration)
     }
 
     /// Under the turn: up to the base's tip, verified again if it moved, fast-forwarded. Returns

@@ -24,7 +24,6 @@ use chum_core::pull_request::{self, BodyParts, next_poll};
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::{CancellableFuture, MemoValue, TimerResult};
 
-use super::ending::Work;
 use super::land::Landing;
 use super::options::forge_options;
 use super::slots::SlotProblem;
@@ -46,22 +45,10 @@ impl Shark<'_> {
         candidate: u32,
         waiting: &Waiting,
     ) -> Landing {
-        self.enter_phase(Phase::Integrating, attempt);
-        let work = Work {
-            worktree: &report.worktree,
-            tree: &report.tree,
-            attempt,
-            candidate,
-            partial: false,
-            hold: true,
-        };
-        let integration = match self.integrate(setup, approved, work).await {
+        let integration = match self.commit_held(setup, approved, report, attempt, candidate).await {
             Ok(integration) => integration,
-            Err(err) => return Landing::Error(Box::new(err)),
+            Err(ended) => return ended,
         };
-        if !integration.problem.is_empty() {
-            return Landing::Failed(integration);
-        }
 
         let (verdict, gates, usage, leased_head) = self.ctx.state(|s| {
             (
