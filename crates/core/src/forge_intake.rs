@@ -3,19 +3,25 @@
 //! label and comment that show the bead's state on the issue. The Beads backlog stays the source
 //! of truth for order; the forge is one more way in.
 
+use crate::config::ForgeKind;
 use crate::proto::BeadStatus;
 
 /// The prefix of the `chum:<state>` labels CHUM keeps on an issue it took.
 pub const STATE_LABEL_PREFIX: &str = "chum:";
 
-/// The bead an issue becomes: its id names the issue (`gh-12` is #12).
-pub fn bead_id(issue: u64) -> String {
-    format!("gh-{issue}")
+/// The bead an issue becomes: its id names the forge and the issue (`gh-12` is GitHub's #12,
+/// `gl-12` GitLab's).
+pub fn bead_id(forge: ForgeKind, issue: u64) -> String {
+    format!("{}-{issue}", forge.issue_prefix())
 }
 
-/// The issue a bead was taken from, by its id.
-pub fn issue_of(bead_id: &str) -> Option<u64> {
-    bead_id.strip_prefix("gh-")?.parse().ok()
+/// The issue of `forge` a bead was taken from, by its id.
+pub fn issue_of(forge: ForgeKind, bead_id: &str) -> Option<u64> {
+    bead_id
+        .strip_prefix(forge.issue_prefix())?
+        .strip_prefix('-')?
+        .parse()
+        .ok()
 }
 
 /// `priority:0`..`priority:4` (or `P0`..`P4`) on the issue; 2 without one.
@@ -73,15 +79,19 @@ pub fn state_label(status: BeadStatus) -> &'static str {
 
 /// The comment that goes with a new state.
 pub fn state_comment(label: &str, bead: &str, detail: &str) -> String {
-    let detail = crate::text::excerpt(detail.trim(), 1500);
+    // Said between blank lines, or not at all (a blocked bead without a note says so plainly).
+    let detail = match crate::text::excerpt(detail.trim(), 1500) {
+        d if d.is_empty() => String::new(),
+        d => format!("\n\n{d}"),
+    };
     match label {
         "chum:in-progress" => format!(
             "CHUM is working on this as bead `{bead}`. Its plan waits for a person's approval before anything touches the code: `chum approve {bead}` (or `chum status {bead}`)."
         ),
-        "chum:blocked" => format!(
-            "CHUM stopped on bead `{bead}`; it needs a person.\n\n{detail}\n\n`chum retry {bead}` opens it again."
-        ),
-        "chum:done" => format!("CHUM finished bead `{bead}`.\n\n{detail}"),
+        "chum:blocked" => {
+            format!("CHUM stopped on bead `{bead}`; it needs a person.{detail}\n\n`chum retry {bead}` opens it again.")
+        }
+        "chum:done" => format!("CHUM finished bead `{bead}`.{detail}"),
         _ => format!("CHUM took this issue as bead `{bead}`; it runs when it is ready and its turn comes."),
     }
 }
@@ -107,9 +117,13 @@ mod tests {
 
     #[test]
     fn an_issue_and_its_bead_name_each_other() {
-        assert_eq!(bead_id(12), "gh-12");
-        assert_eq!(issue_of("gh-12"), Some(12));
-        assert_eq!(issue_of("tk-12"), None);
+        assert_eq!(bead_id(ForgeKind::GitHub, 12), "gh-12");
+        assert_eq!(bead_id(ForgeKind::GitLab, 12), "gl-12");
+        assert_eq!(issue_of(ForgeKind::GitHub, "gh-12"), Some(12));
+        assert_eq!(issue_of(ForgeKind::GitLab, "gl-12"), Some(12));
+        assert_eq!(issue_of(ForgeKind::GitLab, "gh-12"), None);
+        assert_eq!(issue_of(ForgeKind::GitHub, "ghx-12"), None);
+        assert_eq!(issue_of(ForgeKind::GitHub, "tk-12"), None);
     }
 
     #[test]

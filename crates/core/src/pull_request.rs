@@ -21,7 +21,12 @@ pub fn forge_issue(bead: &Bead) -> Option<u64> {
         .iter()
         .find_map(|l| l.strip_prefix(FORGE_ISSUE_LABEL))
         .and_then(|n| n.parse().ok())
-        .or_else(|| crate::forge_intake::issue_of(&bead.id))
+        .or_else(|| {
+            use crate::config::ForgeKind::{GitHub, GitLab};
+            [GitHub, GitLab]
+                .into_iter()
+                .find_map(|forge| crate::forge_intake::issue_of(forge, &bead.id))
+        })
 }
 
 /// The bead a `chum/<bead>` branch holds the work of (not a candidate's `chum/<bead>-c<k>`,

@@ -1,16 +1,17 @@
-//! GitHub's REST API, the part the `pr` policy uses: pull requests, their reviews and review
-//! comments. Typed requests and responses (serde), checked in the tests against GitHub's published
-//! OpenAPI description (the fake forge validates every request and every response it serves);
-//! the token travels in the `Authorization` header only and is never logged.
+//! GitHub's REST API, the part CHUM uses: pull requests, their reviews and review comments, and
+//! issues (intake). Typed requests and responses (serde), checked in the tests against GitHub's
+//! published OpenAPI description (the fake forge validates every request and every response it
+//! serves); the token travels in the `Authorization` header only and is never logged.
 
-use std::time::Duration;
-
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::ForgeError;
 use chum_core::config::ForgeConfig;
+use chum_core::proto::{PullRequestState, PullRequestStatus};
+use chum_core::pull_request::{ReviewComment as Comment, changes_requested_feedback};
+
+use super::{ForgeError, ForgeIssue, ForgePull, http};
 
 /// The REST API version CHUM's requests are written against.
 const API_VERSION: &str = "2022-11-28";
@@ -94,7 +95,7 @@ pub struct Issue {
 }
 
 #[derive(Serialize)]
-struct Comment<'a> {
+struct NewComment<'a> {
     body: &'a str,
 }
 
@@ -118,35 +119,11 @@ struct PullRequestEdit<'a> {
     body: &'a str,
 }
 
-/// GitHub's error body.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct ErrorBody {
-    message: String,
-    errors: Vec<serde_json::Value>,
-}
-
 impl GitHub {
-    /// A client for the project's forge, with the token the worker's environment holds.
-    pub fn new(forge: &ForgeConfig) -> Result<GitHub, ForgeError> {
-        let token = std::env::var(&forge.token_env)
-            .ok()
-            .filter(|t| !t.trim().is_empty())
-            .ok_or_else(|| ForgeError::MissingToken {
-                name: forge.token_env.clone(),
-            })?;
-        install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("chum/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| ForgeError::Unreachable {
-                url: forge.api_url.clone(),
-                reason: e.to_string(),
-            })?;
+    /// A client for the project's repository on GitHub, with `token`.
+    pub fn new(forge: &ForgeConfig, token: String) -> Result<GitHub, ForgeError> {
         Ok(GitHub {
-            http,
+            http: http::client(&forge.api_url)?,
             api: forge.api_url.clone(),
             repo: forge.repo.clone(),
             owner: forge.owner().to_string(),
@@ -155,13 +132,13 @@ impl GitHub {
     }
 
     /// The open pull request whose head is `branch` of this repository, if there is one.
-    pub async fn open_pull_for(&self, branch: &str) -> Result<Option<PullRequest>, ForgeError> {
+    pub async fn open_pull_for(&self, branch: &str) -> Result<Option<ForgePull>, ForgeError> {
         let head = format!("{}:{branch}", self.owner);
         let request = self
             .request(Method::GET, &format!("/repos/{}/pulls", self.repo))
             .query(&[("head", head.as_str()), ("state", "open"), ("per_page", "10")]);
         let pulls: Vec<PullRequest> = self.send(request).await?;
-        Ok(pulls.into_iter().find(|p| p.head.name == branch))
+        Ok(pulls.into_iter().find(|p| p.head.name == branch).map(ForgePull::from))
     }
 
     pub async fn create_pull(
@@ -170,7 +147,7 @@ impl GitHub {
         branch: &str,
         base: &str,
         body: &str,
-    ) -> Result<PullRequest, ForgeError> {
+    ) -> Result<ForgePull, ForgeError> {
         let request = self
             .request(Method::POST, &format!("/repos/{}/pulls", self.repo))
             .json(&NewPullRequest {
@@ -180,36 +157,74 @@ impl GitHub {
                 body,
                 maintainer_can_modify: true,
             });
-        self.send(request).await
+        self.send::<PullRequest>(request).await.map(ForgePull::from)
     }
 
-    pub async fn update_pull(&self, number: u64, title: &str, body: &str) -> Result<PullRequest, ForgeError> {
+    pub async fn update_pull(&self, number: u64, title: &str, body: &str) -> Result<ForgePull, ForgeError> {
         let request = self
             .request(Method::PATCH, &format!("/repos/{}/pulls/{number}", self.repo))
             .json(&PullRequestEdit { title, body });
-        self.send(request).await
+        self.send::<PullRequest>(request).await.map(ForgePull::from)
     }
 
-    pub async fn pull(&self, number: u64) -> Result<PullRequest, ForgeError> {
+    /// What became of pull request `number`: merged, closed, changes requested on `head` (the
+    /// commit CHUM pushed last), or open.
+    pub async fn pull_status(&self, number: u64, head: &str) -> Result<PullRequestStatus, ForgeError> {
         let request = self.request(Method::GET, &format!("/repos/{}/pulls/{number}", self.repo));
-        self.send(request).await
-    }
-
-    pub async fn reviews(&self, number: u64) -> Result<Vec<Review>, ForgeError> {
-        self.pages(&format!("/repos/{}/pulls/{number}/reviews", self.repo))
-            .await
-    }
-
-    pub async fn review_comments(&self, number: u64, review: u64) -> Result<Vec<ReviewComment>, ForgeError> {
-        self.pages(&format!(
-            "/repos/{}/pulls/{number}/reviews/{review}/comments",
-            self.repo
-        ))
-        .await
+        let pull: PullRequest = self.send(request).await?;
+        let mut status = PullRequestStatus {
+            url: pull.html_url.clone(),
+            ..PullRequestStatus::default()
+        };
+        if pull.merged == Some(true) || pull.merged_at.is_some() {
+            status.set_state(PullRequestState::Merged);
+            status.merge_commit = pull.merge_commit_sha.unwrap_or_default();
+            status.actor = pull.merged_by.map(|u| u.login).unwrap_or_default();
+            return Ok(status);
+        }
+        if pull.state == "closed" {
+            status.set_state(PullRequestState::Closed);
+            return Ok(status);
+        }
+        let reviews: Vec<Review> = self
+            .pages(&format!("/repos/{}/pulls/{number}/reviews", self.repo))
+            .await?;
+        let asking = changes_asked(&reviews, head);
+        if asking.is_empty() {
+            status.set_state(PullRequestState::Open);
+            return Ok(status);
+        }
+        let mut feedback = Vec::new();
+        for review in &asking {
+            let comments: Vec<ReviewComment> = self
+                .pages(&format!(
+                    "/repos/{}/pulls/{number}/reviews/{}/comments",
+                    self.repo, review.id
+                ))
+                .await?;
+            let comments: Vec<Comment<'_>> = comments
+                .iter()
+                .map(|c| Comment {
+                    path: &c.path,
+                    line: c.line,
+                    body: &c.body,
+                })
+                .collect();
+            let who = review.user.as_ref().map(|u| u.login.as_str()).unwrap_or("a reviewer");
+            feedback.push(changes_requested_feedback(who, &review.body, &comments));
+        }
+        status.set_state(PullRequestState::ChangesRequested);
+        status.actor = asking
+            .iter()
+            .filter_map(|r| r.user.as_ref().map(|u| u.login.clone()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        status.feedback = feedback.join("\n");
+        Ok(status)
     }
 
     /// The repository's issues (not pull requests) carrying `label`, open and closed.
-    pub async fn labelled_issues(&self, label: &str) -> Result<Vec<Issue>, ForgeError> {
+    pub async fn labelled_issues(&self, label: &str) -> Result<Vec<ForgeIssue>, ForgeError> {
         let mut all = Vec::new();
         for page in 1..=MAX_PAGES {
             let request = self
@@ -222,7 +237,18 @@ impl GitHub {
                 ]);
             let items: Vec<Issue> = self.send(request).await?;
             let last = items.len() < 100;
-            all.extend(items.into_iter().filter(|i| i.pull_request.is_none()));
+            all.extend(
+                items
+                    .into_iter()
+                    .filter(|i| i.pull_request.is_none())
+                    .map(|i| ForgeIssue {
+                        number: i.number,
+                        title: i.title,
+                        body: i.body.unwrap_or_default(),
+                        open: i.state == "open",
+                        labels: i.labels.into_iter().map(|l| l.name).collect(),
+                    }),
+            );
             if last {
                 break;
             }
@@ -233,7 +259,7 @@ impl GitHub {
     pub async fn comment(&self, issue: u64, body: &str) -> Result<(), ForgeError> {
         let request = self
             .request(Method::POST, &format!("/repos/{}/issues/{issue}/comments", self.repo))
-            .json(&Comment { body });
+            .json(&NewComment { body });
         let _: serde_json::Value = self.send(request).await?;
         Ok(())
     }
@@ -273,127 +299,62 @@ impl GitHub {
     }
 
     async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, ForgeError> {
-        let (client, request) = request.build_split();
-        let request = request.map_err(|e| ForgeError::Unreachable {
-            url: self.api.clone(),
-            reason: e.to_string(),
-        })?;
-        let what = format!("{} {}", request.method(), request.url().path());
-        let response = client.execute(request).await.map_err(|e| ForgeError::Unreachable {
-            url: what.clone(),
-            reason: without_url(&e),
-        })?;
-        let status = response.status();
-        if status.is_success() {
-            let bytes = response.bytes().await.map_err(|e| ForgeError::Unreachable {
-                url: what.clone(),
-                reason: without_url(&e),
-            })?;
-            return serde_json::from_slice(&bytes).map_err(|e| ForgeError::Unreadable {
-                what,
-                reason: e.to_string(),
-            });
+        http::send(&self.api, request).await
+    }
+}
+
+impl From<PullRequest> for ForgePull {
+    fn from(p: PullRequest) -> ForgePull {
+        ForgePull {
+            number: p.number,
+            url: p.html_url,
+            title: p.title,
+            body: p.body.unwrap_or_default(),
         }
-        Err(error_of(what, status, response).await)
     }
 }
 
-/// The forge's answer as an error: rate limits (with how long to wait), server trouble, refusals.
-async fn error_of(what: String, status: StatusCode, response: Response) -> ForgeError {
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let retry_after = header("retry-after").and_then(|v| v.parse::<u64>().ok());
-    let remaining = header("x-ratelimit-remaining");
-    let reset = header("x-ratelimit-reset").and_then(|v| v.parse::<u64>().ok());
-    let body: ErrorBody = response
-        .bytes()
-        .await
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    // GitHub says "rate limited" with 403 or 429 and either header (its documented contract).
-    if matches!(status, StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS)
-        && (retry_after.is_some() || remaining.as_deref() == Some("0"))
-    {
-        let wait = retry_after.unwrap_or_else(|| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or_default();
-            reset.map(|r| r.saturating_sub(now)).unwrap_or(60)
-        });
-        return ForgeError::RateLimited { wait_secs: wait.max(1) };
+/// The reviews of the commit CHUM pushed last whose author's latest word on it is "changes
+/// requested" (a later approval by the same person, or a dismissal, takes it back).
+fn changes_asked<'a>(reviews: &'a [Review], head: &str) -> Vec<&'a Review> {
+    let mut latest: Vec<&Review> = Vec::new();
+    for review in reviews.iter().filter(|r| r.commit_id.as_deref() == Some(head)) {
+        if !matches!(review.state.as_str(), "APPROVED" | "CHANGES_REQUESTED" | "DISMISSED") {
+            continue;
+        }
+        let author = review.user.as_ref().map(|u| u.login.as_str());
+        latest.retain(|r| r.user.as_ref().map(|u| u.login.as_str()) != author);
+        latest.push(review);
     }
-    let mut message = body.message;
-    if !body.errors.is_empty() {
-        let details: Vec<String> = body
-            .errors
-            .iter()
-            .map(|e| {
-                e.get("message")
-                    .and_then(|m| m.as_str())
-                    .map(str::to_string)
-                    .unwrap_or_else(|| e.to_string())
-            })
-            .collect();
-        message = format!("{message} ({})", details.join("; "));
-    }
-    match status {
-        s if s.is_server_error() => ForgeError::Server {
-            what,
-            status: s.as_u16(),
-        },
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ForgeError::Unauthorized {
-            what,
-            status: status.as_u16(),
-            message,
-        },
-        StatusCode::NOT_FOUND => ForgeError::NotFound { what },
-        s => ForgeError::Refused {
-            what,
-            status: s.as_u16(),
-            message,
-        },
-    }
+    latest.retain(|r| r.state == "CHANGES_REQUESTED");
+    latest
 }
 
-/// A transport error's text without the URL (it has no credentials, but its query may be long).
-fn without_url(err: &reqwest::Error) -> String {
-    let mut text = format!("{}", DisplayWithoutUrl(err));
-    let mut source = std::error::Error::source(err);
-    while let Some(inner) = source {
-        text.push_str(&format!(": {inner}"));
-        source = inner.source();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn review(id: u64, who: &str, state: &str, commit: &str) -> Review {
+        Review {
+            id,
+            user: Some(User { login: who.into() }),
+            body: format!("{state} by {who}"),
+            state: state.into(),
+            commit_id: Some(commit.into()),
+        }
     }
-    text
-}
 
-struct DisplayWithoutUrl<'a>(&'a reqwest::Error);
-
-impl std::fmt::Display for DisplayWithoutUrl<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let e = self.0;
-        let kind = if e.is_timeout() {
-            "timed out"
-        } else if e.is_connect() {
-            "could not connect"
-        } else if e.is_body() || e.is_decode() {
-            "the answer broke off"
-        } else {
-            "the request failed"
-        };
-        f.write_str(kind)
+    #[test]
+    fn only_a_persons_latest_word_on_the_pushed_commit_asks_for_changes() {
+        let reviews = vec![
+            review(1, "bob", "CHANGES_REQUESTED", "old"),
+            review(2, "carol", "CHANGES_REQUESTED", "new"),
+            review(3, "carol", "APPROVED", "new"),
+            review(4, "dave", "COMMENTED", "new"),
+            review(5, "erin", "CHANGES_REQUESTED", "new"),
+        ];
+        let asked: Vec<u64> = changes_asked(&reviews, "new").iter().map(|r| r.id).collect();
+        assert_eq!(asked, vec![5]);
+        assert!(changes_asked(&reviews, "other").is_empty());
     }
-}
-
-/// rustls needs one crypto provider per process; CHUM's is ring (already in the build). Every
-/// reqwest client of a process that links this crate needs it installed before it is built (the
-/// workspace's reqwest has TLS without a provider of its own): the worker does it at start.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }

@@ -1,5 +1,5 @@
 //! Forge issues as intake: each open issue carrying the project's intake label becomes a bead
-//! (`gh-<number>`: title, body, priority and Monte Carlo labels, "blocked by #N" as dependencies),
+//! (`gh-<number>` on GitHub, `gl-<number>` on GitLab: title, body, priority and Monte Carlo labels, "blocked by #N" as dependencies),
 //! and each issue taken shows its bead's state: a `chum:<state>` label, and a comment when the
 //! state changes (taken, working with the plan at its gate, blocked and why, done and how). Run
 //! at the start of each dispatcher round; safe to repeat: the label is the state already shown.
@@ -13,7 +13,7 @@ use chum_core::forge_intake::{
 use chum_core::new_bead::{KnownBeads, NewBead};
 use chum_core::pull_request::FORGE_ISSUE_LABEL;
 
-use super::{ForgeError, GitHub};
+use super::{Forge, ForgeError};
 use crate::backlog::Backlog;
 
 /// What one pass did.
@@ -41,25 +41,30 @@ pub async fn sync_issues(project: &ProjectConfig) -> Result<IntakeReport, Intake
     let (Some(forge), Some(intake)) = (&project.forge, &project.intake) else {
         return Ok(IntakeReport::default());
     };
-    let github = GitHub::new(forge)?;
+    let kind = forge.kind;
+    let repo = forge.repo.clone();
+    let forge = Forge::new(forge)?;
     let backlog = Backlog::of(project);
-    let mut issues = github.labelled_issues(&intake.label).await?;
+    let mut issues = forge.labelled_issues(&intake.label).await?;
     issues.sort_by_key(|i| i.number);
     let mut items = backlog.items().await.map_err(|e| IntakeError::Backlog(e.to_string()))?;
     let mut report = IntakeReport::default();
 
     // New open issues become beads, oldest first (so "blocked by" an older one finds its bead).
-    for issue in issues.iter().filter(|i| i.state == "open") {
-        let id = bead_id(issue.number);
+    for issue in issues.iter().filter(|i| i.open) {
+        let id = bead_id(kind, issue.number);
         if items.iter().any(|b| b.id == id) {
             continue;
         }
-        let labels: Vec<String> = issue.labels.iter().map(|l| l.name.clone()).collect();
-        let body = issue.body.clone().unwrap_or_default();
-        let (known, unknown): (Vec<u64>, Vec<u64>) = blocked_by(&body)
+        let labels = &issue.labels;
+        let body = &issue.body;
+        let (known, unknown): (Vec<u64>, Vec<u64>) = blocked_by(body)
             .into_iter()
-            .partition(|n| items.iter().any(|b| b.id == bead_id(*n)));
-        let dependencies = known.into_iter().map(|n| (bead_id(n), "blocks".to_string())).collect();
+            .partition(|n| items.iter().any(|b| b.id == bead_id(kind, *n)));
+        let dependencies = known
+            .into_iter()
+            .map(|n| (bead_id(kind, n), "blocks".to_string()))
+            .collect();
         if !unknown.is_empty() {
             // Said, not dropped: the bead goes on without them, and the dispatcher's round shows it.
             let names: Vec<String> = unknown.iter().map(|n| format!("#{n}")).collect();
@@ -70,18 +75,18 @@ pub async fn sync_issues(project: &ProjectConfig) -> Result<IntakeReport, Intake
                 intake.label
             ));
         }
-        let mut bead_labels = carried_labels(&labels);
+        let mut bead_labels = carried_labels(labels);
         bead_labels.push(format!("{FORGE_ISSUE_LABEL}{}", issue.number));
         let new = NewBead {
             id: Some(id.clone()),
             title: issue.title.trim().to_string(),
-            description: format!("{body}\n\n(From issue #{} on {}.)", issue.number, forge.repo),
+            description: format!("{body}\n\n(From issue #{} on {repo}.)", issue.number),
             acceptance_criteria: String::new(),
-            priority: priority(&labels),
+            priority: priority(labels),
             issue_type: "task".to_string(),
             labels: bead_labels,
             dependencies,
-            created_by: format!("{}#{}", forge.repo, issue.number),
+            created_by: format!("{repo}#{}", issue.number),
         };
         if let Err(e) = new.check(&KnownBeads::of(&items)) {
             report.problems.push(format!("#{}: {e}", issue.number));
@@ -97,23 +102,23 @@ pub async fn sync_issues(project: &ProjectConfig) -> Result<IntakeReport, Intake
 
     // Every issue taken shows its bead's state.
     for issue in &issues {
-        let Some(bead) = items.iter().find(|b| issue_of(&b.id) == Some(issue.number)) else {
+        let Some(bead) = items.iter().find(|b| issue_of(kind, &b.id) == Some(issue.number)) else {
             continue;
         };
         let wanted = state_label(bead.state());
-        let labels: Vec<String> = issue.labels.iter().map(|l| l.name.clone()).collect();
+        let labels = &issue.labels;
         let shown: Vec<&String> = labels.iter().filter(|l| l.starts_with(STATE_LABEL_PREFIX)).collect();
         if shown.len() == 1 && shown[0] == wanted {
             continue;
         }
-        github
+        forge
             .comment(
                 issue.number,
                 &state_comment(wanted, &bead.id, &detail(&backlog, bead).await),
             )
             .await?;
-        github
-            .set_labels(issue.number, &with_state_label(&labels, wanted))
+        forge
+            .set_labels(issue.number, &with_state_label(labels, wanted))
             .await?;
         report.updated.push(issue.number);
     }

@@ -4,9 +4,8 @@
 use chum_core::config::ProjectConfig;
 use chum_core::gate_text::short_commit;
 use chum_core::proto::{PullRequestCheck, PullRequestReport, PullRequestRequest, PullRequestState, PullRequestStatus};
-use chum_core::pull_request::{ReviewComment as Comment, changes_requested_feedback};
 
-use super::{ForgeError, GitHub, Review};
+use super::{Forge, ForgeError};
 use crate::repo::{BranchPush, RepoProblem, follow_remote_base, push_branch};
 
 /// What stopped an activity of the `pr` policy.
@@ -25,7 +24,7 @@ pub async fn open_pull_request(
 ) -> Result<PullRequestReport, PullRequestError> {
     let forge = project.forge.as_ref().ok_or(ForgeError::NotConfigured)?;
     // The client first: a missing token is said before anything is pushed.
-    let github = GitHub::new(forge)?;
+    let forge = Forge::new(forge)?;
     let mut report = PullRequestReport {
         head: req.commit.clone(),
         ..PullRequestReport::default()
@@ -54,15 +53,15 @@ pub async fn open_pull_request(
             return Ok(report);
         }
     }
-    let pull = match github.open_pull_for(&req.branch).await? {
+    let pull = match forge.open_pull_for(&req.branch).await? {
         Some(open) => {
-            if open.title != req.title || open.body.as_deref().unwrap_or_default() != req.body {
-                github.update_pull(open.number, &req.title, &req.body).await?
+            if open.title != req.title || open.body != req.body {
+                forge.update_pull(open.number, &req.title, &req.body).await?
             } else {
                 open
             }
         }
-        None => match github
+        None => match forge
             .create_pull(&req.title, &req.branch, &project.base_branch, &req.body)
             .await
         {
@@ -70,24 +69,36 @@ pub async fn open_pull_request(
                 report.created = true;
                 created
             }
-            // Opened meanwhile (an earlier try whose answer was lost): that one is it.
-            Err(ForgeError::Refused { status: 422, .. }) if github.open_pull_for(&req.branch).await?.is_some() => {
-                github
-                    .open_pull_for(&req.branch)
-                    .await?
-                    .ok_or_else(|| ForgeError::NotFound {
-                        what: format!("open pull request for {}", req.branch),
-                    })?
-            }
+            // Opened meanwhile (an earlier try whose answer was lost): that one is it. GitHub
+            // says so with 422, GitLab with 409.
+            Err(ForgeError::Refused {
+                status: 422 | 409,
+                message,
+                ..
+            }) => match forge.open_pull_for(&req.branch).await? {
+                Some(open) => open,
+                None => {
+                    report.problem = format!(
+                        "the forge did not open a {} for {}: {message}",
+                        forge.kind().pull_request_name(),
+                        req.branch
+                    );
+                    return Ok(report);
+                }
+            },
             Err(ForgeError::Refused { message, .. }) => {
-                report.problem = format!("the forge did not open a pull request for {}: {message}", req.branch);
+                report.problem = format!(
+                    "the forge did not open a {} for {}: {message}",
+                    forge.kind().pull_request_name(),
+                    req.branch
+                );
                 return Ok(report);
             }
             Err(e) => return Err(e.into()),
         },
     };
     report.number = pull.number;
-    report.url = pull.html_url;
+    report.url = pull.url;
     Ok(report)
 }
 
@@ -98,8 +109,8 @@ pub async fn check_pull_request(
     req: &PullRequestCheck,
 ) -> Result<PullRequestStatus, PullRequestError> {
     let forge = project.forge.as_ref().ok_or(ForgeError::NotConfigured)?;
-    let github = GitHub::new(forge)?;
-    match look(&github, req).await {
+    let forge = Forge::new(forge)?;
+    match forge.pull_status(req.number, &req.head).await {
         Ok(status) => {
             if status.state() == PullRequestState::Merged {
                 // The next bead starts from what was merged; a remote that does not answer now
@@ -119,98 +130,6 @@ pub async fn check_pull_request(
     }
 }
 
-async fn look(github: &GitHub, req: &PullRequestCheck) -> Result<PullRequestStatus, ForgeError> {
-    let pull = github.pull(req.number).await?;
-    let mut status = PullRequestStatus {
-        url: pull.html_url.clone(),
-        ..PullRequestStatus::default()
-    };
-    if pull.merged == Some(true) || pull.merged_at.is_some() {
-        status.set_state(PullRequestState::Merged);
-        status.merge_commit = pull.merge_commit_sha.unwrap_or_default();
-        status.actor = pull.merged_by.map(|u| u.login).unwrap_or_default();
-        return Ok(status);
-    }
-    if pull.state == "closed" {
-        status.set_state(PullRequestState::Closed);
-        return Ok(status);
-    }
-    let reviews = github.reviews(req.number).await?;
-    let asking = changes_asked(&reviews, &req.head);
-    if asking.is_empty() {
-        status.set_state(PullRequestState::Open);
-        return Ok(status);
-    }
-    let mut feedback = Vec::new();
-    for review in &asking {
-        let comments = github.review_comments(req.number, review.id).await?;
-        let comments: Vec<Comment<'_>> = comments
-            .iter()
-            .map(|c| Comment {
-                path: &c.path,
-                line: c.line,
-                body: &c.body,
-            })
-            .collect();
-        let who = review.user.as_ref().map(|u| u.login.as_str()).unwrap_or("a reviewer");
-        feedback.push(changes_requested_feedback(who, &review.body, &comments));
-    }
-    status.set_state(PullRequestState::ChangesRequested);
-    status.actor = asking
-        .iter()
-        .filter_map(|r| r.user.as_ref().map(|u| u.login.clone()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    status.feedback = feedback.join("\n");
-    Ok(status)
-}
-
-/// The reviews of the commit CHUM pushed last whose author's latest word on it is "changes
-/// requested" (a later approval by the same person, or a dismissal, takes it back).
-fn changes_asked<'a>(reviews: &'a [Review], head: &str) -> Vec<&'a Review> {
-    let mut latest: Vec<&Review> = Vec::new();
-    for review in reviews.iter().filter(|r| r.commit_id.as_deref() == Some(head)) {
-        if !matches!(review.state.as_str(), "APPROVED" | "CHANGES_REQUESTED" | "DISMISSED") {
-            continue;
-        }
-        let author = review.user.as_ref().map(|u| u.login.as_str());
-        latest.retain(|r| r.user.as_ref().map(|u| u.login.as_str()) != author);
-        latest.push(review);
-    }
-    latest.retain(|r| r.state == "CHANGES_REQUESTED");
-    latest
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::forge::github::User;
-
-    fn review(id: u64, who: &str, state: &str, commit: &str) -> Review {
-        Review {
-            id,
-            user: Some(User { login: who.into() }),
-            body: format!("{state} by {who}"),
-            state: state.into(),
-            commit_id: Some(commit.into()),
-        }
-    }
-
-    #[test]
-    fn only_a_persons_latest_word_on_the_pushed_commit_asks_for_changes() {
-        let reviews = vec![
-            review(1, "bob", "CHANGES_REQUESTED", "old"),
-            review(2, "carol", "CHANGES_REQUESTED", "new"),
-            review(3, "carol", "APPROVED", "new"),
-            review(4, "dave", "COMMENTED", "new"),
-            review(5, "erin", "CHANGES_REQUESTED", "new"),
-        ];
-        let asked: Vec<u64> = changes_asked(&reviews, "new").iter().map(|r| r.id).collect();
-        assert_eq!(asked, vec![5]);
-        assert!(changes_asked(&reviews, "other").is_empty());
-    }
-}
-
 /// The two activities against the fake GitHub (GitHub's OpenAPI description checks every request
 /// and answer), over real git: a bare "forge" repository and the project's clone of it.
 #[cfg(test)]
@@ -222,7 +141,7 @@ mod against_the_fake_forge {
     use chum_testkit::forge::{FakeGitHub, contracts_installed};
 
     use super::*;
-    use crate::repo::testing::{init_repo, project};
+    use crate::repo::testing::{project, remote_and_clone};
     use crate::repo::{git, prepare_worktree};
 
     const TOKEN_ENV: &str = "FAKE_FORGE_TOKEN_FOR_UNIT_TESTS";
@@ -240,34 +159,7 @@ mod against_the_fake_forge {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let seed = dir.path().join("seed");
-        std::fs::create_dir_all(&seed).unwrap();
-        init_repo(&seed).await;
-        let bare = dir.path().join("forge.git");
-        git(
-            dir.path(),
-            &[
-                "clone",
-                "-q",
-                "--bare",
-                &seed.display().to_string(),
-                &bare.display().to_string(),
-            ],
-        )
-        .await
-        .unwrap();
-        let work = dir.path().join("work");
-        git(
-            dir.path(),
-            &[
-                "clone",
-                "-q",
-                &format!("file://{}", bare.display()),
-                &work.display().to_string(),
-            ],
-        )
-        .await
-        .unwrap();
+        let (bare, work) = remote_and_clone(dir.path(), None).await;
         // SAFETY: set once, to the same value, by every test of this module.
         unsafe { std::env::set_var(TOKEN_ENV, "ghp_fake_token") };
         let forge = FakeGitHub::start("octo-org/calc", &bare, "ghp_fake_token").await;

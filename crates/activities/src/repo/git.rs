@@ -375,6 +375,23 @@ pub(crate) mod testing {
         git(dir, &["commit", "-q", "-m", "initial"]).await.unwrap();
     }
 
+    /// A bare "forge" repository `remote.git` seeded with one commit on main, and `work`, a clone
+    /// of it (the project's checkout; its origin is `url`, or the bare repository by `file://`).
+    pub async fn remote_and_clone(dir: &Path, url: Option<&str>) -> (std::path::PathBuf, std::path::PathBuf) {
+        let seed = dir.join("seed");
+        std::fs::create_dir_all(&seed).unwrap();
+        init_repo(&seed).await;
+        let bare = dir.join("remote.git");
+        let (seed, bare_path) = (seed.display().to_string(), bare.display().to_string());
+        git(dir, &["clone", "-q", "--bare", &seed, &bare_path]).await.unwrap();
+        let work = dir.join("work");
+        let origin = url.map(String::from).unwrap_or_else(|| format!("file://{bare_path}"));
+        git(dir, &["clone", "-q", &origin, &work.display().to_string()])
+            .await
+            .unwrap();
+        (bare, work)
+    }
+
     /// A project on `repo` with base branch `main` and the given integration policy.
     pub fn project(repo: &Path, integration: chum_core::config::IntegrationPolicy) -> chum_core::config::ProjectConfig {
         chum_core::config::ProjectConfig {

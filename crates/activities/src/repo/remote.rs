@@ -306,43 +306,14 @@ fn askpass_program() -> Result<&'static Path, RemoteError> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
 
     use chum_core::config::IntegrationPolicy;
     use chum_core::proto::{LandRequest, UpdateMode, UpdateToBaseRequest};
 
     use super::*;
-    use crate::repo::testing::{init_repo, project};
+    use crate::repo::testing::{init_repo, project, remote_and_clone};
     use crate::repo::{RepoProblem, WorktreeGit, land, prepare_worktree, update_to_base};
-
-    /// A bare "forge" repository seeded with one commit on main, and a clone of it (the project's
-    /// checkout, `origin` = `url` or the bare repository's path).
-    async fn remote_and_clone(dir: &Path, url: Option<&str>) -> (PathBuf, PathBuf) {
-        let seed = dir.join("seed");
-        std::fs::create_dir_all(&seed).unwrap();
-        init_repo(&seed).await;
-        let bare = dir.join("remote.git");
-        git(
-            dir,
-            &[
-                "clone",
-                "-q",
-                "--bare",
-                &seed.display().to_string(),
-                &bare.display().to_string(),
-            ],
-        )
-        .await
-        .unwrap();
-        let work = dir.join("work");
-        let origin = url
-            .map(String::from)
-            .unwrap_or_else(|| format!("file://{}", bare.display()));
-        git(dir, &["clone", "-q", &origin, &work.display().to_string()])
-            .await
-            .unwrap();
-        (bare, work)
-    }
 
     /// Someone else pushes a commit to the remote's main; returns it.
     async fn push_from_elsewhere(dir: &Path, bare: &Path, file: &str) -> String {

@@ -1,4 +1,4 @@
-//! `[projects.<name>.forge]`: the forge a project's repository lives on (GitHub today), where the
+//! `[projects.<name>.forge]`: the forge a project's repository lives on (GitHub or GitLab), where the
 //! `pr` policy opens its pull requests. Names of environment variables only: the token and the
 //! webhook secret are read from the worker's environment when used, never written in the file.
 
@@ -40,12 +40,46 @@ pub struct IntakeConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForgeKind {
     GitHub,
+    GitLab,
 }
 
 impl ForgeKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ForgeKind::GitHub => "github",
+            ForgeKind::GitLab => "gitlab",
+        }
+    }
+
+    fn parse(name: &str) -> Option<ForgeKind> {
+        match name {
+            "github" => Some(ForgeKind::GitHub),
+            "gitlab" => Some(ForgeKind::GitLab),
+            _ => None,
+        }
+    }
+
+    /// The REST API's root on the public forge.
+    pub fn default_api_url(self) -> &'static str {
+        match self {
+            ForgeKind::GitHub => "https://api.github.com",
+            ForgeKind::GitLab => "https://gitlab.com/api/v4",
+        }
+    }
+
+    /// What the forge calls a pull request (GitLab: a merge request), for messages.
+    pub fn pull_request_name(self) -> &'static str {
+        match self {
+            ForgeKind::GitHub => "pull request",
+            ForgeKind::GitLab => "merge request",
+        }
+    }
+
+    /// The start of the id of a bead taken from one of its issues (`gh-12`, `gl-12`).
+    pub fn issue_prefix(self) -> &'static str {
+        match self {
+            ForgeKind::GitHub => "gh",
+            ForgeKind::GitLab => "gl",
         }
     }
 }
@@ -56,7 +90,7 @@ pub struct ForgeConfig {
     pub kind: ForgeKind,
     /// `owner/name` on the forge.
     pub repo: String,
-    /// The REST API's root, without a trailing slash (`https://api.github.com`; GitHub
+    /// The REST API's root, without a trailing slash (`https://api.github.com`, `https://gitlab.com/api/v4`; GitHub
     /// Enterprise Server: `https://<host>/api/v3`).
     pub api_url: String,
     /// The worker's environment variable holding the API token.
@@ -89,20 +123,29 @@ impl Validator {
     ) -> Result<Option<IntakeConfig>, ConfigError> {
         let key = |k: &str| format!("projects.{project}.intake.{k}");
         let Some(raw) = raw else { return Ok(None) };
-        match raw.forge.as_deref() {
-            Some("github") => {}
-            Some(other) => {
-                return Err(self.invalid(
+        let kind = match raw.forge.as_deref() {
+            Some(name) => ForgeKind::parse(name).ok_or_else(|| {
+                self.invalid(
                     key("forge"),
-                    format!("{other:?} is not a forge CHUM speaks; use \"github\""),
-                ));
-            }
-            None => return Err(self.invalid(key("forge"), "is required: \"github\"")),
-        }
-        if forge.is_none() {
+                    format!("{name:?} is not a forge CHUM speaks; use \"github\" or \"gitlab\""),
+                )
+            })?,
+            None => return Err(self.invalid(key("forge"), "is required: \"github\" or \"gitlab\"")),
+        };
+        let Some(forge) = forge else {
             return Err(self.invalid(
                 key("forge"),
-                "issues come from the project's forge: add forge = { kind = \"github\", repo = \"<owner>/<name>\", token_env = \"GITHUB_TOKEN\" } to the project",
+                format!("issues come from the project's forge: add forge = {{ kind = \"{}\", repo = \"<owner>/<name>\", token_env = \"...\" }} to the project", kind.as_str()),
+            ));
+        };
+        if forge.kind != kind {
+            return Err(self.invalid(
+                key("forge"),
+                format!(
+                    "is {:?} but the project's forge.kind is {:?}: issues come from the project's own forge",
+                    kind.as_str(),
+                    forge.kind.as_str()
+                ),
             ));
         }
         let label = raw.label.unwrap_or_else(|| "chum".to_string());
@@ -128,24 +171,22 @@ impl Validator {
             if integration == IntegrationPolicy::PullRequest {
                 return Err(self.invalid(
                     format!("projects.{project}.forge"),
-                    "integration = \"pr\" needs the forge the pull requests go to: add forge = { kind = \"github\", repo = \"<owner>/<name>\", token_env = \"GITHUB_TOKEN\" }",
+                    "integration = \"pr\" needs the forge the pull requests go to: add forge = { kind = \"github\", repo = \"<owner>/<name>\", token_env = \"GITHUB_TOKEN\" } (or kind = \"gitlab\", token_env = \"GITLAB_TOKEN\")",
                 ));
             }
             return Ok(None);
         };
-        let kind = match raw.kind.as_deref().unwrap_or("github") {
-            "github" => ForgeKind::GitHub,
-            other => {
-                return Err(self.invalid(
-                    key("kind"),
-                    format!("{other:?} is not a forge CHUM speaks; use \"github\""),
-                ));
-            }
-        };
+        let name = raw.kind.as_deref().unwrap_or("github");
+        let kind = ForgeKind::parse(name).ok_or_else(|| {
+            self.invalid(
+                key("kind"),
+                format!("{name:?} is not a forge CHUM speaks; use \"github\" or \"gitlab\""),
+            )
+        })?;
         let repo = raw.repo.ok_or_else(|| {
             self.invalid(
                 key("repo"),
-                "is required: the repository on the forge, as \"<owner>/<name>\"",
+                "is required: the repository on the forge, as \"<owner>/<name>\" (GitLab: \"<group>/<subgroup>/<name>\")",
             )
         })?;
         let well_formed = |part: &str| {
@@ -153,8 +194,11 @@ impl Validator {
                 && !part.starts_with('.')
                 && part.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         };
-        match repo.split_once('/') {
-            Some((owner, name)) if well_formed(owner) && well_formed(name) => {}
+        // GitLab nests groups: group/subgroup/name.
+        let parts: Vec<&str> = repo.split('/').collect();
+        let nested_ok = kind == ForgeKind::GitLab || parts.len() == 2;
+        match parts.as_slice() {
+            [_, _, ..] if nested_ok && parts.iter().all(|p| well_formed(p)) => {}
             _ => {
                 return Err(self.invalid(
                     key("repo"),
@@ -162,7 +206,7 @@ impl Validator {
                 ));
             }
         }
-        let api_url = raw.api_url.unwrap_or_else(|| "https://api.github.com".to_string());
+        let api_url = raw.api_url.unwrap_or_else(|| kind.default_api_url().to_string());
         let authority = api_url
             .strip_prefix("https://")
             .or_else(|| api_url.strip_prefix("http://"))
@@ -172,7 +216,10 @@ impl Validator {
             _ => {
                 return Err(self.invalid(
                     key("api_url"),
-                    format!("{api_url:?} is not an http(s) URL without credentials in it (the token comes from token_env), e.g. \"https://api.github.com\""),
+                    format!(
+                        "{api_url:?} is not an http(s) URL without credentials in it (the token comes from token_env), e.g. \"{}\"",
+                        kind.default_api_url()
+                    ),
                 ));
             }
         }

@@ -446,6 +446,32 @@ mod tests {
             "projects.demo.intake.forge",
             "\"jira\"",
         );
+        expect_invalid(
+            &intake(forge, r#"{ forge = "gitlab" }"#),
+            "projects.demo.intake.forge",
+            "project's own forge",
+        );
+        // GitLab: its API root by default, and groups nest.
+        let gitlab = r#"forge = { kind = "gitlab", repo = "group/sub/app", token_env = "GITLAB_TOKEN" }"#;
+        let demo = load(&intake(gitlab, r#"{ forge = "gitlab" }"#))
+            .expect("valid")
+            .projects["demo"]
+            .clone();
+        let forge = demo.forge.expect("a forge");
+        assert_eq!(
+            (forge.kind, forge.repo.as_str(), forge.api_url.as_str()),
+            (ForgeKind::GitLab, "group/sub/app", "https://gitlab.com/api/v4")
+        );
+        expect_invalid(
+            &with(r#"{ repo = "group/sub/app", token_env = "T" }"#),
+            "projects.demo.forge.repo",
+            "<owner>/<name>",
+        );
+        expect_invalid(
+            &with(r#"{ kind = "gitlab", repo = "group//app", token_env = "T" }"#),
+            "projects.demo.forge.repo",
+            "<owner>/<name>",
+        );
     }
 
     #[test]

@@ -277,6 +277,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/runs/{id}/reject", post(reject))
         .route("/runs/{id}/cancel", post(cancel))
         .route("/forge/github", post(webhooks::github))
+        .route("/forge/gitlab", post(webhooks::gitlab))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
