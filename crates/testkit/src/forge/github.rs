@@ -65,8 +65,9 @@ pub(super) enum Fault {
     Down,
     /// Do the work of the next request of this operation, then answer 502 (the answer is lost).
     LostAnswer(&'static str),
-    /// 403 with the rate-limit headers, reset in this many seconds.
-    RateLimited(u64),
+    /// The next request of this operation: 403 with the rate-limit headers (GitLab: 429), reset
+    /// in this many seconds.
+    RateLimited(&'static str, u64),
 }
 
 #[derive(Default)]
@@ -166,9 +167,10 @@ impl FakeGitHub {
         self.lock().faults.push(Fault::LostAnswer(operation));
     }
 
-    /// The next API request is refused for the rate limit, which resets in `secs`.
+    /// The next look at a pull request (`pulls/get`) is refused for the rate limit, which resets
+    /// in `secs`. Aimed at the look so that a test can set it before the run gets there.
     pub fn rate_limit_next(&self, secs: u64) {
-        self.lock().faults.push(Fault::RateLimited(secs));
+        self.lock().faults.push(Fault::RateLimited("pulls/get", secs));
     }
 
     /// Someone opens an issue; returns its number.

@@ -145,9 +145,13 @@ impl FakeGitLab {
         self.shared.lock().faults.push(Fault::LostAnswer(operation));
     }
 
-    /// The next API request is refused for the rate limit (429), which resets in `secs`.
+    /// The next look at a merge request (`merge_requests/get`) is refused for the rate limit
+    /// (429), which resets in `secs`.
     pub fn rate_limit_next(&self, secs: u64) {
-        self.shared.lock().faults.push(Fault::RateLimited(secs));
+        self.shared
+            .lock()
+            .faults
+            .push(Fault::RateLimited("merge_requests/get", secs));
     }
 
     /// Someone opens an issue; returns its iid.

@@ -81,8 +81,8 @@ fn handle(
     let fault = {
         let mut lab = shared.lock();
         let due = lab.faults.iter().position(|f| match f {
-            Fault::LostAnswer(wanted) => *wanted == endpoint.operation,
-            _ => true,
+            Fault::LostAnswer(wanted) | Fault::RateLimited(wanted, _) => *wanted == endpoint.operation,
+            Fault::Down => true,
         });
         due.map(|i| lab.faults.remove(i))
     };
@@ -91,7 +91,7 @@ fn handle(
             served.status = 502;
             return (StatusCode::BAD_GATEWAY, "<html>502 Bad Gateway</html>").into_response();
         }
-        Some(Fault::RateLimited(secs)) => {
+        Some(Fault::RateLimited(_, secs)) => {
             served.status = 429;
             let reset = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -88,8 +88,8 @@ fn handle(
     let fault = {
         let mut forge = shared.state.lock().unwrap_or_else(|e| e.into_inner());
         let due = forge.faults.iter().position(|f| match f {
-            Fault::LostAnswer(wanted) => *wanted == op.id,
-            _ => true,
+            Fault::LostAnswer(wanted) | Fault::RateLimited(wanted, _) => *wanted == op.id,
+            Fault::Down => true,
         });
         due.map(|i| forge.faults.remove(i))
     };
@@ -98,7 +98,7 @@ fn handle(
             served.status = 502;
             return (StatusCode::BAD_GATEWAY, "<html>502 Bad Gateway</html>").into_response();
         }
-        Some(Fault::RateLimited(secs)) => {
+        Some(Fault::RateLimited(_, secs)) => {
             served.status = 403;
             let reset = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -12,6 +12,7 @@ mod grooming;
 mod learning;
 mod many_sharks;
 mod merge_queue;
+mod merge_requests;
 mod monte_carlo;
 mod operations;
 mod pull_requests;

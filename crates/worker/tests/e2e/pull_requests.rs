@@ -55,7 +55,7 @@ async fn forge(poll: &'static str) -> (tempfile::TempDir, PathBuf, FakeGitHub, C
 }
 
 /// The project's checkout gets the bare repository as `origin`.
-fn publish(h: &Harness, bare: &std::path::Path) {
+pub(super) fn publish(h: &Harness, bare: &std::path::Path) {
     git(
         h.dir.path(),
         &[
@@ -73,7 +73,7 @@ fn publish(h: &Harness, bare: &std::path::Path) {
 }
 
 /// One dispatcher round, as the Dispatcher runs it: forge issues taken, ready beads claimed.
-async fn dispatch(h: &Harness, client: &temporalio_client::Client) -> chum_core::proto::DispatchReport {
+pub(super) async fn dispatch(h: &Harness, client: &temporalio_client::Client) -> chum_core::proto::DispatchReport {
     chum_activities::DispatcherActivitiesImpl::new(h.config.clone())
         .steps()
         .dispatch_round_impl(client, DispatchRequest { project: "demo".into() })
@@ -250,6 +250,9 @@ async fn a_pull_request_closed_unmerged_blocks_the_bead_found_by_polling() {
     let h = &Harness::start("pull-request-closed", options).await;
     publish(h, &bare);
     let fake = &fake;
+    // The run's first look at its pull request meets the rate limit, and waits as long as GitHub
+    // says; meanwhile someone closes it, and no webhook comes.
+    fake.rate_limit_next(5);
     let result = h
         .with_worker(|client| async move {
             let run = start_shark(
@@ -264,9 +267,6 @@ async fn a_pull_request_closed_unmerged_blocks_the_bead_found_by_polling() {
             wait_for_phase(&run, Phase::AwaitingApproval, 1).await;
             send_approve(&run, json!({"approved": true, "by": "ana"})).await;
             let waiting = wait_for_attempt_phase(&run, Phase::AwaitingPullRequest, 1).await;
-            // The rate limit makes the run wait as long as GitHub says; then someone closes it,
-            // and no webhook comes.
-            fake.rate_limit_next(5);
             fake.close(waiting.pull_request_number);
             let result = finish(&run, "pull_request_closed").await;
             (result, timer_durations(&run).await)
