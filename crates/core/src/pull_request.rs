@@ -54,6 +54,8 @@ pub struct BodyParts<'a> {
     pub gates: &'a [GateResult],
     pub usage: Option<&'a AgentUsage>,
     pub workflow_id: &'a str,
+    /// The result waits at CHUM's result gate (`approve_result`): the body says how to decide.
+    pub awaiting_result: bool,
 }
 
 /// The pull request's body, in Markdown.
@@ -74,6 +76,12 @@ pub fn body(parts: &BodyParts<'_>) -> String {
         },
         parts.workflow_id
     ));
+    if parts.awaiting_result {
+        out.push_str(&format!(
+            "**This result waits for a person's approval in CHUM** (the project's result gate): `chum show {id} --diff`, then `chum approve {id}`, or `chum reject {id} --feedback \"...\"` to send it back for another attempt, which updates this pull request.\n\n",
+            id = parts.bead.id
+        ));
+    }
     if !plan.steps.is_empty() {
         out.push_str("### Plan\n\n");
         for (i, step) in plan.steps.iter().enumerate() {
@@ -201,7 +209,7 @@ mod tests {
         }];
         let bead = bead();
         let plan = plan();
-        let text = body(&BodyParts {
+        let parts = BodyParts {
             bead: &bead,
             plan: &plan,
             approved_by: "alice",
@@ -213,7 +221,9 @@ mod tests {
                 cost_usd: 0.5,
             }),
             workflow_id: "shark-demo-tk-7",
-        });
+            awaiting_result: false,
+        };
+        let text = body(&parts);
         assert!(text.starts_with("Add multiply to calc.py\n\nCloses #12\n"), "{text}");
         assert!(
             text.contains("- [x] multiply(3, 4) == 12\n  evidence: calc.py:7 returns a * b"),
@@ -223,6 +233,13 @@ mod tests {
         assert!(text.contains("| dod | 1 | passed | 2 commands \\| passed |"), "{text}");
         assert!(text.contains("$0.50"), "{text}");
         assert!(text.contains("approved by alice"), "{text}");
+        assert!(!text.contains("waits for a person's approval"), "{text}");
+        // At the result gate, the body says how to decide.
+        let waiting = body(&BodyParts {
+            awaiting_result: true,
+            ..parts
+        });
+        assert!(waiting.contains("`chum approve tk-7`"), "{waiting}");
     }
 
     #[test]

@@ -295,3 +295,86 @@ async fn a_pull_request_closed_unmerged_blocks_the_bead_found_by_polling() {
     );
     fake.assert_no_violations();
 }
+
+/// `approve_result` with `pr`: the result gate waits with the result on the pull request (its body
+/// says how to decide); a rejection is redone and updates the same pull request; the approval
+/// shows in its body, and the run then waits for the merge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_result_gate_waits_on_the_pull_request_and_a_rejection_updates_it() {
+    if !contracts_installed() {
+        eprintln!("skipped: GitHub's OpenAPI descriptions are not installed (scripts/setup.sh)");
+        return;
+    }
+    let (_forge_dir, bare, fake, configure) = forge("15m").await;
+    let steps = vec![
+        Step::planner().bead("tk-1").answer(GOOD_PLAN),
+        calc_executor(GOOD_CALC).bead("tk-1").attempt(1),
+        calc_executor(GOOD_CALC)
+            .bead("tk-1")
+            .attempt(2)
+            .expect_prompt_contains("name the test after the bug"),
+        Step::reviewer().bead("tk-1").answer(REVIEW_APPROVE),
+    ];
+    let mut options = HarnessOptions::with_steps(steps);
+    options.integration = "pr";
+    options.configure.push(configure);
+    options
+        .configure
+        .push(Box::new(|c| c.project().approve_result = Some(true)));
+    let h = &Harness::start("result-on-pull-request", options).await;
+    publish(h, &bare);
+    let fake = &fake;
+    let (result, waiting_body, approved_body) = h
+        .with_worker(|client| async move {
+            let (api, _stop) = h.start_api(client.clone(), Vec::new(), None).await;
+            let run = start_shark(
+                &client,
+                &h.task_queue,
+                SharkInput {
+                    bead_id: "tk-1".into(),
+                    ..h.input(limits())
+                },
+            )
+            .await;
+            wait_for_phase(&run, Phase::AwaitingApproval, 1).await;
+            send_approve(&run, json!({"approved": true, "by": "ana"})).await;
+
+            // The result waits for a person, and it is on the pull request already.
+            let first = wait_for_attempt_phase(&run, Phase::AwaitingResultApproval, 1).await;
+            assert!(first.pull_request_number > 0, "{first:?}");
+            let (_, state, waiting_body) = fake.pull_for("chum/tk-1").expect("a pull request");
+            assert_eq!(state, "open");
+            send_approve(
+                &run,
+                json!({"approved": false, "by": "rosa", "feedback": "name the test after the bug"}),
+            )
+            .await;
+            let second = wait_for_attempt_phase(&run, Phase::AwaitingResultApproval, 2).await;
+            assert_eq!(second.pull_request_number, first.pull_request_number, "the same one, updated");
+            send_approve(&run, json!({"approved": true, "by": "rosa"})).await;
+            wait_for_attempt_phase(&run, Phase::AwaitingPullRequest, 2).await;
+            let (_, _, approved_body) = fake.pull_for("chum/tk-1").expect("a pull request");
+
+            fake.merge(first.pull_request_number, "carol");
+            let (event, payload) = fake.webhook(first.pull_request_number, "pull_request", "closed");
+            assert_eq!(deliver(&format!("{api}/forge/github"), SECRET, &event, &payload).await, 202);
+            (finish(&run, "result_on_pull_request").await, waiting_body, approved_body)
+        })
+        .await;
+
+    assert!(waiting_body.contains("`chum approve tk-1`"), "{waiting_body}");
+    assert!(!approved_body.contains("`chum approve tk-1`"), "{approved_body}");
+    assert!(
+        approved_body.contains("| result | 2 | passed | result approved by rosa |"),
+        "{approved_body}"
+    );
+    assert!(
+        approved_body.contains("| result | 1 | failed | result rejected by rosa"),
+        "{approved_body}"
+    );
+    assert_eq!(fake.pull_count(), 1);
+    assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+    assert_eq!(result.attempts, 2);
+    assert_eq!(h.read_bead("tk-1")["status"], "closed");
+    fake.assert_no_violations();
+}

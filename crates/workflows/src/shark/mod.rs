@@ -326,8 +326,12 @@ async fn run_shark(shark: &Shark<'_>) -> WorkflowResult<SharkResult> {
         match end {
             // INTEGRATE -> close the bead -> learn, groom
             AttemptEnd::Passed { report, candidate } => {
+                // With a pull request, the result gate waits on it (runs started after patch
+                // "result-on-pull-request"), so people see the result where they review code.
+                let result_on_pull_request =
+                    setup.approve_result && setup.pull_request.is_some() && shark.ctx.patched("result-on-pull-request");
                 // RESULT GATE: a person approves what the work became before it is integrated.
-                if setup.approve_result && shark.ctx.patched("approve-result") {
+                if setup.approve_result && !result_on_pull_request && shark.ctx.patched("approve-result") {
                     match shark.wait_for_result(&setup, &approved, &report, attempt).await {
                         ResultDecision::Approved => {}
                         ResultDecision::Rejected(why) => {
@@ -358,7 +362,17 @@ async fn run_shark(shark: &Shark<'_>) -> WorkflowResult<SharkResult> {
                     .filter(|_| shark.ctx.patched("pull-requests"));
                 let landing = if let Some(waiting) = pull_request {
                     shark
-                        .propose_pull_request(&setup, &approved, &report, attempt, candidate, waiting)
+                        .propose_pull_request(
+                            &setup,
+                            &approved,
+                            &report,
+                            attempt,
+                            candidate,
+                            &pull_request::Waiting {
+                                result_gate: result_on_pull_request,
+                                ..*waiting
+                            },
+                        )
                         .await
                 } else if setup.merge_queue && shark.ctx.patched("merge-queue") {
                     shark
@@ -438,6 +452,7 @@ impl Shark<'_> {
             pull_request: project.pull_request.then(|| pull_request::Waiting {
                 poll: std::time::Duration::from_secs(u64::from(project.pull_request_poll_secs.max(1))),
                 wait: std::time::Duration::from_secs(project.pull_request_wait_secs.max(1)),
+                result_gate: false,
             }),
             update: project.update(),
             rereview_on_update: project.rereview_on_update,

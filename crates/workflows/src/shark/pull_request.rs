@@ -4,6 +4,8 @@
 //! ```text
 //! commit the gated tree on chum/<bead> (held)
 //! push it (leased on what this run pushed last) and open or update the pull request
+//! with `approve_result`: the result gate waits here, the result on the pull request
+//!   (approved -> the body shows it; rejected -> the next attempt, which updates it)
 //! give the execution slot back: nothing runs while people look
 //! until the pull request is decided or `wait` runs out, asking the forge (a webhook wakes early):
 //!   merged            -> the bead closes with the merge commit
@@ -17,8 +19,8 @@ use chum_core::activity_contract::SharkActivities;
 use chum_core::gate_text::short_commit;
 use chum_core::ids::WAITING_MEMO;
 use chum_core::proto::{
-    ExecuteReport, GateName, GateResult, IntegrationReport, Phase, PullRequestCheck, PullRequestRequest,
-    PullRequestState,
+    ExecuteReport, GateName, GateResult, IntegrationReport, Phase, PullRequestCheck, PullRequestReport,
+    PullRequestRequest, PullRequestState,
 };
 use chum_core::pull_request::{self, BodyParts, next_poll};
 use temporalio_sdk::workflows::select;
@@ -26,13 +28,17 @@ use temporalio_sdk::{CancellableFuture, MemoValue, TimerResult};
 
 use super::land::Landing;
 use super::options::forge_options;
+use super::result_gate::ResultDecision;
 use super::slots::SlotProblem;
 use super::{Approved, Setup, Shark};
 
-/// How a run waits for its pull request (the project's `forge.poll` and `forge.wait`).
+/// How a run waits for its pull request (the project's `forge.poll` and `forge.wait`), and
+/// whether the result gate waits on it.
+#[derive(Clone, Copy)]
 pub(super) struct Waiting {
     pub poll: Duration,
     pub wait: Duration,
+    pub result_gate: bool,
 }
 
 impl Shark<'_> {
@@ -45,67 +51,39 @@ impl Shark<'_> {
         candidate: u32,
         waiting: &Waiting,
     ) -> Landing {
+        let result_gate = waiting.result_gate;
         let integration = match self.commit_held(setup, approved, report, attempt, candidate).await {
             Ok(integration) => integration,
             Err(ended) => return ended,
         };
-
-        let (verdict, gates, usage, leased_head) = self.ctx.state(|s| {
-            (
-                s.passed_verdict.clone(),
-                s.status.gate_results.clone(),
-                s.status.usage,
-                s.pushed_head.clone(),
-            )
-        });
-        let body = pull_request::body(&BodyParts {
-            bead: &setup.bead,
-            plan: &approved.plan,
-            approved_by: &approved.by,
-            verdict: verdict.as_ref(),
-            gates: &gates,
-            usage: usage.as_ref(),
-            workflow_id: &self.run.workflow_id,
-        });
-        let request = PullRequestRequest {
-            run: Some(self.run.clone()),
-            branch: integration.branch.clone(),
-            commit: integration.commit.clone(),
-            title: pull_request::title(&setup.bead),
-            body,
-            leased_head,
-        };
-        let opened = match self
-            .ctx
-            .execute_activity(SharkActivities::open_pull_request, request, forge_options())
-            .await
-        {
+        let opened = match self.publish(setup, approved, &integration, attempt, result_gate).await {
             Ok(opened) => opened,
-            Err(err) => return Landing::Error(Box::new(err)),
+            Err(ended) => return ended,
         };
-        if !opened.problem.is_empty() {
-            self.record_pull_request(attempt, false, opened.problem.clone());
-            let mut failed = integration;
-            failed.problem = opened.problem;
-            return Landing::Failed(failed);
+
+        // RESULT GATE on the pull request (runs started after patch "result-on-pull-request"):
+        // the result is there for people to see while CHUM's gate waits for their decision.
+        if result_gate {
+            let mut failed = integration.clone();
+            match self.wait_for_result(setup, approved, report, attempt).await {
+                ResultDecision::Approved => {
+                    // The body now shows the decision instead of how to make it.
+                    if let Err(ended) = self.publish(setup, approved, &integration, attempt, false).await {
+                        return ended;
+                    }
+                }
+                ResultDecision::Rejected(why) => return Landing::Redo { feedback: why },
+                ResultDecision::TimedOut(reason) => {
+                    failed.problem = format!("{reason}; pull request #{} stays open at {}", opened.number, opened.url);
+                    return Landing::Failed(failed);
+                }
+                ResultDecision::Cancelled => return Landing::Cancelled,
+                ResultDecision::Unreachable(why) => {
+                    failed.problem = why;
+                    return Landing::Failed(failed);
+                }
+            }
         }
-        self.ctx.state_mut(|s| {
-            s.pushed_head = opened.head.clone();
-            s.status.pull_request_url = opened.url.clone();
-            s.status.pull_request_number = opened.number;
-            s.status.commit = opened.head.clone();
-        });
-        let verb = if opened.created { "opened" } else { "updated" };
-        self.record_pull_request(
-            attempt,
-            true,
-            format!(
-                "{verb} #{} with {}: {}",
-                opened.number,
-                short_commit(&opened.head),
-                opened.url
-            ),
-        );
 
         // People take their time: the slot goes to someone who works meanwhile, and the memo
         // tells the dispatcher this run takes none of the project's capacity.
@@ -208,6 +186,76 @@ impl Shark<'_> {
                 }
             }
         }
+    }
+
+    /// Pushes the held commit and opens the pull request, or updates the open one (its body from
+    /// the run so far; `awaiting_result`: it says how to decide at the result gate).
+    async fn publish(
+        &self,
+        setup: &Setup,
+        approved: &Approved,
+        integration: &IntegrationReport,
+        attempt: u32,
+        awaiting_result: bool,
+    ) -> Result<PullRequestReport, Landing> {
+        let (verdict, gates, usage, leased_head) = self.ctx.state(|s| {
+            (
+                s.passed_verdict.clone(),
+                s.status.gate_results.clone(),
+                s.status.usage,
+                s.pushed_head.clone(),
+            )
+        });
+        let body = pull_request::body(&BodyParts {
+            bead: &setup.bead,
+            plan: &approved.plan,
+            approved_by: &approved.by,
+            verdict: verdict.as_ref(),
+            gates: &gates,
+            usage: usage.as_ref(),
+            workflow_id: &self.run.workflow_id,
+            awaiting_result,
+        });
+        let request = PullRequestRequest {
+            run: Some(self.run.clone()),
+            branch: integration.branch.clone(),
+            commit: integration.commit.clone(),
+            title: pull_request::title(&setup.bead),
+            body,
+            leased_head,
+        };
+        let opened = match self
+            .ctx
+            .execute_activity(SharkActivities::open_pull_request, request, forge_options())
+            .await
+        {
+            Ok(opened) => opened,
+            Err(err) => return Err(Landing::Error(Box::new(err))),
+        };
+        if !opened.problem.is_empty() {
+            self.record_pull_request(attempt, false, opened.problem.clone());
+            let mut failed = integration.clone();
+            failed.problem = opened.problem;
+            return Err(Landing::Failed(failed));
+        }
+        self.ctx.state_mut(|s| {
+            s.pushed_head = opened.head.clone();
+            s.status.pull_request_url = opened.url.clone();
+            s.status.pull_request_number = opened.number;
+            s.status.commit = opened.head.clone();
+        });
+        let verb = if opened.created { "opened" } else { "updated" };
+        self.record_pull_request(
+            attempt,
+            true,
+            format!(
+                "{verb} #{} with {}: {}",
+                opened.number,
+                short_commit(&opened.head),
+                opened.url
+            ),
+        );
+        Ok(opened)
     }
 
     /// Sleeps durably for `pause`, or until a webhook says something happened. `Err`: cancelled.
