@@ -5,13 +5,14 @@
 use std::path::PathBuf;
 
 use chum_core::config::{ForgeConfig, ForgeKind, IntakeConfig, IntegrationPolicy, ProjectConfig};
-use chum_core::proto::{PullRequestCheck, PullRequestRequest, PullRequestState, RunRef};
+use chum_core::proto::PullRequestState;
 use chum_testkit::forge::{FakeGitLab, gitlab_recordings_installed};
 
+use super::testing::{check, request, work};
 use super::{ForgeError, IntakeReport, PullRequestError, check_pull_request, open_pull_request, sync_issues};
 use crate::backlog::Backlog;
+use crate::repo::git;
 use crate::repo::testing::{project, remote_and_clone};
-use crate::repo::{git, prepare_worktree};
 
 const TOKEN_ENV: &str = "FAKE_GITLAB_TOKEN_FOR_UNIT_TESTS";
 const TOKEN: &str = "glpat-fake-token";
@@ -49,41 +50,6 @@ async fn world() -> Option<World> {
         project,
         forge,
     })
-}
-
-/// The bead's work committed in an attempt's worktree; returns the commit.
-async fn work(p: &ProjectConfig, attempt: u32, file: &str) -> String {
-    let wt = prepare_worktree(p, "tk-1", attempt, 0).await.unwrap();
-    std::fs::write(wt.path.join(file), "mine\n").unwrap();
-    wt.git.git(&["add", file]).await.unwrap();
-    wt.git
-        .git(&["commit", "-q", "-m", &format!("{file}\n\nChum-Bead: tk-1\n")])
-        .await
-        .unwrap();
-    wt.git.git(&["rev-parse", "HEAD"]).await.unwrap()
-}
-
-fn request(commit: &str, leased: &str, body: &str) -> PullRequestRequest {
-    PullRequestRequest {
-        run: Some(RunRef {
-            project: "demo".into(),
-            bead_id: "tk-1".into(),
-            ..RunRef::default()
-        }),
-        branch: "chum/tk-1".into(),
-        commit: commit.into(),
-        title: "Add multiply (tk-1)".into(),
-        body: body.into(),
-        leased_head: leased.into(),
-    }
-}
-
-fn check(number: u64, head: &str) -> PullRequestCheck {
-    PullRequestCheck {
-        number,
-        head: head.into(),
-        ..PullRequestCheck::default()
-    }
 }
 
 #[tokio::test]

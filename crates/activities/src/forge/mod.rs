@@ -14,6 +14,8 @@ mod gitlab;
 mod http;
 mod intake;
 mod pull_request;
+#[cfg(test)]
+mod testing;
 
 use chum_core::config::{ForgeConfig, ForgeKind};
 use chum_core::proto::PullRequestStatus;

@@ -137,12 +137,12 @@ mod against_the_fake_forge {
     use std::path::{Path, PathBuf};
 
     use chum_core::config::{ForgeConfig, ForgeKind, IntegrationPolicy};
-    use chum_core::proto::RunRef;
     use chum_testkit::forge::{FakeGitHub, contracts_installed};
 
     use super::*;
+    use crate::forge::testing::{check, request, work};
+    use crate::repo::git;
     use crate::repo::testing::{project, remote_and_clone};
-    use crate::repo::{git, prepare_worktree};
 
     const TOKEN_ENV: &str = "FAKE_FORGE_TOKEN_FOR_UNIT_TESTS";
 
@@ -179,41 +179,6 @@ mod against_the_fake_forge {
             project,
             forge,
         })
-    }
-
-    /// The bead's work committed in an attempt's worktree; returns the commit.
-    async fn work(p: &ProjectConfig, attempt: u32, file: &str) -> String {
-        let wt = prepare_worktree(p, "tk-1", attempt, 0).await.unwrap();
-        std::fs::write(wt.path.join(file), "mine\n").unwrap();
-        wt.git.git(&["add", file]).await.unwrap();
-        wt.git
-            .git(&["commit", "-q", "-m", &format!("{file}\n\nChum-Bead: tk-1\n")])
-            .await
-            .unwrap();
-        wt.git.git(&["rev-parse", "HEAD"]).await.unwrap()
-    }
-
-    fn request(commit: &str, leased: &str, body: &str) -> PullRequestRequest {
-        PullRequestRequest {
-            run: Some(RunRef {
-                project: "demo".into(),
-                bead_id: "tk-1".into(),
-                ..RunRef::default()
-            }),
-            branch: "chum/tk-1".into(),
-            commit: commit.into(),
-            title: "Add multiply (tk-1)".into(),
-            body: body.into(),
-            leased_head: leased.into(),
-        }
-    }
-
-    fn check(number: u64, head: &str) -> PullRequestCheck {
-        PullRequestCheck {
-            number,
-            head: head.into(),
-            ..PullRequestCheck::default()
-        }
     }
 
     fn remote_tip(bare: &Path, branch: &str) -> String {

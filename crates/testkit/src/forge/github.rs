@@ -70,6 +70,44 @@ pub(super) enum Fault {
     RateLimited(&'static str, u64),
 }
 
+impl Fault {
+    /// The first fault due for a request of `operation`, taken off the list.
+    pub(super) fn take(faults: &mut Vec<Fault>, operation: &str) -> Option<Fault> {
+        let due = faults.iter().position(|f| match f {
+            Fault::LostAnswer(wanted) | Fault::RateLimited(wanted, _) => *wanted == operation,
+            Fault::Down => true,
+        });
+        due.map(|i| faults.remove(i))
+    }
+}
+
+/// Merges `head` into `base` in the bare repository as a person on the forge would: a real merge
+/// commit (by "Reviewer") with `message`, the base moved to it. Returns it.
+pub(super) fn merge_in(bare: &Path, base: &str, head: &str, message: &str) -> String {
+    let base_tip = git(bare, &["rev-parse", &format!("refs/heads/{base}")]);
+    let head_tip = git(bare, &["rev-parse", &format!("refs/heads/{head}")]);
+    let tree = git(bare, &["merge-tree", "--write-tree", &base_tip, &head_tip]);
+    let commit = git(
+        bare,
+        &[
+            "-c",
+            "user.name=Reviewer",
+            "-c",
+            "user.email=reviewer@example.com",
+            "commit-tree",
+            &tree,
+            "-p",
+            &base_tip,
+            "-p",
+            &head_tip,
+            "-m",
+            message,
+        ],
+    );
+    git(bare, &["update-ref", &format!("refs/heads/{base}"), &commit, &base_tip]);
+    commit
+}
+
 #[derive(Default)]
 pub(super) struct Forge {
     pub(super) pulls: Vec<Pull>,
@@ -246,29 +284,12 @@ impl FakeGitHub {
                 .expect("the pull request");
             (pull.head.clone(), pull.base.clone())
         };
-        let bare = &self.bare;
-        let base_tip = git(bare, &["rev-parse", &format!("refs/heads/{base}")]);
-        let head_tip = git(bare, &["rev-parse", &format!("refs/heads/{head}")]);
-        let tree = git(bare, &["merge-tree", "--write-tree", &base_tip, &head_tip]);
-        let message = format!("Merge pull request #{number} from {head}");
-        let commit = git(
-            bare,
-            &[
-                "-c",
-                "user.name=Reviewer",
-                "-c",
-                "user.email=reviewer@example.com",
-                "commit-tree",
-                &tree,
-                "-p",
-                &base_tip,
-                "-p",
-                &head_tip,
-                "-m",
-                &message,
-            ],
+        let commit = merge_in(
+            &self.bare,
+            &base,
+            &head,
+            &format!("Merge pull request #{number} from {head}"),
         );
-        git(bare, &["update-ref", &format!("refs/heads/{base}"), &commit, &base_tip]);
         let mut forge = self.lock();
         let pull = forge
             .pulls

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use super::github::{Fault, IssueRecord, Served};
+use super::github::{Fault, IssueRecord, Served, merge_in};
 use super::gitlab_serve::serve;
 use super::recorded::{recorded, same_shape};
 use crate::project::git;
@@ -221,40 +221,11 @@ impl FakeGitLab {
     /// repository. Returns it.
     pub fn merge(&self, iid: u64, user: &str) -> String {
         let mr = self.record(iid);
-        let bare = &self.shared.bare;
-        let base_tip = self.shared.head_of(&mr.target_branch);
-        let head_tip = self.shared.head_of(&mr.source_branch);
-        let tree = git(bare, &["merge-tree", "--write-tree", &base_tip, &head_tip]);
         let message = format!(
             "Merge branch '{}' into '{}'\n\nSee merge request {}!{iid}",
             mr.source_branch, mr.target_branch, self.shared.repo
         );
-        let commit = git(
-            bare,
-            &[
-                "-c",
-                "user.name=Reviewer",
-                "-c",
-                "user.email=reviewer@example.com",
-                "commit-tree",
-                &tree,
-                "-p",
-                &base_tip,
-                "-p",
-                &head_tip,
-                "-m",
-                &message,
-            ],
-        );
-        git(
-            bare,
-            &[
-                "update-ref",
-                &format!("refs/heads/{}", mr.target_branch),
-                &commit,
-                &base_tip,
-            ],
-        );
+        let commit = merge_in(&self.shared.bare, &mr.target_branch, &mr.source_branch, &message);
         self.update(iid, |m| {
             m.state = "merged".into();
             m.merged_by = Some(user.into());

@@ -80,11 +80,7 @@ fn handle(
     }
     let fault = {
         let mut lab = shared.lock();
-        let due = lab.faults.iter().position(|f| match f {
-            Fault::LostAnswer(wanted) | Fault::RateLimited(wanted, _) => *wanted == endpoint.operation,
-            Fault::Down => true,
-        });
-        due.map(|i| lab.faults.remove(i))
+        Fault::take(&mut lab.faults, endpoint.operation)
     };
     match fault {
         Some(Fault::Down) => {

@@ -87,11 +87,7 @@ fn handle(
     }
     let fault = {
         let mut forge = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        let due = forge.faults.iter().position(|f| match f {
-            Fault::LostAnswer(wanted) | Fault::RateLimited(wanted, _) => *wanted == op.id,
-            Fault::Down => true,
-        });
-        due.map(|i| forge.faults.remove(i))
+        Fault::take(&mut forge.faults, &op.id)
     };
     match fault {
         Some(Fault::Down) => {

@@ -38,13 +38,7 @@ pub(super) async fn github(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
-    };
+    let header = |name: &str| header_of(&headers, name);
     let event = header("x-github-event");
     let delivery = header("x-github-delivery");
     let target = format!("webhook {event} {delivery}");
@@ -91,13 +85,7 @@ pub(super) async fn gitlab(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
-    };
+    let header = |name: &str| header_of(&headers, name);
     let event = header("x-gitlab-event");
     let delivery = header("x-gitlab-event-uuid");
     let target = format!("webhook {event} {delivery}");
@@ -132,6 +120,15 @@ pub(super) async fn gitlab(
         .unwrap_or_default();
     let about = GITLAB_EVENTS.contains(&event.as_str()).then_some(branch);
     wake(&state, project, &event, branch, about, remote).await
+}
+
+/// A header's text, or empty.
+fn header_of(headers: &HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The project whose forge is `kind` at `repository` and has a webhook secret.

@@ -350,15 +350,25 @@ async fn the_result_gate_waits_on_the_pull_request_and_a_rejection_updates_it() 
             )
             .await;
             let second = wait_for_attempt_phase(&run, Phase::AwaitingResultApproval, 2).await;
-            assert_eq!(second.pull_request_number, first.pull_request_number, "the same one, updated");
+            assert_eq!(
+                second.pull_request_number, first.pull_request_number,
+                "the same one, updated"
+            );
             send_approve(&run, json!({"approved": true, "by": "rosa"})).await;
             wait_for_attempt_phase(&run, Phase::AwaitingPullRequest, 2).await;
             let (_, _, approved_body) = fake.pull_for("chum/tk-1").expect("a pull request");
 
             fake.merge(first.pull_request_number, "carol");
             let (event, payload) = fake.webhook(first.pull_request_number, "pull_request", "closed");
-            assert_eq!(deliver(&format!("{api}/forge/github"), SECRET, &event, &payload).await, 202);
-            (finish(&run, "result_on_pull_request").await, waiting_body, approved_body)
+            assert_eq!(
+                deliver(&format!("{api}/forge/github"), SECRET, &event, &payload).await,
+                202
+            );
+            (
+                finish(&run, "result_on_pull_request").await,
+                waiting_body,
+                approved_body,
+            )
         })
         .await;
 
