@@ -90,7 +90,7 @@ approve_when_planned() {
 say "the dispatcher starts tk-1a's Shark (the only ready bead); planning stops at the human gate"
 approve_when_planned tk-1a "criteria are right, go"
 
-say "executing in a git worktree; review, Semgrep and the definition of done; integrating"
+say "executing in a git worktree; Semgrep, the review and the definition of done; integrating"
 $CHUM watch tk-1a --timeout 10m || { echo "the run did not integrate; worker log: $STATE/worker.log" >&2; exit 1; }
 
 echo "    where the agents and DoD commands ran (the sandbox), from the worker log:"

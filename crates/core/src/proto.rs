@@ -133,9 +133,14 @@ pub mod enum_json {
 }
 
 impl GateName {
-    /// The checks a project can order (`gates = [...]`), in the default order.
+    /// The checks a project can order (`gates = [...]`).
     pub const CHECKS: [GateName; 3] = [GateName::Review, GateName::Semgrep, GateName::Dod];
-    pub const DEFAULT_ORDER: [GateName; 3] = GateName::CHECKS;
+    /// A project's order when its config does not say: the free, deterministic check first, so a
+    /// mistake a learned rule catches in a second does not cost a model review first.
+    pub const DEFAULT_ORDER: [GateName; 3] = [GateName::Semgrep, GateName::Review, GateName::Dod];
+    /// The order of runs whose load answered none (recorded before projects had `gates`): their
+    /// histories replay with it, whatever the default is now.
+    pub const ORDER_BEFORE_PROJECT_GATES: [GateName; 3] = [GateName::Review, GateName::Semgrep, GateName::Dod];
 
     /// A check's name as a config writes it; `None` for anything else (the Shark's own steps,
     /// which are not configurable, included).

@@ -509,7 +509,7 @@ mod tests {
     }
 
     #[test]
-    fn gates_default_to_review_semgrep_dod_and_are_checked() {
+    fn gates_default_to_semgrep_review_dod_and_are_checked() {
         let c = load(GOOD).unwrap();
         let demo = c.project("demo").unwrap();
         assert_eq!(demo.gates, GateName::DEFAULT_ORDER);

@@ -215,7 +215,7 @@ pub struct ProjectConfig {
     /// The native Beads file, relative to `repo` (default `.beads/issues.jsonl`).
     pub beads_file: PathBuf,
     pub enabled: bool,
-    /// The gates every attempt passes, in order (default review, semgrep, dod).
+    /// The gates every attempt passes, in order (default semgrep, review, dod).
     pub gates: Vec<GateName>,
     /// Count a missing or unusable review verdict as a pass instead of a rejection. Off by default.
     pub review_fail_open: bool,

@@ -128,7 +128,8 @@ async fn a_fork_bomb_hits_the_process_limit_and_dies_with_its_time_limit() {
         planner(GOOD_PLAN),
         Step::executor()
             .attempt(1)
-            .shell("f() { f | f & }; f; sleep 600\n")
+            // `exec`: the shell itself becomes the sleep, so a full process table cannot stop it.
+            .shell("f() { f | f & }; f; exec sleep 600\n")
             .answer("never"),
         calc_executor(GOOD_CALC).attempt(2),
     ];

@@ -70,8 +70,9 @@ async fn approved_plan_is_executed_verified_and_merged_once() {
             // An execution slot from the project's coordinator (free at once here).
             Phase::WaitingForSlot,
             Phase::Executing,
-            Phase::Review,
+            // The project's default order: the free check before the paid one.
             Phase::Semgrep,
+            Phase::Review,
             Phase::Dod,
             // The commit, the merge queue's turn, the landing.
             Phase::Integrating,

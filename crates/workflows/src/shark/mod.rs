@@ -430,9 +430,10 @@ impl Shark<'_> {
             return Ok(Err(loaded.problem));
         };
         let project = loaded.gates.unwrap_or_default();
-        // The gates when the project does not say (`projects.<name>.gates`).
+        // A load that answers no order is from before projects had `gates` (a recorded history);
+        // the config's default (`GateName::DEFAULT_ORDER`) comes in the answer itself.
         let gates: Vec<GateName> = if project.order.is_empty() {
-            GateName::DEFAULT_ORDER.to_vec()
+            GateName::ORDER_BEFORE_PROJECT_GATES.to_vec()
         } else {
             project.order().collect()
         };
