@@ -15,8 +15,6 @@ use super::{ForgeError, ForgeIssue, ForgePull, http};
 
 /// The REST API version CHUM's requests are written against.
 const API_VERSION: &str = "2022-11-28";
-/// Pages of reviews or comments read at most (100 each).
-const MAX_PAGES: usize = 10;
 
 /// A client for one repository on GitHub.
 pub struct GitHub {
@@ -225,35 +223,23 @@ impl GitHub {
 
     /// The repository's issues (not pull requests) carrying `label`, open and closed.
     pub async fn labelled_issues(&self, label: &str) -> Result<Vec<ForgeIssue>, ForgeError> {
-        let mut all = Vec::new();
-        for page in 1..=MAX_PAGES {
-            let request = self
-                .request(Method::GET, &format!("/repos/{}/issues", self.repo))
-                .query(&[
-                    ("labels", label),
-                    ("state", "all"),
-                    ("per_page", "100"),
-                    ("page", &page.to_string()),
-                ]);
-            let items: Vec<Issue> = self.send(request).await?;
-            let last = items.len() < 100;
-            all.extend(
-                items
-                    .into_iter()
-                    .filter(|i| i.pull_request.is_none())
-                    .map(|i| ForgeIssue {
-                        number: i.number,
-                        title: i.title,
-                        body: i.body.unwrap_or_default(),
-                        open: i.state == "open",
-                        labels: i.labels.into_iter().map(|l| l.name).collect(),
-                    }),
-            );
-            if last {
-                break;
-            }
-        }
-        Ok(all)
+        let path = format!("/repos/{}/issues", self.repo);
+        let items: Vec<Issue> = http::pages(&self.api, || {
+            self.request(Method::GET, &path)
+                .query(&[("labels", label), ("state", "all")])
+        })
+        .await?;
+        Ok(items
+            .into_iter()
+            .filter(|i| i.pull_request.is_none())
+            .map(|i| ForgeIssue {
+                number: i.number,
+                title: i.title,
+                body: i.body.unwrap_or_default(),
+                open: i.state == "open",
+                labels: i.labels.into_iter().map(|l| l.name).collect(),
+            })
+            .collect())
     }
 
     pub async fn comment(&self, issue: u64, body: &str) -> Result<(), ForgeError> {
@@ -281,21 +267,9 @@ impl GitHub {
             .header("X-GitHub-Api-Version", API_VERSION)
     }
 
-    /// Every page of a list, 100 at a time, up to [`MAX_PAGES`].
+    /// Every page of a list under `path`.
     async fn pages<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, ForgeError> {
-        let mut all = Vec::new();
-        for page in 1..=MAX_PAGES {
-            let request = self
-                .request(Method::GET, path)
-                .query(&[("per_page", "100"), ("page", &page.to_string())]);
-            let items: Vec<T> = self.send(request).await?;
-            let last = items.len() < 100;
-            all.extend(items);
-            if last {
-                break;
-            }
-        }
-        Ok(all)
+        http::pages(&self.api, || self.request(Method::GET, path)).await
     }
 
     async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, ForgeError> {

@@ -17,9 +17,6 @@ use chum_core::pull_request::{ReviewComment as Comment, changes_requested_feedba
 
 use super::{ForgeError, ForgeIssue, ForgePull, http};
 
-/// Pages of discussions or issues read at most (100 each).
-const MAX_PAGES: usize = 10;
-
 /// A client for one project on GitLab.
 pub struct GitLab {
     http: reqwest::Client,
@@ -288,22 +285,9 @@ impl GitLab {
             .header("PRIVATE-TOKEN", &self.token)
     }
 
-    /// Every page of a list, 100 at a time, up to [`MAX_PAGES`].
+    /// Every page of a list under the project's `path`, with `query`.
     async fn pages<T: DeserializeOwned>(&self, path: &str, query: &[(&str, &str)]) -> Result<Vec<T>, ForgeError> {
-        let mut all = Vec::new();
-        for page in 1..=MAX_PAGES {
-            let request = self
-                .request(Method::GET, path)
-                .query(query)
-                .query(&[("per_page", "100"), ("page", &page.to_string())]);
-            let items: Vec<T> = self.send(request).await?;
-            let last = items.len() < 100;
-            all.extend(items);
-            if last {
-                break;
-            }
-        }
-        Ok(all)
+        http::pages(&self.api, || self.request(Method::GET, path).query(query)).await
     }
 
     async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, ForgeError> {

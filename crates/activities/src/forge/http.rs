@@ -54,6 +54,28 @@ pub(super) async fn send<T: DeserializeOwned>(api: &str, request: RequestBuilder
     Err(error_of(what, status, &headers, &bytes))
 }
 
+/// Pages of a list read at most (100 items each).
+const MAX_PAGES: usize = 10;
+
+/// Every page of a list, 100 at a time, up to [`MAX_PAGES`]: `page()` is the request for the
+/// list, which gets `per_page` and `page` added.
+pub(super) async fn pages<T: DeserializeOwned>(
+    api: &str,
+    page: impl Fn() -> RequestBuilder,
+) -> Result<Vec<T>, ForgeError> {
+    let mut all = Vec::new();
+    for n in 1..=MAX_PAGES {
+        let request = page().query(&[("per_page", "100"), ("page", &n.to_string())]);
+        let items: Vec<T> = send(api, request).await?;
+        let last = items.len() < 100;
+        all.extend(items);
+        if last {
+            break;
+        }
+    }
+    Ok(all)
+}
+
 /// The forge's refusal as an error.
 fn error_of(what: String, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ForgeError {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
