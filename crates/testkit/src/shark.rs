@@ -72,40 +72,33 @@ pub async fn status(handle: &SharkHandle) -> SharkStatus {
 
 /// Polls the status query until the run reaches `phase` (and, for the gate, `round`).
 pub async fn wait_for_phase(handle: &SharkHandle, phase: Phase, round: u32) -> SharkStatus {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let s = status(handle).await;
-        if s.phase() == phase && (round == 0 || s.plan_round == round) {
-            return s;
-        }
-        assert!(
-            s.phase() != Phase::Done,
-            "run ended before reaching {phase} (round {round}); status: {s:?}"
-        );
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "run never reached {phase} (round {round}); status: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(handle, &format!("{phase} (round {round})"), |s| {
+        s.phase() == phase && (round == 0 || s.plan_round == round)
+    })
+    .await
 }
 
 /// Polls the status query until the run reaches `phase` in attempt `attempt` (a phase after the
 /// gates: its pull request, its result at the gate).
 pub async fn wait_for_attempt_phase(handle: &SharkHandle, phase: Phase, attempt: u32) -> SharkStatus {
+    wait_until(handle, &format!("{phase} in attempt {attempt}"), |s| {
+        s.phase() == phase && s.attempt == attempt
+    })
+    .await
+}
+
+/// Polls the status query (60 s at most) until `reached` holds; a run that ends first fails the test.
+async fn wait_until(handle: &SharkHandle, what: &str, reached: impl Fn(&SharkStatus) -> bool) -> SharkStatus {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let s = status(handle).await;
-        if s.phase() == phase && s.attempt == attempt {
+        if reached(&s) {
             return s;
         }
-        assert!(
-            s.phase() != Phase::Done,
-            "the run ended before {phase} in attempt {attempt}: {s:?}"
-        );
+        assert!(s.phase() != Phase::Done, "the run ended before {what}; status: {s:?}");
         assert!(
             tokio::time::Instant::now() < deadline,
-            "never {phase} in attempt {attempt}: {s:?}"
+            "the run never reached {what}; status: {s:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
