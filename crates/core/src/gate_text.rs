@@ -4,11 +4,48 @@
 //! They end up in workflow state and history, so they are a function of the reports only (and
 //! their wording is part of what recorded histories show; change it knowingly).
 
-use crate::proto::{DodReport, Phase};
+use crate::proto::{DodReport, Phase, SemgrepFinding};
 use crate::text::tail_excerpt;
 
 /// Length of the excerpts kept in workflow state and history.
 pub const EXCERPT_CHARS: usize = 1500;
+
+/// One Semgrep finding as the gate's excerpt and the executor's feedback list it.
+pub fn semgrep_finding_line(f: &SemgrepFinding) -> String {
+    format!("- {} {}:{}: {}\n", f.rule_id, f.file, f.line, f.message)
+}
+
+/// A finding a gate's excerpt places at a line of a file (Semgrep's `- <rule> <file>:<line>:
+/// <message>` and the review's `- [<severity>] <file>:<line>: <message>`), for showing it at
+/// that line of the diff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineFinding {
+    /// The rule id or the review's `[severity]`.
+    pub label: String,
+    pub file: String,
+    pub line: u32,
+    pub message: String,
+}
+
+/// The findings placed at a line in a gate's excerpt (lines without a file and line are left out).
+pub fn findings_at_lines(excerpt: &str) -> Vec<LineFinding> {
+    excerpt
+        .lines()
+        .filter_map(|l| l.strip_prefix("- "))
+        .filter_map(|rest| {
+            let (label, rest) = rest.split_once(' ')?;
+            let (place, message) = rest.split_once(": ")?;
+            let (file, line) = place.rsplit_once(':')?;
+            let line = line.parse().ok()?;
+            (!file.is_empty() && !file.contains(' ')).then(|| LineFinding {
+                label: label.to_string(),
+                file: file.to_string(),
+                line,
+                message: message.to_string(),
+            })
+        })
+        .collect()
+}
 
 /// One line per check for the status, then the first failing check's output tail.
 pub fn dod_summary(dod: &DodReport) -> String {
@@ -136,6 +173,52 @@ pub fn phase_details(phase: Phase, round: u32, bead_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn findings_in_semgrep_and_review_excerpts_are_placed_at_their_lines() {
+        let semgrep = SemgrepFinding {
+            rule_id: "chum.no-eval".into(),
+            file: "src/calc.py".into(),
+            line: 7,
+            message: "eval: a string runs as code".into(),
+            severity: "ERROR".into(),
+        };
+        let excerpt = format!(
+            "1 finding(s)\nSemgrep found known mistakes; fix each one:\n{}",
+            semgrep_finding_line(&semgrep)
+        );
+        assert_eq!(
+            findings_at_lines(&excerpt),
+            vec![LineFinding {
+                label: "chum.no-eval".into(),
+                file: "src/calc.py".into(),
+                line: 7,
+                message: "eval: a string runs as code".into(),
+            }]
+        );
+        let verdict = crate::proto::ReviewVerdict {
+            findings: vec![
+                crate::proto::ReviewFinding {
+                    severity: "error".into(),
+                    file: "calc.py".into(),
+                    line: 3,
+                    message: "divides by zero: see a: b".into(),
+                },
+                crate::proto::ReviewFinding {
+                    severity: "info".into(),
+                    file: "calc.py".into(),
+                    line: 0,
+                    message: "whole file".into(),
+                },
+            ],
+            ..Default::default()
+        };
+        let review = crate::review::findings_for_redo(&verdict, &["criterion 2 is not met: x: y".to_string()]);
+        let found = findings_at_lines(&review);
+        assert_eq!(found.len(), 1, "{review}");
+        assert_eq!((found[0].label.as_str(), found[0].line), ("[error]", 3));
+        assert_eq!(found[0].message, "divides by zero: see a: b");
+    }
     use crate::proto::DodCheck;
 
     #[test]

@@ -9,8 +9,10 @@
 //! - typed scenario [`steps`] (`Step::executor().attempt(2).write(...)`);
 //! - [`shark`]: starting a Shark, its status, its gate, its result and history;
 //! - [`processes`]: agent processes, an HTTP stub, free ports, the worker binary;
-//! - [`paths`]: the workspace's binaries and the tools setup installed.
+//! - [`paths`]: the workspace's binaries and the tools setup installed;
+//! - [`browser`]: headless Chromium over WebDriver, for the console's pages.
 
+pub mod browser;
 pub mod config;
 pub mod forge;
 pub mod harness;
@@ -20,6 +22,7 @@ pub mod project;
 pub mod shark;
 pub mod steps;
 
+pub use browser::{Browser, browser_tools};
 pub use chum_scripted_agent::scenario::{Scenario, Step, Usage};
 pub use config::{HarnessConfig, load_config, small_config};
 pub use harness::{Configure, Harness, HarnessOptions};

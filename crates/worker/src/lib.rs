@@ -4,6 +4,7 @@
 //! handling); logic lives in core, workflows and activities.
 
 pub mod api;
+mod console;
 pub mod metrics;
 
 use chum_core::live_config::LiveConfig;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chum_core::config::{ProjectConfig, Role};
+use chum_core::lesson::lessons_section;
 use chum_core::plan::parse_plan;
 use chum_core::prompt::{ReviewContext, executor_prompt, planner_prompt, reviewer_prompt};
 use chum_core::proto::{ExecuteReport, ExecuteRequest, PlanDraft, PlanRequest, ReviewReport, ReviewRequest};
@@ -35,6 +36,10 @@ impl SharkSteps {
             .await
             .map_err(repo_error)?;
         let bead = req.bead.unwrap_or_default();
+        let lessons = self.lessons_for(
+            project,
+            &format!("{} {} {}", bead.title, bead.description, bead.acceptance_criteria),
+        );
         let request = AgentRequest {
             role: Role::Planner,
             run: &run,
@@ -42,15 +47,7 @@ impl SharkSteps {
             handoff: 0,
             swapped: false,
             candidate: 0,
-            prompt: planner_prompt(
-                &bead,
-                req.round,
-                &req.feedback,
-                &self.lessons_for(
-                    project,
-                    &format!("{} {} {}", bead.title, bead.description, bead.acceptance_criteria),
-                ),
-            ),
+            prompt: planner_prompt(&bead, req.round, &req.feedback, &lessons_section(&lessons)),
             workdir: &workdir,
             timeout: Duration::from_secs(req.timeout_secs.max(1)),
             artifact_prefix: format!("plan-{}", req.round),
@@ -71,6 +68,19 @@ impl SharkSteps {
             },
             Err(e) => (None, e),
         };
+        // What a person at the gate is shown beside the plan: who planned it and the lessons it
+        // was given, with where each came from. Only shown, so a failed write is only logged.
+        let context = serde_json::json!({"provider": outcome.summary.provider, "lessons": lessons});
+        if let Err(e) = self
+            .artifacts(&run)
+            .write(
+                &format!("plan-{}.context.json", req.round),
+                context.to_string().as_bytes(),
+            )
+            .await
+        {
+            tracing::warn!("could not write the plan's context artifact: {e}");
+        }
         tracing::info!(bead = %run.bead_id, round = req.round, ok = plan.is_some(), "planner answered");
         Ok(PlanDraft {
             plan,
@@ -203,7 +213,7 @@ impl SharkSteps {
                 req.handoff,
                 &project.dod,
                 &req.feedback,
-                &self.lessons_for(
+                &lessons_section(&self.lessons_for(
                     project,
                     &format!(
                         "{} {} {} {}",
@@ -212,7 +222,7 @@ impl SharkSteps {
                         plan.steps.join(" "),
                         plan.files.join(" ")
                     ),
-                ),
+                )),
             ),
             workdir: &worktree.path,
             timeout: Duration::from_secs(req.timeout_secs.max(1)),

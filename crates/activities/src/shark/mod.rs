@@ -23,7 +23,6 @@ use crate::backlog::Backlog;
 use chum_core::activity_contract::error_types;
 use chum_core::config::{ChumConfig, IntegrationPolicy, ProjectConfig};
 use chum_core::ids::check_bead_id;
-use chum_core::lesson::lessons_section;
 use chum_core::proto::{
     BeadStatus, DiscardCandidatesReport, DiscardCandidatesRequest, DodReport, DodRequest, ExecuteReport,
     ExecuteRequest, IntegrateRequest, IntegrationReport, LandReport, LandRequest, LoadBeadRequest, LoadBeadResult,
@@ -80,7 +79,9 @@ impl SharkSteps {
 
     /// The lessons relevant to `text`, as a prompt section, marked as used. A store that cannot be
     /// read costs the prompt its lessons, not the run.
-    fn lessons_for(&self, project: &ProjectConfig, text: &str) -> String {
+    /// The lessons for a prompt about `text` (marked used). A store that cannot be read leaves
+    /// them out: lessons help, they are never needed.
+    fn lessons_for(&self, project: &ProjectConfig, text: &str) -> Vec<chum_core::proto::Lesson> {
         let now = now_ms();
         let fresh_since = now - self.config.learner.expiry.as_millis() as i64;
         let found = self.store().and_then(|store| {
@@ -88,13 +89,10 @@ impl SharkSteps {
             store.mark_used(&lessons.iter().map(|l| l.id).collect::<Vec<_>>(), now)?;
             Ok(lessons)
         });
-        match found {
-            Ok(lessons) => lessons_section(&lessons),
-            Err(e) => {
-                tracing::warn!("lessons left out of the prompt: {e}");
-                String::new()
-            }
-        }
+        found.unwrap_or_else(|e| {
+            tracing::warn!("lessons left out of the prompt: {e}");
+            Vec::new()
+        })
     }
 
     fn artifacts(&self, run: &RunRef) -> RunArtifacts {

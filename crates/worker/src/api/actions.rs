@@ -36,32 +36,48 @@ pub(super) async fn decide(
 ) -> ApiResult {
     let action = if approved { "approve" } else { "reject" };
     let who = state.authorize_control(&headers, action, &id, remote)?;
+    let parsed: Result<DecisionBody, ApiError> = body(&body_bytes);
     audited(&state, &who, action, &id, remote, async {
-        let run = run_path(&id)?;
-        let parsed: DecisionBody = body(&body_bytes)?;
-        let decision = Decision {
-            approved,
-            feedback: parsed.feedback,
-            by: who.clone(),
-        };
-        let receipt = control::decide(&state.client, &run, &decision).await?;
-        Ok::<_, ApiError>(json!({"workflow_id": run, "decision": action, "by": who, "plan_round": receipt.round, "confirmed": receipt.confirmed}))
+        decision(&state, &who, &id, approved, parsed?.feedback).await
     })
     .await
+    .and_then(ok)
+}
+
+/// A person's decision at a gate, as the API and the console take it: the same control code as
+/// `chum approve|reject`. The caller audits it (see `audited`).
+pub(crate) async fn decision(
+    state: &ApiState,
+    who: &str,
+    id: &str,
+    approved: bool,
+    feedback: String,
+) -> Result<Value, ApiError> {
+    let action = if approved { "approve" } else { "reject" };
+    let run = run_path(id)?;
+    let decision = Decision {
+        approved,
+        feedback,
+        by: who.to_string(),
+    };
+    let receipt = control::decide(&state.client, &run, &decision).await?;
+    Ok(
+        json!({"workflow_id": run, "decision": action, "by": who, "plan_round": receipt.round, "confirmed": receipt.confirmed}),
+    )
 }
 
 /// Audit first: the request is written to the audit log (and synced) before the action is
 /// taken, and a log that cannot be written refuses the action, so no decision is ever taken
 /// unrecorded. The result follows in a second line; if that one cannot be written, the action
 /// stands (its request is on record) and the failure is logged.
-pub(super) async fn audited(
+pub(crate) async fn audited(
     state: &ApiState,
     who: &str,
     action: &str,
     target: &str,
     remote: SocketAddr,
     act: impl std::future::Future<Output = Result<Value, ApiError>>,
-) -> ApiResult {
+) -> Result<Value, ApiError> {
     state.record(who, action, target, "requested", remote)?;
     let outcome = act.await;
     let result = match &outcome {
@@ -71,7 +87,7 @@ pub(super) async fn audited(
     if let Err(e) = state.record(who, action, target, &result, remote) {
         tracing::error!(%action, %target, "the result of a recorded request could not be audited: {}", e.detail);
     }
-    outcome.and_then(ok)
+    outcome
 }
 
 pub(super) async fn approve(
@@ -121,6 +137,7 @@ pub(super) async fn cancel(
         Ok::<_, ApiError>(json!({"workflow_id": run, "cancel_requested": true, "reason": reason}))
     })
     .await
+    .and_then(ok)
 }
 
 #[derive(Deserialize)]

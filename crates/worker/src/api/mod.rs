@@ -12,7 +12,9 @@ mod reads;
 mod webhooks;
 
 use actions::{approve, cancel, create_bead, reject};
-pub use auth::{TokenError, Tokens, check_bind, parse_tokens, tokens_from_env};
+pub(crate) use actions::{audited, decision};
+pub use auth::{ApiToken, Caller, Role, TokenError, Tokens, check_bind, parse_tokens, tokens_from_env};
+pub(crate) use reads::health_checks;
 use reads::{bead, events, health, metrics, projects, run, status};
 
 use chum_core::live_config::LiveConfig;
@@ -43,6 +45,8 @@ pub struct ApiState {
     audit: Mutex<std::fs::File>,
     /// Where the SDK's Prometheus exporter listens (see `metrics::runtime_with_metrics`).
     sdk_metrics: Option<SocketAddr>,
+    /// Signs the console's CSRF tokens; new at every start, so a restart asks pages to reload.
+    csrf_key: ring::hmac::Key,
 }
 
 impl ApiState {
@@ -64,6 +68,8 @@ impl ApiState {
             .append(true)
             .open(path)
             .map_err(|e| format!("cannot open the audit log {}: {e}", path.display()))?;
+        let csrf_key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
+            .map_err(|_| "the system's random number generator failed; cannot make a CSRF key".to_string())?;
         Ok(ApiState {
             client,
             live,
@@ -71,6 +77,7 @@ impl ApiState {
             loopback: bind.ip().is_loopback(),
             audit: Mutex::new(audit),
             sdk_metrics: None,
+            csrf_key,
         })
     }
 
@@ -85,26 +92,74 @@ impl ApiState {
         self
     }
 
-    /// The name of the token the request carries, checked in constant time against every token.
-    fn who(&self, headers: &HeaderMap) -> Option<String> {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)?;
+    /// Whose token `presented` is, checked in constant time against every token.
+    pub(crate) fn caller_of(&self, presented: &str) -> Option<Caller> {
         let mut found = None;
-        for (name, token) in &self.tokens {
+        for t in &self.tokens {
             // Every token is compared (no early exit), each comparison in constant time.
-            if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
-                found = Some(name.clone());
+            if bool::from(presented.as_bytes().ct_eq(t.token.as_bytes())) {
+                found = Some(Caller {
+                    name: t.name.clone(),
+                    role: t.role,
+                });
             }
         }
         found
     }
 
+    /// The caller by the request's bearer token. Control routes take only this: a browser
+    /// never adds it on its own, so no other site can make one act.
+    fn who(&self, headers: &HeaderMap) -> Option<Caller> {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)?;
+        self.caller_of(presented)
+    }
+
+    /// The caller by bearer token or by the console's session cookie (reads only: a cookie
+    /// rides along on any request, so acting on it needs the CSRF token too; see `console`).
+    pub(crate) fn reader(&self, headers: &HeaderMap) -> Option<Caller> {
+        self.who(headers)
+            .or_else(|| crate::console::session_secret(headers).and_then(|s| self.caller_of(&s)))
+    }
+
+    /// Whether tokens are configured at all.
+    pub(crate) fn has_tokens(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    /// Whether the API listens on loopback only, where reads are open.
+    pub(crate) fn loopback(&self) -> bool {
+        self.loopback
+    }
+
+    /// The CSRF token of a session: a MAC of its secret under this process's key.
+    pub(crate) fn csrf_of(&self, secret: &str) -> String {
+        use base64::Engine as _;
+        let tag = ring::hmac::sign(&self.csrf_key, secret.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
+    }
+
+    /// Whether `presented` is the session's CSRF token (checked in constant time).
+    pub(crate) fn csrf_ok(&self, secret: &str, presented: &str) -> bool {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(presented.trim())
+            .is_ok_and(|tag| ring::hmac::verify(&self.csrf_key, secret.as_bytes(), &tag).is_ok())
+    }
+
     /// Appends one line to the audit log. A log that cannot be written fails the action: no
     /// control action may go unrecorded.
-    fn record(&self, who: &str, action: &str, target: &str, result: &str, remote: SocketAddr) -> Result<(), ApiError> {
+    pub(crate) fn record(
+        &self,
+        who: &str,
+        action: &str,
+        target: &str,
+        result: &str,
+        remote: SocketAddr,
+    ) -> Result<(), ApiError> {
         let line = json!({
             "ts": now_rfc3339(),
             "who": who,
@@ -144,6 +199,18 @@ impl ApiState {
         target: &str,
         remote: SocketAddr,
     ) -> Result<String, ApiError> {
+        self.authorize_caller(self.who(headers), action, target, remote)
+    }
+
+    /// A control action by `caller`: refused (and recorded) without tokens, without a caller, or
+    /// for a `read` token.
+    pub(crate) fn authorize_caller(
+        &self,
+        caller: Option<Caller>,
+        action: &str,
+        target: &str,
+        remote: SocketAddr,
+    ) -> Result<String, ApiError> {
         if self.tokens.is_empty() {
             self.record(
                 "anonymous",
@@ -161,8 +228,19 @@ impl ApiState {
                 ),
             ));
         }
-        match self.who(headers) {
-            Some(who) => Ok(who),
+        match caller {
+            Some(caller) if caller.may_control() => Ok(caller.name),
+            Some(caller) => {
+                self.record(&caller.name, action, target, "refused: a read token cannot act", remote)?;
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!(
+                        "{}'s token has the role `read`: it views, it cannot {action}; use a token with the role `control`",
+                        caller.name
+                    ),
+                ))
+            }
             None => {
                 self.record(
                     "anonymous",
@@ -182,7 +260,7 @@ impl ApiState {
 
     /// Reads are open on loopback; elsewhere they need a token too.
     fn authorize_read(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        if self.loopback || self.who(headers).is_some() {
+        if self.loopback || self.reader(headers).is_some() {
             Ok(())
         } else {
             Err(ApiError::new(
@@ -197,13 +275,13 @@ impl ApiState {
 /// An error answer: `{"error": "<kind>", "detail": "<what and what to do>"}`.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    error: &'static str,
-    detail: String,
+    pub(crate) status: StatusCode,
+    pub(crate) error: &'static str,
+    pub(crate) detail: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> ApiError {
         ApiError {
             status,
             error,
@@ -211,7 +289,7 @@ impl ApiError {
         }
     }
 
-    fn bad_request(detail: impl Into<String>) -> ApiError {
+    pub(crate) fn bad_request(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", detail)
     }
 }
@@ -241,7 +319,7 @@ fn ok(value: Value) -> ApiResult {
 }
 
 /// A run's workflow id from the path: `shark-<project>-<bead>`; nothing else is a run.
-fn run_path(id: &str) -> Result<String, ApiError> {
+pub(crate) fn run_path(id: &str) -> Result<String, ApiError> {
     if !chum_core::ids::is_shark_workflow_id(id) || id.len() > 200 || id.chars().any(|c| c.is_control() || c == '/') {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -265,6 +343,7 @@ fn body<T: for<'de> Deserialize<'de>>(bytes: &Bytes) -> Result<T, ApiError> {
 
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
+        .merge(crate::console::routes())
         .route("/health", get(health))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
@@ -326,8 +405,20 @@ mod tests {
     #[test]
     fn tokens_are_named_long_and_unique() {
         let t = parse_tokens("alice:0123456789abcdef, ci:fedcba9876543210xyz").unwrap();
-        assert_eq!(t[0], ("alice".into(), "0123456789abcdef".into()));
-        assert_eq!(t[1].0, "ci");
+        assert_eq!(t[0], ApiToken::control("alice", "0123456789abcdef"));
+        assert_eq!(t[1].name, "ci");
+        let roles = parse_tokens("alice:0123456789abcdef:control,bob:0123456789abcdeg:read").unwrap();
+        assert_eq!(roles[0].role, Role::Control);
+        assert_eq!(roles[1].role, Role::Read);
+        let err = parse_tokens("bob:0123456789abcdeg:admin").unwrap_err().to_string();
+        assert!(
+            err.contains("admin") && err.contains("read") && err.contains("control"),
+            "{err}"
+        );
+        assert!(
+            !format!("{:?}", roles[1]).contains("0123456789abcdeg"),
+            "Debug never shows the secret"
+        );
         assert!(parse_tokens("").unwrap().is_empty());
         assert!(parse_tokens("alice").unwrap_err().to_string().contains("name:token"));
         assert!(
@@ -359,7 +450,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("CHUM_API_TOKENS"), "{err}");
-        let some = vec![("a".to_string(), "0123456789abcdef".to_string())];
+        let some = vec![ApiToken::control("a", "0123456789abcdef")];
         assert!(check_bind("0.0.0.0:8900".parse().unwrap(), &some, "T").is_ok());
     }
 }

@@ -20,6 +20,17 @@ use chum_client::control::{self};
 use super::*;
 
 pub(super) async fn health(State(state): State<Arc<ApiState>>) -> Response {
+    let report = health_checks(&state).await;
+    let code = if report["ok"] == true {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(report)).into_response()
+}
+
+/// Every health check with its detail: `{"ok": <all passed>, "checks": [...]}`.
+pub(crate) async fn health_checks(state: &ApiState) -> Value {
     let mut checks = Vec::new();
     let mut all_ok = true;
     let mut check = |name: &str, result: Result<String, String>| {
@@ -75,12 +86,7 @@ pub(super) async fn health(State(state): State<Arc<ApiState>>) -> Response {
                 .map_err(|e| e.to_string()),
         );
     }
-    let code = if all_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(json!({"ok": all_ok, "checks": checks}))).into_response()
+    json!({"ok": all_ok, "checks": checks})
 }
 
 /// Prometheus text: the SDK's worker metrics, then CHUM's.

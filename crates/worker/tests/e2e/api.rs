@@ -10,6 +10,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "alice-token-0123456789";
+const READ_TOKEN: &str = "viewer-token-0123456789";
 
 fn audit_lines(h: &Harness) -> Vec<Value> {
     std::fs::read_to_string(&h.config.api.audit_log)
@@ -88,7 +89,10 @@ async fn read_events(response: reqwest::Response, on_event: impl Fn(&str, &Value
 async fn an_operator_creates_approves_and_follows_a_bead_over_http() {
     let h = &Harness::with_steps("api", good_work()).await;
     h.with_metrics_worker(|client, sdk_metrics| async move {
-        let tokens = vec![("alice".to_string(), TOKEN.to_string())];
+        let tokens = vec![
+            worker::api::ApiToken::control("alice", TOKEN),
+            worker::api::ApiToken::read("viewer", READ_TOKEN),
+        ];
         let (base, _stop) = h.start_api(client.clone(), tokens, Some(sdk_metrics)).await;
         let http = http_client();
         let url = |path: &str| format!("{base}{path}");
@@ -160,6 +164,23 @@ async fn an_operator_creates_approves_and_follows_a_bead_over_http() {
         tokio::time::timeout(Duration::from_secs(60), gate_rx.recv())
             .await
             .expect("the plan reached the gate");
+        // A read token views, it never decides: 403, and the refusal is on record.
+        let read_only = http
+            .post(url(&format!("/runs/{run}/approve")))
+            .bearer_auth(READ_TOKEN)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(read_only.status(), 403);
+        let body: Value = read_only.json().await.unwrap();
+        assert_eq!(body["error"], "forbidden", "{body}");
+        assert!(
+            audit_lines(h).iter().any(|l| l["who"] == "viewer"
+                && l["action"] == "approve"
+                && l["result"].as_str().unwrap_or("").contains("read token")),
+            "the read token's refusal is audited"
+        );
         let bad_body = http
             .post(url(&format!("/runs/{run}/approve")))
             .bearer_auth(TOKEN)
@@ -309,10 +330,10 @@ async fn an_operator_creates_approves_and_follows_a_bead_over_http() {
         let audit = audit_lines(h);
         // Audit first: each authorized control request is on record before it is acted on (create,
         // approve x2 (bad body + ok), reject, the 6 POSTs above), then its result; the 2 refused
-        // requests have their refusal only.
+        // requests and the read token's approval have their refusal only.
         let requested = audit.iter().filter(|l| l["result"] == "requested").count();
         assert_eq!(requested, 1 + 2 + 1 + 6, "{audit:#?}");
-        assert_eq!(audit.len() - requested, 2 + 1 + 2 + 1 + 6, "{audit:#?}");
+        assert_eq!(audit.len() - requested, 2 + 1 + 1 + 2 + 1 + 6, "{audit:#?}");
         for line in &audit {
             for key in ["ts", "who", "action", "target", "result", "remote"] {
                 assert!(line[key].is_string(), "{key} missing: {line}");
@@ -382,7 +403,7 @@ async fn a_decision_that_cannot_be_audited_is_not_taken() {
     )
     .await;
     h.with_worker(|client| async move {
-        let tokens = vec![("alice".to_string(), TOKEN.to_string())];
+        let tokens = vec![worker::api::ApiToken::control("alice", TOKEN)];
         let (base, _stop) = h.start_api(client.clone(), tokens, None).await;
         let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
         wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;

@@ -4,7 +4,7 @@
 
 use chum_core::activity_contract::SharkActivities;
 use chum_core::coordination::outside_plan;
-use chum_core::gate_text::{discarded_note, dod_artifact, dod_feedback, dod_summary};
+use chum_core::gate_text::{discarded_note, dod_artifact, dod_feedback, dod_summary, semgrep_finding_line};
 use chum_core::proto::{
     DodRequest, ExecuteReport, GateName, GateResult, LeaseMode, Phase, Plan, ReviewRequest, SemgrepRequest,
 };
@@ -258,7 +258,7 @@ impl Shark<'_> {
         }
         let mut findings = String::from("Semgrep found known mistakes; fix each one:\n");
         for f in &scan.findings {
-            findings.push_str(&format!("- {} {}:{}: {}\n", f.rule_id, f.file, f.line, f.message));
+            findings.push_str(&semgrep_finding_line(f));
         }
         result.excerpt = format!("{} finding(s){quarantine}\n{findings}", scan.findings.len());
         self.push_gate(result);
