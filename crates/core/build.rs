@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "chum/v1/groom.proto",
         "chum/v1/coordinator.proto",
         "chum/v1/forge.proto",
+        "chum/v1/notify.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());

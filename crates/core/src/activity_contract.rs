@@ -13,9 +13,9 @@ use crate::proto::{
     ApplyMutationsReport, ApplyMutationsRequest, BriefingReport, BriefingRequest, CrystallizeRequest,
     DiscardCandidatesReport, DiscardCandidatesRequest, DispatchReport, DispatchRequest, DodReport, DodRequest,
     ExecuteReport, ExecuteRequest, GroomProposal, GroomRequest, IntegrateRequest, IntegrationReport, LandReport,
-    LandRequest, LearnerInput, LessonsReport, LoadBeadRequest, LoadBeadResult, PlanDraft, PlanRequest,
-    PullRequestCheck, PullRequestReport, PullRequestRequest, PullRequestStatus, ReviewReport, ReviewRequest,
-    RuleReport, RunOpenReport, RunOpenRequest, RunRecord, RunRecorded, SemgrepReport, SemgrepRequest,
+    LandRequest, LearnerInput, LessonsReport, LoadBeadRequest, LoadBeadResult, NotifyEvent, NotifyReport, PlanDraft,
+    PlanRequest, PullRequestCheck, PullRequestReport, PullRequestRequest, PullRequestStatus, ReviewReport,
+    ReviewRequest, RuleReport, RunOpenReport, RunOpenRequest, RunRecord, RunRecorded, SemgrepReport, SemgrepRequest,
     UpdateBeadRequest, UpdateBeadResult, UpdateToBaseReport, UpdateToBaseRequest,
 };
 
@@ -200,11 +200,25 @@ impl GroomActivities {
     }
 }
 
+/// The Notifier's activity.
+pub struct NotifyActivities;
+
+#[activity_definitions]
+impl NotifyActivities {
+    /// Sends one event to every `[[notify]]` target that wants it and has not had it yet; fails
+    /// (to be retried) while a target cannot be reached.
+    #[activity(name = "deliver_notification")]
+    pub fn deliver(_event: NotifyEvent) -> Result<NotifyReport, ActivityError> {
+        unimplemented!()
+    }
+}
+
 /// The activity marker types, for `#[activity(definition = ...)]` in the activities crate.
 pub mod definitions {
     pub use super::coordinator_activities::*;
     pub use super::dispatcher_activities::*;
     pub use super::groom_activities::*;
     pub use super::learner_activities::*;
+    pub use super::notify_activities::*;
     pub use super::shark_activities::*;
 }

@@ -68,6 +68,12 @@ pub fn learner_workflow_id(project: &str, bead_id: &str, run_id: &str) -> String
     format!("learner-{project}-{bead_id}-{run_id}")
 }
 
+/// The Notifier a Shark run starts for one event (`kind`: gate_waiting, gate_expiring, run_ended;
+/// `at`: the gate and round, e.g. "plan-2", or "end").
+pub fn notify_workflow_id(project: &str, bead_id: &str, run_id: &str, kind: &str, at: &str) -> String {
+    format!("notify-{project}-{bead_id}-{run_id}-{kind}-{at}")
+}
+
 /// The TacticalGroom a Shark run starts as it ends.
 pub fn groom_workflow_id(project: &str, bead_id: &str, run_id: &str) -> String {
     format!("groom-{project}-{bead_id}-{run_id}")

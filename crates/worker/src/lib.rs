@@ -11,12 +11,12 @@ use chum_core::live_config::LiveConfig;
 
 use chum_activities::{
     CoordinatorActivitiesImpl, DispatcherActivitiesImpl, GroomActivitiesImpl, LearnerActivitiesImpl,
-    SharkActivitiesImpl,
+    NotifyActivitiesImpl, SharkActivitiesImpl,
 };
 use chum_core::config::ChumConfig;
 use chum_core::proto::{DispatcherInput, StrategicGroomInput};
 use chum_workflows::{
-    CoordinatorWorkflow, DispatcherWorkflow, LearnerWorkflow, SharkWorkflow, StrategicGroomWorkflow,
+    CoordinatorWorkflow, DispatcherWorkflow, LearnerWorkflow, NotifierWorkflow, SharkWorkflow, StrategicGroomWorkflow,
     TacticalGroomWorkflow,
 };
 use temporalio_client::schedules::{CreateScheduleOptions, ScheduleAction, ScheduleOverlapPolicy, ScheduleSpec};
@@ -35,9 +35,11 @@ pub fn build_worker(runtime: &Runtime, client: Client, config: impl Into<LiveCon
         .register_workflow::<TacticalGroomWorkflow>()?
         .register_workflow::<StrategicGroomWorkflow>()?
         .register_workflow::<CoordinatorWorkflow>()?
+        .register_workflow::<NotifierWorkflow>()?
         .register_activities(SharkActivitiesImpl::new(config.clone()))
         .register_activities(LearnerActivitiesImpl::new(config.clone()))
         .register_activities(GroomActivitiesImpl::new(config.clone()))
+        .register_activities(NotifyActivitiesImpl::new(config.clone()))
         .register_activities(DispatcherActivitiesImpl::new(config))
         .register_activities(CoordinatorActivitiesImpl)
         .build();

@@ -9,12 +9,14 @@ pub mod coordinator;
 pub mod dispatcher;
 pub mod groom;
 pub mod learner;
+pub mod notify;
 pub mod shark;
 
 pub use coordinator::CoordinatorWorkflow;
 pub use dispatcher::DispatcherWorkflow;
 pub use groom::{StrategicGroomWorkflow, TacticalGroomWorkflow};
 pub use learner::LearnerWorkflow;
+pub use notify::NotifierWorkflow;
 pub use shark::{SharkWorkflow, approve_payload, json_payload};
 
 /// The Shark's run definition: the type client handles are parameterized with
@@ -36,3 +38,6 @@ pub type TacticalGroomRun = <TacticalGroomWorkflow as temporalio_sdk::workflows:
 
 /// The StrategicGroom's run definition, for client handles and schedules.
 pub type StrategicGroomRun = <StrategicGroomWorkflow as temporalio_sdk::workflows::WorkflowImplementation>::Run;
+
+/// The Notifier's run definition, for client handles.
+pub type NotifierRun = <NotifierWorkflow as temporalio_sdk::workflows::WorkflowImplementation>::Run;

@@ -128,6 +128,7 @@ fn check_activity(name: &str, input: Option<&Value>, output: Option<&Value>) -> 
         "open_pull_request" => pair!(PullRequestRequest, PullRequestReport),
         "check_pull_request" => pair!(PullRequestCheck, PullRequestStatus),
         "run_open" => pair!(RunOpenRequest, RunOpenReport),
+        "deliver_notification" => pair!(NotifyEvent, NotifyReport),
         other => Err(format!("activity {other:?} has no type here: add it to check_activity")),
     }
 }
@@ -152,6 +153,7 @@ fn check_workflow(name: &str, input: Option<&Value>, output: Option<&Value>) -> 
         "StrategicGroom" => pair!(StrategicGroomInput, GroomResult),
         "Dispatcher" => pair!(DispatcherInput, Value),
         "MergeQueue" => pair!(CoordinatorInput, Value),
+        "Notifier" => pair!(NotifyEvent, NotifierResult),
         other => Err(format!("workflow {other:?} has no type here: add it to check_workflow")),
     }
 }

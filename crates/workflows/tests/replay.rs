@@ -11,7 +11,7 @@ use std::time::Duration;
 use chum_core::activity_contract::SharkActivities;
 use chum_core::proto::{PlanRequest, SharkInput, SharkResult};
 use chum_workflows::{
-    CoordinatorWorkflow, DispatcherWorkflow, LearnerWorkflow, SharkWorkflow, StrategicGroomWorkflow,
+    CoordinatorWorkflow, DispatcherWorkflow, LearnerWorkflow, NotifierWorkflow, SharkWorkflow, StrategicGroomWorkflow,
     TacticalGroomWorkflow,
 };
 use temporalio_client::WorkflowHistory;
@@ -75,6 +75,8 @@ async fn every_recorded_history_replays_deterministically() {
         .register_workflow::<StrategicGroomWorkflow>()
         .expect("registers")
         .register_workflow::<CoordinatorWorkflow>()
+        .expect("registers")
+        .register_workflow::<NotifierWorkflow>()
         .expect("registers")
         .build();
     let replayer = WorkflowReplayer::new(options).expect("replayer");

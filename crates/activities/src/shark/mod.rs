@@ -157,6 +157,7 @@ impl SharkSteps {
                 approve_result,
                 concurrency: project.concurrency,
                 leases: project.leases as i32,
+                notify: !self.config.notify.is_empty(),
             }),
         })
     }

@@ -9,6 +9,7 @@
 mod artifacts;
 mod grooms;
 mod lessons;
+mod notifications;
 mod rules;
 mod runs;
 mod schema;

@@ -1,7 +1,7 @@
 //! The store's schema: migrations applied in order; `PRAGMA user_version` counts them.
 
 /// Schema migrations, applied in order; `user_version` says how many have run.
-pub(super) const MIGRATIONS: [&str; 5] = [
+pub(super) const MIGRATIONS: [&str; 6] = [
     r#"
     CREATE TABLE lessons (
         id INTEGER PRIMARY KEY,
@@ -116,5 +116,14 @@ pub(super) const MIGRATIONS: [&str; 5] = [
     r#"
     ALTER TABLE agent_usage ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE agent_usage ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0;
+"#,
+    // Which notification went to which target: each event goes to each target at most once.
+    r#"
+    CREATE TABLE notifications (
+        event_id TEXT NOT NULL,
+        target TEXT NOT NULL,
+        sent_ms INTEGER NOT NULL,
+        PRIMARY KEY (event_id, target)
+    );
 "#,
 ];

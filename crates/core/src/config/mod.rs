@@ -9,6 +9,7 @@ mod agents;
 mod commands;
 mod cron;
 mod forge;
+mod notify;
 mod projects;
 mod raw;
 mod schema;
@@ -18,6 +19,7 @@ pub mod world;
 pub use commands::{expand_command, is_simple_name};
 pub use cron::check_cron;
 pub use forge::{ForgeConfig, ForgeKind, IntakeConfig, MAX_POLL, RawForge, RawIntake};
+pub use notify::{NOTIFY_EVENTS, NotifyKind, NotifyTarget, NotifyUrl, RawNotify};
 pub use raw::{
     RawApi, RawBudget, RawConfig, RawDispatcher, RawGroom, RawLearner, RawLimits, RawProject, RawProvider, RawSandbox,
     RawSemgrep, RawTemporal,
@@ -245,6 +247,50 @@ mod tests {
     fn unknown_keys_are_named_with_their_path() {
         let text = GOOD.replace("dod = [", "dod_comands = [\"x\"]\n dod = [");
         expect_invalid(&text, "projects.demo.dod_comands", "unknown key");
+    }
+
+    #[test]
+    fn notify_targets_are_named_and_say_what_they_miss() {
+        let text = format!(
+            "{GOOD}\n[[notify]]\nkind = \"webhook\"\nurl = \"https://hooks.example.com/chum\"\nsecret_env = \"HOOK_SECRET\"\n\n\
+             [[notify]]\nkind = \"slack\"\nurl_env = \"SLACK_URL\"\nevents = [\"run_ended\"]\n\n\
+             [[notify]]\nkind = \"matrix\"\nname = \"team-room\"\nurl = \"https://matrix.example.org\"\nroom = \"!abc:example.org\"\ntoken_env = \"MATRIX_TOKEN\"\n"
+        );
+        let config = load(&text).expect("valid");
+        let names: Vec<&str> = config.notify.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["webhook-1", "slack-2", "team-room"]);
+        assert_eq!(config.notify[1].url, NotifyUrl::Env("SLACK_URL".into()));
+        assert!(config.notify[1].wants("run_ended") && !config.notify[1].wants("gate_waiting"));
+        assert!(config.notify[0].wants("gate_expiring"), "all events by default");
+        assert_eq!(config.api.public_url, "http://127.0.0.1:8900");
+        let notify = |body: &str| format!("{GOOD}\n[[notify]]\n{body}\n");
+        expect_invalid(
+            &notify("kind = \"webhook\"\nurl = \"https://h.example\""),
+            "notify[0].secret_env",
+            "signed with",
+        );
+        expect_invalid(&notify("kind = \"pager\""), "notify[0].kind", "\"pager\"");
+        expect_invalid(&notify("kind = \"slack\""), "notify[0].url", "url_env");
+        expect_invalid(
+            &notify("kind = \"slack\"\nurl = \"https://user:pw@hooks.slack.com/x\""),
+            "notify[0].url",
+            "without credentials",
+        );
+        expect_invalid(
+            &notify("kind = \"matrix\"\nurl = \"https://m.example\"\ntoken_env = \"T\"\nroom = \"general\""),
+            "notify[0].room",
+            "room id",
+        );
+        expect_invalid(
+            &notify("kind = \"slack\"\nurl_env = \"S\"\nevents = [\"gate_opened\"]"),
+            "notify[0].events",
+            "gate_waiting, gate_expiring, run_ended",
+        );
+        expect_invalid(
+            &notify("kind = \"slack\"\nurl_env = \"CHUM_API_TOKENS\""),
+            "notify[0].url_env",
+            "API's tokens",
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub struct RawConfig {
     pub api: RawApi,
     pub budget: RawBudget,
     pub sandbox: RawSandbox,
+    pub notify: Vec<super::notify::RawNotify>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -47,6 +48,7 @@ pub struct RawApi {
     pub bind: Option<String>,
     pub tokens_env: Option<String>,
     pub audit_log: Option<String>,
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -373,6 +373,8 @@ pub struct ChumConfig {
     pub api: ApiSettings,
     pub budget: Budget,
     pub sandbox: SandboxSettings,
+    /// Who is told when a gate waits, is about to time out, and when a run ends.
+    pub notify: Vec<super::notify::NotifyTarget>,
     /// Let the reviewer be the same model as the executor (another provider name running the same
     /// program and model). Off: cross-model review means another model.
     pub allow_same_model_review: bool,
@@ -400,6 +402,9 @@ pub struct ApiSettings {
     pub tokens_env: String,
     /// The append-only audit log of control actions (JSON lines).
     pub audit_log: PathBuf,
+    /// Where people reach the console (links in notifications), without a trailing slash;
+    /// default `http://<bind>`.
+    pub public_url: String,
 }
 
 /// Backlog grooming: a TacticalGroom after every Shark, a StrategicGroom on a schedule.

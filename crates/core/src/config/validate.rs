@@ -69,6 +69,7 @@ impl Validator {
         let state_dir = self.path(raw.state_dir.as_deref().unwrap_or(".chum"));
         let budget = self.budget(raw.budget)?;
         let sandbox = self.sandbox(raw.sandbox)?;
+        let notify = self.notify(raw.notify, &tokens_env)?;
         let api = self.api(raw.api, tokens_env, &state_dir)?;
         Ok(ChumConfig {
             source: source.to_path_buf(),
@@ -87,6 +88,7 @@ impl Validator {
             api,
             budget,
             sandbox,
+            notify,
             allow_same_model_review,
         })
     }
@@ -306,8 +308,21 @@ impl Validator {
                 format!("{bind_text:?} is not an address with a port, e.g. \"127.0.0.1:8900\" or \"0.0.0.0:8900\""),
             )
         })?;
+        let public_url = match raw.public_url {
+            None => format!("http://{bind}"),
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                url.trim_end_matches('/').to_string()
+            }
+            Some(url) => {
+                return Err(self.invalid(
+                    "api.public_url",
+                    format!("{url:?} is not an http(s) URL, e.g. \"https://chum.example.org\""),
+                ));
+            }
+        };
         let api = ApiSettings {
             enabled: raw.enabled.unwrap_or(true),
+            public_url,
             bind,
             tokens_env,
             audit_log: match raw.audit_log.as_deref() {

@@ -10,6 +10,7 @@ use temporalio_common::data_converters::RawValue;
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::{ActivityExecutionError, CancellableFuture};
 
+use super::notify::WaitingGate;
 use super::options::agent_options;
 use super::{Approved, Shark};
 
@@ -93,7 +94,8 @@ impl Shark<'_> {
             });
             self.enter_phase(Phase::AwaitingApproval, round);
             let waited_from = self.now_ms();
-            let decision = self.wait_for_decision(limits.gate_timeout).await;
+            let gate = WaitingGate { gate: "plan", round };
+            let decision = self.wait_at_gate(gate, limits.gate_timeout).await;
             let waited = (self.now_ms() - waited_from).max(0) as u64;
             let Some(decision) = decision else {
                 let reason = format!(

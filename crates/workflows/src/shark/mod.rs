@@ -25,6 +25,7 @@ mod ending;
 mod fanout;
 mod gate;
 mod land;
+mod notify;
 mod options;
 mod pull_request;
 mod result_gate;
@@ -78,6 +79,9 @@ pub struct SharkWorkflow {
     pushed_head: String,
     /// The forge told the worker something happened to this run's pull request (a webhook): look.
     forge_event: bool,
+    /// Tell the project's `[[notify]]` targets about gates and the end (runs started after patch
+    /// "notify", in projects with targets).
+    notify: bool,
 }
 
 /// One Shark run as its steps see it: the workflow context, which run, its limits. In the style of
@@ -147,6 +151,7 @@ impl SharkWorkflow {
             // The record is for metrics and reports; the run's outcome never depends on it.
             let _ = shark.quick(SharkActivities::record_run, record).await;
         }
+        Shark::new(ctx, &input).notify_end(&result).await;
         Ok(result)
     }
 
@@ -437,9 +442,13 @@ impl Shark<'_> {
         } else {
             project.order().collect()
         };
+        // Runs started before notifications replay without them (the marker is asked only
+        // where there are targets, so other runs' histories are unchanged).
+        let notify = project.notify && self.ctx.patched("notify");
         self.ctx.state_mut(|s| {
             s.status.gates = gates.iter().map(|g| *g as i32).collect();
             s.status.review_fail_open = project.review_fail_open;
+            s.notify = notify;
         });
         Ok(Ok(Setup {
             bead,

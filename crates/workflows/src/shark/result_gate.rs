@@ -8,6 +8,7 @@
 
 use chum_core::proto::{ExecuteReport, GateName, GateResult, Phase};
 
+use super::notify::WaitingGate;
 use super::slots::SlotProblem;
 use super::{Approved, Setup, Shark};
 
@@ -41,7 +42,11 @@ impl Shark<'_> {
         self.enter_phase(Phase::AwaitingResultApproval, attempt);
         let waited_from = self.now_ms();
         let timeout = self.limits.gate_timeout;
-        let decision = self.wait_for_decision(timeout).await;
+        let gate = WaitingGate {
+            gate: "result",
+            round: attempt,
+        };
+        let decision = self.wait_at_gate(gate, timeout).await;
         let waited = (self.now_ms() - waited_from).max(0) as u64;
         let Some(decision) = decision else {
             let reason = format!(
