@@ -59,10 +59,20 @@ rm -f "$STATE/state/chum.db" "$STATE/state/chum.db-wal" "$STATE/state/chum.db-sh
 say "chum doctor: what this machine gives CHUM (Temporal, tools, providers, the agent sandbox)"
 $CHUM doctor | sed 's/^/    /' || { echo "chum doctor found a problem (above)" >&2; exit 1; }
 
+# A token for the web console, made for this demo and kept in a file only its owner reads (never
+# printed, never in the log): log in with it to approve from the browser.
+TOKEN_FILE="$STATE/console-token"
+(umask 077 && python3 -c 'import secrets; print(secrets.token_hex(24))' >"$TOKEN_FILE")
+CHUM_API_TOKENS="demo-operator:$(cat "$TOKEN_FILE"):control"
+export CHUM_API_TOKENS
+
 say "starting the worker (log: $STATE/worker.log); it starts the project's dispatcher"
 "$CHUM_ROOT/target/debug/worker" --config "$CONFIG" >"$STATE/worker.log" 2>&1 &
 WORKER_PID=$!
 echo "$WORKER_PID" >"$STATE/worker.pid"
+# The CLI below talks to Temporal; it needs no API token.
+unset CHUM_API_TOKENS
+echo "    the web console: http://127.0.0.1:$API_PORT/ (open it to watch; log in with the token in $TOKEN_FILE to decide)"
 
 say "three beads go into the backlog, as a person would add them (\`bd create\` works the same):"
 echo "    \$ chum create \"Add slugify() to textkit\" --id tk-1a ..."
@@ -138,9 +148,9 @@ say "done: three beads merged in dependency order, nobody started a run by hand;
 git -C "$STATE/project" log --oneline -n 8 main
 echo
 if [[ "${CHUM_DEMO_KEEP:-0}" == "1" ]]; then
-    say "keeping the server and worker up: Temporal UI http://127.0.0.1:$UI_PORT; \`target/debug/chum --config $CONFIG resume demo\` lets the dispatcher start the groomers' beads. Ctrl-C stops."
+    say "keeping the server and worker up: the console http://127.0.0.1:$API_PORT/ (token in $TOKEN_FILE), the Temporal UI http://127.0.0.1:$UI_PORT; \`target/debug/chum --config $CONFIG resume demo\` lets the dispatcher start the groomers' beads. Ctrl-C stops."
     wait "$WORKER_PID" || true
 else
-    echo "The dev server and worker stop now. Run \`CHUM_DEMO_KEEP=1 make demo\` to keep them (and"
-    echo "the Temporal UI on http://127.0.0.1:$UI_PORT) up afterwards."
+    echo "The dev server and worker stop now. Run \`CHUM_DEMO_KEEP=1 make demo\` to keep them (the"
+    echo "console on http://127.0.0.1:$API_PORT/ and the Temporal UI on http://127.0.0.1:$UI_PORT) up afterwards."
 fi

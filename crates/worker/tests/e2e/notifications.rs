@@ -87,11 +87,13 @@ async fn listener() -> (String, Received) {
             put(
                 |State(r): State<Received>,
                  Path((room, txn)): Path<(String, String)>,
+                 uri: axum::http::Uri,
                  headers: HeaderMap,
                  body: Bytes| async move {
                     let mut value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     value["_room"] = json!(room);
                     value["_txn"] = json!(txn);
+                    value["_path"] = json!(uri.path());
                     r.0.lock().unwrap().push(("matrix".into(), headers, value));
                     axum::Json(json!({"event_id": "$abc"}))
                 },
@@ -181,7 +183,7 @@ async fn gates_and_endings_are_told_once_to_every_target_through_a_worker_kill()
     .await;
 
     // The worker dies at the gate; the next one replays the run and tells nobody twice.
-    worker.kill();
+    let first_log = worker.kill();
     let worker = WorkerProcess::start_with(&config, &env);
     worker.wait_for_line("worker polling", 0).await;
     wait_for("the reminder", 30, || {
@@ -288,8 +290,38 @@ async fn gates_and_endings_are_told_once_to_every_target_through_a_worker_kill()
         .collect();
     assert_eq!(txns.len(), 3, "one transaction per event");
 
+    // What Slack and Matrix were sent is what their SDKs say they take (and a message that is
+    // not would be caught).
+    if let Some(contracts) = notify_contracts() {
+        let path = "/_matrix/client/v3/rooms/%21r%3Ae/send/m.room.message/1";
+        assert!(!contracts.slack_violations(&json!({"txt": "x"})).is_empty());
+        let text = json!({"body": "x", "msgtype": "m.text"});
+        assert!(contracts.matrix_violations("PUT", path, &text).is_empty());
+        assert!(!contracts.matrix_violations("POST", path, &text).is_empty());
+        assert!(
+            !contracts
+                .matrix_violations("PUT", path, &json!({"body": "x", "msgtype": "m.txt"}))
+                .is_empty()
+        );
+        for (route, _, body) in received.all() {
+            let wrong = match route.as_str() {
+                "slack" => contracts.slack_violations(&body),
+                "matrix" => {
+                    let mut content = body.clone();
+                    let path = content["_path"].as_str().unwrap_or_default().to_string();
+                    if let Some(o) = content.as_object_mut() {
+                        o.retain(|k, _| !k.starts_with('_'));
+                    }
+                    contracts.matrix_violations("PUT", &path, &content)
+                }
+                _ => Vec::new(),
+            };
+            assert!(wrong.is_empty(), "{route}: {wrong:?} in {body}");
+        }
+    }
+
     // No secret in the worker's log, while the down target's failures are there.
-    let log = stopped.join("\n");
+    let log = format!("{}\n{}", first_log.join("\n"), stopped.join("\n"));
     for secret in [SECRET, MATRIX_TOKEN, slack_url.as_str()] {
         assert!(!log.contains(secret), "the log holds a secret: {secret}");
     }
