@@ -224,3 +224,96 @@ async fn a_person_rejects_approves_and_follows_a_bead_in_the_browser() {
         "{decided:?}"
     );
 }
+
+/// Operations in the browser: a control token pauses the project's dispatcher and resumes it (the
+/// same signals as `chum pause|resume`, audited under its name); a read token sees the state and
+/// no button.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dispatcher_is_paused_and_resumed_from_the_operations_page() {
+    let Some(browser) = Browser::start().await else {
+        eprintln!("skipped: no Chromium and ChromeDriver in .tools (run scripts/setup.sh)");
+        return;
+    };
+    let options = HarnessOptions::with_steps(good_work()).with_config(|c| {
+        c.project().concurrency = Some(1);
+        c.dispatcher.interval = Some("1s".into());
+    });
+    let h = &Harness::start("console-ops", options).await;
+    h.with_worker(|client| async move {
+        let tokens = vec![
+            worker::api::ApiToken::control("alice", CONTROL),
+            worker::api::ApiToken::read("viewer", READ),
+        ];
+        let (base, _stop) = h.start_api(client.clone(), tokens, None).await;
+        worker::start_dispatchers(&client, &h.config).await;
+        let paused = || {
+            let client = client.clone();
+            async move {
+                chum_client::dispatcher::status(&client, "demo")
+                    .await
+                    .map(|s| s.paused)
+                    .ok()
+            }
+        };
+        browser.open(&format!("{base}/login"), "#token").await;
+        browser.fill("#token", READ).await;
+        browser.click("button[type=submit]").await;
+        browser
+            .open(
+                &format!("{base}/ui/operations"),
+                "#dispatchers tr[data-project='demo'] .badge",
+            )
+            .await;
+        assert_eq!(
+            browser.texts("#dispatchers tr[data-project='demo'] .badge").await,
+            ["running"]
+        );
+        assert!(
+            !browser.has("#dispatchers form").await,
+            "a read token gets no Pause button"
+        );
+
+        browser.click("header .who form button").await;
+        browser.fill("#token", CONTROL).await;
+        browser.click("button[type=submit]").await;
+        browser
+            .open(&format!("{base}/ui/operations"), "#dispatchers form button")
+            .await;
+        browser.click("#dispatchers tr[data-project='demo'] form button").await;
+        browser.wait_for_text(".notice.ok", "paused demo", 30).await;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while paused().await != Some(true) {
+            assert!(tokio::time::Instant::now() < deadline, "the dispatcher never paused");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        browser
+            .open(&format!("{base}/ui/operations"), "#dispatchers form button")
+            .await;
+        assert_eq!(
+            browser.texts("#dispatchers tr[data-project='demo'] .badge").await,
+            ["paused"]
+        );
+        browser.click("#dispatchers tr[data-project='demo'] form button").await;
+        browser.wait_for_text(".notice.ok", "resumed demo", 30).await;
+        while paused().await != Some(false) {
+            assert!(tokio::time::Instant::now() < deadline, "the dispatcher never resumed");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let audit = audit_lines(h);
+        for action in ["pause", "resume"] {
+            assert!(
+                audit
+                    .iter()
+                    .any(|l| l["who"] == "alice" && l["action"] == action && l["result"] == "ok"),
+                "{action} is on record: {audit:?}"
+            );
+        }
+        // The dispatcher's Shark waits at the gate for somebody; it goes with the test.
+        if let Ok(runs) = chum_client::control::running(&client).await {
+            for (id, _) in runs {
+                let _ = chum_client::control::cancel(&client, &id, "test over").await;
+            }
+        }
+    })
+    .await;
+}
