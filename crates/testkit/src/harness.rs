@@ -299,6 +299,15 @@ impl Harness {
         }
     }
 
+    /// The API's audit log, one JSON value per line (empty before anything was audited).
+    pub fn audit_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.config.api.audit_log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
+            .collect()
+    }
+
     pub fn read_bead(&self, id: &str) -> serde_json::Value {
         let text = std::fs::read_to_string(self.repo.join(".beads/issues.jsonl")).unwrap();
         text.lines()

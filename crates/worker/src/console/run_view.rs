@@ -60,7 +60,8 @@ pub(super) async fn page(
         &title,
         &viewer,
         html! {
-            div #run data-run=(id) data-phase=(phase) {
+            div #run data-run=(id) data-phase=(phase) data-round=(status.plan_round) data-attempt=(status.attempt)
+                data-spans=(status.phases.len()) data-gates=(status.gate_results.len()) {
                 (layout::notice(notice))
                 h1 { (status.bead_id) " " small.muted { (status.project) } }
                 p.facts {

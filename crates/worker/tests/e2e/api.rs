@@ -12,14 +12,6 @@ use serde_json::{Value, json};
 const TOKEN: &str = "alice-token-0123456789";
 const READ_TOKEN: &str = "viewer-token-0123456789";
 
-fn audit_lines(h: &Harness) -> Vec<Value> {
-    std::fs::read_to_string(&h.config.api.audit_log)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
-        .collect()
-}
-
 /// Scrapes `/metrics` and parses it with a Prometheus text parser.
 async fn scrape(http: &reqwest::Client, url: &str) -> prometheus_parse::Scrape {
     let response = http.get(url).send().await.unwrap();
@@ -176,7 +168,7 @@ async fn an_operator_creates_approves_and_follows_a_bead_over_http() {
         let body: Value = read_only.json().await.unwrap();
         assert_eq!(body["error"], "forbidden", "{body}");
         assert!(
-            audit_lines(h).iter().any(|l| l["who"] == "viewer"
+            h.audit_lines().iter().any(|l| l["who"] == "viewer"
                 && l["action"] == "approve"
                 && l["result"].as_str().unwrap_or("").contains("read token")),
             "the read token's refusal is audited"
@@ -327,7 +319,7 @@ async fn an_operator_creates_approves_and_follows_a_bead_over_http() {
         }
 
         // Every control request is in the audit log, with who, what, when and the result.
-        let audit = audit_lines(h);
+        let audit = h.audit_lines();
         // Audit first: each authorized control request is on record before it is acted on (create,
         // approve x2 (bad body + ok), reject, the 6 POSTs above), then its result; the 2 refused
         // requests and the read token's approval have their refusal only.
@@ -378,7 +370,7 @@ async fn without_tokens_control_routes_refuse_and_are_recorded() {
             let body: Value = response.json().await.unwrap();
             assert!(body["detail"].as_str().unwrap().contains("CHUM_API_TOKENS"), "{body}");
         }
-        let audit = audit_lines(h);
+        let audit = h.audit_lines();
         assert_eq!(audit.len(), 4);
         assert!(
             audit

@@ -12,14 +12,6 @@ use serde_json::Value;
 const CONTROL: &str = "alice-console-token-0123456789";
 const READ: &str = "viewer-console-token-0123456789";
 
-fn audit_lines(h: &Harness) -> Vec<Value> {
-    std::fs::read_to_string(&h.config.api.audit_log)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
-        .collect()
-}
-
 /// The session cookie a browser gets at login, for requests made by hand.
 fn session_cookie(token: &str) -> String {
     format!(
@@ -144,7 +136,7 @@ async fn a_person_rejects_approves_and_follows_a_bead_in_the_browser() {
                 .await
                 .unwrap();
             assert_eq!(forged.status(), 403);
-            let audit = audit_lines(h);
+            let audit = h.audit_lines();
             assert!(
                 audit.iter().any(|l| l["who"] == "alice" && l["result"].as_str().unwrap_or("").contains("CSRF")),
                 "{audit:?}"
@@ -214,7 +206,8 @@ async fn a_person_rejects_approves_and_follows_a_bead_in_the_browser() {
     assert_eq!(result.approved_by, "alice");
     let calc = std::fs::read_to_string(h.repo.join("calc.py")).unwrap();
     assert!(calc.contains("a * b") && !calc.contains("eval"), "{calc}");
-    let decided: Vec<String> = audit_lines(h)
+    let decided: Vec<String> = h
+        .audit_lines()
         .iter()
         .filter(|l| l["result"] == "ok" && l["who"] == "alice")
         .filter_map(|l| l["action"].as_str().map(str::to_string))
@@ -299,7 +292,7 @@ async fn the_dispatcher_is_paused_and_resumed_from_the_operations_page() {
             assert!(tokio::time::Instant::now() < deadline, "the dispatcher never resumed");
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
-        let audit = audit_lines(h);
+        let audit = h.audit_lines();
         for action in ["pause", "resume"] {
             assert!(
                 audit

@@ -7,28 +7,28 @@ document.addEventListener("DOMContentLoaded", () => {
   const run = document.getElementById("run");
   if (!run || run.dataset.phase === "done" || !window.EventSource) return;
   const source = new EventSource("/runs/" + encodeURIComponent(run.dataset.run) + "/events");
+  const reload = () => {
+    source.close();
+    // The page as the server renders it now (without the note of a decision).
+    location.replace(location.pathname);
+  };
   const text = (tag, content, cls) => {
     const el = document.createElement(tag);
     el.textContent = content;
     if (cls) el.className = cls;
     return el;
   };
-  source.addEventListener("phase", (e) => {
-    const d = JSON.parse(e.data);
-    const li = text("li", d.phase + " ");
-    li.dataset.phase = d.phase;
-    li.appendChild(text("span", "round " + d.round, "muted"));
+  const waiting = (phase) => phase === "awaiting_approval" || phase === "awaiting_result_approval";
+  const addPhase = (phase, round) => {
+    const li = text("li", phase + " ");
+    li.dataset.phase = phase;
+    li.appendChild(text("span", "round " + (round || 0), "muted"));
     document.getElementById("phases")?.appendChild(li);
-    const phase = document.getElementById("phase");
-    if (phase) phase.textContent = d.phase;
-    run.dataset.phase = d.phase;
-    if (d.phase === "awaiting_approval" || d.phase === "awaiting_result_approval") {
-      source.close();
-      location.replace(location.pathname);
-    }
-  });
-  source.addEventListener("gate", (e) => {
-    const g = JSON.parse(e.data);
+    run.dataset.spans = String(Number(run.dataset.spans || 0) + 1);
+    const shown = document.getElementById("phase");
+    if (shown) shown.textContent = phase;
+  };
+  const addGate = (g) => {
     const tr = document.createElement("tr");
     tr.className = g.passed ? "passed" : "failed";
     tr.dataset.gate = g.gate;
@@ -40,10 +40,27 @@ document.addEventListener("DOMContentLoaded", () => {
     td.appendChild(text("pre", g.excerpt || "", "excerpt"));
     tr.appendChild(td);
     document.querySelector("#gates tbody")?.appendChild(tr);
+    run.dataset.gates = String(Number(run.dataset.gates || 0) + 1);
+  };
+  // The stream's first event is the whole status as it is now: what happened between the page
+  // being rendered and the stream opening is caught up here, so nothing is missed.
+  source.addEventListener("status", (e) => {
+    const s = JSON.parse(e.data);
+    const spans = s.phases || [];
+    for (let i = Number(run.dataset.spans || 0); i < spans.length; i++) addPhase(spans[i].phase, spans[i].round);
+    const gates = s.gate_results || [];
+    for (let i = Number(run.dataset.gates || 0); i < gates.length; i++) addGate(gates[i]);
+    const moved = s.phase !== run.dataset.phase
+      || String(s.plan_round || 0) !== run.dataset.round
+      || String(s.attempt || 0) !== run.dataset.attempt;
+    if (s.phase === "done" || (waiting(s.phase) && moved)) reload();
   });
-  source.addEventListener("done", () => {
-    source.close();
-    // The page as the server renders a finished run (without the note of a decision).
-    location.replace(location.pathname);
+  source.addEventListener("phase", (e) => {
+    const d = JSON.parse(e.data);
+    addPhase(d.phase, d.round);
+    run.dataset.phase = d.phase;
+    if (waiting(d.phase)) reload();
   });
+  source.addEventListener("gate", (e) => addGate(JSON.parse(e.data)));
+  source.addEventListener("done", reload);
 });
