@@ -361,11 +361,25 @@ async fn codex_executes_and_reviews_through_chum() {
     let Some(codex) = agent_cli("codex") else { return };
     let dir = tempfile::tempdir().unwrap();
     let server = model_server(dir.path(), &scenario(), "codex");
-    let config = setup(
-        dir.path(),
-        codex_providers(dir.path(), &codex, &server.addr, "codex-execute"),
+    // Codex reports tokens, no dollars: its price (here written in the config, as for a model
+    // the table does not know) makes them count against USD budgets, marked computed.
+    let mut providers = codex_providers(dir.path(), &codex, &server.addr, "codex-execute");
+    for provider in providers.values_mut() {
+        provider.price = Some(chum_core::config::RawPrice {
+            input_usd_per_mtok: Some(1.25),
+            output_usd_per_mtok: Some(10.0),
+        });
+    }
+    let config = setup(dir.path(), providers);
+    let usage = execute_and_review(config.clone()).await;
+    let computed = (usage.input_tokens as f64 * 1.25 + usage.output_tokens as f64 * 10.0) / 1e6;
+    assert!((usage.cost_usd - computed).abs() < 1e-12, "{usage:?}");
+    let store = chum_activities::store::Store::open(&config.state_dir.join("chum.db")).unwrap();
+    let spent = store.spent(chum_activities::store::UsageFilter::default()).unwrap();
+    assert!(
+        spent.cost_usd > 0.0 && spent.computed >= 2,
+        "executor and reviewer computed: {spent:?}"
     );
-    execute_and_review(config).await;
 }
 
 /// Live processes carrying `marker` in their environment.

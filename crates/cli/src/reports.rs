@@ -92,27 +92,21 @@ pub fn usage(config: &ChumConfig, out: Out, project: Option<&str>, by: &str, day
         None => "all time".to_string(),
     };
     let scope = project.map(|p| format!("project {p}, ")).unwrap_or_default();
-    let estimated = if total.estimated > 0 {
-        format!(
-            " ({} run(s) estimated from their time: their provider reports no cost)",
-            total.estimated
-        )
-    } else {
-        String::new()
-    };
     println!(
-        "{scope}{span}: ${:.4}, {} tokens, {} agent run(s){estimated}",
-        total.cost_usd, total.tokens, total.runs
+        "{scope}{span}: ${:.4}, {} tokens, {} agent run(s){}",
+        total.cost_usd,
+        total.tokens,
+        total.runs,
+        cost_sources(&total, true)
     );
     for UsageRow { key, spent } in &rows {
-        let estimated = if spent.estimated > 0 {
-            format!("  ({} estimated)", spent.estimated)
-        } else {
-            String::new()
-        };
         println!(
-            "  {:<24} ${:>10.4}  {:>10} tokens  {:>5} run(s){estimated}",
-            key, spent.cost_usd, spent.tokens, spent.runs
+            "  {:<24} ${:>10.4}  {:>10} tokens  {:>5} run(s){}",
+            key,
+            spent.cost_usd,
+            spent.tokens,
+            spent.runs,
+            cost_sources(spent, false)
         );
     }
     if capped {
@@ -292,4 +286,39 @@ async fn rule_files_and_learned(config: &ChumConfig, out: Out, project: Option<&
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Which of the figures CHUM worked out rather than read from the agent: computed from the reported
+/// tokens at the provider's price, or estimated from the run's time at its rate (empty when every
+/// figure was reported). `long` says why, for the total.
+fn cost_sources(spent: &chum_activities::store::Spent, long: bool) -> String {
+    let mut parts = Vec::new();
+    if spent.computed > 0 {
+        parts.push(if long {
+            format!(
+                "{} run(s) computed from their tokens at the price table's prices (as of {}; `price` in [providers.<name>] overrides)",
+                spent.computed,
+                chum_core::config::PRICE_TABLE_AS_OF
+            )
+        } else {
+            format!("{} computed", spent.computed)
+        });
+    }
+    if spent.estimated > 0 {
+        parts.push(if long {
+            format!(
+                "{} run(s) estimated from their time: their provider reports no cost",
+                spent.estimated
+            )
+        } else {
+            format!("{} estimated", spent.estimated)
+        });
+    }
+    if parts.is_empty() {
+        String::new()
+    } else if long {
+        format!(" ({}; the rest as reported)", parts.join("; "))
+    } else {
+        format!("  ({})", parts.join(", "))
+    }
 }

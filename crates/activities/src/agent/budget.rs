@@ -13,7 +13,7 @@ use std::time::Duration;
 use std::path::PathBuf;
 
 use chum_core::config::{Budget, ChumConfig, ProviderConfig, Role};
-use chum_core::proto::RunRef;
+use chum_core::proto::{AgentUsage, RunRef};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -264,6 +264,37 @@ where
     ProviderTurn { _permit: permit }
 }
 
+/// Where a run's cost figure comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CostSource {
+    /// The agent reported it (or reported nothing, and nothing could be worked out).
+    Reported,
+    /// CHUM computed it from the tokens the agent reported and its provider's price.
+    Computed,
+    /// CHUM estimated it from the run's time at its provider's `cost_per_minute_usd`.
+    Estimated,
+}
+
+/// What a run cost: what the agent reported (an error answer included); when it reported no cost,
+/// its tokens at its provider's price (computed), else its time at the provider's rate
+/// (estimated).
+pub fn cost_of(provider: &ProviderConfig, reported: Option<AgentUsage>, duration_ms: u64) -> (AgentUsage, CostSource) {
+    let mut usage = reported.unwrap_or_default();
+    if usage.cost_usd > 0.0 {
+        return (usage, CostSource::Reported);
+    }
+    let tokens = usage.input_tokens + usage.output_tokens;
+    if let Some(price) = provider.price.filter(|_| tokens > 0) {
+        usage.cost_usd = price.cost(usage.input_tokens, usage.output_tokens);
+        return (usage, CostSource::Computed);
+    }
+    if provider.cost_per_minute_usd > 0.0 {
+        usage.cost_usd = provider.cost_per_minute_usd * duration_ms as f64 / 60_000.0;
+        return (usage, CostSource::Estimated);
+    }
+    (usage, CostSource::Reported)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,6 +407,7 @@ mod tests {
             cooldown: Duration::from_millis(cooldown_ms),
             pass_env: vec![],
             cost_per_minute_usd: 0.0,
+            price: None,
             allow_hosts: Default::default(),
             mcp_servers: vec![],
             writable: Vec::new(),
@@ -449,7 +481,8 @@ mod tests {
     }
 
     #[test]
-    fn an_error_answer_costs_what_it_reported_and_a_silent_provider_its_time_at_its_rate() {
+    fn an_error_answer_costs_what_it_reported_and_a_silent_provider_its_tokens_or_its_time() {
+        use crate::agent::CostSource;
         let mut provider = provider("text-agent", 0, 0);
         let reported = chum_core::proto::AgentUsage {
             input_tokens: 10,
@@ -458,14 +491,29 @@ mod tests {
         };
         assert_eq!(
             crate::agent::cost_of(&provider, Some(reported), 1000),
-            (reported, false)
+            (reported, CostSource::Reported)
         );
-        assert!(
-            !crate::agent::cost_of(&provider, None, 60_000).1,
+        let (usage, source) = crate::agent::cost_of(&provider, None, 60_000);
+        assert_eq!(
+            (usage.cost_usd, source),
+            (0.0, CostSource::Reported),
             "no rate, no estimate"
         );
         provider.cost_per_minute_usd = 0.5;
-        let (usage, estimated) = crate::agent::cost_of(&provider, None, 90_000);
-        assert!(estimated && (usage.cost_usd - 0.75).abs() < 1e-9, "{usage:?}");
+        let (usage, source) = crate::agent::cost_of(&provider, None, 90_000);
+        assert!(
+            source == CostSource::Estimated && (usage.cost_usd - 0.75).abs() < 1e-9,
+            "{usage:?}"
+        );
+        // Tokens without dollars (Codex) at the provider's price: computed, before any estimate.
+        provider.price = chum_core::config::table_price("gpt-5-codex");
+        let tokens_only = chum_core::proto::AgentUsage {
+            input_tokens: 1_200,
+            output_tokens: 150,
+            cost_usd: 0.0,
+        };
+        let (usage, source) = crate::agent::cost_of(&provider, Some(tokens_only), 90_000);
+        assert_eq!(source, CostSource::Computed);
+        assert!((usage.cost_usd - 0.003).abs() < 1e-12, "{usage:?}");
     }
 }

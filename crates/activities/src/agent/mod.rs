@@ -4,9 +4,12 @@ mod budget;
 mod mcp;
 mod run;
 
-pub use budget::{BudgetStop, ProviderTurn, Reservation, affordable, has_caps, provider_turn, reserve, utc_day_start};
+pub use budget::{
+    BudgetStop, CostSource, ProviderTurn, Reservation, affordable, cost_of, has_caps, provider_turn, reserve,
+    utc_day_start,
+};
 pub use mcp::{claude_config, codex_config, env_names, server_paths, servers_for, write_configs};
 pub use run::{
     AgentOutcome, AgentRequest, AgentSetupError, Asked, Liveness, Unsupervised, ask_with_one_retry, choose_provider,
-    cost_of, provider_program, run_agent,
+    provider_program, run_agent,
 };

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use chum_core::agent_output::{AgentAnswer, parse_agent_output};
 use chum_core::config::{ChumConfig, NotConfigured, ProviderConfig, Role, expand_command, show_size};
-use chum_core::proto::{AgentRunSummary, AgentUsage, RunRef};
+use chum_core::proto::{AgentRunSummary, RunRef};
 use chum_core::text::{excerpt, tail_excerpt};
 
-use super::budget;
+use super::budget::{self, CostSource, cost_of};
 use crate::exec::ChildEnv;
 use crate::exec::EgressClient;
 use crate::exec::{self as sandbox, Network, ProgramError, SandboxError, SandboxPolicy};
@@ -535,9 +535,10 @@ pub async fn run_agent(
         summary.is_error = true;
     }
     // What the run cost, as the agent reported it (errors included), for budgets, `chum usage`
-    // and /metrics; a provider that reports no cost is estimated from its time when it has a rate.
-    let (usage, estimated) = cost_of(provider, reported, summary.duration_ms);
-    summary.usage = (reported.is_some() || estimated).then_some(usage);
+    // and /metrics; a provider that reports no cost has it computed from its tokens and price, or
+    // estimated from its time when it has a rate.
+    let (usage, source) = cost_of(provider, reported, summary.duration_ms);
+    summary.usage = (reported.is_some() || source == CostSource::Estimated).then_some(usage);
     let record = UsageRecord {
         project: request.run.project.clone(),
         bead_id: request.run.bead_id.clone(),
@@ -552,7 +553,8 @@ pub async fn run_agent(
         cost_usd: usage.cost_usd,
         duration_ms: summary.duration_ms,
         created_ms: crate::clock::now_ms(),
-        estimated,
+        estimated: source == CostSource::Estimated,
+        computed: source == CostSource::Computed,
     };
     let recorded = match reservation {
         Some(reservation) => reservation.settle(&record),
@@ -566,17 +568,6 @@ pub async fn run_agent(
         answer,
         cancelled: outcome.cancelled,
     })
-}
-
-/// What a run cost: what the agent reported (an error answer included), or, when it reported no
-/// cost and its provider has a rate, its time at that rate, marked as estimated (`true`).
-pub fn cost_of(provider: &ProviderConfig, reported: Option<AgentUsage>, duration_ms: u64) -> (AgentUsage, bool) {
-    let mut usage = reported.unwrap_or_default();
-    let estimated = usage.cost_usd == 0.0 && provider.cost_per_minute_usd > 0.0;
-    if estimated {
-        usage.cost_usd = provider.cost_per_minute_usd * duration_ms as f64 / 60_000.0;
-    }
-    (usage, estimated)
 }
 
 /// A full or read-only disk (the artifact store), as opposed to a program that cannot run.

@@ -628,9 +628,11 @@ mod tests {
         git(&seed_dir, &["clone", "-q", "--bare", "seed", "remote.git"])
             .await
             .unwrap();
-        let _daemon = tokio::process::Command::new("git")
+        // git-daemon itself, not `git daemon`: killing the `git` front end on drop would leave the
+        // daemon it started running (and holding the test harness's output open).
+        let exec_path = git(dir.path(), &["--exec-path"]).await.unwrap();
+        let _daemon = tokio::process::Command::new(std::path::Path::new(exec_path.trim()).join("git-daemon"))
             .args([
-                "daemon",
                 "--reuseaddr",
                 "--listen=127.0.0.1",
                 &format!("--port={port}"),

@@ -1,7 +1,7 @@
 //! The store's schema: migrations applied in order; `PRAGMA user_version` counts them.
 
 /// Schema migrations, applied in order; `user_version` says how many have run.
-pub(super) const MIGRATIONS: [&str; 6] = [
+pub(super) const MIGRATIONS: [&str; 7] = [
     r#"
     CREATE TABLE lessons (
         id INTEGER PRIMARY KEY,
@@ -125,5 +125,9 @@ pub(super) const MIGRATIONS: [&str; 6] = [
         sent_ms INTEGER NOT NULL,
         PRIMARY KEY (event_id, target)
     );
+"#,
+    // Costs CHUM computed from the reported tokens and a price (Codex reports no dollars).
+    r#"
+    ALTER TABLE agent_usage ADD COLUMN computed INTEGER NOT NULL DEFAULT 0;
 "#,
 ];

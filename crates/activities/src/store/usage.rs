@@ -22,8 +22,10 @@ pub struct UsageRecord {
     pub cost_usd: f64,
     pub duration_ms: u64,
     pub created_ms: i64,
-    /// The cost is CHUM's estimate (the agent reported none), not the agent's figure.
+    /// The cost is CHUM's estimate from the run's time (the agent reported none), not the agent's figure.
     pub estimated: bool,
+    /// The cost is CHUM's, computed from the tokens the agent reported and its provider's price.
+    pub computed: bool,
 }
 
 /// What is summed for a budget check or a report.
@@ -32,8 +34,10 @@ pub struct Spent {
     pub cost_usd: f64,
     pub tokens: u64,
     pub runs: u64,
-    /// Of `runs`, those whose cost CHUM estimated.
+    /// Of `runs`, those whose cost CHUM estimated from their time.
     pub estimated: u64,
+    /// Of `runs`, those whose cost CHUM computed from their tokens and a price.
+    pub computed: u64,
 }
 
 /// Which usage to sum: any combination of project, bead and a start time.
@@ -53,8 +57,8 @@ impl Store {
         self.conn
             .execute(
                 "INSERT INTO agent_usage (project, bead_id, workflow_id, run_id, role, attempt, handoff, provider, \
-                 input_tokens, output_tokens, cost_usd, duration_ms, created_ms, reserved, estimated) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                 input_tokens, output_tokens, cost_usd, duration_ms, created_ms, reserved, estimated, computed) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                 params![
                     u.project,
                     u.bead_id,
@@ -70,7 +74,8 @@ impl Store {
                     u.duration_ms as i64,
                     u.created_ms,
                     reserved,
-                    u.estimated
+                    u.estimated,
+                    u.computed
                 ],
             )
             .map_err(|e| self.err(e))?;
@@ -132,14 +137,15 @@ impl Store {
             .conn
             .execute(
                 "UPDATE agent_usage SET input_tokens = ?2, output_tokens = ?3, cost_usd = ?4, duration_ms = ?5, \
-                 reserved = 0, estimated = ?6 WHERE id = ?1",
+                 reserved = 0, estimated = ?6, computed = ?7 WHERE id = ?1",
                 params![
                     reservation,
                     u.input_tokens as i64,
                     u.output_tokens as i64,
                     u.cost_usd,
                     u.duration_ms as i64,
-                    u.estimated
+                    u.estimated,
+                    u.computed
                 ],
             )
             .map_err(|e| self.err(e))?;
@@ -169,7 +175,7 @@ impl Store {
         self.conn
             .query_row(
                 "SELECT COALESCE(SUM(cost_usd), 0), COALESCE(SUM(input_tokens + output_tokens), 0), COUNT(*), \
-                 COALESCE(SUM(estimated), 0) \
+                 COALESCE(SUM(estimated), 0), COALESCE(SUM(computed), 0) \
                  FROM agent_usage WHERE (?1 IS NULL OR project = ?1) AND (?2 IS NULL OR bead_id = ?2) \
                  AND (?3 IS NULL OR created_ms >= ?3)",
                 params![filter.project, filter.bead_id, filter.since_ms],
@@ -179,6 +185,7 @@ impl Store {
                         tokens: r.get::<_, i64>(1)?.max(0) as u64,
                         runs: r.get::<_, i64>(2)?.max(0) as u64,
                         estimated: r.get::<_, i64>(3)?.max(0) as u64,
+                        computed: r.get::<_, i64>(4)?.max(0) as u64,
                     })
                 },
             )
@@ -194,7 +201,7 @@ impl Store {
         };
         let sql = format!(
             "SELECT {column}, COALESCE(SUM(cost_usd), 0), COALESCE(SUM(input_tokens + output_tokens), 0), COUNT(*), \
-             COALESCE(SUM(estimated), 0) FROM agent_usage WHERE (?1 IS NULL OR project = ?1) AND (?2 IS NULL OR bead_id = ?2) \
+             COALESCE(SUM(estimated), 0), COALESCE(SUM(computed), 0) FROM agent_usage WHERE (?1 IS NULL OR project = ?1) AND (?2 IS NULL OR bead_id = ?2) \
              AND (?3 IS NULL OR created_ms >= ?3) GROUP BY {column} ORDER BY 2 DESC, 3 DESC, 1"
         );
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
@@ -207,6 +214,7 @@ impl Store {
                         tokens: r.get::<_, i64>(2)?.max(0) as u64,
                         runs: r.get::<_, i64>(3)?.max(0) as u64,
                         estimated: r.get::<_, i64>(4)?.max(0) as u64,
+                        computed: r.get::<_, i64>(5)?.max(0) as u64,
                     },
                 ))
             })
@@ -233,6 +241,7 @@ impl Store {
                         tokens: r.get::<_, i64>(3)?.max(0) as u64,
                         runs: r.get::<_, i64>(4)?.max(0) as u64,
                         estimated: 0,
+                        computed: 0,
                     },
                 ))
             })

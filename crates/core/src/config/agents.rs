@@ -80,6 +80,7 @@ impl Validator {
                 }
                 other => other.unwrap_or(0.0),
             };
+            let price = self.price(&key("price"), p.price, p.model.as_deref().unwrap_or_default())?;
             let mcp_servers = self.mcp_servers(&key("mcp_servers"), p.mcp_servers, tokens_env)?;
             for (field, paths) in [("writable", &p.writable), ("readable", &p.readable)] {
                 for path in paths.iter() {
@@ -103,6 +104,7 @@ impl Validator {
                     max_concurrent: p.max_concurrent.unwrap_or(0),
                     cooldown,
                     cost_per_minute_usd,
+                    price,
                     allow_hosts,
                     mcp_servers,
                     writable: p.writable,

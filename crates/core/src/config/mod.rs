@@ -10,6 +10,7 @@ mod commands;
 mod cron;
 mod forge;
 mod notify;
+mod prices;
 mod projects;
 mod raw;
 mod schema;
@@ -20,6 +21,7 @@ pub use commands::{expand_command, is_simple_name};
 pub use cron::check_cron;
 pub use forge::{ForgeConfig, ForgeKind, IntakeConfig, MAX_POLL, RawForge, RawIntake};
 pub use notify::{NOTIFY_EVENTS, NotifyKind, NotifyTarget, NotifyUrl, RawNotify};
+pub use prices::{PRICE_TABLE_AS_OF, RawPrice, TokenPrice, table_price};
 pub use raw::{
     RawApi, RawBudget, RawConfig, RawDispatcher, RawGroom, RawLearner, RawLimits, RawProject, RawProvider, RawSandbox,
     RawSemgrep, RawTemporal,
@@ -247,6 +249,36 @@ mod tests {
     fn unknown_keys_are_named_with_their_path() {
         let text = GOOD.replace("dod = [", "dod_comands = [\"x\"]\n dod = [");
         expect_invalid(&text, "projects.demo.dod_comands", "unknown key");
+    }
+
+    #[test]
+    fn a_provider_is_priced_by_its_config_or_by_the_table_for_its_model() {
+        let config = load(&GOOD.replace(
+            "[providers.other]\n        command = [\"other-agent\"]",
+            "[providers.other]\n        command = [\"codex\"]\n        model = \"gpt-5-codex\"",
+        ))
+        .expect("valid");
+        let table = config.providers["other"].price.expect("the table knows gpt-5-codex");
+        assert_eq!((table.input_usd_per_mtok, table.output_usd_per_mtok), (1.25, 10.0));
+        assert_eq!(config.providers["scripted"].price, None, "no model, no price");
+        let priced = GOOD.replace(
+            "output = \"claude-json\"",
+            "output = \"claude-json\"\n        price = { input_usd_per_mtok = 0.5, output_usd_per_mtok = 2 }",
+        );
+        let own = load(&priced).expect("valid").providers["scripted"]
+            .price
+            .expect("its own price");
+        assert_eq!((own.input_usd_per_mtok, own.output_usd_per_mtok), (0.5, 2.0));
+        expect_invalid(
+            &priced.replace("output_usd_per_mtok = 2", "output_usd_per_mtok = -2"),
+            "providers.scripted.price.output_usd_per_mtok",
+            "not an amount of USD",
+        );
+        expect_invalid(
+            &priced.replace(", output_usd_per_mtok = 2", ""),
+            "providers.scripted.price.output_usd_per_mtok",
+            "names both",
+        );
     }
 
     #[test]

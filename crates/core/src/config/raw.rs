@@ -155,6 +155,7 @@ pub struct RawProvider {
     pub max_concurrent: Option<u32>,
     pub cooldown: Option<String>,
     pub cost_per_minute_usd: Option<f64>,
+    pub price: Option<super::prices::RawPrice>,
     pub network: Option<String>,
     pub allow_hosts: Vec<String>,
     pub mcp_servers: BTreeMap<String, RawMcpServer>,

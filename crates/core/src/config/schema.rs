@@ -327,6 +327,9 @@ pub struct ProviderConfig {
     /// What a minute of this provider costs, for budgets, when it reports no cost itself (a
     /// `text` provider); such figures are marked estimated. 0 = not estimated.
     pub cost_per_minute_usd: f64,
+    /// What its tokens cost when it reports tokens but no cost (its `price`, else the table's
+    /// price for its `model`); such costs are marked computed. None: not computed.
+    pub price: Option<super::prices::TokenPrice>,
     /// The hosts the sandboxed agent may reach, through the worker's egress proxy (empty: no
     /// network at all).
     pub allow_hosts: AllowList,
