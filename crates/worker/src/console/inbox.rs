@@ -81,7 +81,13 @@ pub(super) async fn page(State(state): State<Arc<ApiState>>, headers: HeaderMap)
                     tbody {
                         @for w in &waiting {
                             @let waited = (now - w.since_ms).max(0) / 1000;
-                            @let left = timeout_secs.saturating_sub(waited);
+                            // The run's own deadline; runs that waited before it was shown count
+                            // from the configured timeout.
+                            @let left = if w.status.gate_deadline_ms > 0 {
+                                (w.status.gate_deadline_ms - now).max(0) / 1000
+                            } else {
+                                timeout_secs.saturating_sub(waited)
+                            };
                             tr.waiting data-bead=(w.status.bead_id) {
                                 td { span class={"badge gate-" (w.gate)} { (w.gate) } }
                                 td { (w.status.project) }

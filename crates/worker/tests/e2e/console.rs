@@ -70,6 +70,8 @@ async fn a_person_rejects_approves_and_follows_a_bead_in_the_browser() {
             assert_eq!(browser.texts("#who").await, ["alice · control"]);
             let row = browser.texts("#inbox tr.waiting").await.join(" ");
             assert!(row.contains("plan") && row.contains("demo") && row.contains("Add multiply"), "{row}");
+            let left = browser.texts("#inbox tr.waiting td:last-child").await.join("");
+            assert!(left.ends_with(" s") && !left.contains('d'), "the run's own 60 s gate counts down: {left}");
             browser.screenshot(&screenshot("console-inbox.png")).await;
 
             // The plan, with its criteria, and the buttons.

@@ -91,10 +91,26 @@ impl Shark<'_> {
         gate: WaitingGate,
         timeout: Duration,
     ) -> Option<chum_core::proto::GateDecision> {
+        let deadline_ms = self
+            .now_ms()
+            .saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
+        // The status shows when the gate times out (the console's inbox counts down to it): state
+        // only, no command, so recorded runs replay as they were.
+        self.ctx.state_mut(|s| s.status.gate_deadline_ms = deadline_ms);
+        let decision = self.wait_with_reminder(gate, timeout, deadline_ms).await;
+        self.ctx.state_mut(|s| s.status.gate_deadline_ms = 0);
+        decision
+    }
+
+    async fn wait_with_reminder(
+        &self,
+        gate: WaitingGate,
+        timeout: Duration,
+        deadline_ms: i64,
+    ) -> Option<chum_core::proto::GateDecision> {
         if !self.notifying() {
             return self.wait_for_decision(timeout).await;
         }
-        let deadline_ms = self.now_ms() + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
         self.notify_gate("gate_waiting", gate, deadline_ms).await;
         let reminder = reminder_before(timeout);
         let first = timeout.saturating_sub(reminder);
