@@ -308,6 +308,21 @@ impl ValidationCache {
     }
 }
 
+/// Validates each of `files` with [`validate_rule_file`], each in its own directory under
+/// `scratch`; the verdicts come back in the files' order (`None`: it validates).
+pub async fn validate_rule_files(
+    core: &Path,
+    files: &[PathBuf],
+    scratch: &Path,
+    timeout: Duration,
+) -> Vec<Option<String>> {
+    let mut verdicts = Vec::with_capacity(files.len());
+    for (i, file) in files.iter().enumerate() {
+        verdicts.push(validate_rule_file(core, file, &scratch.join(i.to_string()), timeout).await);
+    }
+    verdicts
+}
+
 /// Parses a rule file with the engine and no targets: rule parse errors (bad patterns, missing
 /// fields) and YAML errors come back; a file without any rule is refused too. `dir` is this
 /// validation's own scratch directory.

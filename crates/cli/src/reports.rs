@@ -229,14 +229,15 @@ struct RuleFile {
 
 /// Every rule file with its rule ids, validated with the engine the gate uses, then the learned rules.
 async fn rule_files_and_learned(config: &ChumConfig, out: Out, project: Option<&str>) -> Result<ExitCode> {
-    use chum_activities::semgrep::{locate_core, rule_files, validate_rule_file};
+    use chum_activities::semgrep::{locate_core, rule_files, validate_rule_files};
     let name = only_project(config, project)?;
     let project = config.project(&name).map_err(usage_error)?;
     let core = locate_core(&config.semgrep).map_err(failed)?;
     let files = rule_files(&config.state_dir, &project.repo)?;
     let scratch = tempfile::tempdir()?;
+    let verdicts = validate_rule_files(&core, &files, scratch.path(), config.semgrep.timeout).await;
     let mut checked = Vec::new();
-    for (i, file) in files.iter().enumerate() {
+    for (file, verdict) in files.iter().zip(verdicts) {
         let text = std::fs::read_to_string(file).unwrap_or_default();
         let rule_ids = text
             .lines()
@@ -248,8 +249,6 @@ async fn rule_files_and_learned(config: &ChumConfig, out: Out, project: Option<&
         } else {
             "chum pack"
         };
-        let verdict =
-            validate_rule_file(&core, file, &scratch.path().join(i.to_string()), config.semgrep.timeout).await;
         checked.push(RuleFile {
             file: file.display().to_string(),
             origin,

@@ -114,12 +114,6 @@ async fn send(
     })
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// One delivery round: every target that wants the event and has not had it.
 pub async fn deliver(config: &ChumConfig, event: &NotifyEvent) -> Result<NotifyReport, ActivityError> {
     let store = Store::open(&config.state_dir.join("chum.db")).map_err(|e| retryable(e.to_string()))?;
@@ -147,7 +141,7 @@ pub async fn deliver(config: &ChumConfig, event: &NotifyEvent) -> Result<NotifyR
         match send(&client, target, event, &config.api.public_url).await {
             Ok(()) => {
                 store
-                    .record_notified(&event.id, &target.name, now_ms())
+                    .record_notified(&event.id, &target.name, crate::clock::now_ms())
                     .map_err(|e| retryable(e.to_string()))?;
                 report.delivered.push(target.name.clone());
             }

@@ -330,6 +330,15 @@ pub(crate) fn run_path(id: &str) -> Result<String, ApiError> {
     Ok(id.to_string())
 }
 
+/// The run's page in the Temporal UI (`[temporal] ui_url`).
+pub(crate) fn temporal_ui_link(config: &ChumConfig, workflow_id: &str) -> String {
+    format!(
+        "{}/namespaces/{}/workflows/{workflow_id}",
+        config.temporal.ui_url.trim_end_matches('/'),
+        config.temporal.namespace
+    )
+}
+
 /// A JSON body, or an empty one taken as `{}`; anything else is a 400 that says why.
 fn body<T: for<'de> Deserialize<'de>>(bytes: &Bytes) -> Result<T, ApiError> {
     let text = if bytes.iter().all(u8::is_ascii_whitespace) {

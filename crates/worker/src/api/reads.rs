@@ -208,11 +208,7 @@ pub(super) async fn run(State(state): State<Arc<ApiState>>, headers: HeaderMap, 
     state.authorize_read(&headers)?;
     let id = run_path(&id)?;
     let s = control::status(&state.client, &id).await?;
-    let ui = format!(
-        "{}/namespaces/{}/workflows/{id}",
-        state.config().temporal.ui_url.trim_end_matches('/'),
-        state.config().temporal.namespace
-    );
+    let ui = temporal_ui_link(&state.config(), &id);
     let artifacts = state.config().state_dir.join("artifacts").join(&id);
     ok(json!({
         "workflow_id": id,

@@ -127,9 +127,10 @@ pub(super) async fn page(
     .into_response()
 }
 
-/// Every project's rule files that do not validate, with why.
+/// Every project's rule files that do not validate, with why (and a project whose rule files
+/// cannot be listed, with why).
 async fn quarantined_rule_files(config: &chum_core::config::ChumConfig) -> Vec<(String, String)> {
-    use chum_activities::semgrep::{locate_core, rule_files, validate_rule_file};
+    use chum_activities::semgrep::{locate_core, rule_files, validate_rule_files};
     let Ok(core) = locate_core(&config.semgrep) else {
         return vec![(
             "semgrep".into(),
@@ -141,13 +142,20 @@ async fn quarantined_rule_files(config: &chum_core::config::ChumConfig) -> Vec<(
     };
     let mut out = Vec::new();
     for (p, project) in config.projects.values().enumerate() {
-        for (i, file) in rule_files(&config.state_dir, &project.repo)
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
-            let work = scratch.path().join(format!("{p}-{i}"));
-            if let Some(why) = validate_rule_file(&core, file, &work, config.semgrep.timeout).await {
+        let files = match rule_files(&config.state_dir, &project.repo) {
+            Ok(files) => files,
+            Err(e) => {
+                out.push((
+                    project.repo.display().to_string(),
+                    format!("its rule files cannot be listed: {e}"),
+                ));
+                continue;
+            }
+        };
+        let work = scratch.path().join(p.to_string());
+        let verdicts = validate_rule_files(&core, &files, &work, config.semgrep.timeout).await;
+        for (file, verdict) in files.iter().zip(verdicts) {
+            if let Some(why) = verdict {
                 out.push((file.display().to_string(), why));
             }
         }

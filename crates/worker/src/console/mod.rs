@@ -30,6 +30,7 @@ use base64::Engine as _;
 use maud::html;
 
 use crate::api::{ApiError, ApiState, Caller};
+pub(crate) use chum_activities::clock::now_ms;
 
 /// The session cookie's name.
 const SESSION_COOKIE: &str = "chum_session";
@@ -75,6 +76,15 @@ pub(crate) struct Viewer {
 }
 
 impl Viewer {
+    /// Someone not logged in (the login page, an error page of a refused request).
+    fn anonymous(state: &ApiState) -> Viewer {
+        Viewer {
+            caller: None,
+            csrf: None,
+            tokens: state.has_tokens(),
+        }
+    }
+
     pub fn may_control(&self) -> bool {
         self.caller.as_ref().is_some_and(Caller::may_control)
     }
@@ -111,11 +121,7 @@ pub(crate) fn authorize_form(
 ) -> Result<String, ApiError> {
     let secret = session_secret(headers);
     let caller = secret.as_deref().and_then(|s| state.caller_of(s));
-    let csrf_ok = match (&secret, form.get("csrf")) {
-        (Some(secret), Some(presented)) => state.csrf_ok(secret, presented),
-        _ => false,
-    };
-    if caller.is_some() && !csrf_ok {
+    if caller.is_some() && !form_has_csrf(state, secret.as_deref(), form) {
         let who = caller.as_ref().map_or("anonymous", |c| c.name.as_str());
         state.record(who, action, target, "refused: missing or wrong CSRF token", remote)?;
         return Err(ApiError::new(
@@ -127,13 +133,27 @@ pub(crate) fn authorize_form(
     state.authorize_caller(caller, action, target, remote)
 }
 
+/// Whether `form` carries the CSRF token of the session `secret`.
+fn form_has_csrf(state: &ApiState, secret: Option<&str>, form: &HashMap<String, String>) -> bool {
+    match (secret, form.get("csrf")) {
+        (Some(secret), Some(presented)) => state.csrf_ok(secret, presented),
+        _ => false,
+    }
+}
+
+/// A redirect to `to` that sets the session cookie to `value` for `max_age` seconds (0 forgets it).
+fn with_session_cookie(to: &str, value: &str, max_age: u64) -> Response {
+    let mut response = Redirect::to(to).into_response();
+    let cookie = format!("{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}");
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
 /// An error as a page people can read, with the status the API would answer.
 pub(crate) fn error_page(state: &ApiState, headers: &HeaderMap, e: &ApiError) -> Response {
-    let viewer = viewer(state, headers).unwrap_or(Viewer {
-        caller: None,
-        csrf: None,
-        tokens: state.has_tokens(),
-    });
+    let viewer = viewer(state, headers).unwrap_or_else(|_| Viewer::anonymous(state));
     let body = layout::page(
         "Refused",
         &viewer,
@@ -154,11 +174,7 @@ struct LoginQuery {
 }
 
 async fn login_page(State(state): State<Arc<ApiState>>, Query(q): Query<LoginQuery>) -> Response {
-    let viewer = Viewer {
-        caller: None,
-        csrf: None,
-        tokens: state.has_tokens(),
-    };
+    let viewer = Viewer::anonymous(&state);
     let env = state.config().api.tokens_env.clone();
     layout::page(
         "Log in",
@@ -203,12 +219,7 @@ async fn login(
         return error_page(&state, &headers, &e);
     }
     let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.as_bytes());
-    let cookie = format!("{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={SESSION_SECS}");
-    let mut response = Redirect::to("/").into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    response
+    with_session_cookie("/", &value, SESSION_SECS)
 }
 
 async fn logout(
@@ -218,23 +229,14 @@ async fn logout(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let secret = session_secret(&headers);
-    let valid = match (&secret, form.get("csrf")) {
-        (Some(s), Some(c)) => state.csrf_ok(s, c),
-        _ => false,
-    };
-    if !valid {
+    if !form_has_csrf(&state, secret.as_deref(), &form) {
         let e = ApiError::new(StatusCode::FORBIDDEN, "csrf", "reload the page and log out again");
         return error_page(&state, &headers, &e);
     }
     if let Some(caller) = secret.as_deref().and_then(|s| state.caller_of(s)) {
         let _ = state.record(&caller.name, "logout", "console", "ok", remote);
     }
-    let mut response = Redirect::to("/login").into_response();
-    let cookie = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    response
+    with_session_cookie("/login", "", 0)
 }
 
 /// How long ago `ms` (epoch milliseconds) was, for people: "3 min", "2 h 5 min".
@@ -253,12 +255,6 @@ pub(crate) fn duration_words(secs: i64) -> String {
         s if s < 86400 => format!("{} h {} min", s / 3600, (s % 3600) / 60),
         s => format!("{} d {} h", s / 86400, (s % 86400) / 3600),
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

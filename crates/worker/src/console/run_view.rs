@@ -48,12 +48,7 @@ pub(super) async fn page(
         "reject" => "Rejected; the planner gets your feedback.",
         _ => "Done.",
     });
-    let config = state.config();
-    let ui = format!(
-        "{}/namespaces/{}/workflows/{id}",
-        config.temporal.ui_url.trim_end_matches('/'),
-        config.temporal.namespace
-    );
+    let ui = crate::api::temporal_ui_link(&state.config(), &id);
     let phase = status.phase().name();
     let title = format!("{} · {}", status.bead_id, status.project);
     layout::page(

@@ -201,6 +201,8 @@ async fn a_person_rejects_approves_and_follows_a_bead_in_the_browser() {
             browser.open(&format!("{base}/ui/operations"), "#health li").await;
             assert!(browser.texts("#health").await.join(" ").contains("temporal"));
             browser.open(&format!("{base}/ui/learning"), "#rules").await;
+            // Every rule file the gate reads (CHUM's pack) validates with the real engine.
+            browser.open(&format!("{base}/ui/learning?validate=1"), "#no-quarantine").await;
             finish(&handle, "console").await
         })
         .await;

@@ -62,8 +62,9 @@ async fn listener() -> (String, Received) {
             post(
                 |State(r): State<Received>, headers: HeaderMap, body: Bytes| async move {
                     let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    // The signature is over the exact bytes sent.
-                    let expected = chum_activities::notify::message::signature(SECRET, &body);
+                    // The signature is over the exact bytes sent; checked with the test kit's own
+                    // signer (GitHub's scheme, the same `sha256=<hex>`), not the code under test.
+                    let expected = chum_testkit::forge::signature(SECRET, &body);
                     let signed = headers.get("x-chum-signature").is_some_and(|v| v == expected.as_str());
                     let mut value = value;
                     value["_signed"] = json!(signed);
