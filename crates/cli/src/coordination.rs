@@ -106,7 +106,7 @@ pub fn run_state(status: &SharkStatus, coordinator: Option<&CoordinatorStatus>) 
         }
         Phase::Queued => "waiting for its turn at the base branch".to_string(),
         Phase::Planning => format!("planning (round {})", status.plan_round),
-        Phase::Executing | Phase::Review | Phase::Semgrep | Phase::Dod | Phase::Integrating => {
+        Phase::Executing | Phase::Review | Phase::Semgrep | Phase::Dod | Phase::Gate | Phase::Integrating => {
             format!(
                 "{} (attempt {}/{})",
                 status.phase().name(),

@@ -44,7 +44,7 @@ fn gate_line(g: &GateResult) -> String {
     } else {
         format!(" [{}]", g.provider)
     };
-    format!("{} #{round} {}{took}{by}: {first}", g.gate(), mark(g.passed))
+    format!("{} #{round} {}{took}{by}: {first}", g.label(), mark(g.passed))
 }
 
 fn seconds(ms: u64) -> String {
@@ -110,7 +110,7 @@ impl Progress {
             let detail = match s.phase() {
                 Phase::Planning => format!(" (round {})", s.plan_round),
                 Phase::AwaitingApproval => format!(" (plan round {}; a person must approve or reject)", s.plan_round),
-                Phase::Executing | Phase::Review | Phase::Semgrep | Phase::Dod | Phase::Integrating => {
+                Phase::Executing | Phase::Review | Phase::Semgrep | Phase::Dod | Phase::Gate | Phase::Integrating => {
                     let redo = if s.handoff > 0 {
                         format!(", redo {}", s.handoff)
                     } else {
@@ -203,7 +203,8 @@ fn phase_durations(phases: &[PhaseSpan]) -> String {
                 | Phase::Executing
                 | Phase::Review
                 | Phase::Semgrep
-                | Phase::Dod => format!("#{}", p.round),
+                | Phase::Dod
+                | Phase::Gate => format!("#{}", p.round),
                 _ => String::new(),
             };
             format!(

@@ -13,10 +13,10 @@ use crate::proto::{
     ApplyMutationsReport, ApplyMutationsRequest, BriefingReport, BriefingRequest, CrystallizeRequest,
     DiscardCandidatesReport, DiscardCandidatesRequest, DispatchReport, DispatchRequest, DodReport, DodRequest,
     ExecuteReport, ExecuteRequest, GroomProposal, GroomRequest, IntegrateRequest, IntegrationReport, LandReport,
-    LandRequest, LearnerInput, LessonsReport, LoadBeadRequest, LoadBeadResult, NotifyEvent, NotifyReport, PlanDraft,
-    PlanRequest, PullRequestCheck, PullRequestReport, PullRequestRequest, PullRequestStatus, ReviewReport,
-    ReviewRequest, RuleReport, RunOpenReport, RunOpenRequest, RunRecord, RunRecorded, SemgrepReport, SemgrepRequest,
-    UpdateBeadRequest, UpdateBeadResult, UpdateToBaseReport, UpdateToBaseRequest,
+    LandRequest, LearnerInput, LessonsReport, LoadBeadRequest, LoadBeadResult, NamedGateRequest, NotifyEvent,
+    NotifyReport, PlanDraft, PlanRequest, PullRequestCheck, PullRequestReport, PullRequestRequest, PullRequestStatus,
+    ReviewReport, ReviewRequest, RuleReport, RunOpenReport, RunOpenRequest, RunRecord, RunRecorded, SemgrepReport,
+    SemgrepRequest, UpdateBeadRequest, UpdateBeadResult, UpdateToBaseReport, UpdateToBaseRequest,
 };
 
 pub struct SharkActivities;
@@ -56,6 +56,13 @@ impl SharkActivities {
     /// Runs the project's definition-of-done commands in the attempt's worktree.
     #[activity(name = "run_dod")]
     pub fn run_dod(_req: DodRequest) -> Result<DodReport, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Runs one of the project's named gates (its command) in the work's worktree; answered like
+    /// a definition of done with one command.
+    #[activity(name = "run_named_gate")]
+    pub fn run_named_gate(_req: NamedGateRequest) -> Result<DodReport, ActivityError> {
         unimplemented!()
     }
 

@@ -83,7 +83,17 @@ pub fn dod_artifact(dod: &DodReport) -> String {
 
 /// What the next attempt's executor is told: each failing command and its real output.
 pub fn dod_feedback(dod: &DodReport) -> String {
-    let mut out = String::from("The definition of done failed.\n");
+    checks_feedback("The definition of done failed.\n", dod)
+}
+
+/// What the executor (or the person, for a blocking gate) is told when a named gate fails: its
+/// command and real output.
+pub fn named_gate_feedback(name: &str, report: &DodReport) -> String {
+    checks_feedback(&format!("The project's {name:?} gate failed.\n"), report)
+}
+
+fn checks_feedback(header: &str, dod: &DodReport) -> String {
+    let mut out = String::from(header);
     for check in dod.checks.iter().filter(|c| !c.passed) {
         let why = if check.timed_out {
             "timed out".to_string()

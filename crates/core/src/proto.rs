@@ -48,6 +48,8 @@ enum_names!(
     UpdateMode => "UPDATE_MODE_",
     LeaseMode => "LEASE_MODE_",
     PullRequestState => "PULL_REQUEST_STATE_",
+    GateWhen => "GATE_WHEN_",
+    GateFailure => "GATE_FAILURE_",
 );
 
 /// serde adapters for enum-typed fields, which prost stores as `i32`.
@@ -130,6 +132,8 @@ pub mod enum_json {
     adapter!(update_mode, UpdateMode);
     adapter!(lease_mode, LeaseMode);
     adapter!(pull_request_state, PullRequestState);
+    adapter!(gate_when, GateWhen);
+    adapter!(gate_failure, GateFailure);
 }
 
 impl GateName {
@@ -146,6 +150,18 @@ impl GateName {
     /// which are not configurable, included).
     pub fn parse_check(name: &str) -> Option<GateName> {
         GateName::CHECKS.into_iter().find(|g| g.name() == name)
+    }
+}
+
+impl GateResult {
+    /// The gate's name as people read it: a named gate's own name ("typecheck"), else the
+    /// built-in gate's ("semgrep").
+    pub fn label(&self) -> String {
+        if self.gate() == GateName::Named && !self.name.is_empty() {
+            self.name.clone()
+        } else {
+            self.gate().name()
+        }
     }
 }
 

@@ -127,3 +127,22 @@ pub fn semgrep_core() -> PathBuf {
         .find(|p| p.is_file())
         .expect("semgrep-core in .tools/venv: run scripts/setup.sh")
 }
+
+/// The venv with the pinned mypy that scripts/setup.sh installs (the named-gate tests' type
+/// checker), and the directories a sandbox must show for it to run: the venv and the Python
+/// installation its interpreter links to (which may sit in the hidden home, e.g. pyenv's).
+pub fn mypy_venv() -> (PathBuf, Vec<PathBuf>) {
+    let venv = workspace_root().join(".tools/mypy");
+    assert!(
+        venv.join("bin/mypy").is_file(),
+        "no mypy in {}: run scripts/setup.sh",
+        venv.display()
+    );
+    let interpreter = std::fs::canonicalize(venv.join("bin/python3")).expect("the mypy venv's python3 resolves");
+    let prefix = interpreter
+        .parent()
+        .and_then(Path::parent)
+        .expect("the interpreter sits in <prefix>/bin")
+        .to_path_buf();
+    (venv.clone(), vec![venv, prefix])
+}

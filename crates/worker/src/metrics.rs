@@ -138,7 +138,7 @@ pub async fn chum_metrics(client: &Client, config: &ChumConfig) -> String {
             .or_default() += 1;
         for g in &result.gate_results {
             let verdict = if g.passed { "pass" } else { "fail" };
-            *gates.entry((g.gate().name(), verdict)).or_default() += 1;
+            *gates.entry((g.label(), verdict)).or_default() += 1;
             if g.gate() == GateName::Semgrep && !g.passed {
                 catches += 1;
             }

@@ -113,6 +113,7 @@ fn check_activity(name: &str, input: Option<&Value>, output: Option<&Value>) -> 
         "review" => pair!(ReviewRequest, ReviewReport),
         "semgrep" => pair!(SemgrepRequest, SemgrepReport),
         "run_dod" => pair!(DodRequest, DodReport),
+        "run_named_gate" => pair!(NamedGateRequest, DodReport),
         "integrate" => pair!(IntegrateRequest, IntegrationReport),
         "update_bead" => pair!(UpdateBeadRequest, UpdateBeadResult),
         "record_run" => pair!(RunRecord, RunRecorded),

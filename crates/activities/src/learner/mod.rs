@@ -192,12 +192,12 @@ async fn journal(input: &LearnerInput) -> String {
         };
         out.push_str(&format!(
             "- {} attempt {}{candidate} redo {}{by}: {verdict}\n",
-            g.gate(),
+            g.label(),
             g.round,
             g.handoff
         ));
         if !g.passed {
-            let detail = if g.gate() == GateName::Dod && !g.artifact.is_empty() {
+            let detail = if matches!(g.gate(), GateName::Dod | GateName::Named) && !g.artifact.is_empty() {
                 // Test runners write to stdout or stderr (Python's unittest: stderr); the DoD
                 // keeps both, and the gate's own excerpt is the fallback.
                 let stdout = read_tail(Path::new(&g.artifact), 3000).await.unwrap_or_default();

@@ -407,6 +407,7 @@ pub(crate) mod testing {
             beads_file: ".beads/issues.jsonl".into(),
             enabled: true,
             gates: chum_core::config::GateName::DEFAULT_ORDER.to_vec(),
+            named_gates: Vec::new(),
             review_fail_open: false,
             backlog: chum_core::config::BacklogBackend::Native,
             concurrency: 1,

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chum_core::config::ProjectConfig;
-use chum_core::proto::{DodCheck, DodReport, DodRequest, SemgrepReport, SemgrepRequest};
+use chum_core::egress::AllowList;
+use chum_core::proto::{DodCheck, DodReport, DodRequest, NamedGateRequest, RunRef, SemgrepReport, SemgrepRequest};
 use temporalio_sdk::activities::ActivityError;
 
 use crate::agent::Liveness;
@@ -143,50 +144,115 @@ impl SharkSteps {
     }
 
     pub async fn run_dod_impl(&self, req: DodRequest, liveness: &impl Liveness) -> Result<DodReport, ActivityError> {
-        let run = req.run.unwrap_or_default();
+        let run = req.run.clone().unwrap_or_default();
         let project = self.project(&run)?;
-        let worktree = PathBuf::from(&req.worktree);
+        let commands: Vec<Check<'_>> = project
+            .dod
+            .iter()
+            .enumerate()
+            .map(|(i, command)| Check {
+                command,
+                name: match req.verification {
+                    0 => format!("dod-{}-{}", req.attempt, i + 1),
+                    n => format!("dod-{}-v{n}-{}", req.attempt, i + 1),
+                },
+                allow_hosts: None,
+            })
+            .collect();
+        let on = Worktree {
+            run: &run,
+            path: PathBuf::from(&req.worktree),
+            tree: &req.tree,
+        };
+        let report = self
+            .run_checks(project, &on, &commands, req.timeout_secs, liveness)
+            .await?;
+        tracing::info!(bead = %run.bead_id, attempt = req.attempt, passed = report.passed, discarded = ?report.discarded, "definition of done ran");
+        Ok(report)
+    }
+
+    /// One of the project's named gates: its command, with its own hosts, on the work's tree.
+    pub async fn run_named_gate_impl(
+        &self,
+        req: NamedGateRequest,
+        liveness: &impl Liveness,
+    ) -> Result<DodReport, ActivityError> {
+        let run = req.run.clone().unwrap_or_default();
+        let project = self.project(&run)?;
+        let Some(gate) = project.named_gates.iter().find(|g| g.name == req.name) else {
+            // The config changed under a running Shark: the gate fails closed and says so.
+            return Ok(failed_report(
+                "(gate)",
+                &format!(
+                    "the project has no gate named {:?} any more; the worker's config changed while the run went on",
+                    req.name
+                ),
+            ));
+        };
+        let name = match req.verification {
+            0 => format!("gate-{}-{}-{}", gate.name, req.attempt, req.handoff),
+            n => format!("gate-{}-{}-v{n}", gate.name, req.attempt),
+        };
+        let check = Check {
+            command: &gate.command,
+            name,
+            allow_hosts: Some(&gate.allow_hosts),
+        };
+        let on = Worktree {
+            run: &run,
+            path: PathBuf::from(&req.worktree),
+            tree: &req.tree,
+        };
+        let report = self
+            .run_checks(project, &on, &[check], req.timeout_secs, liveness)
+            .await?;
+        tracing::info!(bead = %run.bead_id, attempt = req.attempt, gate = %gate.name, passed = report.passed, "named gate ran");
+        Ok(report)
+    }
+
+    /// Runs commands in order on exactly the tree the execution staged, within one time budget;
+    /// stops at the first that fails. What they write in the worktree is discarded, reported.
+    async fn run_checks(
+        &self,
+        project: &ProjectConfig,
+        on: &Worktree<'_>,
+        commands: &[Check<'_>],
+        timeout_secs: u64,
+        liveness: &impl Liveness,
+    ) -> Result<DodReport, ActivityError> {
+        let worktree = &on.path;
         if !worktree.is_dir() {
-            return Ok(DodReport {
-                passed: false,
-                checks: vec![DodCheck {
-                    command: "(worktree)".into(),
-                    exit_code: -1,
-                    output_excerpt: format!("the attempt's worktree {} is gone", worktree.display()),
-                    ..DodCheck::default()
-                }],
-                ..DodReport::default()
-            });
+            return Ok(failed_report(
+                "(worktree)",
+                &format!("the attempt's worktree {} is gone", worktree.display()),
+            ));
         }
-        let artifacts = self.artifacts(&run);
-        let budget = Duration::from_secs(req.timeout_secs.max(1));
+        let artifacts = self.artifacts(on.run);
+        let budget = Duration::from_secs(timeout_secs.max(1));
         let started = Instant::now();
         let mut report = DodReport {
             passed: true,
             ..DodReport::default()
         };
-        // The DoD tests exactly the tree the execution staged (and the review saw).
-        let held = hold_to_tree(&project.repo, &worktree, &req.tree).await;
+        // The checks test exactly the tree the execution staged (and the review saw).
+        let held = hold_to_tree(&project.repo, worktree, on.tree).await;
         if let Err(RepoProblem::Git(tampered @ GitError::Tampered { .. })) = &held {
             fail_tampered(&mut report, tampered);
             return Ok(report);
         }
         report.discarded = held.map_err(repo_error)?;
-        for (i, command) in project.dod.iter().enumerate() {
+        for check in commands {
             let remaining = budget.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
             let run = run_project_command(
                 &self.config,
                 project,
                 &artifacts,
                 ProjectCommand {
-                    command,
-                    worktree: &worktree,
-                    name: match req.verification {
-                        0 => format!("dod-{}-{}", req.attempt, i + 1),
-                        n => format!("dod-{}-v{n}-{}", req.attempt, i + 1),
-                    },
+                    command: check.command,
+                    worktree,
+                    name: check.name.clone(),
                     timeout: remaining,
-                    allow_hosts: None,
+                    allow_hosts: check.allow_hosts,
                 },
                 liveness,
             )
@@ -199,7 +265,7 @@ impl SharkSteps {
             let passed = run.passed();
             report.passed &= passed;
             report.checks.push(DodCheck {
-                command: command.clone(),
+                command: check.command.to_string(),
                 exit_code: run.outcome.code(),
                 passed,
                 timed_out: run.outcome.timed_out,
@@ -213,14 +279,40 @@ impl SharkSteps {
             }
         }
         report.duration_ms = started.elapsed().as_millis() as u64;
-        // What the commands wrote in the worktree is not part of the work: discarded, reported.
-        match hold_to_tree(&project.repo, &worktree, &req.tree).await {
+        match hold_to_tree(&project.repo, worktree, on.tree).await {
             Ok(changed) => report.discarded.extend(changed),
             Err(RepoProblem::Git(tampered @ GitError::Tampered { .. })) => fail_tampered(&mut report, &tampered),
             Err(e) => return Err(repo_error(e)),
         }
-        tracing::info!(bead = %run.bead_id, attempt = req.attempt, passed = report.passed, discarded = ?report.discarded, "definition of done ran");
         Ok(report)
+    }
+}
+
+/// Where checks run: the run's worktree, held to the tree the execution staged.
+struct Worktree<'a> {
+    run: &'a RunRef,
+    path: PathBuf,
+    tree: &'a str,
+}
+
+/// One command of a check, the name of its artifacts and the hosts it may reach.
+struct Check<'a> {
+    command: &'a str,
+    name: String,
+    allow_hosts: Option<&'a AllowList>,
+}
+
+/// A report that failed before any command ran, saying why.
+fn failed_report(what: &str, why: &str) -> DodReport {
+    DodReport {
+        passed: false,
+        checks: vec![DodCheck {
+            command: what.into(),
+            exit_code: -1,
+            output_excerpt: why.to_string(),
+            ..DodCheck::default()
+        }],
+        ..DodReport::default()
     }
 }
 

@@ -26,9 +26,9 @@ use chum_core::ids::check_bead_id;
 use chum_core::proto::{
     BeadStatus, DiscardCandidatesReport, DiscardCandidatesRequest, DodReport, DodRequest, ExecuteReport,
     ExecuteRequest, IntegrateRequest, IntegrationReport, LandReport, LandRequest, LoadBeadRequest, LoadBeadResult,
-    PlanDraft, PlanRequest, ProjectGates, PullRequestCheck, PullRequestReport, PullRequestRequest, PullRequestStatus,
-    ReviewReport, ReviewRequest, RunRecord, RunRecorded, RunRef, SemgrepReport, SemgrepRequest, UpdateBeadRequest,
-    UpdateBeadResult, UpdateToBaseReport, UpdateToBaseRequest,
+    NamedGateRequest, PlanDraft, PlanRequest, ProjectGates, PullRequestCheck, PullRequestReport, PullRequestRequest,
+    PullRequestStatus, ReviewReport, ReviewRequest, RunRecord, RunRecorded, RunRef, SemgrepReport, SemgrepRequest,
+    UpdateBeadRequest, UpdateBeadResult, UpdateToBaseReport, UpdateToBaseRequest,
 };
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -158,6 +158,7 @@ impl SharkSteps {
                 concurrency: project.concurrency,
                 leases: project.leases as i32,
                 notify: !self.config.notify.is_empty(),
+                named: project.named_gates.iter().map(|g| g.to_proto()).collect(),
             }),
         })
     }
@@ -280,6 +281,18 @@ impl SharkActivitiesImpl {
     pub async fn run_dod(self: Arc<Self>, ctx: ActivityContext, req: DodRequest) -> Result<DodReport, ActivityError> {
         let span = activity_span(&ctx, req.run.as_ref());
         async move { self.steps().run_dod_impl(req, &ctx).await }
+            .instrument(span)
+            .await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::RunNamedGate)]
+    pub async fn run_named_gate(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: NamedGateRequest,
+    ) -> Result<DodReport, ActivityError> {
+        let span = activity_span(&ctx, req.run.as_ref());
+        async move { self.steps().run_named_gate_impl(req, &ctx).await }
             .instrument(span)
             .await
     }

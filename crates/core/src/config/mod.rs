@@ -9,6 +9,7 @@ mod agents;
 mod commands;
 mod cron;
 mod forge;
+mod named_gates;
 mod notify;
 mod prices;
 mod projects;
@@ -20,6 +21,7 @@ pub mod world;
 pub use commands::{expand_command, is_simple_name};
 pub use cron::check_cron;
 pub use forge::{ForgeConfig, ForgeKind, IntakeConfig, MAX_POLL, RawForge, RawIntake};
+pub use named_gates::{DEFAULT_GATE_TIMEOUT, NamedGateConfig, RawGateSandbox, RawNamedGate};
 pub use notify::{NOTIFY_EVENTS, NotifyKind, NotifyTarget, NotifyUrl, RawNotify};
 pub use prices::{PRICE_TABLE_AS_OF, RawPrice, TokenPrice, table_price};
 pub use raw::{

@@ -70,25 +70,7 @@ impl Validator {
             if beads_file.is_absolute() || beads_file.components().any(|c| c.as_os_str() == "..") {
                 return Err(self.invalid(key("beads_file"), "must be a path inside the repository"));
             }
-            let gates = match p.gates {
-                None => GateName::DEFAULT_ORDER.to_vec(),
-                Some(names) => {
-                    let mut gates = Vec::new();
-                    for name in names {
-                        let gate = GateName::parse_check(&name).ok_or_else(|| {
-                            self.invalid(
-                                key("gates"),
-                                format!("{name:?} is not a gate; gates are \"review\", \"semgrep\", \"dod\""),
-                            )
-                        })?;
-                        if gates.contains(&gate) {
-                            return Err(self.invalid(key("gates"), format!("{name:?} is listed twice")));
-                        }
-                        gates.push(gate);
-                    }
-                    gates
-                }
-            };
+            let (gates, named_gates) = self.named_gates(&name, p.gate, p.gates)?;
             let backlog = match p.beads_backend.as_deref().unwrap_or("native") {
                 "native" => BacklogBackend::Native,
                 "cli" => BacklogBackend::Cli {
@@ -190,6 +172,7 @@ impl Validator {
                     beads_file,
                     enabled: p.enabled.unwrap_or(true),
                     gates,
+                    named_gates,
                     review_fail_open: p.review_fail_open.unwrap_or(false),
                     backlog,
                     concurrency,

@@ -114,6 +114,8 @@ pub struct RawLimits {
 pub struct RawProject {
     pub repo: Option<String>,
     pub gates: Option<Vec<String>>,
+    /// `[[projects.<name>.gate]]`
+    pub gate: Vec<super::named_gates::RawNamedGate>,
     pub review_fail_open: Option<bool>,
     pub beads_backend: Option<String>,
     pub beads_cli: Option<String>,

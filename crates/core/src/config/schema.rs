@@ -215,8 +215,11 @@ pub struct ProjectConfig {
     /// The native Beads file, relative to `repo` (default `.beads/issues.jsonl`).
     pub beads_file: PathBuf,
     pub enabled: bool,
-    /// The gates every attempt passes, in order (default semgrep, review, dod).
+    /// The gates every attempt passes, in order (default semgrep, review, dod, then the named
+    /// gates); `GateName::Named` stands for the next of `named_gates`.
     pub gates: Vec<GateName>,
+    /// The project's own gates (`[[projects.<name>.gate]]`), in the order `gates` places them.
+    pub named_gates: Vec<super::NamedGateConfig>,
     /// Count a missing or unusable review verdict as a pass instead of a rejection. Off by default.
     pub review_fail_open: bool,
     /// Where the beads live.

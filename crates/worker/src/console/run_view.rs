@@ -218,9 +218,10 @@ fn decisions_section(status: &SharkStatus) -> Markup {
 }
 
 fn gate_name(g: &GateResult) -> String {
-    GateName::try_from(g.gate)
-        .map(|g| g.name())
-        .unwrap_or_else(|_| "unknown".into())
+    match GateName::try_from(g.gate) {
+        Ok(_) => g.label(),
+        Err(_) => "unknown".into(),
+    }
 }
 
 fn gates_section(status: &SharkStatus) -> Markup {

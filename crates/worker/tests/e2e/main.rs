@@ -15,6 +15,7 @@ mod many_sharks;
 mod merge_queue;
 mod merge_requests;
 mod monte_carlo;
+mod named_gates;
 mod notifications;
 mod operations;
 mod pull_requests;

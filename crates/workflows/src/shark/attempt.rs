@@ -29,6 +29,10 @@ pub(super) enum AttemptEnd {
     },
     /// The gates failed it; the feedback says why.
     Failed,
+    /// A named gate with `fail = "block"` failed it; the feedback has its output.
+    Blocked {
+        gate: String,
+    },
     BudgetExhausted(ActivityExecutionError),
     Error(ActivityExecutionError),
 }
@@ -129,6 +133,10 @@ impl Shark<'_> {
                 Ok(GatesVerdict::Failed { feedback: why }) => {
                     *feedback = why;
                     return AttemptEnd::Failed;
+                }
+                Ok(GatesVerdict::Blocked { gate, feedback: why }) => {
+                    *feedback = why;
+                    return AttemptEnd::Blocked { gate };
                 }
                 Err(err) if is_budget_exhausted(&err) => return AttemptEnd::BudgetExhausted(err),
                 Err(err) => return AttemptEnd::Error(err),

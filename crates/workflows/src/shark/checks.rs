@@ -11,6 +11,7 @@ use chum_core::proto::{
 use chum_core::review::{findings_for_redo, rejection_reasons};
 use temporalio_sdk::ActivityExecutionError;
 
+use super::named_gates::Moment;
 use super::options::{agent_options, dod_options};
 use super::{Setup, Shark};
 
@@ -25,6 +26,11 @@ pub(super) enum GatesVerdict {
     },
     /// The attempt has failed (the definition of done did not pass).
     Failed {
+        feedback: String,
+    },
+    /// A named gate with `fail = "block"` failed: the run stops, the bead is blocked.
+    Blocked {
+        gate: String,
         feedback: String,
     },
 }
@@ -50,11 +56,13 @@ impl Shark<'_> {
             return Ok(verdict);
         }
         let mut so_far: Vec<String> = Vec::new();
-        for gate in &step.setup.gates {
+        for (index, gate) in step.setup.gates.iter().enumerate() {
+            let results_before = self.ctx.state(|s| s.status.gate_results.len());
             let verdict = match gate {
                 GateName::Review => self.review_gate(step, &so_far).await?,
                 GateName::Semgrep => self.semgrep_gate(step).await?,
                 GateName::Dod => self.dod_gate(step).await?,
+                GateName::Named => self.named_gate_at(step, index, Moment::Attempt).await?,
                 other => {
                     // The config is validated at start; another gate here can only come from a
                     // hand-made history. Skip it visibly rather than pass or fail on it.
@@ -72,10 +80,16 @@ impl Shark<'_> {
             if let Some(verdict) = verdict {
                 return Ok(verdict);
             }
-            if let Some(last) = self.ctx.state(|s| s.status.gate_results.last().cloned()) {
+            // A gate that does not run now (a named gate before integration) adds no line.
+            let last = self.ctx.state(|s| {
+                (s.status.gate_results.len() > results_before)
+                    .then(|| s.status.gate_results.last().cloned())
+                    .flatten()
+            });
+            if let Some(last) = last {
                 so_far.push(format!(
                     "{}: {}",
-                    last.gate(),
+                    last.label(),
                     last.excerpt.lines().next().unwrap_or_default()
                 ));
             }

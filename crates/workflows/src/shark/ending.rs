@@ -150,6 +150,30 @@ impl Shark<'_> {
         self.conclude(setup, Outcome::Escalated, reason, kept.as_ref()).await
     }
 
+    /// A named gate with `fail = "block"` failed: keep the work on the bead's branch, block the
+    /// bead with the gate's output for a person, end escalated (the learner sees the failure).
+    pub(super) async fn block_at_gate(
+        &self,
+        setup: &Setup,
+        partial: Partial<'_>,
+        gate: &str,
+        feedback: &str,
+    ) -> SharkResult {
+        let kept = self.keep_partial(setup, partial).await;
+        let reason = format!(
+            "the project's {gate:?} gate blocked the work: {}",
+            excerpt(feedback, 600)
+        );
+        let note = format!(
+            "CHUM run {}: blocked by the project's {gate:?} gate (fail = \"block\"); {}. Look at its output, fix what it found, then `chum retry` the bead.\n{}",
+            self.run.workflow_id,
+            kept_note(kept.as_ref()),
+            tail_excerpt(feedback, EXCERPT_CHARS)
+        );
+        let _ = self.update_bead(BeadStatus::Blocked, &note, "").await;
+        self.conclude(setup, Outcome::Escalated, reason, kept.as_ref()).await
+    }
+
     /// Nobody decided on the result in time: the work stays on the bead's branch, never
     /// integrated; the bead is blocked with the reason.
     pub(super) async fn end_without_decision(

@@ -50,6 +50,7 @@ impl Shark<'_> {
                     feedback: feedback.clone(),
                     gates: setup.gates.iter().map(|g| *g as i32).collect(),
                     review_fail_open: setup.fail_open,
+                    named_gates: setup.named_gates.clone(),
                 }),
             };
             let id = candidate_workflow_id(&self.run.project, &self.run.bead_id, &self.run.run_id, spec.attempt, k);
@@ -201,6 +202,7 @@ pub(super) async fn run_candidate(
     let setup = Setup {
         bead: c.bead.clone().unwrap_or_default(),
         gates: c.gates().collect(),
+        named_gates: c.named_gates.clone(),
         fail_open: c.review_fail_open,
         learn: false,
         groom: false,
@@ -228,7 +230,8 @@ pub(super) async fn run_candidate(
             format!("candidate {} passed every gate", c.index),
             Some(report),
         ),
-        AttemptEnd::Failed => (Outcome::CandidateFailed, feedback.clone(), None),
+        // A blocking gate stops this candidate; its parent goes on with the others.
+        AttemptEnd::Failed | AttemptEnd::Blocked { .. } => (Outcome::CandidateFailed, feedback.clone(), None),
         AttemptEnd::BudgetExhausted(err) => (Outcome::BudgetExhausted, activity_failure_text(&err), None),
         AttemptEnd::Error(err) => {
             if matches!(err, ActivityExecutionError::Cancelled(_)) || shark.ctx.cancellation_token().is_cancelled() {

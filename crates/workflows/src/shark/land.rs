@@ -24,6 +24,7 @@ use temporalio_sdk::{ActivityExecutionError, SignalWorkflowOptions};
 
 use super::checks::{GatesVerdict, Step};
 use super::ending::Work;
+use super::named_gates::Moment;
 use super::{Approved, Setup, Shark};
 use crate::coordinator::CoordinatorWorkflow;
 
@@ -207,23 +208,31 @@ impl Shark<'_> {
                     verification,
                 };
                 // In the project's order; the review only when the project asks for it.
-                let again: Vec<GateName> = setup
+                let again: Vec<(usize, GateName)> = setup
                     .gates
                     .iter()
                     .copied()
-                    .filter(|g| match g {
+                    .enumerate()
+                    .filter(|(_, g)| match g {
                         GateName::Review => setup.rereview_on_update,
-                        _ => matches!(g, GateName::Semgrep | GateName::Dod),
+                        _ => matches!(g, GateName::Semgrep | GateName::Dod | GateName::Named),
                     })
                     .collect();
-                for gate in again {
+                for (index, gate) in again {
                     let verdict = match gate {
                         GateName::Review => self.review_gate(&step, &[]).await,
                         GateName::Semgrep => self.semgrep_gate(&step).await,
+                        GateName::Named => self.named_gate_at(&step, index, Moment::Reverification).await,
                         _ => self.dod_gate(&step).await,
                     };
                     match verdict {
                         Ok(None) => {}
+                        Ok(Some(GatesVerdict::Blocked { feedback, .. })) => {
+                            let mut failed = integration.clone();
+                            failed.problem =
+                                reverification_feedback(&integration.base_branch, &update.base_tip, &feedback);
+                            return (Landing::Failed(failed), verification);
+                        }
                         Ok(Some(GatesVerdict::Redo { feedback, .. } | GatesVerdict::Failed { feedback })) => {
                             let feedback =
                                 reverification_feedback(&integration.base_branch, &update.base_tip, &feedback);

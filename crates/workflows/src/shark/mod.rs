@@ -25,6 +25,7 @@ mod ending;
 mod fanout;
 mod gate;
 mod land;
+mod named_gates;
 mod notify;
 mod options;
 mod pull_request;
@@ -46,6 +47,7 @@ use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult};
 
 use attempt::{AttemptEnd, AttemptSpec};
+use checks::GatesVerdict;
 use ending::{Partial, is_budget_exhausted};
 use gate::GateOutcome;
 pub use gate::{approve_payload, json_payload};
@@ -97,6 +99,8 @@ struct Shark<'a> {
 struct Setup {
     bead: Bead,
     gates: Vec<GateName>,
+    /// The project's own gates, one per `GateName::Named` entry of `gates`, in order.
+    named_gates: Vec<chum_core::proto::NamedGate>,
     fail_open: bool,
     /// Start the ContinuousLearner / the TacticalGroom when the run ends.
     learn: bool,
@@ -331,6 +335,31 @@ async fn run_shark(shark: &Shark<'_>) -> WorkflowResult<SharkResult> {
         match end {
             // INTEGRATE -> close the bead -> learn, groom
             AttemptEnd::Passed { report, candidate } => {
+                // BEFORE INTEGRATION: the project's `before_integration` gates, on this tree (before a
+                // person is asked to approve the result, so they see work that passed everything).
+                match shark
+                    .gates_before_integration(&setup, &approved.plan, &report, attempt)
+                    .await
+                {
+                    Ok(None | Some(GatesVerdict::Passed)) => {}
+                    Ok(Some(GatesVerdict::Blocked { gate, feedback: why })) => {
+                        let partial = Partial {
+                            approved: &approved,
+                            worktree: &report.worktree,
+                            attempt,
+                        };
+                        return Ok(shark.block_at_gate(&setup, partial, &gate, &why).await);
+                    }
+                    Ok(Some(GatesVerdict::Redo { feedback: why, .. } | GatesVerdict::Failed { feedback: why })) => {
+                        feedback = why;
+                        last_worktree = report.worktree.clone();
+                        continue;
+                    }
+                    Err(err) if is_budget_exhausted(&err) => {
+                        return Ok(shark.stop_for_budget(&setup, &err, None).await);
+                    }
+                    Err(err) => return shark.fail(err).await,
+                }
                 // With a pull request, the result gate waits on it (runs started after patch
                 // "result-on-pull-request"), so people see the result where they review code.
                 let result_on_pull_request =
@@ -406,6 +435,14 @@ async fn run_shark(shark: &Shark<'_>) -> WorkflowResult<SharkResult> {
                 }
             }
             AttemptEnd::Failed => continue,
+            AttemptEnd::Blocked { gate } => {
+                let partial = Partial {
+                    approved: &approved,
+                    worktree: &last_worktree,
+                    attempt,
+                };
+                return Ok(shark.block_at_gate(&setup, partial, &gate, &feedback).await);
+            }
             AttemptEnd::BudgetExhausted(err) => {
                 let partial = Partial {
                     approved: &approved,
@@ -453,6 +490,7 @@ impl Shark<'_> {
         Ok(Ok(Setup {
             bead,
             gates,
+            named_gates: project.named.clone(),
             fail_open: project.review_fail_open,
             learn: project.learn,
             groom: project.groom,

@@ -31,8 +31,10 @@ document.addEventListener("DOMContentLoaded", () => {
   const addGate = (g) => {
     const tr = document.createElement("tr");
     tr.className = g.passed ? "passed" : "failed";
-    tr.dataset.gate = g.gate;
-    tr.appendChild(text("td", g.gate + (g.provider ? " " + g.provider : "")));
+    // A project's own gate is "named" with its name beside it.
+    const label = g.gate === "named" && g.name ? g.name : g.gate;
+    tr.dataset.gate = label;
+    tr.appendChild(text("td", label + (g.provider ? " " + g.provider : "")));
     tr.appendChild(text("td", String(g.round || 0) + (g.handoff ? "." + g.handoff : "")));
     tr.appendChild(text("td", g.passed ? "passed" : "failed"));
     tr.appendChild(text("td", (g.duration_ms || 0) + " ms"));

@@ -1,0 +1,181 @@
+//! A project's own gates, end to end: a `typecheck` gate running the real mypy (pinned, from
+//! PyPI, installed by scripts/setup.sh) at its place among the gates, and a `proof` gate that is a
+//! script in the repository, run only before integration. A failing typecheck sends mypy's output
+//! to the executor's redo; a failing proof with `fail = "block"` stops the run with the bead
+//! blocked.
+
+use chum_core::config::RawNamedGate;
+use chum_core::proto::{GateName, Outcome, Phase};
+use chum_testkit::paths::mypy_venv;
+use chum_testkit::*;
+use serde_json::json;
+
+/// calc.py with type hints, and one lie in them: multiply says it returns an int.
+const MISTYPED_CALC: &str = "def add(a: int, b: int) -> int:\n    return a + b\n\n\ndef multiply(a: int, b: int) -> int:\n    return str(a * b)\n";
+const TYPED_CALC: &str =
+    "def add(a: int, b: int) -> int:\n    return a + b\n\n\ndef multiply(a: int, b: int) -> int:\n    return a * b\n";
+/// What mypy says about MISTYPED_CALC.
+const MYPY_ERROR: &str = "Incompatible return value type (got \"str\", expected \"int\")";
+
+const PROOF_HOLDS: &str = "#!/bin/sh\n# The proof: multiply really multiplies, without the test suite.\npython3 -c 'from calc import multiply; assert multiply(6, 7) == 42' && echo 'proof: multiply(6, 7) == 42'\n";
+const PROOF_FAILS: &str = "#!/bin/sh\necho 'proof: CHANGELOG.md does not mention multiply' >&2\nexit 1\n";
+
+fn executor(calc: &str) -> Step {
+    Step::executor()
+        .answer("Implemented multiply.")
+        .write("calc.py", calc)
+        .write("test_multiply.py", MULTIPLY_TEST)
+}
+
+/// The project orders semgrep, typecheck, review, dod, proof; mypy runs sandboxed like the DoD,
+/// its venv mounted as a toolchain.
+fn options(steps: Vec<Step>, proof: &str) -> HarnessOptions {
+    let (venv, toolchains) = mypy_venv();
+    let mut options = HarnessOptions::with_steps(steps).with_config(move |c| {
+        let project = c.project();
+        project.gates = Some(
+            ["semgrep", "typecheck", "review", "dod", "proof"]
+                .map(String::from)
+                .to_vec(),
+        );
+        project.gate = vec![
+            RawNamedGate {
+                name: Some("typecheck".into()),
+                command: Some(format!("{}/bin/mypy --cache-dir=/dev/null calc.py", venv.display())),
+                timeout: Some("3m".into()),
+                ..RawNamedGate::default()
+            },
+            RawNamedGate {
+                name: Some("proof".into()),
+                command: Some("sh prove.sh".into()),
+                when: Some("before_integration".into()),
+                fail: Some("block".into()),
+                ..RawNamedGate::default()
+            },
+        ];
+        project.toolchains = toolchains.iter().map(|p| p.display().to_string()).collect();
+    });
+    options.extra_files = vec![("prove.sh".into(), proof.into())];
+    options
+}
+
+/// The labels of the checks a run passed through, in order (the Shark's own steps left out).
+fn checks(result: &chum_core::proto::SharkResult) -> Vec<(String, bool)> {
+    result
+        .gate_results
+        .iter()
+        .filter(|g| {
+            matches!(
+                g.gate(),
+                GateName::Semgrep | GateName::Review | GateName::Dod | GateName::Named
+            )
+        })
+        .map(|g| (g.label(), g.passed))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_typecheck_sends_mypys_output_to_the_redo_and_the_proof_runs_before_integration() {
+    let steps = vec![
+        planner(GOOD_PLAN),
+        executor(MISTYPED_CALC).handoff(0),
+        executor(TYPED_CALC)
+            .handoff(1)
+            .expect_prompt_contains("The project's \"typecheck\" gate failed")
+            .expect_prompt_contains(MYPY_ERROR),
+    ];
+    let h = &Harness::start("named-gates", options(steps, PROOF_HOLDS)).await;
+    let result = h
+        .with_worker(|client| async move {
+            let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
+            wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
+            send_approve(&handle, json!({"approved": true, "by": "alice"})).await;
+            finish(&handle, "named_gates_redo_then_proof").await
+        })
+        .await;
+
+    assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+    assert_eq!(result.attempts, 1);
+    let on = |label: &str, passed: bool| (label.to_string(), passed);
+    assert_eq!(
+        checks(&result),
+        [
+            on("semgrep", true),
+            on("typecheck", false),
+            // The redo: mypy is satisfied, and the paid review comes after the free checks.
+            on("semgrep", true),
+            on("typecheck", true),
+            on("review", true),
+            on("dod", true),
+            // Once, on the work about to be integrated.
+            on("proof", true),
+        ]
+    );
+    let typecheck = result
+        .gate_results
+        .iter()
+        .find(|g| g.label() == "typecheck" && !g.passed)
+        .expect("a failed typecheck");
+    assert!(typecheck.excerpt.contains(MYPY_ERROR), "{}", typecheck.excerpt);
+    assert!(typecheck.excerpt.contains("calc.py:6"), "{}", typecheck.excerpt);
+    assert_eq!((typecheck.round, typecheck.handoff), (1, 0));
+    let redo = h.prompt("executor", 1, 1);
+    assert!(
+        redo.contains(MYPY_ERROR) && redo.contains("mypy --cache-dir=/dev/null calc.py"),
+        "{redo}"
+    );
+    let proof = result
+        .gate_results
+        .iter()
+        .find(|g| g.label() == "proof")
+        .expect("proved");
+    assert!(proof.excerpt.contains("sh prove.sh: ok"), "{}", proof.excerpt);
+    assert!(std::path::Path::new(&proof.artifact).is_file(), "{proof:?}");
+    assert!(result.phases.iter().any(|p| p.phase() == Phase::Gate));
+    assert_eq!(std::fs::read_to_string(h.repo.join("calc.py")).unwrap(), TYPED_CALC);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_gate_that_fails_stops_the_run_and_blocks_the_bead_with_its_output() {
+    let steps = vec![planner(GOOD_PLAN), executor(TYPED_CALC)];
+    let h = &Harness::start("named-gate-blocks", options(steps, PROOF_FAILS)).await;
+    let base_before = h.commits_on("main");
+    let result = h
+        .with_worker(|client| async move {
+            let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
+            wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
+            send_approve(&handle, json!({"approved": true, "by": "alice"})).await;
+            finish(&handle, "named_gate_blocks").await
+        })
+        .await;
+
+    assert_eq!(result.outcome(), Outcome::Escalated, "{result:?}");
+    assert!(
+        result.reason.contains("\"proof\" gate blocked the work"),
+        "{}",
+        result.reason
+    );
+    assert_eq!(result.attempts, 1, "a blocking gate does not start another attempt");
+    assert!(!result.merged);
+    assert_eq!(h.commits_on("main"), base_before, "nothing was integrated");
+    let wip = git(&h.repo, &["log", "-1", "--format=%s", "chum/tk-1"]);
+    assert!(
+        wip.starts_with("WIP tk-1"),
+        "the work is kept on the bead's branch: {wip}"
+    );
+    let bead = h.read_bead("tk-1");
+    assert_eq!(bead["status"], "blocked");
+    let notes = bead["notes"].as_str().unwrap_or_default();
+    assert!(
+        notes.contains("blocked by the project's \"proof\" gate")
+            && notes.contains("CHANGELOG.md does not mention multiply"),
+        "{notes}"
+    );
+    let proofs: Vec<bool> = result
+        .gate_results
+        .iter()
+        .filter(|g| g.label() == "proof")
+        .map(|g| g.passed)
+        .collect();
+    assert_eq!(proofs, [false]);
+}
