@@ -27,9 +27,23 @@ fn executor(calc: &str) -> Step {
         .write("test_multiply.py", MULTIPLY_TEST)
 }
 
+/// The project's two gates: how each fails, and the proof script committed in the repository.
+struct Gates {
+    typecheck_fails: &'static str,
+    proof_fails: &'static str,
+    proof: &'static str,
+}
+
+/// The usual gates: a typecheck that sends the work back, a proof that blocks.
+const USUAL: Gates = Gates {
+    typecheck_fails: "redo",
+    proof_fails: "block",
+    proof: PROOF_HOLDS,
+};
+
 /// The project orders semgrep, typecheck, review, dod, proof; mypy runs sandboxed like the DoD,
 /// its venv mounted as a toolchain.
-fn options(steps: Vec<Step>, proof: &str) -> HarnessOptions {
+fn options(steps: Vec<Step>, gates: Gates) -> HarnessOptions {
     let (venv, toolchains) = mypy_venv();
     let mut options = HarnessOptions::with_steps(steps).with_config(move |c| {
         let project = c.project();
@@ -43,20 +57,32 @@ fn options(steps: Vec<Step>, proof: &str) -> HarnessOptions {
                 name: Some("typecheck".into()),
                 command: Some(format!("{}/bin/mypy --cache-dir=/dev/null calc.py", venv.display())),
                 timeout: Some("3m".into()),
+                fail: Some(gates.typecheck_fails.into()),
                 ..RawNamedGate::default()
             },
             RawNamedGate {
                 name: Some("proof".into()),
                 command: Some("sh prove.sh".into()),
                 when: Some("before_integration".into()),
-                fail: Some("block".into()),
+                fail: Some(gates.proof_fails.into()),
                 ..RawNamedGate::default()
             },
         ];
         project.toolchains = toolchains.iter().map(|p| p.display().to_string()).collect();
     });
-    options.extra_files = vec![("prove.sh".into(), proof.into())];
+    options.extra_files = vec![("prove.sh".into(), gates.proof.into())];
     options
+}
+
+/// Approves the plan and waits for the run's end (recording its history as `name`).
+async fn approve_and_finish(h: &Harness, name: &str) -> chum_core::proto::SharkResult {
+    h.with_worker(|client| async move {
+        let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
+        wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
+        send_approve(&handle, json!({"approved": true, "by": "alice"})).await;
+        finish(&handle, name).await
+    })
+    .await
 }
 
 /// The labels of the checks a run passed through, in order (the Shark's own steps left out).
@@ -84,15 +110,8 @@ async fn a_failing_typecheck_sends_mypys_output_to_the_redo_and_the_proof_runs_b
             .expect_prompt_contains("The project's \"typecheck\" gate failed")
             .expect_prompt_contains(MYPY_ERROR),
     ];
-    let h = &Harness::start("named-gates", options(steps, PROOF_HOLDS)).await;
-    let result = h
-        .with_worker(|client| async move {
-            let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
-            wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
-            send_approve(&handle, json!({"approved": true, "by": "alice"})).await;
-            finish(&handle, "named_gates_redo_then_proof").await
-        })
-        .await;
+    let h = &Harness::start("named-gates", options(steps, USUAL)).await;
+    let result = approve_and_finish(h, "named_gates_redo_then_proof").await;
 
     assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
     assert_eq!(result.attempts, 1);
@@ -138,16 +157,13 @@ async fn a_failing_typecheck_sends_mypys_output_to_the_redo_and_the_proof_runs_b
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocking_gate_that_fails_stops_the_run_and_blocks_the_bead_with_its_output() {
     let steps = vec![planner(GOOD_PLAN), executor(TYPED_CALC)];
-    let h = &Harness::start("named-gate-blocks", options(steps, PROOF_FAILS)).await;
+    let gates = Gates {
+        proof: PROOF_FAILS,
+        ..USUAL
+    };
+    let h = &Harness::start("named-gate-blocks", options(steps, gates)).await;
     let base_before = h.commits_on("main");
-    let result = h
-        .with_worker(|client| async move {
-            let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
-            wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
-            send_approve(&handle, json!({"approved": true, "by": "alice"})).await;
-            finish(&handle, "named_gate_blocks").await
-        })
-        .await;
+    let result = approve_and_finish(h, "named_gate_blocks").await;
 
     assert_eq!(result.outcome(), Outcome::Escalated, "{result:?}");
     assert!(
@@ -178,4 +194,110 @@ async fn a_blocking_gate_that_fails_stops_the_run_and_blocks_the_bead_with_its_o
         .map(|g| g.passed)
         .collect();
     assert_eq!(proofs, [false]);
+}
+
+/// The proof wants a module docstring in calc.py.
+const PROOF_WANTS_DOCSTRING: &str = "#!/bin/sh\nhead -n 1 calc.py | grep -q '^\"\"\"' || { echo 'proof: calc.py has no module docstring' >&2; exit 1; }\necho 'proof: documented'\n";
+const DOCUMENTED_CALC: &str = "\"\"\"Arithmetic.\"\"\"\n\n\ndef add(a: int, b: int) -> int:\n    return a + b\n\n\ndef multiply(a: int, b: int) -> int:\n    return a * b\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_gate_before_integration_that_redoes_gives_the_next_attempt_its_output() {
+    let steps = vec![
+        planner(GOOD_PLAN),
+        executor(TYPED_CALC).attempt(1),
+        executor(DOCUMENTED_CALC)
+            .attempt(2)
+            .expect_prompt_contains("calc.py has no module docstring"),
+    ];
+    let gates = Gates {
+        proof: PROOF_WANTS_DOCSTRING,
+        proof_fails: "redo",
+        ..USUAL
+    };
+    let h = &Harness::start("named-gate-proof-redo", options(steps, gates)).await;
+    let result = approve_and_finish(h, "named_gate_before_integration_redo").await;
+
+    assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+    assert_eq!(result.attempts, 2);
+    let proofs: Vec<(u32, bool)> = result
+        .gate_results
+        .iter()
+        .filter(|g| g.label() == "proof")
+        .map(|g| (g.round, g.passed))
+        .collect();
+    assert_eq!(
+        proofs,
+        [(1, false), (2, true)],
+        "once per attempt, after every other gate"
+    );
+    assert!(
+        h.prompt("executor", 2, 0)
+            .contains("The project's \"proof\" gate failed")
+    );
+    assert_eq!(
+        std::fs::read_to_string(h.repo.join("calc.py")).unwrap(),
+        DOCUMENTED_CALC
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_gate_of_every_attempt_stops_the_first_attempt() {
+    let steps = vec![planner(GOOD_PLAN), executor(MISTYPED_CALC)];
+    let gates = Gates {
+        typecheck_fails: "block",
+        ..USUAL
+    };
+    let h = &Harness::start("named-gate-typecheck-blocks", options(steps, gates)).await;
+    let result = approve_and_finish(h, "named_gate_blocks_an_attempt").await;
+
+    assert_eq!(result.outcome(), Outcome::Escalated, "{result:?}");
+    assert_eq!(result.attempts, 1);
+    assert!(result.reason.contains(MYPY_ERROR), "{}", result.reason);
+    let on = |label: &str, passed: bool| (label.to_string(), passed);
+    assert_eq!(
+        checks(&result),
+        [on("semgrep", true), on("typecheck", false)],
+        "no review is paid for"
+    );
+    assert_eq!(h.read_bead("tk-1")["status"], "blocked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_merge_queues_turn_named_gates_check_the_work_again_on_a_moved_base() {
+    let steps = vec![planner(GOOD_PLAN), held(executor(TYPED_CALC), "tk-1")];
+    let h = &Harness::start("named-gates-moved-base", options(steps, USUAL)).await;
+    let result = h
+        .with_worker(|client| async move {
+            let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
+            wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
+            send_approve(&handle, json!({"approved": true, "by": "alice"})).await;
+            wait_for_phase(&handle, Phase::Executing, 1).await;
+            // A person moves main while the work is being done.
+            std::fs::write(h.repo.join("NOTES.md"), "release notes\n").unwrap();
+            git(&h.repo, &["add", "NOTES.md"]);
+            git(&h.repo, &["commit", "-q", "-m", "notes"]);
+            std::fs::write(h.prompts.join("go-tk-1"), "").unwrap();
+            finish(&handle, "named_gates_reverified").await
+        })
+        .await;
+
+    assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+    let again: Vec<String> = result
+        .gate_results
+        .iter()
+        .filter(|g| g.verification > 0)
+        .map(|g| g.label())
+        .collect();
+    // In the project's order; the review is not asked again (rereview_on_update is off).
+    assert_eq!(again, ["semgrep", "typecheck", "dod", "proof"], "{result:?}");
+    assert!(
+        result
+            .gate_results
+            .iter()
+            .filter(|g| g.verification > 0)
+            .all(|g| g.passed),
+        "{result:?}"
+    );
+    assert!(h.repo.join("NOTES.md").is_file());
+    assert_eq!(std::fs::read_to_string(h.repo.join("calc.py")).unwrap(), TYPED_CALC);
 }
