@@ -13,7 +13,8 @@
 //!   re-verifications, redos caused by conflicts, time main spent red (must be zero);
 //! - the crystallization payoff: what one repeated mistake costs (from the end of the execution
 //!   that made it to the start of the one that fixes it) when the definition of done catches it,
-//!   and when a learned Semgrep rule catches it first.
+//!   and when a learned Semgrep rule catches it first; and the review tokens and dollars the rule
+//!   saves (the free gate runs first, so a mistake it catches is never reviewed).
 
 mod queue;
 
@@ -222,10 +223,11 @@ fn main() {
 }
 
 async fn run() {
-    // `CHUM_BENCH_ONLY=queue`: only the merge queue's part.
-    if std::env::var("CHUM_BENCH_ONLY").as_deref() == Ok("queue") {
-        print_table(&queue::merge_queue_rows().await);
-        return;
+    // `CHUM_BENCH_ONLY=queue` / `payoff`: only the merge queue's / the crystallization payoff's part.
+    match std::env::var("CHUM_BENCH_ONLY").as_deref() {
+        Ok("queue") => return print_table(&queue::merge_queue_rows().await),
+        Ok("payoff") => return print_table(&crystallization_payoff().await),
+        _ => {}
     }
     let sequential = env_count("CHUM_BENCH_BEADS", 50);
     let parallel = env_count("CHUM_BENCH_THROUGHPUT", 100);
@@ -490,6 +492,19 @@ fn mistake_cost_ms(result: &SharkResult) -> Option<i64> {
     }
 }
 
+/// What the review of the mistaken execution (attempt 1, before any redo) cost: tokens and
+/// dollars, from the store. With the free gate first, a mistake a rule catches is never reviewed.
+fn review_of_mistake(h: &Harness, workflow_id: &str) -> (f64, f64) {
+    let db = rusqlite::Connection::open(h.config.state_dir.join("chum.db")).expect("store");
+    db.query_row(
+        "SELECT COALESCE(SUM(input_tokens + output_tokens), 0), COALESCE(SUM(cost_usd), 0) FROM agent_usage \
+         WHERE workflow_id = ?1 AND role = 'reviewer' AND attempt = 1 AND handoff = 0",
+        [workflow_id],
+        |r| Ok((r.get::<_, i64>(0)? as f64, r.get::<_, f64>(1)?)),
+    )
+    .expect("review spend")
+}
+
 /// The same mistake (`split(" ")` where the test has repeated spaces), caught by the project's
 /// unit tests (the DoD gate), then by the rule the learner makes of it (the Semgrep gate).
 async fn crystallization_payoff() -> Vec<Row> {
@@ -557,10 +572,11 @@ async fn crystallization_payoff() -> Vec<Row> {
             .map(|g| g.duration_ms as f64)
             .collect()
     };
-    let (by_dod, by_semgrep, dod_gate, semgrep_gate) = h
+    let (by_dod, by_semgrep, dod_gate, semgrep_gate, reviews) = h
         .with_worker(|client| async move {
             let h = hh;
             let (mut by_dod, mut dod_gate) = (Vec::new(), Vec::new());
+            let mut reviews = ReviewSpend::default();
             let mut rule_commit = String::new();
             for i in 1..=runs {
                 let (_, result, _) = one_bead(&client, &h.task_queue, &format!("pay-dod-{i}")).await;
@@ -569,6 +585,10 @@ async fn crystallization_payoff() -> Vec<Row> {
                 assert!(!failed.is_empty(), "the DoD did not catch it: {result:?}");
                 by_dod.extend(mistake_cost_ms(&result).map(|ms| ms as f64));
                 dod_gate.extend(failed);
+                let (tokens, usd) =
+                    review_of_mistake(h, &chum_core::ids::shark_workflow_id("demo", &format!("pay-dod-{i}")));
+                reviews.by_dod_tokens.push(tokens);
+                reviews.by_dod_usd.push(usd);
                 if i == 1 {
                     // The rule the learner made of this catch, checked and committed by CHUM.
                     let learner =
@@ -603,8 +623,14 @@ async fn crystallization_payoff() -> Vec<Row> {
                 );
                 by_semgrep.extend(mistake_cost_ms(&result).map(|ms| ms as f64));
                 semgrep_gate.extend(failed);
+                let (tokens, usd) = review_of_mistake(
+                    h,
+                    &chum_core::ids::shark_workflow_id("demo", &format!("pay-semgrep-{i}")),
+                );
+                reviews.by_rule_tokens.push(tokens);
+                reviews.by_rule_usd.push(usd);
             }
-            (by_dod, by_semgrep, dod_gate, semgrep_gate)
+            (by_dod, by_semgrep, dod_gate, semgrep_gate, reviews)
         })
         .await;
     let median = |mut v: Vec<f64>| {
@@ -612,6 +638,8 @@ async fn crystallization_payoff() -> Vec<Row> {
         percentile(&v, 0.5)
     };
     let (dod_ms, semgrep_ms) = (median(by_dod), median(by_semgrep));
+    let (dod_tokens, dod_usd) = (median(reviews.by_dod_tokens), median(reviews.by_dod_usd));
+    let (rule_tokens, rule_usd) = (median(reviews.by_rule_tokens), median(reviews.by_rule_usd));
     vec![
         Row {
             what: format!(
@@ -631,5 +659,26 @@ async fn crystallization_payoff() -> Vec<Row> {
             target: "-".into(),
             met: None,
         },
+        Row {
+            what: format!(
+                "the review paid for the mistaken execution, p50 of {runs}: caught by the DoD → caught by its rule (the scripted model's usage)"
+            ),
+            measured: format!(
+                "{dod_tokens:.0} tokens ${dod_usd:.4} → {rule_tokens:.0} tokens ${rule_usd:.4}: {:.0} tokens, ${:.4} saved per repeated mistake",
+                dod_tokens - rule_tokens,
+                dod_usd - rule_usd
+            ),
+            target: "no review of a mistake a rule catches".into(),
+            met: Some(rule_tokens == 0.0 && dod_tokens > 0.0),
+        },
     ]
+}
+
+/// The review's spend on each payoff run's mistaken execution.
+#[derive(Default)]
+struct ReviewSpend {
+    by_dod_tokens: Vec<f64>,
+    by_dod_usd: Vec<f64>,
+    by_rule_tokens: Vec<f64>,
+    by_rule_usd: Vec<f64>,
 }
