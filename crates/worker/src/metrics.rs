@@ -12,7 +12,7 @@ use chum_activities::backlog::Backlog;
 use chum_activities::store::Store;
 use chum_core::backlog::ready;
 use chum_core::config::ChumConfig;
-use chum_core::proto::{EnumName, GateName};
+use chum_core::proto::EnumName;
 use temporalio_client::Client;
 use temporalio_common::telemetry::metrics::CoreMeter;
 use temporalio_common::telemetry::{PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter};
@@ -22,8 +22,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Upper bounds (seconds) of the phase duration histogram buckets.
 const PHASE_BUCKETS: [f64; 10] = [0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0];
-/// Finished runs looked at per scrape.
-const RUNS_SCANNED: u32 = 10_000;
 
 /// A worker runtime whose SDK metrics go to a Prometheus exporter on 127.0.0.1 (an ephemeral
 /// port, returned); the API's `/metrics` serves them.
@@ -122,57 +120,30 @@ pub async fn chum_metrics(client: &Client, config: &ChumConfig) -> String {
         );
     }
 
+    // Counters over every finished run in the store (SQL aggregates), so they only go up.
     let store = Store::open(&config.state_dir.join("chum.db"));
-    let runs = store
+    let totals = store
         .as_ref()
         .ok()
-        .and_then(|s| s.runs(None, RUNS_SCANNED).ok())
+        .and_then(|s| s.run_totals(&PHASE_BUCKETS).ok())
         .unwrap_or_default();
-    let mut finished: BTreeMap<(String, String), u64> = BTreeMap::new();
-    let mut gates: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
-    let mut catches = 0u64;
-    let mut phases: BTreeMap<String, (Vec<u64>, f64, u64)> = BTreeMap::new();
-    for (run, result) in &runs {
-        *finished
-            .entry((run.project.clone(), result.outcome().name()))
-            .or_default() += 1;
-        for g in &result.gate_results {
-            let verdict = if g.passed { "pass" } else { "fail" };
-            *gates.entry((g.label(), verdict)).or_default() += 1;
-            if g.gate() == GateName::Semgrep && !g.passed {
-                catches += 1;
-            }
-        }
-        for span in result
-            .phases
-            .iter()
-            .filter(|p| p.ended_ms >= p.started_ms && p.ended_ms > 0)
-        {
-            let seconds = (span.ended_ms - span.started_ms) as f64 / 1000.0;
-            let entry = phases
-                .entry(span.phase().name())
-                .or_insert_with(|| (vec![0; PHASE_BUCKETS.len()], 0.0, 0));
-            for (i, bound) in PHASE_BUCKETS.iter().enumerate() {
-                if seconds <= *bound {
-                    entry.0[i] += 1;
-                }
-            }
-            entry.1 += seconds;
-            entry.2 += 1;
-        }
-    }
+    let finished_runs: u64 = totals.finished.iter().map(|(_, _, n)| n).sum();
     out.family(
         "chum_sharks_started_total",
         "counter",
         "Sharks started: finished (in the store) plus running.",
     );
-    out.sample("chum_sharks_started_total", &[], (runs.len() + running.len()) as f64);
+    out.sample(
+        "chum_sharks_started_total",
+        &[],
+        (finished_runs + running.len() as u64) as f64,
+    );
     out.family(
         "chum_sharks_finished_total",
         "counter",
         "Sharks finished, by project and outcome.",
     );
-    for ((project, outcome), n) in &finished {
+    for (project, outcome, n) in &totals.finished {
         out.sample(
             "chum_sharks_finished_total",
             &[("project", project), ("outcome", outcome)],
@@ -184,33 +155,46 @@ pub async fn chum_metrics(client: &Client, config: &ChumConfig) -> String {
         "histogram",
         "Time finished runs spent in each phase (a phase entered twice counts twice).",
     );
-    for (phase, (buckets, sum, count)) in &phases {
-        for (bound, n) in PHASE_BUCKETS.iter().zip(buckets) {
+    for phase in &totals.phases {
+        for (bound, n) in PHASE_BUCKETS.iter().zip(&phase.at_most) {
             out.sample(
                 "chum_phase_duration_seconds_bucket",
-                &[("phase", phase), ("le", &bound.to_string())],
+                &[("phase", &phase.phase), ("le", &bound.to_string())],
                 *n as f64,
             );
         }
         out.sample(
             "chum_phase_duration_seconds_bucket",
-            &[("phase", phase), ("le", "+Inf")],
-            *count as f64,
+            &[("phase", &phase.phase), ("le", "+Inf")],
+            phase.count as f64,
         );
-        out.sample("chum_phase_duration_seconds_sum", &[("phase", phase)], *sum);
-        out.sample("chum_phase_duration_seconds_count", &[("phase", phase)], *count as f64);
+        out.sample(
+            "chum_phase_duration_seconds_sum",
+            &[("phase", &phase.phase)],
+            phase.seconds,
+        );
+        out.sample(
+            "chum_phase_duration_seconds_count",
+            &[("phase", &phase.phase)],
+            phase.count as f64,
+        );
     }
     out.family(
         "chum_gate_results_total",
         "counter",
         "Gate verdicts of finished runs, by gate and result.",
     );
-    for ((gate, verdict), n) in &gates {
+    let mut catches = 0u64;
+    for (gate, passed, n) in &totals.gates {
+        let verdict = if *passed { "pass" } else { "fail" };
         out.sample(
             "chum_gate_results_total",
             &[("gate", gate), ("result", verdict)],
             *n as f64,
         );
+        if gate == "semgrep" && !passed {
+            catches += n;
+        }
     }
     out.family(
         "chum_semgrep_catches_total",

@@ -20,6 +20,7 @@ mod usage;
 pub use artifacts::RunArtifacts;
 pub use grooms::GroomRecord;
 pub use rules::{RuleRecord, RuleStatus};
+pub use runs::{PhaseTotals, RunTotals};
 pub use usage::{Spent, UsageFilter, UsageRecord};
 
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The store's schema: migrations applied in order; `PRAGMA user_version` counts them.
 
 /// Schema migrations, applied in order; `user_version` says how many have run.
-pub(super) const MIGRATIONS: [&str; 7] = [
+pub(super) const MIGRATIONS: [&str; 8] = [
     r#"
     CREATE TABLE lessons (
         id INTEGER PRIMARY KEY,
@@ -129,5 +129,44 @@ pub(super) const MIGRATIONS: [&str; 7] = [
     // Costs CHUM computed from the reported tokens and a price (Codex reports no dollars).
     r#"
     ALTER TABLE agent_usage ADD COLUMN computed INTEGER NOT NULL DEFAULT 0;
+"#,
+    // Each finished run's gate verdicts and phase spans as rows, so the metrics' counters are SQL
+    // aggregates over every run ever recorded (they only go up), not a scan of the newest runs'
+    // JSON. Runs recorded before are filled in from their JSON.
+    r#"
+    CREATE TABLE run_gates (
+        workflow_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        gate TEXT NOT NULL,
+        passed INTEGER NOT NULL
+    );
+    CREATE INDEX run_gates_by_run ON run_gates (workflow_id, run_id);
+    -- Covering indexes: the metrics' GROUP BY reads them in order, never the tables (the runs'
+    -- rows hold each result's JSON).
+    CREATE INDEX runs_by_outcome ON runs (project, outcome);
+    CREATE INDEX run_gates_by_gate ON run_gates (gate, passed);
+    CREATE TABLE run_phases (
+        workflow_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        seconds REAL NOT NULL
+    );
+    CREATE INDEX run_phases_by_run ON run_phases (workflow_id, run_id);
+    CREATE INDEX run_phases_by_phase ON run_phases (phase, seconds);
+    INSERT INTO run_gates (workflow_id, run_id, gate, passed)
+        SELECT r.workflow_id, r.run_id,
+               CASE WHEN json_extract(g.value, '$.gate') = 'named' AND COALESCE(json_extract(g.value, '$.name'), '') <> ''
+                    THEN json_extract(g.value, '$.name')
+                    ELSE COALESCE(json_extract(g.value, '$.gate'), 'unspecified') END,
+               COALESCE(json_extract(g.value, '$.passed'), 0)
+        FROM runs r, json_each(r.result, '$.gate_results') g
+        WHERE json_valid(r.result);
+    INSERT INTO run_phases (workflow_id, run_id, phase, seconds)
+        SELECT r.workflow_id, r.run_id, COALESCE(json_extract(p.value, '$.phase'), 'unspecified'),
+               (json_extract(p.value, '$.ended_ms') - json_extract(p.value, '$.started_ms')) / 1000.0
+        FROM runs r, json_each(r.result, '$.phases') p
+        WHERE json_valid(r.result)
+          AND json_extract(p.value, '$.ended_ms') > 0
+          AND json_extract(p.value, '$.ended_ms') >= json_extract(p.value, '$.started_ms');
 "#,
 ];

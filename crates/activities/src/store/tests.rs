@@ -1,7 +1,7 @@
 //! The store's behaviour, table by table, against a real SQLite file.
 
 use super::*;
-use chum_core::proto::{GroomKind, Lesson, MutationOutcome, RunRef};
+use chum_core::proto::{GroomKind, Lesson, MutationOutcome, RunRef, SharkResult};
 
 fn lesson(summary: &str) -> Lesson {
     Lesson {
@@ -237,5 +237,131 @@ fn usage_is_summed_by_bead_project_day_and_provider() {
     assert!(
         store.spent_by("provider; DROP TABLE x", UsageFilter::default()).is_ok(),
         "column names are never taken from the caller"
+    );
+}
+
+/// A finished run with `gates` (gate, name, passed) and one phase span per entry of `phases`
+/// (phase, seconds).
+fn finished_run(
+    id: &str,
+    outcome: chum_core::proto::Outcome,
+    gates: &[(chum_core::proto::GateName, &str, bool)],
+    phases: &[(chum_core::proto::Phase, i64)],
+) -> (RunRef, SharkResult) {
+    use chum_core::proto::{GateResult, PhaseSpan};
+    let run = RunRef {
+        project: "demo".into(),
+        bead_id: id.into(),
+        workflow_id: format!("shark-demo-{id}"),
+        run_id: "r1".into(),
+    };
+    let result = SharkResult {
+        outcome: outcome as i32,
+        gate_results: gates
+            .iter()
+            .map(|(gate, name, passed)| GateResult {
+                gate: *gate as i32,
+                name: name.to_string(),
+                passed: *passed,
+                ..GateResult::default()
+            })
+            .collect(),
+        phases: phases
+            .iter()
+            .map(|(phase, seconds)| PhaseSpan {
+                phase: *phase as i32,
+                started_ms: 1_000,
+                ended_ms: 1_000 + seconds * 1000,
+                ..PhaseSpan::default()
+            })
+            .collect(),
+        ..SharkResult::default()
+    };
+    (run, result)
+}
+
+#[test]
+fn run_totals_count_every_run_ever_recorded_and_a_rerecorded_run_once() {
+    use chum_core::proto::{GateName, Outcome, Phase};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("chum.db")).unwrap();
+    let caught = [
+        (GateName::Semgrep, "", false),
+        (GateName::Semgrep, "", true),
+        (GateName::Named, "typecheck", true),
+    ];
+    for i in 0..30 {
+        let (run, result) = finished_run(
+            &format!("tk-{i}"),
+            Outcome::Integrated,
+            &caught,
+            &[(Phase::Dod, 2), (Phase::Executing, 40)],
+        );
+        store.record_run(&run, &result, i).unwrap();
+    }
+    let (run, result) = finished_run("tk-x", Outcome::Escalated, &[(GateName::Dod, "", false)], &[]);
+    store.record_run(&run, &result, 100).unwrap();
+    // The same run recorded again (a retried activity) is counted once.
+    store.record_run(&run, &result, 101).unwrap();
+
+    let totals = store.run_totals(&[1.0, 5.0, 60.0]).unwrap();
+    assert_eq!(
+        totals.finished,
+        [
+            ("demo".to_string(), "escalated".to_string(), 1),
+            ("demo".to_string(), "integrated".to_string(), 30)
+        ]
+    );
+    assert_eq!(
+        totals.gates,
+        [
+            ("dod".to_string(), false, 1),
+            ("semgrep".to_string(), false, 30),
+            ("semgrep".to_string(), true, 30),
+            ("typecheck".to_string(), true, 30),
+        ]
+    );
+    let dod = totals.phases.iter().find(|p| p.phase == "dod").unwrap();
+    assert_eq!(
+        (dod.count, dod.seconds, dod.at_most.clone()),
+        (30, 60.0, vec![0, 30, 30])
+    );
+    let executing = totals.phases.iter().find(|p| p.phase == "executing").unwrap();
+    assert_eq!(executing.at_most, [0, 0, 30]);
+}
+
+#[test]
+fn runs_recorded_before_the_totals_tables_are_counted_from_their_json() {
+    use chum_core::proto::{GateName, Outcome, Phase};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chum.db");
+    let store = Store::open(&path).unwrap();
+    let (run, result) = finished_run(
+        "tk-1",
+        Outcome::Integrated,
+        &[(GateName::Review, "", true), (GateName::Named, "proof", false)],
+        &[(Phase::Review, 3)],
+    );
+    store.record_run(&run, &result, 1).unwrap();
+    // As a store from before the migration had it: the run's JSON only.
+    store
+        .conn
+        .execute_batch(
+            "DROP TABLE run_gates; DROP TABLE run_phases; DROP INDEX runs_by_outcome; PRAGMA user_version = 7;",
+        )
+        .unwrap();
+    drop(store);
+
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
+    let totals = store.run_totals(&[5.0]).unwrap();
+    assert_eq!(
+        totals.gates,
+        [("proof".to_string(), false, 1), ("review".to_string(), true, 1)]
+    );
+    let review = totals.phases.iter().find(|p| p.phase == "review").unwrap();
+    assert_eq!(
+        (review.count, review.seconds, review.at_most.clone()),
+        (1, 3.0, vec![1])
     );
 }

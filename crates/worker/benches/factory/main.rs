@@ -17,6 +17,7 @@
 //!   saves (the free gate runs first, so a mistake it catches is never reviewed).
 
 mod queue;
+mod scale;
 
 use chum_core::proto::GateName;
 use std::fmt::Write as _;
@@ -227,6 +228,7 @@ async fn run() {
     match std::env::var("CHUM_BENCH_ONLY").as_deref() {
         Ok("queue") => return print_table(&queue::merge_queue_rows().await),
         Ok("payoff") => return print_table(&crystallization_payoff().await),
+        Ok("scale") => return print_table(&scale::scale_rows().await),
         _ => {}
     }
     let sequential = env_count("CHUM_BENCH_BEADS", 50);
@@ -425,6 +427,7 @@ async fn run() {
     let mut rows = rows;
     rows.extend(queue::merge_queue_rows().await);
     rows.extend(crystallization_payoff().await);
+    rows.extend(scale::scale_rows().await);
     print_table(&rows);
 }
 
