@@ -106,7 +106,7 @@ pub fn reconcile(running: &ChumConfig, loaded: ChumConfig) -> (ChumConfig, Confi
         merged.api = running.api.clone();
     }
 
-    let sections: [(&str, bool); 9] = [
+    let sections: [(&str, bool); 10] = [
         ("[limits]", merged.limits != running.limits),
         ("[budget]", merged.budget != running.budget),
         ("[tiers]", merged.tiers != running.tiers),
@@ -116,6 +116,7 @@ pub fn reconcile(running: &ChumConfig, loaded: ChumConfig) -> (ChumConfig, Confi
         ("[dispatcher]", merged.dispatcher != running.dispatcher),
         ("[groom]", merged.groom != running.groom),
         ("[sandbox]", merged.sandbox != running.sandbox),
+        ("[repo_map_tokens]", merged.repo_map_tokens != running.repo_map_tokens),
     ];
     for (name, changed) in sections {
         if changed {
