@@ -133,7 +133,7 @@ const STRATEGIC_ANSWER: &str = r###"{"briefing": "## Top priorities\n1. tk-1 (mu
 async fn the_strategic_groom_runs_from_its_schedule_applies_changes_and_commits_a_briefing() {
     let groomer = Step::groomer()
         .prompt_contains("strategic groomer")
-        .expect_prompt_contains("calc.py\n  def add(a, b)")
+        .expect_prompt_contains("calc.py:\n  1: def add(a, b)")
         .expect_prompt_contains("3 beads: 2 ready, 0 in progress, 1 closed.")
         .answer(STRATEGIC_ANSWER);
     let options = HarnessOptions {
