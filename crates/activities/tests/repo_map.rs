@@ -190,12 +190,14 @@ async fn a_commit_is_parsed_once_and_a_new_commit_again() {
 }
 
 #[tokio::test]
-async fn oversized_vendored_and_linked_files_are_left_out() {
+async fn oversized_vendored_hidden_and_linked_files_are_left_out() {
     let dir = tempfile::tempdir().expect("tempdir");
     let repo = dir.path().join("project");
     std::fs::create_dir_all(repo.join("vendor/lib")).expect("mkdir");
     std::fs::write(repo.join("app.py"), "def app():\n    return 1\n").expect("write");
     std::fs::write(repo.join("vendor/lib/dep.py"), "def vendored():\n    pass\n").expect("write");
+    std::fs::create_dir_all(repo.join(".semgrep")).expect("mkdir");
+    std::fs::write(repo.join(".semgrep/chum-1.py"), "def rule_fixture():\n    pass\n").expect("write");
     let big = format!(
         "def generated():\n    pass\n{}",
         "# padding\n".repeat(MAX_FILE_BYTES as usize / 10 + 1)

@@ -4,8 +4,8 @@
 //! for the work and trimmed to the role's budget by `chum_core::repo_map`.
 //!
 //! Bounded, so a huge repository cannot stall an activity: files over [`MAX_FILE_BYTES`] (generated
-//! or minified, as a rule) and vendored directories are left out, and at most [`MAX_FILES`] files
-//! and [`MAX_TOTAL_BYTES`] are parsed.
+//! or minified, as a rule), vendored and hidden directories are left out, and at most
+//! [`MAX_FILES`] files and [`MAX_TOTAL_BYTES`] are parsed.
 
 use std::path::{Path, PathBuf};
 
@@ -28,12 +28,11 @@ const CACHED_COMMITS: usize = 32;
 /// Bumped when what is extracted changes, so older cache files are parsed again.
 const CACHE_VERSION: u32 = 1;
 
-/// Directories whose files are someone else's code or CHUM's own.
+/// Files that are someone else's code (vendored, minified) or no one's program: anything under a
+/// hidden directory or hidden itself (`.github/`, `.semgrep/` with CHUM's rule fixtures, `.chum/`).
 fn left_out(path: &str) -> bool {
-    let in_dir = |dir: &str| path.starts_with(&format!("{dir}/")) || path.contains(&format!("/{dir}/"));
-    ["vendor", "node_modules", "third_party", ".chum"]
-        .iter()
-        .any(|d| in_dir(d))
+    path.split('/')
+        .any(|part| part.starts_with('.') || ["vendor", "node_modules", "third_party"].contains(&part))
         || path.ends_with(".min.js")
 }
 
@@ -174,8 +173,11 @@ fn read_cache(path: &Path, commit: &str) -> Option<RepoTags> {
 /// Writes the cache file whole (a temporary file renamed), then removes all but the newest
 /// [`CACHED_COMMITS`]. Only logged when it fails: the map is there, the next one parses again.
 fn write_cache(dir: &Path, path: &Path, tags: &RepoTags) {
+    // Two activities of one worker may write the same commit at once: each its own temporary file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let written = std::fs::create_dir_all(dir).and_then(|_| {
-        let temporary = path.with_extension(format!("json.tmp-{}", std::process::id()));
+        let temporary = path.with_extension(format!("json.tmp-{}-{write}", std::process::id()));
         std::fs::write(&temporary, serde_json::to_vec(tags).map_err(std::io::Error::other)?)?;
         std::fs::rename(&temporary, path)
     });

@@ -116,15 +116,17 @@ impl Lang {
     }
 }
 
-/// The header of a definition on one line: its text up to its body (or up to a `{`), whitespace
+/// The header of a definition on one line: its text up to its body (a node without a body field,
+/// such as a Go type or a JavaScript `const f = () => {...}`, up to its first `{`), whitespace
 /// collapsed, cut at [`SIGNATURE_CHARS`].
 fn signature(node: Node<'_>, source: &str) -> String {
-    let end = node
-        .child_by_field_name("body")
-        .map(|b| b.start_byte())
-        .unwrap_or(node.end_byte());
-    let text = source.get(node.start_byte()..end).unwrap_or_default();
-    let text = text.split('{').next().unwrap_or(text);
+    let text = match node.child_by_field_name("body") {
+        Some(body) => source.get(node.start_byte()..body.start_byte()).unwrap_or_default(),
+        None => {
+            let whole = source.get(node.byte_range()).unwrap_or_default();
+            whole.split('{').next().unwrap_or(whole)
+        }
+    };
     let mut line = text.split_whitespace().collect::<Vec<_>>().join(" ");
     line = line.trim_end_matches([':', '{', ' ', ';']).to_string();
     if line.chars().count() > SIGNATURE_CHARS {
@@ -242,6 +244,22 @@ mod tests {
                 clamp.signature.as_str()
             ),
             ("src/lib.rs", 1, 5, "fn clamp( v: i32, ) -> i32")
+        );
+        let signatures = |lang, src| -> Vec<String> {
+            extract_tags(lang, "f", src)
+                .into_iter()
+                .filter(|t| t.kind == TagKind::Definition)
+                .map(|t| t.signature)
+                .collect()
+        };
+        assert_eq!(
+            signatures(Lang::Python, "def f(options={}):\n    return options\n"),
+            ["def f(options={})"],
+            "a brace in the header is kept"
+        );
+        assert_eq!(
+            signatures(Lang::Go, "package x\ntype Server struct {\n\tport int\n}\n"),
+            ["Server struct"]
         );
     }
 
