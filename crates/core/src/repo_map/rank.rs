@@ -107,6 +107,35 @@ impl Graph<'_> {
     }
 }
 
+/// Where the PageRank jumps back to, summing to 1: the files the work names and the files that
+/// define a mentioned identifier fully, the files that use one by half; nothing named, every file
+/// alike (the rank of the whole repository).
+fn personalization(
+    files: &[&str],
+    focus: &Focus<'_>,
+    mentioned: &BTreeSet<&str>,
+    definers: &BTreeMap<&str, BTreeSet<usize>>,
+    references: &BTreeMap<&str, BTreeMap<usize, usize>>,
+) -> Vec<f64> {
+    let mut pull: Vec<f64> = files
+        .iter()
+        .map(|file| if names_file(focus, file) { 1.0 } else { 0.0 })
+        .collect();
+    for name in mentioned {
+        for &file in definers.get(name).into_iter().flatten() {
+            pull[file] = 1.0;
+        }
+        for &file in references.get(name).map(BTreeMap::keys).into_iter().flatten() {
+            pull[file] = f64::max(pull[file], CALLER_FILE_PULL);
+        }
+    }
+    let total: f64 = pull.iter().sum();
+    if total == 0.0 {
+        return vec![1.0 / files.len() as f64; files.len()];
+    }
+    pull.iter().map(|p| p / total).collect()
+}
+
 /// Every definition in `tags`, most relevant to `focus` first (ties by path and line).
 pub fn rank_definitions(tags: &[Tag], focus: Focus<'_>) -> Vec<RankedDefinition> {
     let files: Vec<&str> = tags
@@ -171,26 +200,7 @@ pub fn rank_definitions(tags: &[Tag], focus: Focus<'_>) -> Vec<RankedDefinition>
         }
     }
 
-    let mut personalization = vec![0.0; files.len()];
-    for (i, file) in files.iter().enumerate() {
-        if names_file(&focus, file) {
-            personalization[i] = 1.0;
-        }
-    }
-    for name in &mentioned {
-        for &file in &definers[name] {
-            personalization[file] = 1.0;
-        }
-        for &file in references.get(name).map(BTreeMap::keys).into_iter().flatten() {
-            personalization[file] = f64::max(personalization[file], CALLER_FILE_PULL);
-        }
-    }
-    let total: f64 = personalization.iter().sum();
-    if total == 0.0 {
-        personalization = vec![1.0 / files.len() as f64; files.len()];
-    } else {
-        personalization.iter_mut().for_each(|p| *p /= total);
-    }
+    let personalization = personalization(&files, &focus, &mentioned, &definers, &references);
     let rank = graph.page_rank(&personalization);
 
     // Each file's rank flows along its edges to the definitions it references.

@@ -29,6 +29,9 @@ fn tactical_steps() -> Vec<Step> {
             .expect_prompt_contains("tk-1: Add multiply to calc")
             .expect_prompt_contains("calc.py (+")
             .expect_prompt_contains("- tk-3 [P2 feature] Add parse_pairs to calc (ready)")
+            // The repo map of the base as the bead left it, toward the files it changed.
+            .expect_prompt_contains("## Repository map\n")
+            .expect_prompt_contains("calc.py:\n  1: def add(a, b)\n  5: def multiply(a, b)\n")
             .answer(TACTICAL_ANSWER),
     );
     steps
