@@ -43,6 +43,10 @@ const PRIVATE: f64 = 0.1;
 /// A name defined in more files than this is generic (`new`, `get`, `main`) and counts a tenth.
 const COMMON_DEFINERS: usize = 5;
 const COMMON: f64 = 0.1;
+/// A name defined in more files than this links nothing: a reference to it (`__init__`, `new`,
+/// `toString`) says nothing about which file it means, and its edges, referencing files times
+/// defining files, would dominate the work on a large repository.
+const MAX_DEFINERS: usize = 50;
 /// Part of a file's own rank its definitions share, so the definitions of a file the work names
 /// are shown even when nothing references them yet.
 const OWN_FILE_SHARE: f64 = 0.1;
@@ -192,7 +196,9 @@ pub fn rank_definitions(tags: &[Tag], focus: Focus<'_>) -> Vec<RankedDefinition>
         edges: vec![Vec::new(); files.len()],
     };
     for (name, referencing) in &references {
-        let Some(defining) = definers.get(name) else { continue };
+        let Some(defining) = definers.get(name).filter(|d| d.len() <= MAX_DEFINERS) else {
+            continue;
+        };
         for (&source, &count) in referencing {
             for &target in defining.iter().filter(|&&t| t != source) {
                 graph.edges[source].push((target, weight_of(name) * (count as f64).sqrt(), *name));
@@ -404,6 +410,18 @@ mod tests {
         let at = |n: &str| ranked.iter().position(|d| d.name == n).unwrap_or(usize::MAX);
         assert!(at("compute_total") < at("_helper"), "{:?}", order(&ranked));
         assert!(at("compute_total") < at("get"), "{:?}", order(&ranked));
+    }
+
+    #[test]
+    fn a_name_defined_almost_everywhere_links_nothing() {
+        let mut tags = vec![def("lone.py", "lonely", 1, 2), def("user.py", "main", 1, 9)];
+        for i in 0..=MAX_DEFINERS {
+            tags.push(def(&format!("m{i}.py"), "get", 1, 2));
+        }
+        tags.push(refer("user.py", "get", 4));
+        let ranked = rank_definitions(&tags, Focus::default());
+        let score = |file: &str| ranked.iter().find(|d| d.file == file).map(|d| d.score);
+        assert_eq!(score("m0.py"), score("lone.py"), "no rank flows to `get`");
     }
 
     #[test]
