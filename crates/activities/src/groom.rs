@@ -15,6 +15,7 @@ use chum_core::proto::{
     ApplyMutationsReport, ApplyMutationsRequest, BeadStatus, BriefingReport, BriefingRequest, EnumName, GroomKind,
     GroomProposal, GroomRequest, MutationOutcome, RunRef, TacticalGroomInput,
 };
+use chum_core::repo_map::{Focus, RenderedMap};
 use chum_core::text::excerpt;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -23,15 +24,13 @@ use crate::agent::{Liveness, ask_with_one_retry};
 use crate::backlog::{Backlog, BacklogError};
 use crate::clock::now_ms;
 use crate::error::{config_error, permanent, repo_error, retryable, setup_error};
-use crate::repo::repo_map;
 use crate::repo::{OwnChange, commit_own_change};
+use crate::repo::{check_repository, map_for_prompt, tags_cache_dir};
 use crate::store::RunArtifacts;
 use crate::store::Store;
 
 /// Where the strategic briefing lives in the project.
 pub const BRIEFING_PATH: &str = ".beads/briefing.md";
-/// Characters of repo map a strategic groomer sees.
-const REPO_MAP_CHARS: usize = 12_000;
 /// Lessons a groomer sees.
 const LESSONS_SHOWN: u32 = 8;
 
@@ -70,6 +69,14 @@ pub fn diff_summary(diff: &str) -> String {
         .join("\n")
 }
 
+/// The paths a unified diff changes.
+fn changed_files(diff: &str) -> Vec<String> {
+    diff.lines()
+        .filter_map(|l| l.strip_prefix("diff --git a/"))
+        .map(|rest| rest.split(" b/").next().unwrap_or(rest).to_string())
+        .collect()
+}
+
 impl GroomActivitiesImpl {
     pub fn new(config: impl Into<LiveConfig>) -> GroomActivitiesImpl {
         GroomActivitiesImpl { live: config.into() }
@@ -103,8 +110,26 @@ impl GroomSteps {
         }
     }
 
-    /// The finished bead as the tactical groomer sees it.
-    async fn finished_bead(&self, input: &TacticalGroomInput) -> String {
+    /// The project's repo map at its base branch's tip, within the groomer's budget.
+    async fn repo_map(&self, project: &ProjectConfig, focus: Focus<'_>) -> RenderedMap {
+        let budget = self.config.repo_map_tokens.for_role(Role::Groomer);
+        if budget == 0 {
+            return RenderedMap::default();
+        }
+        match check_repository(project).await {
+            Ok(commit) => {
+                let cache = tags_cache_dir(&self.config.state_dir, &project.name);
+                map_for_prompt(&project.repo, &commit, &cache, focus, budget).await
+            }
+            Err(e) => {
+                tracing::warn!(project = %project.name, "no repo map for the groomer: {e}");
+                RenderedMap::default()
+            }
+        }
+    }
+
+    /// The finished bead as the tactical groomer sees it, and the files its last diff changed.
+    async fn finished_bead(&self, input: &TacticalGroomInput) -> (String, Vec<String>) {
         let bead = input.bead.clone().unwrap_or_default();
         let mut out = format!("{}: {}\n", bead.id, bead.title);
         if !bead.description.trim().is_empty() {
@@ -114,12 +139,14 @@ impl GroomSteps {
         if !input.commit.is_empty() {
             let _ = writeln!(out, "Commit: {}", input.commit);
         }
+        let mut changed = Vec::new();
         if let Some(path) = input.diff_artifacts.iter().rev().find(|p| !p.is_empty())
             && let Ok(diff) = tokio::fs::read_to_string(path).await
         {
             let _ = writeln!(out, "\nChanged files:\n{}", diff_summary(&diff));
+            changed = changed_files(&diff);
         }
-        out
+        (out, changed)
     }
 
     pub async fn propose_mutations_impl(
@@ -141,25 +168,34 @@ impl GroomSteps {
             .map(|l| format!("- [{}] {} (#{}, from {})\n", l.category, l.summary, l.id, l.bead_id))
             .collect();
         let (base_prompt, context_summary) = if strategic {
-            let map = repo_map(&project.repo, REPO_MAP_CHARS)
-                .await
-                .map_err(|e| retryable(format!("cannot list the files of {}: {e}", project.repo.display())))?;
+            // The whole repository, ranked by what the most code depends on.
+            let map = self.repo_map(project, Focus::default()).await;
             let summary = format!(
-                "{} beads; repo map of {} files, {} public items",
+                "{} beads; repo map of {} definitions in {} files",
                 items.len(),
-                map.files,
-                map.items
+                map.definitions,
+                map.files
             );
             (
                 strategist_prompt(&project.name, &backlog, &map.text, &lessons, max),
                 summary,
             )
         } else {
-            let finished = self
-                .finished_bead(req.finished.as_ref().unwrap_or(&TacticalGroomInput::default()))
+            let finished_input = req.finished.clone().unwrap_or_default();
+            let (finished, changed) = self.finished_bead(&finished_input).await;
+            let bead = finished_input.bead.unwrap_or_default();
+            let text = format!("{} {} {}", bead.title, bead.description, bead.notes);
+            let map = self
+                .repo_map(
+                    project,
+                    Focus {
+                        text: &text,
+                        files: &changed,
+                    },
+                )
                 .await;
             (
-                groomer_prompt(&finished, &backlog, &lessons, max),
+                groomer_prompt(&finished, &backlog, &lessons, &map.text, max),
                 format!("{} beads", items.len()),
             )
         };

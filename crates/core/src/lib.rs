@@ -24,5 +24,6 @@ pub mod plan;
 pub mod prompt;
 pub mod proto;
 pub mod pull_request;
+pub mod repo_map;
 pub mod review;
 pub mod text;

@@ -106,7 +106,7 @@ pub fn reconcile(running: &ChumConfig, loaded: ChumConfig) -> (ChumConfig, Confi
         merged.api = running.api.clone();
     }
 
-    let sections: [(&str, bool); 9] = [
+    let sections: [(&str, bool); 10] = [
         ("[limits]", merged.limits != running.limits),
         ("[budget]", merged.budget != running.budget),
         ("[tiers]", merged.tiers != running.tiers),
@@ -116,6 +116,7 @@ pub fn reconcile(running: &ChumConfig, loaded: ChumConfig) -> (ChumConfig, Confi
         ("[dispatcher]", merged.dispatcher != running.dispatcher),
         ("[groom]", merged.groom != running.groom),
         ("[sandbox]", merged.sandbox != running.sandbox),
+        ("[repo_map_tokens]", merged.repo_map_tokens != running.repo_map_tokens),
     ];
     for (name, changed) in sections {
         if changed {
@@ -176,13 +177,17 @@ mod tests {
     fn safe_parts_apply_and_bound_parts_wait_for_a_restart() {
         let live = LiveConfig::from(config(""));
         let change = live.reload(config(
-            "[temporal]\naddress = \"http://10.0.0.9:7233\"\n[budget]\nper_bead_usd = 2.5\n[limits]\nmax_attempts = 7\n[projects.second]\nrepo = \"second\"\ndod = [\"true\"]",
+            "[temporal]\naddress = \"http://10.0.0.9:7233\"\n[budget]\nper_bead_usd = 2.5\n[limits]\nmax_attempts = 7\n[projects.second]\nrepo = \"second\"\ndod = [\"true\"]\n[repo_map_tokens]\nplanner = 512",
         ));
-        assert_eq!(change.applied, vec!["[limits]", "[budget]", "[projects.second] added"]);
+        assert_eq!(
+            change.applied,
+            vec!["[limits]", "[budget]", "[repo_map_tokens]", "[projects.second] added"]
+        );
         assert_eq!(change.needs_restart, vec!["[temporal]"]);
         let now = live.current();
         assert_eq!(now.budget.per_bead_usd, 2.5);
         assert_eq!(now.limits.max_attempts, 7);
+        assert_eq!(now.repo_map_tokens.planner, 512);
         assert_eq!(now.temporal, config("").temporal, "the connection stays as it is");
         assert!(
             change

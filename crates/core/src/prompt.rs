@@ -27,6 +27,27 @@ fn lessons_part(out: &mut String, lessons: &str) {
     }
 }
 
+/// What an agent is given besides the work itself: lessons from earlier runs and the repo map.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Background<'a> {
+    /// The lessons section (see `lesson::lessons_section`); empty: none.
+    pub lessons: &'a str,
+    /// The ranked repo map (see `repo_map`); empty: none (its budget is 0, or nothing parsed).
+    pub repo_map: &'a str,
+}
+
+/// The repo map section, when there is a map.
+fn repo_map_part(out: &mut String, repo_map: &str) {
+    if !repo_map.trim().is_empty() {
+        let _ = write!(
+            out,
+            "\n## Repository map\nThe definitions most relevant to this work, ranked: each file, then `line: signature` \
+             of its definitions (bodies left out). Read the files themselves for more.\n{}\n",
+            repo_map.trim_end()
+        );
+    }
+}
+
 fn list(out: &mut String, title: &str, items: &[String]) {
     let _ = writeln!(out, "\n### {title}");
     for item in items {
@@ -36,14 +57,15 @@ fn list(out: &mut String, title: &str, items: &[String]) {
 
 /// The planner's prompt for one round. `feedback` is the previous round's validation error or a
 /// person's rejection; it is empty on the first round.
-pub fn planner_prompt(bead: &Bead, round: u32, feedback: &str, lessons: &str) -> String {
+pub fn planner_prompt(bead: &Bead, round: u32, feedback: &str, background: &Background<'_>) -> String {
     let mut out = String::new();
     out.push_str(
         "You are the planner in CHUM, an autonomous code factory. Write a plan for the work item \
          below, for the repository in the current directory. Do not change any files.\n\n",
     );
     bead_section(&mut out, bead);
-    lessons_part(&mut out, lessons);
+    lessons_part(&mut out, background.lessons);
+    repo_map_part(&mut out, background.repo_map);
     if !feedback.trim().is_empty() {
         let _ = writeln!(
             out,
@@ -70,7 +92,7 @@ pub fn executor_prompt(
     handoff: u32,
     dod: &[String],
     feedback: &str,
-    lessons: &str,
+    background: &Background<'_>,
 ) -> String {
     let mut out = String::new();
     out.push_str(
@@ -86,7 +108,8 @@ pub fn executor_prompt(
     if !dod.is_empty() {
         list(&mut out, "Definition of done: these commands must pass", dod);
     }
-    lessons_part(&mut out, lessons);
+    lessons_part(&mut out, background.lessons);
+    repo_map_part(&mut out, background.repo_map);
     if handoff > 0 && !feedback.trim().is_empty() {
         let _ = writeln!(
             out,
@@ -114,6 +137,8 @@ pub struct ReviewContext<'a> {
     pub gates_so_far: &'a str,
     /// Why the previous answer could not be used, when this is a retry.
     pub retry_error: &'a str,
+    /// The ranked repo map around the plan's files; empty: none.
+    pub repo_map: &'a str,
 }
 
 /// The reviewer's prompt. The reviewer is a different model from the one that wrote the change.
@@ -132,6 +157,7 @@ pub fn reviewer_prompt(c: &ReviewContext<'_>) -> String {
         let _ = writeln!(out, "{}. {criterion}", i + 1);
     }
     list(&mut out, "Files", &c.plan.files);
+    repo_map_part(&mut out, c.repo_map);
     if !c.gates_so_far.trim().is_empty() {
         let _ = writeln!(out, "\n## Checks so far in this attempt\n{}", c.gates_so_far.trim());
     }
@@ -235,7 +261,7 @@ no dependency cycles, priority 0-4, no duplicate titles, no closing of beads in 
 {\"op\": \"close\", \"id\": \"<bead>\", \"reason\": \"...\"} (only with a reason that cites evidence: a commit, a bead, a test)\n";
 
 /// The TacticalGroom's prompt: one finished bead and the open backlog.
-pub fn groomer_prompt(finished: &str, backlog: &str, lessons: &str, max: u32) -> String {
+pub fn groomer_prompt(finished: &str, backlog: &str, lessons: &str, repo_map: &str, max: u32) -> String {
     let mut out = String::new();
     out.push_str(
         "You are the groomer in CHUM, an autonomous code factory. A bead just finished. Keep the backlog \
@@ -244,6 +270,7 @@ pub fn groomer_prompt(finished: &str, backlog: &str, lessons: &str, max: u32) ->
     );
     out.push_str(finished.trim_end());
     let _ = write!(out, "\n\n## The backlog\n{}\n", backlog.trim_end());
+    repo_map_part(&mut out, repo_map);
     if !lessons.trim().is_empty() {
         let _ = write!(out, "\n## Recent lessons\n{}\n", lessons.trim_end());
     }
@@ -255,7 +282,8 @@ pub fn groomer_prompt(finished: &str, backlog: &str, lessons: &str, max: u32) ->
     out
 }
 
-/// The StrategicGroom's prompt: the whole backlog, the repository's map and recent lessons.
+/// The StrategicGroom's prompt: the whole backlog, the repository's map (ranked for the whole
+/// repository: what the most code depends on) and recent lessons.
 pub fn strategist_prompt(project: &str, backlog: &str, repo_map: &str, lessons: &str, max: u32) -> String {
     let mut out = String::new();
     let _ = write!(
@@ -263,10 +291,10 @@ pub fn strategist_prompt(project: &str, backlog: &str, repo_map: &str, lessons: 
         "You are the strategic groomer in CHUM, an autonomous code factory, for project {project}. This is \
          the periodic strategic review of its backlog: find the top priorities, the risks, the work that is \
          missing or stale, and write a briefing for the team. Do not change any files.\n\n\
-         ## The backlog\n{}\n\n## The repository (public items per file)\n{}\n",
+         ## The backlog\n{}\n",
         backlog.trim_end(),
-        repo_map.trim_end()
     );
+    repo_map_part(&mut out, repo_map);
     if !lessons.trim().is_empty() {
         let _ = write!(out, "\n## Recent lessons\n{}\n", lessons.trim_end());
     }
@@ -294,7 +322,7 @@ mod tests {
 
     #[test]
     fn planner_prompt_carries_the_bead_and_the_feedback() {
-        let first = planner_prompt(&bead(), 1, "", "");
+        let first = planner_prompt(&bead(), 1, "", &Background::default());
         assert!(first.contains("## Work item tk-1: Add slugify"));
         assert!(first.contains("Turn titles into URL slugs"));
         assert!(!first.contains("Feedback"));
@@ -302,11 +330,20 @@ mod tests {
             &bead(),
             2,
             "also handle unicode",
-            "## Lessons from earlier work\n- [rule] x",
+            &Background {
+                lessons: "## Lessons from earlier work\n- [rule] x",
+                repo_map: "textkit/slug.py:\n  3: def slugify(title: str) -> str\n",
+            },
         );
         assert!(second.contains("planning round 2"));
         assert!(second.contains("also handle unicode"));
         assert!(second.contains("## Lessons from earlier work\n- [rule] x"));
+        assert!(!first.contains("## Repository map"), "no map, no section");
+        assert!(
+            second.contains("## Repository map\n")
+                && second.contains("textkit/slug.py:\n  3: def slugify(title: str) -> str\n"),
+            "{second}"
+        );
     }
 
     #[test]
@@ -324,7 +361,10 @@ mod tests {
             0,
             &["python3 -m unittest".into()],
             "AssertionError: 'a--b' != 'a-b'",
-            "",
+            &Background {
+                lessons: "",
+                repo_map: "textkit/slug.py:\n  3: def slugify(title)",
+            },
         );
         for needle in [
             "Add slugify()",
@@ -334,6 +374,8 @@ mod tests {
             "- python3 -m unittest",
             "attempt 2",
             "'a--b' != 'a-b'",
+            "## Repository map",
+            "  3: def slugify(title)",
         ] {
             assert!(p.contains(needle), "missing {needle:?} in\n{p}");
         }
@@ -344,7 +386,7 @@ mod tests {
             2,
             &[],
             "- [error] slug.py:3: keeps repeated dashes",
-            "",
+            &Background::default(),
         );
         assert!(
             redo.contains("Redo 2 of attempt 1") && redo.contains("keeps repeated dashes"),
@@ -366,6 +408,7 @@ mod tests {
             trimmed_note: "[diff trimmed: 10 of 90 KB shown]",
             gates_so_far: "semgrep: pass",
             retry_error: "the answer contains no JSON object",
+            repo_map: "calc.py:\n  6: def slugify(t)",
         });
         for needle in [
             "1. slugify('A B') == 'a-b'",
@@ -374,8 +417,23 @@ mod tests {
             "semgrep: pass",
             "could not be used",
             "\"criteria\"",
+            "## Repository map\nThe definitions most relevant",
         ] {
             assert!(p.contains(needle), "missing {needle:?} in\n{p}");
         }
+    }
+
+    #[test]
+    fn both_groomers_see_the_repo_map_when_there_is_one() {
+        let map = "calc.py:\n  1: def add(a, b)";
+        let tactical = groomer_prompt("tk-1: done", "- tk-2 open", "", map, 5);
+        let strategic = strategist_prompt("demo", "- tk-2 open", map, "", 10);
+        for prompt in [&tactical, &strategic] {
+            assert!(
+                prompt.contains("## Repository map") && prompt.contains("  1: def add(a, b)"),
+                "{prompt}"
+            );
+        }
+        assert!(!groomer_prompt("tk-1: done", "- tk-2 open", "", "", 5).contains("## Repository map"));
     }
 }

@@ -1,336 +1,282 @@
-//! The repo map: a compact, language-aware outline of a repository for the strategic groomer.
-//! Each tracked Rust, Go and Python file is parsed with tree-sitter and its public items (with
-//! their signatures, bodies left out) are listed under the file's path.
+//! The ranked repo map of a project at a commit, for the agents' prompts: every tracked source
+//! file's tags (`tags.rs`), read from git's objects at exactly that commit and cached per commit
+//! under the worker's state directory (a commit never changes, so it is parsed once), then ranked
+//! for the work and trimmed to the role's budget by `chum_core::repo_map`.
 //!
-//! "Public" is each language's own rule: `pub` items in Rust, capitalized names in Go, names
-//! without a leading underscore in Python.
+//! Bounded, so a huge repository cannot stall an activity: files over [`MAX_FILE_BYTES`] (generated
+//! or minified, as a rule), vendored and hidden directories are left out, and at most
+//! [`MAX_FILES`] files and [`MAX_TOTAL_BYTES`] are parsed.
 
-use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use tree_sitter::{Language, Node, Parser};
+use chum_core::repo_map::{Focus, RenderedMap, Tag, repo_map};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::git::pinned_command;
+use super::tags::{Lang, extract_tags};
 use crate::repo::{GitError, git};
 
-/// Characters of one item's signature kept.
-const SIGNATURE_CHARS: usize = 160;
-/// Bytes of a source file read; larger files are outlined from their start.
-const FILE_BYTES: usize = 512 * 1024;
+/// Files parsed at most, in path order.
+pub const MAX_FILES: usize = 5_000;
+/// A larger file is left out.
+pub const MAX_FILE_BYTES: u64 = 256 * 1024;
+/// Bytes parsed at most, over all files.
+pub const MAX_TOTAL_BYTES: u64 = 48 * 1024 * 1024;
+/// Commits whose tags are kept per project; older ones are removed as new ones are written.
+const CACHED_COMMITS: usize = 32;
+/// Bumped when what is extracted changes, so older cache files are parsed again.
+const CACHE_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    Rust,
-    Go,
-    Python,
+/// Files that are someone else's code (vendored, minified) or no one's program: anything under a
+/// hidden directory or hidden itself (`.github/`, `.semgrep/` with CHUM's rule fixtures, `.chum/`).
+fn left_out(path: &str) -> bool {
+    path.split('/')
+        .any(|part| part.starts_with('.') || ["vendor", "node_modules", "third_party"].contains(&part))
+        || path.ends_with(".min.js")
 }
 
-impl Lang {
-    pub fn of(path: &str) -> Option<Lang> {
-        match path.rsplit_once('.').map(|(_, ext)| ext) {
-            Some("rs") => Some(Lang::Rust),
-            Some("go") => Some(Lang::Go),
-            Some("py") => Some(Lang::Python),
-            _ => None,
-        }
-    }
-
-    fn grammar(self) -> Language {
-        match self {
-            Lang::Rust => tree_sitter_rust::LANGUAGE.into(),
-            Lang::Go => tree_sitter_go::LANGUAGE.into(),
-            Lang::Python => tree_sitter_python::LANGUAGE.into(),
-        }
-    }
-}
-
-/// The map of a repository, bounded in size.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RepoMap {
-    pub text: String,
-    /// Source files outlined.
+/// The tags of every source file at one commit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RepoTags {
+    pub version: u32,
+    pub commit: String,
+    pub tags: Vec<Tag>,
+    /// Source files parsed, and those left out for the bounds.
     pub files: usize,
-    /// Public items listed.
-    pub items: usize,
-    /// Files left out because the map reached its size limit.
-    pub omitted_files: usize,
+    pub skipped: usize,
+    /// Read from the cache rather than parsed now (never written to the cache itself).
+    #[serde(skip)]
+    pub from_cache: bool,
 }
 
-/// The header of an item: its text up to the body, on one line.
-fn signature(node: Node<'_>, source: &str) -> String {
-    let end = node
-        .child_by_field_name("body")
-        .map(|b| b.start_byte())
-        .unwrap_or(node.end_byte());
-    let text = source.get(node.start_byte()..end).unwrap_or_default();
-    let mut line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    line = line.trim_end_matches([':', '{', ' ', ';']).to_string();
-    if line.chars().count() > SIGNATURE_CHARS {
-        line = line.chars().take(SIGNATURE_CHARS).collect::<String>() + "…";
-    }
-    line
+/// Where the tags of `project`'s commits are cached.
+pub fn tags_cache_dir(state_dir: &Path, project: &str) -> PathBuf {
+    state_dir.join("repo-map").join(project)
 }
 
-fn text<'a>(node: Node<'_>, source: &'a str) -> &'a str {
-    source.get(node.byte_range()).unwrap_or_default()
+fn is_commit_id(commit: &str) -> bool {
+    matches!(commit.len(), 40 | 64) && commit.chars().all(|c| c.is_ascii_hexdigit())
 }
 
-fn is_pub_rust(node: Node<'_>) -> bool {
-    let mut cursor = node.walk();
-    node.children(&mut cursor).any(|c| c.kind() == "visibility_modifier")
+/// One source file to parse: its path, blob and size.
+struct SourceFile {
+    path: String,
+    blob: String,
+    lang: Lang,
 }
 
-fn rust_items(node: Node<'_>, source: &str, indent: usize, out: &mut Vec<String>) {
-    let pad = "  ".repeat(indent);
-    let mut cursor = node.walk();
-    for item in node.children(&mut cursor) {
-        match item.kind() {
-            "function_item" | "struct_item" | "enum_item" | "trait_item" | "type_item" | "const_item"
-            | "static_item" | "union_item"
-                if is_pub_rust(item) =>
-            {
-                out.push(format!("{pad}{}", signature(item, source)));
-            }
-            "mod_item" if is_pub_rust(item) => {
-                out.push(format!("{pad}{}", signature(item, source)));
-                if let Some(body) = item.child_by_field_name("body") {
-                    rust_items(body, source, indent + 1, out);
-                }
-            }
-            "impl_item" => {
-                // The public methods of an inherent impl, or every method of a trait impl.
-                let trait_impl = item.child_by_field_name("trait").is_some();
-                let Some(body) = item.child_by_field_name("body") else {
-                    continue;
-                };
-                let mut methods = Vec::new();
-                let mut c = body.walk();
-                for m in body.children(&mut c) {
-                    if m.kind() == "function_item" && (trait_impl || is_pub_rust(m)) {
-                        methods.push(format!("{pad}  {}", signature(m, source)));
-                    }
-                }
-                if trait_impl {
-                    out.push(format!("{pad}{}", signature(item, source)));
-                } else if !methods.is_empty() {
-                    out.push(format!("{pad}{}", signature(item, source)));
-                    out.extend(methods);
-                }
-            }
-            "macro_definition" => out.push(format!(
-                "{pad}macro_rules! {}",
-                item.child_by_field_name("name").map(|n| text(n, source)).unwrap_or("?")
-            )),
-            _ => {}
-        }
-    }
-}
-
-fn exported_go(name: &str) -> bool {
-    name.chars().next().is_some_and(char::is_uppercase)
-}
-
-fn go_items(root: Node<'_>, source: &str, out: &mut Vec<String>) {
-    let mut cursor = root.walk();
-    for item in root.children(&mut cursor) {
-        match item.kind() {
-            "function_declaration" | "method_declaration"
-                if item
-                    .child_by_field_name("name")
-                    .is_some_and(|n| exported_go(text(n, source))) =>
-            {
-                out.push(signature(item, source));
-            }
-            "type_declaration" | "const_declaration" | "var_declaration" => {
-                let mut c = item.walk();
-                for spec in item.children(&mut c) {
-                    let Some(name) = spec.child_by_field_name("name") else {
-                        continue;
-                    };
-                    if !exported_go(text(name, source)) {
-                        continue;
-                    }
-                    let keyword = match item.kind() {
-                        "type_declaration" => "type",
-                        "const_declaration" => "const",
-                        _ => "var",
-                    };
-                    let shown = match spec.child_by_field_name("type") {
-                        Some(t) if keyword == "type" => {
-                            let kind = text(t, source)
-                                .split(|c: char| c.is_whitespace() || c == '{')
-                                .next()
-                                .unwrap_or_default();
-                            format!("type {} {kind}", text(name, source))
-                        }
-                        _ => format!("{keyword} {}", text(name, source)),
-                    };
-                    out.push(shown);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-fn python_items(node: Node<'_>, source: &str, indent: usize, out: &mut Vec<String>) {
-    let pad = "  ".repeat(indent);
-    let mut cursor = node.walk();
-    for child in node.children(&mut cursor) {
-        let item = if child.kind() == "decorated_definition" {
-            match child.child_by_field_name("definition") {
-                Some(def) => def,
-                None => continue,
-            }
-        } else {
-            child
+/// The source files at `commit` within the bounds, and how many were left out.
+async fn source_files(repo: &Path, commit: &str) -> Result<(Vec<SourceFile>, usize), GitError> {
+    let listing = git(repo, &["ls-tree", "-r", "-z", "--long", commit]).await?;
+    let mut files = Vec::new();
+    let mut skipped = 0;
+    let mut total = 0u64;
+    for entry in listing.split('\0').filter(|e| !e.is_empty()) {
+        // `<mode> SP <type> SP <object> SP+ <size> TAB <path>`
+        let Some((meta, path)) = entry.split_once('\t') else {
+            continue;
         };
-        if !matches!(item.kind(), "function_definition" | "class_definition") {
+        let fields: Vec<&str> = meta.split_whitespace().collect();
+        let (Some(lang), [mode, "blob", blob, size]) = (Lang::of(path), fields.as_slice()) else {
+            continue;
+        };
+        // A symbolic link's blob is the link's target, not source.
+        if *mode == "120000" || left_out(path) {
             continue;
         }
-        let public = item
-            .child_by_field_name("name")
-            .is_some_and(|n| !text(n, source).starts_with('_') || text(n, source) == "__init__");
-        if !public {
+        let size: u64 = size.parse().unwrap_or(u64::MAX);
+        if size > MAX_FILE_BYTES || files.len() >= MAX_FILES || total + size > MAX_TOTAL_BYTES {
+            skipped += 1;
             continue;
         }
-        out.push(format!("{pad}{}", signature(item, source)));
-        if item.kind() == "class_definition"
-            && indent == 0
-            && let Some(body) = item.child_by_field_name("body")
-        {
-            python_items(body, source, indent + 1, out);
-        }
+        total += size;
+        files.push(SourceFile {
+            path: path.to_string(),
+            blob: blob.to_string(),
+            lang,
+        });
     }
+    Ok((files, skipped))
 }
 
-/// The public items of one source file, one line each (nested ones indented).
-pub fn outline(lang: Lang, source: &str) -> Vec<String> {
-    let mut parser = Parser::new();
-    if parser.set_language(&lang.grammar()).is_err() {
-        return Vec::new();
-    }
-    let Some(tree) = parser.parse(source, None) else {
-        return Vec::new();
-    };
-    let root = tree.root_node();
+/// The contents of `blobs`, in order, from one `git cat-file --batch`.
+async fn read_blobs(repo: &Path, blobs: &[&str]) -> Result<Vec<Vec<u8>>, GitError> {
+    let mut command = pinned_command(repo, &[], &["cat-file", "--batch"]).await?;
+    command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let mut child = command.spawn()?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| std::io::Error::other("git cat-file has no stdin"))?;
+    let request: String = blobs.iter().map(|b| format!("{b}\n")).collect();
+    // Written while the answer is read: git stops reading once its output pipe is full.
+    let writer = tokio::spawn(async move {
+        let written = stdin.write_all(request.as_bytes()).await;
+        drop(stdin);
+        written
+    });
     let mut out = Vec::new();
-    match lang {
-        Lang::Rust => rust_items(root, source, 0, &mut out),
-        Lang::Go => go_items(root, source, &mut out),
-        Lang::Python => python_items(root, source, 0, &mut out),
+    child
+        .stdout
+        .take()
+        .ok_or_else(|| std::io::Error::other("git cat-file has no stdout"))?
+        .read_to_end(&mut out)
+        .await?;
+    writer.await.map_err(std::io::Error::other)??;
+    let status = child.wait().await?;
+    let failed = |why: &str| GitError::Failed {
+        args: "cat-file --batch".into(),
+        dir: repo.display().to_string(),
+        stderr: why.to_string(),
+        code: status.code().unwrap_or(-1),
+    };
+    if !status.success() {
+        return Err(failed("git cat-file --batch failed"));
     }
-    out
-}
-
-/// Maps the tracked source files of the checkout at `repo`, stopping at about `max_chars`.
-pub async fn repo_map(repo: &Path, max_chars: usize) -> Result<RepoMap, GitError> {
-    let listing = git(repo, &["ls-files", "-z"]).await?;
-    let mut paths: Vec<&str> = listing
-        .split('\0')
-        .filter(|p| Lang::of(p).is_some())
-        .filter(|p| !p.starts_with(".chum/") && !p.contains("/vendor/") && !p.starts_with("vendor/"))
-        .collect();
-    paths.sort_unstable();
-    let mut map = RepoMap::default();
-    for (i, path) in paths.iter().enumerate() {
-        let Some(lang) = Lang::of(path) else { continue };
-        let Ok(bytes) = std::fs::read(repo.join(path)) else {
-            continue;
+    // Each answer: `<object> SP blob SP <size> LF <content> LF`.
+    let mut contents = Vec::with_capacity(blobs.len());
+    let mut rest = out.as_slice();
+    for blob in blobs {
+        let header_end = rest
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or_else(|| failed("the answer ended early"))?;
+        let header = String::from_utf8_lossy(&rest[..header_end]).to_string();
+        let size: usize = match header.split(' ').collect::<Vec<_>>().as_slice() {
+            [object, "blob", size] if object == blob => size.parse().map_err(|_| failed(&header))?,
+            _ => return Err(failed(&format!("unexpected answer for {blob}: {header}"))),
         };
-        let cut = &bytes[..bytes.len().min(FILE_BYTES)];
-        let source = String::from_utf8_lossy(cut);
-        let items = outline(lang, &source);
-        if items.is_empty() {
-            continue;
-        }
-        let mut block = format!("{path}\n");
-        for item in &items {
-            let _ = writeln!(block, "  {item}");
-        }
-        if map.text.len() + block.len() > max_chars {
-            map.omitted_files = paths.len() - i;
-            let _ = writeln!(map.text, "… {} more source files not shown", map.omitted_files);
-            break;
-        }
-        map.text.push_str(&block);
-        map.files += 1;
-        map.items += items.len();
+        let start = header_end + 1;
+        let content = rest
+            .get(start..start + size)
+            .ok_or_else(|| failed("the answer ended early"))?;
+        contents.push(content.to_vec());
+        rest = rest.get(start + size + 1..).unwrap_or_default();
     }
-    if map.text.is_empty() {
-        map.text = "(no Rust, Go or Python source files with public items)\n".to_string();
-    }
-    Ok(map)
+    Ok(contents)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+fn read_cache(path: &Path, commit: &str) -> Option<RepoTags> {
+    let text = std::fs::read(path).ok()?;
+    let cached: RepoTags = serde_json::from_slice(&text).ok()?;
+    (cached.version == CACHE_VERSION && cached.commit == commit).then_some(RepoTags {
+        from_cache: true,
+        ..cached
+    })
+}
 
-    #[test]
-    fn rust_public_items_with_signatures() {
-        let src = r#"
-pub fn add(a: i32, b: i32) -> i32 { a + b }
-fn private() {}
-pub struct Point { pub x: i32 }
-pub(crate) enum Mode { A }
-pub trait Shape { fn area(&self) -> f64; }
-impl Point { pub fn new() -> Self { Point { x: 0 } } fn hidden(&self) {} }
-impl Shape for Point { fn area(&self) -> f64 { 0.0 } }
-pub mod inner { pub fn deep() {} fn not_this() {} }
-"#;
-        let items = outline(Lang::Rust, src);
-        assert_eq!(
-            items,
-            vec![
-                "pub fn add(a: i32, b: i32) -> i32",
-                "pub struct Point",
-                "pub(crate) enum Mode",
-                "pub trait Shape",
-                "impl Point",
-                "  pub fn new() -> Self",
-                "impl Shape for Point",
-                "pub mod inner",
-                "  pub fn deep()",
-            ]
-        );
+/// Writes the cache file whole (a temporary file renamed), then removes all but the newest
+/// [`CACHED_COMMITS`]. Only logged when it fails: the map is there, the next one parses again.
+fn write_cache(dir: &Path, path: &Path, tags: &RepoTags) {
+    // Two activities of one worker may write the same commit at once: each its own temporary file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let written = std::fs::create_dir_all(dir).and_then(|_| {
+        let temporary = path.with_extension(format!("json.tmp-{}-{write}", std::process::id()));
+        std::fs::write(&temporary, serde_json::to_vec(tags).map_err(std::io::Error::other)?)?;
+        std::fs::rename(&temporary, path)
+    });
+    if let Err(e) = written {
+        tracing::warn!("could not cache the repo map's tags in {}: {e}", path.display());
+        return;
     }
-
-    #[test]
-    fn go_exported_names_only() {
-        let src = "package x\nfunc Add(a, b int) int { return a + b }\nfunc helper() {}\n\
-                   func (s *Server) Serve(addr string) error { return nil }\ntype Server struct{ port int }\n\
-                   type handler func()\nconst Version = \"1\"\nvar debug = false\n";
-        assert_eq!(
-            outline(Lang::Go, src),
-            vec![
-                "func Add(a, b int) int",
-                "func (s *Server) Serve(addr string) error",
-                "type Server struct",
-                "const Version",
-            ]
-        );
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut cached: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    cached.sort();
+    let excess = cached.len().saturating_sub(CACHED_COMMITS);
+    for (_, old) in cached.into_iter().take(excess) {
+        let _ = std::fs::remove_file(old);
     }
+}
 
-    #[test]
-    fn python_public_functions_classes_and_methods() {
-        let src = "import os\n\ndef slugify(title: str) -> str:\n    return title\n\ndef _private():\n    pass\n\n\
-                   class Parser(Base):\n    def __init__(self):\n        pass\n    def parse(self, text):\n        pass\n    def _helper(self):\n        pass\n\n\
-                   @cache\ndef cached(x):\n    return x\n";
-        assert_eq!(
-            outline(Lang::Python, src),
-            vec![
-                "def slugify(title: str) -> str",
-                "class Parser(Base)",
-                "  def __init__(self)",
-                "  def parse(self, text)",
-                "def cached(x)",
-            ]
-        );
+/// The tags of every source file of `repo` at `commit` (a full commit id), from the cache in
+/// `cache_dir` when this commit was parsed before.
+pub async fn repo_tags(repo: &Path, commit: &str, cache_dir: &Path) -> Result<RepoTags, GitError> {
+    if !is_commit_id(commit) {
+        return Err(GitError::Failed {
+            args: "repo map".into(),
+            dir: repo.display().to_string(),
+            stderr: format!("{commit:?} is not a full commit id"),
+            code: -1,
+        });
     }
+    let cache = cache_dir.join(format!("{commit}.json"));
+    if let Some(cached) = read_cache(&cache, commit) {
+        return Ok(cached);
+    }
+    let (files, skipped) = source_files(repo, commit).await?;
+    let blobs: Vec<&str> = files.iter().map(|f| f.blob.as_str()).collect();
+    let contents = read_blobs(repo, &blobs).await?;
+    let count = files.len();
+    // Parsing is CPU work: off the async threads, so heartbeats keep going.
+    let parsed = tokio::task::spawn_blocking(move || {
+        files
+            .iter()
+            .zip(contents)
+            .flat_map(|(file, bytes)| extract_tags(file.lang, &file.path, &String::from_utf8_lossy(&bytes)))
+            .collect::<Vec<Tag>>()
+    });
+    let tags = parsed.await.map_err(std::io::Error::other)?;
+    let result = RepoTags {
+        version: CACHE_VERSION,
+        commit: commit.to_string(),
+        tags,
+        files: count,
+        skipped,
+        from_cache: false,
+    };
+    write_cache(cache_dir, &cache, &result);
+    Ok(result)
+}
 
-    #[test]
-    fn broken_source_still_yields_what_parses() {
-        let items = outline(Lang::Rust, "pub fn ok() {}\npub fn broken( {\n");
-        assert_eq!(items.first().map(String::as_str), Some("pub fn ok()"));
+/// The map of `repo` at `commit` for `focus`, within `budget_tokens` (0: an empty map, and git is
+/// not asked).
+pub async fn ranked_repo_map(
+    repo: &Path,
+    commit: &str,
+    cache_dir: &Path,
+    focus: Focus<'_>,
+    budget_tokens: u32,
+) -> Result<RenderedMap, GitError> {
+    if budget_tokens == 0 {
+        return Ok(RenderedMap::default());
+    }
+    let tags = repo_tags(repo, commit, cache_dir).await?;
+    Ok(repo_map(&tags.tags, focus, budget_tokens as usize))
+}
+
+/// The map for a prompt. A map is an aid: when it cannot be made the agent goes without one
+/// (an empty map), and the reason is logged.
+pub async fn map_for_prompt(
+    repo: &Path,
+    commit: &str,
+    cache_dir: &Path,
+    focus: Focus<'_>,
+    budget_tokens: u32,
+) -> RenderedMap {
+    match ranked_repo_map(repo, commit, cache_dir, focus, budget_tokens).await {
+        Ok(map) => {
+            tracing::debug!(
+                definitions = map.definitions,
+                files = map.files,
+                tokens = map.tokens,
+                omitted = map.omitted,
+                "repo map"
+            );
+            map
+        }
+        Err(e) => {
+            tracing::warn!("no repo map for {} at {commit}: {e}", repo.display());
+            RenderedMap::default()
+        }
     }
 }

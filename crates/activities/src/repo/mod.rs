@@ -1,5 +1,5 @@
 //! The project's git repository: the git CLI, one worktree per attempt and integration, and the
-//! repo map for the strategic groomer.
+//! ranked repo map the agents' prompts carry.
 
 mod gc;
 mod git;
@@ -8,6 +8,7 @@ mod land;
 mod map;
 mod own_change;
 mod remote;
+mod tags;
 mod workspace;
 mod worktree;
 
@@ -19,9 +20,12 @@ pub use git::{GitError, WorktreeEntry, WorktreeGit, common_dir, git, git_ok, res
 pub use integrate::integrate;
 pub use land::follow_remote_base;
 pub use land::{land, update_to_base};
-pub use map::{Lang, RepoMap, outline, repo_map};
+pub use map::{
+    MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES, RepoTags, map_for_prompt, ranked_repo_map, repo_tags, tags_cache_dir,
+};
 pub use own_change::{OwnChange, OwnChangeOutcome, commit_own_change};
 pub use remote::{BranchPush, PushOutcome, RemoteError, fetch_base, push_base, push_branch, tracking_ref};
+pub use tags::{Lang, extract_tags};
 pub use workspace::{RepoProblem, check_repository};
 pub use worktree::{
     AttemptChanges, AttemptWorktree, discard_candidates, drift, hold_to_tree, prepare_plan_worktree, prepare_worktree,

@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 use chum_core::config::{ProjectConfig, Role};
 use chum_core::lesson::lessons_section;
 use chum_core::plan::parse_plan;
-use chum_core::prompt::{ReviewContext, executor_prompt, planner_prompt, reviewer_prompt};
-use chum_core::proto::{ExecuteReport, ExecuteRequest, PlanDraft, PlanRequest, ReviewReport, ReviewRequest};
+use chum_core::prompt::{Background, ReviewContext, executor_prompt, planner_prompt, reviewer_prompt};
+use chum_core::proto::{
+    Bead, ExecuteReport, ExecuteRequest, Plan, PlanDraft, PlanRequest, ReviewReport, ReviewRequest,
+};
+use chum_core::repo_map::Focus;
 use chum_core::review::{AddedLines, check_evidence, parse_verdict};
 use chum_core::text::excerpt;
 use temporalio_sdk::activities::ActivityError;
@@ -20,7 +23,7 @@ use crate::repo::{
     AttemptWorktree, RepoProblem, hold_to_tree, prepare_plan_worktree, prepare_worktree, record_candidate,
     remove_worktree, resume_worktree, stage_changes,
 };
-use crate::repo::{GitError, WorktreeGit};
+use crate::repo::{GitError, WorktreeGit, map_for_prompt, tags_cache_dir};
 use crate::store::RunArtifacts;
 
 use super::SharkSteps;
@@ -28,7 +31,31 @@ use super::SharkSteps;
 /// Characters of diff a reviewer sees in its prompt; the whole diff is an artifact.
 const REVIEW_DIFF_CHARS: usize = 60_000;
 
+/// What a repo map is focused on: the bead's own words, and the plan's when there is one.
+fn work_text(bead: &Bead, plan: Option<&Plan>) -> String {
+    let mut text = [
+        &bead.title,
+        &bead.description,
+        &bead.design,
+        &bead.acceptance_criteria,
+        &bead.notes,
+    ]
+    .map(String::as_str)
+    .join("\n");
+    if let Some(plan) = plan {
+        text = format!("{text}\n{}\n{}", plan.summary, plan.steps.join("\n"));
+    }
+    text
+}
+
 impl SharkSteps {
+    /// The repo map `role` is given: the project at `commit`, ranked for the work.
+    async fn repo_map(&self, project: &ProjectConfig, role: Role, commit: &str, focus: Focus<'_>) -> String {
+        let cache = tags_cache_dir(&self.config.state_dir, &project.name);
+        let budget = self.config.repo_map_tokens.for_role(role);
+        map_for_prompt(&project.repo, commit, &cache, focus, budget).await.text
+    }
+
     pub async fn plan_impl(&self, req: PlanRequest, liveness: &impl Liveness) -> Result<PlanDraft, ActivityError> {
         let run = req.run.unwrap_or_default();
         let project = self.project(&run)?;
@@ -40,6 +67,32 @@ impl SharkSteps {
             project,
             &format!("{} {} {}", bead.title, bead.description, bead.acceptance_criteria),
         );
+        // The map of exactly the commit the planner's checkout has (nothing has run in it yet).
+        let repo_map = match WorktreeGit::open(&project.repo, &workdir).await {
+            Ok(git) => match git.git(&["rev-parse", "HEAD"]).await {
+                Ok(commit) => {
+                    let text = work_text(&bead, None);
+                    self.repo_map(
+                        project,
+                        Role::Planner,
+                        &commit,
+                        Focus {
+                            text: &text,
+                            files: &[],
+                        },
+                    )
+                    .await
+                }
+                Err(e) => {
+                    tracing::warn!("no repo map for the planner: {e}");
+                    String::new()
+                }
+            },
+            Err(e) => {
+                tracing::warn!("no repo map for the planner: {e}");
+                String::new()
+            }
+        };
         let request = AgentRequest {
             role: Role::Planner,
             run: &run,
@@ -47,7 +100,15 @@ impl SharkSteps {
             handoff: 0,
             swapped: false,
             candidate: 0,
-            prompt: planner_prompt(&bead, req.round, &req.feedback, &lessons_section(&lessons)),
+            prompt: planner_prompt(
+                &bead,
+                req.round,
+                &req.feedback,
+                &Background {
+                    lessons: &lessons_section(&lessons),
+                    repo_map: &repo_map,
+                },
+            ),
             workdir: &workdir,
             timeout: Duration::from_secs(req.timeout_secs.max(1)),
             artifact_prefix: format!("plan-{}", req.round),
@@ -199,6 +260,25 @@ impl SharkSteps {
         let bead = req.bead.unwrap_or_default();
         let plan = req.plan.unwrap_or_default();
         let name = format!("execute-{}-{}", req.attempt, req.handoff);
+        let lessons = lessons_section(&self.lessons_for(
+            project,
+            &format!(
+                "{} {} {} {}",
+                bead.title,
+                plan.summary,
+                plan.steps.join(" "),
+                plan.files.join(" ")
+            ),
+        ));
+        // The base the attempt started from: the map is about the code the plan changes.
+        let text = work_text(&bead, Some(&plan));
+        let focus = Focus {
+            text: &text,
+            files: &plan.files,
+        };
+        let repo_map = self
+            .repo_map(project, Role::Executor, &worktree.base_commit, focus)
+            .await;
         let request = AgentRequest {
             role: Role::Executor,
             run: &run,
@@ -213,16 +293,10 @@ impl SharkSteps {
                 req.handoff,
                 &project.dod,
                 &req.feedback,
-                &lessons_section(&self.lessons_for(
-                    project,
-                    &format!(
-                        "{} {} {} {}",
-                        bead.title,
-                        plan.summary,
-                        plan.steps.join(" "),
-                        plan.files.join(" ")
-                    ),
-                )),
+                &Background {
+                    lessons: &lessons,
+                    repo_map: &repo_map,
+                },
             ),
             workdir: &worktree.path,
             timeout: Duration::from_secs(req.timeout_secs.max(1)),
@@ -358,6 +432,12 @@ impl SharkSteps {
         };
         let bead = req.bead.clone().unwrap_or_default();
         let plan = req.plan.clone().unwrap_or_default();
+        let text = work_text(&bead, Some(&plan));
+        let focus = Focus {
+            text: &text,
+            files: &plan.files,
+        };
+        let repo_map = self.repo_map(project, Role::Reviewer, &req.base_commit, focus).await;
         let prompt = reviewer_prompt(&ReviewContext {
             bead: &bead,
             plan: &plan,
@@ -365,6 +445,7 @@ impl SharkSteps {
             trimmed_note: &trimmed_note,
             gates_so_far: &req.gates_so_far,
             retry_error: &req.retry_error,
+            repo_map: &repo_map,
         });
         let suffix = if req.retry_error.is_empty() { "" } else { "-retry" };
         let request = AgentRequest {

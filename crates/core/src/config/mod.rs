@@ -25,13 +25,13 @@ pub use named_gates::{DEFAULT_GATE_TIMEOUT, NamedGateConfig, RawGateSandbox, Raw
 pub use notify::{NOTIFY_EVENTS, NotifyKind, NotifyTarget, NotifyUrl, RawNotify};
 pub use prices::{PRICE_TABLE_AS_OF, RawPrice, TokenPrice, table_price};
 pub use raw::{
-    RawApi, RawBudget, RawConfig, RawDispatcher, RawGroom, RawLearner, RawLimits, RawProject, RawProvider, RawSandbox,
-    RawSemgrep, RawTemporal,
+    RawApi, RawBudget, RawConfig, RawDispatcher, RawGroom, RawLearner, RawLimits, RawProject, RawProvider,
+    RawRepoMapTokens, RawSandbox, RawSemgrep, RawTemporal,
 };
 pub use schema::{
     ApiSettings, BacklogBackend, Budget, ChumConfig, DispatcherSettings, GateName, GroomSettings, IntegrationPolicy,
-    LearnerSettings, LeaseMode, Limits, MAX_FANOUT, OutputFormat, ProjectConfig, ProviderConfig, Role, SandboxMode,
-    SandboxSettings, SelectMode, SemgrepSettings, TemporalSettings, UpdateMode,
+    LearnerSettings, LeaseMode, Limits, MAX_FANOUT, OutputFormat, ProjectConfig, ProviderConfig, RepoMapTokens, Role,
+    SandboxMode, SandboxSettings, SelectMode, SemgrepSettings, TemporalSettings, UpdateMode,
 };
 pub use world::{McpServer, ProjectEnvironment, RawMcpServer, ResourceLimits, parse_size, show_size};
 
@@ -393,6 +393,26 @@ mod tests {
             "dispatcher.rounds_per_run",
             "at least 1",
         );
+    }
+
+    #[test]
+    fn the_repo_map_budget_is_per_role_with_defaults_and_a_maximum() {
+        let c = load(GOOD).unwrap();
+        assert_eq!(c.repo_map_tokens, RepoMapTokens::default());
+        assert_eq!(c.repo_map_tokens.for_role(Role::Planner), 2048);
+        assert_eq!(c.repo_map_tokens.for_role(Role::Learner), 0, "the learner gets no map");
+        let section = |body: &str| format!("{GOOD}\n[repo_map_tokens]\n{body}\n");
+        let c = load(&section("planner = 4096\nexecutor = 0")).unwrap();
+        assert_eq!((c.repo_map_tokens.planner, c.repo_map_tokens.executor), (4096, 0));
+        assert_eq!(c.repo_map_tokens.reviewer, RepoMapTokens::default().reviewer);
+        expect_invalid(
+            &section("reviewer = 100000"),
+            "repo_map_tokens.reviewer",
+            "maximum of 32768",
+        );
+        expect_invalid(&section("learner = 512"), "repo_map_tokens.learner", "unknown key");
+        let c = load_env(GOOD, &[("CHUM__REPO_MAP_TOKENS__GROOMER", "512")]).unwrap();
+        assert_eq!(c.repo_map_tokens.groomer, 512);
     }
 
     #[test]

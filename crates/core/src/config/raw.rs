@@ -28,6 +28,16 @@ pub struct RawConfig {
     pub budget: RawBudget,
     pub sandbox: RawSandbox,
     pub notify: Vec<super::notify::RawNotify>,
+    pub repo_map_tokens: RawRepoMapTokens,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawRepoMapTokens {
+    pub planner: Option<u32>,
+    pub executor: Option<u32>,
+    pub reviewer: Option<u32>,
+    pub groomer: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

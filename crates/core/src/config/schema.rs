@@ -381,9 +381,52 @@ pub struct ChumConfig {
     pub sandbox: SandboxSettings,
     /// Who is told when a gate waits, is about to time out, and when a run ends.
     pub notify: Vec<super::notify::NotifyTarget>,
+    /// How much of the ranked repo map each role's prompt carries.
+    pub repo_map_tokens: RepoMapTokens,
     /// Let the reviewer be the same model as the executor (another provider name running the same
     /// program and model). Off: cross-model review means another model.
     pub allow_same_model_review: bool,
+}
+
+/// Tokens of ranked repo map (see `core::repo_map`) each role's prompt carries, estimated as
+/// `repo_map::estimated_tokens` does; 0 leaves the map out. The learner gets none: it reads a
+/// finished run, not the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepoMapTokens {
+    pub planner: u32,
+    pub executor: u32,
+    pub reviewer: u32,
+    /// Both groomers: the tactical one's map is about the finished bead, the strategic one's
+    /// about the whole repository.
+    pub groomer: u32,
+}
+
+impl RepoMapTokens {
+    /// Most a role may be given: a map larger than this crowds the work out of the prompt.
+    pub const MAX: u32 = 32_768;
+
+    pub fn for_role(&self, role: Role) -> u32 {
+        match role {
+            Role::Planner => self.planner,
+            Role::Executor => self.executor,
+            Role::Reviewer => self.reviewer,
+            Role::Groomer => self.groomer,
+            Role::Learner => 0,
+        }
+    }
+}
+
+impl Default for RepoMapTokens {
+    /// The planner chooses the files, so it sees the most; the executor and reviewer work from a
+    /// plan that names them; the strategic groomer surveys the whole repository.
+    fn default() -> RepoMapTokens {
+        RepoMapTokens {
+            planner: 2048,
+            executor: 1024,
+            reviewer: 1024,
+            groomer: 3072,
+        }
+    }
 }
 
 /// Spending caps, checked before every agent call against the usage the agents reported

@@ -70,6 +70,7 @@ impl Validator {
         let budget = self.budget(raw.budget)?;
         let sandbox = self.sandbox(raw.sandbox)?;
         let notify = self.notify(raw.notify, &tokens_env)?;
+        let repo_map_tokens = self.repo_map_tokens(raw.repo_map_tokens)?;
         let api = self.api(raw.api, tokens_env, &state_dir)?;
         Ok(ChumConfig {
             source: source.to_path_buf(),
@@ -89,6 +90,7 @@ impl Validator {
             budget,
             sandbox,
             notify,
+            repo_map_tokens,
             allow_same_model_review,
         })
     }
@@ -237,6 +239,30 @@ impl Validator {
             },
         };
         Ok(learner)
+    }
+
+    /// `[repo_map_tokens]`: the repo map's budget per role (0 = no map).
+    fn repo_map_tokens(&self, raw: RawRepoMapTokens) -> Result<RepoMapTokens, ConfigError> {
+        let defaults = RepoMapTokens::default();
+        let tokens = |role: &str, value: Option<u32>, default: u32| {
+            match value {
+            Some(n) if n > RepoMapTokens::MAX => Err(self.invalid(
+                format!("repo_map_tokens.{role}"),
+                format!(
+                    "{n} is more than the maximum of {}: a map that large crowds the work out of the prompt (0 leaves the map out)",
+                    RepoMapTokens::MAX
+                ),
+            )),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        }
+        };
+        Ok(RepoMapTokens {
+            planner: tokens("planner", raw.planner, defaults.planner)?,
+            executor: tokens("executor", raw.executor, defaults.executor)?,
+            reviewer: tokens("reviewer", raw.reviewer, defaults.reviewer)?,
+            groomer: tokens("groomer", raw.groomer, defaults.groomer)?,
+        })
     }
 
     /// `[budget]`: spending caps (0 = no cap).

@@ -29,6 +29,9 @@ fn tactical_steps() -> Vec<Step> {
             .expect_prompt_contains("tk-1: Add multiply to calc")
             .expect_prompt_contains("calc.py (+")
             .expect_prompt_contains("- tk-3 [P2 feature] Add parse_pairs to calc (ready)")
+            // The repo map of the base as the bead left it, toward the files it changed.
+            .expect_prompt_contains("## Repository map\n")
+            .expect_prompt_contains("calc.py:\n  1: def add(a, b)\n  5: def multiply(a, b)\n")
             .answer(TACTICAL_ANSWER),
     );
     steps
@@ -133,7 +136,7 @@ const STRATEGIC_ANSWER: &str = r###"{"briefing": "## Top priorities\n1. tk-1 (mu
 async fn the_strategic_groom_runs_from_its_schedule_applies_changes_and_commits_a_briefing() {
     let groomer = Step::groomer()
         .prompt_contains("strategic groomer")
-        .expect_prompt_contains("calc.py\n  def add(a, b)")
+        .expect_prompt_contains("calc.py:\n  1: def add(a, b)")
         .expect_prompt_contains("3 beads: 2 ready, 0 in progress, 1 closed.")
         .answer(STRATEGIC_ANSWER);
     let options = HarnessOptions {

@@ -89,6 +89,20 @@ async fn approved_plan_is_executed_verified_and_merged_once() {
     // Cross-model: the reviewer is not the executor.
     let executor = h.prompt("executor", 1, 0);
     assert!(!executor.is_empty());
+    // Each role's prompt carries the ranked repo map (tree-sitter tags of the base commit): the
+    // planner's for the bead, the executor's and the reviewer's around the plan's files too.
+    for (role, prompt) in [
+        ("planner", h.prompt("planner", 1, 0)),
+        ("executor", executor.clone()),
+        ("reviewer", h.prompt("reviewer", 1, 0)),
+    ] {
+        assert!(
+            prompt.contains("## Repository map\n")
+                && prompt.contains("calc.py:\n  1: def add(a, b)\n")
+                && prompt.contains("test_calc.py:\n"),
+            "{role}'s prompt has no repo map:\n{prompt}"
+        );
+    }
     let review = first_gate(&result, GateName::Review).expect("reviewed");
     assert!(review.passed && review.provider == "scripted-b", "{review:?}");
     let scan = first_gate(&result, GateName::Semgrep).expect("scanned");
