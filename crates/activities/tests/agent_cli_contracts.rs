@@ -5,161 +5,20 @@
 //! tools and really reports its usage; CHUM parses it, kills it with its process group on
 //! timeout, and names a missing binary.
 //!
-//! Without a CLI installed its tests say so and pass, unless CHUM_REQUIRE_AGENT_CLIS=1 (CI sets
+//! What they share with the Aider and OpenCode contracts is in `agent_clis/mod.rs`. Without a CLI
+//! installed its tests say so and pass, unless CHUM_REQUIRE_AGENT_CLIS=1 (CI sets
 //! it), when a missing CLI is a failure.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::sync::Arc;
-use std::time::Duration;
+mod agent_clis;
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use agent_clis::*;
 use chum_activities::SharkActivitiesImpl;
 use chum_activities::agent::Unsupervised;
-use chum_core::config::{ChumConfig, RawConfig, RawMcpServer, RawProject, RawProvider, RawSandbox};
-use chum_core::proto::{AgentUsage, ExecuteRequest, Plan, ReviewRequest};
-use chum_testkit::{
-    Scenario, Step, Usage, bead, bwrap, host_address, netbridge, run_ref, scripted_agent, workspace_root,
-};
-
-/// An agent CLI from `.tools/npm`, or `None` (with the reason printed) when it is not installed.
-fn agent_cli(name: &str) -> Option<PathBuf> {
-    let path = workspace_root().join(".tools/npm/node_modules/.bin").join(name);
-    if path.exists() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var("CHUM_REQUIRE_AGENT_CLIS").as_deref() != Ok("1"),
-        "{} is missing and CHUM_REQUIRE_AGENT_CLIS=1: run scripts/setup.sh (it installs the agent CLIs with npm)",
-        path.display()
-    );
-    eprintln!(
-        "SKIPPED: {name} is not installed at {} (scripts/setup.sh installs it when npm is present)",
-        path.display()
-    );
-    None
-}
-
-/// The scripted model server, stopped when dropped.
-struct ModelServer {
-    child: Child,
-    /// `host:port`, the only entry of the providers' allow_hosts.
-    addr: String,
-}
-
-impl Drop for ModelServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn model_server(dir: &Path, scenario: &Scenario, provider: &str) -> ModelServer {
-    let scenario_path = dir.join("model-scenario.toml");
-    std::fs::write(&scenario_path, scenario.to_toml()).unwrap();
-    let port_file = dir.join("model.port");
-    let mut child = Command::new(scripted_agent())
-        .arg("--scenario")
-        .arg(&scenario_path)
-        .arg("--serve")
-        .arg(format!("{}:0", host_address()))
-        .args(["--provider", provider, "--port-file"])
-        .arg(&port_file)
-        .arg("--record-dir")
-        .arg(dir.join("prompts"))
-        .spawn()
-        .unwrap();
-    for _ in 0..200 {
-        if let Ok(text) = std::fs::read_to_string(&port_file) {
-            return ModelServer {
-                child,
-                addr: format!("{}:{}", host_address(), text.trim()),
-            };
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the model server did not start");
-}
-
-/// Every agent process of a test carries this variable, so the test can find its survivors.
-const MARKER: &str = "CHUM_CONTRACT_TEST_MARKER";
-
-/// A project repository and a config whose executor is provider `main` and reviewer `other`.
-fn setup(dir: &Path, providers: BTreeMap<String, RawProvider>) -> Arc<ChumConfig> {
-    let repo = dir.join("project");
-    std::fs::create_dir_all(repo.join(".beads")).unwrap();
-    std::fs::write(repo.join("calc.py"), "def add(a, b):\n    return a + b\n").unwrap();
-    std::fs::write(
-        repo.join(".beads/issues.jsonl"),
-        "{\"id\":\"tk-1\",\"title\":\"Add multiply\",\"status\":\"open\"}\n",
-    )
-    .unwrap();
-    chum_testkit::git(&repo, &["init", "-q", "-b", "main"]);
-    chum_testkit::git(&repo, &["add", "-A"]);
-    chum_testkit::git(&repo, &["commit", "-q", "-m", "initial"]);
-    let strings = |pairs: &[(&str, &str)]| {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>()
-    };
-    let file = RawConfig {
-        state_dir: Some("state".into()),
-        projects: BTreeMap::from([(
-            "demo".to_string(),
-            RawProject {
-                repo: Some("project".into()),
-                gates: Some(vec!["dod".into()]),
-                sandbox: Some(if bwrap().is_some() { "bwrap" } else { "auto" }.into()),
-                ..RawProject::default()
-            },
-        )]),
-        providers,
-        tiers: BTreeMap::from([
-            ("main".to_string(), vec!["main".to_string()]),
-            ("second".to_string(), vec!["other".to_string()]),
-        ]),
-        roles: strings(&[("planner", "main"), ("executor", "main"), ("reviewer", "second")]),
-        sandbox: RawSandbox {
-            bwrap: bwrap().map(|p| p.display().to_string()),
-            netbridge: Some(netbridge().display().to_string()),
-            ..RawSandbox::default()
-        },
-        ..RawConfig::default()
-    };
-    let text = toml::to_string(&file).expect("the config serializes");
-    Arc::new(ChumConfig::from_toml(&text, &dir.join("chum.toml"), Vec::new()).expect("config"))
-}
-
-/// The same command twice, as executor `main` and reviewer `other`. Both reach the model server
-/// at `addr` and nothing else (through the egress proxy), with their scratch home writable.
-fn two_providers(
-    command: Vec<String>,
-    output: &str,
-    env: BTreeMap<String, String>,
-    home: &Path,
-    addr: &str,
-) -> BTreeMap<String, RawProvider> {
-    let provider = |model: &str| RawProvider {
-        command: command.clone(),
-        output: Some(output.into()),
-        model: Some(model.into()),
-        env: env.clone(),
-        allow_hosts: vec![addr.to_string()],
-        writable: vec![home.display().to_string()],
-        ..RawProvider::default()
-    };
-    BTreeMap::from([
-        ("main".to_string(), provider("scripted-main")),
-        ("other".to_string(), provider("scripted-other")),
-    ])
-}
-
-fn env_of(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
-}
+use chum_core::config::{RawMcpServer, RawProvider};
+use chum_testkit::{Scenario, Step, bwrap, workspace_root};
 
 /// Claude Code against the model server on `port`, in a scratch HOME, tagged with `marker`.
 fn claude_providers(dir: &Path, claude: &Path, addr: &str, marker: &str) -> BTreeMap<String, RawProvider> {
@@ -230,118 +89,6 @@ fn codex_providers(dir: &Path, codex: &Path, addr: &str, marker: &str) -> BTreeM
     two_providers(command, "codex-jsonl", env, &home, addr)
 }
 
-fn plan() -> Plan {
-    Plan {
-        steps: vec!["add it".into()],
-        files: vec!["calc.py".into()],
-        ..chum_testkit::plan("Add multiply(a, b)", &["multiply(3, 4) == 12"])
-    }
-}
-
-fn execute_request(timeout_secs: u64) -> ExecuteRequest {
-    ExecuteRequest {
-        run: Some(run_ref()),
-        bead: Some(bead("Add multiply")),
-        plan: Some(plan()),
-        attempt: 1,
-        timeout_secs,
-        ..ExecuteRequest::default()
-    }
-}
-
-/// The executor adds multiply with the CLI's own edit tools; the reviewer approves with evidence.
-fn scenario() -> Scenario {
-    Scenario {
-        usage: Usage {
-            input_tokens: 1200,
-            output_tokens: 150,
-            cost_usd: 0.0,
-        },
-        steps: vec![
-            Step::executor()
-                .answer("Added multiply() and its test.")
-                .replace(
-                    "calc.py",
-                    "    return a + b\n",
-                    "    return a + b\n\n\ndef multiply(a, b):\n    return a * b\n",
-                )
-                .write("test_multiply.py", "from calc import multiply\n\nassert multiply(3, 4) == 12\n"),
-            Step::reviewer()
-                .expect_prompt_contains("+def multiply(a, b):")
-                .answer(r#"{"approved": true, "findings": [], "criteria": [{"index": 1, "criterion": "multiply(3, 4) == 12", "met": true, "evidence": "test_multiply.py:3"}]}"#),
-        ],
-    }
-}
-
-/// Runs an execute and a review phase through CHUM's activities; returns the executor's usage.
-async fn execute_and_review(config: Arc<ChumConfig>) -> AgentUsage {
-    let activities = SharkActivitiesImpl::new(config).steps();
-    let report = activities
-        .execute_impl(execute_request(120), &Unsupervised)
-        .await
-        .expect("execute runs");
-    assert!(report.problem.is_empty(), "{report:?}");
-    let agent = report.agent.clone().unwrap();
-    assert_eq!(agent.provider, "main");
-    if bwrap().is_some() {
-        assert!(agent.sandbox.starts_with("bwrap ("), "the CLI ran sandboxed: {agent:?}");
-        // Its only way out was the egress proxy, and it reached the model server through it.
-        assert!(agent.network.starts_with("egress proxy: "), "{agent:?}");
-        let egress_log = agent.stdout_artifact.replace(".stdout.log", ".egress.log");
-        let log = std::fs::read_to_string(&egress_log).unwrap_or_default();
-        assert!(
-            log.contains("allowed "),
-            "no connection went through the proxy: {log:?}"
-        );
-        // Anything else it tried was refused (Codex asks github.com and chatgpt.com on its own).
-        let allowed = agent.network.trim_start_matches("egress proxy: ");
-        assert!(
-            agent.egress_refused.iter().all(|r| !r.starts_with(allowed)),
-            "{agent:?}"
-        );
-    }
-    assert!(
-        !agent.is_error && agent.result_excerpt.contains("Added multiply()"),
-        "{agent:?}"
-    );
-    let usage = agent.usage.unwrap();
-    assert!(usage.input_tokens >= 1200 && usage.output_tokens >= 150, "{usage:?}");
-    let mut files = report.changed_files.clone();
-    files.sort();
-    assert_eq!(
-        files,
-        ["calc.py", "test_multiply.py"],
-        "the CLI's own tools edited the worktree"
-    );
-    let calc = std::fs::read_to_string(Path::new(&report.worktree).join("calc.py")).unwrap();
-    assert!(calc.contains("return a * b"), "{calc}");
-
-    let review = activities
-        .review_impl(
-            ReviewRequest {
-                run: Some(run_ref()),
-                bead: Some(bead("Add multiply")),
-                plan: Some(plan()),
-                worktree: report.worktree.clone(),
-                base_commit: report.base_commit.clone(),
-                attempt: 1,
-                timeout_secs: 120,
-                ..ReviewRequest::default()
-            },
-            &Unsupervised,
-        )
-        .await
-        .expect("review runs");
-    let verdict = review.verdict.unwrap_or_else(|| panic!("no verdict: {}", review.error));
-    assert!(verdict.approved && verdict.criteria[0].met);
-    assert_eq!(
-        review.agent.unwrap().provider,
-        "other",
-        "the reviewer is not the executor"
-    );
-    usage
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claude_code_executes_and_reviews_through_chum() {
     let Some(claude) = agent_cli("claude") else { return };
@@ -380,40 +127,6 @@ async fn codex_executes_and_reviews_through_chum() {
         spent.cost_usd > 0.0 && spent.computed >= 2,
         "executor and reviewer computed: {spent:?}"
     );
-}
-
-/// Live processes carrying `marker` in their environment.
-fn processes_with(marker: &str) -> Vec<u32> {
-    chum_testkit::agent_processes(&[format!("{MARKER}={marker}")])
-}
-
-/// The agent's run timed out and none of its processes is left.
-async fn assert_killed(config: Arc<ChumConfig>, marker: &str) {
-    let report = SharkActivitiesImpl::new(config)
-        .steps()
-        .execute_impl(execute_request(4), &Unsupervised)
-        .await
-        .expect("execute returns");
-    let agent = report.agent.unwrap();
-    assert!(agent.timed_out, "{agent:?}");
-    assert!(
-        report.problem.contains("killed with its process group"),
-        "{}",
-        report.problem
-    );
-    let mut left = processes_with(marker);
-    for _ in 0..40 {
-        if left.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        left = processes_with(marker);
-    }
-    assert!(left.is_empty(), "agent processes outlived the timeout: {left:?}");
-}
-
-fn hang() -> Scenario {
-    Scenario::new(vec![Step::executor().hang()])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -497,12 +210,10 @@ fn mcp_scenario() -> Scenario {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claude_code_calls_a_real_mcp_server_inside_the_sandbox() {
     let Some(claude) = agent_cli("claude") else { return };
+    // Its real path, as for the CLIs (installed_cli).
     let server_bin = workspace_root().join(".tools/npm/node_modules/.bin/mcp-server-everything");
-    assert!(
-        server_bin.exists(),
-        "{} missing: run scripts/setup.sh",
-        server_bin.display()
-    );
+    let server_bin = std::fs::canonicalize(&server_bin)
+        .unwrap_or_else(|_| panic!("{} missing: run scripts/setup.sh", server_bin.display()));
     // SAFETY: set before any agent runs; read by this process's children only.
     unsafe {
         std::env::set_var("MCP_CONTRACT_VALUE", "mcp-value-7731");

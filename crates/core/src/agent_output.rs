@@ -1,6 +1,7 @@
 //! Reading what an agent CLI printed: its final answer, whether it reported an error, and its usage.
 //! Agents' exit codes are unreliable (aider exits 0 after failing), so success is judged from the
-//! output itself.
+//! output itself. Claude Code, Codex and OpenCode print JSON; aider prints text (and CHUM reads
+//! its exact usage from its analytics log, [`aider_analytics_usage`]).
 
 use serde_json::Value;
 
@@ -21,6 +22,8 @@ pub fn parse_agent_output(format: OutputFormat, stdout: &str) -> Result<AgentAns
     match format {
         OutputFormat::ClaudeJson => parse_claude_json(stdout),
         OutputFormat::CodexJsonl => parse_codex_jsonl(stdout),
+        OutputFormat::Aider => parse_aider(stdout),
+        OutputFormat::OpencodeJsonl => parse_opencode_jsonl(stdout),
         OutputFormat::Text => Ok(AgentAnswer {
             text: stdout.trim().to_string(),
             ..AgentAnswer::default()
@@ -132,6 +135,156 @@ fn parse_codex_jsonl(stdout: &str) -> Result<AgentAnswer, String> {
     Ok(answer)
 }
 
+/// Aider `--no-pretty` prints its banner (`Aider v...` and a line per setting), a blank line,
+/// then per request to the model the reply and a usage report (`Tokens: 1.2k sent, 150 received.
+/// Cost: $0.01 message, $0.02 session.`), then what it did (`Applied edit to calc.py`). It asks
+/// again after adding a file a reply edits, and applies the last reply's edits: the answer is the
+/// text before the last usage report. No usage report means the model never answered (aider
+/// prints the error and exits 0): an error answer. The tokens read here are rounded (`1.2k`);
+/// CHUM replaces them with the exact ones of aider's analytics log ([`aider_analytics_usage`]).
+fn parse_aider(stdout: &str) -> Result<AgentAnswer, String> {
+    let lines: Vec<&str> = stdout.lines().collect();
+    let Some(banner) = lines.iter().position(|l| l.starts_with("Aider v")) else {
+        return Err(if stdout.trim().is_empty() {
+            "the agent printed nothing on stdout (expected aider's output)".to_string()
+        } else {
+            format!(
+                "stdout is not aider's output (no \"Aider v\" banner): {}",
+                crate::text::excerpt(stdout.trim(), 200)
+            )
+        });
+    };
+    let body = banner
+        + lines[banner..]
+            .iter()
+            .position(|l| l.trim().is_empty())
+            .unwrap_or(lines.len() - banner);
+    let reports: Vec<usize> = (body..lines.len())
+        .filter(|&i| lines[i].starts_with("Tokens: "))
+        .collect();
+    let mut answer = AgentAnswer::default();
+    for &i in &reports {
+        let (input, output, cost) = aider_report(lines[i], lines.get(i + 1).copied().unwrap_or_default());
+        answer.usage.input_tokens += input;
+        answer.usage.output_tokens += output;
+        answer.usage.cost_usd = cost.unwrap_or(answer.usage.cost_usd);
+    }
+    let (from, to) = match reports.as_slice() {
+        [] => (body, lines.len()),
+        [last] => (body, *last),
+        [.., previous, last] => (previous + 1, *last),
+    };
+    answer.text = lines[from.min(to)..to].join("\n").trim().to_string();
+    answer.is_error = reports.is_empty();
+    Ok(answer)
+}
+
+/// One aider usage report: tokens sent (cache writes and hits included) and received, and the
+/// session's cost so far (on the same line or, with cache figures, the next).
+fn aider_report(line: &str, next: &str) -> (u64, u64, Option<f64>) {
+    let tokens = |figure: &str| -> u64 {
+        let figure = figure.trim();
+        match figure.strip_suffix('k') {
+            Some(k) => (k.parse::<f64>().unwrap_or(0.0) * 1000.0).round() as u64,
+            None => figure.parse().unwrap_or(0),
+        }
+    };
+    let (mut input, mut output) = (0, 0);
+    let counts = line
+        .trim_start_matches("Tokens: ")
+        .split(". Cost:")
+        .next()
+        .unwrap_or_default();
+    for part in counts.trim_end_matches('.').split(", ") {
+        if let Some((figure, what)) = part.trim().split_once(' ') {
+            match what {
+                "sent" | "cache write" | "cache hit" => input += tokens(figure),
+                "received" => output += tokens(figure),
+                _ => {}
+            }
+        }
+    }
+    let cost = [line, next].iter().find_map(|l| {
+        let rest = &l[l.find("message, $")? + "message, $".len()..];
+        rest.split(' ').next()?.parse::<f64>().ok()
+    });
+    (input, output, cost)
+}
+
+/// The exact usage in aider's analytics log (`--analytics-log`, one JSON event a line): every
+/// `message_send` event's tokens, and the session's cost. `None` when it records no request.
+pub fn aider_analytics_usage(log: &str) -> Option<AgentUsage> {
+    let mut usage = None::<AgentUsage>;
+    for event in log.lines().filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok()) {
+        if event["event"] != "message_send" {
+            continue;
+        }
+        let properties = &event["properties"];
+        let total = usage.get_or_insert_with(AgentUsage::default);
+        total.input_tokens += properties["prompt_tokens"].as_u64().unwrap_or(0);
+        total.output_tokens += properties["completion_tokens"].as_u64().unwrap_or(0);
+        total.cost_usd = properties["total_cost"].as_f64().unwrap_or(total.cost_usd);
+    }
+    usage
+}
+
+/// OpenCode `run --format json` prints one event per line: `text` parts (the answer is the text
+/// of the last message that has any), `tool_use` parts, `step_finish` parts with each model
+/// request's `tokens` and `cost`, and `error` events.
+fn parse_opencode_jsonl(stdout: &str) -> Result<AgentAnswer, String> {
+    let mut answer = AgentAnswer::default();
+    let mut saw_event = false;
+    let mut last_message = String::new();
+    let mut last_error = None;
+    for event in stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+    {
+        saw_event = true;
+        let part = &event["part"];
+        match event["type"].as_str().unwrap_or_default() {
+            "text" => {
+                let message = part["messageID"].as_str().unwrap_or_default();
+                if message != last_message {
+                    answer.text.clear();
+                    last_message = message.to_string();
+                }
+                answer.text.push_str(part["text"].as_str().unwrap_or_default());
+            }
+            "step_finish" => {
+                let tokens = &part["tokens"];
+                let count = |v: &Value| v.as_u64().unwrap_or(0);
+                answer.usage.input_tokens +=
+                    count(&tokens["input"]) + count(&tokens["cache"]["read"]) + count(&tokens["cache"]["write"]);
+                answer.usage.output_tokens += count(&tokens["output"]) + count(&tokens["reasoning"]);
+                answer.usage.cost_usd += part["cost"].as_f64().unwrap_or(0.0);
+            }
+            "error" => {
+                let error = &event["error"];
+                last_error = Some(
+                    error["data"]["message"]
+                        .as_str()
+                        .or(error["name"].as_str())
+                        .unwrap_or("OpenCode reported an error")
+                        .to_string(),
+                );
+            }
+            _ => {}
+        }
+    }
+    if !saw_event {
+        return Err(format!(
+            "stdout is not OpenCode JSON (no JSON events): {}",
+            crate::text::excerpt(stdout, 200)
+        ));
+    }
+    if let Some(error) = last_error {
+        answer.is_error = true;
+        answer.text = error;
+    }
+    Ok(answer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +363,67 @@ mod tests {
         assert!(a.is_error);
         assert!(a.text.contains("waiting for network"));
         assert!(parse_agent_output(OutputFormat::CodexJsonl, "plain words").is_err());
+    }
+
+    // What aider 0.86.2 printed against the model server: it added calc.py to the chat and asked again.
+    const AIDER_OK: &str = "Analytics have been permanently disabled.\n\nAider v0.86.2\nModel: openai/scripted with diff edit format\nGit repo: none\nRepo-map: disabled\n\ncalc.py\n```\n<<<<<<< SEARCH\n    return a + b\n=======\n    return a * b\n>>>>>>> REPLACE\n```\n\nDone, first.\n\nTokens: 1.2k sent, 150 received.\n\ncalc.py\n{\"approved\": true}\n\nTokens: 12k sent, 1.5k cache hit, 150 received. Cost: $0.0040 message, $0.0081 session.\n\nApplied edit to calc.py\n";
+
+    #[test]
+    fn aider_answer_is_the_last_reply_and_usage_its_reports() {
+        let a = parse_agent_output(OutputFormat::Aider, AIDER_OK).unwrap();
+        assert_eq!(a.text, "calc.py\n{\"approved\": true}");
+        assert!(!a.is_error);
+        assert_eq!(
+            (a.usage.input_tokens, a.usage.output_tokens),
+            (1200 + 12000 + 1500, 300)
+        );
+        assert!((a.usage.cost_usd - 0.0081).abs() < 1e-12);
+    }
+
+    #[test]
+    fn aider_without_a_usage_report_never_got_an_answer() {
+        let out =
+            "Aider v0.86.2\nModel: openai/x with diff edit format\n\nlitellm.APIConnectionError: Connection refused\n";
+        let a = parse_agent_output(OutputFormat::Aider, out).unwrap();
+        assert!(a.is_error);
+        assert!(a.text.contains("Connection refused"), "{}", a.text);
+        assert!(parse_agent_output(OutputFormat::Aider, "usage: aider [-h]").is_err());
+        assert!(parse_agent_output(OutputFormat::Aider, "").is_err());
+    }
+
+    #[test]
+    fn aider_analytics_log_has_the_exact_usage() {
+        let log = r#"{"event": "launched", "properties": {}}
+{"event": "message_send", "properties": {"prompt_tokens": 1200, "completion_tokens": 150, "cost": 0.003, "total_cost": 0.003}}
+{"event": "message_send", "properties": {"prompt_tokens": 1210, "completion_tokens": 151, "cost": 0.003, "total_cost": 0.006}}"#;
+        let usage = aider_analytics_usage(log).unwrap();
+        assert_eq!((usage.input_tokens, usage.output_tokens), (2410, 301));
+        assert!((usage.cost_usd - 0.006).abs() < 1e-12);
+        assert_eq!(aider_analytics_usage(r#"{"event": "exit"}"#), None);
+    }
+
+    #[test]
+    fn opencode_jsonl_last_message_text_and_summed_steps() {
+        // The shape OpenCode 1.18.33 prints with `run --format json`.
+        let out = r#"{"type":"step_start","part":{"messageID":"m1","type":"step-start"}}
+{"type":"tool_use","part":{"messageID":"m1","type":"tool","tool":"edit","state":{"status":"completed"}}}
+{"type":"step_finish","part":{"messageID":"m1","reason":"tool-calls","tokens":{"input":1200,"output":150,"reasoning":0,"cache":{"write":0,"read":0}},"cost":0}}
+{"type":"text","part":{"messageID":"m2","type":"text","text":"Added "}}
+{"type":"text","part":{"messageID":"m2","type":"text","text":"multiply()."}}
+{"type":"step_finish","part":{"messageID":"m2","reason":"stop","tokens":{"input":1000,"output":100,"reasoning":7,"cache":{"write":0,"read":200}},"cost":0.25}}"#;
+        let a = parse_agent_output(OutputFormat::OpencodeJsonl, out).unwrap();
+        assert_eq!(a.text, "Added multiply().");
+        assert!(!a.is_error);
+        assert_eq!((a.usage.input_tokens, a.usage.output_tokens), (2400, 257));
+        assert!((a.usage.cost_usd - 0.25).abs() < 1e-12);
+    }
+
+    #[test]
+    fn opencode_error_events_are_errors() {
+        let out = r#"{"type":"error","sessionID":"s","error":{"name":"UnknownError","data":{"message":"Unexpected server error."}}}"#;
+        let a = parse_agent_output(OutputFormat::OpencodeJsonl, out).unwrap();
+        assert!(a.is_error && a.text == "Unexpected server error.", "{a:?}");
+        assert!(parse_agent_output(OutputFormat::OpencodeJsonl, "Error: no such model").is_err());
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Agents: running a coding-agent CLI for a role, its spending caps, and the MCP servers it gets.
+//! Agents: running a coding-agent CLI for a role, its spending caps, the MCP servers it gets, and
+//! what aider needs beyond its command.
 
+mod aider;
 mod budget;
 mod mcp;
 mod run;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chum_core::agent_output::{AgentAnswer, parse_agent_output};
-use chum_core::config::{ChumConfig, NotConfigured, ProviderConfig, Role, expand_command, show_size};
+use chum_core::config::{ChumConfig, NotConfigured, OutputFormat, ProviderConfig, Role, expand_command, show_size};
 use chum_core::proto::{AgentRunSummary, RunRef};
 use chum_core::text::{excerpt, tail_excerpt};
 
@@ -347,6 +347,7 @@ pub async fn run_agent(
     for (name, value) in contract {
         env.set(name, value);
     }
+    let aider_log = (provider.output == OutputFormat::Aider).then(|| super::aider::files(&mut env, &scratch));
     // MCP servers: the CLI's configuration for this run, and their variables by name.
     let mcp_servers = crate::agent::servers_for(provider, project);
     let mut mcp_config = String::new();
@@ -487,7 +488,10 @@ pub async fn run_agent(
     // Read whatever it printed, even when it failed: an error answer still reports what it cost.
     let parsed = (!outcome.cancelled && outcome.stdout_bytes <= CAPTURE_LIMIT)
         .then(|| parse_agent_output(provider.output, &stdout));
-    let reported = parsed.as_ref().and_then(|p| p.as_ref().ok()).map(|a| a.usage);
+    let mut reported = parsed.as_ref().and_then(|p| p.as_ref().ok()).map(|a| a.usage);
+    if let (Some(usage), Some(log)) = (reported.as_mut(), &aider_log) {
+        super::aider::exact_usage(usage, log).await;
+    }
     let answer = if outcome.cancelled {
         Err("the agent run was cancelled".to_string())
     } else if summary.memory_limit_hit {

@@ -37,7 +37,7 @@ impl Validator {
             let output = OutputFormat::parse(&output_name).ok_or_else(|| {
                 self.invalid(
                     key("output"),
-                    format!("{output_name:?} is not one of \"claude-json\", \"codex-jsonl\", \"text\""),
+                    format!("{output_name:?} is not one of \"claude-json\", \"codex-jsonl\", \"aider\", \"opencode-jsonl\", \"text\""),
                 )
             })?;
             let cooldown = self.duration(&key("cooldown"), p.cooldown.as_deref(), Duration::ZERO)?;

@@ -60,6 +60,12 @@ pub enum OutputFormat {
     ClaudeJson,
     /// Codex `exec --json`: JSON lines of events; the last agent message is the answer.
     CodexJsonl,
+    /// Aider `--message-file ... --no-pretty`: its last reply, between its usage reports, is the
+    /// answer; usage from the analytics log CHUM asks it to write (`AIDER_ANALYTICS_LOG`).
+    Aider,
+    /// OpenCode `run --format json`: JSON lines of events; the last message's text is the answer,
+    /// `step_finish` events carry tokens and cost.
+    OpencodeJsonl,
     /// Plain text: stdout is the answer.
     Text,
 }
@@ -69,6 +75,8 @@ impl OutputFormat {
         match name {
             "claude-json" => Some(OutputFormat::ClaudeJson),
             "codex-jsonl" => Some(OutputFormat::CodexJsonl),
+            "aider" => Some(OutputFormat::Aider),
+            "opencode-jsonl" => Some(OutputFormat::OpencodeJsonl),
             "text" => Some(OutputFormat::Text),
             _ => None,
         }
@@ -77,6 +85,8 @@ impl OutputFormat {
         match self {
             OutputFormat::ClaudeJson => "claude-json",
             OutputFormat::CodexJsonl => "codex-jsonl",
+            OutputFormat::Aider => "aider",
+            OutputFormat::OpencodeJsonl => "opencode-jsonl",
             OutputFormat::Text => "text",
         }
     }

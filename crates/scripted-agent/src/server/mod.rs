@@ -1,12 +1,14 @@
 //! `chum-scripted-agent --serve ADDR`: a scripted *model server* for the real agent CLIs.
 //!
-//! It speaks enough of two model APIs for real agent CLIs to run a CHUM phase offline:
+//! It speaks enough of three model APIs for real agent CLIs to run a CHUM phase offline:
 //! - the Anthropic Messages API (`POST /v1/messages`, server-sent events, `count_tokens`, probes)
 //!   for Claude Code: file edits come back as `Read` then `Write`/`Edit` tool calls;
 //! - the OpenAI Responses API (`POST /v1/responses`, server-sent events) for Codex: file edits come
-//!   back as `exec_command` calls running a small Python program that writes the file.
+//!   back as `exec_command` calls running a small Python program that writes the file;
+//! - the OpenAI Chat Completions API (`POST /v1/chat/completions`, `chat_completions.rs`) for
+//!   OpenCode (its `read`/`edit`/`write` tool calls) and Aider (SEARCH/REPLACE blocks in the text).
 //!
-//! In both, the CLI itself carries out the calls in its working directory, then gets the
+//! In each, the CLI itself carries out the edits in its working directory, then gets the
 //! scenario's answer as the final text.
 //!
 //! The server sees what the model would see: the prompt. Role, bead, attempt and redo are read
@@ -26,6 +28,8 @@ use axum::routing::any;
 use serde_json::{Value, json};
 
 use chum_scripted_agent::scenario::{self, Action, Edit, Invocation, Scenario, Usage};
+
+mod chat_completions;
 
 struct Served {
     scenario: Scenario,
@@ -93,6 +97,8 @@ async fn handle(State(st): State<Arc<Served>>, request: axum::extract::Request) 
         answer(&st, Api::Messages, &request).await
     } else if path.ends_with("/responses") {
         answer(&st, Api::Responses, &request).await
+    } else if path.ends_with("/chat/completions") {
+        answer(&st, Api::Chat, &request).await
     } else {
         api_error(
             StatusCode::NOT_FOUND,
@@ -192,6 +198,8 @@ enum Api {
     Messages,
     /// OpenAI Responses (Codex).
     Responses,
+    /// OpenAI Chat Completions (OpenCode with tools, Aider without).
+    Chat,
 }
 
 impl Api {
@@ -199,7 +207,14 @@ impl Api {
         match self {
             Api::Messages => prompt_of(request),
             Api::Responses => responses_prompt(request),
+            Api::Chat => chat_completions::prompt(request),
         }
+    }
+
+    /// Whether the edits go in the reply's text (Aider offers the model no tools) rather than
+    /// as tool calls.
+    fn edits_in_text(self, request: &Value) -> bool {
+        matches!(self, Api::Chat) && !chat_completions::offers_tools(request)
     }
 
     /// How far the conversation is: one result comes back per tool call made.
@@ -207,6 +222,7 @@ impl Api {
         let (list, kind) = match self {
             Api::Messages => ("messages", "tool_result"),
             Api::Responses => ("input", "function_call_output"),
+            Api::Chat => return chat_completions::tool_results(request).len(),
         };
         let items = request[list].as_array().into_iter().flatten();
         items
@@ -227,13 +243,14 @@ impl Api {
                 .into_iter()
                 .map(|cmd| ("exec_command".to_string(), json!({"cmd": cmd})))
                 .collect()),
+            Api::Chat => chat_completions::tool_calls(edits, request),
         }
     }
 
     fn call_id(self, turn: usize) -> String {
         match self {
             Api::Messages => format!("toolu_{turn:02}"),
-            Api::Responses => format!("call_{turn:02}"),
+            Api::Responses | Api::Chat => format!("call_{turn:02}"),
         }
     }
 
@@ -241,6 +258,15 @@ impl Api {
         match self {
             Api::Messages => stream(request["model"].as_str().unwrap_or("scripted"), usage, reply),
             Api::Responses => responses_stream(usage, reply),
+            Api::Chat => chat_completions::respond(request, usage, reply),
+        }
+    }
+
+    /// The text of every tool result the CLI sent back so far, in order.
+    fn tool_results(self, request: &Value) -> String {
+        match self {
+            Api::Chat => chat_completions::tool_results(request).join("\n"),
+            Api::Messages | Api::Responses => tool_results(request),
         }
     }
 }
@@ -264,6 +290,17 @@ async fn answer(st: &Served, api: Api, request: &Value) -> Response {
         }
         Ok(Action::Fail { stderr, .. }) => api_error(StatusCode::INTERNAL_SERVER_ERROR, &stderr),
         Ok(Action::Garbage(text)) => api.stream(request, &usage, Reply::Text(text)),
+        // Aider: the edits and the answer in one reply, every time it asks (it asks again after
+        // adding a file the reply edits to its chat, and applies the blocks of the last reply).
+        Ok(Action::Answer { text, edits, .. }) if api.edits_in_text(request) => {
+            match chat_completions::edit_blocks(edits) {
+                Err(e) => api_error(StatusCode::BAD_REQUEST, &e),
+                Ok(blocks) => {
+                    let text = scenario::fill_from_prompt(&text, &prompt);
+                    api.stream(request, &usage, Reply::Text(format!("{blocks}{text}")))
+                }
+            }
+        }
         Ok(Action::Answer { text, edits, .. }) => match api.calls(edits, request) {
             Err(e) => api_error(StatusCode::BAD_REQUEST, &e),
             Ok(edit_calls) => match step
@@ -283,7 +320,7 @@ async fn answer(st: &Served, api: Api, request: &Value) -> Response {
                     },
                 ),
                 None => {
-                    let results = tool_results(request);
+                    let results = api.tool_results(request);
                     if let (false, Some(dir)) = (step.tool_calls.is_empty(), &st.record_dir) {
                         let name = format!(
                             "{}-{}-{}-{}.tool-results.txt",
