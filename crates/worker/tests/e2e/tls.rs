@@ -9,7 +9,7 @@
 //! - a wrong CA, a missing client certificate, an expired client certificate, a client certificate
 //!   from another CA, an expired server certificate, a server name the certificate does not carry
 //!   and a refused API key each fail at once with an error that says which (typed);
-//! - `worker --check` says what was loaded from where, and never the key.
+//! - `worker --check` and `chum doctor` say what was loaded from where, and never the key.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -129,6 +129,28 @@ async fn the_right_certificates_connect_and_the_api_key_reaches_the_server() {
         "every request carries the key: {seen:?}"
     );
     assert!(proxy.handshake_errors().is_empty(), "{:?}", proxy.handshake_errors());
+
+    // `chum doctor` connects the same way and says from where, never the key.
+    let doctor = std::process::Command::new(chum_cli())
+        .arg("--config")
+        .arg(harness.dir.path().join("chum.toml"))
+        .arg("doctor")
+        .env("TEMPORAL_TLS_SERVER_CA_CERT_PATH", &ca)
+        .env("TEMPORAL_API_KEY", KEY)
+        .output()
+        .expect("chum doctor runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&doctor.stdout),
+        String::from_utf8_lossy(&doctor.stderr)
+    );
+    assert!(said.contains(&format!("reachable at https://{}", proxy.addr)), "{said}");
+    assert!(
+        said.contains(&format!("TLS: server CA {ca} (from TEMPORAL_TLS_SERVER_CA_CERT_PATH)")),
+        "{said}"
+    );
+    assert!(said.contains("API key: set (from $TEMPORAL_API_KEY)"), "{said}");
+    assert!(!said.contains(KEY), "never the key: {said}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
