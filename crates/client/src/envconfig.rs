@@ -283,12 +283,14 @@ fn check_files(c: &chum_core::config::ConnectionSettings) -> Result<(), ConfigEr
     ] {
         let Some(pem) = value else { continue };
         let (file, key) = where_set(c.origins.get(&setting), &format!("temporal.{}", setting.key()));
+        let hint = match c.origins.get(&setting) {
+            Some(Origin::File { .. }) => " (relative paths in chum.toml start from its directory)",
+            _ => "",
+        };
         let bytes = read_pem(pem).map_err(|e| ConfigError::Invalid {
             file: file.clone(),
             key: key.clone(),
-            reason: format!(
-                "cannot read {pem}: {e}; check the path (relative paths in chum.toml start from its directory)"
-            ),
+            reason: format!("cannot read {pem}: {e}; check the path{hint}"),
         })?;
         let text = String::from_utf8_lossy(&bytes);
         if !(text.contains("-----BEGIN") && text.contains(marker)) {
