@@ -48,6 +48,15 @@ pub async fn doctor(config: &ChumConfig) -> Result<ExitCode> {
         .map(|_| format!("reachable at {}", t.address))
         .map_err(|e| e.to_string());
     r.check("temporal", temporal, Level::Fail);
+    // What the connection was loaded from, and from where; never a secret.
+    for line in chum_client::envconfig::describe(t) {
+        let level = if line.starts_with("ignored:") {
+            Level::Warn
+        } else {
+            Level::Ok
+        };
+        r.line(level, "  connection", line);
+    }
 
     r.check(
         "git",

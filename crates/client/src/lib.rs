@@ -9,4 +9,6 @@ pub mod connect;
 pub mod control;
 pub mod coordinator;
 pub mod dispatcher;
+pub mod envconfig;
 pub mod settings;
+mod tls_probe;

@@ -1,11 +1,18 @@
 //! Reading `chum.toml` from disk (the schema and validation live in `chum_core::config`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use chum_core::config::{ChumConfig, ConfigError};
 
-/// Loads and validates a config file, with `CHUM__...` environment overrides applied.
+/// Loads and validates a config file, with `CHUM__...` environment overrides applied, and the
+/// `TEMPORAL_*` variables and the Temporal profile file beneath `[temporal]` (see `envconfig`).
 pub fn load_config(path: &Path) -> Result<ChumConfig, ConfigError> {
+    load_config_with_env(path, &std::env::vars().collect())
+}
+
+/// [`load_config`] with the environment given rather than the process's.
+pub fn load_config_with_env(path: &Path, env: &HashMap<String, String>) -> Result<ChumConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             ConfigError::Missing {
@@ -20,7 +27,9 @@ pub fn load_config(path: &Path) -> Result<ChumConfig, ConfigError> {
     })?;
     // Relative paths in the config start from the config file's directory, so make it absolute.
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    ChumConfig::from_toml(&text, &absolute, std::env::vars())
+    let mut config = ChumConfig::from_toml(&text, &absolute, env.clone())?;
+    crate::envconfig::layer(&mut config.temporal, env)?;
+    Ok(config)
 }
 
 /// The configuration file to use: `explicit` (`--config`, or `CHUM_CONFIG` through clap), else

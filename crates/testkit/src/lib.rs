@@ -11,7 +11,9 @@
 //! - [`processes`]: agent processes, an HTTP stub, free ports, the worker binary;
 //! - [`paths`]: the workspace's binaries and the tools setup installed;
 //! - [`browser`]: headless Chromium over WebDriver, for the console's pages;
-//! - [`notify_contract`]: what Slack and Matrix accept, from their official SDKs.
+//! - [`notify_contract`]: what Slack and Matrix accept, from their official SDKs;
+//! - [`tls_proxy`]: a TLS-terminating proxy in front of a dev server, with certificates made by
+//!   the test.
 
 pub mod browser;
 pub mod config;
@@ -23,6 +25,7 @@ pub mod processes;
 pub mod project;
 pub mod shark;
 pub mod steps;
+pub mod tls_proxy;
 
 pub use browser::{Browser, browser_tools};
 pub use chum_scripted_agent::scenario::{Scenario, Step, Usage};
@@ -34,3 +37,4 @@ pub use processes::*;
 pub use project::*;
 pub use shark::*;
 pub use steps::*;
+pub use tls_proxy::{ProxyOptions, SERVER_NAME, TestPki, TlsProxy};

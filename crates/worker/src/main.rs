@@ -134,10 +134,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
             config.projects.len(),
             config.providers.len()
         );
+        // What the connection to Temporal was loaded from, never a secret.
+        for line in chum_client::envconfig::describe(&config.temporal) {
+            println!("temporal: {line}");
+        }
         return Ok(());
     }
     let t = &config.temporal;
     tracing::info!(address = %t.address, namespace = %t.namespace, task_queue = %t.task_queue, config = %config.source.display(), "starting CHUM worker");
+    for line in chum_client::envconfig::describe(t) {
+        tracing::info!("temporal: {line}");
+    }
     let identity = format!("chum-worker@{}", std::process::id());
     let client = chum_client::connect::connect(t, &identity, t.connect_timeout, |attempt, error, delay| {
         tracing::warn!(

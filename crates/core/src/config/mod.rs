@@ -15,6 +15,7 @@ mod prices;
 mod projects;
 mod raw;
 mod schema;
+mod temporal;
 mod validate;
 pub mod world;
 
@@ -31,7 +32,10 @@ pub use raw::{
 pub use schema::{
     ApiSettings, BacklogBackend, Budget, ChumConfig, DispatcherSettings, GateName, GroomSettings, IntegrationPolicy,
     LearnerSettings, LeaseMode, Limits, MAX_FANOUT, OutputFormat, ProjectConfig, ProviderConfig, RepoMapTokens, Role,
-    SandboxMode, SandboxSettings, SelectMode, SemgrepSettings, TemporalSettings, UpdateMode,
+    SandboxMode, SandboxSettings, SelectMode, SemgrepSettings, UpdateMode,
+};
+pub use temporal::{
+    ApiKey, ConnectionSettings, DEFAULT_API_KEY_ENV, Origin, Pem, Setting, TemporalSettings, address_url, tls_wanted,
 };
 pub use world::{McpServer, ProjectEnvironment, RawMcpServer, ResourceLimits, parse_size, show_size};
 
@@ -66,7 +70,8 @@ impl ConfigError {
     }
 }
 
-pub const DEFAULT_ADDRESS: &str = "http://127.0.0.1:7233";
+/// The server when nothing says where: the scheme follows TLS (`http://` without).
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:7233";
 pub const DEFAULT_NAMESPACE: &str = "default";
 pub const DEFAULT_TASK_QUEUE: &str = "chum";
 pub const DEFAULT_UI_URL: &str = "http://127.0.0.1:8233";
@@ -110,7 +115,7 @@ impl ChumConfig {
                     .prefix_separator("__")
                     .separator("__")
                     .try_parsing(true)
-                    .source(Some(overrides)),
+                    .source(Some(overrides.clone())),
             )
             .build()
             .map_err(|e| ConfigError::Syntax {
@@ -134,7 +139,13 @@ impl ChumConfig {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        Validator { file, config_dir }.validate(raw, source)
+        Validator {
+            file,
+            config_dir,
+            overrides: overrides.into_iter().collect(),
+            api_key_env: String::new(),
+        }
+        .validate(raw, source)
     }
 
     /// The provider names of a role's tier, in order of preference.
@@ -602,9 +613,9 @@ mod tests {
             "is required",
         );
         expect_invalid(
-            &GOOD.replace("http://127.0.0.1:7233", "127.0.0.1:7233"),
+            &GOOD.replace("http://127.0.0.1:7233", "grpc://127.0.0.1:7233"),
             "temporal.address",
-            "must be a URL",
+            "neither host:port nor",
         );
     }
 

@@ -105,6 +105,13 @@ pub struct RawTemporal {
     pub task_queue: Option<String>,
     pub connect_timeout: Option<String>,
     pub ui_url: Option<String>,
+    pub profile: Option<String>,
+    pub tls: Option<bool>,
+    pub server_ca: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    pub server_name: Option<String>,
+    pub api_key_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -120,17 +120,6 @@ impl IntegrationPolicy {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct TemporalSettings {
-    pub address: String,
-    pub namespace: String,
-    pub task_queue: String,
-    /// How long the worker keeps retrying to connect before giving up.
-    pub connect_timeout: Duration,
-    /// Where people look at runs: the Temporal UI (`temporal server start-dev` serves it on :8233).
-    pub ui_url: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     pub max_attempts: u32,
     pub max_handoffs: u32,
@@ -374,7 +363,7 @@ pub struct ChumConfig {
     /// The file it was read from (for messages) and the directory relative paths start from.
     pub source: PathBuf,
     pub config_dir: PathBuf,
-    pub temporal: TemporalSettings,
+    pub temporal: super::temporal::TemporalSettings,
     /// Where CHUM keeps its own state: artifacts, logs.
     pub state_dir: PathBuf,
     pub limits: Limits,

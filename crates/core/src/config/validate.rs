@@ -1,6 +1,7 @@
 //! Validation: the raw file becomes a [`ChumConfig`], one method per section, or a
 //! [`ConfigError`] that names the file, the key and what to do.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,6 +12,10 @@ use super::*;
 pub(super) struct Validator {
     pub(super) file: String,
     pub(super) config_dir: PathBuf,
+    /// The `CHUM__...` variables that were layered over the file (to say where a value came from).
+    pub(super) overrides: BTreeMap<String, String>,
+    /// `temporal.api_key_env`, which no agent or command is ever given.
+    pub(super) api_key_env: String,
 }
 
 impl Validator {
@@ -50,8 +55,9 @@ impl Validator {
     }
 
     /// The whole configuration, section by section; the first problem found is the error.
-    pub(super) fn validate(self, raw: RawConfig, source: &Path) -> Result<ChumConfig, ConfigError> {
-        let temporal = self.temporal(raw.temporal)?;
+    pub(super) fn validate(mut self, raw: RawConfig, source: &Path) -> Result<ChumConfig, ConfigError> {
+        let temporal = self.temporal(raw.temporal, &self.overrides)?;
+        self.api_key_env = temporal.connection.api_key_env.clone();
         let limits = self.limits(raw.limits)?;
         let tokens_env = self.tokens_env(raw.api.tokens_env.clone())?;
         let providers = self.providers(raw.providers, &tokens_env)?;
@@ -93,28 +99,6 @@ impl Validator {
             repo_map_tokens,
             allow_same_model_review,
         })
-    }
-
-    /// `[temporal]`: where the server is and how long to wait for it.
-    fn temporal(&self, raw: RawTemporal) -> Result<TemporalSettings, ConfigError> {
-        let temporal = TemporalSettings {
-            address: self.non_empty("temporal.address", raw.address, DEFAULT_ADDRESS)?,
-            namespace: self.non_empty("temporal.namespace", raw.namespace, DEFAULT_NAMESPACE)?,
-            task_queue: self.non_empty("temporal.task_queue", raw.task_queue, DEFAULT_TASK_QUEUE)?,
-            connect_timeout: self.duration(
-                "temporal.connect_timeout",
-                raw.connect_timeout.as_deref(),
-                Duration::from_secs(60),
-            )?,
-            ui_url: self.non_empty("temporal.ui_url", raw.ui_url, DEFAULT_UI_URL)?,
-        };
-        if !(temporal.address.starts_with("http://") || temporal.address.starts_with("https://")) {
-            return Err(self.invalid(
-                "temporal.address",
-                format!("{:?} must be a URL such as \"http://127.0.0.1:7233\"", temporal.address),
-            ));
-        }
-        Ok(temporal)
     }
 
     /// `[limits]`: the run's attempts, rounds and timeouts.

@@ -96,6 +96,12 @@ impl Validator {
                     format!("{name} holds the API's tokens and is never passed to an agent or command"),
                 ));
             }
+            if *name == self.api_key_env || name.starts_with("TEMPORAL_") {
+                return Err(self.invalid(
+                    key,
+                    format!("{name} is how the worker reaches Temporal (its address, certificates or API key); no agent or command is ever given it"),
+                ));
+            }
             if name.starts_with("CHUM_") || SET_BY_CHUM.contains(&name.as_str()) {
                 return Err(self.invalid(
                     key,
@@ -306,6 +312,20 @@ mod tests {
             "names only",
         );
         refused("pass_env = [\"HOME\"]", "", "", "providers.a.pass_env", "set by CHUM");
+        refused(
+            "pass_env = [\"TEMPORAL_API_KEY\"]",
+            "",
+            "",
+            "providers.a.pass_env",
+            "reaches Temporal",
+        );
+        refused(
+            "pass_env = [\"TEMPORAL_TLS_CLIENT_KEY_DATA\"]",
+            "",
+            "",
+            "providers.a.pass_env",
+            "reaches Temporal",
+        );
         refused(
             "env = { CHUM_API_TOKENS = \"x\" }",
             "",

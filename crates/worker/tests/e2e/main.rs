@@ -23,4 +23,5 @@ mod remote;
 mod result_gate;
 mod sandbox;
 mod shark_paths;
+mod tls;
 mod worker_binary;
