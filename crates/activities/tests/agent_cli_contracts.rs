@@ -110,13 +110,11 @@ async fn codex_executes_and_reviews_through_chum() {
     let server = model_server(dir.path(), &scenario(), "codex");
     // Codex reports tokens, no dollars: its price (here written in the config, as for a model
     // the table does not know) makes them count against USD budgets, marked computed.
-    let mut providers = codex_providers(dir.path(), &codex, &server.addr, "codex-execute");
-    for provider in providers.values_mut() {
-        provider.price = Some(chum_core::config::RawPrice {
-            input_usd_per_mtok: Some(1.25),
-            output_usd_per_mtok: Some(10.0),
-        });
-    }
+    let providers = priced(
+        codex_providers(dir.path(), &codex, &server.addr, "codex-execute"),
+        1.25,
+        10.0,
+    );
     let config = setup(dir.path(), providers);
     let usage = execute_and_review(config.clone()).await;
     let computed = (usage.input_tokens as f64 * 1.25 + usage.output_tokens as f64 * 10.0) / 1e6;

@@ -223,13 +223,11 @@ async fn opencode_executes_and_reviews_through_chum() {
     let server = model_server(dir.path(), &scenario(), "opencode");
     // OpenCode reports tokens and a cost of zero for a model it has no price for: the provider's
     // price makes them count against USD budgets, marked computed.
-    let mut providers = opencode_providers(dir.path(), &opencode, &server.addr, "opencode-execute");
-    for provider in providers.values_mut() {
-        provider.price = Some(chum_core::config::RawPrice {
-            input_usd_per_mtok: Some(1.25),
-            output_usd_per_mtok: Some(10.0),
-        });
-    }
+    let providers = priced(
+        opencode_providers(dir.path(), &opencode, &server.addr, "opencode-execute"),
+        1.25,
+        10.0,
+    );
     let config = setup(dir.path(), providers);
     let usage = execute_and_review(config.clone()).await;
     // read, edit, read, write, then the answer: five requests.

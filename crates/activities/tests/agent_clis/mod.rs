@@ -160,6 +160,18 @@ pub fn two_providers(
     ])
 }
 
+/// `providers`, each priced at `input` and `output` dollars per million tokens (as for a model the
+/// pinned table does not know), so the tokens a CLI reports without dollars count, computed.
+pub fn priced(mut providers: BTreeMap<String, RawProvider>, input: f64, output: f64) -> BTreeMap<String, RawProvider> {
+    for provider in providers.values_mut() {
+        provider.price = Some(chum_core::config::RawPrice {
+            input_usd_per_mtok: Some(input),
+            output_usd_per_mtok: Some(output),
+        });
+    }
+    providers
+}
+
 pub fn env_of(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
 }

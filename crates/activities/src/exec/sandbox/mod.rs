@@ -264,7 +264,10 @@ pub fn is_hidden(path: &Path, settings: &SandboxSettings, mounted: &[PathBuf]) -
 
 /// The program's own files: its directory and, when it is a link (npm's `bin/`), the directory
 /// of what it links to. A program installed by npm gets its whole `node_modules` tree: its
-/// dependencies (Codex's native binary is a sibling package) live beside it, not under it.
+/// dependencies (Codex's native binary is a sibling package) live beside it, not under it. A
+/// script in a Python venv (aider) gets the venv (its `site-packages`) and the Python
+/// installation the venv was made from (`pyvenv.cfg`'s `home`), which may sit in a hidden
+/// directory (pyenv's, under the home).
 pub fn program_paths(program: &Path) -> Vec<PathBuf> {
     let mut candidates = vec![program.to_path_buf()];
     if let Ok(real) = std::fs::canonicalize(program) {
@@ -277,7 +280,13 @@ pub fn program_paths(program: &Path) -> Vec<PathBuf> {
             .filter(|a| a.file_name().is_some_and(|n| n == "node_modules"))
             .last()
             .map(Path::to_path_buf);
-        for dir in [path.parent().map(Path::to_path_buf), node_modules]
+        let venv = path
+            .parent()
+            .and_then(Path::parent)
+            .filter(|v| v.join("pyvenv.cfg").is_file())
+            .map(Path::to_path_buf);
+        let python = venv.as_deref().and_then(python_installation);
+        for dir in [path.parent().map(Path::to_path_buf), node_modules, venv, python]
             .into_iter()
             .flatten()
         {
@@ -287,6 +296,17 @@ pub fn program_paths(program: &Path) -> Vec<PathBuf> {
         }
     }
     paths
+}
+
+/// The installation a Python venv was made from: `pyvenv.cfg`'s `home` is its `bin`.
+fn python_installation(venv: &Path) -> Option<PathBuf> {
+    let cfg = std::fs::read_to_string(venv.join("pyvenv.cfg")).ok()?;
+    let home = cfg.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        (key.trim() == "home").then(|| PathBuf::from(value.trim()))
+    })?;
+    let installation = home.parent()?.to_path_buf();
+    installation.is_dir().then_some(installation)
 }
 
 /// Absolute paths among the arguments that exist (a prompt file, a scenario, a config file):
@@ -555,6 +575,31 @@ mod tests {
         );
         let plain = program_paths(Path::new("/usr/bin/git"));
         assert_eq!(plain[0], PathBuf::from("/usr/bin"));
+    }
+
+    #[test]
+    fn a_venv_script_brings_its_venv_and_the_python_it_was_made_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let python = dir.path().join("pyenv/versions/3.11.7");
+        std::fs::create_dir_all(python.join("bin")).unwrap();
+        let venv = dir.path().join("tools/aider-venv");
+        std::fs::create_dir_all(venv.join("bin")).unwrap();
+        std::fs::create_dir_all(venv.join("lib/python3.11/site-packages/aider")).unwrap();
+        std::fs::write(
+            venv.join("pyvenv.cfg"),
+            format!(
+                "home = {}\ninclude-system-site-packages = false\n",
+                python.join("bin").display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(venv.join("bin/aider"), "#!/usr/bin/env python3\n").unwrap();
+        let paths = program_paths(&venv.join("bin/aider"));
+        assert!(paths.contains(&venv.join("bin")), "{paths:?}");
+        assert!(paths.contains(&venv), "the venv's site-packages: {paths:?}");
+        assert!(paths.contains(&python), "the installation it was made from: {paths:?}");
+        // Not a venv: only the program's directory.
+        assert_eq!(program_paths(&python.join("bin/python3")), [python.join("bin")]);
     }
 
     #[test]
