@@ -228,7 +228,12 @@ async fn run() {
     // `CHUM_BENCH_ONLY=queue` / `payoff`: only the merge queue's / the crystallization payoff's part.
     match std::env::var("CHUM_BENCH_ONLY").as_deref() {
         Ok("queue") => return print_table(&queue::merge_queue_rows().await),
-        Ok("payoff") => return print_table(&crystallization_payoff().await.0),
+        Ok("payoff") => {
+            let (rows, (by_dod_ms, by_rule_ms)) = crystallization_payoff().await;
+            let drawn = plots::payoff(by_dod_ms, by_rule_ms, &plots::caption(&chrono_like_now()));
+            print_table(&rows);
+            return println!("drawn: {}", plots::shown(&drawn));
+        }
         Ok("scale") => return print_table(&scale::scale_rows().await),
         _ => {}
     }

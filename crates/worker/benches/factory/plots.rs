@@ -192,7 +192,7 @@ pub fn payoff(by_dod_ms: f64, by_rule_ms: f64, caption: &str) -> Option<PathBuf>
             Histogram::vertical(&chart)
                 .margin(60)
                 .style_func(|x, _| match x {
-                    SegmentValue::CenterOf(0) => RED.mix(0.6).filled(),
+                    SegmentValue::Exact(0) | SegmentValue::CenterOf(0) => RED.mix(0.6).filled(),
                     _ => GREEN.mix(0.6).filled(),
                 })
                 .data([(0u32, by_dod_ms), (1, by_rule_ms)]),
