@@ -60,26 +60,9 @@ fn aider_providers(dir: &Path, aider: &Path, addr: &str, marker: &str) -> BTreeM
     ]
     .map(String::from)
     .to_vec();
-    let mut providers = two_providers(command, "aider", env, &home, addr);
-    // The Python its venv was made from: shown to the sandbox when it sits in a hidden directory
-    // (pyenv's under the home, here).
-    let python = python_installation(aider);
-    for provider in providers.values_mut() {
-        provider.readable.extend(python.iter().map(|p| p.display().to_string()));
-    }
-    providers
-}
-
-/// The Python installation a venv script's venv was made from: `pyvenv.cfg`'s `home` (its `bin`)
-/// names it.
-fn python_installation(script: &Path) -> Option<std::path::PathBuf> {
-    let venv = script.parent()?.parent()?;
-    let cfg = std::fs::read_to_string(venv.join("pyvenv.cfg")).ok()?;
-    let home = cfg.lines().find_map(|l| {
-        l.strip_prefix("home")
-            .map(|rest| rest.trim_start_matches([' ', '=']).trim())
-    })?;
-    Path::new(home).parent().map(Path::to_path_buf)
+    // The sandbox shows a venv script its venv and the Python it was made from (pyenv's, under
+    // the hidden home, here): `exec::sandbox::program_paths`.
+    two_providers(command, "aider", env, &home, addr)
 }
 
 /// OpenCode with the model server at `addr` as an OpenAI-compatible provider `local`, edits and
