@@ -408,6 +408,7 @@ async fn start_dev_server(
             .log_level(DevServerLogLevel::Error)
             .port(port)
             .maybe_database_filename(persistent.then(|| dir.join("temporal.db")))
+            .extra_args(dev_server_tuning())
             .build();
         match WorkflowEnvironment::start_local(server.clone()).await {
             Ok(env) => return (env, server, port),
@@ -415,6 +416,21 @@ async fn start_dev_server(
             Err(e) => panic!("dev server starts: {e:?}"),
         }
     }
+}
+
+/// The dynamic-config values every dev server CHUM starts gets (`scripts/lib.sh` passes the same,
+/// held to this list by the tidy test). The history service reads its transfer queue (where a
+/// new workflow or activity task waits before it reaches matching) at most
+/// `history.transferProcessorMaxPollRPS` times a second, 20 by default, per shard; the dev server
+/// has one shard, so under sustained load every task waited ~37 ms for the next read (measured
+/// with ../shared/tools/temporal-floor-probe.py: 52 ms per sequential activity, 17 ms with this).
+pub const DEV_SERVER_DYNAMIC_CONFIG: &[&str] = &["history.transferProcessorMaxPollRPS=10000"];
+
+fn dev_server_tuning() -> Vec<String> {
+    DEV_SERVER_DYNAMIC_CONFIG
+        .iter()
+        .flat_map(|value| ["--dynamic-config-value".to_string(), value.to_string()])
+        .collect()
 }
 
 /// The harness's configuration before the test's changes: the dev server, the project `demo` on
@@ -494,5 +510,24 @@ fn base_config(address: &str, task_queue: &str, repo: &Path, prompts: &Path, opt
             ..RawSemgrep::default()
         },
         ..RawConfig::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DEV_SERVER_DYNAMIC_CONFIG;
+    use crate::paths::workspace_root;
+
+    /// `make demo` and `make up` start their dev server from scripts/lib.sh: it gets the same
+    /// tuning as the tests' and the benchmark's, or their timings would not be the user's.
+    #[test]
+    fn the_scripts_dev_server_gets_the_same_dynamic_config() {
+        let lib = std::fs::read_to_string(workspace_root().join("scripts/lib.sh")).expect("scripts/lib.sh");
+        for value in DEV_SERVER_DYNAMIC_CONFIG {
+            assert!(
+                lib.contains(&format!("--dynamic-config-value {value}")),
+                "scripts/lib.sh's start_dev_server should pass --dynamic-config-value {value}"
+            );
+        }
     }
 }
