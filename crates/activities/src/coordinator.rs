@@ -1,11 +1,16 @@
-//! The Coordinator's activity: whether a Shark holding a slot or the merge turn is still open (a
-//! Shark that ended without giving them back loses them).
+//! The Coordinator's activities: whether a Shark holding a slot or the merge turn is still open (a
+//! Shark that ended without giving them back loses them); and a Shark's ask for a slot, sent to
+//! the Coordinator with the Temporal client from a local activity, which costs the Shark no
+//! workflow task of its own (a child start and a signal each way from workflow code cost four).
 
 use std::sync::Arc;
 
-use chum_core::proto::{RunOpenReport, RunOpenRequest};
+use chum_core::ids::coordinator_workflow_id;
+use chum_core::proto::{CoordinatorInput, RunOpenReport, RunOpenRequest, SlotAnswer, SlotAsk};
+use chum_core::workflow_contract::{AcquireNow, CoordinatorRun};
 use futures::StreamExt;
-use temporalio_client::WorkflowExecutionStatus;
+use temporalio_client::errors::{WorkflowUpdateError, WorkflowUpdateWithStartError};
+use temporalio_client::{WorkflowExecutionStatus, WorkflowIdConflictPolicy, WorkflowUpdateWithStartOptions};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
@@ -39,5 +44,53 @@ impl CoordinatorActivitiesImpl {
             None => true,
         };
         Ok(RunOpenReport { open })
+    }
+
+    /// Sends the project's Coordinator the `acquire_now` update, starting the Coordinator on this
+    /// task queue if none runs (update-with-start; an existing one is used). Asking twice keeps
+    /// the first place, so a retry after a lost answer is safe.
+    #[activity(definition = chum_core::activity_contract::definitions::AskForSlot)]
+    pub async fn ask_for_slot(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        ask: SlotAsk,
+    ) -> Result<SlotAnswer, ActivityError> {
+        let id = coordinator_workflow_id(&ask.project);
+        let input = CoordinatorInput {
+            project: ask.project.clone(),
+            ..CoordinatorInput::default()
+        };
+        let request = ask.request.unwrap_or_default();
+        let entry = request.entry.clone().unwrap_or_default();
+        // One id per ask (a run asks again after giving its slot back): a retried ask is
+        // answered by the update the Coordinator already took, not taken twice.
+        let update_id = format!("slot-{}-{}-{}", entry.workflow_id, entry.run_id, entry.joined_ms);
+        let options = WorkflowUpdateWithStartOptions::new(
+            ctx.info().task_queue.clone(),
+            id.clone(),
+            WorkflowIdConflictPolicy::UseExisting,
+        )
+        .update_id(update_id)
+        .build();
+        ctx.client()
+            .execute_update_with_start_workflow(CoordinatorRun, input, AcquireNow, request, options)
+            .await
+            .map_err(|e| {
+                retryable(format!(
+                    "cannot ask the coordinator {id} for a slot: {}",
+                    update_problem(&e)
+                ))
+            })
+    }
+}
+
+/// What went wrong with an update-with-start, in words (the server's message, not the
+/// library's debug print).
+fn update_problem(err: &WorkflowUpdateWithStartError) -> String {
+    match err {
+        WorkflowUpdateWithStartError::Update(WorkflowUpdateError::Rpc(status))
+        | WorkflowUpdateWithStartError::Update(WorkflowUpdateError::NotFound(status))
+        | WorkflowUpdateWithStartError::Rpc(status) => format!("{:?}: {}", status.code(), status.message()),
+        other => other.to_string(),
     }
 }

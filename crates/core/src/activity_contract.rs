@@ -16,7 +16,7 @@ use crate::proto::{
     LandRequest, LearnerInput, LessonsReport, LoadBeadRequest, LoadBeadResult, NamedGateRequest, NotifyEvent,
     NotifyReport, PlanDraft, PlanRequest, PullRequestCheck, PullRequestReport, PullRequestRequest, PullRequestStatus,
     ReviewReport, ReviewRequest, RuleReport, RunOpenReport, RunOpenRequest, RunRecord, RunRecorded, SemgrepReport,
-    SemgrepRequest, UpdateBeadRequest, UpdateBeadResult, UpdateToBaseReport, UpdateToBaseRequest,
+    SemgrepRequest, SlotAnswer, SlotAsk, UpdateBeadRequest, UpdateBeadResult, UpdateToBaseReport, UpdateToBaseRequest,
 };
 
 pub struct SharkActivities;
@@ -130,6 +130,13 @@ impl CoordinatorActivities {
     /// Whether a run is still open (asked of Temporal).
     #[activity(name = "run_open")]
     pub fn run_open(_req: RunOpenRequest) -> Result<RunOpenReport, ActivityError> {
+        unimplemented!()
+    }
+
+    /// A Shark's ask for an execution slot, as the Coordinator's `acquire_now` update (the
+    /// Coordinator is started if it is not running): granted now, or in line.
+    #[activity(name = "ask_for_slot")]
+    pub fn ask_for_slot(_ask: SlotAsk) -> Result<SlotAnswer, ActivityError> {
         unimplemented!()
     }
 }

@@ -27,3 +27,4 @@ pub mod pull_request;
 pub mod repo_map;
 pub mod review;
 pub mod text;
+pub mod workflow_contract;

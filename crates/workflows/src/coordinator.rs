@@ -6,6 +6,8 @@
 //!
 //! ```text
 //! acquire (signal: an approved Shark, its plan's files)  -> waits for an execution slot
+//! acquire_now (update: the same ask, from the Shark's local activity) -> granted at once if it
+//!   fits, else it waits in line like `acquire`'s
 //! release (signal: a Shark's run ended)                   -> its slot and leases are free
 //! join    (signal: a Shark whose gates passed)            -> waits in the merge queue
 //! done    (signal: the Shark holding the turn)            -> the turn is free
@@ -24,12 +26,13 @@
 //! repository and decides nothing about the work: a forged signal can only change the order (or
 //! hand out a slot early), never what lands.
 
+use std::error::Error;
 use std::time::Duration;
 
 use chum_core::activity_contract::CoordinatorActivities;
 use chum_core::coordination::{grants, why_waiting};
 use chum_core::proto::{
-    CoordinatorInput, CoordinatorStatus, QueueEntry, RunOpenRequest, SlotRelease, SlotRequest, TurnDone,
+    CoordinatorInput, CoordinatorStatus, QueueEntry, RunOpenRequest, SlotAnswer, SlotRelease, SlotRequest, TurnDone,
 };
 use temporalio_common::data_converters::RawValue;
 use temporalio_sdk::workflows::{select, workflow, workflow_methods};
@@ -53,6 +56,10 @@ pub struct CoordinatorWorkflow {
     status: CoordinatorStatus,
     /// A signal came in since the loop last looked.
     changed: bool,
+    /// The run's body has taken over what the previous run handed over: before that (an update
+    /// that comes with the start or the continue-as-new), the lists are not yet all here, so an
+    /// `acquire_now` only gets in line and the loop grants it.
+    ready: bool,
 }
 
 #[workflow_methods]
@@ -79,6 +86,7 @@ impl CoordinatorWorkflow {
             s.status.landed = input.landed_before;
             s.status.not_landed = input.not_landed_before;
             s.status.reverifications = input.reverifications_before;
+            s.ready = true;
         });
         for _ in 0..EVENTS_PER_RUN {
             grant_slots(ctx).await;
@@ -120,11 +128,27 @@ impl CoordinatorWorkflow {
     /// keeps its first place).
     #[signal(name = "acquire")]
     pub fn acquire(&mut self, _ctx: &mut SyncWorkflowContext<Self>, request: SlotRequest) {
-        let concurrency = request.concurrency;
-        if ask_for_slot(&mut self.status, request) {
-            self.status.concurrency = concurrency;
-        }
-        self.changed = true;
+        self.take_ask(request);
+    }
+
+    /// An approved Shark asks for a slot and hears at once whether it has it (runs after patch
+    /// "slot-by-update" ask this way, through a local activity, which saves them the signal's
+    /// round trips; older runs signal `acquire`). In line behind others, it gets `slot_granted`
+    /// later like a signalled ask. Asking twice keeps the first place and answers the same.
+    #[update(name = "acquire_now")]
+    pub fn acquire_now(
+        &mut self,
+        ctx: &mut SyncWorkflowContext<Self>,
+        request: SlotRequest,
+    ) -> Result<SlotAnswer, Box<dyn Error + Send + Sync>> {
+        let entry = request.entry.clone().unwrap_or_default();
+        self.take_ask(request);
+        let granted = self.ready && grant_if_it_fits(&mut self.status, &entry);
+        let granted_ms = ctx
+            .workflow_time()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as i64);
+        Ok(SlotAnswer { granted, granted_ms })
     }
 
     /// A Shark's run ended: its slot and leases are free, and it leaves any line it was in.
@@ -175,6 +199,17 @@ impl CoordinatorWorkflow {
     }
 }
 
+impl CoordinatorWorkflow {
+    /// A slot request joins the line (asking twice keeps the first place).
+    fn take_ask(&mut self, request: SlotRequest) {
+        let concurrency = request.concurrency;
+        if ask_for_slot(&mut self.status, request) {
+            self.status.concurrency = concurrency;
+        }
+        self.changed = true;
+    }
+}
+
 /// Adds the requests signalled before the run's body started to what the previous run handed
 /// over, each once, in the order they came.
 fn keep_early_signals(status: &mut CoordinatorStatus, slots: Vec<SlotRequest>, joins: Vec<QueueEntry>) {
@@ -199,6 +234,27 @@ fn ask_for_slot(status: &mut CoordinatorStatus, request: SlotRequest) -> bool {
         status.waiting_for_slot.push(request);
     }
     !known
+}
+
+/// Gives `entry` its slot now if it is in line and fits (the same rule as the loop's
+/// `grant_slots`, which hands out the rest); whether it holds a slot.
+fn grant_if_it_fits(status: &mut CoordinatorStatus, entry: &QueueEntry) -> bool {
+    if status.executing.iter().any(|e| same(e, entry)) {
+        return true;
+    }
+    let Some(at) = status
+        .waiting_for_slot
+        .iter()
+        .position(|r| r.entry.as_ref().is_some_and(|e| same(e, entry)))
+    else {
+        return false;
+    };
+    if !grants(&status.waiting_for_slot, &status.executing, status.concurrency).contains(&at) {
+        return false;
+    }
+    let request = status.waiting_for_slot.remove(at);
+    status.executing.push(request.entry.unwrap_or_default());
+    true
 }
 
 /// Puts a Shark in the merge queue unless it is in line or holds the turn already.
@@ -340,4 +396,73 @@ fn check_options() -> ActivityOptions {
                 .build(),
         )
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use chum_core::proto::LeaseMode;
+    use chum_core::workflow_contract::{ACQUIRE_NOW_UPDATE, COORDINATOR_WORKFLOW_TYPE};
+    use temporalio_common::{UpdateDefinition, WorkflowDefinition};
+
+    use super::*;
+
+    fn ask(bead: &str, files: &[&str]) -> SlotRequest {
+        SlotRequest {
+            entry: Some(QueueEntry {
+                workflow_id: format!("shark-demo-{bead}"),
+                run_id: "r1".into(),
+                bead_id: bead.into(),
+                files: files.iter().map(|f| f.to_string()).collect(),
+                ..QueueEntry::default()
+            }),
+            concurrency: 2,
+            leases: LeaseMode::Strict as i32,
+        }
+    }
+
+    fn asked(status: &mut CoordinatorStatus, request: SlotRequest) -> bool {
+        let entry = request.entry.clone().unwrap_or_default();
+        if ask_for_slot(status, request.clone()) {
+            status.concurrency = request.concurrency;
+        }
+        grant_if_it_fits(status, &entry)
+    }
+
+    /// The activities crate reaches the Coordinator by these names (it cannot see this crate).
+    #[test]
+    fn the_coordinators_names_are_the_contracts() {
+        assert_eq!(CoordinatorWorkflow::run.name(), COORDINATOR_WORKFLOW_TYPE);
+        assert_eq!(CoordinatorWorkflow::acquire_now.name(), ACQUIRE_NOW_UPDATE);
+    }
+
+    #[test]
+    fn an_ask_that_fits_is_granted_at_once_and_the_rest_wait_in_line() {
+        let mut status = CoordinatorStatus::default();
+        assert!(asked(&mut status, ask("a", &["src/a.rs"])));
+        // Its plan overlaps a's lease: in line, answered "not yet".
+        assert!(!asked(&mut status, ask("b", &["src/a.rs"])));
+        assert!(asked(&mut status, ask("c", &["src/c.rs"])));
+        // Two execute (the concurrency): a third waits even on free files.
+        assert!(!asked(&mut status, ask("d", &["src/d.rs"])));
+        let executing: Vec<&str> = status.executing.iter().map(|e| e.bead_id.as_str()).collect();
+        assert_eq!(executing, ["a", "c"]);
+        let waiting: Vec<&str> = status
+            .waiting_for_slot
+            .iter()
+            .filter_map(|r| r.entry.as_ref())
+            .map(|e| e.bead_id.as_str())
+            .collect();
+        assert_eq!(waiting, ["b", "d"]);
+    }
+
+    #[test]
+    fn asking_again_answers_the_same_and_keeps_the_place() {
+        let mut status = CoordinatorStatus::default();
+        assert!(asked(&mut status, ask("a", &["src/a.rs"])));
+        assert!(asked(&mut status, ask("a", &["src/a.rs"])));
+        assert!(!asked(&mut status, ask("b", &["src/a.rs"])));
+        assert!(!asked(&mut status, ask("b", &["src/a.rs"])));
+        assert_eq!(status.executing.len(), 1);
+        assert_eq!(status.waiting_for_slot.len(), 1);
+    }
 }

@@ -129,6 +129,7 @@ fn check_activity(name: &str, input: Option<&Value>, output: Option<&Value>) -> 
         "open_pull_request" => pair!(PullRequestRequest, PullRequestReport),
         "check_pull_request" => pair!(PullRequestCheck, PullRequestStatus),
         "run_open" => pair!(RunOpenRequest, RunOpenReport),
+        "ask_for_slot" => pair!(SlotAsk, SlotAnswer),
         "deliver_notification" => pair!(NotifyEvent, NotifyReport),
         other => Err(format!("activity {other:?} has no type here: add it to check_activity")),
     }
@@ -234,15 +235,24 @@ fn check_history(path: &Path) -> Result<usize, String> {
                 }
                 checked += 1;
             }
+            // The Coordinator's one update is `acquire_now`; the Shark's is `approve`.
             "WorkflowExecutionUpdateAcceptedEventAttributes" => {
                 if let Some(json) = first_payload(&a["accepted_request"]["input"]["args"]) {
-                    round_trip::<GateDecision>("approve update", &json)?;
+                    if workflow == "MergeQueue" {
+                        round_trip::<SlotRequest>("acquire_now update", &json)?;
+                    } else {
+                        round_trip::<GateDecision>("approve update", &json)?;
+                    }
                     checked += 1;
                 }
             }
             "WorkflowExecutionUpdateCompletedEventAttributes" => {
                 if let Some(json) = first_payload(&a["outcome"]["value"]["Success"]) {
-                    round_trip::<GateReceipt>("approve update result", &json)?;
+                    if workflow == "MergeQueue" {
+                        round_trip::<SlotAnswer>("acquire_now update result", &json)?;
+                    } else {
+                        round_trip::<GateReceipt>("approve update result", &json)?;
+                    }
                     checked += 1;
                 }
             }

@@ -75,6 +75,9 @@ pub struct SharkWorkflow {
     /// This run asked the Coordinator for an execution slot, and got it.
     slot_asked: bool,
     slot_granted: bool,
+    /// The Coordinator's time of a slot it granted by update (0: none); `now_ms` never reads
+    /// earlier than it.
+    clock_floor_ms: i64,
     /// The review verdict the work last passed (its criteria and evidence go on a pull request).
     passed_verdict: Option<ReviewVerdict>,
     /// What this run pushed to its branch on the remote last (the lease of the next push).

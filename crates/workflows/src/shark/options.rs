@@ -57,6 +57,15 @@ fn local_options() -> LocalActivityOptions {
         .build()
 }
 
+/// Asking the Coordinator for a slot (runs after patch "slot-by-update"): a local activity
+/// around one client call, retried while the Coordinator is busy or continues as new.
+pub(super) fn slot_local_options() -> LocalActivityOptions {
+    LocalActivityOptions::builder()
+        .start_to_close_timeout(Duration::from_secs(30))
+        .retry_policy(retry(5))
+        .build()
+}
+
 /// Bead and git bookkeeping: quick, retried a few times. The activities heartbeat while they run
 /// (`supervised`), so a worker that dies in one is noticed after the heartbeat timeout.
 pub(super) fn quick_options() -> ActivityOptions {

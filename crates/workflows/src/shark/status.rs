@@ -23,13 +23,18 @@ impl Shark<'_> {
         });
     }
 
-    /// Workflow time (deterministic: the time of the current workflow task).
+    /// Workflow time (deterministic: the time of the current workflow task), or a later time a
+    /// local activity's answer proved has come: workflow time stands still while local
+    /// activities run in one workflow task, and a slot granted by the Coordinator during it was
+    /// granted at the Coordinator's time, not before (see `slots`).
     pub(super) fn now_ms(&self) -> i64 {
-        self.ctx
+        let task = self
+            .ctx
             .workflow_time()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
+            .unwrap_or(0);
+        task.max(self.ctx.state(|s| s.clock_floor_ms))
     }
 
     /// Closes the current phase span and opens the next.
