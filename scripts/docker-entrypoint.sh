@@ -69,7 +69,9 @@ export CHUM_CONFIG="$config"
 
 # The state directory (SQLite store, audit log, worktrees).
 if [[ -n "$state" ]]; then
-    mkdir -p "$state" 2>/dev/null || fail "cannot create the state directory $state as uid $(id -u): give that user the volume, or set CHUM_UID/CHUM_GID in .env to its owner"
+    if ! error="$(mkdir -p "$state" 2>&1)"; then
+        fail "cannot create the state directory $state as uid $(id -u) (${error#mkdir: }): give that user the volume, or set CHUM_UID/CHUM_GID in .env to its owner"
+    fi
     probe="$state/.write-test-$$"
     if ! : >"$probe" 2>/dev/null; then
         fail "the state directory $state is not writable by uid $(id -u): give that user the volume (e.g. docker compose run --rm --user root worker chown -R $(id -u):$(id -g) $state), or set CHUM_UID/CHUM_GID in .env to its owner"
