@@ -79,8 +79,12 @@ if [[ -n "$state" ]]; then
     rm -f "$probe"
 fi
 
-# A home git can write its global config to: `user:` in docker-compose.yml may name a uid the
-# image has no home for.
+# A home git can write its global config to. docker-compose.yml puts it in the state volume
+# (HOME=/var/lib/chum/home), so `docker compose exec worker chum ...` sees the same safe.directory
+# list; elsewhere `user:` may name a uid the image has no home for.
+if [[ -n "${HOME:-}" && ! -e "$HOME" ]]; then
+    mkdir -p "$HOME" 2>/dev/null || true
+fi
 if [[ -z "${HOME:-}" || ! -w "${HOME:-/nonexistent}" ]]; then
     [[ -n "$state" ]] || fail "HOME (${HOME:-unset}) is not writable and CHUM__STATE_DIR is not set: set one of them"
     export HOME="$state/home"

@@ -26,6 +26,7 @@ const COMPOSE_WORKER_VARIABLES: &[&str] = &[
     "CHUM__TEMPORAL__ADDRESS",
     "CHUM__TEMPORAL__UI_URL",
     "CHUM__STATE_DIR",
+    "HOME",
     "CHUM__API__BIND",
     "CHUM_REPOS_DIR",
     "CHUM_API_TOKENS",
@@ -64,14 +65,13 @@ impl Container {
             std::env::var("PATH").unwrap_or_default()
         );
         let repos = dir.path().join("repos");
-        let home = dir.path().join("home");
         std::fs::create_dir_all(&repos).expect("repos");
-        std::fs::create_dir_all(&home).expect("home");
         let api = format!("127.0.0.1:{}", free_port());
         let d = |p: &str| dir.path().join(p).display().to_string();
         let env = vec![
             ("PATH".into(), path),
-            ("HOME".into(), home.display().to_string()),
+            // In the state directory, as docker-compose.yml has it; the entrypoint makes it.
+            ("HOME".into(), d("state/home")),
             (
                 "CHUM_CONFIG".into(),
                 root.join("configs/docker.toml").display().to_string(),
@@ -189,7 +189,7 @@ async fn the_images_entrypoint_runs_the_demo_project_on_docker_toml() {
     };
     assert!(health.starts_with("healthy: http://127.0.0.1:"), "{health}");
 
-    let gitconfig = std::fs::read_to_string(container.path("home/.gitconfig")).expect("the global git config");
+    let gitconfig = std::fs::read_to_string(container.path("state/home/.gitconfig")).expect("the global git config");
     let safe = format!("directory = {}", repo.display());
     assert_eq!(gitconfig.matches(&safe).count(), 1, "{gitconfig}");
 
@@ -225,7 +225,7 @@ async fn the_images_entrypoint_runs_the_demo_project_on_docker_toml() {
     }
     let (ok, text) = container.run(&["--check"]);
     assert!(ok && text.contains("docker.toml: ok (1 project(s)"), "{text}");
-    let gitconfig = std::fs::read_to_string(container.path("home/.gitconfig")).expect("the global git config");
+    let gitconfig = std::fs::read_to_string(container.path("state/home/.gitconfig")).expect("the global git config");
     assert_eq!(gitconfig.matches(&safe).count(), 1, "{gitconfig}");
 }
 
