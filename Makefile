@@ -7,7 +7,7 @@ help:
 	@echo "make test-fast         unit tests, replay of every recorded history, the CLI at the terminal, tidy (no dev server)"
 	@echo "make bench             the factory benchmark (release build; table in target/bench/factory.md)"
 	@echo "make up                Temporal dev server + worker on configs/chum.toml, for real use"
-	@echo "make test-docker       lint the Dockerfile (hadolint) and docker-compose.yml (Compose schema), no Docker needed"
+	@echo "make test-docker       lint the Dockerfile (hadolint), its entrypoint (shellcheck) and docker-compose.yml (Compose schema)"
 	@echo "make lint              rustfmt check + clippy, warnings are errors"
 	@echo "make record-histories  re-record the replay tests' workflow histories (on purpose only)"
 	@echo "make setup             install the pinned tools into .tools/ (temporal, semgrep)"
@@ -39,17 +39,18 @@ test-semgrep:
 	.tools/venv/bin/semgrep --test --metrics=off --disable-version-check --quiet semgrep/rules
 
 # The Docker files, without a Docker engine (none runs where CHUM is developed): hadolint on the
-# Dockerfile (.hadolint.yaml), docker-compose.yml against the Compose specification's schema and
+# Dockerfile (.hadolint.yaml), ShellCheck on its entrypoint, docker-compose.yml against the Compose specification's schema and
 # what the README promises of it (scripts/check-compose.py). The e2e test `compose` runs the image's
 # entrypoint with configs/docker.toml outside Docker.
 test-docker:
-	@if [ ! -x .tools/docker-lint/bin/hadolint ] || [ ! -f .tools/docker-lint/compose-spec.json ]; then \
+	@if [ ! -x .tools/docker-lint/bin/hadolint ] || [ ! -x .tools/docker-lint/bin/shellcheck ] || [ ! -f .tools/docker-lint/compose-spec.json ]; then \
 		if [ -n "$$CHUM_REQUIRE_DOCKER_LINT" ]; then \
-			echo "test-docker: hadolint or the Compose schema is missing from .tools/docker-lint (scripts/setup.sh installs them; it needs npm)" >&2; exit 1; \
+			echo "test-docker: hadolint, shellcheck or the Compose schema is missing from .tools/docker-lint (scripts/setup.sh installs them; it needs npm)" >&2; exit 1; \
 		fi; \
-		echo "test-docker: skipped, hadolint or the Compose schema is not installed (scripts/setup.sh installs them; it needs npm)"; exit 0; \
+		echo "test-docker: skipped, hadolint, shellcheck or the Compose schema is not installed (scripts/setup.sh installs them; it needs npm)"; exit 0; \
 	fi; \
 	.tools/docker-lint/bin/hadolint Dockerfile && echo "Dockerfile: hadolint found nothing" && \
+	.tools/docker-lint/bin/shellcheck scripts/docker-entrypoint.sh && echo "scripts/docker-entrypoint.sh: shellcheck found nothing" && \
 	.tools/docker-lint/bin/python scripts/check-compose.py .tools/docker-lint/compose-spec.json docker-compose.yml .env.example
 
 test-demo:
