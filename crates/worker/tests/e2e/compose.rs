@@ -6,7 +6,8 @@
 //! `semgrep` and `bwrap` commands besides the system's.
 //!
 //! - `chum demo init` through the entrypoint makes the demo's project; the worker comes up on
-//!   docker.toml, and the compose file's healthcheck (`docker-entrypoint.sh healthcheck`) passes;
+//!   docker.toml, and the compose file's healthcheck (`docker-entrypoint.sh healthcheck`) passes,
+//!   with Semgrep, git and (where it can run) bubblewrap found as the image finds them;
 //! - every repository under the repos directory is a git `safe.directory`, once;
 //! - a bead added with `chum create` is started by the dispatcher, approved at the gate and merged:
 //!   docker.toml runs the demo's project with the scripted agent, Semgrep and the real DoD;
@@ -86,6 +87,14 @@ impl Container {
             ("RUST_LOG".into(), "info".into()),
         ];
         Container { dir, env }
+    }
+
+    fn var(&self, key: &str) -> &str {
+        self.env
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("{key} is not set"))
     }
 
     fn path(&self, p: &str) -> PathBuf {
@@ -188,6 +197,40 @@ async fn the_images_entrypoint_runs_the_demo_project_on_docker_toml() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     assert!(health.starts_with("healthy: http://127.0.0.1:"), "{health}");
+
+    // What it read: Temporal, the store, Semgrep (found beside the `semgrep` on PATH, as in the
+    // image), git, and the demo project's sandbox: bubblewrap wherever it can run.
+    let report: serde_json::Value = http_client()
+        .get(format!("http://{}/health", container.var("CHUM__API__BIND")))
+        .send()
+        .await
+        .expect("GET /health")
+        .json()
+        .await
+        .expect("JSON");
+    let check = |name: &str| {
+        report["checks"]
+            .as_array()
+            .and_then(|checks| checks.iter().find(|c| c["name"] == name))
+            .unwrap_or_else(|| panic!("no {name} check: {report}"))
+            .clone()
+    };
+    for name in ["temporal", "store", "semgrep", "git"] {
+        assert_eq!(check(name)["ok"], true, "{report}");
+    }
+    assert!(
+        check("semgrep")["detail"]
+            .as_str()
+            .is_some_and(|d| d.ends_with("semgrep-core")),
+        "{report}"
+    );
+    if harness.sandbox_works() {
+        let sandbox = check("sandbox:demo");
+        assert!(
+            sandbox["detail"].as_str().is_some_and(|d| d.starts_with("bwrap (")),
+            "{report}"
+        );
+    }
 
     let gitconfig = std::fs::read_to_string(container.path("state/home/.gitconfig")).expect("the global git config");
     let safe = format!("directory = {}", repo.display());
