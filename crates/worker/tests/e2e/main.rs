@@ -4,6 +4,7 @@
 
 mod api;
 mod bad_input;
+mod compose;
 mod console;
 mod coordination;
 mod dispatcher;
