@@ -56,8 +56,9 @@ test-docker:
 test-demo:
 	CHUM_DEMO_PORT=17233 CHUM_DEMO_UI_PORT=18233 CHUM_DEMO_API_PORT=18900 CHUM_DEMO_STATE=.chum/test-demo bash scripts/demo.sh
 
-# The factory benchmark: overhead per bead, throughput, history size, RSS, Semgrep time. Release
-# build; not part of `make test`. docs/BENCHMARKS.md says what the numbers mean.
+# The factory benchmark: overhead per bead, throughput, history size, RSS, Semgrep time, and the
+# crystallization payoff on a real project (boltons' sdist, which setup.sh fetches). Release build;
+# not part of `make test`. docs/BENCHMARKS.md says what the numbers mean.
 bench: setup
 	cargo build --release -p chum-scripted-agent -p chum-netbridge
 	CHUM_SCRIPTED_AGENT=$(CURDIR)/target/release/chum-scripted-agent CHUM_NETBRIDGE=$(CURDIR)/target/release/chum-netbridge cargo bench -p worker --bench factory

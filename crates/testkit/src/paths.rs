@@ -132,13 +132,25 @@ pub fn semgrep_core() -> PathBuf {
 /// checker), and the directories a sandbox must show for it to run: the venv and the Python
 /// installation its interpreter links to (which may sit in the hidden home, e.g. pyenv's).
 pub fn mypy_venv() -> (PathBuf, Vec<PathBuf>) {
-    let venv = workspace_root().join(".tools/mypy");
+    tool_venv("mypy", "bin/mypy")
+}
+
+/// The venv with the pinned pytest that scripts/setup.sh installs (the payoff benchmark's test
+/// runner), and the directories a sandbox must show for it, as [`mypy_venv`].
+pub fn pytest_venv() -> (PathBuf, Vec<PathBuf>) {
+    tool_venv("pytest", "bin/pytest")
+}
+
+/// `.tools/<name>`, a venv with `program`, and what a sandbox must show for it.
+fn tool_venv(name: &str, program: &str) -> (PathBuf, Vec<PathBuf>) {
+    let venv = workspace_root().join(".tools").join(name);
     assert!(
-        venv.join("bin/mypy").is_file(),
-        "no mypy in {}: run scripts/setup.sh",
+        venv.join(program).is_file(),
+        "no {program} in {}: run scripts/setup.sh",
         venv.display()
     );
-    let interpreter = std::fs::canonicalize(venv.join("bin/python3")).expect("the mypy venv's python3 resolves");
+    let interpreter = std::fs::canonicalize(venv.join("bin/python3"))
+        .unwrap_or_else(|e| panic!("the {name} venv's python3 does not resolve ({e}): run scripts/setup.sh"));
     let prefix = interpreter
         .parent()
         .and_then(Path::parent)

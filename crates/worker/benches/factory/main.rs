@@ -11,11 +11,14 @@
 //!   peak RSS (worker + the benchmark driver), Semgrep time per attempt;
 //! - many Sharks on one repository through the merge queue (`queue.rs`): total time,
 //!   re-verifications, redos caused by conflicts, time main spent red (must be zero);
-//! - the crystallization payoff: what one repeated mistake costs (from the end of the execution
-//!   that made it to the start of the one that fixes it) when the definition of done catches it,
-//!   and when a learned Semgrep rule catches it first; and the review tokens and dollars the rule
-//!   saves (the free gate runs first, so a mistake it catches is never reviewed).
+//! - the crystallization payoff on a real project (`payoff.rs`: boltons from its PyPI sdist, its
+//!   own test suite as the definition of done): what one repeated mistake costs (from the end of
+//!   the execution that made it to the start of the one that fixes it) when the DoD catches it,
+//!   and when a learned Semgrep rule catches it first, how many times sooner the rule stops it;
+//!   and the review tokens and dollars the rule saves (the free gate runs first, so a mistake it
+//!   catches is never reviewed).
 
+mod payoff;
 mod plots;
 mod queue;
 mod scale;
@@ -229,8 +232,8 @@ async fn run() {
     match std::env::var("CHUM_BENCH_ONLY").as_deref() {
         Ok("queue") => return print_table(&queue::merge_queue_rows().await),
         Ok("payoff") => {
-            let (rows, (by_dod_ms, by_rule_ms)) = crystallization_payoff().await;
-            let drawn = plots::payoff(by_dod_ms, by_rule_ms, &plots::caption(&chrono_like_now()));
+            let (rows, payoff) = payoff::crystallization_payoff().await;
+            let drawn = plots::payoff(&payoff, &plots::caption(&chrono_like_now()));
             print_table(&rows);
             return println!("drawn: {}", plots::shown(&drawn));
         }
@@ -436,7 +439,7 @@ async fn run() {
         .await;
     let (mut rows, overheads, bead_phases, curve_points) = rows;
     rows.extend(queue::merge_queue_rows().await);
-    let (payoff_rows, (by_dod_ms, by_rule_ms)) = crystallization_payoff().await;
+    let (payoff_rows, payoff) = payoff::crystallization_payoff().await;
     rows.extend(payoff_rows);
     rows.extend(scale::scale_rows().await);
     let caption = plots::caption(&chrono_like_now());
@@ -444,7 +447,7 @@ async fn run() {
         plots::overhead_distribution(&overheads, &caption),
         plots::phases_per_bead(&bead_phases, &caption),
         plots::throughput_curve(&curve_points, &caption),
-        plots::payoff(by_dod_ms, by_rule_ms, &caption),
+        plots::payoff(&payoff, &caption),
     ];
     print_table(&rows);
     for path in &drawn {
@@ -529,223 +532,4 @@ fn chrono_like_now() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
-}
-
-const PARSE_TEST: &str = "import unittest\nfrom calc import parse_numbers\n\n\nclass ParseTest(unittest.TestCase):\n    def test_repeated_spaces(self):\n        self.assertEqual(parse_numbers('1  2'), [1, 2])\n";
-const LEARNED_RULE: &str = "rules:\n  - id: chum-1\n    languages: [python]\n    severity: ERROR\n    message: split(\" \") keeps empty strings for repeated spaces; use split() with no argument\n    pattern: $S.split(\" \")\n";
-
-fn parse_calc(split: &str) -> String {
-    format!(
-        "def add(a, b):\n    return a + b\n\n\ndef parse_numbers(line):\n    return [int(x) for x in line.{split}]\n"
-    )
-}
-
-fn parse_executor(bead: &str, split: &str) -> Step {
-    Step::executor()
-        .bead(bead)
-        .answer("done")
-        .write("calc.py", &parse_calc(split))
-        .write("test_parse.py", PARSE_TEST)
-}
-
-/// Milliseconds from the end of the first execution to the start of the second: what the
-/// mistake cost before the executor heard about it and started fixing it.
-fn mistake_cost_ms(result: &SharkResult) -> Option<i64> {
-    let executions: Vec<_> = result.phases.iter().filter(|p| p.phase() == Phase::Executing).collect();
-    match executions.as_slice() {
-        [first, second, ..] => Some(second.started_ms - first.ended_ms),
-        _ => None,
-    }
-}
-
-/// What the review of the mistaken execution (attempt 1, before any redo) cost: tokens and
-/// dollars, from the store. With the free gate first, a mistake a rule catches is never reviewed.
-fn review_of_mistake(h: &Harness, workflow_id: &str) -> (f64, f64) {
-    let db = rusqlite::Connection::open(h.config.state_dir.join("chum.db")).expect("store");
-    db.query_row(
-        "SELECT COALESCE(SUM(input_tokens + output_tokens), 0), COALESCE(SUM(cost_usd), 0) FROM agent_usage \
-         WHERE workflow_id = ?1 AND role = 'reviewer' AND attempt = 1 AND handoff = 0",
-        [workflow_id],
-        |r| Ok((r.get::<_, i64>(0)? as f64, r.get::<_, f64>(1)?)),
-    )
-    .expect("review spend")
-}
-
-/// The same mistake (`split(" ")` where the test has repeated spaces), caught by the project's
-/// unit tests (the DoD gate), then by the rule the learner makes of it (the Semgrep gate).
-async fn crystallization_payoff() -> (Vec<Row>, (f64, f64)) {
-    let runs = env_count("CHUM_BENCH_PAYOFF_RUNS", 5);
-    let mut steps = vec![planner(GOOD_PLAN)];
-    for i in 1..=runs {
-        let dod = format!("pay-dod-{i}");
-        let semgrep = format!("pay-semgrep-{i}");
-        steps.push(parse_executor(&dod, "split(\" \")").attempt(1));
-        steps.push(parse_executor(&dod, "split()").attempt(2));
-        steps.push(parse_executor(&semgrep, "split(\" \")").handoff(0));
-        steps.push(parse_executor(&semgrep, "split()").handoff(1));
-    }
-    let backlog: String = (1..=runs)
-        .flat_map(|i| [format!("pay-dod-{i}"), format!("pay-semgrep-{i}")])
-        .map(|id| {
-            format!(
-                "{{\"id\":\"{id}\",\"title\":\"Parse numbers ({id})\",\"status\":\"open\",\"priority\":2,\"issue_type\":\"task\",\"created_at\":\"2026-11-22T00:00:00Z\",\"updated_at\":\"2026-11-22T00:00:00Z\"}}\n"
-            )
-        })
-        .collect();
-    // The learner turns the first catch into a lesson and that into a rule; CHUM checks the rule
-    // with real semgrep and commits it.
-    let lesson = serde_json::json!([{
-        "category": "antipattern",
-        "summary": "str.split(\" \") keeps empty strings when numbers are separated by several spaces",
-        "detail": "parse_numbers failed with ValueError: invalid literal for int(). Split on any whitespace with str.split().",
-        "file_paths": ["calc.py"], "labels": ["python", "parsing"],
-        "bad_example": "parts = line.split(\" \")",
-        "good_example": "parts = line.split()",
-        "language": "python"
-    }]);
-    steps.push(
-        Step::learner()
-            .bead("pay-dod-1")
-            .prompt_contains("Extract lessons")
-            .answer(lesson.to_string()),
-    );
-    steps.push(
-        Step::learner()
-            .bead("pay-dod-1")
-            .prompt_contains("Write one Semgrep rule")
-            .answer(format!("```yaml\n{LEARNED_RULE}```")),
-    );
-    steps.push(Step::learner().answer("[]"));
-    let h = Harness::start(
-        "bench-payoff",
-        HarnessOptions {
-            steps,
-            integration: "branch",
-            beads: Some(backlog),
-            learner: true,
-            ..Default::default()
-        }
-        .with_config(|c| c.dispatcher.enabled = Some(false)),
-    )
-    .await;
-    eprintln!("bench: crystallization payoff, {runs} beads caught by the DoD, {runs} by a learned rule");
-    let hh = &h;
-    let failed_gate_ms = |result: &SharkResult, gate: GateName| -> Vec<f64> {
-        result
-            .gate_results
-            .iter()
-            .filter(|g| g.gate() == gate && !g.passed)
-            .map(|g| g.duration_ms as f64)
-            .collect()
-    };
-    let (by_dod, by_semgrep, dod_gate, semgrep_gate, reviews) = h
-        .with_worker(|client| async move {
-            let h = hh;
-            let (mut by_dod, mut dod_gate) = (Vec::new(), Vec::new());
-            let mut reviews = ReviewSpend::default();
-            let mut rule_commit = String::new();
-            for i in 1..=runs {
-                let (_, result, _) = one_bead(&client, &h.task_queue, &format!("pay-dod-{i}")).await;
-                assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
-                let failed = failed_gate_ms(&result, GateName::Dod);
-                assert!(!failed.is_empty(), "the DoD did not catch it: {result:?}");
-                by_dod.extend(mistake_cost_ms(&result).map(|ms| ms as f64));
-                dod_gate.extend(failed);
-                let (tokens, usd) =
-                    review_of_mistake(h, &chum_core::ids::shark_workflow_id("demo", &format!("pay-dod-{i}")));
-                reviews.by_dod_tokens.push(tokens);
-                reviews.by_dod_usd.push(usd);
-                if i == 1 {
-                    // The rule the learner made of this catch, checked and committed by CHUM.
-                    let learner =
-                        client.get_workflow_handle::<chum_workflows::LearnerRun>(result.learner_workflow_id.clone());
-                    let learned: chum_core::proto::LearnerResult = learner
-                        .get_result(temporalio_client::WorkflowGetResultOptions::default())
-                        .await
-                        .expect("the learner ends");
-                    let rule = learned
-                        .rules
-                        .iter()
-                        .find(|r| r.accepted)
-                        .unwrap_or_else(|| panic!("the learner's rule was not accepted: {learned:?}"));
-                    rule_commit = rule.commit.clone();
-                }
-            }
-            // The branch policy leaves CHUM's commits on their branches; the rule comes in once
-            // every DoD-caught bead has run, as a person would take it.
-            git(&h.repo, &["merge", "-q", "--ff-only", &rule_commit]);
-            assert!(
-                h.repo.join(".semgrep/chum-1.yaml").is_file(),
-                "the learned rule is committed"
-            );
-            let (mut by_semgrep, mut semgrep_gate) = (Vec::new(), Vec::new());
-            for i in 1..=runs {
-                let (_, result, _) = one_bead(&client, &h.task_queue, &format!("pay-semgrep-{i}")).await;
-                assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
-                let failed = failed_gate_ms(&result, GateName::Semgrep);
-                assert!(
-                    !failed.is_empty() && failed_gate_ms(&result, GateName::Dod).is_empty(),
-                    "Semgrep did not catch it first: {result:?}"
-                );
-                by_semgrep.extend(mistake_cost_ms(&result).map(|ms| ms as f64));
-                semgrep_gate.extend(failed);
-                let (tokens, usd) = review_of_mistake(
-                    h,
-                    &chum_core::ids::shark_workflow_id("demo", &format!("pay-semgrep-{i}")),
-                );
-                reviews.by_rule_tokens.push(tokens);
-                reviews.by_rule_usd.push(usd);
-            }
-            (by_dod, by_semgrep, dod_gate, semgrep_gate, reviews)
-        })
-        .await;
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        percentile(&v, 0.5)
-    };
-    let (dod_ms, semgrep_ms) = (median(by_dod), median(by_semgrep));
-    let (dod_tokens, dod_usd) = (median(reviews.by_dod_tokens), median(reviews.by_dod_usd));
-    let (rule_tokens, rule_usd) = (median(reviews.by_rule_tokens), median(reviews.by_rule_usd));
-    let rows = vec![
-        Row {
-            what: format!(
-                "a repeated mistake caught by the DoD (unit tests): execution end → fix starts, p50 of {runs}"
-            ),
-            measured: format!("{dod_ms:.0} ms (DoD gate {:.0} ms)", median(dod_gate)),
-            target: "-".into(),
-            met: None,
-        },
-        Row {
-            what: format!("the same mistake caught by its learned Semgrep rule, p50 of {runs}"),
-            measured: format!(
-                "{semgrep_ms:.0} ms (Semgrep gate {:.0} ms): {:.0} ms saved",
-                median(semgrep_gate),
-                dod_ms - semgrep_ms
-            ),
-            target: "-".into(),
-            met: None,
-        },
-        Row {
-            what: format!(
-                "the review paid for the mistaken execution, p50 of {runs}: caught by the DoD → caught by its rule (the scripted model's usage)"
-            ),
-            measured: format!(
-                "{dod_tokens:.0} tokens ${dod_usd:.4} → {rule_tokens:.0} tokens ${rule_usd:.4}: {:.0} tokens, ${:.4} saved per repeated mistake",
-                dod_tokens - rule_tokens,
-                dod_usd - rule_usd
-            ),
-            target: "no review of a mistake a rule catches".into(),
-            met: Some(rule_tokens == 0.0 && dod_tokens > 0.0),
-        },
-    ];
-    (rows, (dod_ms, semgrep_ms))
-}
-
-/// The review's spend on each payoff run's mistaken execution.
-#[derive(Default)]
-struct ReviewSpend {
-    by_dod_tokens: Vec<f64>,
-    by_dod_usd: Vec<f64>,
-    by_rule_tokens: Vec<f64>,
-    by_rule_usd: Vec<f64>,
 }

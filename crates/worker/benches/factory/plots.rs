@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// One bead's time per phase, in the order the phases came (milliseconds).
 pub struct BeadPhases {
@@ -165,28 +166,36 @@ pub fn throughput_curve(points: &[(usize, f64)], caption: &str) -> Option<PathBu
     })
 }
 
-/// What one repeated mistake costs before the fix starts: caught by the DoD, and by its rule.
-pub fn payoff(by_dod_ms: f64, by_rule_ms: f64, caption: &str) -> Option<PathBuf> {
+/// The crystallization payoff on the real project: what one repeated mistake cost (execution end →
+/// fix starts, p50) caught by its test suite (the DoD) and by its learned rule, each bar labelled
+/// with its time, the ratio in the title.
+pub fn payoff(payoff: &crate::payoff::Payoff, caption: &str) -> Option<PathBuf> {
+    let (by_dod_ms, by_rule_ms) = (payoff.by_dod_ms, payoff.by_rule_ms);
     let top = by_dod_ms.max(by_rule_ms).max(1.0) * 1.2;
-    draw_svg("payoff", (700, 400), |area| {
+    draw_svg("payoff", (860, 420), |area| {
         let mut chart = ChartBuilder::on(area)
             .caption(
-                format!("A repeated mistake: end of execution → fix starts — {caption}"),
+                format!(
+                    "A repeated mistake in {}: its rule stops it {:.1}× sooner — {caption}",
+                    crate::payoff::PROJECT,
+                    payoff.ratio()
+                ),
                 ("sans-serif", 15),
             )
             .margin(12)
             .x_label_area_size(36)
-            .y_label_area_size(52)
-            .build_cartesian_2d((0u32..2).into_segmented(), 0.0..top)?;
+            .y_label_area_size(80)
+            .build_cartesian_2d((0u32..1).into_segmented(), 0.0..top)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .y_label_formatter(&|ms| format!("{ms:.0}"))
             .x_label_formatter(&|x| match x {
-                SegmentValue::CenterOf(0) => "caught by the DoD".into(),
-                SegmentValue::CenterOf(1) => "caught by its learned rule".into(),
+                SegmentValue::CenterOf(0) => "caught by its test suite (the DoD)".into(),
+                SegmentValue::CenterOf(1) => "caught by its learned Semgrep rule".into(),
                 _ => String::new(),
             })
-            .y_desc("ms (p50)")
+            .y_desc("execution end → fix starts, ms (p50)")
             .draw()?;
         chart.draw_series(
             Histogram::vertical(&chart)
@@ -197,6 +206,13 @@ pub fn payoff(by_dod_ms: f64, by_rule_ms: f64, caption: &str) -> Option<PathBuf>
                 })
                 .data([(0u32, by_dod_ms), (1, by_rule_ms)]),
         )?;
+        chart.draw_series([(0u32, by_dod_ms), (1, by_rule_ms)].map(|(bar, ms)| {
+            Text::new(
+                format!("{ms:.0} ms"),
+                (SegmentValue::CenterOf(bar), ms + top * 0.02),
+                TextStyle::from(("sans-serif", 14).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom)),
+            )
+        }))?;
         Ok(())
     })
 }
