@@ -6,6 +6,7 @@
 //! Every error names the file, the key and what to do.
 
 mod agents;
+mod codec;
 mod commands;
 mod cron;
 mod forge;
@@ -19,6 +20,7 @@ mod temporal;
 mod validate;
 pub mod world;
 
+pub use codec::{AES_256_GCM, CODEC_KEY_LEN, CodecKey, CodecSettings};
 pub use commands::{expand_command, is_simple_name};
 pub use cron::check_cron;
 pub use forge::{ForgeConfig, ForgeKind, IntakeConfig, MAX_POLL, RawForge, RawIntake};
@@ -144,6 +146,7 @@ impl ChumConfig {
             config_dir,
             overrides: overrides.into_iter().collect(),
             api_key_env: String::new(),
+            codec_key_envs: Vec::new(),
         }
         .validate(raw, source)
     }
