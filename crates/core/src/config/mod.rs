@@ -28,7 +28,7 @@ pub use named_gates::{DEFAULT_GATE_TIMEOUT, NamedGateConfig, RawGateSandbox, Raw
 pub use notify::{NOTIFY_EVENTS, NotifyKind, NotifyTarget, NotifyUrl, RawNotify};
 pub use prices::{PRICE_TABLE_AS_OF, RawPrice, TokenPrice, table_price};
 pub use raw::{
-    RawApi, RawBudget, RawConfig, RawDispatcher, RawGroom, RawLearner, RawLimits, RawProject, RawProvider,
+    RawApi, RawBudget, RawCodec, RawConfig, RawDispatcher, RawGroom, RawLearner, RawLimits, RawProject, RawProvider,
     RawRepoMapTokens, RawSandbox, RawSemgrep, RawTemporal,
 };
 pub use schema::{

@@ -4,6 +4,7 @@
 
 mod api;
 mod bad_input;
+mod codec;
 mod console;
 mod coordination;
 mod dispatcher;
