@@ -351,6 +351,28 @@ mod tests {
         assert!(err.to_string().contains("$KEY_ONE"), "{err}");
     }
 
+    /// What Temporal's Python sample codec writes (`nonce + AESGCM(key).encrypt(nonce,
+    /// payload.SerializeToString(), None)`), made with the `cryptography` package: CHUM reads
+    /// other SDKs' encrypted payloads, so its codec endpoint and theirs are interchangeable.
+    #[test]
+    fn a_payload_encrypted_by_another_sdks_codec_decrypts() {
+        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let c = codec("py", &[("py", "PY_KEY", key)]);
+        let sealed = Payload {
+            metadata: HashMap::from([
+                ("encoding".to_string(), ENCRYPTED_ENCODING.to_vec()),
+                (KEY_ID_METADATA.to_string(), b"py".to_vec()),
+            ]),
+            data: STANDARD
+                .decode("ZGVmZ2hpamtsbW5vQg3UbhyHNfFaCzGPyG8Aji2sKXrnDZoctdaOIJ7PySe2p1RrdhRQaJpZkftx94RIvQ==")
+                .unwrap(),
+            ..Default::default()
+        };
+        let plain = c.decrypt(sealed).unwrap();
+        assert_eq!(plain.metadata["encoding"], b"json/plain");
+        assert_eq!(plain.data, br#""hello""#);
+    }
+
     #[test]
     fn a_payload_in_clear_decodes_as_it_is() {
         let c = codec("k1", &[("k1", "KEY_ONE", K1)]);

@@ -182,6 +182,14 @@ mod tests {
     }
 
     #[test]
+    fn no_agent_is_ever_given_a_keys_variable() {
+        let err = codec("kind = \"aes-256-gcm\"\nkeys = { k1 = \"PAYLOAD_KEY\" }\n[providers.c]\ncommand = [\"c\"]\npass_env = [\"PAYLOAD_KEY\"]")
+            .unwrap_err();
+        assert_eq!(err.key(), Some("providers.c.pass_env"), "{err}");
+        assert!(err.to_string().contains("key of [temporal.codec]"), "{err}");
+    }
+
+    #[test]
     fn a_key_never_shows_in_debug_output() {
         let key = CodecKey::new([7; CODEC_KEY_LEN]);
         assert_eq!(format!("{key:?}"), "CodecKey(<redacted>)");
