@@ -3,6 +3,7 @@
 //! problem is never retried, it is named.
 
 use std::error::Error as StdError;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chum_core::config::{ConnectionSettings, Pem, Setting, TemporalSettings};
@@ -13,11 +14,14 @@ use temporalio_client::{
 };
 use url::Url;
 
+use crate::codec::AesGcmCodec;
 use crate::envconfig::read_pem;
 
 /// Why no connection was made.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    #[error("{reason}")]
+    Codec { reason: String },
     #[error("temporal.address {address:?} is not a URL: {reason}")]
     Address { address: String, reason: String },
     #[error("cannot read temporal.{setting} {pem}: {error}; check the path")]
@@ -88,6 +92,7 @@ pub async fn connect(
     mut on_retry: impl FnMut(u32, &str, Duration),
 ) -> Result<Client, ConnectError> {
     let options = connection_options(settings, identity)?;
+    let codec = payload_codec(settings)?;
     let started = Instant::now();
     let mut delay = Duration::from_millis(250);
     let mut attempt = 0;
@@ -95,11 +100,12 @@ pub async fn connect(
         attempt += 1;
         let error = match Connection::connect(options.clone()).await {
             Ok(connection) => {
-                return Client::new(connection, ClientOptions::new(settings.namespace.clone()).build()).map_err(|e| {
-                    ConnectError::Tls {
-                        address: settings.address.clone(),
-                        detail: e.to_string(),
-                    }
+                let client_options = ClientOptions::new(settings.namespace.clone())
+                    .data_converter(crate::codec::data_converter(codec.as_ref()))
+                    .build();
+                return Client::new(connection, client_options).map_err(|e| ConnectError::Tls {
+                    address: settings.address.clone(),
+                    detail: e.to_string(),
                 });
             }
             Err(e) => {
@@ -123,6 +129,20 @@ pub async fn connect(
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
+}
+
+/// The payload codec `[temporal.codec]` asks for, shared by the client, the worker and the
+/// codec endpoint.
+pub fn payload_codec(settings: &TemporalSettings) -> Result<Option<Arc<AesGcmCodec>>, ConnectError> {
+    settings
+        .codec
+        .as_ref()
+        .map(|c| {
+            AesGcmCodec::new(c)
+                .map(Arc::new)
+                .map_err(|reason| ConnectError::Codec { reason })
+        })
+        .transpose()
 }
 
 /// The SDK's connection options for `settings`: the URL, TLS with the server CA, the client

@@ -366,6 +366,20 @@ pub fn describe(t: &TemporalSettings) -> Vec<String> {
         Some(_) => format!("API key: set (from ${})", c.api_key_env),
         None => format!("API key: none (${} is not set)", c.api_key_env),
     });
+    lines.push(match &t.codec {
+        Some(codec) => format!(
+            "payload codec: aes-256-gcm on, encrypts with key {}, decrypts with keys {} (from {})",
+            codec.encrypt_with,
+            codec.key_ids().collect::<Vec<_>>().join(", "),
+            codec
+                .key_envs
+                .values()
+                .map(|v| format!("${v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => "payload codec: off (payloads are stored in clear; see [temporal.codec])".to_string(),
+    });
     for what in &c.ignored {
         lines.push(format!("ignored: {what}"));
     }

@@ -5,6 +5,7 @@
 //! the CLI depends on this crate, never on `worker`. Both binaries get the same behaviour (and
 //! the same typed [`control::ControlError`]) for the same request.
 
+pub mod codec;
 pub mod connect;
 pub mod control;
 pub mod coordinator;

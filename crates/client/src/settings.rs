@@ -29,6 +29,9 @@ pub fn load_config_with_env(path: &Path, env: &HashMap<String, String>) -> Resul
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let mut config = ChumConfig::from_toml(&text, &absolute, env.clone())?;
     crate::envconfig::layer(&mut config.temporal, env)?;
+    if let Some(codec) = config.temporal.codec.as_mut() {
+        crate::codec::load_keys(&path.display().to_string(), codec, env)?;
+    }
     Ok(config)
 }
 

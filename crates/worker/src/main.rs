@@ -180,7 +180,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         })?;
         let state = worker::api::ApiState::new(client.clone(), live.clone(), tokens.clone(), bind)
             .map_err(anyhow::Error::msg)?
-            .with_sdk_metrics(sdk_metrics);
+            .with_sdk_metrics(sdk_metrics)
+            .with_codec(chum_client::connect::payload_codec(t)?);
         let control = if tokens.is_empty() {
             format!("control routes off (no tokens in {})", config.api.tokens_env)
         } else {

@@ -31,12 +31,44 @@ fn histories() -> Vec<PathBuf> {
     found
 }
 
-/// The JSON inside a history payload (`{"metadata": ..., "data": <base64>}`).
+/// The key of the histories recorded with `[temporal.codec]` on (see replay.rs): test key
+/// material, not a secret.
+const REPLAY_KEY: &str = "Y2h1bS1yZXBsYXktdGVzdC1rZXktMzItYnl0ZXMhISE=";
+
+fn replay_codec() -> &'static chum_client::codec::AesGcmCodec {
+    static CODEC: std::sync::OnceLock<chum_client::codec::AesGcmCodec> = std::sync::OnceLock::new();
+    CODEC.get_or_init(|| {
+        let mut settings = chum_core::config::CodecSettings {
+            encrypt_with: "replay".into(),
+            key_envs: BTreeMap::from([("replay".to_string(), "CHUM_REPLAY_KEY".to_string())]),
+            keys: BTreeMap::new(),
+        };
+        let env = std::collections::HashMap::from([("CHUM_REPLAY_KEY".to_string(), REPLAY_KEY.to_string())]);
+        chum_client::codec::load_keys("payloads.rs", &mut settings, &env).expect("the replay key loads");
+        chum_client::codec::AesGcmCodec::new(&settings).expect("the codec")
+    })
+}
+
+/// The JSON inside a history payload (`{"metadata": ..., "data": <base64>}`), decrypted first
+/// when it was recorded encrypted (`binary/encrypted`, the replay key).
 fn payload_json(payload: &Value) -> Option<Value> {
     use base64::Engine as _;
-    let data = payload["data"].as_str()?;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(data).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    use temporalio_common::protos::temporal::api::common::v1::Payload;
+    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.decode(text).ok();
+    let recorded = Payload {
+        metadata: payload["metadata"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), b64(v.as_str()?)?)))
+            .collect(),
+        data: b64(payload["data"].as_str()?)?,
+        ..Default::default()
+    };
+    let plain = replay_codec()
+        .decrypt(recorded)
+        .unwrap_or_else(|e| panic!("a recorded payload does not decrypt with the replay key: {e}"));
+    serde_json::from_slice(&plain.data).ok()
 }
 
 fn first_payload(payloads: &Value) -> Option<Value> {

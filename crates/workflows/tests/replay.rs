@@ -5,16 +5,21 @@
 //! the Shark that would break runs already in flight (a different activity, order or timer) fails
 //! here. Re-record only on purpose, with the change, behind a patch marker.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use chum_client::codec::{AesGcmCodec, data_converter, load_keys};
 use chum_core::activity_contract::SharkActivities;
+use chum_core::config::CodecSettings;
 use chum_core::proto::{PlanRequest, SharkInput, SharkResult};
 use chum_workflows::{
     CoordinatorWorkflow, DispatcherWorkflow, LearnerWorkflow, NotifierWorkflow, SharkWorkflow, StrategicGroomWorkflow,
     TacticalGroomWorkflow,
 };
 use temporalio_client::WorkflowHistory;
+use temporalio_common::data_converters::DataConverter;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayFailure, WorkflowReplayer, WorkflowReplayerOptions};
 use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
@@ -61,9 +66,30 @@ fn load(name: &str) -> WorkflowHistory {
     load_path(&histories_dir().join(format!("{name}.json")))
 }
 
+/// The key histories recorded with `[temporal.codec]` on were encrypted with, under the key id
+/// `replay` (crates/worker/tests/e2e/codec.rs records them): test key material, not a secret.
+const REPLAY_KEY: &str = "Y2h1bS1yZXBsYXktdGVzdC1rZXktMzItYnl0ZXMhISE=";
+
+/// The codec a worker with the replay key has: it decrypts the encrypted histories and leaves
+/// the ones recorded in clear as they are.
+fn replay_codec() -> Arc<AesGcmCodec> {
+    let mut settings = CodecSettings {
+        encrypt_with: "replay".into(),
+        key_envs: BTreeMap::from([("replay".to_string(), "CHUM_REPLAY_KEY".to_string())]),
+        keys: BTreeMap::new(),
+    };
+    let env = HashMap::from([("CHUM_REPLAY_KEY".to_string(), REPLAY_KEY.to_string())]);
+    load_keys("replay.rs", &mut settings, &env).expect("the replay key loads");
+    Arc::new(AesGcmCodec::new(&settings).expect("the codec"))
+}
+
+fn decrypting() -> DataConverter {
+    data_converter(Some(&replay_codec()))
+}
+
 #[tokio::test]
 async fn every_recorded_history_replays_deterministically() {
-    let options = WorkflowReplayerOptions::new()
+    let mut options = WorkflowReplayerOptions::new()
         .register_workflow::<SharkWorkflow>()
         .expect("registers")
         .register_workflow::<LearnerWorkflow>()
@@ -79,6 +105,8 @@ async fn every_recorded_history_replays_deterministically() {
         .register_workflow::<NotifierWorkflow>()
         .expect("registers")
         .build();
+    // As a worker with `[temporal.codec]` on: histories recorded encrypted and in clear both replay.
+    options.data_converter = decrypting();
     let replayer = WorkflowReplayer::new(options).expect("replayer");
     let all = histories_under(&histories_dir());
     let current = all.iter().filter(|(name, _)| name.starts_with("current/")).count();
@@ -101,6 +129,78 @@ async fn every_recorded_history_replays_deterministically() {
         );
         assert!(result.replay_failure.is_none(), "{name}: {:?}", result.replay_failure);
     }
+}
+
+/// Every payload of `history` that is not encrypted, its data decoded.
+fn clear_payloads(history: &serde_json::Value) -> Vec<String> {
+    use base64::Engine as _;
+    fn walk(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let (Some(metadata), Some(data)) = (map.get("metadata"), map.get("data").and_then(|d| d.as_str()))
+                    && metadata["encoding"] != "YmluYXJ5L2VuY3J5cHRlZA=="
+                    && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data)
+                {
+                    out.push(String::from_utf8_lossy(&bytes).into_owned());
+                }
+                map.values().for_each(|v| walk(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(history, &mut out);
+    out
+}
+
+/// The Shark's encrypted run (recorded with `[temporal.codec]` on) holds ciphertext only, in
+/// Temporal's encoding, and replays with the key that encrypted it.
+#[tokio::test]
+async fn an_encrypted_history_holds_ciphertext_and_replays_with_its_key() {
+    let path = histories_dir().join("current/codec_encrypted_integrated.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; record it with scripts/record-histories.sh", path.display()));
+    let encrypted = "YmluYXJ5L2VuY3J5cHRlZA=="; // base64 of binary/encrypted
+    assert!(text.contains(encrypted), "recorded without the codec");
+    // What stays in clear is the SDK's own bookkeeping (patch markers, a local activity's
+    // sequence number, type and timing, TemporalChangeVersion): never the bead, the plan or the
+    // work.
+    let clear = clear_payloads(&serde_json::from_str(&text).expect("JSON"));
+    assert!(!clear.is_empty(), "the SDK's markers are in clear");
+    for payload in &clear {
+        assert!(
+            !payload.contains("multiply") && !payload.contains("codename") && !payload.contains("calc"),
+            "a payload with the bead's data is in clear: {payload}"
+        );
+    }
+    let options = WorkflowReplayerOptions::new()
+        .register_workflow::<SharkWorkflow>()
+        .expect("registers")
+        .build();
+    let mut options = options;
+    options.data_converter = decrypting();
+    let replayer = WorkflowReplayer::new(options).expect("replayer");
+    let results = replayer
+        .replay_workflows([load("current/codec_encrypted_integrated")])
+        .await
+        .expect("replay runs");
+    assert!(results[0].replay_failure.is_none(), "{:?}", results[0].replay_failure);
+}
+
+/// Without the key the encrypted run cannot be read: replay fails, it does not pass by accident.
+#[tokio::test]
+async fn an_encrypted_history_does_not_replay_without_its_key() {
+    let options = WorkflowReplayerOptions::new()
+        .register_workflow::<SharkWorkflow>()
+        .expect("registers")
+        .build();
+    let replayer = WorkflowReplayer::new(options).expect("replayer");
+    let results = replayer
+        .replay_workflows([load("current/codec_encrypted_integrated")])
+        .await
+        .expect("replay runs");
+    assert!(results[0].replay_failure.is_some(), "replayed without decrypting");
 }
 
 #[test]

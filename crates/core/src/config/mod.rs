@@ -6,6 +6,7 @@
 //! Every error names the file, the key and what to do.
 
 mod agents;
+mod codec;
 mod commands;
 mod cron;
 mod forge;
@@ -19,6 +20,7 @@ mod temporal;
 mod validate;
 pub mod world;
 
+pub use codec::{AES_256_GCM, CODEC_KEY_LEN, CodecKey, CodecSettings};
 pub use commands::{expand_command, is_simple_name};
 pub use cron::check_cron;
 pub use forge::{ForgeConfig, ForgeKind, IntakeConfig, MAX_POLL, RawForge, RawIntake};
@@ -26,7 +28,7 @@ pub use named_gates::{DEFAULT_GATE_TIMEOUT, NamedGateConfig, RawGateSandbox, Raw
 pub use notify::{NOTIFY_EVENTS, NotifyKind, NotifyTarget, NotifyUrl, RawNotify};
 pub use prices::{PRICE_TABLE_AS_OF, RawPrice, TokenPrice, table_price};
 pub use raw::{
-    RawApi, RawBudget, RawConfig, RawDispatcher, RawGroom, RawLearner, RawLimits, RawProject, RawProvider,
+    RawApi, RawBudget, RawCodec, RawConfig, RawDispatcher, RawGroom, RawLearner, RawLimits, RawProject, RawProvider,
     RawRepoMapTokens, RawSandbox, RawSemgrep, RawTemporal,
 };
 pub use schema::{
@@ -144,6 +146,7 @@ impl ChumConfig {
             config_dir,
             overrides: overrides.into_iter().collect(),
             api_key_env: String::new(),
+            codec_key_envs: Vec::new(),
         }
         .validate(raw, source)
     }

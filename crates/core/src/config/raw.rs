@@ -112,6 +112,17 @@ pub struct RawTemporal {
     pub client_key: Option<String>,
     pub server_name: Option<String>,
     pub api_key_env: Option<String>,
+    /// `[temporal.codec]`
+    pub codec: Option<RawCodec>,
+}
+
+/// `[temporal.codec]`: payload encryption; key ids and the variables holding the keys.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawCodec {
+    pub kind: Option<String>,
+    pub encrypt_with: Option<String>,
+    pub keys: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

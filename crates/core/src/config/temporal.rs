@@ -13,6 +13,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::codec::CodecSettings;
 use super::validate::Validator;
 use super::{ConfigError, DEFAULT_ADDRESS, DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE, DEFAULT_UI_URL, RawTemporal};
 
@@ -32,6 +33,9 @@ pub struct TemporalSettings {
     pub ui_url: String,
     /// TLS, the API key, and where every connection setting came from.
     pub connection: ConnectionSettings,
+    /// `[temporal.codec]`: payloads encrypted before they reach the server; None sends them in
+    /// clear.
+    pub codec: Option<CodecSettings>,
 }
 
 /// How the connection is made, layered: the config file (or `CHUM__TEMPORAL__*`), then
@@ -277,6 +281,7 @@ impl Validator {
                 format!("{api_key_env:?} is not an environment variable name; name the variable that holds the key (never the key itself), e.g. \"TEMPORAL_API_KEY\""),
             ));
         }
+        let codec = self.codec(raw.codec)?;
         let profile = self.optional_non_empty("temporal.profile", raw.profile)?;
         let written_address = self.optional_non_empty("temporal.address", raw.address)?;
         let address_text = written_address.clone().unwrap_or_else(|| DEFAULT_ADDRESS.to_string());
@@ -309,6 +314,7 @@ impl Validator {
                 origins,
                 ignored: Vec::new(),
             },
+            codec,
         })
     }
 

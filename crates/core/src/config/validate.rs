@@ -16,6 +16,8 @@ pub(super) struct Validator {
     pub(super) overrides: BTreeMap<String, String>,
     /// `temporal.api_key_env`, which no agent or command is ever given.
     pub(super) api_key_env: String,
+    /// The variables holding `[temporal.codec]` keys, which no agent or command is ever given.
+    pub(super) codec_key_envs: Vec<String>,
 }
 
 impl Validator {
@@ -58,6 +60,11 @@ impl Validator {
     pub(super) fn validate(mut self, raw: RawConfig, source: &Path) -> Result<ChumConfig, ConfigError> {
         let temporal = self.temporal(raw.temporal, &self.overrides)?;
         self.api_key_env = temporal.connection.api_key_env.clone();
+        self.codec_key_envs = temporal
+            .codec
+            .iter()
+            .flat_map(|c| c.key_envs.values().cloned())
+            .collect();
         let limits = self.limits(raw.limits)?;
         let tokens_env = self.tokens_env(raw.api.tokens_env.clone())?;
         let providers = self.providers(raw.providers, &tokens_env)?;

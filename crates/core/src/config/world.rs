@@ -102,6 +102,12 @@ impl Validator {
                     format!("{name} is how the worker reaches Temporal (its address, certificates or API key); no agent or command is ever given it"),
                 ));
             }
+            if self.codec_key_envs.contains(name) {
+                return Err(self.invalid(
+                    key,
+                    format!("{name} holds a key of [temporal.codec] and is never passed to an agent or command"),
+                ));
+            }
             if name.starts_with("CHUM_") || SET_BY_CHUM.contains(&name.as_str()) {
                 return Err(self.invalid(
                     key,

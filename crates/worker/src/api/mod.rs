@@ -8,6 +8,7 @@
 
 mod actions;
 mod auth;
+mod codec;
 mod reads;
 mod webhooks;
 
@@ -47,6 +48,8 @@ pub struct ApiState {
     sdk_metrics: Option<SocketAddr>,
     /// Signs the console's CSRF tokens; new at every start, so a restart asks pages to reload.
     csrf_key: ring::hmac::Key,
+    /// `[temporal.codec]`, for the codec endpoint (`/codec/decode`, `/codec/encode`).
+    codec: Option<Arc<chum_client::codec::AesGcmCodec>>,
 }
 
 impl ApiState {
@@ -78,6 +81,7 @@ impl ApiState {
             audit: Mutex::new(audit),
             sdk_metrics: None,
             csrf_key,
+            codec: None,
         })
     }
 
@@ -89,6 +93,12 @@ impl ApiState {
     /// Serves the SDK's worker metrics (from its exporter at `addr`) on `/metrics` too.
     pub fn with_sdk_metrics(mut self, addr: SocketAddr) -> ApiState {
         self.sdk_metrics = Some(addr);
+        self
+    }
+
+    /// Serves `codec` on `/codec/decode` and `/codec/encode`.
+    pub fn with_codec(mut self, codec: Option<Arc<chum_client::codec::AesGcmCodec>>) -> ApiState {
+        self.codec = codec;
         self
     }
 
@@ -364,6 +374,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/runs/{id}/approve", post(approve))
         .route("/runs/{id}/reject", post(reject))
         .route("/runs/{id}/cancel", post(cancel))
+        .route("/codec/decode", post(codec::decode).options(codec::preflight))
+        .route("/codec/encode", post(codec::encode).options(codec::preflight))
         .route("/forge/github", post(webhooks::github))
         .route("/forge/gitlab", post(webhooks::gitlab))
         .fallback(|| async {

@@ -4,6 +4,7 @@
 
 mod api;
 mod bad_input;
+mod codec;
 mod compose;
 mod console;
 mod coordination;
