@@ -65,7 +65,10 @@ impl SharkSteps {
                 .map_err(retryable)
             }
         };
-        let mut scan = run_scan(work.clone()).await?;
+        // The lines the attempt added are asked of git while the engine scans (both only read the
+        // worktree, which `hold_to_tree` has just put in its staged state).
+        let (scanned, added) = tokio::join!(run_scan(work.clone()), self.lines_added(project, worktree));
+        let mut scan = scanned?;
         if !scan.not_scanned.is_empty() {
             // Once more: a timeout on a loaded machine may not happen twice.
             tracing::warn!(not_scanned = ?scan.not_scanned, "semgrep could not scan some files; scanning again");
@@ -78,7 +81,7 @@ impl SharkSteps {
         for q in &scan.quarantined {
             tracing::warn!(file = %q.file, reason = %q.reason, "semgrep rule file quarantined");
         }
-        let (mut findings, preexisting) = match self.lines_added(project, worktree).await {
+        let (mut findings, preexisting) = match added {
             Ok(added) => only_new_findings(std::mem::take(&mut scan.findings), &added),
             Err(problem) => {
                 let mut all = std::mem::take(&mut scan.findings);
