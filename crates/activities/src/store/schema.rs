@@ -199,9 +199,12 @@ pub(super) const POSTGRES_MIGRATIONS: [&str; 8] = [
         created_ms BIGINT NOT NULL,
         last_used_ms BIGINT NOT NULL DEFAULT 0,
         use_count BIGINT NOT NULL DEFAULT 0,
-        search tsvector GENERATED ALWAYS AS (to_tsvector('simple',
-            summary || ' ' || detail || ' ' || file_paths || ' ' || labels || ' ' || bad_example || ' ' || language
-        )) STORED,
+        -- Every run of characters other than letters and digits splits words, as FTS5's unicode61
+        -- does (Postgres' own parser would keep `calc.py` as one file-name token).
+        search tsvector GENERATED ALWAYS AS (to_tsvector('simple', regexp_replace(
+            summary || ' ' || detail || ' ' || file_paths || ' ' || labels || ' ' || bad_example || ' ' || language,
+            '[^[:alnum:]]+', ' ', 'g'
+        ))) STORED,
         UNIQUE (project, fingerprint)
     );
     CREATE INDEX lessons_search ON lessons USING GIN (search);

@@ -108,6 +108,16 @@ fn lessons_are_stored_once_with_provenance_and_found_by_text(target: &StoreTarge
     assert_eq!(found[0].id, id);
     assert_eq!(found[0].bead_id, "tk-1");
     assert_eq!(found[0].file_paths, ["textkit/slug.py"]);
+    // Words are split at any non-alphanumeric character: a path's parts are words, and a
+    // snake_case name is its words in a row.
+    let in_a_path = store.search(Some("demo"), "the textkit module", 5, None).unwrap();
+    assert!(in_a_path.iter().any(|l| l.id == id), "{in_a_path:?}");
+    let phrase = store.search(Some("demo"), "breaks_slugs", 5, None).unwrap();
+    assert_eq!(phrase.iter().map(|l| l.id).collect::<Vec<_>>(), [id]);
+    assert!(
+        store.search(Some("demo"), "slugs_breaks", 5, None).unwrap().is_empty(),
+        "in that order"
+    );
     assert!(
         store.search(Some("other"), "split", 5, None).unwrap().is_empty(),
         "per project"
