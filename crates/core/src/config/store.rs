@@ -117,7 +117,10 @@ impl Validator {
                 ),
             ));
         }
-        if url["postgres://".len()..].trim_start_matches('/').is_empty() || url.ends_with("://") {
+        if url
+            .split_once("://")
+            .is_none_or(|(_, rest)| rest.trim_start_matches('/').is_empty())
+        {
             return Err(self.invalid(
                 "store.url",
                 "names no server: write \"postgres://user@host:5432/database\"",
@@ -198,6 +201,9 @@ mod tests {
         let err = load("url = \"postgres://u@db/chum\"\npassword_env = \"s3cr3t-pass!\"").unwrap_err();
         assert_eq!(err.key(), Some("store.password_env"));
         assert!(!err.to_string().contains("s3cr3t"), "{err}");
+        let err = load("url = \"postgresql://\"").unwrap_err();
+        assert_eq!(err.key(), Some("store.url"));
+        assert!(err.to_string().contains("names no server"), "{err}");
         let err = load("password_env = \"PW\"").unwrap_err();
         assert_eq!(err.key(), Some("store.password_env"));
     }
