@@ -1,5 +1,6 @@
 //! CHUM's store, one file here per table: lessons with provenance and their full-text index, the
-//! rules crystallized from them, groom outcomes, finished runs, agent usage and notifications.
+//! rules crystallized from them, groom outcomes, finished runs, agent usage, notifications and
+//! the API's audit entries.
 //! It is one SQLite file (bundled, FTS5) under the state directory by default, or, with `[store]
 //! url = "postgres://..."`, a Postgres database that several workers share (full-text search with
 //! a `tsvector`). Both have the same numbered migrations (schema.rs) and the same queries (db.rs
@@ -10,6 +11,7 @@
 //! are methods of [`Store`] in that table's file.
 
 mod artifacts;
+mod audit;
 mod db;
 mod grooms;
 mod lessons;
@@ -23,6 +25,7 @@ mod tests;
 mod usage;
 
 pub use artifacts::RunArtifacts;
+pub use audit::AuditEntry;
 pub use grooms::GroomRecord;
 pub use rules::{RuleRecord, RuleStatus};
 pub use runs::{PhaseTotals, RunTotals};

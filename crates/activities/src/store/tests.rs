@@ -47,6 +47,7 @@ on_both_backends!(
     runs_recorded_before_the_totals_tables_are_counted_from_their_json,
     notifications_are_recorded_once_per_event_and_target,
     a_reservation_is_checked_and_settled_in_one_transaction,
+    audit_entries_are_kept_newest_first,
 );
 
 fn lesson(summary: &str) -> Lesson {
@@ -382,14 +383,14 @@ fn runs_recorded_before_the_totals_tables_are_counted_from_their_json(target: &S
     store.record_run(&run, &result, 1).unwrap();
     // As a store from before the migration had it: the run's JSON only.
     let back_to_7 = if store.conn.is_postgres() {
-        "DELETE FROM chum_schema_migrations WHERE version = 8"
+        "DELETE FROM chum_schema_migrations WHERE version >= 8"
     } else {
         "PRAGMA user_version = 7"
     };
     store
         .conn
         .batch(&format!(
-            "DROP TABLE run_gates; DROP TABLE run_phases; DROP INDEX runs_by_outcome; {back_to_7};"
+            "DROP TABLE run_gates; DROP TABLE run_phases; DROP INDEX runs_by_outcome; DROP TABLE audit; {back_to_7};"
         ))
         .unwrap();
     drop(store);
@@ -470,4 +471,21 @@ fn a_reservation_is_checked_and_settled_in_one_transaction(target: &StoreTarget)
     assert_eq!(store.typical_usage("claude", "executor").unwrap(), (0.4, 110));
     store.drop_reservation(id).unwrap();
     assert_eq!(store.spent(demo).unwrap().runs, 1, "a settled run is no reservation");
+}
+
+fn audit_entries_are_kept_newest_first(target: &StoreTarget) {
+    let store = Store::at(target).unwrap();
+    let entry = |action: &str, result: &str| AuditEntry {
+        ts: "2026-12-06T05:00:00Z".into(),
+        who: "una".into(),
+        action: action.into(),
+        target: "shark-demo-tk-1".into(),
+        result: result.into(),
+        remote: "127.0.0.1:5000".into(),
+    };
+    store.record_audit(&entry("approve", "requested")).unwrap();
+    store.record_audit(&entry("approve", "ok")).unwrap();
+    let entries = store.audit_entries(10).unwrap();
+    assert_eq!(entries, [entry("approve", "ok"), entry("approve", "requested")]);
+    assert_eq!(store.audit_entries(1).unwrap().len(), 1);
 }
