@@ -479,6 +479,103 @@ SH
     say "installed $("$tools/bin/chromium" --version | sed 's/ *$//') and $("$tools/bin/chromedriver" --version | cut -d' ' -f1-2) into $tools/bin (with ${#deps[@]} packages of libraries they need)"
 }
 
+# Debian's PostgreSQL 15 for the shared-store tests, into .tools/postgres. Unprivileged like
+# bubblewrap: `apt-get download` fetches the server, libpq and whatever libraries of theirs this
+# machine lacks, dpkg-deb unpacks them into .tools/postgres/root, and .tools/postgres/bin/{initdb,
+# postgres,pg_ctl} run them from there (the binaries find their share/ and lib/ relative to
+# themselves). The test support starts it as an unprivileged user on a temporary directory and a free
+# port. Optional: without it the Postgres store tests are skipped (CI sets CHUM_REQUIRE_POSTGRES=1).
+install_postgres() {
+    # The security archive keeps only its newest build: when this one is gone, the candidate is used.
+    local POSTGRES_DEB_VERSION="15.20-0+deb12u1"
+    local into="$tools/postgres"
+    local stamp_file="$tools/.installed-postgres-$POSTGRES_DEB_VERSION"
+    if [[ -f "$stamp_file" && -x "$into/bin/postgres" && -x "$into/bin/initdb" ]]; then
+        return 0
+    fi
+    local cmd
+    for cmd in apt-get apt-cache dpkg-deb dpkg-query; do
+        if ! command -v "$cmd" >/dev/null 2>&1; then
+            say "no $cmd: PostgreSQL is not installed, so the Postgres store tests will be skipped"
+            return 0
+        fi
+    done
+    local packages=(postgresql-15 libpq5)
+    local candidate version="" try pkg wanted=() scratch
+    candidate="$(apt-cache policy postgresql-15 2>/dev/null | awk '$1 == "Candidate:" {print $2}')" || candidate=""
+    scratch="$(mktemp -d)"
+    mkdir -p "$scratch/debs"
+    for try in "$POSTGRES_DEB_VERSION" "$candidate"; do
+        if [[ -z "$try" || "$try" == "(none)" || "$try" == "$version" ]]; then continue; fi
+        version="$try"
+        wanted=()
+        for pkg in "${packages[@]}"; do wanted+=("$pkg=$version"); done
+        rm -f "$scratch/debs"/*.deb
+        if (cd "$scratch/debs" && apt-get download "${wanted[@]}" >/dev/null 2>&1); then break; fi
+        wanted=()
+    done
+    if ((${#wanted[@]} == 0)); then
+        say "could not fetch Debian's postgresql-15 $POSTGRES_DEB_VERSION (candidate: ${candidate:-none}): the Postgres store tests will be skipped"
+        rm -rf "$scratch"
+        return 0
+    fi
+    if [[ "$version" != "$POSTGRES_DEB_VERSION" ]]; then
+        say "Debian's postgresql-15 $POSTGRES_DEB_VERSION can no longer be downloaded; installing the candidate $version instead"
+    fi
+    # The shared libraries the server links that this machine lacks (what apt would install, a
+    # simulation that needs no root); the packaging helpers (postgresql-common, ssl-cert, ...) are
+    # not needed to run initdb and postgres by hand.
+    local deps=() plan
+    plan="$(apt-get -s -q install --no-install-recommends "${wanted[@]}" 2>/dev/null | awk '$1 == "Inst" {print $2}')" || plan=""
+    for pkg in $plan; do
+        case " ${packages[*]} " in *" $pkg "*) continue ;; esac
+        [[ "$pkg" == lib* ]] || continue
+        [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" == *" installed" ]] && continue
+        deps+=("$pkg")
+    done
+    if ((${#deps[@]})) && ! (cd "$scratch/debs" && apt-get download "${deps[@]}" >/dev/null 2>&1); then
+        say "could not fetch the libraries PostgreSQL needs (${deps[*]}): the Postgres store tests will be skipped"
+        rm -rf "$scratch"
+        return 0
+    fi
+    rm -rf "$into" "$tools"/.installed-postgres-*
+    mkdir -p "$into/root" "$into/bin"
+    local deb
+    for deb in "$scratch/debs"/*.deb; do
+        dpkg-deb -x "$deb" "$into/root"
+    done
+    rm -rf "$scratch"
+    local libdirs="" dir
+    for dir in $(cd "$into/root" && find . -name 'lib*.so*' \( -type f -o -type l \) \
+        -not -path './usr/lib/postgresql/*' -printf '%h\n' | sed 's|^\./||' | sort -u); do
+        libdirs="$libdirs\$root/$dir:"
+    done
+    local program
+    for program in initdb postgres pg_ctl psql; do
+        [[ -x "$into/root/usr/lib/postgresql/15/bin/$program" ]] || continue
+        cat > "$into/bin/$program" <<SH
+#!/bin/sh
+# Written by scripts/setup.sh: Debian's postgresql-15 $version, unpacked into ../root.
+here="\$(dirname "\$(readlink -f "\$0")")"
+root="\$here/../root"
+LD_LIBRARY_PATH="$libdirs\${LD_LIBRARY_PATH:-}"
+LD_LIBRARY_PATH="\${LD_LIBRARY_PATH%:}"
+export LD_LIBRARY_PATH
+exec "\$root/usr/lib/postgresql/15/bin/$program" "\$@"
+SH
+        chmod +x "$into/bin/$program"
+    done
+    # Readable and runnable by the unprivileged user the tests start it as.
+    chmod -R a+rX "$into"
+    if ! "$into/bin/postgres" --version >/dev/null 2>&1 || ! "$into/bin/initdb" --version >/dev/null 2>&1; then
+        say "Debian's postgresql-15 $version was unpacked but does not run: the Postgres store tests will be skipped"
+        rm -rf "$into"
+        return 0
+    fi
+    printf '%s\n' "$version" > "$stamp_file"
+    say "installed $("$into/bin/postgres" --version) into $into (with ${#deps[@]} packages of libraries it needs)"
+}
+
 if [[ -f "$stamp" && -x "$venv/bin/temporal" && -x "$venv/bin/semgrep" ]]; then
     install_agent_clis
     install_aider
@@ -488,6 +585,7 @@ if [[ -f "$stamp" && -x "$venv/bin/temporal" && -x "$venv/bin/semgrep" ]]; then
     install_gitlab_recordings
     install_bwrap
     install_chromium
+    install_postgres
     install_mypy
     install_docker_lint
     install_payoff_project
@@ -519,6 +617,7 @@ install_notify_contracts
 install_gitlab_recordings
 install_bwrap
 install_chromium
+install_postgres
 install_mypy
 install_docker_lint
 install_payoff_project

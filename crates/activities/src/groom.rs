@@ -99,7 +99,7 @@ impl GroomSteps {
     }
 
     fn store(&self) -> Result<Store, ActivityError> {
-        Store::open(&self.config.state_dir.join("chum.db")).map_err(|e| retryable(e.to_string()))
+        Store::for_config(&self.config).map_err(|e| retryable(e.to_string()))
     }
 
     fn max(&self, kind: GroomKind) -> u32 {

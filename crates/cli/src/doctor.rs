@@ -75,13 +75,22 @@ pub async fn doctor(config: &ChumConfig) -> Result<ExitCode> {
         chum_activities::learner::locate_cli(&config.semgrep).map(|p| p.display().to_string()),
         if config.learning() { Level::Fail } else { Level::Warn },
     );
-    let db = config.state_dir.join("chum.db");
+    // Shown as a path, or a URL without its password.
+    let store = chum_activities::store::StoreTarget::of(config);
+    let fix = match &config.store {
+        chum_core::config::StoreLocation::Embedded => "check [state_dir] and its permissions".to_string(),
+        chum_core::config::StoreLocation::Postgres(url) => format!(
+            "check [store] url in {}, that the server answers there, and the password (from ${})",
+            config.source.display(),
+            url.password_env()
+        ),
+    };
     r.check(
         "store",
-        chum_activities::store::Store::open(&db)
+        chum_activities::store::Store::at(&store)
             .and_then(|s| s.schema_version())
-            .map(|v| format!("{} writable (schema {v})", db.display()))
-            .map_err(|e| format!("{e}; check [state_dir] and its permissions")),
+            .map(|v| format!("{store} writable (schema {v})"))
+            .map_err(|e| format!("{e}; {fix}")),
         Level::Fail,
     );
 

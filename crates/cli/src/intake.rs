@@ -200,7 +200,7 @@ pub async fn show_backlog(config: &ChumConfig, out: Out, project: &str, all: boo
 
 /// The recent groom outcomes from the store.
 pub fn groom_log(config: &ChumConfig, out: Out, project: &str, limit: u32) -> Result<ExitCode> {
-    let store = chum_activities::store::Store::open(&config.state_dir.join("chum.db"))?;
+    let store = chum_activities::store::Store::for_config(config)?;
     let records = store.recent_groom_outcomes(Some(project), limit)?;
     if !out.text() {
         out.list(&records)?;

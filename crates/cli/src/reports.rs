@@ -28,7 +28,7 @@ pub fn only_project(config: &ChumConfig, project: Option<&str>) -> Result<String
 }
 
 pub fn open_store(config: &ChumConfig) -> Result<chum_activities::store::Store> {
-    Ok(chum_activities::store::Store::open(&config.state_dir.join("chum.db"))?)
+    Ok(chum_activities::store::Store::for_config(config)?)
 }
 
 #[derive(Serialize)]

@@ -132,6 +132,20 @@ pub fn fingerprint(lesson: &Lesson) -> String {
 /// search for (an empty query must not error). Quotes, dashes, `*`, `:` and the like cannot reach
 /// the FTS syntax because only `[A-Za-z0-9_]` runs survive.
 pub fn fts_query(text: &str) -> Option<String> {
+    let words = search_words(text);
+    (!words.is_empty()).then(|| {
+        words
+            .iter()
+            .map(|w| format!("\"{w}\""))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    })
+}
+
+/// The words a lesson search looks for: lower-cased runs of ASCII letters, digits and `_` of two
+/// characters or more, stop words left out, each once, at most 32. Nothing in them is query
+/// syntax, for FTS5 or for Postgres' `to_tsquery`.
+pub fn search_words(text: &str) -> Vec<String> {
     let mut words: Vec<String> = Vec::new();
     for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
         let word = word.to_ascii_lowercase();
@@ -142,13 +156,7 @@ pub fn fts_query(text: &str) -> Option<String> {
             break;
         }
     }
-    (!words.is_empty()).then(|| {
-        words
-            .iter()
-            .map(|w| format!("\"{w}\""))
-            .collect::<Vec<_>>()
-            .join(" OR ")
-    })
+    words
 }
 
 const STOP_WORDS: [&str; 16] = [

@@ -91,8 +91,8 @@ pub fn reconcile(running: &ChumConfig, loaded: ChumConfig) -> (ChumConfig, Confi
     let mut change = ConfigChange::default();
     let mut merged = loaded;
 
-    // Bound at start: the connection, the task queue the worker polls, where state lives, and the
-    // API's socket, tokens and audit log.
+    // Bound at start: the connection, the task queue the worker polls, where state and the store
+    // live, and the API's socket, tokens and audit log.
     if merged.temporal != running.temporal {
         change.needs_restart.push("[temporal]".into());
         merged.temporal = running.temporal.clone();
@@ -100,6 +100,10 @@ pub fn reconcile(running: &ChumConfig, loaded: ChumConfig) -> (ChumConfig, Confi
     if merged.state_dir != running.state_dir {
         change.needs_restart.push("state_dir".into());
         merged.state_dir = running.state_dir.clone();
+    }
+    if merged.store != running.store {
+        change.needs_restart.push("[store]".into());
+        merged.store = running.store.clone();
     }
     if merged.api != running.api {
         change.needs_restart.push("[api]".into());

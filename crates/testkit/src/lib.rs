@@ -12,6 +12,7 @@
 //! - [`paths`]: the workspace's binaries and the tools setup installed;
 //! - [`browser`]: headless Chromium over WebDriver, for the console's pages;
 //! - [`notify_contract`]: what Slack and Matrix accept, from their official SDKs;
+//! - [`postgres`]: Debian's Postgres on a temporary directory, a fresh database per test;
 //! - [`tls_proxy`]: a TLS-terminating proxy in front of a dev server, with certificates made by
 //!   the test.
 
@@ -21,6 +22,7 @@ pub mod forge;
 pub mod harness;
 pub mod notify_contract;
 pub mod paths;
+pub mod postgres;
 pub mod processes;
 pub mod project;
 pub mod shark;

@@ -27,7 +27,7 @@ enum LogFormat {
         is documented in configs/chum.example.toml.\n\n\
         SIGHUP re-reads the configuration file: limits, budget, providers, tiers, roles, projects, \
         Semgrep, learner, dispatcher and groom settings apply to the next activity of every run; \
-        [temporal], [api] and state_dir need a restart (the log line says which changed). A file \
+        [temporal], [api], [store] and state_dir need a restart (the log line says which changed). A file \
         that does not load changes nothing.\n\n\
         SIGTERM or Ctrl-C drains: running activities finish, then the worker exits; workflows \
         continue on the next worker.\n\n\
@@ -138,12 +138,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
         for line in chum_client::envconfig::describe(&config.temporal) {
             println!("temporal: {line}");
         }
+        // A path, or the URL without its password.
+        println!("store: {}", chum_activities::store::StoreTarget::of(&config));
         return Ok(());
     }
     let t = &config.temporal;
     tracing::info!(address = %t.address, namespace = %t.namespace, task_queue = %t.task_queue, config = %config.source.display(), "starting CHUM worker");
     for line in chum_client::envconfig::describe(t) {
         tracing::info!("temporal: {line}");
+    }
+    // The store is opened (and migrated) before any activity needs it: a shared store that cannot
+    // be reached stops the worker here, with the URL (never its password) and the key to fix.
+    let store = chum_activities::store::StoreTarget::of(&config);
+    let opened = tokio::task::spawn_blocking({
+        let store = store.clone();
+        move || chum_activities::store::Store::at(&store).and_then(|s| s.schema_version())
+    })
+    .await?;
+    match opened {
+        Ok(version) => tracing::info!("store: {store} (schema {version})"),
+        Err(e) => anyhow::bail!("{}: {e}", config.source.display()),
     }
     let identity = format!("chum-worker@{}", std::process::id());
     let client = chum_client::connect::connect(t, &identity, t.connect_timeout, |attempt, error, delay| {

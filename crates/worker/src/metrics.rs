@@ -121,7 +121,7 @@ pub async fn chum_metrics(client: &Client, config: &ChumConfig) -> String {
     }
 
     // Counters over every finished run in the store (SQL aggregates), so they only go up.
-    let store = Store::open(&config.state_dir.join("chum.db"));
+    let store = Store::for_config(config);
     let totals = store
         .as_ref()
         .ok()

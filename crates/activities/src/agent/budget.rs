@@ -10,15 +10,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use std::path::PathBuf;
-
 use chum_core::config::{Budget, ChumConfig, ProviderConfig, Role};
 use chum_core::proto::{AgentUsage, RunRef};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::agent::AgentSetupError;
-use crate::store::{Spent, Store, StoreError, UsageFilter, UsageRecord};
+use crate::store::{Spent, Store, StoreError, StoreTarget, UsageFilter, UsageRecord};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
@@ -116,7 +114,7 @@ pub fn affordable(budget: &Budget, store: &Store, project: &str, bead: &str, now
 /// [`Reservation::settle`] puts the real figures in its place; dropped unsettled (the run never
 /// started), it is removed.
 pub struct Reservation {
-    store: PathBuf,
+    store: StoreTarget,
     id: i64,
     settled: bool,
 }
@@ -124,14 +122,14 @@ pub struct Reservation {
 impl Reservation {
     pub fn settle(mut self, record: &UsageRecord) -> Result<(), StoreError> {
         self.settled = true;
-        Store::open(&self.store)?.settle_usage(self.id, record)
+        Store::at(&self.store)?.settle_usage(self.id, record)
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         if !self.settled
-            && let Err(e) = Store::open(&self.store).and_then(|s| s.drop_reservation(self.id))
+            && let Err(e) = Store::at(&self.store).and_then(|s| s.drop_reservation(self.id))
         {
             tracing::warn!("a budget reservation was not removed: {e}");
         }
@@ -151,9 +149,9 @@ pub fn reserve(
     if !has_caps(&config.budget) {
         return Ok(None);
     }
-    let path = config.state_dir.join("chum.db");
+    let target = StoreTarget::of(config);
     let storage = |e: StoreError| AgentSetupError::Storage(format!("cannot check the budget: {e}"));
-    let mut store = Store::open(&path).map_err(storage)?;
+    let mut store = Store::at(&target).map_err(storage)?;
     let (cost_usd, tokens) = store.typical_usage(&provider.name, role.as_str()).map_err(storage)?;
     let estimate = UsageRecord {
         project: run.project.clone(),
@@ -179,7 +177,7 @@ pub fn reserve(
             BudgetStop::Unreadable(e) => storage(e),
         })?;
     Ok(Some(Reservation {
-        store: path,
+        store: target,
         id,
         settled: false,
     }))

@@ -295,7 +295,6 @@ pub async fn run_agent(
     liveness: &impl Liveness,
 ) -> Result<AgentOutcome, AgentSetupError> {
     let (provider, program) = choose_provider(config, request.role, request.swapped, request.candidate)?;
-    let store_path = config.state_dir.join("chum.db");
     // Checked and reserved in one step, so runs starting at once cannot all take the last dollar.
     let reservation = budget::reserve(config, provider, request.role, request.run, crate::clock::now_ms())?;
     let _turn = budget::provider_turn(provider, || liveness.heartbeat()).await;
@@ -562,7 +561,7 @@ pub async fn run_agent(
     };
     let recorded = match reservation {
         Some(reservation) => reservation.settle(&record),
-        None => Store::open(&store_path).and_then(|s| s.record_usage(&record)),
+        None => Store::for_config(config).and_then(|s| s.record_usage(&record)),
     };
     if let Err(e) = recorded {
         tracing::warn!(provider = %provider.name, "usage not recorded: {e}");

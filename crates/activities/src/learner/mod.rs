@@ -61,7 +61,7 @@ impl LearnerSteps {
     }
 
     fn store(&self) -> Result<Store, ActivityError> {
-        Store::open(&self.config.state_dir.join("chum.db")).map_err(|e| retryable(e.to_string()))
+        Store::for_config(&self.config).map_err(|e| retryable(e.to_string()))
     }
 
     /// A scratch directory for the learner agent (it reads the prompt, it changes nothing).

@@ -243,7 +243,7 @@ pub async fn retire_rule(config: &ChumConfig, rule_id: &str, reason: &str) -> Re
     if reason.trim().is_empty() {
         return Err(RetireError::NoReason);
     }
-    let store = Store::open(&config.state_dir.join("chum.db"))?;
+    let store = Store::for_config(config)?;
     let mut record = store
         .rule(rule_id)?
         .ok_or_else(|| RetireError::UnknownRule(rule_id.to_string()))?;

@@ -116,7 +116,7 @@ async fn send(
 
 /// One delivery round: every target that wants the event and has not had it.
 pub async fn deliver(config: &ChumConfig, event: &NotifyEvent) -> Result<NotifyReport, ActivityError> {
-    let store = Store::open(&config.state_dir.join("chum.db")).map_err(|e| retryable(e.to_string()))?;
+    let store = Store::for_config(config).map_err(|e| retryable(e.to_string()))?;
     crate::forge::install_crypto_provider();
     let client = reqwest::Client::builder()
         .user_agent(concat!("chum/", env!("CARGO_PKG_VERSION")))

@@ -74,7 +74,7 @@ impl SharkSteps {
 
     /// The lesson store of this worker.
     pub fn store(&self) -> Result<Store, StoreError> {
-        Store::open(&self.config.state_dir.join("chum.db"))
+        Store::for_config(&self.config)
     }
 
     /// The lessons relevant to `text`, as a prompt section, marked as used. A store that cannot be

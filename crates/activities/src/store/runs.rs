@@ -1,10 +1,9 @@
 //! The `runs` table: each finished Shark run's result, for `chum runs` and the console; and its
 //! gate verdicts and phase spans as rows (`run_gates`, `run_phases`), which the metrics count.
 
-use chum_core::proto::{EnumName, RunRef, SharkResult};
-use rusqlite::params;
-
+use super::db::{Row, args};
 use super::{Store, StoreError};
+use chum_core::proto::{EnumName, RunRef, SharkResult};
 
 /// Every finished run counted, for counters that only go up.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -31,133 +30,127 @@ impl Store {
     /// record of the same run replaces the first.
     pub fn record_run(&self, run: &RunRef, result: &SharkResult, now_ms: i64) -> Result<(), StoreError> {
         let json = serde_json::to_string(result).unwrap_or_else(|_| "{}".to_string());
-        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
-        tx.execute(
-            "INSERT OR REPLACE INTO runs (workflow_id, run_id, project, bead_id, outcome, reason, attempts, result, \
-                 finished_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                run.workflow_id,
-                run.run_id,
-                run.project,
-                run.bead_id,
-                result.outcome().name(),
-                result.reason,
-                result.attempts,
-                json,
-                now_ms
-            ],
-        )
-        .map_err(|e| self.err(e))?;
-        let key = params![run.workflow_id, run.run_id];
-        for table in ["run_gates", "run_phases"] {
-            tx.execute(
-                &format!("DELETE FROM {table} WHERE workflow_id = ?1 AND run_id = ?2"),
-                key,
-            )
-            .map_err(|e| self.err(e))?;
-        }
-        for g in &result.gate_results {
-            tx.execute(
-                "INSERT INTO run_gates (workflow_id, run_id, gate, passed) VALUES (?1, ?2, ?3, ?4)",
-                params![run.workflow_id, run.run_id, g.label(), g.passed],
-            )
-            .map_err(|e| self.err(e))?;
-        }
-        for span in result
-            .phases
-            .iter()
-            .filter(|p| p.ended_ms > 0 && p.ended_ms >= p.started_ms)
-        {
-            tx.execute(
-                "INSERT INTO run_phases (workflow_id, run_id, phase, seconds) VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    run.workflow_id,
-                    run.run_id,
-                    span.phase().name(),
-                    (span.ended_ms - span.started_ms) as f64 / 1000.0
+        self.conn.transaction("BEGIN", || {
+            self.conn.execute(
+                "INSERT INTO runs (workflow_id, run_id, project, bead_id, outcome, reason, attempts, result, \
+                     finished_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                 ON CONFLICT (workflow_id, run_id) DO UPDATE SET project = excluded.project, \
+                     bead_id = excluded.bead_id, outcome = excluded.outcome, reason = excluded.reason, \
+                     attempts = excluded.attempts, result = excluded.result, finished_ms = excluded.finished_ms",
+                &args![
+                    &run.workflow_id,
+                    &run.run_id,
+                    &run.project,
+                    &run.bead_id,
+                    result.outcome().name(),
+                    &result.reason,
+                    result.attempts,
+                    &json,
+                    now_ms
                 ],
-            )
-            .map_err(|e| self.err(e))?;
-        }
-        tx.commit().map_err(|e| self.err(e))
+            )?;
+            for table in ["run_gates", "run_phases"] {
+                self.conn.execute(
+                    &format!("DELETE FROM {table} WHERE workflow_id = ?1 AND run_id = ?2"),
+                    &args![&run.workflow_id, &run.run_id],
+                )?;
+            }
+            for g in &result.gate_results {
+                self.conn.execute(
+                    "INSERT INTO run_gates (workflow_id, run_id, gate, passed) VALUES (?1, ?2, ?3, ?4)",
+                    &args![&run.workflow_id, &run.run_id, g.label(), g.passed],
+                )?;
+            }
+            for span in result
+                .phases
+                .iter()
+                .filter(|p| p.ended_ms > 0 && p.ended_ms >= p.started_ms)
+            {
+                self.conn.execute(
+                    "INSERT INTO run_phases (workflow_id, run_id, phase, seconds) VALUES (?1, ?2, ?3, ?4)",
+                    &args![
+                        &run.workflow_id,
+                        &run.run_id,
+                        span.phase().name(),
+                        (span.ended_ms - span.started_ms) as f64 / 1000.0
+                    ],
+                )?;
+            }
+            Ok(((), true))
+        })
     }
 
     /// Every finished run counted by SQL aggregates: outcomes per project, gate verdicts, and each
     /// phase's spans as a histogram over `bounds` (seconds).
     pub fn run_totals(&self, bounds: &[f64]) -> Result<RunTotals, StoreError> {
-        let sqlite = |e| self.err(e);
-        let mut totals = RunTotals::default();
-        let mut stmt = self
+        let counted =
+            |r: &Row| -> Result<(String, String, u64), StoreError> { Ok((r.text(0)?, r.text(1)?, r.count(2)?)) };
+        let finished = self
             .conn
-            .prepare("SELECT project, outcome, COUNT(*) FROM runs GROUP BY project, outcome ORDER BY project, outcome")
-            .map_err(sqlite)?;
-        totals.finished = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64)))
-            .map_err(sqlite)?
-            .collect::<Result<_, _>>()
-            .map_err(sqlite)?;
-        let mut stmt = self
+            .query(
+                "SELECT project, outcome, COUNT(*) FROM runs GROUP BY project, outcome ORDER BY project, outcome",
+                &[],
+            )?
+            .iter()
+            .map(counted)
+            .collect::<Result<_, _>>()?;
+        let gates = self
             .conn
-            .prepare("SELECT gate, passed, COUNT(*) FROM run_gates GROUP BY gate, passed ORDER BY gate, passed")
-            .map_err(sqlite)?;
-        totals.gates = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64)))
-            .map_err(sqlite)?
-            .collect::<Result<_, _>>()
-            .map_err(sqlite)?;
+            .query(
+                "SELECT gate, passed, COUNT(*) FROM run_gates GROUP BY gate, passed ORDER BY gate, passed",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.flag(1)?, r.count(2)?)))
+            .collect::<Result<_, StoreError>>()?;
         // The bounds are the caller's constants, written into the query as numbers.
         let buckets: String = bounds
             .iter()
-            .map(|b| format!(", SUM(CASE WHEN seconds <= {b:?} THEN 1 ELSE 0 END)"))
+            .map(|b| format!(", CAST(SUM(CASE WHEN seconds <= {b:?} THEN 1 ELSE 0 END) AS BIGINT)"))
             .collect();
-        let mut stmt = self
+        let phases = self
             .conn
-            .prepare(&format!(
-                "SELECT phase, SUM(seconds), COUNT(*){buckets} FROM run_phases GROUP BY phase ORDER BY phase"
-            ))
-            .map_err(sqlite)?;
-        totals.phases = stmt
-            .query_map([], |r| {
-                let mut at_most = Vec::with_capacity(bounds.len());
-                for i in 0..bounds.len() {
-                    at_most.push(r.get::<_, i64>(3 + i)?.max(0) as u64);
-                }
+            .query(
+                &format!("SELECT phase, SUM(seconds), COUNT(*){buckets} FROM run_phases GROUP BY phase ORDER BY phase"),
+                &[],
+            )?
+            .iter()
+            .map(|r| {
                 Ok(PhaseTotals {
-                    phase: r.get(0)?,
-                    seconds: r.get(1)?,
-                    count: r.get::<_, i64>(2)?.max(0) as u64,
-                    at_most,
+                    phase: r.text(0)?,
+                    seconds: r.real(1)?,
+                    count: r.count(2)?,
+                    at_most: (0..bounds.len()).map(|i| r.count(3 + i)).collect::<Result<_, _>>()?,
                 })
             })
-            .map_err(sqlite)?
-            .collect::<Result<_, _>>()
-            .map_err(sqlite)?;
-        Ok(totals)
+            .collect::<Result<_, StoreError>>()?;
+        Ok(RunTotals {
+            finished,
+            gates,
+            phases,
+        })
     }
 
     /// The finished runs, newest first, at most `limit`.
     pub fn runs(&self, project: Option<&str>, limit: u32) -> Result<Vec<(RunRef, SharkResult)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT workflow_id, run_id, project, bead_id, result FROM runs WHERE (?1 IS NULL OR project = ?1) \
-                 ORDER BY finished_ms DESC LIMIT ?2",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![project, limit], |r| {
-                let json: String = r.get(4)?;
+        self.conn
+            .query(
+                "SELECT workflow_id, run_id, project, bead_id, result FROM runs \
+                 WHERE (CAST(?1 AS TEXT) IS NULL OR project = ?1) ORDER BY finished_ms DESC LIMIT ?2",
+                &args![project, limit],
+            )?
+            .iter()
+            .map(|r| {
                 Ok((
                     RunRef {
-                        workflow_id: r.get(0)?,
-                        run_id: r.get(1)?,
-                        project: r.get(2)?,
-                        bead_id: r.get(3)?,
+                        workflow_id: r.text(0)?,
+                        run_id: r.text(1)?,
+                        project: r.text(2)?,
+                        bead_id: r.text(3)?,
                     },
-                    serde_json::from_str::<SharkResult>(&json).unwrap_or_default(),
+                    serde_json::from_str::<SharkResult>(&r.text(4)?).unwrap_or_default(),
                 ))
             })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+            .collect()
     }
 }

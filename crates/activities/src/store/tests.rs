@@ -1,7 +1,54 @@
-//! The store's behaviour, table by table, against a real SQLite file.
+//! The store's behaviour, table by table: every test runs against a real SQLite file and against
+//! a real Postgres database (a fresh one per test on the test kit's server).
 
 use super::*;
 use chum_core::proto::{GroomKind, Lesson, MutationOutcome, RunRef, SharkResult};
+
+/// Each named test (a `fn(&StoreTarget)` below) as `sqlite::<name>` and `postgres::<name>`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    super::$name(&super::StoreTarget::Sqlite(dir.path().join("chum.db")));
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $name() {
+                    let Some(server) = chum_testkit::postgres::postgres() else {
+                        eprintln!("skipped: no Postgres in .tools/postgres (run scripts/setup.sh)");
+                        return;
+                    };
+                    let db = server.fresh_database();
+                    super::$name(&super::StoreTarget::Postgres(chum_core::config::PostgresUrl::new(
+                        db.url_with_password,
+                        None,
+                    )));
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    lessons_are_stored_once_with_provenance_and_found_by_text,
+    fts_syntax_in_user_text_never_errors,
+    unused_lessons_expire_from_prompts_but_stay_in_the_store,
+    rules_are_recorded_with_their_fate,
+    reopening_keeps_data_and_does_not_migrate_twice,
+    groom_outcomes_are_recorded_once_per_run_and_index,
+    usage_is_summed_by_bead_project_day_and_provider,
+    run_totals_count_every_run_ever_recorded_and_a_rerecorded_run_once,
+    runs_recorded_before_the_totals_tables_are_counted_from_their_json,
+    notifications_are_recorded_once_per_event_and_target,
+    a_reservation_is_checked_and_settled_in_one_transaction,
+    audit_entries_are_kept_newest_first,
+);
 
 fn lesson(summary: &str) -> Lesson {
     Lesson {
@@ -22,11 +69,10 @@ fn lesson(summary: &str) -> Lesson {
     }
 }
 
-#[test]
-fn lessons_are_stored_once_with_provenance_and_found_by_text() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("chum.db")).unwrap();
+fn lessons_are_stored_once_with_provenance_and_found_by_text(target: &StoreTarget) {
+    let store = Store::at(target).unwrap();
     assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
+    assert_eq!(MIGRATIONS.len(), schema::POSTGRES_MIGRATIONS.len());
     let id = store
         .insert_lesson(&lesson("split on single spaces breaks slugs"), 1_000)
         .unwrap()
@@ -63,16 +109,24 @@ fn lessons_are_stored_once_with_provenance_and_found_by_text() {
     assert_eq!(found[0].id, id);
     assert_eq!(found[0].bead_id, "tk-1");
     assert_eq!(found[0].file_paths, ["textkit/slug.py"]);
+    // Words are split at any non-alphanumeric character: a path's parts are words, and a
+    // snake_case name is its words in a row.
+    let in_a_path = store.search(Some("demo"), "the textkit module", 5, None).unwrap();
+    assert!(in_a_path.iter().any(|l| l.id == id), "{in_a_path:?}");
+    let phrase = store.search(Some("demo"), "breaks_slugs", 5, None).unwrap();
+    assert_eq!(phrase.iter().map(|l| l.id).collect::<Vec<_>>(), [id]);
+    assert!(
+        store.search(Some("demo"), "slugs_breaks", 5, None).unwrap().is_empty(),
+        "in that order"
+    );
     assert!(
         store.search(Some("other"), "split", 5, None).unwrap().is_empty(),
         "per project"
     );
 }
 
-#[test]
-fn fts_syntax_in_user_text_never_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("chum.db")).unwrap();
+fn fts_syntax_in_user_text_never_errors(target: &StoreTarget) {
+    let store = Store::at(target).unwrap();
     store.insert_lesson(&lesson("split on single spaces"), 1).unwrap();
     for text in [
         "",
@@ -93,10 +147,8 @@ fn fts_syntax_in_user_text_never_errors() {
     assert_eq!(store.search(None, "-split*:", 5, None).unwrap().len(), 1);
 }
 
-#[test]
-fn unused_lessons_expire_from_prompts_but_stay_in_the_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("chum.db")).unwrap();
+fn unused_lessons_expire_from_prompts_but_stay_in_the_store(target: &StoreTarget) {
+    let store = Store::at(target).unwrap();
     let id = store
         .insert_lesson(&lesson("split on single spaces"), 1_000)
         .unwrap()
@@ -112,10 +164,8 @@ fn unused_lessons_expire_from_prompts_but_stay_in_the_store() {
     assert!(store.lesson(id).unwrap().is_some());
 }
 
-#[test]
-fn rules_are_recorded_with_their_fate() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("chum.db")).unwrap();
+fn rules_are_recorded_with_their_fate(target: &StoreTarget) {
+    let store = Store::at(target).unwrap();
     let id = store.insert_lesson(&lesson("split"), 1).unwrap().unwrap();
     let mut rule = RuleRecord {
         rule_id: format!("chum-{id}"),
@@ -135,20 +185,15 @@ fn rules_are_recorded_with_their_fate() {
     assert_eq!(rules[0].checks, ["valid: ok"]);
 }
 
-#[test]
-fn reopening_keeps_data_and_does_not_migrate_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("chum.db");
-    Store::open(&path).unwrap().insert_lesson(&lesson("split"), 1).unwrap();
-    let store = Store::open(&path).unwrap();
+fn reopening_keeps_data_and_does_not_migrate_twice(target: &StoreTarget) {
+    Store::at(target).unwrap().insert_lesson(&lesson("split"), 1).unwrap();
+    let store = Store::at(target).unwrap();
     assert_eq!(store.recent(None, 10).unwrap().len(), 1);
     assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
 }
 
-#[test]
-fn groom_outcomes_are_recorded_once_per_run_and_index() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("chum.db")).unwrap();
+fn groom_outcomes_are_recorded_once_per_run_and_index(target: &StoreTarget) {
+    let store = Store::at(target).unwrap();
     let groom = RunRef {
         project: "demo".into(),
         bead_id: "tk-1".into(),
@@ -194,10 +239,8 @@ fn groom_outcomes_are_recorded_once_per_run_and_index() {
     assert!(store.recent_groom_outcomes(Some("other"), 10).unwrap().is_empty());
 }
 
-#[test]
-fn usage_is_summed_by_bead_project_day_and_provider() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("chum.db")).unwrap();
+fn usage_is_summed_by_bead_project_day_and_provider(target: &StoreTarget) {
+    let store = Store::at(target).unwrap();
     let run = |project: &str, bead: &str, provider: &str, cost: f64, at: i64| UsageRecord {
         project: project.into(),
         bead_id: bead.into(),
@@ -280,11 +323,9 @@ fn finished_run(
     (run, result)
 }
 
-#[test]
-fn run_totals_count_every_run_ever_recorded_and_a_rerecorded_run_once() {
+fn run_totals_count_every_run_ever_recorded_and_a_rerecorded_run_once(target: &StoreTarget) {
     use chum_core::proto::{GateName, Outcome, Phase};
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("chum.db")).unwrap();
+    let store = Store::at(target).unwrap();
     let caught = [
         (GateName::Semgrep, "", false),
         (GateName::Semgrep, "", true),
@@ -330,12 +371,9 @@ fn run_totals_count_every_run_ever_recorded_and_a_rerecorded_run_once() {
     assert_eq!(executing.at_most, [0, 0, 30]);
 }
 
-#[test]
-fn runs_recorded_before_the_totals_tables_are_counted_from_their_json() {
+fn runs_recorded_before_the_totals_tables_are_counted_from_their_json(target: &StoreTarget) {
     use chum_core::proto::{GateName, Outcome, Phase};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("chum.db");
-    let store = Store::open(&path).unwrap();
+    let store = Store::at(target).unwrap();
     let (run, result) = finished_run(
         "tk-1",
         Outcome::Integrated,
@@ -344,15 +382,21 @@ fn runs_recorded_before_the_totals_tables_are_counted_from_their_json() {
     );
     store.record_run(&run, &result, 1).unwrap();
     // As a store from before the migration had it: the run's JSON only.
+    let back_to_7 = if store.conn.is_postgres() {
+        "DELETE FROM chum_schema_migrations WHERE version >= 8"
+    } else {
+        "PRAGMA user_version = 7"
+    };
     store
         .conn
-        .execute_batch(
-            "DROP TABLE run_gates; DROP TABLE run_phases; DROP INDEX runs_by_outcome; PRAGMA user_version = 7;",
-        )
+        .batch(&format!(
+            "DROP TABLE run_gates; DROP TABLE run_phases; DROP INDEX runs_by_outcome; DROP TABLE audit; {back_to_7};"
+        ))
         .unwrap();
     drop(store);
+    super::postgres::forget_migrations();
 
-    let store = Store::open(&path).unwrap();
+    let store = Store::at(target).unwrap();
     assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
     let totals = store.run_totals(&[5.0]).unwrap();
     assert_eq!(
@@ -364,4 +408,84 @@ fn runs_recorded_before_the_totals_tables_are_counted_from_their_json() {
         (review.count, review.seconds, review.at_most.clone()),
         (1, 3.0, vec![1])
     );
+}
+
+fn notifications_are_recorded_once_per_event_and_target(target: &StoreTarget) {
+    let store = Store::at(target).unwrap();
+    assert!(!store.notified("run-ended-1", "team").unwrap());
+    store.record_notified("run-ended-1", "team", 10).unwrap();
+    store.record_notified("run-ended-1", "team", 20).unwrap();
+    assert!(store.notified("run-ended-1", "team").unwrap());
+    assert!(!store.notified("run-ended-1", "ops").unwrap(), "per target");
+}
+
+fn a_reservation_is_checked_and_settled_in_one_transaction(target: &StoreTarget) {
+    let mut store = Store::at(target).unwrap();
+    let usage = |cost: f64, at: i64| UsageRecord {
+        project: "demo".into(),
+        bead_id: "tk-1".into(),
+        provider: "claude".into(),
+        role: "executor".into(),
+        input_tokens: 100,
+        output_tokens: 10,
+        cost_usd: cost,
+        created_ms: at,
+        ..UsageRecord::default()
+    };
+    let demo = UsageFilter {
+        project: Some("demo"),
+        ..UsageFilter::default()
+    };
+    // A reservation that dies with its worker is dropped once stale.
+    store
+        .reserve_usage(&usage(5.0, 10), 0, |_| Ok::<(), String>(()))
+        .unwrap()
+        .unwrap();
+    let id = store
+        .reserve_usage(&usage(1.0, 1_000), 500, |s| {
+            let spent = s.spent(demo).unwrap();
+            assert_eq!(spent.cost_usd, 0.0, "the stale reservation is gone before the check");
+            Ok::<(), String>(())
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.spent(demo).unwrap().cost_usd, 1.0, "reserved counts as spent");
+    let refused = store
+        .reserve_usage(&usage(1.0, 1_001), 500, |s| {
+            if s.spent(demo).unwrap().cost_usd >= 1.0 {
+                Err("over the cap".to_string())
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap();
+    assert_eq!(refused, Err("over the cap".to_string()));
+    assert_eq!(
+        store.spent(demo).unwrap().runs,
+        1,
+        "a refused reservation leaves nothing"
+    );
+    store.settle_usage(id, &usage(0.4, 1_000)).unwrap();
+    let spent = store.spent(demo).unwrap();
+    assert_eq!((spent.cost_usd, spent.tokens, spent.runs), (0.4, 110, 1));
+    assert_eq!(store.typical_usage("claude", "executor").unwrap(), (0.4, 110));
+    store.drop_reservation(id).unwrap();
+    assert_eq!(store.spent(demo).unwrap().runs, 1, "a settled run is no reservation");
+}
+
+fn audit_entries_are_kept_newest_first(target: &StoreTarget) {
+    let store = Store::at(target).unwrap();
+    let entry = |action: &str, result: &str| AuditEntry {
+        ts: "2026-12-06T05:00:00Z".into(),
+        who: "una".into(),
+        action: action.into(),
+        target: "shark-demo-tk-1".into(),
+        result: result.into(),
+        remote: "127.0.0.1:5000".into(),
+    };
+    store.record_audit(&entry("approve", "requested")).unwrap();
+    store.record_audit(&entry("approve", "ok")).unwrap();
+    let entries = store.audit_entries(10).unwrap();
+    assert_eq!(entries, [entry("approve", "ok"), entry("approve", "requested")]);
+    assert_eq!(store.audit_entries(1).unwrap().len(), 1);
 }

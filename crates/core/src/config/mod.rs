@@ -16,6 +16,7 @@ mod prices;
 mod projects;
 mod raw;
 mod schema;
+mod store;
 mod temporal;
 mod validate;
 pub mod world;
@@ -36,6 +37,7 @@ pub use schema::{
     LearnerSettings, LeaseMode, Limits, MAX_FANOUT, OutputFormat, ProjectConfig, ProviderConfig, RepoMapTokens, Role,
     SandboxMode, SandboxSettings, SelectMode, SemgrepSettings, UpdateMode,
 };
+pub use store::{DEFAULT_PASSWORD_ENV, PostgresUrl, RawStore, StoreLocation};
 pub use temporal::{
     ApiKey, ConnectionSettings, DEFAULT_API_KEY_ENV, Origin, Pem, Setting, TemporalSettings, address_url, tls_wanted,
 };
@@ -187,7 +189,7 @@ mod tests {
     use crate::proto::SharkLimits;
     use std::time::Duration;
 
-    const GOOD: &str = r#"
+    pub(super) const GOOD: &str = r#"
         [temporal]
         address = "http://127.0.0.1:7233"
         [limits]

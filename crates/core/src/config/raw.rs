@@ -29,6 +29,7 @@ pub struct RawConfig {
     pub sandbox: RawSandbox,
     pub notify: Vec<super::notify::RawNotify>,
     pub repo_map_tokens: RawRepoMapTokens,
+    pub store: super::store::RawStore,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -366,6 +366,9 @@ pub struct ChumConfig {
     pub temporal: super::temporal::TemporalSettings,
     /// Where CHUM keeps its own state: artifacts, logs.
     pub state_dir: PathBuf,
+    /// Where lessons, rules, runs, usage and groom records live: `state_dir`'s SQLite file, or a
+    /// Postgres database that several workers share.
+    pub store: super::store::StoreLocation,
     pub limits: Limits,
     pub projects: BTreeMap<String, ProjectConfig>,
     pub providers: BTreeMap<String, ProviderConfig>,

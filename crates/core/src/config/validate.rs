@@ -85,11 +85,13 @@ impl Validator {
         let notify = self.notify(raw.notify, &tokens_env)?;
         let repo_map_tokens = self.repo_map_tokens(raw.repo_map_tokens)?;
         let api = self.api(raw.api, tokens_env, &state_dir)?;
+        let store = self.store(raw.store)?;
         Ok(ChumConfig {
             source: source.to_path_buf(),
             config_dir: self.config_dir,
             temporal,
             state_dir,
+            store,
             limits,
             projects,
             providers,

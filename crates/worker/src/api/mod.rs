@@ -198,6 +198,25 @@ impl ApiState {
                         self.config().api.audit_log.display()
                     ),
                 )
+            })?;
+        // And in the store, where a shared store holds every worker's entries: an entry that
+        // cannot be stored fails the action too.
+        let entry = chum_activities::store::AuditEntry {
+            ts: line["ts"].as_str().unwrap_or_default().to_string(),
+            who: who.to_string(),
+            action: action.to_string(),
+            target: target.to_string(),
+            result: result.to_string(),
+            remote: remote.to_string(),
+        };
+        chum_activities::store::Store::for_config(&self.config())
+            .and_then(|store| store.record_audit(&entry))
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "audit_unavailable",
+                    format!("cannot write the audit entry to the store: {e}"),
+                )
             })
     }
 

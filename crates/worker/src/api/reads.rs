@@ -56,12 +56,13 @@ pub(crate) async fn health_checks(state: &ApiState) -> Value {
             Err(_) => Err(format!("{} did not answer within 3s", state.config().temporal.address)),
         },
     );
-    let db = state.config().state_dir.join("chum.db");
+    // Shown as a path, or a URL without its password.
+    let store = chum_activities::store::StoreTarget::of(&state.config());
     check(
         "store",
-        chum_activities::store::Store::open(&db)
+        chum_activities::store::Store::at(&store)
             .and_then(|s| s.schema_version())
-            .map(|v| format!("{} writable (schema {v})", db.display()))
+            .map(|v| format!("{store} writable (schema {v})"))
             .map_err(|e| e.to_string()),
     );
     check(

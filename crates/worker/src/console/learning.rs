@@ -38,7 +38,7 @@ pub(super) async fn page(
         Err(to_login) => return to_login.into_response(),
     };
     let config = state.config();
-    let store = Store::open(&config.state_dir.join("chum.db"));
+    let store = Store::for_config(&config);
     let (lessons, rules) = match &store {
         Ok(store) => {
             let lessons = if q.q.trim().is_empty() {

@@ -39,7 +39,7 @@ pub(super) async fn page(
     }
     let health = crate::api::health_checks(&state).await;
     let today = utc_day_start(now_ms());
-    let store = Store::open(&config.state_dir.join("chum.db"));
+    let store = Store::for_config(&config);
     let spent = |project: Option<&str>| {
         store.as_ref().ok().and_then(|s| {
             s.spent(UsageFilter {

@@ -333,6 +333,19 @@ async fn an_operator_creates_approves_and_follows_a_bead_over_http() {
         }
         assert_eq!(audit[0]["who"], "anonymous");
         assert!(audit[0]["result"].as_str().unwrap().starts_with("refused"));
+        // The store holds the same entries (newest first), as a shared store holds every worker's.
+        let stored = chum_activities::store::Store::for_config(&h.config)
+            .unwrap()
+            .audit_entries(1000)
+            .unwrap();
+        let text = |line: &serde_json::Value, key: &str| line[key].as_str().unwrap_or_default().to_string();
+        let as_stored: Vec<(String, String, String)> = audit
+            .iter()
+            .rev()
+            .map(|l| (text(l, "who"), text(l, "action"), text(l, "result")))
+            .collect();
+        let stored: Vec<(String, String, String)> = stored.into_iter().map(|e| (e.who, e.action, e.result)).collect();
+        assert_eq!(stored, as_stored);
         assert!(
             audit
                 .iter()

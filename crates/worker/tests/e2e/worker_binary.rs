@@ -168,3 +168,30 @@ fn an_api_reachable_from_the_network_needs_tokens() {
     assert!(!ok);
     assert!(text.contains("api.bind"), "{text}");
 }
+
+#[test]
+fn a_shared_store_is_shown_without_its_password_and_one_out_of_reach_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chum.toml");
+    let store = "[store]\nurl = \"postgres://chum:hunter2-secret@127.0.0.1:1/chum\"\n";
+    std::fs::write(&path, format!("{VALID}{store}")).unwrap();
+
+    let (ok, stdout, stderr) = check_output(&path, &[]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l == "store: postgres://chum:***@127.0.0.1:1/chum"),
+        "{stdout}"
+    );
+    assert!(!format!("{stdout}{stderr}").contains("hunter2"), "{stdout}{stderr}");
+
+    // Nothing answers there: the worker stops before it polls, saying which store and which key.
+    let (code, text) = worker(&path, &[]);
+    assert_ne!(code, 0, "{text}");
+    assert!(
+        text.contains("postgres://chum:***@127.0.0.1:1/chum") && text.contains("store.url"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+}
