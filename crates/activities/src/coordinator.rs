@@ -7,10 +7,13 @@ use std::sync::Arc;
 
 use chum_core::ids::coordinator_workflow_id;
 use chum_core::proto::{CoordinatorInput, RunOpenReport, RunOpenRequest, SlotAnswer, SlotAsk};
-use chum_core::workflow_contract::{AcquireNow, CoordinatorRun};
+use chum_core::workflow_contract::{Acquire, AcquireNow, CoordinatorRun, Status};
 use futures::StreamExt;
 use temporalio_client::errors::{WorkflowUpdateError, WorkflowUpdateWithStartError};
-use temporalio_client::{WorkflowExecutionStatus, WorkflowIdConflictPolicy, WorkflowUpdateWithStartOptions};
+use temporalio_client::{
+    WorkflowExecutionStatus, WorkflowIdConflictPolicy, WorkflowQueryOptions, WorkflowStartOptions,
+    WorkflowUpdateWithStartOptions,
+};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
@@ -72,15 +75,42 @@ impl CoordinatorActivitiesImpl {
         )
         .update_id(update_id)
         .build();
-        ctx.client()
-            .execute_update_with_start_workflow(CoordinatorRun, input, AcquireNow, request, options)
+        let client = ctx.client();
+        let asked = client
+            .execute_update_with_start_workflow(CoordinatorRun, input.clone(), AcquireNow, request.clone(), options)
+            .await;
+        let problem = match asked {
+            Ok(answer) => return Ok(answer),
+            Err(e) => update_problem(&e),
+        };
+        // The server takes at most a few updates in flight per workflow (10 by default), and
+        // aborts those in flight when the Coordinator continues as new. A signal has no such
+        // limit: the ask goes in line by `acquire` and `slot_granted` answers it. Unless an
+        // earlier try of this ask was granted and its answer lost: then the slot is already this
+        // run's, and a signal would not be answered.
+        tracing::info!(coordinator = %id, %problem, "the slot update was not taken; asking by signal");
+        let handle = client.get_workflow_handle::<CoordinatorRun>(id.clone());
+        if let Ok(status) = handle.query(Status, (), WorkflowQueryOptions::default()).await
+            && status
+                .executing
+                .iter()
+                .any(|e| e.workflow_id == entry.workflow_id && e.run_id == entry.run_id)
+        {
+            return Ok(SlotAnswer {
+                granted: true,
+                granted_ms: 0,
+            });
+        }
+        let start = WorkflowStartOptions::new(ctx.info().task_queue.clone(), id.clone()).build();
+        client
+            .signal_with_start_workflow(CoordinatorRun, input, Acquire, request, start)
             .await
             .map_err(|e| {
                 retryable(format!(
-                    "cannot ask the coordinator {id} for a slot: {}",
-                    update_problem(&e)
+                    "cannot ask the coordinator {id} for a slot ({problem}; then by signal: {e})"
                 ))
-            })
+            })?;
+        Ok(SlotAnswer::default())
     }
 }
 

@@ -401,8 +401,8 @@ fn check_options() -> ActivityOptions {
 #[cfg(test)]
 mod tests {
     use chum_core::proto::LeaseMode;
-    use chum_core::workflow_contract::{ACQUIRE_NOW_UPDATE, COORDINATOR_WORKFLOW_TYPE};
-    use temporalio_common::{UpdateDefinition, WorkflowDefinition};
+    use chum_core::workflow_contract::{ACQUIRE_NOW_UPDATE, ACQUIRE_SIGNAL, COORDINATOR_WORKFLOW_TYPE, STATUS_QUERY};
+    use temporalio_common::{QueryDefinition, SignalDefinition, UpdateDefinition, WorkflowDefinition};
 
     use super::*;
 
@@ -433,6 +433,8 @@ mod tests {
     fn the_coordinators_names_are_the_contracts() {
         assert_eq!(CoordinatorWorkflow::run.name(), COORDINATOR_WORKFLOW_TYPE);
         assert_eq!(CoordinatorWorkflow::acquire_now.name(), ACQUIRE_NOW_UPDATE);
+        assert_eq!(CoordinatorWorkflow::acquire.name(), ACQUIRE_SIGNAL);
+        assert_eq!(CoordinatorWorkflow::status.name(), STATUS_QUERY);
     }
 
     #[test]
