@@ -272,6 +272,17 @@ async fn under_the_merge_queues_turn_named_gates_check_the_work_again_on_a_moved
             wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
             send_approve(&handle, json!({"approved": true, "by": "alice"})).await;
             wait_for_phase(&handle, Phase::Executing, 1).await;
+            // The attempt's worktree is checked out from main (the phase is set just before the
+            // execute activity makes it): only then is a new commit on main a moved base.
+            let worktree = h.repo.join(".chum/worktrees/tk-1/1/calc.py");
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+            while !worktree.exists() {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the attempt's worktree never appeared"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
             // A person moves main while the work is being done.
             std::fs::write(h.repo.join("NOTES.md"), "release notes\n").unwrap();
             git(&h.repo, &["add", "NOTES.md"]);
