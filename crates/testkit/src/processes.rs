@@ -93,8 +93,24 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, taken below the kernel's ephemeral range (32768-60999 on
+/// Linux by default), where the OS never hands out a port for `bind(":0")`. A port the OS handed
+/// out is free again once the test lets it go, and a dev server started on it picks ports for its
+/// own services the OS way: CI once saw a dev server's worker service take the frontend's port
+/// before the frontend bound it, and the server never answered.
 pub fn free_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64);
+    let seed = u64::from(std::process::id()).wrapping_mul(2_654_435_761) ^ nanos;
+    for _ in 0..500 {
+        let step = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 20_000 + (seed.wrapping_add(step.wrapping_mul(7_919)) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
