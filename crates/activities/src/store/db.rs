@@ -184,13 +184,10 @@ impl Conn {
                 .map_err(|e| self.sqlite_err(e)),
             Backend::Postgres(c) => {
                 let sql = dollar_placeholders(sql);
-                let mut pooled = c.borrow_mut();
-                let client = pooled.client().ok_or_else(|| self.returned())?;
-                on_own_thread(move || {
+                self.on_postgres(c, move |client| {
                     let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
                     client.execute(sql.as_str(), &params)
                 })
-                .map_err(|e| self.fault(e))
             }
         }
     }
@@ -212,16 +209,13 @@ impl Conn {
             }
             Backend::Postgres(c) => {
                 let sql = dollar_placeholders(sql);
-                let mut pooled = c.borrow_mut();
-                let client = pooled.client().ok_or_else(|| self.returned())?;
-                let rows = on_own_thread(move || {
+                let rows = self.on_postgres(c, move |client| {
                     let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
                     let rows = client.query(sql.as_str(), &params)?;
                     rows.iter()
                         .map(|r| (0..r.len()).map(|i| r.try_get::<_, Value>(i)).collect())
                         .collect::<Result<Vec<Vec<Value>>, _>>()
-                })
-                .map_err(|e| self.fault(e))?;
+                })?;
                 Ok(rows.into_iter().map(|r| Row(r, self.shown.clone())).collect())
             }
         }
@@ -236,11 +230,7 @@ impl Conn {
     pub fn batch(&self, sql: &str) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(c) => c.execute_batch(sql).map_err(|e| self.sqlite_err(e)),
-            Backend::Postgres(c) => {
-                let mut pooled = c.borrow_mut();
-                let client = pooled.client().ok_or_else(|| self.returned())?;
-                on_own_thread(move || client.batch_execute(sql)).map_err(|e| self.fault(e))
-            }
+            Backend::Postgres(c) => self.on_postgres(c, move |client| client.batch_execute(sql)),
         }
     }
 
@@ -271,6 +261,18 @@ impl Conn {
 }
 
 impl Conn {
+    /// Runs `call` with the pooled Postgres client, on a thread of its own (see the module's
+    /// comment), its failure named with this store.
+    fn on_postgres<T: Send>(
+        &self,
+        pooled: &RefCell<PooledClient>,
+        call: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error> + Send,
+    ) -> Result<T, StoreError> {
+        let mut pooled = pooled.borrow_mut();
+        let client = pooled.client().ok_or_else(|| self.returned())?;
+        on_own_thread(move || call(client)).map_err(|e| self.fault(e))
+    }
+
     fn returned(&self) -> StoreError {
         StoreError::Data {
             store: self.shown.clone(),
