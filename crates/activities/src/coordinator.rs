@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use chum_core::coordination::same_run;
 use chum_core::ids::coordinator_workflow_id;
 use chum_core::proto::{CoordinatorInput, RunOpenReport, RunOpenRequest, SlotAnswer, SlotAsk};
 use chum_core::workflow_contract::{Acquire, AcquireNow, CoordinatorRun, Status};
@@ -91,10 +92,7 @@ impl CoordinatorActivitiesImpl {
         tracing::info!(coordinator = %id, %problem, "the slot update was not taken; asking by signal");
         let handle = client.get_workflow_handle::<CoordinatorRun>(id.clone());
         if let Ok(status) = handle.query(Status, (), WorkflowQueryOptions::default()).await
-            && status
-                .executing
-                .iter()
-                .any(|e| e.workflow_id == entry.workflow_id && e.run_id == entry.run_id)
+            && status.executing.iter().any(|e| same_run(e, &entry))
         {
             return Ok(SlotAnswer {
                 granted: true,

@@ -3,6 +3,12 @@
 
 use crate::proto::{LeaseMode, QueueEntry, SlotRequest};
 
+/// Whether two queue entries are the same run of the same Shark (a bead started again is another
+/// run, with its own place in line).
+pub fn same_run(a: &QueueEntry, b: &QueueEntry) -> bool {
+    a.workflow_id == b.workflow_id && a.run_id == b.run_id
+}
+
 /// Whether two planned paths touch the same files: the same path, or one a directory of the other
 /// (`src` and `src/lib.rs`). Paths are compared as the plan wrote them, with `./` and trailing
 /// slashes ignored.

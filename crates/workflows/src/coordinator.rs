@@ -30,7 +30,7 @@ use std::error::Error;
 use std::time::Duration;
 
 use chum_core::activity_contract::CoordinatorActivities;
-use chum_core::coordination::{grants, why_waiting};
+use chum_core::coordination::{grants, same_run, why_waiting};
 use chum_core::proto::{
     CoordinatorInput, CoordinatorStatus, QueueEntry, RunOpenRequest, SlotAnswer, SlotRelease, SlotRequest, TurnDone,
 };
@@ -144,11 +144,10 @@ impl CoordinatorWorkflow {
         let entry = request.entry.clone().unwrap_or_default();
         self.take_ask(request);
         let granted = self.ready && grant_if_it_fits(&mut self.status, &entry);
-        let granted_ms = ctx
-            .workflow_time()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_millis() as i64);
-        Ok(SlotAnswer { granted, granted_ms })
+        Ok(SlotAnswer {
+            granted,
+            granted_ms: crate::epoch_ms(ctx.workflow_time()),
+        })
     }
 
     /// A Shark's run ended: its slot and leases are free, and it leaves any line it was in.
@@ -225,11 +224,11 @@ fn keep_early_signals(status: &mut CoordinatorStatus, slots: Vec<SlotRequest>, j
 /// twice keeps the first place). Whether it was added.
 fn ask_for_slot(status: &mut CoordinatorStatus, request: SlotRequest) -> bool {
     let entry = request.entry.clone().unwrap_or_default();
-    let known = status.executing.iter().any(|e| same(e, &entry))
+    let known = status.executing.iter().any(|e| same_run(e, &entry))
         || status
             .waiting_for_slot
             .iter()
-            .any(|r| r.entry.as_ref().is_some_and(|e| same(e, &entry)));
+            .any(|r| r.entry.as_ref().is_some_and(|e| same_run(e, &entry)));
     if !known {
         status.waiting_for_slot.push(request);
     }
@@ -239,13 +238,13 @@ fn ask_for_slot(status: &mut CoordinatorStatus, request: SlotRequest) -> bool {
 /// Gives `entry` its slot now if it is in line and fits (the same rule as the loop's
 /// `grant_slots`, which hands out the rest); whether it holds a slot.
 fn grant_if_it_fits(status: &mut CoordinatorStatus, entry: &QueueEntry) -> bool {
-    if status.executing.iter().any(|e| same(e, entry)) {
+    if status.executing.iter().any(|e| same_run(e, entry)) {
         return true;
     }
     let Some(at) = status
         .waiting_for_slot
         .iter()
-        .position(|r| r.entry.as_ref().is_some_and(|e| same(e, entry)))
+        .position(|r| r.entry.as_ref().is_some_and(|e| same_run(e, entry)))
     else {
         return false;
     };
@@ -259,15 +258,11 @@ fn grant_if_it_fits(status: &mut CoordinatorStatus, entry: &QueueEntry) -> bool 
 
 /// Puts a Shark in the merge queue unless it is in line or holds the turn already.
 fn join_queue(status: &mut CoordinatorStatus, entry: QueueEntry) {
-    let queued =
-        status.waiting.iter().any(|e| same(e, &entry)) || status.holder.as_ref().is_some_and(|h| same(h, &entry));
+    let queued = status.waiting.iter().any(|e| same_run(e, &entry))
+        || status.holder.as_ref().is_some_and(|h| same_run(h, &entry));
     if !queued {
         status.waiting.push(entry);
     }
-}
-
-fn same(a: &QueueEntry, b: &QueueEntry) -> bool {
-    a.workflow_id == b.workflow_id && a.run_id == b.run_id
 }
 
 fn push_recent(status: &mut CoordinatorStatus, done: TurnDone) {
@@ -310,7 +305,7 @@ async fn grant_slots(ctx: &WorkflowContext<CoordinatorWorkflow>) {
             .await;
         if told.is_err() {
             // The Shark is gone: its slot goes to the next.
-            ctx.state_mut(|s| s.status.executing.retain(|e| !same(e, &entry)));
+            ctx.state_mut(|s| s.status.executing.retain(|e| !same_run(e, &entry)));
         }
     }
 }
@@ -369,8 +364,8 @@ async fn check_holders(ctx: &WorkflowContext<CoordinatorWorkflow>) {
             continue;
         }
         ctx.state_mut(|s| {
-            s.status.executing.retain(|e| !same(e, &holder));
-            if s.status.holder.as_ref().is_some_and(|h| same(h, &holder)) {
+            s.status.executing.retain(|e| !same_run(e, &holder));
+            if s.status.holder.as_ref().is_some_and(|h| same_run(h, &holder)) {
                 s.status.holder = None;
                 s.status.not_landed += 1;
                 push_recent(
@@ -420,12 +415,12 @@ mod tests {
         }
     }
 
-    fn asked(status: &mut CoordinatorStatus, request: SlotRequest) -> bool {
+    /// What `acquire_now` does once the run's body is ready: the ask joins the line, then is
+    /// granted if it fits.
+    fn asked(coordinator: &mut CoordinatorWorkflow, request: SlotRequest) -> bool {
         let entry = request.entry.clone().unwrap_or_default();
-        if ask_for_slot(status, request.clone()) {
-            status.concurrency = request.concurrency;
-        }
-        grant_if_it_fits(status, &entry)
+        coordinator.take_ask(request);
+        grant_if_it_fits(&mut coordinator.status, &entry)
     }
 
     /// The activities crate reaches the Coordinator by these names (it cannot see this crate).
@@ -439,13 +434,14 @@ mod tests {
 
     #[test]
     fn an_ask_that_fits_is_granted_at_once_and_the_rest_wait_in_line() {
-        let mut status = CoordinatorStatus::default();
-        assert!(asked(&mut status, ask("a", &["src/a.rs"])));
+        let mut coordinator = CoordinatorWorkflow::default();
+        assert!(asked(&mut coordinator, ask("a", &["src/a.rs"])));
         // Its plan overlaps a's lease: in line, answered "not yet".
-        assert!(!asked(&mut status, ask("b", &["src/a.rs"])));
-        assert!(asked(&mut status, ask("c", &["src/c.rs"])));
+        assert!(!asked(&mut coordinator, ask("b", &["src/a.rs"])));
+        assert!(asked(&mut coordinator, ask("c", &["src/c.rs"])));
         // Two execute (the concurrency): a third waits even on free files.
-        assert!(!asked(&mut status, ask("d", &["src/d.rs"])));
+        assert!(!asked(&mut coordinator, ask("d", &["src/d.rs"])));
+        let status = &coordinator.status;
         let executing: Vec<&str> = status.executing.iter().map(|e| e.bead_id.as_str()).collect();
         assert_eq!(executing, ["a", "c"]);
         let waiting: Vec<&str> = status
@@ -459,12 +455,12 @@ mod tests {
 
     #[test]
     fn asking_again_answers_the_same_and_keeps_the_place() {
-        let mut status = CoordinatorStatus::default();
-        assert!(asked(&mut status, ask("a", &["src/a.rs"])));
-        assert!(asked(&mut status, ask("a", &["src/a.rs"])));
-        assert!(!asked(&mut status, ask("b", &["src/a.rs"])));
-        assert!(!asked(&mut status, ask("b", &["src/a.rs"])));
-        assert_eq!(status.executing.len(), 1);
-        assert_eq!(status.waiting_for_slot.len(), 1);
+        let mut coordinator = CoordinatorWorkflow::default();
+        assert!(asked(&mut coordinator, ask("a", &["src/a.rs"])));
+        assert!(asked(&mut coordinator, ask("a", &["src/a.rs"])));
+        assert!(!asked(&mut coordinator, ask("b", &["src/a.rs"])));
+        assert!(!asked(&mut coordinator, ask("b", &["src/a.rs"])));
+        assert_eq!(coordinator.status.executing.len(), 1);
+        assert_eq!(coordinator.status.waiting_for_slot.len(), 1);
     }
 }

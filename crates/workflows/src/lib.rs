@@ -13,6 +13,13 @@ pub mod notify;
 pub mod shark;
 
 pub use coordinator::CoordinatorWorkflow;
+
+/// A workflow time (`ctx.workflow_time()`, the time of the current workflow task) in
+/// milliseconds since the Unix epoch; 0 when there is none.
+pub(crate) fn epoch_ms(time: Option<std::time::SystemTime>) -> i64 {
+    time.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as i64)
+}
 pub use dispatcher::DispatcherWorkflow;
 pub use groom::{StrategicGroomWorkflow, TacticalGroomWorkflow};
 pub use learner::LearnerWorkflow;

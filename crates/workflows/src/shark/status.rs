@@ -1,8 +1,6 @@
 //! What the `status` query shows, kept in workflow state as the run goes: phase spans, gate
 //! results (excerpts capped), usage; and the result, built from that state when the run ends.
 
-use std::time::UNIX_EPOCH;
-
 use chum_core::gate_text::{EXCERPT_CHARS, phase_details};
 use chum_core::proto::{
     AgentRunSummary, GateName, GateResult, IntegrationReport, Outcome, Phase, PhaseSpan, SharkResult,
@@ -28,13 +26,7 @@ impl Shark<'_> {
     /// activities run in one workflow task, and a slot granted by the Coordinator during it was
     /// granted at the Coordinator's time, not before (see `slots`).
     pub(super) fn now_ms(&self) -> i64 {
-        let task = self
-            .ctx
-            .workflow_time()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        task.max(self.ctx.state(|s| s.clock_floor_ms))
+        crate::epoch_ms(self.ctx.workflow_time()).max(self.ctx.state(|s| s.clock_floor_ms))
     }
 
     /// Closes the current phase span and opens the next.
