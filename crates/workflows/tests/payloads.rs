@@ -14,6 +14,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+mod support;
+
 fn histories() -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut pending = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/histories")];
@@ -31,22 +33,9 @@ fn histories() -> Vec<PathBuf> {
     found
 }
 
-/// The key of the histories recorded with `[temporal.codec]` on (see replay.rs): test key
-/// material, not a secret.
-const REPLAY_KEY: &str = "Y2h1bS1yZXBsYXktdGVzdC1rZXktMzItYnl0ZXMhISE=";
-
 fn replay_codec() -> &'static chum_client::codec::AesGcmCodec {
     static CODEC: std::sync::OnceLock<chum_client::codec::AesGcmCodec> = std::sync::OnceLock::new();
-    CODEC.get_or_init(|| {
-        let mut settings = chum_core::config::CodecSettings {
-            encrypt_with: "replay".into(),
-            key_envs: BTreeMap::from([("replay".to_string(), "CHUM_REPLAY_KEY".to_string())]),
-            keys: BTreeMap::new(),
-        };
-        let env = std::collections::HashMap::from([("CHUM_REPLAY_KEY".to_string(), REPLAY_KEY.to_string())]);
-        chum_client::codec::load_keys("payloads.rs", &mut settings, &env).expect("the replay key loads");
-        chum_client::codec::AesGcmCodec::new(&settings).expect("the codec")
-    })
+    CODEC.get_or_init(|| support::replay_codec("payloads.rs"))
 }
 
 /// The JSON inside a history payload (`{"metadata": ..., "data": <base64>}`), decrypted first

@@ -5,14 +5,12 @@
 //! the Shark that would break runs already in flight (a different activity, order or timer) fails
 //! here. Re-record only on purpose, with the change, behind a patch marker.
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chum_client::codec::{AesGcmCodec, data_converter, load_keys};
+use chum_client::codec::data_converter;
 use chum_core::activity_contract::SharkActivities;
-use chum_core::config::CodecSettings;
 use chum_core::proto::{PlanRequest, SharkInput, SharkResult};
 use chum_workflows::{
     CoordinatorWorkflow, DispatcherWorkflow, LearnerWorkflow, NotifierWorkflow, SharkWorkflow, StrategicGroomWorkflow,
@@ -23,6 +21,8 @@ use temporalio_common::data_converters::DataConverter;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayFailure, WorkflowReplayer, WorkflowReplayerOptions};
 use temporalio_sdk::workflows::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
+
+mod support;
 
 /// Where the histories live: `current/` holds one per path of today's workflows, re-recorded by
 /// `scripts/record-histories.sh`; `legacy/<what changed>/` holds runs recorded by older versions
@@ -66,25 +66,9 @@ fn load(name: &str) -> WorkflowHistory {
     load_path(&histories_dir().join(format!("{name}.json")))
 }
 
-/// The key histories recorded with `[temporal.codec]` on were encrypted with, under the key id
-/// `replay` (crates/worker/tests/e2e/codec.rs records them): test key material, not a secret.
-const REPLAY_KEY: &str = "Y2h1bS1yZXBsYXktdGVzdC1rZXktMzItYnl0ZXMhISE=";
-
-/// The codec a worker with the replay key has: it decrypts the encrypted histories and leaves
-/// the ones recorded in clear as they are.
-fn replay_codec() -> Arc<AesGcmCodec> {
-    let mut settings = CodecSettings {
-        encrypt_with: "replay".into(),
-        key_envs: BTreeMap::from([("replay".to_string(), "CHUM_REPLAY_KEY".to_string())]),
-        keys: BTreeMap::new(),
-    };
-    let env = HashMap::from([("CHUM_REPLAY_KEY".to_string(), REPLAY_KEY.to_string())]);
-    load_keys("replay.rs", &mut settings, &env).expect("the replay key loads");
-    Arc::new(AesGcmCodec::new(&settings).expect("the codec"))
-}
-
+/// The data converter of a worker with the replay key (see `support`).
 fn decrypting() -> DataConverter {
-    data_converter(Some(&replay_codec()))
+    data_converter(Some(&Arc::new(support::replay_codec("replay.rs"))))
 }
 
 #[tokio::test]
@@ -131,6 +115,21 @@ async fn every_recorded_history_replays_deterministically() {
     }
 }
 
+/// `binary/encrypted` as a history's JSON holds a payload's encoding (base64).
+const ENCRYPTED_ENCODING: &str = "YmluYXJ5L2VuY3J5cHRlZA==";
+
+/// A replayer of the Shark alone, with `data_converter` when given.
+fn shark_replayer(data_converter: Option<DataConverter>) -> WorkflowReplayer {
+    let mut options = WorkflowReplayerOptions::new()
+        .register_workflow::<SharkWorkflow>()
+        .expect("registers")
+        .build();
+    if let Some(converter) = data_converter {
+        options.data_converter = converter;
+    }
+    WorkflowReplayer::new(options).expect("replayer")
+}
+
 /// Every payload of `history` that is not encrypted, its data decoded.
 fn clear_payloads(history: &serde_json::Value) -> Vec<String> {
     use base64::Engine as _;
@@ -138,7 +137,7 @@ fn clear_payloads(history: &serde_json::Value) -> Vec<String> {
         match value {
             serde_json::Value::Object(map) => {
                 if let (Some(metadata), Some(data)) = (map.get("metadata"), map.get("data").and_then(|d| d.as_str()))
-                    && metadata["encoding"] != "YmluYXJ5L2VuY3J5cHRlZA=="
+                    && metadata["encoding"] != ENCRYPTED_ENCODING
                     && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data)
                 {
                     out.push(String::from_utf8_lossy(&bytes).into_owned());
@@ -161,8 +160,7 @@ async fn an_encrypted_history_holds_ciphertext_and_replays_with_its_key() {
     let path = histories_dir().join("current/codec_encrypted_integrated.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e}; record it with scripts/record-histories.sh", path.display()));
-    let encrypted = "YmluYXJ5L2VuY3J5cHRlZA=="; // base64 of binary/encrypted
-    assert!(text.contains(encrypted), "recorded without the codec");
+    assert!(text.contains(ENCRYPTED_ENCODING), "recorded without the codec");
     // What stays in clear is the SDK's own bookkeeping (patch markers, a local activity's
     // sequence number, type and timing, TemporalChangeVersion): never the bead, the plan or the
     // work.
@@ -174,14 +172,7 @@ async fn an_encrypted_history_holds_ciphertext_and_replays_with_its_key() {
             "a payload with the bead's data is in clear: {payload}"
         );
     }
-    let options = WorkflowReplayerOptions::new()
-        .register_workflow::<SharkWorkflow>()
-        .expect("registers")
-        .build();
-    let mut options = options;
-    options.data_converter = decrypting();
-    let replayer = WorkflowReplayer::new(options).expect("replayer");
-    let results = replayer
+    let results = shark_replayer(Some(decrypting()))
         .replay_workflows([load("current/codec_encrypted_integrated")])
         .await
         .expect("replay runs");
@@ -191,12 +182,7 @@ async fn an_encrypted_history_holds_ciphertext_and_replays_with_its_key() {
 /// Without the key the encrypted run cannot be read: replay fails, it does not pass by accident.
 #[tokio::test]
 async fn an_encrypted_history_does_not_replay_without_its_key() {
-    let options = WorkflowReplayerOptions::new()
-        .register_workflow::<SharkWorkflow>()
-        .expect("registers")
-        .build();
-    let replayer = WorkflowReplayer::new(options).expect("replayer");
-    let results = replayer
+    let results = shark_replayer(None)
         .replay_workflows([load("current/codec_encrypted_integrated")])
         .await
         .expect("replay runs");

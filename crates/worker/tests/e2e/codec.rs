@@ -6,7 +6,7 @@
 //! the right key is back (nothing is lost).
 //!
 //! With `CHUM_RECORD_HISTORIES=1` the encrypted run is saved for the replay tests, which decrypt
-//! it with [`REPLAY_KEY`] (the same key is in crates/workflows/tests/replay.rs).
+//! it with [`REPLAY_KEY`] (the same key is in crates/workflows/tests/support/mod.rs).
 
 use std::collections::HashMap;
 use std::process::Command;
