@@ -1,6 +1,7 @@
 //! The Coordinator: one long-lived workflow per project, `merge-queue-<project>`, that hands out
 //! what the project's Sharks share, in the order they ask (started by the first Shark that needs
-//! it, as a child that outlives it). Its id and Temporal type keep the names it was first
+//! it: by its slot ask's update-with-start, or, for the merge queue's `join` and runs from before
+//! patch "slot-by-update", as a child that outlives it). Its id and Temporal type keep the names it was first
 //! released under (`merge-queue-<project>`, `MergeQueue`), when it kept only the merge queue: a
 //! rename would break every Shark in flight that started or signals it.
 //!
