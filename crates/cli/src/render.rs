@@ -236,6 +236,9 @@ pub fn status(config: &ChumConfig, workflow_id: &str, s: &SharkStatus) -> String
     if !s.pull_request_url.is_empty() {
         let _ = writeln!(out, "pull request #{} {}", s.pull_request_number, s.pull_request_url);
     }
+    if !s.host.is_empty() {
+        let _ = writeln!(out, "host        {}{}", s.host, lost_hosts(&s.hosts_lost));
+    }
     if s.phase() == Phase::AwaitingResultApproval {
         let _ = writeln!(
             out,
@@ -325,6 +328,9 @@ pub fn summary(config: &ChumConfig, workflow_id: &str, run_id: &str, r: &SharkRe
     }
     if !r.pull_request_url.is_empty() {
         let _ = writeln!(out, " pull request {}", r.pull_request_url);
+    }
+    if !r.host.is_empty() {
+        let _ = writeln!(out, " host         {}{}", r.host, lost_hosts(&r.hosts_lost));
     }
     let _ = writeln!(out, " look at      {}", ui_link(config, workflow_id));
     if let Ok(project) = config.project(&r.project) {
@@ -434,6 +440,15 @@ pub fn learned(r: &chum_core::proto::LearnerResult) -> String {
         let _ = writeln!(out, "  note: {}", r.error);
     }
     out
+}
+
+/// " (moved from b, which stopped answering)" for a run that lost hosts on the way.
+fn lost_hosts(lost: &[String]) -> String {
+    if lost.is_empty() {
+        String::new()
+    } else {
+        format!(" (moved from {}, which stopped answering)", lost.join(", then "))
+    }
 }
 
 #[cfg(test)]

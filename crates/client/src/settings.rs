@@ -28,11 +28,30 @@ pub fn load_config_with_env(path: &Path, env: &HashMap<String, String>) -> Resul
     // Relative paths in the config start from the config file's directory, so make it absolute.
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let mut config = ChumConfig::from_toml(&text, &absolute, env.clone())?;
+    if config.worker.host.is_empty() {
+        config.worker.host = machine_host_name();
+    }
     crate::envconfig::layer(&mut config.temporal, env)?;
     if let Some(codec) = config.temporal.codec.as_mut() {
         crate::codec::load_keys(&path.display().to_string(), codec, env)?;
     }
     Ok(config)
+}
+
+/// The machine's hostname as a worker's name (`[worker] host` unset): what `gethostname` says,
+/// cut to the characters a host name may have; `localhost` when it says nothing usable.
+fn machine_host_name() -> String {
+    let name = gethostname::gethostname().to_string_lossy().into_owned();
+    let name: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .take(64)
+        .collect();
+    if chum_core::config::is_host_name(&name) {
+        name
+    } else {
+        "localhost".to_string()
+    }
 }
 
 /// The configuration file to use: `explicit` (`--config`, or `CHUM_CONFIG` through clap), else

@@ -12,11 +12,12 @@ use temporalio_macros::activity_definitions;
 use crate::proto::{
     ApplyMutationsReport, ApplyMutationsRequest, BriefingReport, BriefingRequest, CrystallizeRequest,
     DiscardCandidatesReport, DiscardCandidatesRequest, DispatchReport, DispatchRequest, DodReport, DodRequest,
-    ExecuteReport, ExecuteRequest, GroomProposal, GroomRequest, IntegrateRequest, IntegrationReport, LandReport,
-    LandRequest, LearnerInput, LessonsReport, LoadBeadRequest, LoadBeadResult, NamedGateRequest, NotifyEvent,
-    NotifyReport, PlanDraft, PlanRequest, PullRequestCheck, PullRequestReport, PullRequestRequest, PullRequestStatus,
-    ReviewReport, ReviewRequest, RuleReport, RunOpenReport, RunOpenRequest, RunRecord, RunRecorded, SemgrepReport,
-    SemgrepRequest, SlotAnswer, SlotAsk, UpdateBeadRequest, UpdateBeadResult, UpdateToBaseReport, UpdateToBaseRequest,
+    ExecuteReport, ExecuteRequest, GroomProposal, GroomRequest, HostClaim, HostClaimRequest, IntegrateRequest,
+    IntegrationReport, LandReport, LandRequest, LearnerInput, LessonsReport, LoadBeadRequest, LoadBeadResult,
+    NamedGateRequest, NotifyEvent, NotifyReport, PlanDraft, PlanRequest, PullRequestCheck, PullRequestReport,
+    PullRequestRequest, PullRequestStatus, ReviewReport, ReviewRequest, RuleReport, RunOpenReport, RunOpenRequest,
+    RunRecord, RunRecorded, SemgrepReport, SemgrepRequest, SlotAnswer, SlotAsk, UpdateBeadRequest, UpdateBeadResult,
+    UpdateToBaseReport, UpdateToBaseRequest,
 };
 
 pub struct SharkActivities;
@@ -69,6 +70,14 @@ impl SharkActivities {
     /// Commits the attempt on the bead's branch (once) and integrates it per the project policy.
     #[activity(name = "integrate")]
     pub fn integrate(_req: IntegrateRequest) -> Result<IntegrationReport, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Claims the host an attempt runs on (`[worker] several_hosts`): the worker that picks it up
+    /// answers with its host and the task queue only it polls; after a lost host, it first looks
+    /// for the run's work on the remote's base.
+    #[activity(name = "claim_host")]
+    pub fn claim_host(_req: HostClaimRequest) -> Result<HostClaim, ActivityError> {
         unimplemented!()
     }
 

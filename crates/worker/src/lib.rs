@@ -46,6 +46,26 @@ pub fn build_worker(runtime: &Runtime, client: Client, config: impl Into<LiveCon
     Ok(Worker::new(runtime, client, options)?)
 }
 
+/// With `[worker] several_hosts`: a second worker polling only this host's own task queue
+/// (`<task_queue>@<host>`), where the Shark sends the host-bound steps of the attempts this host
+/// claimed. Only the Shark's activities are registered there; workflows and every other activity
+/// stay on the shared queue. `None` with one host.
+pub fn build_host_worker(
+    runtime: &Runtime,
+    client: Client,
+    config: impl Into<LiveConfig>,
+) -> anyhow::Result<Option<Worker>> {
+    let config: LiveConfig = config.into();
+    let current = config.current();
+    if !current.worker.several_hosts {
+        return Ok(None);
+    }
+    let options = WorkerOptions::new(current.worker.host_task_queue(&current.temporal.task_queue))
+        .register_activities(SharkActivitiesImpl::new(config.clone()))
+        .build();
+    Ok(Some(Worker::new(runtime, client, options)?))
+}
+
 /// Re-reads the configuration file and puts in force what can change while the worker runs
 /// (SIGHUP). A file that does not load changes nothing: the error says why and the running
 /// configuration stays. Dispatchers of projects added by the reload are started; running

@@ -138,6 +138,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         for line in chum_client::envconfig::describe(&config.temporal) {
             println!("temporal: {line}");
         }
+        let w = &config.worker;
+        if w.several_hosts {
+            println!(
+                "worker: host {} (several hosts: its attempts' steps on {})",
+                w.host,
+                w.host_task_queue(&config.temporal.task_queue)
+            );
+        } else {
+            println!("worker: host {}", w.host);
+        }
         // A path, or the URL without its password.
         println!("store: {}", chum_activities::store::StoreTarget::of(&config));
         return Ok(());
@@ -159,7 +169,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Ok(version) => tracing::info!("store: {store} (schema {version})"),
         Err(e) => anyhow::bail!("{}: {e}", config.source.display()),
     }
-    let identity = format!("chum-worker@{}", std::process::id());
+    let identity = format!("chum-worker@{}/{}", config.worker.host, std::process::id());
     let client = chum_client::connect::connect(t, &identity, t.connect_timeout, |attempt, error, delay| {
         tracing::warn!(
             attempt,
@@ -213,6 +223,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut worker = worker::build_worker(&runtime, client.clone(), live.clone())?;
     let shutdown = worker.shutdown_handle();
+    let mut host_worker = worker::build_host_worker(&runtime, client.clone(), live.clone())?;
+    let host_shutdown = host_worker.as_ref().map(|w| w.shutdown_handle());
     tokio::spawn(async move {
         let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
             tracing::error!("cannot install signal handlers; stop the worker with SIGKILL");
@@ -223,10 +235,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
             _ = int.recv() => tracing::info!("interrupt: draining, running activities finish first"),
         }
         shutdown();
+        if let Some(host_shutdown) = host_shutdown {
+            host_shutdown();
+        }
     });
     tokio::spawn(reload_on_sighup(live, config_path.clone(), client));
-    tracing::info!(task_queue = %t.task_queue, "worker polling");
-    worker.run().await?;
+    match host_worker.as_mut() {
+        Some(host_worker) => {
+            let host_queue = config.worker.host_task_queue(&t.task_queue);
+            tracing::info!(task_queue = %t.task_queue, %host_queue, host = %config.worker.host, "worker polling (several hosts: this host's attempts on its own queue)");
+            let (shared, own) = tokio::join!(worker.run(), host_worker.run());
+            shared?;
+            own?;
+        }
+        None => {
+            tracing::info!(task_queue = %t.task_queue, host = %config.worker.host, "worker polling");
+            worker.run().await?;
+        }
+    }
     let _ = api_stop.send(());
     tracing::info!("worker stopped");
     Ok(())

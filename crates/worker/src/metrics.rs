@@ -151,6 +151,29 @@ pub async fn chum_metrics(client: &Client, config: &ChumConfig) -> String {
         );
     }
     out.family(
+        "chum_sharks_finished_by_host_total",
+        "counter",
+        "Sharks finished with their attempts bound to a host ([worker] several_hosts), by project, the host their last attempt ran on, and outcome.",
+    );
+    for (project, host, outcome, n) in &totals.finished_by_host {
+        out.sample(
+            "chum_sharks_finished_by_host_total",
+            &[("project", project), ("host", host), ("outcome", outcome)],
+            *n as f64,
+        );
+    }
+    out.family(
+        "chum_worker_info",
+        "gauge",
+        "This worker: its host name and whether it takes attempts on a queue of its own (1).",
+    );
+    let several = if config.worker.several_hosts { "true" } else { "false" };
+    out.sample(
+        "chum_worker_info",
+        &[("host", &config.worker.host), ("several_hosts", several)],
+        1.0,
+    );
+    out.family(
         "chum_phase_duration_seconds",
         "histogram",
         "Time finished runs spent in each phase (a phase entered twice counts twice).",

@@ -151,6 +151,7 @@ fn check_activity(name: &str, input: Option<&Value>, output: Option<&Value>) -> 
         "check_pull_request" => pair!(PullRequestCheck, PullRequestStatus),
         "run_open" => pair!(RunOpenRequest, RunOpenReport),
         "ask_for_slot" => pair!(SlotAsk, SlotAnswer),
+        "claim_host" => pair!(HostClaimRequest, HostClaim),
         "deliver_notification" => pair!(NotifyEvent, NotifyReport),
         other => Err(format!("activity {other:?} has no type here: add it to check_activity")),
     }

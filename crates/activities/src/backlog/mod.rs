@@ -44,9 +44,11 @@ impl Backlog {
         match &project.backlog {
             BacklogBackend::Native => {
                 let file = project.repo.join(&project.beads_file);
-                // Keep the lock out of the project's `git status` when the repository has a .git directory.
+                // Keep the lock out of the project's `git status` when the repository has a .git
+                // directory. A backlog outside the checkout (several hosts' shared file) keeps its
+                // lock beside it, where every worker that writes it looks.
                 let git_dir = project.repo.join(".git");
-                Backlog::Native(if git_dir.is_dir() {
+                Backlog::Native(if git_dir.is_dir() && file.starts_with(&project.repo) {
                     BeadsFile::with_lock(file, git_dir.join("chum-beads.lock"))
                 } else {
                     BeadsFile::new(file)

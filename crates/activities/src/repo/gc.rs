@@ -119,8 +119,11 @@ fn idle_checkouts(dir: &Path, scope: Scope<'_>) -> Vec<PathBuf> {
 pub async fn plan_gc(project: &ProjectConfig, running: &BTreeSet<String>) -> Result<GcPlan, RepoProblem> {
     let mut plan = plan_scope(project, Scope::AllBut(running)).await?;
     plan.running = running.iter().cloned().collect();
-    let status = git(&project.repo, &["status", "--porcelain", "--", &plan.beads_file]).await?;
-    plan.beads_file_uncommitted = !status.trim().is_empty();
+    // A backlog kept outside the checkout (several hosts' shared file) is nothing git tracks.
+    if project.beads_file.is_relative() {
+        let status = git(&project.repo, &["status", "--porcelain", "--", &plan.beads_file]).await?;
+        plan.beads_file_uncommitted = !status.trim().is_empty();
+    }
     Ok(plan)
 }
 

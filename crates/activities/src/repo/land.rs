@@ -214,6 +214,23 @@ pub async fn follow_remote_base(project: &ProjectConfig) -> Result<String, RepoP
     Ok(tip)
 }
 
+/// The run's commit on the remote's base (the `push` policy), found by its `Chum-Run:
+/// <workflow>/<run>/` trailer: work that landed before the host that pushed it stopped answering.
+/// The local base follows the remote's on the way.
+pub async fn landed_by_run(
+    project: &ProjectConfig,
+    workflow_id: &str,
+    run_id: &str,
+) -> Result<Option<String>, RepoProblem> {
+    if project.integration != IntegrationPolicy::Push || workflow_id.is_empty() || run_id.is_empty() {
+        return Ok(None);
+    }
+    let tip = follow_remote_base(project).await?;
+    let grep = format!("--grep=^Chum-Run: {workflow_id}/{run_id}/");
+    let found = crate::repo::git(&project.repo, &["log", "--format=%H", "-n", "1", &grep, &tip]).await?;
+    Ok(Some(found.trim().to_string()).filter(|c| !c.is_empty()))
+}
+
 async fn follow_remote(project: &ProjectConfig, remote_tip: &str) {
     let repo = &project.repo;
     let base_ref = format!("refs/heads/{}", project.base_branch);

@@ -18,7 +18,7 @@ pub(crate) use git::testing;
 pub use gc::{GcPlan, KeptBranch, apply_gc, plan_bead_cleanup, plan_gc};
 pub use git::{GitError, WorktreeEntry, WorktreeGit, common_dir, git, git_ok, resolve, worktrees};
 pub use integrate::integrate;
-pub use land::follow_remote_base;
+pub use land::{follow_remote_base, landed_by_run};
 pub use land::{land, update_to_base};
 pub use map::{
     MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES, RepoTags, map_for_prompt, ranked_repo_map, repo_tags, tags_cache_dir,

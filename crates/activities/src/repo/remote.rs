@@ -380,6 +380,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn another_host_finds_the_work_a_lost_host_had_landed_by_its_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bare, host_a) = remote_and_clone(dir.path(), None).await;
+        let host_b = dir.path().join("host-b");
+        let url = format!("file://{}", bare.display());
+        git(dir.path(), &["clone", "-q", &url, &host_b.display().to_string()])
+            .await
+            .unwrap();
+        let (a, b) = (
+            project(&host_a, IntegrationPolicy::Push),
+            project(&host_b, IntegrationPolicy::Push),
+        );
+        // Host A lands run r7's work (its commit carries the run's trailer), then is lost.
+        let attempt = prepare_worktree(&a, "tk-1", 2, 0).await.unwrap();
+        std::fs::write(attempt.path.join("one.txt"), "mine\n").unwrap();
+        attempt.git.git(&["add", "one.txt"]).await.unwrap();
+        let message = "one\n\nChum-Bead: tk-1\nChum-Run: shark-demo-tk-1/r7/2\n";
+        attempt.git.git(&["commit", "-q", "-m", message]).await.unwrap();
+        let commit = attempt.git.git(&["rev-parse", "HEAD"]).await.unwrap();
+        let updated = update_to_base(&a, &update(&attempt.path, &commit)).await.unwrap();
+        assert!(
+            land(&a, &landing(&updated.commit, &updated.base_tip))
+                .await
+                .unwrap()
+                .landed
+        );
+        push_from_elsewhere(dir.path(), &bare, "later.txt").await;
+
+        // Host B, whose checkout never saw it, finds it on the remote; another run finds nothing.
+        let found = crate::repo::landed_by_run(&b, "shark-demo-tk-1", "r7").await.unwrap();
+        assert_eq!(found.as_deref(), Some(updated.commit.as_str()));
+        let other = crate::repo::landed_by_run(&b, "shark-demo-tk-1", "r8").await.unwrap();
+        assert_eq!(other, None);
+        // Nothing is looked for where the base is not the remote's.
+        let local = project(&host_b, IntegrationPolicy::Merge);
+        assert_eq!(
+            crate::repo::landed_by_run(&local, "shark-demo-tk-1", "r7")
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
     async fn the_remotes_base_moves_only_to_the_commit_verified_on_its_tip_never_forced() {
         let dir = tempfile::tempdir().unwrap();
         let (bare, work) = remote_and_clone(dir.path(), None).await;

@@ -5,7 +5,7 @@ use crate::error::{command_error, repo_error, retryable, setup_error};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use chum_core::config::{ProjectConfig, Role};
+use chum_core::config::{IntegrationPolicy, ProjectConfig, Role};
 use chum_core::lesson::lessons_section;
 use chum_core::plan::parse_plan;
 use chum_core::prompt::{Background, ReviewContext, executor_prompt, planner_prompt, reviewer_prompt};
@@ -241,6 +241,11 @@ impl SharkSteps {
         let worktree = match resumed {
             Some(worktree) => worktree,
             None => {
+                // Several hosts: this host's base may be behind the remote's, where the other hosts
+                // land; the attempt starts from the remote's.
+                if self.config.worker.several_hosts && project.integration == IntegrationPolicy::Push {
+                    crate::repo::follow_remote_base(project).await.map_err(repo_error)?;
+                }
                 let fresh = prepare_worktree(project, &run.bead_id, req.attempt, req.candidate)
                     .await
                     .map_err(repo_error)?;

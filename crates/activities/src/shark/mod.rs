@@ -25,10 +25,11 @@ use chum_core::config::{ChumConfig, IntegrationPolicy, ProjectConfig};
 use chum_core::ids::check_bead_id;
 use chum_core::proto::{
     BeadStatus, DiscardCandidatesReport, DiscardCandidatesRequest, DodReport, DodRequest, ExecuteReport,
-    ExecuteRequest, IntegrateRequest, IntegrationReport, LandReport, LandRequest, LoadBeadRequest, LoadBeadResult,
-    NamedGateRequest, PlanDraft, PlanRequest, ProjectGates, PullRequestCheck, PullRequestReport, PullRequestRequest,
-    PullRequestStatus, ReviewReport, ReviewRequest, RunRecord, RunRecorded, RunRef, SemgrepReport, SemgrepRequest,
-    UpdateBeadRequest, UpdateBeadResult, UpdateToBaseReport, UpdateToBaseRequest,
+    ExecuteRequest, HostClaim, HostClaimRequest, IntegrateRequest, IntegrationReport, LandReport, LandRequest,
+    LoadBeadRequest, LoadBeadResult, NamedGateRequest, PlanDraft, PlanRequest, ProjectGates, PullRequestCheck,
+    PullRequestReport, PullRequestRequest, PullRequestStatus, ReviewReport, ReviewRequest, RunRecord, RunRecorded,
+    RunRef, SemgrepReport, SemgrepRequest, UpdateBeadRequest, UpdateBeadResult, UpdateToBaseReport,
+    UpdateToBaseRequest,
 };
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -158,6 +159,8 @@ impl SharkSteps {
                 concurrency: project.concurrency,
                 leases: project.leases as i32,
                 notify: !self.config.notify.is_empty(),
+                several_hosts: self.config.worker.several_hosts,
+                host_wait_secs: self.config.worker.host_wait.as_secs().max(1),
                 named: project.named_gates.iter().map(|g| g.to_proto()).collect(),
             }),
         })
@@ -209,6 +212,33 @@ impl SharkSteps {
         tracing::info!(bead = %run.bead_id, number = req.number, state = %status.state(), actor = %status.actor,
             wait_secs = status.wait_secs, "pull request checked");
         Ok(status)
+    }
+
+    /// This worker claims the attempt: its host and its own task queue. After a lost host, the
+    /// remote's base is looked at first: work of this run found there (by its `Chum-Run:`
+    /// trailer) has landed, and the run closes with it instead of doing it again.
+    pub async fn claim_host_impl(&self, req: HostClaimRequest) -> Result<HostClaim, ActivityError> {
+        let run = req.run.clone().unwrap_or_default();
+        let host = &self.config.worker.host;
+        let mut claim = HostClaim {
+            host: host.clone(),
+            task_queue: self.config.worker.host_task_queue(&self.config.temporal.task_queue),
+            ..HostClaim::default()
+        };
+        if !req.lost_host.is_empty() {
+            let project = self.project(&run)?;
+            if let Some(commit) = crate::repo::landed_by_run(project, &run.workflow_id, &run.run_id)
+                .await
+                .map_err(repo_error)?
+            {
+                claim.landed_commit = commit;
+                claim.base_branch = project.landing_branch();
+            }
+            tracing::warn!(bead = %run.bead_id, lost = %req.lost_host, landed = %claim.landed_commit,
+                "the attempt's host stopped answering; it moves here");
+        }
+        tracing::info!(bead = %run.bead_id, %host, "attempt claimed");
+        Ok(claim)
     }
 
     pub async fn update_bead_impl(&self, req: UpdateBeadRequest) -> Result<UpdateBeadResult, ActivityError> {
@@ -305,6 +335,16 @@ impl SharkActivitiesImpl {
     ) -> Result<IntegrationReport, ActivityError> {
         let span = activity_span(&ctx, req.run.as_ref());
         supervised(&ctx, span, async move { self.steps().integrate_impl(req).await }).await
+    }
+
+    #[activity(definition = chum_core::activity_contract::definitions::ClaimHost)]
+    pub async fn claim_host(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: HostClaimRequest,
+    ) -> Result<HostClaim, ActivityError> {
+        let span = activity_span(&ctx, req.run.as_ref());
+        supervised(&ctx, span, async move { self.steps().claim_host_impl(req).await }).await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::RecordRun)]

@@ -10,6 +10,8 @@ use chum_core::proto::{EnumName, RunRef, SharkResult};
 pub struct RunTotals {
     /// (project, outcome, runs)
     pub finished: Vec<(String, String, u64)>,
+    /// (project, host, outcome, runs) of the runs whose attempts were bound to a host.
+    pub finished_by_host: Vec<(String, String, String, u64)>,
     /// (gate as people read it, passed, verdicts)
     pub gates: Vec<(String, bool, u64)>,
     pub phases: Vec<PhaseTotals>,
@@ -33,10 +35,11 @@ impl Store {
         self.conn.transaction("BEGIN", || {
             self.conn.execute(
                 "INSERT INTO runs (workflow_id, run_id, project, bead_id, outcome, reason, attempts, result, \
-                     finished_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                     finished_ms, host) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
                  ON CONFLICT (workflow_id, run_id) DO UPDATE SET project = excluded.project, \
                      bead_id = excluded.bead_id, outcome = excluded.outcome, reason = excluded.reason, \
-                     attempts = excluded.attempts, result = excluded.result, finished_ms = excluded.finished_ms",
+                     attempts = excluded.attempts, result = excluded.result, finished_ms = excluded.finished_ms, \
+                     host = excluded.host",
                 &args![
                     &run.workflow_id,
                     &run.run_id,
@@ -46,7 +49,8 @@ impl Store {
                     &result.reason,
                     result.attempts,
                     &json,
-                    now_ms
+                    now_ms,
+                    &result.host
                 ],
             )?;
             for table in ["run_gates", "run_phases"] {
@@ -94,6 +98,16 @@ impl Store {
             .iter()
             .map(counted)
             .collect::<Result<_, _>>()?;
+        let finished_by_host = self
+            .conn
+            .query(
+                "SELECT project, host, outcome, COUNT(*) FROM runs WHERE host <> '' \
+                 GROUP BY project, host, outcome ORDER BY project, host, outcome",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.text(1)?, r.text(2)?, r.count(3)?)))
+            .collect::<Result<_, StoreError>>()?;
         let gates = self
             .conn
             .query(
@@ -126,6 +140,7 @@ impl Store {
             .collect::<Result<_, StoreError>>()?;
         Ok(RunTotals {
             finished,
+            finished_by_host,
             gates,
             phases,
         })

@@ -332,12 +332,16 @@ fn run_totals_count_every_run_ever_recorded_and_a_rerecorded_run_once(target: &S
         (GateName::Named, "typecheck", true),
     ];
     for i in 0..30 {
-        let (run, result) = finished_run(
+        let (run, mut result) = finished_run(
             &format!("tk-{i}"),
             Outcome::Integrated,
             &caught,
             &[(Phase::Dod, 2), (Phase::Executing, 40)],
         );
+        // Ten of them ran on host "b" of several; the rest on one host (no host).
+        if i % 3 == 0 {
+            result.host = "b".into();
+        }
         store.record_run(&run, &result, i).unwrap();
     }
     let (run, result) = finished_run("tk-x", Outcome::Escalated, &[(GateName::Dod, "", false)], &[]);
@@ -352,6 +356,10 @@ fn run_totals_count_every_run_ever_recorded_and_a_rerecorded_run_once(target: &S
             ("demo".to_string(), "escalated".to_string(), 1),
             ("demo".to_string(), "integrated".to_string(), 30)
         ]
+    );
+    assert_eq!(
+        totals.finished_by_host,
+        [("demo".to_string(), "b".to_string(), "integrated".to_string(), 10)]
     );
     assert_eq!(
         totals.gates,
@@ -390,7 +398,8 @@ fn runs_recorded_before_the_totals_tables_are_counted_from_their_json(target: &S
     store
         .conn
         .batch(&format!(
-            "DROP TABLE run_gates; DROP TABLE run_phases; DROP INDEX runs_by_outcome; DROP TABLE audit; {back_to_7};"
+            "DROP TABLE run_gates; DROP TABLE run_phases; DROP INDEX runs_by_outcome; DROP TABLE audit; \
+             DROP INDEX runs_by_host; ALTER TABLE runs DROP COLUMN host; {back_to_7};"
         ))
         .unwrap();
     drop(store);

@@ -19,6 +19,7 @@ mod schema;
 mod store;
 mod temporal;
 mod validate;
+mod worker;
 pub mod world;
 
 pub use codec::{AES_256_GCM, CODEC_KEY_LEN, CodecKey, CodecSettings};
@@ -41,6 +42,7 @@ pub use store::{DEFAULT_PASSWORD_ENV, PostgresUrl, RawStore, StoreLocation};
 pub use temporal::{
     ApiKey, ConnectionSettings, DEFAULT_API_KEY_ENV, Origin, Pem, Setting, TemporalSettings, address_url, tls_wanted,
 };
+pub use worker::{DEFAULT_HOST_WAIT, RawWorker, WorkerSettings, host_task_queue, is_host_name};
 pub use world::{McpServer, ProjectEnvironment, RawMcpServer, ResourceLimits, parse_size, show_size};
 
 use std::path::{Path, PathBuf};
@@ -409,6 +411,51 @@ mod tests {
             "dispatcher.rounds_per_run",
             "at least 1",
         );
+    }
+
+    #[test]
+    fn several_hosts_need_a_name_and_integration_through_the_remote() {
+        let c = load(GOOD).unwrap();
+        assert_eq!(c.worker, WorkerSettings::default());
+        assert_eq!(c.worker.host, "", "the loader fills in the hostname");
+        // GOOD's project merges into one host's checkout.
+        expect_invalid(
+            &format!("{GOOD}\n[worker]\nseveral_hosts = true\n"),
+            "worker.several_hosts",
+            "\"push\" or \"pr\"",
+        );
+        let pushing = GOOD.replace("integration = \"merge\"", "integration = \"push\"");
+        let c = load(&format!(
+            "{pushing}\n[worker]\nhost = \"build-2\"\nseveral_hosts = true\nhost_wait = \"30s\"\n"
+        ))
+        .unwrap();
+        assert!(c.worker.several_hosts);
+        assert_eq!(c.worker.host_wait, Duration::from_secs(30));
+        assert_eq!(c.worker.host_task_queue(&c.temporal.task_queue), "chum@build-2");
+        expect_invalid(
+            &format!("{GOOD}\n[worker]\nhost = \"build 2\"\n"),
+            "worker.host",
+            "cannot name a worker",
+        );
+        expect_invalid(
+            &format!("{GOOD}\n[worker]\nhost_wait = \"soon\"\n"),
+            "worker.host_wait",
+            "not a duration",
+        );
+        // A backlog several hosts share lives outside each checkout.
+        let shared = GOOD.replace(
+            "integration = \"merge\"",
+            "integration = \"merge\"\n        beads_file = \"/mnt/shared/issues.jsonl\"",
+        );
+        assert_eq!(
+            load(&shared).unwrap().projects["demo"].beads_file,
+            PathBuf::from("/mnt/shared/issues.jsonl")
+        );
+        let escaping = GOOD.replace(
+            "integration = \"merge\"",
+            "integration = \"merge\"\n        beads_file = \"../issues.jsonl\"",
+        );
+        expect_invalid(&escaping, "projects.demo.beads_file", "inside the repository");
     }
 
     #[test]

@@ -67,8 +67,13 @@ impl Validator {
                 return Err(self.invalid(format!("{}[{i}]", key("dod")), "an empty command"));
             }
             let beads_file = PathBuf::from(p.beads_file.unwrap_or_else(|| ".beads/issues.jsonl".to_string()));
-            if beads_file.is_absolute() || beads_file.components().any(|c| c.as_os_str() == "..") {
-                return Err(self.invalid(key("beads_file"), "must be a path inside the repository"));
+            // Relative: inside the repository. Absolute: a backlog kept outside the checkout, e.g.
+            // one file on a volume several hosts share.
+            if beads_file.components().any(|c| c.as_os_str() == "..") {
+                return Err(self.invalid(
+                    key("beads_file"),
+                    "must be a path inside the repository (relative to `repo`, without \"..\"), or an absolute path",
+                ));
             }
             let (gates, named_gates) = self.named_gates(&name, p.gate, p.gates)?;
             let backlog = match p.beads_backend.as_deref().unwrap_or("native") {

@@ -30,6 +30,7 @@ pub struct RawConfig {
     pub notify: Vec<super::notify::RawNotify>,
     pub repo_map_tokens: RawRepoMapTokens,
     pub store: super::store::RawStore,
+    pub worker: super::worker::RawWorker,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

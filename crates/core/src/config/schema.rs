@@ -369,6 +369,8 @@ pub struct ChumConfig {
     /// Where lessons, rules, runs, usage and groom records live: `state_dir`'s SQLite file, or a
     /// Postgres database that several workers share.
     pub store: super::store::StoreLocation,
+    /// `[worker]`: this worker's host name, and whether attempts are bound to one host of several.
+    pub worker: super::worker::WorkerSettings,
     pub limits: Limits,
     pub projects: BTreeMap<String, ProjectConfig>,
     pub providers: BTreeMap<String, ProviderConfig>,

@@ -86,12 +86,14 @@ impl Validator {
         let repo_map_tokens = self.repo_map_tokens(raw.repo_map_tokens)?;
         let api = self.api(raw.api, tokens_env, &state_dir)?;
         let store = self.store(raw.store)?;
+        let worker = self.worker(raw.worker, projects.values())?;
         Ok(ChumConfig {
             source: source.to_path_buf(),
             config_dir: self.config_dir,
             temporal,
             state_dir,
             store,
+            worker,
             limits,
             projects,
             providers,

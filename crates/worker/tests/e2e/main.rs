@@ -24,6 +24,7 @@ mod pull_requests;
 mod remote;
 mod result_gate;
 mod sandbox;
+mod several_hosts;
 mod shared_store;
 mod shark_paths;
 mod tls;

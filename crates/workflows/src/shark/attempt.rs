@@ -71,7 +71,11 @@ impl Shark<'_> {
             };
             let report = match self
                 .ctx
-                .execute_activity(SharkActivities::execute, execute, agent_options(limits.agent_timeout))
+                .execute_activity(
+                    SharkActivities::execute,
+                    execute,
+                    self.on_host(agent_options(limits.agent_timeout)),
+                )
                 .await
             {
                 Ok(report) => report,

@@ -158,7 +158,11 @@ impl Shark<'_> {
         };
         let mut review = self
             .ctx
-            .execute_activity(SharkActivities::review, request.clone(), agent_options(agent_timeout))
+            .execute_activity(
+                SharkActivities::review,
+                request.clone(),
+                self.on_host(agent_options(agent_timeout)),
+            )
             .await?;
         self.add_usage(review.agent.as_ref());
         if review.verdict.is_none() {
@@ -166,7 +170,11 @@ impl Shark<'_> {
             request.retry_error = review.error.clone();
             review = self
                 .ctx
-                .execute_activity(SharkActivities::review, request, agent_options(agent_timeout))
+                .execute_activity(
+                    SharkActivities::review,
+                    request,
+                    self.on_host(agent_options(agent_timeout)),
+                )
                 .await?;
             self.add_usage(review.agent.as_ref());
         }
@@ -232,7 +240,7 @@ impl Shark<'_> {
             tree: step.report.tree.clone(),
             verification: step.verification,
         };
-        let scan = self.quick(SharkActivities::semgrep, request).await?;
+        let scan = self.quick_on_host(SharkActivities::semgrep, request).await?;
         self.ctx.state_mut(|s| {
             for q in &scan.quarantined {
                 if !s.status.quarantined_rules.iter().any(|known| known.file == q.file) {
@@ -296,7 +304,11 @@ impl Shark<'_> {
         };
         let dod = self
             .ctx
-            .execute_activity(SharkActivities::run_dod, request, dod_options(dod_timeout))
+            .execute_activity(
+                SharkActivities::run_dod,
+                request,
+                self.on_host(dod_options(dod_timeout)),
+            )
             .await?;
         let mut summary = dod_summary(&dod);
         summary.push_str(&discarded_note("the DoD", &dod.discarded));

@@ -250,7 +250,7 @@ impl Shark<'_> {
             tree: work.tree.to_string(),
             hold: work.hold,
         };
-        let report = self.quick(SharkActivities::integrate, request).await?;
+        let report = self.quick_on_host(SharkActivities::integrate, request).await?;
         self.ctx.state_mut(|s| {
             s.status.commit = report.commit.clone();
             if !report.branch.is_empty() {

@@ -36,6 +36,7 @@ impl Shark<'_> {
         });
         self.enter_phase(Phase::Executing, spec.attempt);
         let mut running = Vec::new();
+        let host = self.host();
         for k in 1..=fanout {
             let input = SharkInput {
                 project: self.run.project.clone(),
@@ -51,6 +52,9 @@ impl Shark<'_> {
                     gates: setup.gates.iter().map(|g| *g as i32).collect(),
                     review_fail_open: setup.fail_open,
                     named_gates: setup.named_gates.clone(),
+                    host: host.as_ref().map(|h| h.host.clone()).unwrap_or_default(),
+                    host_queue: host.as_ref().map(|h| h.task_queue.clone()).unwrap_or_default(),
+                    host_wait_secs: host.as_ref().map(|h| h.wait.as_secs()).unwrap_or_default(),
                 }),
             };
             let id = candidate_workflow_id(&self.run.project, &self.run.bead_id, &self.run.run_id, spec.attempt, k);
@@ -153,7 +157,11 @@ impl Shark<'_> {
             // Leftover worktrees cost disk, not correctness: a failure here never fails the run.
             let _ = self
                 .ctx
-                .execute_activity(SharkActivities::discard_candidates, request, quick_options())
+                .execute_activity(
+                    SharkActivities::discard_candidates,
+                    request,
+                    self.on_host(quick_options()),
+                )
                 .await;
         }
         if let Some((_, kept)) = keep.and_then(|k| results.iter().find(|(c, _)| *c == k)) {
@@ -215,7 +223,15 @@ pub(super) async fn run_candidate(
         leases: LeaseMode::Off,
         rereview_on_update: false,
         approve_result: false,
+        several_hosts: false,
+        host_wait: std::time::Duration::from_secs(c.host_wait_secs.max(1)),
     };
+    // Several hosts: the parent's host, where the parent integrates the winner.
+    shark.bind_host((!c.host_queue.is_empty()).then(|| super::hosts::HostBinding {
+        host: c.host.clone(),
+        task_queue: c.host_queue.clone(),
+        wait: setup.host_wait,
+    }));
     let spec = AttemptSpec {
         setup: &setup,
         plan: &plan,

@@ -165,7 +165,7 @@ impl Shark<'_> {
                 commit: commit.clone(),
                 mode: setup.update as i32,
             };
-            let update = match self.quick(SharkActivities::update_to_base, request).await {
+            let update = match self.quick_on_host(SharkActivities::update_to_base, request).await {
                 Ok(update) => update,
                 Err(err) => return (Landing::Error(Box::new(err)), verification),
             };
@@ -251,7 +251,7 @@ impl Shark<'_> {
                 commit: commit.clone(),
                 base_tip: update.base_tip.clone(),
             };
-            let land = match self.quick(SharkActivities::land, request).await {
+            let land = match self.quick_on_host(SharkActivities::land, request).await {
                 Ok(land) => land,
                 Err(err) => return (Landing::Error(Box::new(err)), verification),
             };

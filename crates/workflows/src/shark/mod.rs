@@ -24,6 +24,7 @@ mod checks;
 mod ending;
 mod fanout;
 mod gate;
+mod hosts;
 mod land;
 mod named_gates;
 mod notify;
@@ -51,6 +52,7 @@ use checks::GatesVerdict;
 use ending::{Partial, is_budget_exhausted};
 use gate::GateOutcome;
 pub use gate::{approve_payload, json_payload};
+use hosts::HostPin;
 use land::Landing;
 use result_gate::ResultDecision;
 use slots::SlotProblem;
@@ -87,6 +89,9 @@ pub struct SharkWorkflow {
     /// Tell the project's `[[notify]]` targets about gates and the end (runs started after patch
     /// "notify", in projects with targets).
     notify: bool,
+    /// Several hosts: where this attempt's host-bound steps run (none: wherever the task queue
+    /// sends them, as with one host).
+    host: Option<hosts::HostBinding>,
 }
 
 /// One Shark run as its steps see it: the workflow context, which run, its limits. In the style of
@@ -125,6 +130,10 @@ struct Setup {
     rereview_on_update: bool,
     /// A person approves the result before it is integrated.
     approve_result: bool,
+    /// Several workers on several hosts: each attempt claims one, and its host-bound steps wait
+    /// at most `host_wait` for it.
+    several_hosts: bool,
+    host_wait: std::time::Duration,
 }
 
 /// The plan a person approved, and who.
@@ -323,7 +332,19 @@ async fn run_shark(shark: &Shark<'_>) -> WorkflowResult<SharkResult> {
     // With fanout, each attempt runs its candidates as child Sharks and the winner goes on.
     let mut feedback = String::new();
     let mut last_worktree = String::new();
-    for attempt in 1..=shark.limits.max_attempts {
+    // Several hosts: an attempt whose host stopped answering starts over on another, and does not
+    // count against the attempts.
+    let mut lost_host: Option<String> = None;
+    let mut host_moves = 0;
+    let mut attempt = 0;
+    while attempt < shark.limits.max_attempts + host_moves {
+        attempt += 1;
+        // HOST: with several hosts, the worker that claims the attempt runs its host-bound steps.
+        match shark.pin_host(&setup, lost_host.take()).await {
+            Ok(HostPin::Pinned) => {}
+            Ok(HostPin::Landed(landed)) => return shark.close_integrated(&setup, &approved, &landed, attempt).await,
+            Err(err) => return shark.fail(err).await,
+        }
         let spec = AttemptSpec {
             setup: &setup,
             plan: &approved.plan,
@@ -361,7 +382,13 @@ async fn run_shark(shark: &Shark<'_>) -> WorkflowResult<SharkResult> {
                     Err(err) if is_budget_exhausted(&err) => {
                         return Ok(shark.stop_for_budget(&setup, &err, None).await);
                     }
-                    Err(err) => return shark.fail(err).await,
+                    Err(err) => match shark.moves_host(&err, &mut host_moves) {
+                        Some(lost) => {
+                            lost_host = Some(lost);
+                            continue;
+                        }
+                        None => return shark.fail(err).await,
+                    },
                 }
                 // With a pull request, the result gate waits on it (runs started after patch
                 // "result-on-pull-request"), so people see the result where they review code.
@@ -433,7 +460,13 @@ async fn run_shark(shark: &Shark<'_>) -> WorkflowResult<SharkResult> {
                     Landing::Failed(failed) => {
                         return shark.close_integrated(&setup, &approved, &failed, attempt).await;
                     }
-                    Landing::Error(err) => return shark.fail(*err).await,
+                    Landing::Error(err) => match shark.moves_host(&err, &mut host_moves) {
+                        Some(lost) => {
+                            lost_host = Some(lost);
+                            continue;
+                        }
+                        None => return shark.fail(*err).await,
+                    },
                     Landing::Cancelled => return shark.end_cancelled().await,
                 }
             }
@@ -454,7 +487,10 @@ async fn run_shark(shark: &Shark<'_>) -> WorkflowResult<SharkResult> {
                 };
                 return Ok(shark.stop_for_budget(&setup, &err, Some(partial)).await);
             }
-            AttemptEnd::Error(err) => return shark.fail(err).await,
+            AttemptEnd::Error(err) => match shark.moves_host(&err, &mut host_moves) {
+                Some(lost) => lost_host = Some(lost),
+                None => return shark.fail(err).await,
+            },
         }
     }
 
@@ -510,6 +546,8 @@ impl Shark<'_> {
             approve_result: project.approve_result,
             concurrency: project.concurrency,
             leases: project.leases(),
+            several_hosts: project.several_hosts,
+            host_wait: std::time::Duration::from_secs(project.host_wait_secs.max(1)),
         }))
     }
 }

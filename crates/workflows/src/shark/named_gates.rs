@@ -130,7 +130,11 @@ impl Shark<'_> {
         };
         let report = self
             .ctx
-            .execute_activity(SharkActivities::run_named_gate, request, dod_options(timeout))
+            .execute_activity(
+                SharkActivities::run_named_gate,
+                request,
+                self.on_host(dod_options(timeout)),
+            )
             .await?;
         let mut summary = dod_summary(&report);
         summary.push_str(&discarded_note(&format!("the {:?} gate", gate.name), &report.discarded));

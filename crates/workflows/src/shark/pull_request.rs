@@ -226,7 +226,11 @@ impl Shark<'_> {
         };
         let opened = match self
             .ctx
-            .execute_activity(SharkActivities::open_pull_request, request, forge_options())
+            .execute_activity(
+                SharkActivities::open_pull_request,
+                request,
+                self.on_host(forge_options()),
+            )
             .await
         {
             Ok(opened) => opened,

@@ -123,6 +123,8 @@ impl Shark<'_> {
                 learner_workflow_id: status.learner_workflow_id.clone(),
                 groom_workflow_id: status.groom_workflow_id.clone(),
                 pull_request_url: status.pull_request_url.clone(),
+                host: status.host.clone(),
+                hosts_lost: status.hosts_lost.clone(),
                 ..SharkResult::default()
             }
         })
