@@ -455,7 +455,11 @@ SH
 $preamble
 # The browser it starts inherits LD_LIBRARY_PATH, so goog:chromeOptions.binary may name either
 # .tools/bin/chromium or the real binary .tools/chromium/root/usr/lib/chromium/chromium.
-exec "\$root/usr/lib/chromium/chromedriver" "\$@"
+# Newer builds ship it in usr/lib/chromium (usr/bin has a symlink), older ones in usr/bin.
+if [ -x "\$root/usr/lib/chromium/chromedriver" ]; then
+    exec "\$root/usr/lib/chromium/chromedriver" "\$@"
+fi
+exec "\$root/usr/bin/chromedriver" "\$@"
 SH
     chmod +x "$tools/bin/chromium" "$tools/bin/chromedriver"
     rm -rf "$scratch"
