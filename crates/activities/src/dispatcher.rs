@@ -126,6 +126,25 @@ impl DispatcherSteps {
         let running = running_sharks(client, &project.name)
             .await
             .map_err(|e| retryable(format!("cannot list running Sharks: {e}")))?;
+        claim_ready(project, &backlog, ready, &running, &mut report).await?;
+        if !report.to_start.is_empty() {
+            tracing::info!(project = %project.name, beads = ?report.to_start, "dispatching");
+        }
+        Ok(report)
+    }
+}
+
+/// The round's claims: of the `ready` beads (in order), those without a running Shark, up to the
+/// project's free capacity, claimed (in_progress, assignee chum) in the backlog and put in
+/// `report.to_start`; the rest that had no room in `report.waiting`.
+pub async fn claim_ready(
+    project: &chum_core::config::ProjectConfig,
+    backlog: &Backlog,
+    ready: Vec<chum_core::backlog::BacklogItem>,
+    running: &RunningSharks,
+    report: &mut DispatchReport,
+) -> Result<(), ActivityError> {
+    {
         report.ready = ready.len() as u32;
         report.running = running.beads.len() as u32;
         report.awaiting_pull_request = running.awaiting_pull_request.len() as u32;
@@ -150,11 +169,8 @@ impl DispatcherSteps {
             report.to_start.push(item.id.clone());
             capacity -= 1;
         }
-        if !report.to_start.is_empty() {
-            tracing::info!(project = %project.name, beads = ?report.to_start, "dispatching");
-        }
-        Ok(report)
     }
+    Ok(())
 }
 
 #[activities]

@@ -14,6 +14,15 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);
 /// The span one activity call runs in. `run` is the Shark run it works for, when its input names
 /// one (a learner or groomer names the run it learns from or grooms after); without it the
 /// workflow that scheduled the activity is named.
+/// The target of the spans that time a step's parts (`make bench` adds them up per bead).
+pub const COMPONENT_TARGET: &str = "chum::component";
+
+/// A span timing one part of a step (`name`: "worktree", "git commit", ...). At TRACE level, so
+/// it costs nothing and shows in no log unless a subscriber asks for this target (the benchmark).
+pub fn component(name: &'static str) -> Span {
+    tracing::trace_span!(target: COMPONENT_TARGET, "component", name)
+}
+
 pub fn activity_span(ctx: &ActivityContext, run: Option<&RunRef>) -> Span {
     let info = ctx.info();
     let run = run.cloned().unwrap_or_default();

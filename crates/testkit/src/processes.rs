@@ -157,6 +157,11 @@ impl WorkerProcess {
         self.lines.lock().unwrap().clone()
     }
 
+    /// The worker's process id (e.g. to read its memory in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([format!("-{name}"), self.child.id().to_string()])

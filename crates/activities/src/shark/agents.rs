@@ -16,6 +16,9 @@ use chum_core::repo_map::Focus;
 use chum_core::review::{AddedLines, check_evidence, parse_verdict};
 use chum_core::text::excerpt;
 use temporalio_sdk::activities::ActivityError;
+use tracing::Instrument as _;
+
+use crate::log_context::component;
 
 use crate::agent::{AgentRequest, Liveness, run_agent};
 use crate::exec::{ProjectCommand, run_project_command};
@@ -53,13 +56,17 @@ impl SharkSteps {
     async fn repo_map(&self, project: &ProjectConfig, role: Role, commit: &str, focus: Focus<'_>) -> String {
         let cache = tags_cache_dir(&self.config.state_dir, &project.name);
         let budget = self.config.repo_map_tokens.for_role(role);
-        map_for_prompt(&project.repo, commit, &cache, focus, budget).await.text
+        map_for_prompt(&project.repo, commit, &cache, focus, budget)
+            .instrument(component("repo map"))
+            .await
+            .text
     }
 
     pub async fn plan_impl(&self, req: PlanRequest, liveness: &impl Liveness) -> Result<PlanDraft, ActivityError> {
         let run = req.run.unwrap_or_default();
         let project = self.project(&run)?;
         let workdir = prepare_plan_worktree(project, &run.bead_id, req.round)
+            .instrument(component("plan checkout"))
             .await
             .map_err(repo_error)?;
         let bead = req.bead.unwrap_or_default();
@@ -113,7 +120,9 @@ impl SharkSteps {
             timeout: Duration::from_secs(req.timeout_secs.max(1)),
             artifact_prefix: format!("plan-{}", req.round),
         };
-        let outcome = run_agent(&self.config, &self.artifacts(&run), request, liveness).await;
+        let outcome = run_agent(&self.config, &self.artifacts(&run), request, liveness)
+            .instrument(component("agent process"))
+            .await;
         // Whatever the planner did in its checkout is thrown away.
         if let Err(e) = remove_worktree(&project.repo, &workdir).await {
             tracing::warn!("could not remove the planning checkout {}: {e}", workdir.display());
@@ -247,10 +256,12 @@ impl SharkSteps {
                     crate::repo::follow_remote_base(project).await.map_err(repo_error)?;
                 }
                 let fresh = prepare_worktree(project, &run.bead_id, req.attempt, req.candidate)
+                    .instrument(component("worktree"))
                     .await
                     .map_err(repo_error)?;
                 // A fresh worktree gets the project's setup before the agent sees it.
-                if let Some(problem) = self.set_up(project, &fresh, &artifacts, req.attempt, liveness).await? {
+                let set_up = self.set_up(project, &fresh, &artifacts, req.attempt, liveness);
+                if let Some(problem) = set_up.instrument(component("project setup")).await? {
                     return Ok(ExecuteReport {
                         worktree: fresh.path.display().to_string(),
                         branch: fresh.branch.clone(),

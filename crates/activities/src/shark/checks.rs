@@ -9,6 +9,7 @@ use chum_core::config::ProjectConfig;
 use chum_core::egress::AllowList;
 use chum_core::proto::{DodCheck, DodReport, DodRequest, NamedGateRequest, RunRef, SemgrepReport, SemgrepRequest};
 use temporalio_sdk::activities::ActivityError;
+use tracing::Instrument as _;
 
 use crate::agent::Liveness;
 use crate::exec::{ProjectCommand, run_project_command};
@@ -61,6 +62,7 @@ impl SharkSteps {
                     self.config.semgrep.timeout,
                     crate::semgrep::FILE_TIMEOUT,
                 )
+                .instrument(crate::log_context::component("semgrep scan"))
                 .await
                 .map_err(retryable)
             }

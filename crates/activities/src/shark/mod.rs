@@ -169,7 +169,10 @@ impl SharkSteps {
     pub async fn integrate_impl(&self, req: IntegrateRequest) -> Result<IntegrationReport, ActivityError> {
         let run = req.run.clone().unwrap_or_default();
         let project = self.project(&run)?;
-        let report = crate::repo::integrate(project, &req).await.map_err(repo_error)?;
+        let report = crate::repo::integrate(project, &req)
+            .instrument(crate::log_context::component("git commit"))
+            .await
+            .map_err(repo_error)?;
         tracing::info!(bead = %run.bead_id, commit = %report.commit, merged = report.merged, problem = %report.problem, "integrated");
         Ok(report)
     }
@@ -358,8 +361,8 @@ impl SharkActivitiesImpl {
             let run = req.run.unwrap_or_default();
             let result = req.result.unwrap_or_default();
             let store = self.steps().store().map_err(|e| retryable(e.to_string()))?;
-            store
-                .record_run(&run, &result, now_ms())
+            crate::log_context::component("store write")
+                .in_scope(|| store.record_run(&run, &result, now_ms()))
                 .map_err(|e| retryable(e.to_string()))?;
             // The run is over: what it left in the project goes (worktrees, its branch once merged,
             // the refs that kept reviewed trees). Unmerged work stays on its branch. A cleanup that

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use chum_core::proto::RunRef;
+use tracing::Instrument as _;
 
 /// The artifact directory of one run.
 #[derive(Debug, Clone)]
@@ -51,9 +52,13 @@ impl RunArtifacts {
     }
 
     pub async fn write(&self, name: &str, content: &[u8]) -> std::io::Result<PathBuf> {
-        tokio::fs::create_dir_all(&self.dir).await?;
         let path = self.path(name);
-        tokio::fs::write(&path, content).await?;
+        async {
+            tokio::fs::create_dir_all(&self.dir).await?;
+            tokio::fs::write(&path, content).await
+        }
+        .instrument(crate::log_context::component("artifact write"))
+        .await?;
         Ok(path)
     }
 }

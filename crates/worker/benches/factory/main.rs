@@ -18,6 +18,7 @@
 //!   and the review tokens and dollars the rule saves (the free gate runs first, so a mistake it
 //!   catches is never reviewed).
 
+mod components;
 mod payoff;
 mod plots;
 mod queue;
@@ -188,7 +189,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    peak_rss_mb_of("self")
+}
+
+/// `VmHWM` of process `pid` ("self" for this one), in MB.
+fn peak_rss_mb_of(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -228,6 +234,7 @@ fn main() {
 }
 
 async fn run() {
+    components::install();
     // `CHUM_BENCH_ONLY=queue` / `payoff`: only the merge queue's / the crystallization payoff's part.
     match std::env::var("CHUM_BENCH_ONLY").as_deref() {
         Ok("queue") => return print_table(&queue::merge_queue_rows().await),
@@ -246,6 +253,8 @@ async fn run() {
     // Throughput against concurrency: this many beads at each of CURVE_LEVELS (and the main run's
     // `concurrency`).
     let curve = env_count("CHUM_BENCH_CURVE", 20);
+    // Sharks per hour and the worker's own memory at concurrency 50, on the worker binary alone.
+    let fifty = env_count("CHUM_BENCH_FIFTY", 100);
     let h = Arc::new(
         Harness::start(
             "bench",
@@ -253,14 +262,14 @@ async fn run() {
                 steps: vec![planner(GOOD_PLAN), executor()],
                 dod: vec!["true".into()],
                 integration: "branch",
-                beads: Some(beads(sequential + parallel + curve * CURVE_LEVELS.len())),
+                beads: Some(beads(sequential + parallel + curve * CURVE_LEVELS.len() + fifty)),
                 ..Default::default()
             }
             .with_config(move |c| {
                 c.dispatcher.enabled = Some(false);
                 // Every bead plans the same files: execution slots only, no leases. Slots for the
                 // curve's widest level; the benchmark's semaphore sets each level.
-                c.project().concurrency = CURVE_LEVELS.iter().copied().max().map(|n| n.max(concurrency) as u32);
+                c.project().concurrency = Some(CURVE_LEVELS.iter().copied().fold(FIFTY, usize::max) as u32);
                 c.project().leases = Some("off".into());
             }),
         )
@@ -281,6 +290,7 @@ async fn run() {
             let mut events = Vec::new();
             let mut semgrep_ms = Vec::new();
             let mut bead_phases = Vec::new();
+            components::reset();
             for i in 2..=sequential {
                 let bead = format!("bench-{i:03}");
                 let (wall, result, handle) = one_bead(&client, &h.task_queue, &bead).await;
@@ -316,6 +326,7 @@ async fn run() {
                 }
             }
 
+            let component_row = components::row(overheads.len());
             let first = sequential + 1;
             let (throughput_s, integrated, lost) =
                 run_concurrently(&client, &h.task_queue, first..first + parallel, concurrency).await;
@@ -380,6 +391,7 @@ async fn run() {
                     target: "-".into(),
                     met: None,
                 },
+                component_row,
                 Row {
                     what: format!("throughput: {parallel} beads, {concurrency} at once"),
                     measured: format!("{throughput_s:.1} s ({:.2} beads/s)", parallel as f64 / throughput_s),
@@ -438,6 +450,7 @@ async fn run() {
         })
         .await;
     let (mut rows, overheads, bead_phases, curve_points) = rows;
+    rows.extend(fifty_on_the_worker_binary(&h, sequential + parallel + curve * CURVE_LEVELS.len() + 1, fifty).await);
     rows.extend(queue::merge_queue_rows().await);
     let (payoff_rows, payoff) = payoff::crystallization_payoff().await;
     rows.extend(payoff_rows);
@@ -453,6 +466,45 @@ async fn run() {
     for path in &drawn {
         println!("drawn: {}", plots::shown(path));
     }
+}
+
+/// The widest run: Sharks per hour and the worker's memory with this many in flight.
+const FIFTY: usize = 50;
+
+/// `count` beads from number `first`, at most [`FIFTY`] at once, on the worker *binary* (release)
+/// alone in its process: Sharks per hour, and the worker's peak RSS (`VmHWM` of its process,
+/// without the benchmark driver) with 50 Sharks in flight.
+async fn fifty_on_the_worker_binary(h: &Harness, first: usize, count: usize) -> Vec<Row> {
+    let config = h.write_config(&h.config_file);
+    let worker = WorkerProcess::start(&config);
+    worker.wait_for_line("worker polling", 0).await;
+    let client = h.client();
+    eprintln!(
+        "bench: {count} beads {FIFTY} at once on the worker binary (pid {})",
+        worker.pid()
+    );
+    let (seconds, integrated, lost) = run_concurrently(&client, &h.task_queue, first..first + count, FIFTY).await;
+    let rss = peak_rss_mb_of(&worker.pid().to_string());
+    let _ = worker.stop();
+    for line in &lost {
+        eprintln!("bench: NOT INTEGRATED at concurrency {FIFTY}: {line}");
+    }
+    vec![
+        Row {
+            what: format!(
+                "Sharks per hour at concurrency {FIFTY} ({integrated} of {count} integrated, the worker binary alone)"
+            ),
+            measured: format!("{:.0} per hour ({seconds:.1} s)", integrated as f64 / seconds * 3600.0),
+            target: "-".into(),
+            met: None,
+        },
+        Row {
+            what: format!("peak RSS of the worker process alone, {FIFTY} Sharks in flight"),
+            measured: format!("{rss:.0} MB"),
+            target: "≤ 40 MB".into(),
+            met: Some(rss <= 40.0),
+        },
+    ]
 }
 
 /// Concurrency levels of the throughput curve besides the main run's.
