@@ -165,11 +165,12 @@ pub async fn claim_ready(
                 tracing::warn!(bead = %item.id, "not dispatched: {e}");
                 continue;
             }
-            backlog.claim(&item.id).await.map_err(retryable)?;
             report.to_start.push(item.id.clone());
             capacity -= 1;
         }
     }
+    // One write for the round's claims.
+    backlog.claim_all(&report.to_start).await.map_err(retryable)?;
     Ok(())
 }
 

@@ -191,6 +191,29 @@ impl BeadsFile {
         })
     }
 
+    /// Applies `change` to each of `ids` in one locked rewrite of the file (a dispatcher round's
+    /// claims: one write, not one per bead). Nothing changes if one of them is not there.
+    pub fn update_many(&self, ids: &[String], change: impl Fn(&mut Map<String, Value>)) -> Result<(), BeadsError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.modify(|issues| {
+            for id in ids {
+                let (line, obj) = issues
+                    .iter_mut()
+                    .find(|(_, o)| o.get("id").and_then(Value::as_str) == Some(id.as_str()))
+                    .ok_or_else(|| BeadsError::NotFound {
+                        id: id.clone(),
+                        file: self.path.clone(),
+                    })?;
+                change(obj);
+                obj.insert("updated_at".into(), Value::String(now_rfc3339()));
+                line.clear();
+            }
+            Ok(())
+        })
+    }
+
     /// The id prefix new beads get: `issue_prefix` from `.beads/config.yaml` when set, else the
     /// prefix most existing ids use, else the repository's directory name (as Beads does).
     pub fn prefix(&self) -> String {
@@ -469,6 +492,28 @@ mod tests {
         std::fs::remove_file(dir.path().join("metadata.json")).unwrap();
         std::fs::create_dir(dir.path().join("dolt")).unwrap();
         assert!(matches!(beads.items(), Err(BeadsError::DoltStore(_))));
+    }
+
+    #[test]
+    fn a_rounds_claims_are_one_write_all_or_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let beads = file(dir.path());
+        let claim = |o: &mut Map<String, Value>| {
+            o.insert("status".into(), Value::String("in_progress".into()));
+        };
+        let missing = beads.update_many(&["demo-i76".into(), "demo-zzz".into()], claim);
+        assert!(matches!(missing, Err(BeadsError::NotFound { .. })), "{missing:?}");
+        assert_eq!(
+            std::fs::read_to_string(beads.path()).unwrap(),
+            FIXTURE,
+            "nothing written"
+        );
+        beads
+            .update_many(&["demo-3kt".into(), "demo-i76".into()], claim)
+            .unwrap();
+        for id in ["demo-3kt", "demo-i76"] {
+            assert_eq!(beads.get(id).unwrap().status, "in_progress", "{id}");
+        }
     }
 
     #[test]

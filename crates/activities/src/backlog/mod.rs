@@ -126,6 +126,25 @@ impl Backlog {
         }
     }
 
+    /// Claims several beads at once (a dispatcher round's): with the native backend one write of
+    /// the file, all or none.
+    pub async fn claim_all(&self, ids: &[String]) -> Result<(), BacklogError> {
+        match self {
+            Backlog::Native(f) => f
+                .update_many(ids, |obj| {
+                    obj.insert("status".into(), Value::String(BeadStatus::InProgress.name()));
+                    obj.insert("assignee".into(), Value::String("chum".into()));
+                })
+                .map_err(BacklogError::from),
+            Backlog::Cli(_) => {
+                for id in ids {
+                    self.claim(id).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Sets a status (unspecified = keep), appends a note (once), and closes with a reason.
     /// Returns the bead's status afterwards, as the backlog writes it.
     pub async fn update(

@@ -91,8 +91,8 @@ impl Validator {
             let concurrency = match p.concurrency {
                 None => 1,
                 Some(0) => return Err(self.invalid(key("concurrency"), "must be at least 1")),
-                Some(n) if n > 32 => {
-                    return Err(self.invalid(key("concurrency"), format!("{n} is more than the maximum of 32")));
+                Some(n) if n > 64 => {
+                    return Err(self.invalid(key("concurrency"), format!("{n} is more than the maximum of 64")));
                 }
                 Some(n) => n,
             };

@@ -132,7 +132,7 @@ pub async fn scale_rows() -> Vec<Row> {
     std::fs::write(repo.join(".beads/issues.jsonl"), backlog_jsonl(beads)).expect("the backlog");
     let config = ChumConfig::from_toml(
         &format!(
-            "[temporal]\naddress = \"http://127.0.0.1:7233\"\n[projects.demo]\nrepo = {:?}\n[providers.a]\ncommand = [\"a\"]\n[providers.b]\ncommand = [\"b\"]\n[tiers]\nfast = [\"a\"]\nreview = [\"b\"]\n[roles]\nplanner = \"fast\"\nexecutor = \"fast\"\nreviewer = \"review\"\n",
+            "[temporal]\naddress = \"http://127.0.0.1:7233\"\n[projects.demo]\nrepo = {:?}\nconcurrency = 50\nplan_ahead = 0\n[providers.a]\ncommand = [\"a\"]\n[providers.b]\ncommand = [\"b\"]\n[tiers]\nfast = [\"a\"]\nreview = [\"b\"]\n[roles]\nplanner = \"fast\"\nexecutor = \"fast\"\nreviewer = \"review\"\n",
             repo.display().to_string()
         ),
         &dir.path().join("chum.toml"),
@@ -158,7 +158,7 @@ pub async fn scale_rows() -> Vec<Row> {
     }
 
     let project = config.project("demo").expect("the project");
-    let rounds = dispatcher_rounds(project, &backlog, 50).await;
+    let rounds = dispatcher_rounds(project, &backlog).await;
     assert_eq!(rounds.claimed, rounds.open, "every open bead is claimed exactly once");
     let mut round_ms = rounds.ms.clone();
     round_ms.sort_by(f64::total_cmp);
@@ -243,11 +243,11 @@ struct Rounds {
     open: usize,
 }
 
-/// The dispatcher's rounds at `concurrency` until the backlog is done: each claimed bead's Shark
+/// The dispatcher's rounds at the project's concurrency (50) until the backlog is done: each claimed bead's Shark
 /// "runs" for two rounds, then closes its bead, which readies what it blocked. Every round's claims
 /// are checked: the first ready beads in order, as many as there is room for, each with every
 /// blocker closed, none claimed twice.
-async fn dispatcher_rounds(project: &ProjectConfig, backlog: &Backlog, concurrency: u32) -> Rounds {
+async fn dispatcher_rounds(project: &ProjectConfig, backlog: &Backlog) -> Rounds {
     let open = backlog
         .items()
         .await
@@ -280,7 +280,8 @@ async fn dispatcher_rounds(project: &ProjectConfig, backlog: &Backlog, concurren
             .await
             .expect("the claims");
         ms.push(started.elapsed().as_secs_f64() * 1000.0);
-        let room = (concurrency as usize).saturating_sub(running.len());
+        // Sharks execute in `concurrency` slots; up to `plan_ahead` more plan and wait at gates.
+        let room = ((project.concurrency + project.plan_ahead) as usize).saturating_sub(running.len());
         let expected: Vec<String> = ready_before.iter().take(room).cloned().collect();
         assert_eq!(
             report.to_start, expected,
