@@ -144,30 +144,28 @@ pub async fn claim_ready(
     running: &RunningSharks,
     report: &mut DispatchReport,
 ) -> Result<(), ActivityError> {
-    {
-        report.ready = ready.len() as u32;
-        report.running = running.beads.len() as u32;
-        report.awaiting_pull_request = running.awaiting_pull_request.len() as u32;
-        // At most `concurrency` of them execute (their Coordinator's slots see to it); waiting for
-        // a person holds no slot, so up to `plan_ahead` more may plan and wait at their gates. A
-        // pull request waiting on the forge takes nothing: people may take days.
-        let active = running.beads.len() - running.awaiting_pull_request.len();
-        let mut capacity = ((project.concurrency + project.plan_ahead) as usize).saturating_sub(active);
-        for item in ready {
-            if running.beads.contains(&item.id) {
-                continue;
-            }
-            if capacity == 0 {
-                report.waiting.push(item.id.clone());
-                continue;
-            }
-            if let Err(e) = chum_core::ids::check_bead_id(&item.id) {
-                tracing::warn!(bead = %item.id, "not dispatched: {e}");
-                continue;
-            }
-            report.to_start.push(item.id.clone());
-            capacity -= 1;
+    report.ready = ready.len() as u32;
+    report.running = running.beads.len() as u32;
+    report.awaiting_pull_request = running.awaiting_pull_request.len() as u32;
+    // At most `concurrency` of them execute (their Coordinator's slots see to it); waiting for
+    // a person holds no slot, so up to `plan_ahead` more may plan and wait at their gates. A
+    // pull request waiting on the forge takes nothing: people may take days.
+    let active = running.beads.len() - running.awaiting_pull_request.len();
+    let mut capacity = ((project.concurrency + project.plan_ahead) as usize).saturating_sub(active);
+    for item in ready {
+        if running.beads.contains(&item.id) {
+            continue;
         }
+        if capacity == 0 {
+            report.waiting.push(item.id.clone());
+            continue;
+        }
+        if let Err(e) = chum_core::ids::check_bead_id(&item.id) {
+            tracing::warn!(bead = %item.id, "not dispatched: {e}");
+            continue;
+        }
+        report.to_start.push(item.id.clone());
+        capacity -= 1;
     }
     // One write for the round's claims.
     backlog.claim_all(&report.to_start).await.map_err(retryable)?;

@@ -308,6 +308,21 @@ impl Harness {
             .collect()
     }
 
+    /// A bare copy of the project's repository at `bare` (a stand-in for its forge or a shared
+    /// remote); its `file://` URL.
+    pub fn bare_copy(&self, bare: &Path) -> String {
+        let (repo, bare_path) = (self.repo.display().to_string(), bare.display().to_string());
+        git(self.dir.path(), &["clone", "-q", "--bare", &repo, &bare_path]);
+        format!("file://{bare_path}")
+    }
+
+    /// The project's checkout gets a bare copy at `bare` as `origin`; its URL.
+    pub fn publish(&self, bare: &Path) -> String {
+        let url = self.bare_copy(bare);
+        git(&self.repo, &["remote", "add", "origin", &url]);
+        url
+    }
+
     pub fn read_bead(&self, id: &str) -> serde_json::Value {
         let text = std::fs::read_to_string(self.repo.join(".beads/issues.jsonl")).unwrap();
         text.lines()

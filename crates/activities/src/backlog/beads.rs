@@ -176,19 +176,7 @@ impl BeadsFile {
 
     /// Applies `change` to one issue (and stamps `updated_at`).
     pub fn update(&self, id: &str, change: impl FnOnce(&mut Map<String, Value>)) -> Result<Bead, BeadsError> {
-        self.modify(|issues| {
-            let (line, obj) = issues
-                .iter_mut()
-                .find(|(_, o)| o.get("id").and_then(Value::as_str) == Some(id))
-                .ok_or_else(|| BeadsError::NotFound {
-                    id: id.to_string(),
-                    file: self.path.clone(),
-                })?;
-            change(obj);
-            obj.insert("updated_at".into(), Value::String(now_rfc3339()));
-            line.clear();
-            Ok(bead_from_json(obj))
-        })
+        self.modify(|issues| Ok(bead_from_json(self.change_issue(issues, id, change)?)))
     }
 
     /// Applies `change` to each of `ids` in one locked rewrite of the file (a dispatcher round's
@@ -199,19 +187,31 @@ impl BeadsFile {
         }
         self.modify(|issues| {
             for id in ids {
-                let (line, obj) = issues
-                    .iter_mut()
-                    .find(|(_, o)| o.get("id").and_then(Value::as_str) == Some(id.as_str()))
-                    .ok_or_else(|| BeadsError::NotFound {
-                        id: id.clone(),
-                        file: self.path.clone(),
-                    })?;
-                change(obj);
-                obj.insert("updated_at".into(), Value::String(now_rfc3339()));
-                line.clear();
+                self.change_issue(issues, id, &change)?;
             }
             Ok(())
         })
+    }
+
+    /// Within [`BeadsFile::modify`]: applies `change` to issue `id`, stamps `updated_at` and marks
+    /// its line to be written again.
+    fn change_issue<'a>(
+        &self,
+        issues: &'a mut [IssueLine],
+        id: &str,
+        change: impl FnOnce(&mut Map<String, Value>),
+    ) -> Result<&'a Map<String, Value>, BeadsError> {
+        let (line, obj) = issues
+            .iter_mut()
+            .find(|(_, o)| o.get("id").and_then(Value::as_str) == Some(id))
+            .ok_or_else(|| BeadsError::NotFound {
+                id: id.to_string(),
+                file: self.path.clone(),
+            })?;
+        change(obj);
+        obj.insert("updated_at".into(), Value::String(now_rfc3339()));
+        line.clear();
+        Ok(obj)
     }
 
     /// The id prefix new beads get: `issue_prefix` from `.beads/config.yaml` when set, else the

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use chum_core::backlog::{BacklogItem, ready};
 use chum_core::config::{BacklogBackend, ProjectConfig};
 use chum_core::proto::{Bead, BeadStatus, EnumName};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Why the backlog could not be read or changed, from either backend.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,12 @@ impl BacklogError {
 pub enum Backlog {
     Native(BeadsFile),
     Cli(BeadsCli),
+}
+
+/// A claimed bead, as Beads writes it: in progress, assigned to chum.
+fn mark_claimed(obj: &mut Map<String, Value>) {
+    obj.insert("status".into(), Value::String(BeadStatus::InProgress.name()));
+    obj.insert("assignee".into(), Value::String("chum".into()));
 }
 
 impl Backlog {
@@ -113,12 +119,7 @@ impl Backlog {
     /// Claims a bead for CHUM: status in_progress, assignee chum.
     pub async fn claim(&self, id: &str) -> Result<Bead, BacklogError> {
         match self {
-            Backlog::Native(f) => f
-                .update(id, |obj| {
-                    obj.insert("status".into(), Value::String(BeadStatus::InProgress.name()));
-                    obj.insert("assignee".into(), Value::String("chum".into()));
-                })
-                .map_err(BacklogError::from),
+            Backlog::Native(f) => f.update(id, mark_claimed).map_err(BacklogError::from),
             Backlog::Cli(c) => {
                 c.claim(id).await?;
                 self.get(id).await
@@ -130,12 +131,7 @@ impl Backlog {
     /// the file, all or none.
     pub async fn claim_all(&self, ids: &[String]) -> Result<(), BacklogError> {
         match self {
-            Backlog::Native(f) => f
-                .update_many(ids, |obj| {
-                    obj.insert("status".into(), Value::String(BeadStatus::InProgress.name()));
-                    obj.insert("assignee".into(), Value::String("chum".into()));
-                })
-                .map_err(BacklogError::from),
+            Backlog::Native(f) => f.update_many(ids, mark_claimed).map_err(BacklogError::from),
             Backlog::Cli(_) => {
                 for id in ids {
                     self.claim(id).await?;

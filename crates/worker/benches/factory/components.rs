@@ -19,25 +19,24 @@ use tracing_subscriber::registry::LookupSpan;
 use super::{Row, percentile};
 
 /// Each part's durations (ms), by name.
-fn times() -> &'static Mutex<BTreeMap<&'static str, Vec<f64>>> {
-    static TIMES: OnceLock<Mutex<BTreeMap<&'static str, Vec<f64>>>> = OnceLock::new();
+fn times() -> &'static Mutex<BTreeMap<String, Vec<f64>>> {
+    static TIMES: OnceLock<Mutex<BTreeMap<String, Vec<f64>>>> = OnceLock::new();
     TIMES.get_or_init(Default::default)
 }
 
 /// A span's part name and when it opened.
 struct Open {
-    name: &'static str,
+    name: String,
     at: Instant,
 }
 
-struct NameOf(Option<&'static str>);
+struct NameOf(Option<String>);
 
 impl tracing::field::Visit for NameOf {
     fn record_debug(&mut self, _field: &tracing::field::Field, _value: &dyn std::fmt::Debug) {}
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
         if field.name() == "name" {
-            // The names are the activities' string literals; a handful, leaked once each.
-            self.0 = Some(Box::leak(value.to_string().into_boxed_str()));
+            self.0 = Some(value.to_string());
         }
     }
 }
@@ -61,7 +60,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for ComponentTimes {
         if let Some(open) = span.extensions().get::<Open>() {
             let ms = open.at.elapsed().as_secs_f64() * 1000.0;
             if let Ok(mut times) = times().lock() {
-                times.entry(open.name).or_default().push(ms);
+                times.entry(open.name.clone()).or_default().push(ms);
             }
         }
     }

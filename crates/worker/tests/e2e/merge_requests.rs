@@ -15,7 +15,7 @@ use chum_testkit::forge::{FakeGitLab, deliver_gitlab, gitlab_recordings_installe
 use chum_testkit::*;
 use serde_json::json;
 
-use super::pull_requests::{dispatch, publish};
+use super::pull_requests::dispatch;
 
 const REPO: &str = "tools/calc";
 const TOKEN_ENV: &str = "E2E_GITLAB_TOKEN";
@@ -67,7 +67,7 @@ async fn a_gitlab_issue_becomes_a_merge_request_that_threads_send_back_and_a_mer
     options.integration = "pr";
     options.configure.push(configure);
     let h = &Harness::start("merge-requests", options).await;
-    publish(h, &bare);
+    h.publish(&bare);
 
     let fake = &fake;
     let (result, first, forged, merge, issue) = h

@@ -54,24 +54,6 @@ async fn forge(poll: &'static str) -> (tempfile::TempDir, PathBuf, FakeGitHub, C
     (dir, bare, fake, configure)
 }
 
-/// The project's checkout gets the bare repository as `origin`.
-pub(super) fn publish(h: &Harness, bare: &std::path::Path) {
-    git(
-        h.dir.path(),
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            &h.repo.display().to_string(),
-            &bare.display().to_string(),
-        ],
-    );
-    git(
-        &h.repo,
-        &["remote", "add", "origin", &format!("file://{}", bare.display())],
-    );
-}
-
 /// One dispatcher round, as the Dispatcher runs it: forge issues taken, ready beads claimed.
 pub(super) async fn dispatch(h: &Harness, client: &temporalio_client::Client) -> chum_core::proto::DispatchReport {
     chum_activities::DispatcherActivitiesImpl::new(h.config.clone())
@@ -103,7 +85,7 @@ async fn a_bead_becomes_a_pull_request_that_review_sends_back_and_a_merge_closes
     options.integration = "pr";
     options.configure.push(configure);
     let h = &Harness::start("pull-requests", options).await;
-    publish(h, &bare);
+    h.publish(&bare);
 
     let fake = &fake;
     let (result, first, forged, merge, issue) = h
@@ -248,7 +230,7 @@ async fn a_pull_request_closed_unmerged_blocks_the_bead_found_by_polling() {
     options.integration = "pr";
     options.configure.push(configure);
     let h = &Harness::start("pull-request-closed", options).await;
-    publish(h, &bare);
+    h.publish(&bare);
     let fake = &fake;
     // The run's first look at its pull request meets the rate limit, and waits as long as GitHub
     // says; meanwhile someone closes it, and no webhook comes.
@@ -322,7 +304,7 @@ async fn the_result_gate_waits_on_the_pull_request_and_a_rejection_updates_it() 
         .configure
         .push(Box::new(|c| c.project().approve_result = Some(true)));
     let h = &Harness::start("result-on-pull-request", options).await;
-    publish(h, &bare);
+    h.publish(&bare);
     let fake = &fake;
     let (result, waiting_body, approved_body) = h
         .with_worker(|client| async move {

@@ -29,18 +29,7 @@ async fn beads_land_on_the_remotes_base_verified_on_its_tip_and_a_refused_push_b
     let h = &Harness::start("push-remote", options).await;
     let top = h.dir.path();
     let forge = top.join("forge.git");
-    git(
-        top,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            &h.repo.display().to_string(),
-            &forge.display().to_string(),
-        ],
-    );
-    let url = format!("file://{}", forge.display());
-    git(&h.repo, &["remote", "add", "origin", &url]);
+    let url = h.publish(&forge);
     // Someone else pushes to the forge's main before tk-1 lands.
     let other = top.join("someone-else");
     git(top, &["clone", "-q", &url, &other.display().to_string()]);

@@ -204,17 +204,7 @@ async fn thirty_beads_on_three_hosts_integrate_once_though_one_host_dies() {
     let top = h.dir.path();
     // One bare remote; each host clones it. The backlog is one file all of them see.
     let forge = top.join("forge.git");
-    git(
-        top,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            &h.repo.display().to_string(),
-            &forge.display().to_string(),
-        ],
-    );
-    let url = format!("file://{}", forge.display());
+    let url = h.bare_copy(&forge);
     let backlog = h.repo.join(".beads/issues.jsonl");
     let mut workers = BTreeMap::new();
     let mut ports = BTreeMap::new();

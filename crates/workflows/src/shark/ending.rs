@@ -432,14 +432,12 @@ fn kept_note(kept: Option<&IntegrationReport>) -> String {
 
 /// Whether an activity failed because a spending cap is reached.
 pub(super) fn is_budget_exhausted(err: &ActivityExecutionError) -> bool {
-    let mut failure = err.failure();
-    while let Some(f) = failure {
-        if failure_type(f) == error_types::BUDGET_EXHAUSTED {
-            return true;
-        }
-        failure = f.cause.as_deref();
-    }
-    false
+    failure_chain(err).any(|f| failure_type(f) == error_types::BUDGET_EXHAUSTED)
+}
+
+/// The activity's failure and its causes, outermost first.
+pub(super) fn failure_chain(err: &ActivityExecutionError) -> impl Iterator<Item = &Failure> {
+    std::iter::successors(err.failure(), |f| f.cause.as_deref())
 }
 
 /// The innermost failure message, which is the one the activity wrote.

@@ -23,6 +23,7 @@ use temporalio_common::protos::temporal::api::enums::v1::TimeoutType;
 use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
 use temporalio_sdk::{ActivityExecutionError, ActivityOptions};
 
+use super::ending::failure_chain;
 use super::options::quick_options;
 use super::{Setup, Shark};
 
@@ -156,14 +157,8 @@ impl Shark<'_> {
 /// A step waited on its host's queue longer than `host_wait` (a schedule-to-start timeout, which
 /// only host-bound steps have): nobody polls that queue any more.
 pub(super) fn host_lost(err: &ActivityExecutionError) -> bool {
-    let mut failure = err.failure();
-    while let Some(f) = failure {
-        if let Some(FailureInfo::TimeoutFailureInfo(info)) = &f.failure_info
-            && info.timeout_type == TimeoutType::ScheduleToStart as i32
-        {
-            return true;
-        }
-        failure = f.cause.as_deref();
-    }
-    false
+    failure_chain(err).any(|f| {
+        matches!(&f.failure_info, Some(FailureInfo::TimeoutFailureInfo(info))
+            if info.timeout_type == TimeoutType::ScheduleToStart as i32)
+    })
 }
