@@ -488,6 +488,15 @@ mod tests {
     }
 
     #[test]
+    fn a_run_that_moved_hosts_says_from_which() {
+        assert_eq!(lost_hosts(&[]), "");
+        assert_eq!(
+            lost_hosts(&["b".to_string(), "a".to_string()]),
+            " (moved from b, then a, which stopped answering)"
+        );
+    }
+
+    #[test]
     fn a_run_without_phase_times_shows_none() {
         let s = SharkStatus {
             phase: Phase::Planning as i32,
