@@ -235,7 +235,8 @@ fn main() {
 
 async fn run() {
     components::install();
-    // `CHUM_BENCH_ONLY=queue` / `payoff`: only the merge queue's / the crystallization payoff's part.
+    // `CHUM_BENCH_ONLY=queue` / `payoff` / `scale` / `fifty`: only that part (`fifty`: concurrency
+    // 50 on the worker binary).
     match std::env::var("CHUM_BENCH_ONLY").as_deref() {
         Ok("queue") => return print_table(&queue::merge_queue_rows().await),
         Ok("payoff") => {
@@ -245,6 +246,11 @@ async fn run() {
             return println!("drawn: {}", plots::shown(&drawn));
         }
         Ok("scale") => return print_table(&scale::scale_rows().await),
+        Ok("fifty") => {
+            let fifty = env_count("CHUM_BENCH_FIFTY", 100);
+            let h = factory_harness(fifty).await;
+            return print_table(&fifty_on_the_worker_binary(&h, 1, fifty).await);
+        }
         _ => {}
     }
     let sequential = env_count("CHUM_BENCH_BEADS", 50);
@@ -255,26 +261,7 @@ async fn run() {
     let curve = env_count("CHUM_BENCH_CURVE", 20);
     // Sharks per hour and the worker's own memory at concurrency 50, on the worker binary alone.
     let fifty = env_count("CHUM_BENCH_FIFTY", 100);
-    let h = Arc::new(
-        Harness::start(
-            "bench",
-            HarnessOptions {
-                steps: vec![planner(GOOD_PLAN), executor()],
-                dod: vec!["true".into()],
-                integration: "branch",
-                beads: Some(beads(sequential + parallel + curve * CURVE_LEVELS.len() + fifty)),
-                ..Default::default()
-            }
-            .with_config(move |c| {
-                c.dispatcher.enabled = Some(false);
-                // Every bead plans the same files: execution slots only, no leases. Slots for the
-                // curve's widest level; the benchmark's semaphore sets each level.
-                c.project().concurrency = Some(CURVE_LEVELS.iter().copied().fold(FIFTY, usize::max) as u32);
-                c.project().leases = Some("off".into());
-            }),
-        )
-        .await,
-    );
+    let h = Arc::new(factory_harness(sequential + parallel + curve * CURVE_LEVELS.len() + fifty).await);
     eprintln!("bench: dev server up; {sequential} beads one at a time, then {parallel} beads {concurrency} at once");
     let hh = h.clone();
     let rows = h
@@ -466,6 +453,29 @@ async fn run() {
     for path in &drawn {
         println!("drawn: {}", plots::shown(path));
     }
+}
+
+/// The project every factory row runs on: `beads` beads, a zero-time scripted planner and
+/// executor, a trivial DoD, the `branch` policy, no Dispatcher.
+async fn factory_harness(beads_count: usize) -> Harness {
+    Harness::start(
+        "bench",
+        HarnessOptions {
+            steps: vec![planner(GOOD_PLAN), executor()],
+            dod: vec!["true".into()],
+            integration: "branch",
+            beads: Some(beads(beads_count)),
+            ..Default::default()
+        }
+        .with_config(move |c| {
+            c.dispatcher.enabled = Some(false);
+            // Every bead plans the same files: execution slots only, no leases. Slots for the
+            // curve's widest level; the benchmark's semaphore sets each level.
+            c.project().concurrency = Some(CURVE_LEVELS.iter().copied().fold(FIFTY, usize::max) as u32);
+            c.project().leases = Some("off".into());
+        }),
+    )
+    .await
 }
 
 /// The widest run: Sharks per hour and the worker's memory with this many in flight.
