@@ -5,7 +5,6 @@ use crate::log_context::{activity_span, supervised};
 use chum_core::live_config::LiveConfig;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use tracing::Instrument;
 
 use chum_core::activity_contract::error_types;
 use chum_core::backlog::{Mutation, backlog_summary, parse_groom_answer, validate_mutations};
@@ -416,9 +415,10 @@ impl GroomActivitiesImpl {
         req: GroomRequest,
     ) -> Result<GroomProposal, ActivityError> {
         let span = activity_span(&ctx, req.groom.as_ref());
-        async move { self.steps().propose_mutations_impl(req, &ctx).await }
-            .instrument(span)
-            .await
+        supervised(&ctx, span, async {
+            self.steps().propose_mutations_impl(req, &ctx).await
+        })
+        .await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::ApplyMutations)]

@@ -50,7 +50,11 @@ pub fn activity_span(ctx: &ActivityContext, run: Option<&RunRef>) -> Span {
 /// Runs an activity's work in its span and heartbeats while it runs. The workflows give every
 /// activity a heartbeat timeout, so a worker killed in the middle of one (SIGKILL, OOM, a lost
 /// machine) is noticed in seconds and the activity retried on another worker, instead of after
-/// its whole start-to-close timeout. Activities that run agents heartbeat from their process loop.
+/// its whole start-to-close timeout. Activities that run agents heartbeat from their process loop
+/// as well, but run here too: what comes before the agent (waiting for the repository's worktree
+/// lock behind 49 other Sharks, making the worktree) can take longer than the heartbeat timeout,
+/// and an activity the server times out while it still runs is retried beside itself (the retry's
+/// worktree is then remade under it).
 pub async fn supervised<F: Future>(ctx: &ActivityContext, span: Span, work: F) -> F::Output {
     let work = work.instrument(span);
     tokio::pin!(work);

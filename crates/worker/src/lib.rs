@@ -23,6 +23,12 @@ use temporalio_client::schedules::{CreateScheduleOptions, ScheduleAction, Schedu
 use temporalio_client::{Client, WorkflowStartOptions};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
+/// The longest an activity's heartbeats wait in the SDK before one goes to the server. The SDK's
+/// own choice is 80% of the heartbeat timeout (8 s of the Shark's 10 s), which leaves a busy
+/// machine 2 s of slack before the server times out an activity that is still running and
+/// retries it beside itself; at 4 s, a heartbeat can be 6 s late.
+const HEARTBEAT_THROTTLE: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// A worker polling the configured task queue with every CHUM workflow and activity registered.
 /// Builds the worker. Its activities take the configuration in force when each one starts, so a
 /// `LiveConfig::reload` reaches the next activity of every run.
@@ -42,6 +48,7 @@ pub fn build_worker(runtime: &Runtime, client: Client, config: impl Into<LiveCon
         .register_activities(NotifyActivitiesImpl::new(config.clone()))
         .register_activities(DispatcherActivitiesImpl::new(config))
         .register_activities(CoordinatorActivitiesImpl)
+        .max_heartbeat_throttle_interval(HEARTBEAT_THROTTLE)
         .build();
     Ok(Worker::new(runtime, client, options)?)
 }
@@ -62,6 +69,7 @@ pub fn build_host_worker(
     }
     let options = WorkerOptions::new(current.worker.host_task_queue(&current.temporal.task_queue))
         .register_activities(SharkActivitiesImpl::new(config.clone()))
+        .max_heartbeat_throttle_interval(HEARTBEAT_THROTTLE)
         .build();
     Ok(Some(Worker::new(runtime, client, options)?))
 }

@@ -29,6 +29,10 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 pub trait Liveness {
     fn heartbeat(&self) -> impl Future<Output = ()>;
     fn cancelled(&self) -> impl Future<Output = ()>;
+    /// The step (its run and activity) and which try of it this is; `None` outside an activity.
+    fn step_try(&self) -> Option<(String, u32)> {
+        None
+    }
 }
 
 impl Liveness for temporalio_sdk::activities::ActivityContext {
@@ -37,6 +41,11 @@ impl Liveness for temporalio_sdk::activities::ActivityContext {
     }
     async fn cancelled(&self) {
         temporalio_sdk::activities::ActivityContext::cancelled(self).await
+    }
+    fn step_try(&self) -> Option<(String, u32)> {
+        let info = self.info();
+        let run = info.workflow_run_id.clone().unwrap_or_default();
+        Some((format!("{run}/{}", info.activity_id), info.attempt))
     }
 }
 

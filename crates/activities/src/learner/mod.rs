@@ -8,11 +8,10 @@ mod rules;
 pub use rule_checks::{check_rule, locate_cli};
 pub use rules::{RetireError, Retirement, retire_rule};
 
-use crate::log_context::activity_span;
+use crate::log_context::{activity_span, supervised};
 use chum_core::live_config::LiveConfig;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tracing::Instrument;
 
 use chum_core::activity_contract::error_types;
 use chum_core::config::{ChumConfig, ProjectConfig, Role};
@@ -246,9 +245,10 @@ impl LearnerActivitiesImpl {
         input: LearnerInput,
     ) -> Result<LessonsReport, ActivityError> {
         let span = activity_span(&ctx, input.run.as_ref());
-        async move { self.steps().extract_lessons_impl(input, &ctx).await }
-            .instrument(span)
-            .await
+        supervised(&ctx, span, async {
+            self.steps().extract_lessons_impl(input, &ctx).await
+        })
+        .await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::CrystallizeRule)]
@@ -258,8 +258,6 @@ impl LearnerActivitiesImpl {
         req: CrystallizeRequest,
     ) -> Result<RuleReport, ActivityError> {
         let span = activity_span(&ctx, req.run.as_ref());
-        async move { self.steps().crystallize_impl(req, &ctx).await }
-            .instrument(span)
-            .await
+        supervised(&ctx, span, async { self.steps().crystallize_impl(req, &ctx).await }).await
     }
 }

@@ -30,7 +30,16 @@ fn commit_message(req: &IntegrateRequest, key: &str) -> String {
         msg.push_str(&format!("Plan-Approved-By: {}\n", req.approved_by));
     }
     msg.push_str(&format!("Chum-Bead: {}\nChum-Run: {key}\n", bead.id));
-    msg
+    // As `git commit` would clean it (`commit-tree` takes the text as it is): no trailing
+    // whitespace, no runs of blank lines.
+    let mut clean = String::new();
+    for line in msg.lines().map(str::trim_end) {
+        if !(line.is_empty() && (clean.is_empty() || clean.ends_with("\n\n"))) {
+            clean.push_str(line);
+            clean.push('\n');
+        }
+    }
+    clean
 }
 
 pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Result<IntegrationReport, RepoProblem> {
@@ -82,30 +91,22 @@ pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Resul
             );
             return Ok(report);
         };
-        // The merged tree is the reviewed tree is the tested tree: the index must still be it.
-        if !req.tree.is_empty() {
-            let staged = wt.git(&["write-tree"]).await?;
-            if staged != req.tree {
-                report.problem = format!(
-                    "the staged tree {} is not the tree the gates passed ({}); nothing was committed",
-                    short_hash(&staged),
-                    short_hash(&req.tree)
-                );
-                return Ok(report);
+        let message = commit_message(req, &key);
+        if req.tree.is_empty() {
+            // A run from before the gates recorded their tree: the index as the attempt's
+            // execution staged it (`stage_changes`).
+            wt.git(&["commit", "-q", "--allow-empty", "--no-verify", "-m", &message])
+                .await?;
+            wt.git(&["rev-parse", "HEAD"]).await?
+        } else {
+            match commit_verified_tree(wt, &req.tree, &message).await? {
+                Ok(commit) => commit,
+                Err(problem) => {
+                    report.problem = problem;
+                    return Ok(report);
+                }
             }
         }
-        // The index as the attempt's execution staged it (`stage_changes`): what the reviewer
-        // saw and the gates checked. Whatever the review or the DoD left in the worktree since
-        // (build output, caches, edits) is not added.
-        let message = commit_message(req, &key);
-        wt.git(&["commit", "-q", "--allow-empty", "--no-verify", "-m", &message])
-            .await?;
-        let commit = wt.git(&["rev-parse", "HEAD"]).await?;
-        if !req.tree.is_empty() && wt.git(&["rev-parse", "HEAD^{tree}"]).await? != req.tree {
-            report.problem = format!("commit {commit} does not hold the tree the gates passed");
-            return Ok(report);
-        }
-        commit
     };
     report.commit = commit.clone();
     // Held for the merge queue (which brings it up to the base and lands it), kept as partial
@@ -183,6 +184,45 @@ pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Resul
     report.merged = true;
     report.commit = tip;
     Ok(report)
+}
+
+/// Commits `tree`, the tree every gate passed, on the worktree's branch: the merged tree is the
+/// reviewed tree is the tested tree, whatever the index holds now. The commit is made from the
+/// tree itself (`commit-tree`), not from the index: an earlier try of a step that the server
+/// timed out while it still ran (a starved worker's missed heartbeats) may have remade the
+/// worktree under the run, and its index then holds the base, not the work. The worktree is then
+/// set to the commit, as `git commit` would leave it, for a merge of the moved base into it.
+/// `Err(problem)` when the tree is not in the repository (nothing was committed).
+async fn commit_verified_tree(
+    wt: &WorktreeGit,
+    tree: &str,
+    message: &str,
+) -> Result<Result<String, String>, RepoProblem> {
+    if wt
+        .git_ok(&["cat-file", "-e", &format!("{tree}^{{tree}}")])
+        .await?
+        .is_none()
+    {
+        return Ok(Err(format!(
+            "the tree the gates passed ({}) is not in the repository; nothing was committed",
+            short_hash(tree)
+        )));
+    }
+    let staged = wt.git(&["write-tree"]).await?;
+    if staged != tree {
+        tracing::warn!(
+            staged = %short_hash(&staged),
+            verified = %short_hash(tree),
+            "the worktree's index is not the tree the gates passed (an earlier try of a step ran beside this run?); committing the verified tree"
+        );
+    }
+    let parent = wt.git(&["rev-parse", "HEAD"]).await?;
+    let commit = wt.git(&["commit-tree", tree, "-p", &parent, "-m", message]).await?;
+    // Compare-and-swap: HEAD (the branch) moves only from the parent the commit names.
+    wt.git(&["update-ref", "-m", "chum: integrate", "HEAD", &commit, &parent])
+        .await?;
+    wt.git(&["reset", "-q", "--hard", "HEAD"]).await?;
+    Ok(Ok(commit))
 }
 
 /// Fast-forwards the base branch from `from` to `tip`: through its checkout when it is checked

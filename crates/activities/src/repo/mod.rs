@@ -28,6 +28,7 @@ pub use remote::{BranchPush, PushOutcome, RemoteError, fetch_base, push_base, pu
 pub use tags::{Lang, extract_tags};
 pub use workspace::{RepoProblem, check_repository};
 pub use worktree::{
-    AttemptChanges, AttemptWorktree, discard_candidates, drift, hold_to_tree, prepare_plan_worktree, prepare_worktree,
-    record_candidate, remove_worktree, restore, resume_worktree, stage_changes, worktree_path,
+    AttemptChanges, AttemptWorktree, WorktreeOwner, discard_candidates, drift, hold_to_tree, prepare_owned_worktree,
+    prepare_plan_worktree, prepare_worktree, record_candidate, remove_worktree, restore, resume_worktree,
+    stage_changes, worktree_path,
 };

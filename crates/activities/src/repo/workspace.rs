@@ -26,6 +26,15 @@ pub enum RepoProblem {
     Git(#[from] GitError),
     #[error(transparent)]
     Remote(#[from] super::remote::RemoteError),
+    /// This try of a step was timed out by the server and a later try took over its worktree.
+    #[error(
+        "try {try_number} of this step stops: try {owner} owns the worktree {worktree} (the server had timed this one out while it still ran)"
+    )]
+    Superseded {
+        worktree: String,
+        try_number: u32,
+        owner: u32,
+    },
 }
 
 impl RepoProblem {
@@ -296,6 +305,108 @@ mod tests {
             "",
             ".chum/ stays out of git status"
         );
+    }
+
+    #[tokio::test]
+    async fn an_earlier_try_of_a_step_leaves_a_later_tries_worktree_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        init_repo(repo).await;
+        let p = project(repo, IntegrationPolicy::Merge);
+        let try_of = |n| WorktreeOwner {
+            step: "run-1/7".into(),
+            try_number: n,
+        };
+        // Try 1 made the worktree, then the server timed it out; try 2 made it afresh and worked.
+        prepare_owned_worktree(&p, "tk-1", 1, 0, Some(&try_of(1)))
+            .await
+            .unwrap();
+        let second = prepare_owned_worktree(&p, "tk-1", 1, 0, Some(&try_of(2)))
+            .await
+            .unwrap();
+        std::fs::write(second.path.join("new.txt"), "new\n").unwrap();
+        // Try 1 wakes up: it may neither remake the worktree nor stage into it.
+        let late = prepare_owned_worktree(&p, "tk-1", 1, 0, Some(&try_of(1)))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                late,
+                RepoProblem::Superseded {
+                    try_number: 1,
+                    owner: 2,
+                    ..
+                }
+            ),
+            "{late}"
+        );
+        assert!(late.to_string().contains("try 2 owns the worktree"), "{late}");
+        assert!(try_of(1).check(&second.git).is_err());
+        assert!(second.path.join("new.txt").exists(), "try 2's work stays");
+        try_of(2).check(&second.git).unwrap();
+        // A later try, another run's step or a redo (another step) may take it over.
+        let redo = WorktreeOwner {
+            step: "run-1/9".into(),
+            try_number: 1,
+        };
+        redo.claim(repo, &second.git).await.unwrap();
+        let other_run = WorktreeOwner {
+            step: "run-2/7".into(),
+            try_number: 1,
+        };
+        prepare_owned_worktree(&p, "tk-1", 1, 0, Some(&other_run))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_verified_tree_is_committed_even_when_an_earlier_try_remade_the_worktree_under_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        init_repo(repo).await;
+        let p = project(repo, IntegrationPolicy::Merge);
+        let wt = prepare_worktree(&p, "tk-1", 1, 0).await.unwrap();
+        std::fs::write(wt.path.join("new.txt"), "new\n").unwrap();
+        stage_changes(&wt.git, &wt.base_commit).await.unwrap();
+        let verified = wt.git.git(&["write-tree"]).await.unwrap();
+        // A try of the execute step the server had timed out (missed heartbeats) wakes up and
+        // makes the attempt's worktree afresh: its index and files are the base again.
+        let remade = prepare_worktree(&p, "tk-1", 1, 0).await.unwrap();
+        assert!(!remade.path.join("new.txt").exists());
+        let report = integrate(
+            &p,
+            &IntegrateRequest {
+                tree: verified.clone(),
+                ..request(&remade.path, 1)
+            },
+        )
+        .await
+        .unwrap();
+        assert!(report.merged && report.problem.is_empty(), "{report:?}");
+        assert_eq!(git(repo, &["rev-parse", "main^{tree}"]).await.unwrap(), verified);
+        assert_eq!(std::fs::read_to_string(repo.join("new.txt")).unwrap(), "new\n");
+        let msg = git(repo, &["log", "-1", "--format=%B", "main"]).await.unwrap();
+        assert!(
+            msg.starts_with("tk-1: Add a file\n\nPlan: add it\n") && msg.ends_with("Chum-Run: shark-demo-tk-1/r1/1"),
+            "{msg:?}"
+        );
+
+        // A tree the repository does not have is a problem of the run: nothing is committed.
+        let wt = prepare_worktree(&p, "tk-2", 1, 0).await.unwrap();
+        let report = integrate(
+            &p,
+            &IntegrateRequest {
+                tree: "0123456789abcdef0123456789abcdef01234567".into(),
+                ..request(&wt.path, 2)
+            },
+        )
+        .await
+        .unwrap();
+        assert!(
+            report.problem.contains("is not in the repository") && report.commit.is_empty(),
+            "{report:?}"
+        );
+        assert_eq!(count_commits(repo, "main").await, 2);
     }
 
     #[tokio::test]

@@ -107,6 +107,57 @@ pub(super) async fn remove_worktree_locked(repo: &Path, path: &Path) -> Result<(
     Ok(())
 }
 
+/// Which try of which step made a worktree (`step`: the run and the activity; `try_number`:
+/// Temporal's attempt). The server may time out a step that still runs (a starved worker's
+/// heartbeats arrive late) and start a later try beside it: the earlier try must then neither
+/// remake the later one's worktree nor stage into it. Kept in the worktree's git directory, where
+/// the agent cannot write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorktreeOwner {
+    pub step: String,
+    pub try_number: u32,
+}
+
+/// The file in a worktree's git directory naming its [`WorktreeOwner`].
+const OWNER: &str = "chum-owner";
+
+impl WorktreeOwner {
+    fn read(git_dir: &Path) -> Option<WorktreeOwner> {
+        let text = std::fs::read_to_string(git_dir.join(OWNER)).ok()?;
+        let (number, step) = text.trim().split_once(' ')?;
+        Some(WorktreeOwner {
+            step: step.to_string(),
+            try_number: number.parse().ok()?,
+        })
+    }
+
+    fn write(&self, git_dir: &Path) -> Result<(), RepoProblem> {
+        std::fs::write(git_dir.join(OWNER), format!("{} {}\n", self.try_number, self.step))
+            .map_err(|e| RepoProblem::Git(GitError::Spawn(e)))
+    }
+
+    /// `Err(Superseded)` when a later try of this step owns the worktree of `git`.
+    pub fn check(&self, git: &WorktreeGit) -> Result<(), RepoProblem> {
+        match WorktreeOwner::read(&git.git_dir) {
+            Some(owner) if owner.step == self.step && owner.try_number > self.try_number => {
+                Err(RepoProblem::Superseded {
+                    worktree: git.work_tree.display().to_string(),
+                    try_number: self.try_number,
+                    owner: owner.try_number,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks, then makes this try the worktree's owner (a redo taking over a worktree, say).
+    pub async fn claim(&self, repo: &Path, git: &WorktreeGit) -> Result<(), RepoProblem> {
+        let _lock = RepoLock::worktrees(repo).await?;
+        self.check(git)?;
+        self.write(&git.git_dir)
+    }
+}
+
 /// A fresh worktree for this attempt on branch `chum/<bead>`, reset to the base branch, with the
 /// project's `copy_files` copied in from the main checkout (and never staged). Earlier attempts'
 /// worktrees of the bead are removed (their branch is the same one); a retried activity simply
@@ -117,6 +168,18 @@ pub async fn prepare_worktree(
     attempt: u32,
     candidate: u32,
 ) -> Result<AttemptWorktree, RepoProblem> {
+    prepare_owned_worktree(project, bead_id, attempt, candidate, None).await
+}
+
+/// [`prepare_worktree`] for a try of a step: a worktree a later try of the same step owns is left
+/// alone (`RepoProblem::Superseded`), and the new one is this try's.
+pub async fn prepare_owned_worktree(
+    project: &ProjectConfig,
+    bead_id: &str,
+    attempt: u32,
+    candidate: u32,
+    owner: Option<&WorktreeOwner>,
+) -> Result<AttemptWorktree, RepoProblem> {
     let base_commit = check_repository(project).await?;
     let repo = &project.repo;
     exclude_chum_dir(repo).await?;
@@ -124,7 +187,15 @@ pub async fn prepare_worktree(
     let branch_ref = format!("refs/heads/{branch}");
     let path = worktree_path(project, bead_id, attempt, candidate);
     let _lock = RepoLock::worktrees(repo).await?;
-    for entry in worktrees(repo).await? {
+    let current = worktrees(repo).await?;
+    if let Some(owner) = owner {
+        for entry in current.iter().filter(|e| e.path == path) {
+            if let Ok(git) = WorktreeGit::open(repo, &entry.path).await {
+                owner.check(&git)?;
+            }
+        }
+    }
+    for entry in current {
         if entry.branch.as_deref() == Some(branch_ref.as_str()) || entry.path == path {
             let shown = entry.path.display().to_string();
             // An agent may have emptied it (its `.git` file gone): git no longer calls it a
@@ -143,6 +214,9 @@ pub async fn prepare_worktree(
     git(repo, &["worktree", "prune"]).await?;
     add_worktree_locked(repo, &path, &base_commit, Checkout::Branch(&branch)).await?;
     let git = WorktreeGit::open(repo, &path).await?;
+    if let Some(owner) = owner {
+        owner.write(&git.git_dir)?;
+    }
     copy_files(project, &git)?;
     Ok(AttemptWorktree {
         path,

@@ -23,8 +23,8 @@ use crate::log_context::component;
 use crate::agent::{AgentRequest, Liveness, run_agent};
 use crate::exec::{ProjectCommand, run_project_command};
 use crate::repo::{
-    AttemptWorktree, RepoProblem, hold_to_tree, prepare_plan_worktree, prepare_worktree, record_candidate,
-    remove_worktree, resume_worktree, stage_changes,
+    AttemptWorktree, RepoProblem, WorktreeOwner, hold_to_tree, prepare_owned_worktree, prepare_plan_worktree,
+    record_candidate, remove_worktree, resume_worktree, stage_changes,
 };
 use crate::repo::{GitError, WorktreeGit, map_for_prompt, tags_cache_dir};
 use crate::store::RunArtifacts;
@@ -232,6 +232,9 @@ impl SharkSteps {
     ) -> Result<ExecuteReport, ActivityError> {
         let run = req.run.unwrap_or_default();
         let project = self.project(&run)?;
+        let owner = liveness
+            .step_try()
+            .map(|(step, try_number)| WorktreeOwner { step, try_number });
         // A redo continues the attempt's work; a new attempt starts from the base branch.
         let artifacts = self.artifacts(&run);
         let resumed = if req.handoff > 0 {
@@ -248,14 +251,19 @@ impl SharkSteps {
             None
         };
         let worktree = match resumed {
-            Some(worktree) => worktree,
+            Some(worktree) => {
+                if let Some(owner) = &owner {
+                    owner.claim(&project.repo, &worktree.git).await.map_err(repo_error)?;
+                }
+                worktree
+            }
             None => {
                 // Several hosts: this host's base may be behind the remote's, where the other hosts
                 // land; the attempt starts from the remote's.
                 if self.config.worker.several_hosts && project.integration == IntegrationPolicy::Push {
                     crate::repo::follow_remote_base(project).await.map_err(repo_error)?;
                 }
-                let fresh = prepare_worktree(project, &run.bead_id, req.attempt, req.candidate)
+                let fresh = prepare_owned_worktree(project, &run.bead_id, req.attempt, req.candidate, owner.as_ref())
                     .instrument(component("worktree"))
                     .await
                     .map_err(repo_error)?;
@@ -350,6 +358,10 @@ impl SharkSteps {
             }
             Err(e) => return Err(repo_error(e.into())),
         };
+        // A try the server timed out while its agent ran must not stage into a later try's work.
+        if let Some(owner) = &owner {
+            owner.check(&git).map_err(repo_error)?;
+        }
         let changes = stage_changes(&git, &worktree.base_commit).await.map_err(repo_error)?;
         report.tree = record_candidate(
             &git,

@@ -271,9 +271,7 @@ impl SharkActivitiesImpl {
     #[activity(definition = chum_core::activity_contract::definitions::Plan)]
     pub async fn plan(self: Arc<Self>, ctx: ActivityContext, req: PlanRequest) -> Result<PlanDraft, ActivityError> {
         let span = activity_span(&ctx, req.run.as_ref());
-        async move { self.steps().plan_impl(req, &ctx).await }
-            .instrument(span)
-            .await
+        supervised(&ctx, span, async { self.steps().plan_impl(req, &ctx).await }).await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::Execute)]
@@ -283,9 +281,7 @@ impl SharkActivitiesImpl {
         req: ExecuteRequest,
     ) -> Result<ExecuteReport, ActivityError> {
         let span = activity_span(&ctx, req.run.as_ref());
-        async move { self.steps().execute_impl(req, &ctx).await }
-            .instrument(span)
-            .await
+        supervised(&ctx, span, async { self.steps().execute_impl(req, &ctx).await }).await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::Review)]
@@ -295,9 +291,7 @@ impl SharkActivitiesImpl {
         req: ReviewRequest,
     ) -> Result<ReviewReport, ActivityError> {
         let span = activity_span(&ctx, req.run.as_ref());
-        async move { self.steps().review_impl(req, &ctx).await }
-            .instrument(span)
-            .await
+        supervised(&ctx, span, async { self.steps().review_impl(req, &ctx).await }).await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::Semgrep)]
@@ -313,9 +307,7 @@ impl SharkActivitiesImpl {
     #[activity(definition = chum_core::activity_contract::definitions::RunDod)]
     pub async fn run_dod(self: Arc<Self>, ctx: ActivityContext, req: DodRequest) -> Result<DodReport, ActivityError> {
         let span = activity_span(&ctx, req.run.as_ref());
-        async move { self.steps().run_dod_impl(req, &ctx).await }
-            .instrument(span)
-            .await
+        supervised(&ctx, span, async { self.steps().run_dod_impl(req, &ctx).await }).await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::RunNamedGate)]
@@ -325,9 +317,7 @@ impl SharkActivitiesImpl {
         req: NamedGateRequest,
     ) -> Result<DodReport, ActivityError> {
         let span = activity_span(&ctx, req.run.as_ref());
-        async move { self.steps().run_named_gate_impl(req, &ctx).await }
-            .instrument(span)
-            .await
+        supervised(&ctx, span, async { self.steps().run_named_gate_impl(req, &ctx).await }).await
     }
 
     #[activity(definition = chum_core::activity_contract::definitions::Integrate)]

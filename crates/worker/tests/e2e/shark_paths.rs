@@ -1126,6 +1126,64 @@ async fn twenty_sharks_started_at_once_on_one_repository_all_plan() {
     );
 }
 
+/// A step that waits longer than its heartbeat timeout (10 s) before its agent starts is still
+/// one try: here its execute step waits 15 s for the repository's worktree lock (at concurrency 50
+/// in `make bench`, 49 other Sharks held it in turn). It heartbeats while it waits, so the server
+/// neither times it out nor starts a second try beside it; such a second try once remade the
+/// worktree under the run, and 4 of 100 beads ended `integration_failed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_waits_for_the_worktree_lock_past_the_heartbeat_timeout_is_tried_once() {
+    let h = &Harness::with_steps("lock-wait", good_work()).await;
+    let (result, tries) = h
+        .with_worker(|client| async move {
+            let handle = start_shark(&client, &h.task_queue, h.input(limits())).await;
+            wait_for_phase(&handle, Phase::AwaitingApproval, 1).await;
+            // Held as CHUM's own lock is (an advisory lock on the file in `.git`).
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(h.repo.join(".git/chum-worktrees.lock"))
+                .unwrap();
+            lock.lock().unwrap();
+            send_approve(&handle, json!({"approved": true, "by": "alice"})).await;
+            wait_for_phase(&handle, Phase::Executing, 0).await;
+            tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+            drop(lock);
+            let result = finish(&handle, "lock_wait").await;
+            (result, activity_tries(&handle, "execute").await)
+        })
+        .await;
+    assert_eq!(result.outcome(), Outcome::Integrated, "{result:?}");
+    assert_eq!(tries, [1], "the execute step started once, in its first try");
+    assert!(h.repo.join("calc.py").exists());
+}
+
+/// The try number of every start of `activity` in a run's history (1 for a first try; a retry
+/// after a heartbeat timeout starts with 2).
+async fn activity_tries(handle: &SharkHandle, activity: &str) -> Vec<u64> {
+    let json = handle
+        .fetch_history(temporalio_client::WorkflowFetchHistoryOptions::default())
+        .to_json()
+        .await
+        .expect("history fetched");
+    let history: serde_json::Value = serde_json::from_slice(&json).expect("history JSON");
+    let events = history["events"].as_array().cloned().unwrap_or_default();
+    let scheduled_as = |id: &serde_json::Value| {
+        events
+            .iter()
+            .find(|e| &e["event_id"] == id)
+            .and_then(|e| e["attributes"]["ActivityTaskScheduledEventAttributes"]["activity_type"]["name"].as_str())
+            .map(str::to_string)
+    };
+    events
+        .iter()
+        .filter_map(|e| e["attributes"].get("ActivityTaskStartedEventAttributes"))
+        .filter(|started| scheduled_as(&started["scheduled_event_id"]).as_deref() == Some(activity))
+        .map(|started| started["attempt"].as_u64().unwrap_or(1))
+        .collect()
+}
+
 /// A follow-up that cannot start never fails the run, and the run says so: here the
 /// ContinuousLearner's workflow id is already taken (started by hand with the real `temporal`
 /// CLI while the Shark waits at its gate), so the integrated run's result and status name it.
