@@ -191,37 +191,37 @@ pub async fn integrate(project: &ProjectConfig, req: &IntegrateRequest) -> Resul
 /// tree itself (`commit-tree`), not from the index: an earlier try of a step that the server
 /// timed out while it still ran (a starved worker's missed heartbeats) may have remade the
 /// worktree under the run, and its index then holds the base, not the work. The worktree is then
-/// set to the commit, as `git commit` would leave it, for a merge of the moved base into it.
-/// `Err(problem)` when the tree is not in the repository (nothing was committed).
+/// set to the commit (in the usual case it already is), for a merge of the moved base into it.
+/// `Err(problem)` when the tree cannot be committed (not in the repository): nothing was.
 async fn commit_verified_tree(
     wt: &WorktreeGit,
     tree: &str,
     message: &str,
 ) -> Result<Result<String, String>, RepoProblem> {
-    if wt
-        .git_ok(&["cat-file", "-e", &format!("{tree}^{{tree}}")])
-        .await?
-        .is_none()
-    {
-        return Ok(Err(format!(
-            "the tree the gates passed ({}) is not in the repository; nothing was committed",
-            short_hash(tree)
-        )));
-    }
+    let commit = match wt.git(&["commit-tree", tree, "-p", "HEAD", "-m", message]).await {
+        Ok(commit) => commit,
+        Err(GitError::Failed { stderr, .. }) => {
+            return Ok(Err(format!(
+                "the tree the gates passed ({}) cannot be committed ({}); nothing was committed",
+                short_hash(tree),
+                stderr.trim()
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // Compare-and-swap: HEAD (the branch) moves only from the parent the commit names.
+    let parent = format!("{commit}^");
+    wt.git(&["update-ref", "-m", "chum: integrate", "HEAD", &commit, &parent])
+        .await?;
     let staged = wt.git(&["write-tree"]).await?;
     if staged != tree {
         tracing::warn!(
             staged = %short_hash(&staged),
             verified = %short_hash(tree),
-            "the worktree's index is not the tree the gates passed (an earlier try of a step ran beside this run?); committing the verified tree"
+            "the worktree's index was not the tree the gates passed (an earlier try of a step ran beside this run?); committed the verified tree"
         );
+        wt.git(&["reset", "-q", "--hard", "HEAD"]).await?;
     }
-    let parent = wt.git(&["rev-parse", "HEAD"]).await?;
-    let commit = wt.git(&["commit-tree", tree, "-p", &parent, "-m", message]).await?;
-    // Compare-and-swap: HEAD (the branch) moves only from the parent the commit names.
-    wt.git(&["update-ref", "-m", "chum: integrate", "HEAD", &commit, &parent])
-        .await?;
-    wt.git(&["reset", "-q", "--hard", "HEAD"]).await?;
     Ok(Ok(commit))
 }
 

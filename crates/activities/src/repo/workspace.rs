@@ -393,6 +393,7 @@ mod tests {
 
         // A tree the repository does not have is a problem of the run: nothing is committed.
         let wt = prepare_worktree(&p, "tk-2", 1, 0).await.unwrap();
+        let before = git(repo, &["rev-parse", "chum/tk-2"]).await.unwrap();
         let report = integrate(
             &p,
             &IntegrateRequest {
@@ -403,9 +404,10 @@ mod tests {
         .await
         .unwrap();
         assert!(
-            report.problem.contains("is not in the repository") && report.commit.is_empty(),
+            report.problem.contains("cannot be committed") && report.commit.is_empty(),
             "{report:?}"
         );
+        assert_eq!(git(repo, &["rev-parse", "chum/tk-2"]).await.unwrap(), before);
         assert_eq!(count_commits(repo, "main").await, 2);
     }
 

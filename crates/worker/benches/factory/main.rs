@@ -9,6 +9,9 @@
 //! - throughput: `CHUM_BENCH_THROUGHPUT` (100) beads, 10 at once;
 //! - history events per Shark, activity schedule-to-start latency (the SDK's metric), the process's
 //!   peak RSS (worker + the benchmark driver), Semgrep time per attempt;
+//! - `CHUM_BENCH_FIFTY` (100) beads 50 at once on the worker binary: Sharks per hour and the
+//!   worker process's own peak RSS; `CHUM_BENCH_LOAD` (100) beads 10 at once on the worker binary
+//!   beside a busy loop pinned to each core: every bead must integrate;
 //! - many Sharks on one repository through the merge queue (`queue.rs`): total time,
 //!   re-verifications, redos caused by conflicts, time main spent red (must be zero);
 //! - the crystallization payoff on a real project (`payoff.rs`: boltons from its PyPI sdist, its
@@ -251,6 +254,11 @@ async fn run() {
             let h = factory_harness(fifty).await;
             return print_table(&fifty_on_the_worker_binary(&h, 1, fifty).await);
         }
+        Ok("load") => {
+            let loaded = env_count("CHUM_BENCH_LOAD", 100);
+            let h = factory_harness(loaded).await;
+            return print_table(&under_load(&h, 1, loaded).await);
+        }
         _ => {}
     }
     let sequential = env_count("CHUM_BENCH_BEADS", 50);
@@ -261,7 +269,9 @@ async fn run() {
     let curve = env_count("CHUM_BENCH_CURVE", 20);
     // Sharks per hour and the worker's own memory at concurrency 50, on the worker binary alone.
     let fifty = env_count("CHUM_BENCH_FIFTY", 100);
-    let h = Arc::new(factory_harness(sequential + parallel + curve * CURVE_LEVELS.len() + fifty).await);
+    // The throughput run again with both cores kept busy by other processes.
+    let loaded = env_count("CHUM_BENCH_LOAD", 100);
+    let h = Arc::new(factory_harness(sequential + parallel + curve * CURVE_LEVELS.len() + fifty + loaded).await);
     eprintln!("bench: dev server up; {sequential} beads one at a time, then {parallel} beads {concurrency} at once");
     let hh = h.clone();
     let rows = h
@@ -437,7 +447,9 @@ async fn run() {
         })
         .await;
     let (mut rows, overheads, bead_phases, curve_points) = rows;
-    rows.extend(fifty_on_the_worker_binary(&h, sequential + parallel + curve * CURVE_LEVELS.len() + 1, fifty).await);
+    let first = sequential + parallel + curve * CURVE_LEVELS.len() + 1;
+    rows.extend(fifty_on_the_worker_binary(&h, first, fifty).await);
+    rows.extend(under_load(&h, first + fifty, loaded).await);
     rows.extend(queue::merge_queue_rows().await);
     let (payoff_rows, payoff) = payoff::crystallization_payoff().await;
     rows.extend(payoff_rows);
@@ -515,6 +527,69 @@ async fn fifty_on_the_worker_binary(h: &Harness, first: usize, count: usize) -> 
             met: Some(rss <= 40.0),
         },
     ]
+}
+
+/// `count` beads 10 at once on the worker binary while a busy loop runs pinned to each core (other
+/// processes taking the machine: a build, a browser). Every bead must integrate; each one that
+/// does not is listed with its outcome and reason.
+async fn under_load(h: &Harness, first: usize, count: usize) -> Vec<Row> {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let hogs = BusyLoops::start(cores);
+    let config = h.write_config(&h.config_file);
+    let worker = WorkerProcess::start(&config);
+    worker.wait_for_line("worker polling", 0).await;
+    let client = h.client();
+    eprintln!("bench: {count} beads 10 at once beside {} busy loops", hogs.0.len());
+    let (seconds, integrated, lost) = run_concurrently(&client, &h.task_queue, first..first + count, 10).await;
+    let _ = worker.stop();
+    drop(hogs);
+    for line in &lost {
+        eprintln!("bench: NOT INTEGRATED under load: {line}");
+    }
+    vec![Row {
+        what: match lost.is_empty() {
+            true => {
+                format!("under load: {count} beads 10 at once beside a busy loop on each of {cores} cores, integrated")
+            }
+            false => format!(
+                "under load: {count} beads 10 at once beside a busy loop on each of {cores} cores, integrated (not: {})",
+                lost.join("; ")
+            ),
+        },
+        measured: format!("{integrated} of {count} ({seconds:.1} s)"),
+        target: "all".into(),
+        met: Some(lost.is_empty()),
+    }]
+}
+
+/// A shell busy loop pinned to each core (`taskset`; unpinned where it is missing), killed when
+/// dropped, also when the benchmark panics.
+struct BusyLoops(Vec<std::process::Child>);
+
+impl BusyLoops {
+    fn start(cores: usize) -> BusyLoops {
+        let spin = "while :; do :; done";
+        BusyLoops(
+            (0..cores)
+                .filter_map(|core| {
+                    std::process::Command::new("taskset")
+                        .args(["-c", &core.to_string(), "sh", "-c", spin])
+                        .spawn()
+                        .or_else(|_| std::process::Command::new("sh").args(["-c", spin]).spawn())
+                        .ok()
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for BusyLoops {
+    fn drop(&mut self) {
+        for hog in &mut self.0 {
+            let _ = hog.kill();
+            let _ = hog.wait();
+        }
+    }
 }
 
 /// Concurrency levels of the throughput curve besides the main run's.
