@@ -139,13 +139,12 @@ pub async fn finish(handle: &SharkHandle, name: &str) -> SharkResult {
     result
 }
 
-/// The results of every completed `activity` of a run, decoded from its history (what the
-/// activity really reported, as Temporal stored it).
-pub async fn activity_results<W: temporalio_common::HasWorkflowDefinition>(
+/// A run's history events (JSON, as Temporal stores them) and, for each, the activity type of
+/// the activity event it names by `scheduled_event_id`.
+async fn activity_events<W: temporalio_common::HasWorkflowDefinition>(
     handle: &WorkflowHandle<Client, W>,
-    activity: &str,
-) -> Vec<serde_json::Value> {
-    use base64::Engine as _;
+    attributes: &str,
+) -> Vec<(Option<String>, serde_json::Value)> {
     let json = handle
         .fetch_history(WorkflowFetchHistoryOptions::default())
         .to_json()
@@ -162,15 +161,43 @@ pub async fn activity_results<W: temporalio_common::HasWorkflowDefinition>(
     };
     events
         .iter()
-        .filter_map(|e| e["attributes"].get("ActivityTaskCompletedEventAttributes"))
-        .filter(|done| scheduled_as(&done["scheduled_event_id"]).as_deref() == Some(activity))
-        .filter_map(|done| done["result"]["payloads"][0]["data"].as_str())
+        .filter_map(|e| e["attributes"].get(attributes))
+        .map(|a| (scheduled_as(&a["scheduled_event_id"]), a.clone()))
+        .collect()
+}
+
+/// The results of every completed `activity` of a run, decoded from its history (what the
+/// activity really reported, as Temporal stored it).
+pub async fn activity_results<W: temporalio_common::HasWorkflowDefinition>(
+    handle: &WorkflowHandle<Client, W>,
+    activity: &str,
+) -> Vec<serde_json::Value> {
+    use base64::Engine as _;
+    activity_events(handle, "ActivityTaskCompletedEventAttributes")
+        .await
+        .into_iter()
+        .filter(|(of, _)| of.as_deref() == Some(activity))
+        .filter_map(|(_, done)| done["result"]["payloads"][0]["data"].as_str().map(str::to_string))
         .map(|data| {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(data)
                 .expect("base64 payload");
             serde_json::from_slice(&bytes).expect("JSON payload")
         })
+        .collect()
+}
+
+/// The try number of every start of `activity` in a run's history (1 for a first try; a retry
+/// after a heartbeat timeout starts with 2).
+pub async fn activity_tries<W: temporalio_common::HasWorkflowDefinition>(
+    handle: &WorkflowHandle<Client, W>,
+    activity: &str,
+) -> Vec<u64> {
+    activity_events(handle, "ActivityTaskStartedEventAttributes")
+        .await
+        .into_iter()
+        .filter(|(of, _)| of.as_deref() == Some(activity))
+        .map(|(_, started)| started["attempt"].as_u64().unwrap_or(1))
         .collect()
 }
 

@@ -237,6 +237,7 @@ fn main() {
 }
 
 async fn run() {
+    let run_started = Instant::now();
     components::install();
     // `CHUM_BENCH_ONLY=queue` / `payoff` / `scale` / `fifty`: only that part (`fifty`: concurrency
     // 50 on the worker binary).
@@ -274,8 +275,10 @@ async fn run() {
     let h = Arc::new(factory_harness(sequential + parallel + curve * CURVE_LEVELS.len() + fifty + loaded).await);
     eprintln!("bench: dev server up; {sequential} beads one at a time, then {parallel} beads {concurrency} at once");
     let hh = h.clone();
+    let worker_part = Instant::now();
     let rows = h
         .with_metrics_worker(|client, sdk_metrics| async move {
+            let inner = Instant::now();
             let h = hh;
             // Warm-up: the first run pays for process and connection start-up.
             let (_, warm, _) = one_bead(&client, &h.task_queue, "bench-001").await;
@@ -443,17 +446,49 @@ async fn run() {
                     met: Some(semgrep_p50 <= 100.0),
                 },
             ];
-            (rows, overheads, bead_phases, curve_points)
+            (rows, overheads, bead_phases, curve_points, inner.elapsed())
         })
         .await;
-    let (mut rows, overheads, bead_phases, curve_points) = rows;
+    let (mut rows, overheads, bead_phases, curve_points, worked) = rows;
+    let mut parts = vec![
+        ("start-up".to_string(), worker_part.duration_since(run_started)),
+        ("sequential, throughput, curve".to_string(), worked),
+        (
+            "the in-process worker's shutdown".to_string(),
+            worker_part.elapsed().saturating_sub(worked),
+        ),
+    ];
+    let mut timed = Instant::now();
+    let mut lap = |name: &str, parts: &mut Vec<(String, Duration)>| {
+        parts.push((name.to_string(), timed.elapsed()));
+        timed = Instant::now();
+    };
     let first = sequential + parallel + curve * CURVE_LEVELS.len() + 1;
     rows.extend(fifty_on_the_worker_binary(&h, first, fifty).await);
+    lap("concurrency 50", &mut parts);
     rows.extend(under_load(&h, first + fifty, loaded).await);
+    lap("under load", &mut parts);
     rows.extend(queue::merge_queue_rows().await);
+    lap("merge queue", &mut parts);
     let (payoff_rows, payoff) = payoff::crystallization_payoff().await;
     rows.extend(payoff_rows);
+    lap("payoff", &mut parts);
     rows.extend(scale::scale_rows().await);
+    lap("scale", &mut parts);
+    rows.push(Row {
+        what: "the benchmark's own run time (its build not counted), by part".into(),
+        measured: format!(
+            "{:.0} s: {}",
+            run_started.elapsed().as_secs_f64(),
+            parts
+                .iter()
+                .map(|(name, took)| format!("{name} {:.0} s", took.as_secs_f64()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        target: "~10 min".into(),
+        met: None,
+    });
     let caption = plots::caption(&chrono_like_now());
     let drawn = [
         plots::overhead_distribution(&overheads, &caption),

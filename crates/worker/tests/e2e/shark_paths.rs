@@ -1159,31 +1159,6 @@ async fn a_step_that_waits_for_the_worktree_lock_past_the_heartbeat_timeout_is_t
     assert!(h.repo.join("calc.py").exists());
 }
 
-/// The try number of every start of `activity` in a run's history (1 for a first try; a retry
-/// after a heartbeat timeout starts with 2).
-async fn activity_tries(handle: &SharkHandle, activity: &str) -> Vec<u64> {
-    let json = handle
-        .fetch_history(temporalio_client::WorkflowFetchHistoryOptions::default())
-        .to_json()
-        .await
-        .expect("history fetched");
-    let history: serde_json::Value = serde_json::from_slice(&json).expect("history JSON");
-    let events = history["events"].as_array().cloned().unwrap_or_default();
-    let scheduled_as = |id: &serde_json::Value| {
-        events
-            .iter()
-            .find(|e| &e["event_id"] == id)
-            .and_then(|e| e["attributes"]["ActivityTaskScheduledEventAttributes"]["activity_type"]["name"].as_str())
-            .map(str::to_string)
-    };
-    events
-        .iter()
-        .filter_map(|e| e["attributes"].get("ActivityTaskStartedEventAttributes"))
-        .filter(|started| scheduled_as(&started["scheduled_event_id"]).as_deref() == Some(activity))
-        .map(|started| started["attempt"].as_u64().unwrap_or(1))
-        .collect()
-}
-
 /// A follow-up that cannot start never fails the run, and the run says so: here the
 /// ContinuousLearner's workflow id is already taken (started by hand with the real `temporal`
 /// CLI while the Shark waits at its gate), so the integrated run's result and status name it.
