@@ -365,10 +365,7 @@ async fn run() {
             let semgrep_p50 = percentile(&semgrep_ms, 0.5);
             let rows = vec![
                 Row {
-                    what: match lost.is_empty() {
-                        true => "throughput beads integrated".to_string(),
-                        false => format!("throughput beads integrated (not: {})", lost.join("; ")),
-                    },
+                    what: naming_lost("throughput beads integrated".into(), &lost),
                     measured: format!("{integrated} of {parallel}"),
                     target: "all".into(),
                     met: Some(lost.is_empty()),
@@ -450,31 +447,29 @@ async fn run() {
         })
         .await;
     let (mut rows, overheads, bead_phases, curve_points, worked) = rows;
-    let mut parts = vec![
+    let mut laps = Laps {
         // The dev server starts with the first worker, so the project's set-up is in here.
-        ("sequential, throughput, curve".to_string(), worked),
-        (
-            "the in-process worker's start and shutdown".to_string(),
-            worker_part.elapsed().saturating_sub(worked),
-        ),
-    ];
-    let mut timed = Instant::now();
-    let mut lap = |name: &str, parts: &mut Vec<(String, Duration)>| {
-        parts.push((name.to_string(), timed.elapsed()));
-        timed = Instant::now();
+        parts: vec![
+            ("sequential, throughput, curve", worked),
+            (
+                "the in-process worker's start and shutdown",
+                worker_part.elapsed().saturating_sub(worked),
+            ),
+        ],
+        since: Instant::now(),
     };
     let first = sequential + parallel + curve * CURVE_LEVELS.len() + 1;
     rows.extend(fifty_on_the_worker_binary(&h, first, fifty).await);
-    lap("concurrency 50", &mut parts);
+    laps.lap("concurrency 50");
     rows.extend(under_load(&h, first + fifty, loaded).await);
-    lap("under load", &mut parts);
+    laps.lap("under load");
     rows.extend(queue::merge_queue_rows().await);
-    lap("merge queue", &mut parts);
+    laps.lap("merge queue");
     let (payoff_rows, payoff) = payoff::crystallization_payoff().await;
     rows.extend(payoff_rows);
-    lap("payoff", &mut parts);
+    laps.lap("payoff");
     rows.extend(scale::scale_rows().await);
-    lap("scale", &mut parts);
+    laps.lap("scale");
     rows.push(Row {
         what: "the benchmark's own run time (its build not counted), by part".into(),
         measured: format!(
@@ -484,7 +479,7 @@ async fn run() {
                 0 => String::new(),
                 n => format!("set-up {n} s, "),
             },
-            parts
+            laps.parts
                 .iter()
                 .map(|(name, took)| format!("{name} {:.0} s", took.as_secs_f64()))
                 .collect::<Vec<_>>()
@@ -536,20 +531,8 @@ const FIFTY: usize = 50;
 /// alone in its process: Sharks per hour, and the worker's peak RSS (`VmHWM` of its process,
 /// without the benchmark driver) with 50 Sharks in flight.
 async fn fifty_on_the_worker_binary(h: &Harness, first: usize, count: usize) -> Vec<Row> {
-    let config = h.write_config(&h.config_file);
-    let worker = WorkerProcess::start(&config);
-    worker.wait_for_line("worker polling", 0).await;
-    let client = h.client();
-    eprintln!(
-        "bench: {count} beads {FIFTY} at once on the worker binary (pid {})",
-        worker.pid()
-    );
-    let (seconds, integrated, lost) = run_concurrently(&client, &h.task_queue, first..first + count, FIFTY).await;
-    let rss = peak_rss_mb_of(&worker.pid().to_string());
-    let _ = worker.stop();
-    for line in &lost {
-        eprintln!("bench: NOT INTEGRATED at concurrency {FIFTY}: {line}");
-    }
+    let run = on_the_worker_binary(h, first..first + count, FIFTY, &format!("at concurrency {FIFTY}")).await;
+    let (seconds, integrated, rss) = (run.seconds, run.integrated, run.peak_rss_mb);
     vec![
         Row {
             what: format!(
@@ -574,31 +557,76 @@ async fn fifty_on_the_worker_binary(h: &Harness, first: usize, count: usize) -> 
 async fn under_load(h: &Harness, first: usize, count: usize) -> Vec<Row> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let hogs = BusyLoops::start(cores);
+    let what = format!("under load, beside {} busy loops", hogs.0.len());
+    let run = on_the_worker_binary(h, first..first + count, 10, &what).await;
+    drop(hogs);
+    vec![Row {
+        what: naming_lost(
+            format!("under load: {count} beads 10 at once beside a busy loop on each of {cores} cores, integrated"),
+            &run.lost,
+        ),
+        measured: format!("{} of {count} ({:.1} s)", run.integrated, run.seconds),
+        target: "all".into(),
+        met: Some(run.lost.is_empty()),
+    }]
+}
+
+/// What one run of beads on the worker binary gave.
+struct BinaryRun {
+    seconds: f64,
+    integrated: usize,
+    /// Each bead that did not integrate, with its outcome and reason.
+    lost: Vec<String>,
+    /// `VmHWM` of the worker's process, read before it stops.
+    peak_rss_mb: f64,
+}
+
+/// Runs the beads `range` at most `concurrency` at once on the worker *binary* (release), alone in
+/// its process, started for this run and stopped after it; `what` says how in the log lines.
+async fn on_the_worker_binary(h: &Harness, range: std::ops::Range<usize>, concurrency: usize, what: &str) -> BinaryRun {
     let config = h.write_config(&h.config_file);
     let worker = WorkerProcess::start(&config);
     worker.wait_for_line("worker polling", 0).await;
     let client = h.client();
-    eprintln!("bench: {count} beads 10 at once beside {} busy loops", hogs.0.len());
-    let (seconds, integrated, lost) = run_concurrently(&client, &h.task_queue, first..first + count, 10).await;
+    eprintln!(
+        "bench: {} beads {concurrency} at once on the worker binary (pid {}), {what}",
+        range.len(),
+        worker.pid()
+    );
+    let (seconds, integrated, lost) = run_concurrently(&client, &h.task_queue, range, concurrency).await;
+    let peak_rss_mb = peak_rss_mb_of(&worker.pid().to_string());
     let _ = worker.stop();
-    drop(hogs);
     for line in &lost {
-        eprintln!("bench: NOT INTEGRATED under load: {line}");
+        eprintln!("bench: NOT INTEGRATED {what}: {line}");
     }
-    vec![Row {
-        what: match lost.is_empty() {
-            true => {
-                format!("under load: {count} beads 10 at once beside a busy loop on each of {cores} cores, integrated")
-            }
-            false => format!(
-                "under load: {count} beads 10 at once beside a busy loop on each of {cores} cores, integrated (not: {})",
-                lost.join("; ")
-            ),
-        },
-        measured: format!("{integrated} of {count} ({seconds:.1} s)"),
-        target: "all".into(),
-        met: Some(lost.is_empty()),
-    }]
+    BinaryRun {
+        seconds,
+        integrated,
+        lost,
+        peak_rss_mb,
+    }
+}
+
+/// A row's label naming every bead that did not integrate, with its outcome and reason.
+fn naming_lost(what: String, lost: &[String]) -> String {
+    match lost.is_empty() {
+        true => what,
+        false => format!("{what} (not: {})", lost.join("; ")),
+    }
+}
+
+/// How long each part of the benchmark took, in order.
+struct Laps {
+    parts: Vec<(&'static str, Duration)>,
+    since: Instant,
+}
+
+impl Laps {
+    /// Ends the part `name` (it began where the previous one ended).
+    fn lap(&mut self, name: &'static str) {
+        self.parts.push((name, self.since.elapsed()));
+        self.since = Instant::now();
+    }
 }
 
 /// A shell busy loop pinned to each core (`taskset`; unpinned where it is missing), killed when
